@@ -1,0 +1,93 @@
+"""The network interface: dynamics only, with a leading ensemble axis.
+
+A network holds E independent members. Its trainable parameters live in ``params`` as tensors with
+a leading ensemble dimension (``W`` is (E, unit, unit_pre)); non-trained tensors (fixed random parts,
+masks) live in ``buffers``. Members never interact: every operation is batched over E, so E networks
+trained together give the same numbers as each trained alone.
+
+Learning rules, regularizers and analyses are separate objects that call :meth:`Network.run`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from ..registry import Registry
+from ..schema_base import Schema
+
+NETWORKS: Registry[type["Network"]] = Registry("model kind")
+
+
+@dataclass
+class Rollout:
+    """Result of running a network on a batch of trials.
+
+    state_exbxtxn:  (E, trial, time, unit) the hidden state TCR acts on (h, z, or LSTM h[, c])
+    output_exbxtxo: (E, trial, time, output) the readout
+    """
+
+    state_exbxtxn: torch.Tensor
+    output_exbxtxo: torch.Tensor
+
+
+class Network(ABC):
+    """E independent recurrent networks of one kind, trained in one batched computation."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[Schema]]
+    #: names of the dims of each parameter after the leading ensemble dim (storage uses them)
+    param_dims: ClassVar[dict[str, tuple[str, ...]]]
+
+    def __init__(self, config: Schema, n_inputs: int, n_outputs: int, dt_ms: float,
+                 rngs: Sequence[np.random.Generator], dtype: torch.dtype = torch.float32):
+        self.config = config
+        self.n_inputs, self.n_outputs, self.dt_ms = n_inputs, n_outputs, float(dt_ms)
+        self.n_members = len(rngs)
+        self.dtype = dtype
+        members = [self.init_member(rng) for rng in rngs]
+        self.params: dict[str, torch.Tensor] = {
+            k: torch.as_tensor(np.stack([m[k] for m in members]), dtype=dtype).requires_grad_(True)
+            for k in self.param_dims
+        }
+        self.buffers: dict[str, torch.Tensor] = {
+            k: torch.as_tensor(np.stack([m[k] for m in members]), dtype=dtype)
+            for k in members[0] if k not in self.param_dims
+        }
+
+    @property
+    def n_units(self) -> int:
+        return int(self.config.n_units)
+
+    @abstractmethod
+    def init_member(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Initial parameters (and buffers) of one member, drawn from ``rng`` only."""
+
+    @abstractmethod
+    def run(self, inputs_exbxtxi: torch.Tensor, noise_exbxtxn: torch.Tensor | None = None) -> Rollout:
+        """Run every member on its own trials. ``noise`` is standard normal (or None for none)."""
+
+    @property
+    def needs_noise(self) -> bool:
+        return float(getattr(self.config, "sigma_h", 0.0)) > 0
+
+    def state_dim(self) -> int:
+        """Size of the state returned in :class:`Rollout` (the TCR state)."""
+        return self.n_units
+
+    def recurrent_weights(self) -> torch.Tensor:
+        """The effective recurrent weight matrix (E, unit, unit_pre), for storage and analysis."""
+        raise NotImplementedError
+
+    def select(self, members: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Copies of the parameters of some members (e.g. to compare against single training)."""
+        return {k: v.detach()[list(members)].clone() for k, v in self.params.items()}
+
+
+def build_network(kind: str, params: dict, *, n_inputs: int, n_outputs: int, dt_ms: float,
+                  rngs: Sequence[np.random.Generator], dtype: torch.dtype = torch.float32) -> Network:
+    cls = NETWORKS.get(kind)
+    return cls(cls.Config(**params), n_inputs, n_outputs, dt_ms, rngs, dtype)

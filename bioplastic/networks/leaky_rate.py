@@ -1,0 +1,88 @@
+"""Leaky firing-rate network (SPEC 2)::
+
+    h_{t+1} = (1 - alpha) h_t + alpha (W phi(h_t) + W_in u_t + b) + sigma_h sqrt(alpha) xi_t
+    y_t     = W_out phi(h_t) + b_out,        alpha = dt / tau,   W ~ N(0, g^2 / N)
+
+``g > 1`` is the chaotic (strongly connected) regime. Optional Dale's law (``frac_excitatory``
+of the presynaptic units excitatory, the others inhibitory, through ``|W| * sign``) and a fixed
+random connectivity mask (``connection_prob``).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..schema_base import Schema
+from .base import NETWORKS, Network, Rollout
+from .recurrence import phi, recurrence
+
+
+class LeakyRateConfig(Schema):
+    kind: Literal["leaky_rate"] = "leaky_rate"
+    n_units: int = Field(100, gt=0, description="number of recurrent units N")
+    g: float = Field(1.5, ge=0, description="gain of the random recurrent weights, W ~ N(0, g^2/N); g > 1 is chaotic")
+    tau_ms: float = Field(100.0, gt=0, description="membrane time constant tau (ms); alpha = dt / tau")
+    phi: Literal["tanh", "relu", "softplus"] = Field("tanh", description="rate nonlinearity r = phi(h)")
+    sigma_h: float = Field(0.0, ge=0, description="std of the private noise on h (scaled by sqrt(alpha))")
+    input_scale: float = Field(1.0, ge=0, description="W_in ~ N(0, input_scale^2 / n_inputs)")
+    connection_prob: float = Field(1.0, gt=0, le=1, description="probability of each recurrent synapse (fixed mask)")
+    frac_excitatory: float | None = Field(None, gt=0, lt=1, description="Dale's law: fraction of excitatory units (null = off)")
+    train_input: bool = Field(True, description="train W_in and b (otherwise fixed)")
+
+
+@NETWORKS.register("leaky_rate")
+class LeakyRate(Network):
+    kind = "leaky_rate"
+    Config = LeakyRateConfig
+    param_dims = {"W": ("unit", "unit_pre"), "W_in": ("unit", "input"), "b": ("unit",),
+                  "W_out": ("output", "unit"), "b_out": ("output",)}
+
+    @property
+    def alpha(self) -> float:
+        return self.dt_ms / float(self.config.tau_ms)
+
+    def init_member(self, rng):
+        c, N, I, O = self.config, self.n_units, self.n_inputs, self.n_outputs
+        m = {
+            "W": rng.normal(0.0, c.g / np.sqrt(N * c.connection_prob), (N, N)),
+            "W_in": rng.normal(0.0, c.input_scale / np.sqrt(I), (N, I)),
+            "b": np.zeros(N),
+            "W_out": rng.normal(0.0, 1.0 / np.sqrt(N), (O, N)),
+            "b_out": np.zeros(O),
+            "mask": (rng.random((N, N)) < c.connection_prob).astype(float) if c.connection_prob < 1 else np.ones((N, N)),
+        }
+        if c.frac_excitatory is not None:
+            n_exc = int(round(c.frac_excitatory * N))
+            m["sign"] = np.where(np.arange(N) < n_exc, 1.0, -1.0)[None, :].repeat(N, 0)
+        return m
+
+    def recurrent_weights(self) -> torch.Tensor:
+        W = self.params["W"]
+        if "sign" in self.buffers:
+            W = W.abs() * self.buffers["sign"]
+        return W * self.buffers["mask"]
+
+    def drive(self, inputs_exbxtxi, noise_exbxtxn):
+        a = self.alpha
+        W_in, b = self.params["W_in"], self.params["b"]
+        if not self.config.train_input:
+            W_in, b = W_in.detach(), b.detach()
+        d = a * (torch.einsum("ebti,eni->ebtn", inputs_exbxtxi, W_in) + b[:, None, None, :])
+        if noise_exbxtxn is not None and self.config.sigma_h > 0:
+            d = d + (self.config.sigma_h * a ** 0.5) * noise_exbxtxn
+        return d
+
+    def readout(self, h_exbxtxn):
+        r = phi(self.config.phi, h_exbxtxn)
+        return torch.einsum("ebtn,eon->ebto", r, self.params["W_out"]) + self.params["b_out"][:, None, None, :]
+
+    def run(self, inputs_exbxtxi, noise_exbxtxn=None):
+        E, B = inputs_exbxtxi.shape[:2]
+        a, N = self.alpha, self.n_units
+        decay = torch.full((E, N), 1.0 - a, dtype=self.dtype)
+        h0 = torch.zeros(E, B, N, dtype=self.dtype)
+        h = recurrence(decay, a * self.recurrent_weights(), self.drive(inputs_exbxtxi, noise_exbxtxn), h0, self.config.phi)
+        return Rollout(h, self.readout(h))

@@ -1,0 +1,59 @@
+"""Piecewise-linear RNN (PLRNN, Durstewitz lab; SPEC 2)::
+
+    z_t = A z_{t-1} + W relu(z_{t-1}) + h + C s_t + sigma_h xi_t,      y_t = B z_t
+
+``A`` is diagonal (stored as a vector), ``W`` off-diagonal (the diagonal is masked out). Within each
+region of fixed ReLU sign pattern the map is linear, so its fixed points are exactly computable.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..schema_base import Schema
+from .base import NETWORKS, Network, Rollout
+from .recurrence import recurrence
+
+
+class PLRNNConfig(Schema):
+    kind: Literal["plrnn"] = "plrnn"
+    n_units: int = Field(50, gt=0, description="latent dimension N")
+    a_init: float = Field(0.9, gt=0, lt=1, description="initial diagonal auto-regression A_ii")
+    g: float = Field(0.5, ge=0, description="initial W off-diagonal ~ N(0, g^2/N)")
+    sigma_h: float = Field(0.0, ge=0, description="std of the latent noise xi")
+    input_scale: float = Field(1.0, ge=0, description="C ~ N(0, input_scale^2 / n_inputs)")
+
+
+@NETWORKS.register("plrnn")
+class PLRNN(Network):
+    kind = "plrnn"
+    Config = PLRNNConfig
+    param_dims = {"A": ("unit",), "W": ("unit", "unit_pre"), "h": ("unit",), "C": ("unit", "input"),
+                  "B": ("output", "unit")}
+
+    def init_member(self, rng):
+        c, N, I, O = self.config, self.n_units, self.n_inputs, self.n_outputs
+        return {
+            "A": np.full(N, c.a_init),
+            "W": rng.normal(0.0, c.g / np.sqrt(N), (N, N)) * (1 - np.eye(N)),
+            "h": np.zeros(N),
+            "C": rng.normal(0.0, c.input_scale / np.sqrt(I), (N, I)),
+            "B": rng.normal(0.0, 1.0 / np.sqrt(N), (O, N)),
+            "offdiag": 1 - np.eye(N),
+        }
+
+    def recurrent_weights(self) -> torch.Tensor:
+        return self.params["W"] * self.buffers["offdiag"]
+
+    def run(self, inputs_exbxtxi, noise_exbxtxn=None):
+        E, B = inputs_exbxtxi.shape[:2]
+        p = self.params
+        drive = torch.einsum("ebti,eni->ebtn", inputs_exbxtxi, p["C"]) + p["h"][:, None, None, :]
+        if noise_exbxtxn is not None and self.config.sigma_h > 0:
+            drive = drive + self.config.sigma_h * noise_exbxtxn
+        z0 = torch.zeros(E, B, self.n_units, dtype=self.dtype)
+        z = recurrence(p["A"], self.recurrent_weights(), drive, z0, "relu")
+        return Rollout(z, torch.einsum("ebtn,eon->ebto", z, p["B"]))

@@ -1,0 +1,98 @@
+"""Protocol errors: one line per problem, naming the field, what was expected and what was given."""
+from __future__ import annotations
+
+import types
+import typing
+
+from pydantic import BaseModel, ValidationError
+
+
+class ProtocolError(Exception):
+    """A protocol (or an override) is invalid. ``problems`` holds one message per field."""
+
+    def __init__(self, problems: list[str] | str, source: str = ""):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        head = f"invalid protocol {source}" if source else "invalid protocol"
+        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+def _unwrap(tp):
+    """The schema class an annotation holds (through Optional, list, dict values, Annotated)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for a in typing.get_args(tp) for t in ([_unwrap(a)] if _unwrap(a) else [])]
+    if origin in (dict, list, tuple):
+        args = typing.get_args(tp)
+        return _unwrap(args[-1]) if args else None
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    return None
+
+
+def _allowed_keys(root: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """Field names allowed at ``loc`` (the parent of an unknown key), following the schema."""
+    cls: typing.Any = root
+    for part in loc:
+        if isinstance(cls, list):  # a discriminated union: the tag is part of the location
+            cls = next((c for c in cls if c.model_fields.get("kind") and c.model_fields["kind"].default == part), None)
+            if cls is not None:
+                continue
+            return []
+        if cls is None or isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part) or next(
+            (f for f in cls.model_fields.values() if f.alias == part), None)
+        if field is None:
+            continue  # a dict key (e.g. a condition name): stay on the value type
+        cls = _unwrap(field.annotation)
+    if isinstance(cls, list):
+        return []
+    if cls is None:
+        return []
+    return sorted(f.alias or n for n, f in cls.model_fields.items())
+
+
+def _clean_loc(loc: tuple, root) -> tuple:
+    """Drop discriminator tags pydantic inserts into locations (``schedule.warmup.iterations``)."""
+    out, cls = [], root
+    for part in loc:
+        if isinstance(cls, list) and any(
+                c.model_fields.get("kind") is not None and c.model_fields["kind"].default == part for c in cls):
+            cls = next(c for c in cls if c.model_fields["kind"].default == part)
+            continue
+        out.append(part)
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            f = cls.model_fields.get(part) or next((f for f in cls.model_fields.values() if f.alias == part), None)
+            cls = _unwrap(f.annotation) if f is not None else cls
+    return tuple(out)
+
+
+def describe(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", root: type[BaseModel] | None = None) -> list[str]:
+    """Turn a pydantic error into 'dotted.path: expected ..., got ...' lines."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = _clean_loc(tuple(err["loc"]), root)
+        path = ".".join(str(p) for p in (tuple(prefix.split(".")) if prefix else ()) + loc) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(root, loc[:-1])
+            hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"{path}: unknown key{hint}")
+        elif kind == "missing":
+            lines.append(f"{path}: required, but missing")
+        else:
+            msg = err["msg"]
+            msg = msg.removeprefix("Value error, ")
+            msg = msg[0].lower() + msg[1:] if msg else msg
+            msg = msg.replace("input should be", "expected")
+            got = "" if kind.startswith("value_error") and "got" in msg else f"; got {describe(err.get('input'))}"
+            lines.append(f"{path}: {msg}{got}")
+    return lines

@@ -1,0 +1,216 @@
+"""Loading and validating a protocol once, at the boundary.
+
+``load_protocol(path, overrides)`` reads the YAML (with YAML 1.2 scalars), applies ``--set``
+overrides, resolves the model spec from ``models/``, validates every section with its typed schema,
+and expands the conditions. Every problem is collected and raised as one :class:`ProtocolError`.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..networks import NETWORKS
+from ..registry import UnknownNameError
+from ..tasks import TASKS
+from .errors import ProtocolError, describe, format_validation_error
+from .schema import (CONDITION_KEYS, NAME_RE, SHARED_MODEL, SHARED_TRAINING, ProtocolConfig, TCRConfig,
+                     TrainingConfig)
+from .yaml12 import dump_yaml, load_yaml
+
+#: folders searched, in order, for ``model: {spec: NAME}`` (NAME.yaml)
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One fully resolved condition: everything needed to build and train its networks."""
+
+    name: str
+    task_kind: str
+    task: BaseModel
+    model_kind: str
+    model: BaseModel
+    training: TrainingConfig
+    tcr: TCRConfig
+
+    def group_key(self) -> str:
+        """Conditions with equal keys train together in one ensemble (see training.run)."""
+        training = self.training.model_dump(mode="json", exclude={"lr", "clip_grad_norm", "adam_betas", "momentum"})
+        return json.dumps([self.task_kind, self.task.model_dump(mode="json"), self.model_kind,
+                           self.model.model_dump(mode="json"), training], sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    config: ProtocolConfig
+    conditions: list[Condition]
+    resolved: dict[str, Any] = field(repr=False)
+    source: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def text(self) -> str:
+        """The resolved protocol as YAML (written to OUT/protocol.yaml and into the dataset)."""
+        return dump_yaml(self.resolved)
+
+    @property
+    def condition_names(self) -> list[str]:
+        return [c.name for c in self.conditions]
+
+
+def read_yaml_file(path: Path, what: str = "protocol") -> dict:
+    if not path.is_file():
+        raise ProtocolError(f"{what} file not found: {path}")
+    try:
+        data = load_yaml(path.read_text())
+    except Exception as exc:  # yaml.YAMLError and decoding errors
+        raise ProtocolError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{path}: expected a mapping of keys to values at the top level, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a copy of ``data``."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise ProtocolError(f"--set {item!r}: expected dotted.key=value, e.g. training.lr=1e-3")
+        try:
+            value = load_yaml(raw) if raw.strip() else ""
+        except Exception:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ProtocolError(f"--set {item!r}: {'.'.join(parts[:i + 1])} is {describe(nxt)}, not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep merge; a dict that names a new ``kind`` replaces the old one instead of merging."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and v.get("kind", out[k].get("kind")) == out[k].get("kind"):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _validate(cls, data: dict, prefix: str, problems: list[str]):
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        problems.extend(format_validation_error(exc, prefix, cls))
+    except TypeError as exc:
+        problems.append(f"{prefix}: {exc}")
+    return None
+
+
+def find_model_spec(spec: Any, protocol_dir: Path) -> Path:
+    if not isinstance(spec, str) or not NAME_RE.match(spec):
+        raise ProtocolError(f"model.spec: expected the name of a file in models/ (without .yaml), got {describe(spec)}")
+    folders = [protocol_dir.parent / "models", Path.cwd() / "models", REPO_MODELS]
+    for folder in folders:
+        if (folder / f"{spec}.yaml").is_file():
+            return folder / f"{spec}.yaml"
+    known = sorted({p.stem for f in folders if f.is_dir() for p in f.glob("*.yaml")})
+    raise ProtocolError(f"model.spec: no model spec {spec!r} in models/; expected one of: {', '.join(known) or '(none found)'}")
+
+
+def _resolve_kind(registry, section: str, data: dict, problems: list[str]):
+    """Validate a ``{kind: ..., **settings}`` section against the registered class's Config."""
+    if not isinstance(data, dict):
+        problems.append(f"{section}: expected a mapping with a `kind`, got {describe(data)}")
+        return None, None
+    kind = data.get("kind")
+    if kind is None:
+        problems.append(f"{section}.kind: required, but missing; expected one of: {', '.join(registry.names())}")
+        return None, None
+    try:
+        cls = registry.get(kind)
+    except UnknownNameError as exc:
+        problems.append(f"{section}.kind: {exc}")
+        return None, None
+    if "kind" not in cls.Config.model_fields:
+        data = {k: v for k, v in data.items() if k != "kind"}
+    return kind, _validate(cls.Config, data, section, problems)
+
+
+def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Protocol:
+    path = Path(path)
+    raw = apply_overrides(read_yaml_file(path), overrides or [])
+    problems: list[str] = []
+    cfg = _validate(ProtocolConfig, raw, "", problems)
+    if cfg is None:
+        raise ProtocolError(problems, str(path))
+
+    # the model: a spec from models/ with the protocol's keys on top
+    model_raw = dict(cfg.model)
+    if "spec" in model_raw:
+        spec_path = find_model_spec(model_raw.pop("spec"), path.resolve().parent)
+        model_raw = merge(read_yaml_file(spec_path, "model spec"), model_raw)
+    model_kind, model = _resolve_kind(NETWORKS, "model", model_raw, problems)
+    task_kind, task = _resolve_kind(TASKS, "task", dict(cfg.task), problems)
+    if problems:
+        raise ProtocolError(problems, str(path))
+    base_model = model.model_dump(mode="json")
+    base_tcr = raw.get("tcr", {}) or {}
+    base_training = raw.get("training", {}) or {}
+
+    conditions = []
+    for name, override in cfg.conditions.items():
+        where = f"conditions.{name}"
+        if not isinstance(override, dict):
+            problems.append(f"{where}: expected a mapping of overrides (or {{}}), got {describe(override)}")
+            continue
+        for key in override:
+            if key not in CONDITION_KEYS:
+                problems.append(f"{where}.{key}: unknown key; a condition may override: {', '.join(CONDITION_KEYS)}")
+        if any(key not in CONDITION_KEYS for key in override):
+            continue
+        n0 = len(problems)
+        tcr_over, tr_over, model_over = (override.get(k) or {} for k in CONDITION_KEYS)
+        # an error in a key the condition sets is reported under the condition; others under the base
+        tcr = _validate(TCRConfig, merge(base_tcr, tcr_over), f"{where}.tcr" if tcr_over else "tcr", problems)
+        training = _validate(TrainingConfig, merge(base_training, tr_over), f"{where}.training" if tr_over else "training", problems)
+        cmodel = model
+        if model_over:
+            if "spec" in model_over:
+                problems.append(f"{where}.model.spec: a condition cannot change the model spec; override its settings instead")
+                continue
+            _, cmodel = _resolve_kind(NETWORKS, f"{where}.model", merge(base_model, model_over), problems)
+        if len(problems) > n0:
+            continue
+        for key in SHARED_TRAINING:
+            if getattr(training, key) != getattr(cfg.training, key):
+                problems.append(f"{where}.training.{key}: must be the same in every condition "
+                                f"(it fixes the shape of the results); got {getattr(training, key)!r}, the protocol has {getattr(cfg.training, key)!r}")
+        for key in SHARED_MODEL:
+            if getattr(cmodel, key) != getattr(model, key):
+                problems.append(f"{where}.model.{key}: must be the same in every condition; got {getattr(cmodel, key)!r}, the protocol has {getattr(model, key)!r}")
+        if tcr.window != "trial" and tcr.window not in TASKS.get(task_kind)(task).period_names:
+            periods = ", ".join(("trial",) + TASKS.get(task_kind)(task).period_names)
+            problems.append(f"{where if tcr_over else ''}{'.' if tcr_over else ''}tcr.window: expected one of {periods}; got {tcr.window!r}")
+        conditions.append(Condition(name, task_kind, task, model_kind, cmodel, training, tcr))
+    if problems:
+        raise ProtocolError(sorted(set(problems), key=problems.index), str(path))
+
+    resolved = cfg.model_dump(mode="json", by_alias=True)
+    resolved["task"] = {"kind": task_kind, **task.model_dump(mode="json")}
+    resolved["model"] = base_model
+    return Protocol(cfg, conditions, resolved, str(path))

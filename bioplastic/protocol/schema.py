@@ -1,0 +1,103 @@
+"""Typed schema of a protocol (``protocols/*.yaml``). Every field is documented here; the
+``python -m bioplastic schema`` command and docs/protocol.md are generated from these classes.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from ..regularizers.schedules import ConstantConfig, ScheduleConfig
+from ..schema_base import Schema
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_name(v: str, what: str) -> str:
+    if not NAME_RE.match(v):
+        raise ValueError(f"{what} must be letters, digits, '_', '-' or '.', starting with a letter or digit; got {v!r}")
+    return v
+
+
+class TCRConfig(Schema):
+    """Temporal consistency regularization (SPEC 3)."""
+
+    form: Literal["none", "loss"] = Field("none", description="none: no TCR; loss: add lambda(k) * mean (h_t - h_{t-1})^2 to the loss")
+    lambda_: float = Field(0.1, alias="lambda", ge=0, description="base strength lambda_0 of the TCR term")
+    window: str = Field("trial", description="where the term counts: 'trial' (every step) or a period name of the task, e.g. 'delay'")
+    schedule: ScheduleConfig = Field(default_factory=ConstantConfig,
+                                     description="lambda(k) = lambda_0 * s(k): constant, warmup, linear_decay, cosine_decay, step or adaptive")
+
+
+class TrainingConfig(Schema):
+    """How the networks are trained."""
+
+    rule: Literal["bptt"] = Field("bptt", description="learning rule: bptt (backpropagation through time)")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer for the long-term weights")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's (beta1, beta2)")
+    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
+    iterations: int = Field(1000, gt=0, description="training iterations (one batch each)")
+    batch_size: int = Field(64, gt=0, description="trials per iteration and network")
+    clip_grad_norm: float | None = Field(1.0, gt=0, description="clip each network's gradient to this norm (null: no clipping)")
+    checkpoint_every: int = Field(100, gt=0, description="save all weights (and the resume state) every K iterations")
+    eval_every: int = Field(25, gt=0, description="measure held-out accuracy every K iterations")
+    eval_trials: int = Field(256, gt=0, description="held-out trials per network (a fixed set drawn once per network)")
+    criterion: float = Field(0.95, gt=0, le=1, description="held-out accuracy at which a network counts as having learned")
+    stop_when_learned: bool = Field(False, description="stop a group of networks at the first checkpoint where all have learned")
+    loss_smoothing: int = Field(25, gt=0, description="moving-average window (iterations) for the learning-curve metrics")
+    dtype: Literal["float32", "float64"] = Field("float32", description="floating-point type of the simulation")
+
+    @field_validator("adam_betas", mode="before")
+    @classmethod
+    def _betas(cls, v):
+        if isinstance(v, list):
+            v = tuple(v)
+        if not (isinstance(v, tuple) and len(v) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in v)):
+            raise ValueError(f"expected two numbers in [0, 1), got {v!r}")
+        return v
+
+
+class OutputConfig(Schema):
+    """Where results go."""
+
+    dir: str = Field("runs/{name}", description="output folder; '{name}' is replaced by the protocol name; --out overrides it")
+    figures: bool = Field(True, description="write PNG figures")
+
+
+class ProtocolConfig(Schema):
+    """An experiment: networks of one model kind trained on one task under named conditions."""
+
+    name: str = Field(description="protocol name (letters, digits, '_', '-', '.')")
+    description: str = Field("", description="free text shown in reports")
+    seed: int = Field(ge=0, description="root seed; every random stream of the run derives from it")
+    seeds: int = Field(3, gt=0, description="networks per condition (seed index 0..seeds-1, shared across conditions: paired design)")
+    task: dict[str, Any] = Field(description="the task: `kind` (see `bioplastic list`) and its settings (docs/tasks.md)")
+    model: dict[str, Any] = Field(description="the network: `spec` (a file in models/) and/or `kind`, plus settings that override the spec")
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tcr: TCRConfig = Field(default_factory=TCRConfig, description="TCR settings shared by all conditions (conditions override them)")
+    conditions: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"baseline": {}},
+                                                  description="named overrides of `tcr`, `training` and `model`, e.g. {baseline: {}, tcr_loss: {tcr: {form: loss}}}")
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        return _check_name(v, "name")
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions(cls, v):
+        if not v:
+            raise ValueError("expected at least one condition, e.g. {baseline: {}}")
+        for k in v:
+            _check_name(k, "a condition name")
+        return v
+
+
+#: keys a condition may override; the rest of the protocol is shared by all conditions
+CONDITION_KEYS = ("tcr", "training", "model")
+#: settings that fix array shapes, so all conditions must share them
+SHARED_TRAINING = ("iterations", "batch_size", "checkpoint_every", "eval_every", "eval_trials", "dtype")
+SHARED_MODEL = ("kind", "n_units")

@@ -1,0 +1,92 @@
+"""The task interface: trials built from named periods, with per-step loss masks.
+
+Shapes use the project's dimension vocabulary: ``trial``, ``time``, ``input``, ``output``.
+All arrays are numpy; the training loop moves them to torch.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from ..registry import Registry
+from ..schema_base import Schema
+
+TASKS: Registry[type["Task"]] = Registry("task kind")
+
+
+@dataclass(frozen=True)
+class Trials:
+    """A batch of trials.
+
+    inputs_bxtxi:  (trial, time, input) float32
+    targets_bxtxo: (trial, time, output) float32
+    mask_bxtxo:    (trial, time, output) float32, 1 where the step is scored (loss and accuracy)
+    periods:       period name -> (trial, 2) int array of [start, stop) step indices
+    conditions:    label name -> (trial,) array (difficulty, delay length, pulse counts, ...)
+    """
+
+    inputs_bxtxi: np.ndarray
+    targets_bxtxo: np.ndarray
+    mask_bxtxo: np.ndarray
+    periods: dict[str, np.ndarray] = field(default_factory=dict)
+    conditions: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_trials(self) -> int:
+        return self.inputs_bxtxi.shape[0]
+
+
+class Task(ABC):
+    """One short-term-memory task. Subclasses set ``kind``, ``Config`` and ``metadata``.
+
+    A task is built from its validated ``Config``; it owns no random state: every call to
+    :meth:`sample` takes an explicit ``numpy.random.Generator``.
+    """
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[Schema]]
+    metadata: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: Schema):
+        self.config = config
+
+    @property
+    def dt_ms(self) -> float:
+        return float(self.config.dt_ms)
+
+    @property
+    @abstractmethod
+    def n_inputs(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def n_outputs(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def n_steps(self) -> int:
+        """Length of every trial in steps (fixed, so trials of many networks stack)."""
+
+    @property
+    @abstractmethod
+    def period_names(self) -> tuple[str, ...]: ...
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator, n_trials: int) -> Trials:
+        """Draw ``n_trials`` fresh trials using only ``rng``."""
+
+    @abstractmethod
+    def score(self, outputs_bxtxo: np.ndarray, trials: Trials) -> np.ndarray:
+        """Per-trial score in [0, 1] (1 = correct); accuracy is its mean over trials."""
+
+    def accuracy(self, outputs_bxtxo: np.ndarray, trials: Trials) -> float:
+        return float(np.mean(self.score(outputs_bxtxo, trials)))
+
+
+def build_task(kind: str, params: dict) -> Task:
+    """Build a task from its kind and a dict of config values (validated by its ``Config``)."""
+    cls = TASKS.get(kind)
+    return cls(cls.Config(**params))
