@@ -1,0 +1,109 @@
+"""Command line: ``python -m bioplastic {run,validate,list,schema}``. Thin: parse, call, print.
+
+Exit status: 0 success, 2 bad input (protocol, override, output folder), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bioplastic", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train the networks of a protocol, write results.nc, figures and a summary")
+    run.add_argument("protocol", help="protocol YAML file, e.g. protocols/evidence_accum.yaml")
+    run.add_argument("--out", help="output folder (default: the protocol's output.dir)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value",
+                     help="override a protocol field, e.g. --set seeds=10 --set training.lr=1e-3 (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    val = sub.add_parser("validate", help="check a protocol and print it resolved (models, defaults, conditions)")
+    val.add_argument("protocol")
+    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
+    sub.add_parser("list", help="list tasks, model kinds and specs, learning rules and schedules")
+    sch = sub.add_parser("schema", help="print every protocol field with its type, default and meaning")
+    sch.add_argument("--markdown", action="store_true", help="as Markdown (docs/protocol.md is made this way)")
+    return p
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .protocol.errors import ProtocolError
+
+    try:
+        if args.command == "list":
+            return cmd_list()
+        if args.command == "schema":
+            from .protocol.docs import schema_text
+
+            print(schema_text(markdown=args.markdown))
+            return 0
+        from .protocol.load import load_protocol
+
+        protocol = load_protocol(args.protocol, args.overrides)
+        if args.command == "validate":
+            print(protocol.text, end="")
+            print(f"# ok: {len(protocol.conditions)} condition(s) x {protocol.config.seeds} seed(s)", file=sys.stderr)
+            return 0
+        return cmd_run(protocol, args)
+    except ProtocolError as exc:
+        return _fail(str(exc))
+
+
+def cmd_list() -> int:
+    from .networks import NETWORKS
+    from .protocol.load import REPO_MODELS
+    from .protocol.schema import TrainingConfig
+    from .regularizers.schedules import SCHEDULES
+    from .tasks import TASKS
+
+    rules = TrainingConfig.model_fields["rule"].annotation.__args__
+    specs = sorted(p.stem for folder in (Path.cwd() / "models", REPO_MODELS) if folder.is_dir() for p in folder.glob("*.yaml"))
+    print("tasks:      " + ", ".join(TASKS.names()))
+    print("models:     " + ", ".join(NETWORKS.names()))
+    print("model specs: " + ", ".join(dict.fromkeys(specs)) + "   (model: {spec: NAME})")
+    print("rules:      " + ", ".join(rules))
+    print("schedules:  " + ", ".join(SCHEDULES.names()))
+    print("tcr forms:  none, loss")
+    return 0
+
+
+def cmd_run(protocol, args) -> int:
+    from tqdm import tqdm
+
+    from .training.run import RunError, output_dir, run_protocol, summary, total_work
+
+    out = output_dir(protocol, args.out)
+    # a kill (SIGTERM) stops like Ctrl-C: the last checkpoint is on disk, nothing half-written
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    bar = tqdm(total=total_work(protocol), unit="net-it", disable=args.quiet, smoothing=0.05,
+               desc=f"{protocol.name}: {len(protocol.conditions)} cond x {protocol.config.seeds} seeds")
+
+    def progress(n: int, info: dict) -> None:
+        bar.update(n)
+        if "loss" in info and bar.n % 50 == 0:
+            bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
+
+    t0 = time.perf_counter()
+    try:
+        ds, out = run_protocol(protocol, out, progress=progress)
+    except RunError as exc:
+        bar.close()
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted; run the same command again to resume from the last checkpoint in {out}/state",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"\n{protocol.name}: done in {time.perf_counter() - t0:.0f} s -> {out}/results.nc")
+    print(summary(ds))
+    return 0

@@ -1,0 +1,70 @@
+"""Figures of learning: they take a results dataset and return Axes; they compute nothing."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def learning_curves(ds: xr.Dataset, axes=None):
+    """Loss (top) and held-out accuracy (bottom) per condition; one thin line per seed, drop onsets
+    marked with a dot, the criterion dashed. Returns the (2, conditions) array of Axes."""
+    conds = list(ds["condition"].values)
+    if axes is None:
+        _, axes = plt.subplots(2, len(conds), figsize=(4.2 * len(conds), 6), sharex=True, sharey="row", squeeze=False)
+    crit = ds["iterations_to_criterion"].attrs.get("criterion", np.nan)
+    for j, cond in enumerate(conds):
+        top, bottom = axes[0, j], axes[1, j]
+        for s in ds["seed"].values:
+            color = COLORS[int(s) % len(COLORS)]
+            loss = ds["loss"].sel(condition=cond, seed=s)
+            top.plot(ds["iteration"], loss, lw=0.8, color=color, alpha=0.85, label=f"seed {s}")
+            onset = float(ds["drop_onset"].sel(condition=cond, seed=s))
+            if np.isfinite(onset):
+                top.plot(onset, float(loss.isel(iteration=int(onset))), "o", color=color, ms=5, mec="k", mew=0.5)
+            bottom.plot(ds["evaluation"], ds["accuracy"].sel(condition=cond, seed=s), lw=1, color=color)
+            itc = float(ds["iterations_to_criterion"].sel(condition=cond, seed=s))
+            if np.isfinite(itc):
+                bottom.axvline(itc, color=color, lw=0.6, ls=":")
+        top.set_yscale("log")
+        top.set_title(str(cond))
+        bottom.axhline(crit, color="k", lw=0.8, ls="--")
+        bottom.set_ylim(0, 1.02)
+        bottom.set_xlabel("iteration")
+    axes[0, 0].set_ylabel("training loss (log)\n• drop onset")
+    axes[1, 0].set_ylabel(f"held-out accuracy\n-- criterion {crit:g}")
+    axes[0, -1].legend(fontsize=7, loc="upper right")
+    return axes
+
+
+def iterations_to_criterion(ds: xr.Dataset, ax=None):
+    """Iterations to criterion per condition: one dot per seed (unlearned networks drawn as open
+    triangles at the budget), the median as a bar."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 + 1.3 * ds.sizes["condition"], 3.6))
+    budget = int(ds.sizes["iteration"])
+    for j, cond in enumerate(ds["condition"].values):
+        v = ds["iterations_to_criterion"].sel(condition=cond).values
+        x = j + np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else np.array([j])
+        ok = np.isfinite(v)
+        ax.plot(x[ok], v[ok], "o", color=COLORS[j % len(COLORS)])
+        ax.plot(x[~ok], np.full((~ok).sum(), budget), "^", mfc="none", color=COLORS[j % len(COLORS)])
+        if ok.all():
+            ax.hlines(np.median(v), j - 0.25, j + 0.25, color="k")
+    ax.set_xticks(range(ds.sizes["condition"]), [str(c) for c in ds["condition"].values])
+    ax.axhline(budget, color="0.6", lw=0.8, ls="--")
+    ax.set_ylabel("iterations to criterion\n(△ not learned within budget)")
+    ax.set_ylim(0, budget * 1.08)
+    return ax
+
+
+def save(fig_or_axes, path) -> None:
+    fig = fig_or_axes.flat[0].figure if hasattr(fig_or_axes, "flat") else fig_or_axes.figure
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

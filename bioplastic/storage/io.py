@@ -1,0 +1,44 @@
+"""Atomic writes and safe loads: a file is either complete or absent, never half-written."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def safe_torch_load(path: Path):
+    """Load a resume state: tensors and plain containers only (never unpickled objects)."""
+    return torch.load(path, weights_only=True)
+
+
+def confined(out: Path, name: str) -> Path:
+    """``out / name``, refusing any name that would leave ``out``."""
+    target = (out / name).resolve()
+    if out.resolve() not in target.parents and target != out.resolve():
+        raise ValueError(f"refusing to write {name!r} outside the output folder {out}")
+    return target

@@ -1,0 +1,172 @@
+"""The run's dataset ``OUT/results.nc``: one self-describing xarray Dataset, written atomically
+through an explicitly chosen engine (h5netcdf).
+
+Dims: ``condition``, ``seed``, ``iteration``, ``evaluation``, ``checkpoint`` and the parameter dims
+(``unit``, ``unit_pre``, ``input``, ``output``, ...). Every variable carries ``units`` and ``long_name``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..analysis.learning_curves import METRICS, curve_metrics, iterations_to_criterion
+from .io import atomic_write
+
+ENGINE = "h5netcdf"
+
+#: (units, long_name) of every variable the results dataset can hold
+VARIABLES: dict[str, tuple[str, str]] = {
+    "loss": ("1", "training loss (task loss + lambda * TCR term)"),
+    "task_loss": ("1", "task loss: masked mean squared error on the training batch"),
+    "tcr_loss": ("1", "TCR term: mean squared one-step change of the state in the window (unweighted)"),
+    "lambda_tcr": ("1", "strength lambda(k) of the TCR loss term"),
+    "grad_norm": ("1", "gradient norm before clipping"),
+    "accuracy": ("1", "held-out accuracy (fraction of correct trials)"),
+    "eval_loss": ("1", "held-out task loss"),
+    "diverged": ("1", "network diverged (non-finite loss, gradient or weights)"),
+    "diverged_at": ("iterations", "iteration at which the network diverged (NaN: never)"),
+    "final_iteration": ("iterations", "iterations trained (less than planned when stopped once learned)"),
+    "learned": ("1", "held-out accuracy reached the criterion"),
+    "iterations_to_criterion": ("iterations", "first evaluated iteration with held-out accuracy >= criterion (NaN: never)"),
+    "final_accuracy": ("1", "held-out accuracy at the last evaluation"),
+    "drop_onset": ("iterations", "first iteration where the smoothed loss is below L0 - 0.1 (L0 - Lfinal)"),
+    "drop_time": ("iterations", "iteration of the steepest descent of the smoothed loss"),
+    "drop_width": ("iterations", "iterations from 10 % to 90 % of the loss drop"),
+    "abruptness": ("1", "drop width / drop onset (small: abrupt)"),
+    "search_phase": ("iterations", "iterations before the drop onset"),
+}
+COORDS: dict[str, tuple[str, str]] = {
+    "condition": ("", "experimental condition"),
+    "seed": ("", "seed index (shared across conditions)"),
+    "iteration": ("iterations", "training iteration (the loss of the batch of update k)"),
+    "evaluation": ("iterations", "iteration at which held-out accuracy was measured"),
+    "checkpoint": ("iterations", "iteration at which the weights were saved"),
+}
+PARAM_DIM_NAMES = {"unit": "recurrent unit (postsynaptic)", "unit_pre": "recurrent unit (presynaptic)",
+                   "input": "input channel", "output": "output channel", "rank": "rank component",
+                   "gate_unit": "LSTM gate x unit (i, f, g, o)"}
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("bioplastic", "numpy", "scipy", "torch", "xarray", "h5netcdf", "pydantic", "matplotlib"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def build_dataset(protocol, results) -> xr.Dataset:
+    """Merge the groups' results into one dataset over (condition, seed)."""
+    conds = protocol.condition_names
+    S = protocol.config.seeds
+    r0 = results[0]
+    tr = protocol.conditions[0].training
+    C = len(conds)
+    iters = np.arange(tr.iterations)
+    data: dict[str, np.ndarray] = {}
+
+    def put(name, member_values, shape):
+        arr = data.setdefault(name, np.full((C, S) + shape, np.nan))
+        for r in results:
+            for e, m in enumerate(r.members):
+                arr[conds.index(m.condition.name), m.seed_index] = member_values(r, e)
+
+    for key in r0.history:
+        put(key, lambda r, e, key=key: r.history[key][e], (len(iters),))
+    for key in r0.eval_history:
+        put(key, lambda r, e, key=key: r.eval_history[key][e], (len(r0.eval_iterations),))
+    for key, arr in r0.weights.items():
+        put(f"weight_{key}", lambda r, e, key=key: r.weights[key][e], arr.shape[1:])
+    put("diverged_at", lambda r, e: r.diverged_at[e], ())
+    put("final_iteration", lambda r, e: r.final_iteration, ())
+
+    ds = xr.Dataset(coords={"condition": conds, "seed": np.arange(S), "iteration": iters,
+                            "evaluation": r0.eval_iterations.astype(np.int64),
+                            "checkpoint": r0.checkpoint_iterations.astype(np.int64)})
+    for key in list(r0.history) + list(r0.eval_history):
+        dim = "iteration" if key in r0.history else "evaluation"
+        ds[key] = (("condition", "seed", dim), data[key])
+    for key, dims in r0.param_dims.items():
+        ds[f"weight_{key}"] = (("condition", "seed", "checkpoint") + dims, data[f"weight_{key}"])
+    ds["diverged_at"] = (("condition", "seed"), data["diverged_at"])
+    ds["diverged"] = np.isfinite(ds["diverged_at"])
+    ds["final_iteration"] = (("condition", "seed"), data["final_iteration"].astype(np.int64))
+    add_curve_metrics(ds, tr.criterion, tr.loss_smoothing)
+    describe(ds, protocol)
+    return ds
+
+
+def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
+    """Learning-curve metrics per network (SPEC 5), computed from the stored curves."""
+    C, S = ds.sizes["condition"], ds.sizes["seed"]
+    out = {m: np.full((C, S), np.nan) for m in METRICS + ("iterations_to_criterion", "final_accuracy")}
+    evals = ds["evaluation"].values
+    for c in range(C):
+        for s in range(S):
+            for m, v in curve_metrics(ds["loss"].values[c, s], smoothing).items():
+                out[m][c, s] = v
+            acc = ds["accuracy"].values[c, s]
+            out["iterations_to_criterion"][c, s] = iterations_to_criterion(acc, evals, criterion)
+            finite = acc[np.isfinite(acc)]
+            out["final_accuracy"][c, s] = finite[-1] if len(finite) else np.nan
+    for m, v in out.items():
+        ds[m] = (("condition", "seed"), v)
+    ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
+    ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
+
+
+def describe(ds: xr.Dataset, protocol) -> None:
+    """Attach units, long names and provenance (protocol text, seed, versions, git commit)."""
+    for name in ds.data_vars:
+        units, long = VARIABLES.get(name, (None, None))
+        if name.startswith("weight_"):
+            units, long = "1", f"checkpointed parameter {name[len('weight_'):]}"
+        ds[name].attrs.update(units=units, long_name=long)
+    for name, (units, long) in COORDS.items():
+        ds[name].attrs.update(units=units, long_name=long)
+    for dim, long in PARAM_DIM_NAMES.items():
+        if dim in ds.dims:
+            ds.coords[dim] = np.arange(ds.sizes[dim])
+            ds[dim].attrs.update(units="", long_name=long)
+    ds.attrs.update(
+        title=f"bioplastic run: {protocol.name}",
+        protocol_name=protocol.name,
+        protocol=protocol.text,
+        root_seed=int(protocol.config.seed),
+        versions=json.dumps(package_versions()),
+        git_commit=git_commit(),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        device="cpu",
+        Conventions="CF-1.8",
+    )
+
+
+def write_dataset(ds: xr.Dataset, path: Path) -> None:
+    atomic_write(Path(path), lambda p: ds.to_netcdf(p, engine=ENGINE))
+
+
+def read_dataset(path: Path) -> xr.Dataset:
+    with xr.open_dataset(path, engine=ENGINE) as ds:
+        return ds.load()

@@ -1,0 +1,267 @@
+"""The training loop for one ensemble: E networks (conditions x seeds) trained in one computation.
+
+Per iteration k every member s draws its own batch from the counter-based stream
+``(train_data, seed_index, k)``, so a member's numbers do not depend on which other members share
+its ensemble, nor on whether the run was interrupted and resumed. Every ``checkpoint_every``
+iterations the weights are snapshotted and the full training state is written atomically to a
+resume file; an interrupted run restarts from the last one and finishes with the same numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..networks import Network, build_network
+from ..protocol.load import Condition
+from ..regularizers.schedules import Schedule, build_schedule
+from ..regularizers.tcr_loss import tcr_term
+from ..seeds import numpy_rng, torch_generator
+from ..storage.io import atomic_torch_save, safe_torch_load
+from ..tasks import Task, Trials, build_task
+from .optim import EnsembleOptimizer, clip_per_member
+
+#: per-iteration records, each (E, iterations)
+HISTORY = ("loss", "task_loss", "tcr_loss", "lambda_tcr", "grad_norm")
+#: per-evaluation records, each (E, evaluations)
+EVAL_HISTORY = ("accuracy", "eval_loss")
+
+
+@dataclass(frozen=True)
+class Member:
+    condition: Condition
+    seed_index: int
+
+
+def schedule_points(every: int, total: int) -> np.ndarray:
+    """Iterations 0, every, 2 every, ..., and ``total``."""
+    return np.unique(np.r_[np.arange(0, total + 1, every), total])
+
+
+@dataclass
+class GroupResult:
+    members: list[Member]
+    history: dict[str, np.ndarray]          # (E, iterations)
+    eval_iterations: np.ndarray             # (evaluations,)
+    eval_history: dict[str, np.ndarray]     # (E, evaluations)
+    checkpoint_iterations: np.ndarray       # (checkpoints,)
+    weights: dict[str, np.ndarray]          # (E, checkpoints, ...)
+    param_dims: dict[str, tuple[str, ...]]
+    diverged_at: np.ndarray                 # (E,) iteration of divergence, NaN if none
+    final_iteration: int
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Interrupted(Exception):
+    """Training stopped on request (tests use it to simulate Ctrl-C at a given iteration)."""
+
+
+def _stack_trials(trials: list[Trials], dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    as_t = lambda key: torch.from_numpy(np.stack([getattr(t, key) for t in trials])).to(dtype)  # noqa: E731
+    return as_t("inputs_bxtxi"), as_t("targets_bxtxo"), as_t("mask_bxtxo")
+
+
+def window_mask(trials: Trials, window: str, n_steps: int) -> np.ndarray:
+    """(trial, time) mask of a TCR window: 'trial' = every step, else a named period."""
+    if window == "trial":
+        return np.ones((trials.n_trials, n_steps), np.float32)
+    start, stop = trials.periods[window][:, 0], trials.periods[window][:, 1]
+    t = np.arange(n_steps)
+    return ((t >= start[:, None]) & (t < stop[:, None])).astype(np.float32)
+
+
+def masked_mse(output_exbxtxo, target_exbxtxo, mask_exbxtxo) -> torch.Tensor:
+    """Mean squared error over scored steps, per member: (E,)."""
+    err = (output_exbxtxo - target_exbxtxo).square() * mask_exbxtxo
+    return err.sum((1, 2, 3)) / mask_exbxtxo.sum((1, 2, 3)).clamp_min(1)
+
+
+class EnsembleTrainer:
+    """Trains the members of one group (all share task, model kind/size and training shape)."""
+
+    def __init__(self, members: list[Member], root_seed: int):
+        self.members, self.root = members, int(root_seed)
+        c0 = members[0].condition
+        self.tr = c0.training
+        self.dtype = torch.float64 if self.tr.dtype == "float64" else torch.float32
+        self.task: Task = build_task(c0.task_kind, c0.task.model_dump())
+        self.seed_idx = [m.seed_index for m in members]
+        E = len(members)
+        # members may differ in model settings (g, tau, ...) within a group only if the group key allows it;
+        # the key includes the model, so one config serves all
+        self.net: Network = build_network(
+            c0.model_kind, c0.model.model_dump(), n_inputs=self.task.n_inputs, n_outputs=self.task.n_outputs,
+            dt_ms=self.task.dt_ms, rngs=[numpy_rng(self.root, "init", s) for s in self.seed_idx], dtype=self.dtype)
+        conds = [m.condition for m in members]
+        self.opt = EnsembleOptimizer(self.net.params, self.tr.optimizer, [c.training.lr for c in conds],
+                                     betas=self.tr.adam_betas, momentum=self.tr.momentum)
+        self.clip_e = torch.tensor([c.training.clip_grad_norm or float("inf") for c in conds], dtype=self.dtype)
+        # one schedule per condition, over that condition's members
+        self.schedules: list[tuple[np.ndarray, Schedule]] = []
+        for name in dict.fromkeys(c.name for c in conds):
+            idx = np.array([i for i, c in enumerate(conds) if c.name == name])
+            c = conds[idx[0]]
+            lam = c.tcr.lambda_ if c.tcr.form == "loss" else 0.0
+            self.schedules.append((idx, build_schedule(c.tcr.schedule, np.full(len(idx), lam))))
+        self.windows = [c.tcr.window for c in conds]
+        self.eval_iterations = schedule_points(self.tr.eval_every, self.tr.iterations)
+        self.checkpoint_iterations = schedule_points(self.tr.checkpoint_every, self.tr.iterations)
+        self.history = {k: np.full((E, self.tr.iterations), np.nan) for k in HISTORY}
+        self.eval_history = {k: np.full((E, len(self.eval_iterations)), np.nan) for k in EVAL_HISTORY}
+        self.weights = {k: np.full((E, len(self.checkpoint_iterations)) + tuple(v.shape[1:]), np.nan)
+                        for k, v in self.net.params.items()}
+        self.diverged_at = np.full(E, np.nan)
+        self.learned = np.zeros(E, bool)
+        self.k = 0
+        self.eval_trials = [self.task.sample(numpy_rng(self.root, "eval_data", s), self.tr.eval_trials)
+                            for s in self.seed_idx]
+        self.stopped_early = False
+
+    # -- pieces of an iteration ---------------------------------------------------------------
+    @property
+    def alive(self) -> np.ndarray:
+        return np.isnan(self.diverged_at)
+
+    def lambdas(self, k: int) -> np.ndarray:
+        lam = np.zeros(len(self.members))
+        for idx, sched in self.schedules:
+            lam[idx] = sched.value(k)
+        return lam
+
+    def noise(self, stream: str, k: int | None, n_trials: int) -> torch.Tensor | None:
+        if not self.net.needs_noise:
+            return None
+        key = (lambda s: (s,)) if k is None else (lambda s: (s, k))  # noqa: E731
+        shape = (n_trials, self.task.n_steps, self.net.n_units)
+        return torch.stack([torch.randn(shape, generator=torch_generator(self.root, stream, *key(s)), dtype=self.dtype)
+                            for s in self.seed_idx])
+
+    def batch(self, k: int):
+        trials = [self.task.sample(numpy_rng(self.root, "train_data", s, k), self.tr.batch_size) for s in self.seed_idx]
+        u, y, m = _stack_trials(trials, self.dtype)
+        win = torch.from_numpy(np.stack([window_mask(t, w, self.task.n_steps) for t, w in zip(trials, self.windows)]))
+        return u, y, m, win.to(self.dtype)
+
+    def train_step(self, k: int) -> None:
+        u, y, m, win = self.batch(k)
+        roll = self.net.run(u, self.noise("train_noise", k, self.tr.batch_size))
+        task_loss = masked_mse(roll.output_exbxtxo, y, m)
+        term = tcr_term(roll.state_exbxtxn, win)
+        lam_np = self.lambdas(k)
+        lam = torch.as_tensor(lam_np, dtype=self.dtype)
+        loss = task_loss + lam * term
+        alive = torch.as_tensor(self.alive) & torch.isfinite(loss)
+        names = list(self.net.params)
+        grads = dict(zip(names, torch.autograd.grad(torch.where(alive, loss, 0).sum(), list(self.net.params.values()))))
+        finite = alive.clone()
+        for g in grads.values():
+            finite &= torch.isfinite(g.flatten(1)).all(1)
+        norms = clip_per_member(grads, self.clip_e)
+        for name in names:
+            grads[name] = torch.where(finite.reshape((-1,) + (1,) * (grads[name].dim() - 1)), grads[name], 0)
+        self.opt.step(grads)
+        with torch.no_grad():  # a member whose parameters left the finite range diverged too
+            for p in self.net.params.values():
+                finite &= torch.isfinite(p.flatten(1)).all(1)
+        newly = self.alive & ~finite.numpy()
+        if newly.any():
+            self.diverge(np.flatnonzero(newly), k)
+        rec = {"loss": loss, "task_loss": task_loss, "tcr_loss": term, "lambda_tcr": lam, "grad_norm": norms}
+        alive_np = self.alive
+        for key, v in rec.items():
+            self.history[key][:, k] = np.where(alive_np, v.detach().double().numpy(), np.nan)
+        for idx, sched in self.schedules:
+            sched.observe(k, task_loss.detach().numpy()[idx], term.detach().numpy()[idx], self.learned[idx])
+
+    def diverge(self, idx: np.ndarray, k: int) -> None:
+        """Mark members diverged at iteration k: parameters and optimizer state zeroed, frozen."""
+        self.diverged_at[idx] = k
+        dead = torch.as_tensor(np.isin(np.arange(len(self.members)), idx))
+        with torch.no_grad():
+            for p in self.net.params.values():
+                p[dead] = 0
+        self.opt.reset_members(dead)
+
+    @torch.no_grad()
+    def evaluate(self, j: int) -> None:
+        u, y, m = _stack_trials(self.eval_trials, self.dtype)
+        roll = self.net.run(u, self.noise("eval_data", None, self.tr.eval_trials))
+        out = roll.output_exbxtxo.double().numpy()
+        acc = np.array([self.task.accuracy(out[e], t) for e, t in enumerate(self.eval_trials)])
+        alive = self.alive
+        self.eval_history["accuracy"][:, j] = np.where(alive, acc, np.nan)
+        self.eval_history["eval_loss"][:, j] = np.where(alive, masked_mse(roll.output_exbxtxo, y, m).double().numpy(), np.nan)
+        self.learned |= alive & (acc >= self.tr.criterion)
+
+    def snapshot(self, j: int) -> None:
+        for k, p in self.net.params.items():
+            self.weights[k][:, j] = p.detach().double().numpy()
+
+    # -- resume state -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return {
+            "k": self.k,
+            "members": [f"{m.condition.name}/{m.seed_index}" for m in self.members],
+            "params": {k: v.detach().clone() for k, v in self.net.params.items()},
+            "opt": self.opt.state_dict(),
+            "history": {k: t(v) for k, v in self.history.items()},
+            "eval_history": {k: t(v) for k, v in self.eval_history.items()},
+            "weights": {k: t(v) for k, v in self.weights.items()},
+            "diverged_at": t(self.diverged_at),
+            "learned": t(self.learned),
+            "schedules": [{k: t(v) for k, v in s.state_dict().items()} for _, s in self.schedules],
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        names = [f"{m.condition.name}/{m.seed_index}" for m in self.members]
+        if d["members"] != names:
+            raise ValueError(f"resume state holds networks {d['members']}, expected {names}")
+        self.k = int(d["k"])
+        with torch.no_grad():
+            for k, v in self.net.params.items():
+                v.copy_(d["params"][k])
+        self.opt.load_state_dict(d["opt"])
+        for src, dst in ((d["history"], self.history), (d["eval_history"], self.eval_history), (d["weights"], self.weights)):
+            for k in dst:
+                dst[k] = src[k].numpy().copy()
+        self.diverged_at = d["diverged_at"].numpy().copy()
+        self.learned = d["learned"].numpy().copy()
+        for (_, s), sd in zip(self.schedules, d["schedules"]):
+            s.load_state_dict({k: v.numpy() for k, v in sd.items()})
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, state_path: Path | None = None, progress: Callable[[int, dict], None] | None = None,
+            interrupt_at: int | None = None) -> GroupResult:
+        if state_path is not None and state_path.exists():
+            self.load_state_dict(safe_torch_load(state_path))
+        if self.k == 0:
+            self.evaluate(0)
+            self.snapshot(0)
+        elif progress:
+            progress(self.k * len(self.members), {})
+        eval_at = {int(k): j for j, k in enumerate(self.eval_iterations)}
+        ckpt_at = {int(k): j for j, k in enumerate(self.checkpoint_iterations)}
+        while self.k < self.tr.iterations:
+            if interrupt_at is not None and self.k >= interrupt_at:
+                raise Interrupted(f"stopped at iteration {self.k}")
+            self.train_step(self.k)
+            self.k += 1
+            if self.k in eval_at:
+                self.evaluate(eval_at[self.k])
+            if progress:
+                progress(len(self.members), {"loss": float(np.nanmedian(self.history["loss"][:, self.k - 1]))
+                                             if self.alive.any() else float("nan")})
+            if self.k in ckpt_at:
+                self.snapshot(ckpt_at[self.k])
+                if state_path is not None:
+                    atomic_torch_save(self.state_dict(), state_path)
+                if self.tr.stop_when_learned and (self.learned | ~self.alive).all():
+                    self.stopped_early = True
+                    break
+        return GroupResult(self.members, self.history, self.eval_iterations, self.eval_history,
+                           self.checkpoint_iterations, self.weights, dict(self.net.param_dims), self.diverged_at,
+                           self.k)
