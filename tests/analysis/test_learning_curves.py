@@ -1,0 +1,48 @@
+"""Learning-curve metrics on curves whose answers are known."""
+import numpy as np
+
+from bioplastic.analysis.learning_curves import curve_metrics, iterations_to_criterion
+from bioplastic.regularizers.schedules import (AdaptiveConfig, CosineDecayConfig, LinearDecayConfig, StepConfig,
+                                               WarmupConfig, build_schedule)
+
+
+def test_step_drop_metrics():
+    # loss[300 + j] = 1 - (j + 1) / 20 for j = 0..19, then 0: L0 = 1, Lfinal = 0
+    loss = np.r_[np.full(300, 1.0), np.linspace(1.0, 0.0, 21)[1:], np.zeros(180)]
+    m = curve_metrics(loss, window=1)
+    assert m["drop_onset"] == 302  # first value strictly below 0.9 is 0.85
+    assert m["search_phase"] == m["drop_onset"]
+    assert m["drop_onset"] + m["drop_width"] == 318  # first value strictly below 0.1 is 0.05
+    assert 300 <= m["drop_time"] <= 319
+    assert np.isclose(m["abruptness"], m["drop_width"] / m["drop_onset"])
+
+
+def test_flat_curve_has_no_drop():
+    m = curve_metrics(np.full(100, 0.5) + 1e-3 * np.sin(np.arange(100)), window=5)
+    assert all(np.isnan(v) for v in m.values())
+
+
+def test_iterations_to_criterion():
+    acc = np.array([0.5, 0.6, 0.96, 0.9, 0.97])
+    assert iterations_to_criterion(acc, np.array([0, 10, 20, 30, 40]), 0.95) == 20
+    assert np.isnan(iterations_to_criterion(acc[:2], np.array([0, 10]), 0.95))
+
+
+def test_schedules():
+    lam = np.array([0.2])
+    assert build_schedule(WarmupConfig(iterations=10), lam).value(5) == 0.1
+    lin = build_schedule(LinearDecayConfig(start=10, iterations=10, final=0.5), lam)
+    assert lin.value(0) == 0.2 and np.isclose(lin.value(15), 0.15) and np.isclose(lin.value(100), 0.1)
+    cos = build_schedule(CosineDecayConfig(iterations=10), lam)
+    assert np.isclose(cos.value(5), 0.1) and np.isclose(cos.value(10), 0.0)
+    step = build_schedule(StepConfig(milestones=[5, 8], factor=0.5), lam)
+    assert [float(step.value(k)[0]) for k in (4, 5, 8)] == [0.2, 0.1, 0.05]
+
+
+def test_adaptive_controller_holds_the_ratio_and_switches_off():
+    ctrl = build_schedule(AdaptiveConfig(target_ratio=0.1, gain=0.5, off_when_learned=True), np.array([1.0, 1.0]))
+    term, task = np.array([1.0, 1.0]), np.array([1.0, 1.0])
+    for k in range(200):
+        ctrl.observe(k, task, term, np.array([False, k > 100]))
+    lam = ctrl.value(200)
+    assert np.isclose(lam[0] * term[0] / task[0], 0.1, rtol=1e-3) and lam[1] == 0

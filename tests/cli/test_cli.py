@@ -1,0 +1,56 @@
+"""The command line as a user meets it: exit codes, messages, files written."""
+import subprocess
+import sys
+
+import pytest
+import xarray as xr
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "bioplastic", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_bad_protocol_exits_2_with_a_message_and_writes_nothing(write_protocol, tmp_path):
+    path = write_protocol("name: x\nseed: 1\ntask: {kind: evidence_accumulation}\nmodel: {kind: leaky_rate}\n"
+                          "training: {lrr: 1}\n")
+    r = cli("run", path, "--out", tmp_path / "out")
+    assert r.returncode == 2
+    assert "training.lrr: unknown key" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_protocol_file(tmp_path):
+    r = cli("validate", tmp_path / "nope.yaml")
+    assert r.returncode == 2 and "protocol file not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_writes_dataset_protocol_and_figures_then_refuses_another_protocol(write_protocol, tmp_path):
+    path = write_protocol()
+    out = tmp_path / "run"
+    r = cli("run", path, "--out", out, "--set", "output.figures=true", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert {"results.nc", "protocol.yaml", "learning_curves.png", "iterations_to_criterion.png"} <= {p.name for p in out.iterdir()}
+    assert "baseline" in r.stdout and "tcr_loss" in r.stdout
+    with xr.open_dataset(out / "results.nc", engine="h5netcdf") as ds:
+        assert ds.attrs["root_seed"] == 7 and "name: tiny" in ds.attrs["protocol"]
+    again = cli("run", path, "--out", out, "--quiet", "--set", "output.figures=true")
+    assert again.returncode == 0  # complete: nothing retrained
+    other = cli("run", path, "--out", out, "--set", "seed=8", "--quiet")
+    assert other.returncode == 2 and "different protocol" in other.stderr
+
+
+def test_list_and_schema():
+    r = cli("list")
+    assert r.returncode == 0 and "evidence_accumulation" in r.stdout and "leaky_rate" in r.stdout and "adaptive" in r.stdout
+    r = cli("schema")
+    assert r.returncode == 0
+    for field in ("training.lr", "tcr.lambda", "tcr.schedule.target_ratio", "task.delay_min_ms", "model.g"):
+        assert field in r.stdout
+
+
+@pytest.mark.parametrize("args", [["run", "protocols/evidence_accum.yaml", "--set", "training.lr=0"],
+                                  ["validate", "protocols/evidence_accum.yaml", "--set", "model.kind=cnn"]])
+def test_bad_overrides_exit_2(args):
+    r = cli(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -1,0 +1,125 @@
+"""Protocol loading: YAML 1.1 pitfalls, schema errors with dotted paths, condition resolution."""
+import pytest
+
+from bioplastic import ProtocolError, load_protocol
+from bioplastic.protocol.yaml12 import load_yaml
+
+
+def test_yaml_pitfalls_load_as_people_mean_them():
+    data = load_yaml("lr: 1e-3\nflag: yes\nseed: 010\nb: true\nname: on\nhex: 0x10\nneg: -2.5E+2\n")
+    assert data == {"lr": 0.001, "flag": "yes", "seed": 10, "b": True, "name": "on", "hex": 16, "neg": -250.0}
+
+
+def _errors(write_protocol, text):
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(write_protocol(text))
+    return info.value.problems
+
+
+BASE = """
+name: t
+seed: 1
+task: {kind: evidence_accumulation}
+model: {kind: leaky_rate, n_units: 8}
+"""
+
+
+def test_scientific_notation_is_a_number(write_protocol):
+    p = load_protocol(write_protocol(BASE + "training: {lr: 1e-3}\n"))
+    assert p.conditions[0].training.lr == 0.001
+
+
+def test_yes_is_not_a_boolean(write_protocol):
+    (msg,) = _errors(write_protocol, BASE + "training: {stop_when_learned: yes}\n")
+    assert msg.startswith("training.stop_when_learned:") and "bool" in msg and "'yes'" in msg
+
+
+def test_leading_zero_integer_is_decimal(write_protocol):
+    assert load_protocol(write_protocol(BASE.replace("seed: 1", "seed: 010"))).config.seed == 10
+
+
+def test_unknown_keys_are_refused_with_their_dotted_path(write_protocol):
+    problems = _errors(write_protocol, BASE + "training: {lrr: 0.1}\ncolour: red\n")
+    assert "training.lrr: unknown key; allowed keys here: " in problems[0] or "training.lrr" in " ".join(problems)
+    assert any(p.startswith("colour: unknown key") for p in problems)
+    assert any("lr" in p and "allowed keys" in p for p in problems)
+
+
+def test_unknown_key_in_model_and_task_settings(write_protocol):
+    problems = _errors(write_protocol, BASE.replace("n_units: 8", "n_units: 8, gain: 2")
+                       .replace("{kind: evidence_accumulation}", "{kind: evidence_accumulation, delay: 3}"))
+    assert any(p.startswith("model.gain: unknown key") for p in problems)
+    assert any(p.startswith("task.delay: unknown key") for p in problems)
+
+
+def test_wrong_type_and_out_of_range_name_field_expected_and_given(write_protocol):
+    problems = _errors(write_protocol, BASE + "training: {lr: -0.1, iterations: many}\n")
+    assert any(p.startswith("training.lr:") and "greater than 0" in p and "-0.1" in p for p in problems)
+    assert any(p.startswith("training.iterations:") and "integer" in p and "'many'" in p for p in problems)
+
+
+def test_unknown_kind_lists_the_known_ones(write_protocol):
+    (msg,) = _errors(write_protocol, BASE.replace("kind: leaky_rate", "kind: leaky_rat"))
+    assert msg.startswith("model.kind: unknown model kind 'leaky_rat'") and "did you mean 'leaky_rate'" in msg
+    (msg,) = _errors(write_protocol, BASE.replace("evidence_accumulation", "evidence"))
+    assert msg.startswith("task.kind:") and "flipflop" in msg
+
+
+def test_unknown_spec_and_missing_file(write_protocol, tmp_path):
+    (msg,) = _errors(write_protocol, BASE.replace("{kind: leaky_rate, n_units: 8}", "{spec: nope}"))
+    assert msg.startswith("model.spec: no model spec 'nope'") and "leaky_rate_chaotic" in msg
+    (msg,) = _errors(write_protocol, BASE.replace("{kind: leaky_rate, n_units: 8}", "{spec: ../../etc/passwd}"))
+    assert msg.startswith("model.spec: expected the name of a file in models/")
+    with pytest.raises(ProtocolError, match="protocol file not found"):
+        load_protocol(tmp_path / "absent.yaml")
+
+
+def test_spec_is_loaded_and_overridden(write_protocol):
+    p = load_protocol(write_protocol(BASE.replace("{kind: leaky_rate, n_units: 8}", "{spec: leaky_rate_chaotic, g: 2.5}")))
+    m = p.conditions[0].model
+    assert (m.kind, m.n_units, m.g) == ("leaky_rate", 100, 2.5)
+
+
+def test_condition_errors_name_the_condition(write_protocol):
+    problems = _errors(write_protocol, BASE + "conditions:\n  base: {}\n  tcr: {tcr: {form: loss, lambda: -1}}\n"
+                                              "  odd: {task: {}}\n")
+    assert any(p.startswith("conditions.tcr.tcr.lambda:") and "greater than or equal to 0" in p for p in problems)
+    assert any(p.startswith("conditions.odd.task: unknown key; a condition may override: tcr, training, model")
+               for p in problems)
+
+
+def test_conditions_may_not_change_result_shapes(write_protocol):
+    problems = _errors(write_protocol, BASE + "conditions:\n  a: {}\n  b: {training: {iterations: 5}}\n")
+    assert problems[0].startswith("conditions.b.training.iterations: must be the same in every condition")
+
+
+def test_tcr_window_must_be_a_period(write_protocol):
+    (msg,) = _errors(write_protocol, BASE + "tcr: {form: loss, window: dela}\n")
+    assert msg.startswith("tcr.window:") and "delay" in msg
+    p = load_protocol(write_protocol(BASE + "tcr: {form: loss, window: delay}\n"))
+    assert p.conditions[0].tcr.window == "delay"
+
+
+def test_schedule_errors_drop_the_union_tag(write_protocol):
+    (msg,) = _errors(write_protocol, BASE + "tcr: {form: loss, schedule: {kind: warmup}}\n")
+    assert msg == "tcr.schedule.iterations: required, but missing"
+
+
+def test_overrides_with_set(write_protocol):
+    p = load_protocol(write_protocol(BASE), ["training.lr=1e-2", "seeds=5", "tcr.form=loss"])
+    assert (p.conditions[0].training.lr, p.config.seeds, p.conditions[0].tcr.form) == (0.01, 5, "loss")
+    with pytest.raises(ProtocolError, match="expected dotted.key=value"):
+        load_protocol(write_protocol(BASE), ["training.lr"])
+
+
+def test_resolved_protocol_reloads_to_the_same_protocol(write_protocol):
+    p = load_protocol(write_protocol(BASE.replace("{kind: leaky_rate, n_units: 8}", "{spec: leaky_rate_chaotic}")
+                                     + "conditions: {a: {}, b: {tcr: {form: loss}}}\n"))
+    again = load_protocol(write_protocol(p.text, "resolved.yaml"))
+    assert again.text == p.text and again.conditions == p.conditions
+
+
+@pytest.mark.parametrize("name", ["evidence_accum", "delayed_addition", "flipflop"])
+def test_shipped_protocols_validate(name):
+    p = load_protocol(f"protocols/{name}.yaml")
+    assert p.name == name and p.config.seeds >= 3

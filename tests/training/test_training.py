@@ -1,0 +1,106 @@
+"""Training oracles: ensemble = networks trained alone; resume = uninterrupted; same seed = same numbers."""
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from bioplastic import load_protocol, run_protocol
+from bioplastic.training.loop import EnsembleTrainer, Interrupted, Member
+from bioplastic.training.optim import EnsembleOptimizer, clip_per_member
+from bioplastic.training.run import groups
+
+TOL = dict(rtol=1e-10, atol=1e-12)
+
+
+def _train(members, seed=7):
+    return EnsembleTrainer(members, seed).run()
+
+
+def test_ensemble_training_equals_training_each_network_alone(write_protocol):
+    protocol = load_protocol(write_protocol())
+    (members,) = groups(protocol)  # baseline and tcr_loss share one ensemble
+    assert len(members) == 4
+    together = _train(members)
+    for e, m in enumerate(members):
+        alone = _train([m])
+        for k in together.history:
+            np.testing.assert_allclose(together.history[k][e], alone.history[k][0], **TOL, err_msg=k)
+        for k in together.weights:
+            np.testing.assert_allclose(together.weights[k][e], alone.weights[k][0], **TOL, err_msg=k)
+        np.testing.assert_allclose(together.eval_history["accuracy"][e], alone.eval_history["accuracy"][0])
+
+
+def test_conditions_differ_only_by_treatment(write_protocol):
+    """Paired design: seed s starts from the same weights in every condition; TCR changes the path."""
+    protocol = load_protocol(write_protocol())
+    res = _train(groups(protocol)[0])
+    names = [f"{m.condition.name}/{m.seed_index}" for m in res.members]
+    b0, t0 = names.index("baseline/0"), names.index("tcr_loss/0")
+    np.testing.assert_array_equal(res.weights["W"][b0, 0], res.weights["W"][t0, 0])
+    assert np.abs(res.weights["W"][b0, -1] - res.weights["W"][t0, -1]).max() > 1e-6
+    assert np.all(res.history["lambda_tcr"][b0] == 0) and np.all(res.history["lambda_tcr"][t0] == 0.5)
+
+
+def test_same_seed_same_numbers_and_other_seed_other_numbers(write_protocol):
+    p = load_protocol(write_protocol())
+    a, b = _train(groups(p)[0]), _train(groups(p)[0])
+    np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+    c = _train(groups(p)[0], seed=8)
+    assert not np.allclose(a.history["loss"], c.history["loss"])
+
+
+def test_interrupted_run_resumes_to_identical_results(write_protocol, tmp_path):
+    protocol = load_protocol(write_protocol())
+    straight, _ = run_protocol(protocol, tmp_path / "straight")
+    with pytest.raises(Interrupted):
+        run_protocol(protocol, tmp_path / "resumed", interrupt_at=6)  # last checkpoint: iteration 4
+    assert (tmp_path / "resumed" / "state" / "group-0.pt").exists()
+    assert not (tmp_path / "resumed" / "results.nc").exists()
+    resumed, _ = run_protocol(protocol, tmp_path / "resumed")
+    xr.testing.assert_identical(straight.drop_attrs(), resumed.drop_attrs())
+    assert not (tmp_path / "resumed" / "state").exists()
+
+
+def test_a_diverging_network_is_marked_and_the_others_go_on(write_protocol):
+    protocol = load_protocol(write_protocol())
+    members = groups(protocol)[0]
+    clean = _train(members)
+    trainer = EnsembleTrainer(members, 7)
+    with torch.no_grad():
+        trainer.net.params["W"][1] = float("nan")
+    res = trainer.run()
+    assert res.diverged_at[1] == 0 and np.isnan(res.diverged_at[[0, 2, 3]]).all()
+    assert np.isnan(res.history["loss"][1]).all()
+    keep = [0, 2, 3]
+    np.testing.assert_allclose(res.history["loss"][keep], clean.history["loss"][keep], **TOL)
+
+
+def test_ensemble_adam_equals_torch_adam_per_member():
+    g = torch.Generator().manual_seed(1)
+    p = {"w": torch.randn(3, 4, 5, generator=g, dtype=torch.float64)}
+    lrs = [1e-2, 3e-3, 1e-1]
+    opt = EnsembleOptimizer(p, "adam", lrs)
+    refs = [torch.nn.Parameter(p["w"][e].clone()) for e in range(3)]
+    topts = [torch.optim.Adam([r], lr=lr) for r, lr in zip(refs, lrs)]
+    for _ in range(5):
+        grads = {"w": torch.randn(3, 4, 5, generator=g, dtype=torch.float64)}
+        for e in range(3):
+            refs[e].grad = grads["w"][e].clone()
+            topts[e].step()
+        opt.step(grads)
+    for e in range(3):
+        torch.testing.assert_close(p["w"][e], refs[e].detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_clipping_is_per_network():
+    grads = {"a": torch.tensor([[3.0, 0.0], [0.3, 0.0]]), "b": torch.tensor([[4.0], [0.4]])}
+    norms = clip_per_member(grads, torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(norms, torch.tensor([5.0, 0.5]))
+    torch.testing.assert_close(grads["a"], torch.tensor([[0.6, 0.0], [0.3, 0.0]]))  # only member 0 scaled
+    torch.testing.assert_close(grads["b"], torch.tensor([[0.8], [0.4]]))
+
+
+def test_members_in_other_groups_when_the_model_differs(write_protocol):
+    text = write_protocol().read_text().replace("    tcr: {form: loss, lambda: 0.5}", "    model: {g: 0.5}")
+    protocol = load_protocol(write_protocol(text, "q.yaml"))
+    assert [len(g) for g in groups(protocol)] == [2, 2]
