@@ -22,8 +22,9 @@ def learning_curves(ds: xr.Dataset, axes=None):
         top, bottom = axes[0, j], axes[1, j]
         for s in ds["seed"].values:
             color = COLORS[int(s) % len(COLORS)]
-            loss = ds["loss"].sel(condition=cond, seed=s)
-            top.plot(ds["iteration"], loss, lw=0.8, color=color, alpha=0.85, label=f"seed {s}")
+            top.plot(ds["iteration"], ds["loss"].sel(condition=cond, seed=s), lw=0.5, color=color, alpha=0.25)
+            loss = ds["loss_smoothed"].sel(condition=cond, seed=s)
+            top.plot(ds["iteration"], loss, lw=1.4, color=color, label=f"seed {s}")
             onset = float(ds["drop_onset"].sel(condition=cond, seed=s))
             if np.isfinite(onset):
                 top.plot(onset, float(loss.isel(iteration=int(onset))), "o", color=color, ms=5, mec="k", mew=0.5)
@@ -36,7 +37,7 @@ def learning_curves(ds: xr.Dataset, axes=None):
         bottom.axhline(crit, color="k", lw=0.8, ls="--")
         bottom.set_ylim(0, 1.02)
         bottom.set_xlabel("iteration")
-    axes[0, 0].set_ylabel("training loss (log)\n• drop onset")
+    axes[0, 0].set_ylabel("training loss (log; faint: raw)\n• drop onset")
     axes[1, 0].set_ylabel(f"held-out accuracy\n-- criterion {crit:g}")
     axes[0, -1].legend(fontsize=7, loc="upper right")
     return axes

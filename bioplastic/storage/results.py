@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..analysis.learning_curves import METRICS, curve_metrics, iterations_to_criterion
+from ..analysis.learning_curves import METRICS, curve_metrics, iterations_to_criterion, smooth
 from .io import atomic_write
 
 ENGINE = "h5netcdf"
@@ -30,6 +30,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "grad_norm": ("1", "gradient norm before clipping"),
     "accuracy": ("1", "held-out accuracy (fraction of correct trials)"),
     "eval_loss": ("1", "held-out task loss"),
+    "loss_smoothed": ("1", "training loss, centered moving average over training.loss_smoothing iterations"),
     "diverged": ("1", "network diverged (non-finite loss, gradient or weights)"),
     "diverged_at": ("iterations", "iteration at which the network diverged (NaN: never)"),
     "final_iteration": ("iterations", "iterations trained (less than planned when stopped once learned)"),
@@ -133,6 +134,8 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
             out["final_accuracy"][c, s] = finite[-1] if len(finite) else np.nan
     for m, v in out.items():
         ds[m] = (("condition", "seed"), v)
+    ds["loss_smoothed"] = (("condition", "seed", "iteration"),
+                           np.apply_along_axis(smooth, -1, ds["loss"].values, smoothing))
     ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
     ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
 

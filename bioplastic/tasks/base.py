@@ -5,6 +5,7 @@ All arrays are numpy; the training loop moves them to torch.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -15,6 +16,23 @@ from ..registry import Registry
 from ..schema_base import Schema
 
 TASKS: Registry[type["Task"]] = Registry("task kind")
+
+
+def steps(ms: float, dt_ms: float) -> int:
+    """Duration in ms -> whole number of steps (rounded)."""
+    return int(round(ms / dt_ms))
+
+
+def delay_step_range(delay_min_ms: float, delay_max_ms: float, dt_ms: float) -> tuple[int, int]:
+    """Delays are the multiples of dt inside [min, max] (a tiny slack absorbs float error)."""
+    eps = 1e-9
+    return int(math.ceil(delay_min_ms / dt_ms - eps)), int(math.floor(delay_max_ms / dt_ms + eps))
+
+
+def window_bxt(start_b: np.ndarray, stop_b: np.ndarray, n_steps: int) -> np.ndarray:
+    """Boolean (trial, time) array, True on [start, stop) of each trial."""
+    t = np.arange(n_steps)
+    return (t >= start_b[:, None]) & (t < stop_b[:, None])
 
 
 @dataclass(frozen=True)

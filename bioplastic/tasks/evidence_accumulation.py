@@ -14,29 +14,21 @@ first step of the response window, the step where the go cue arrives.
 """
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..schema_base import Schema
-from .base import TASKS, Task, Trials
+from .base import TASKS, Task, Trials, delay_step_range, steps, window_bxt
 
 # A tie (equal counts) is redrawn; with sane configs one round removes ~90 % of ties, so this cap
 # is only reached when ties are (almost) certain, e.g. pulse_prob so small that both counts are 0.
 _MAX_TIE_ROUNDS = 1000
 
 
-def _steps(ms: float, dt_ms: float) -> int:
-    """Duration in ms -> whole number of steps (rounded)."""
-    return int(round(ms / dt_ms))
 
 
-def _window_bxt(start_b: np.ndarray, stop_b: np.ndarray, n_steps: int) -> np.ndarray:
-    """Boolean (trial, time) array, True on [start, stop) of each trial."""
-    t = np.arange(n_steps)
-    return (t >= start_b[:, None]) & (t < stop_b[:, None])
 
 
 class Config(Schema):
@@ -86,9 +78,9 @@ class Config(Schema):
     def _check_timing(self) -> "Config":
         for name in ("fixation_ms", "stimulus_ms", "response_ms"):
             ms = getattr(self, name)
-            if _steps(ms, self.dt_ms) < 1:
+            if steps(ms, self.dt_ms) < 1:
                 raise ValueError(
-                    f"{name}={ms} rounds to {_steps(ms, self.dt_ms)} steps of dt_ms={self.dt_ms}; "
+                    f"{name}={ms} rounds to {steps(ms, self.dt_ms)} steps of dt_ms={self.dt_ms}; "
                     f"every period needs at least one step: use {name} >= {self.dt_ms} or a smaller dt_ms"
                 )
         if self.delay_min_ms > self.delay_max_ms:
@@ -96,7 +88,7 @@ class Config(Schema):
                 f"delay_min_ms={self.delay_min_ms} is larger than delay_max_ms={self.delay_max_ms}; "
                 "swap them (use equal values for a fixed delay)"
             )
-        lo, hi = _delay_step_range(self.delay_min_ms, self.delay_max_ms, self.dt_ms)
+        lo, hi = delay_step_range(self.delay_min_ms, self.delay_max_ms, self.dt_ms)
         if lo > hi:
             raise ValueError(
                 f"no multiple of dt_ms={self.dt_ms} lies in [delay_min_ms, delay_max_ms] = "
@@ -105,10 +97,6 @@ class Config(Schema):
         return self
 
 
-def _delay_step_range(delay_min_ms: float, delay_max_ms: float, dt_ms: float) -> tuple[int, int]:
-    """Delays are the multiples of dt inside [min, max] (a tiny slack absorbs float error)."""
-    eps = 1e-9
-    return int(math.ceil(delay_min_ms / dt_ms - eps)), int(math.floor(delay_max_ms / dt_ms + eps))
 
 
 @TASKS.register("evidence_accumulation")
@@ -139,10 +127,10 @@ class EvidenceAccumulation(Task):
     def __init__(self, config: Config):
         super().__init__(config)
         dt = config.dt_ms
-        self.fixation_steps = _steps(config.fixation_ms, dt)
-        self.stimulus_steps = _steps(config.stimulus_ms, dt)
-        self.response_steps = _steps(config.response_ms, dt)
-        self.delay_min_steps, self.delay_max_steps = _delay_step_range(
+        self.fixation_steps = steps(config.fixation_ms, dt)
+        self.stimulus_steps = steps(config.stimulus_ms, dt)
+        self.response_steps = steps(config.response_ms, dt)
+        self.delay_min_steps, self.delay_max_steps = delay_step_range(
             config.delay_min_ms, config.delay_max_ms, dt
         )
         self._coherences = np.asarray(config.coherences, dtype=np.float64)
@@ -208,7 +196,7 @@ class EvidenceAccumulation(Task):
             "padding": np.stack([resp_stop_b, zeros_b + n_steps], axis=1),
         }
 
-        response_bxt = _window_bxt(resp_start_b, resp_stop_b, n_steps)
+        response_bxt = window_bxt(resp_start_b, resp_stop_b, n_steps)
         inputs = np.zeros((b, n_steps, 3), dtype=np.float32)
         inputs[:, stim_start:delay_start, :2] = pulses_bxsx2
         inputs[:, :, 2] = response_bxt
@@ -232,8 +220,8 @@ class EvidenceAccumulation(Task):
         (..., trial). A mean output of exactly 0 counts as wrong.
         """
         resp = trials.periods["response"]
-        window_bxt = _window_bxt(resp[:, 0], resp[:, 1], trials.inputs_bxtxi.shape[1])
-        n_window_b = window_bxt.sum(axis=1)
-        mean_out = (np.asarray(outputs_bxtxo)[..., 0] * window_bxt).sum(axis=-1) / n_window_b
-        target_b = (trials.targets_bxtxo[..., 0] * window_bxt).sum(axis=-1) / n_window_b
+        in_window_bxt = window_bxt(resp[:, 0], resp[:, 1], trials.inputs_bxtxi.shape[1])
+        n_window_b = in_window_bxt.sum(axis=1)
+        mean_out = (np.asarray(outputs_bxtxo)[..., 0] * in_window_bxt).sum(axis=-1) / n_window_b
+        target_b = (trials.targets_bxtxo[..., 0] * in_window_bxt).sum(axis=-1) / n_window_b
         return (np.sign(mean_out) == np.sign(target_b)).astype(np.float64)

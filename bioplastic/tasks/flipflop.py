@@ -19,12 +19,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..schema_base import Schema
-from .base import TASKS, Task, Trials
+from .base import TASKS, Task, Trials, steps
 
 
-def _steps(ms: float, dt_ms: float) -> int:
-    """Duration in ms -> whole number of steps (rounded)."""
-    return int(round(ms / dt_ms))
 
 
 class Config(Schema):
@@ -43,7 +40,7 @@ class Config(Schema):
 
     @model_validator(mode="after")
     def _check_timing(self) -> "Config":
-        n = _steps(self.trial_ms, self.dt_ms)
+        n = steps(self.trial_ms, self.dt_ms)
         if n < 1:
             raise ValueError(
                 f"trial_ms={self.trial_ms} rounds to {n} steps of dt_ms={self.dt_ms}; "
@@ -72,7 +69,7 @@ class FlipFlop(Task):
 
     def __init__(self, config: Config):
         super().__init__(config)
-        self._n_steps = _steps(config.trial_ms, config.dt_ms)
+        self._n_steps = steps(config.trial_ms, config.dt_ms)
         # forced pulse of each channel: uniform over the first 10 % of the trial (at least 1 step)
         self.forced_steps = max(1, self._n_steps // 10)
 

@@ -22,6 +22,7 @@ from ..regularizers.tcr_loss import tcr_term
 from ..seeds import numpy_rng, torch_generator
 from ..storage.io import atomic_torch_save, safe_torch_load
 from ..tasks import Task, Trials, build_task
+from ..tasks.base import window_bxt
 from .optim import EnsembleOptimizer, clip_per_member
 
 #: per-iteration records, each (E, iterations)
@@ -68,9 +69,7 @@ def window_mask(trials: Trials, window: str, n_steps: int) -> np.ndarray:
     """(trial, time) mask of a TCR window: 'trial' = every step, else a named period."""
     if window == "trial":
         return np.ones((trials.n_trials, n_steps), np.float32)
-    start, stop = trials.periods[window][:, 0], trials.periods[window][:, 1]
-    t = np.arange(n_steps)
-    return ((t >= start[:, None]) & (t < stop[:, None])).astype(np.float32)
+    return window_bxt(trials.periods[window][:, 0], trials.periods[window][:, 1], n_steps).astype(np.float32)
 
 
 def masked_mse(output_exbxtxo, target_exbxtxo, mask_exbxtxo) -> torch.Tensor:

@@ -29,7 +29,7 @@ def test_fused_recurrence_gradients_match_autograd(phi):
 
 def _manual_leaky(net, u):
     """The leaky rate equations of SPEC 2 written out step by step."""
-    p, a, c = net.params, net.alpha, net.config
+    p, a = net.params, net.alpha
     h = torch.zeros(u.shape[0], u.shape[1], net.n_units, **F64)
     hs = []
     for t in range(u.shape[2]):

@@ -5,7 +5,7 @@ import torch
 import xarray as xr
 
 from bioplastic import load_protocol, run_protocol
-from bioplastic.training.loop import EnsembleTrainer, Interrupted, Member
+from bioplastic.training.loop import EnsembleTrainer, Interrupted
 from bioplastic.training.optim import EnsembleOptimizer, clip_per_member
 from bioplastic.training.run import groups
 
