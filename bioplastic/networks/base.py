@@ -82,6 +82,16 @@ class Network(ABC):
         """The effective recurrent weight matrix (E, unit, unit_pre), for storage and analysis."""
         raise NotImplementedError
 
+    @abstractmethod
+    def one_step(self, x_exkxs: torch.Tensor, u_exi: torch.Tensor) -> torch.Tensor:
+        """The noise-free one-step map ``x -> F(x, u)`` under a constant input ``u`` (one per member),
+        for K states per member. ``x`` is the full dynamical state (size :meth:`full_state_dim`):
+        h for rate networks, z for the PLRNN, (h, c) concatenated for the LSTM. Differentiable."""
+
+    def full_state_dim(self) -> int:
+        """Size of the full dynamical state the one-step map acts on."""
+        return self.n_units
+
     def select(self, members: Sequence[int]) -> dict[str, torch.Tensor]:
         """Copies of the parameters of some members (e.g. to compare against single training)."""
         return {k: v.detach()[list(members)].clone() for k, v in self.params.items()}

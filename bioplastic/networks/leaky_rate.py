@@ -79,6 +79,13 @@ class LeakyRate(Network):
         r = phi(self.config.phi, h_exbxtxn)
         return torch.einsum("ebtn,eon->ebto", r, self.params["W_out"]) + self.params["b_out"][:, None, None, :]
 
+    def one_step(self, x_exkxs, u_exi):
+        a = self.alpha
+        p = self.params
+        drive = a * (torch.einsum("ei,eni->en", u_exi, p["W_in"]) + p["b"])
+        rec = torch.einsum("ekm,enm->ekn", phi(self.config.phi, x_exkxs), a * self.recurrent_weights())
+        return (1 - a) * x_exkxs + rec + drive[:, None, :]
+
     def run(self, inputs_exbxtxi, noise_exbxtxn=None):
         E, B = inputs_exbxtxi.shape[:2]
         a, N = self.alpha, self.n_units

@@ -50,6 +50,16 @@ class LSTM(Network):
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
 
+    def full_state_dim(self) -> int:
+        return 2 * self.n_units
+
+    def one_step(self, x_exkxs, u_exi):
+        N = self.n_units
+        p = self.params
+        x = (torch.einsum("ei,egi->eg", u_exi, p["W_ih"]) + p["b"])[:, None, :].expand(-1, x_exkxs.shape[1], -1)
+        h, c = self.step(x_exkxs[..., :N], x_exkxs[..., N:], x)
+        return torch.cat([h, c], -1)
+
     def run(self, inputs_exbxtxi, noise_exbxtxn=None):
         E, B, T, _ = inputs_exbxtxi.shape
         N = self.n_units

@@ -48,6 +48,12 @@ class PLRNN(Network):
     def recurrent_weights(self) -> torch.Tensor:
         return self.params["W"] * self.buffers["offdiag"]
 
+    def one_step(self, x_exkxs, u_exi):
+        p = self.params
+        drive = torch.einsum("ei,eni->en", u_exi, p["C"]) + p["h"]
+        rec = torch.einsum("ekm,enm->ekn", torch.relu(x_exkxs), self.recurrent_weights())
+        return p["A"][:, None, :] * x_exkxs + rec + drive[:, None, :]
+
     def run(self, inputs_exbxtxi, noise_exbxtxn=None):
         E, B = inputs_exbxtxi.shape[:2]
         p = self.params

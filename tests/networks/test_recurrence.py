@@ -88,3 +88,17 @@ def test_members_do_not_interact():
     u = torch.randn(3, 2, 8, 3, **F64)
     (g,) = torch.autograd.grad(net.run(u).output_exbxtxo[1].sum(), [net.params["W"]])
     assert g[0].abs().max() == 0 and g[2].abs().max() == 0 and g[1].abs().max() > 0
+
+
+@pytest.mark.parametrize("kind", NETWORKS.names())
+def test_one_step_map_reproduces_run_under_constant_input(kind):
+    """Iterating one_step from the zero state gives the trajectory run() produces (the map the
+    fixed-point finder uses is the network's own dynamics)."""
+    net = build_network(kind, {"n_units": 6}, n_inputs=2, n_outputs=1, dt_ms=20,
+                        rngs=[np.random.default_rng(i) for i in range(2)], dtype=torch.float64)
+    u = torch.randn(2, 2, **F64)
+    roll = net.run(u[:, None, None, :].expand(2, 1, 5, 2).contiguous())
+    x = torch.zeros(2, 1, net.full_state_dim(), **F64)
+    for t in range(5):
+        x = net.one_step(x, u)
+        torch.testing.assert_close(x[..., :net.n_units], roll.state_exbxtxn[:, :, t, :net.n_units], **TOL)
