@@ -28,6 +28,7 @@ class LeakyRateConfig(Schema):
     phi: Literal["tanh", "relu", "softplus"] = Field("tanh", description="rate nonlinearity r = phi(h)")
     sigma_h: float = Field(0.0, ge=0, description="std of the private noise on h (scaled by sqrt(alpha))")
     input_scale: float = Field(1.0, ge=0, description="W_in ~ N(0, input_scale^2 / n_inputs)")
+    output_scale: float = Field(1.0, ge=0, description="W_out ~ N(0, output_scale^2 / N); small values start from a near-zero output")
     connection_prob: float = Field(1.0, gt=0, le=1, description="probability of each recurrent synapse (fixed mask)")
     frac_excitatory: float | None = Field(None, gt=0, lt=1, description="Dale's law: fraction of excitatory units (null = off)")
     train_input: bool = Field(True, description="train W_in and b (otherwise fixed)")
@@ -50,7 +51,7 @@ class LeakyRate(Network):
             "W": rng.normal(0.0, c.g / np.sqrt(N * c.connection_prob), (N, N)),
             "W_in": rng.normal(0.0, c.input_scale / np.sqrt(I), (N, I)),
             "b": np.zeros(N),
-            "W_out": rng.normal(0.0, 1.0 / np.sqrt(N), (O, N)),
+            "W_out": rng.normal(0.0, c.output_scale / np.sqrt(N), (O, N)),
             "b_out": np.zeros(O),
             "mask": (rng.random((N, N)) < c.connection_prob).astype(float) if c.connection_prob < 1 else np.ones((N, N)),
         }
