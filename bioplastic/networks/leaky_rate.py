@@ -76,9 +76,8 @@ class LeakyRate(Network):
             d = d + (self.config.sigma_h * a ** 0.5) * noise_exbxtxn
         return d
 
-    def readout(self, h_exbxtxn):
-        r = phi(self.config.phi, h_exbxtxn)
-        return torch.einsum("ebtn,eon->ebto", r, self.params["W_out"]) + self.params["b_out"][:, None, None, :]
+    def readout(self, r_exbxtxn):
+        return torch.einsum("ebtn,eon->ebto", r_exbxtxn, self.params["W_out"]) + self.params["b_out"][:, None, None, :]
 
     def one_step(self, x_exkxs, u_exi):
         a = self.alpha
@@ -92,5 +91,6 @@ class LeakyRate(Network):
         a, N = self.alpha, self.n_units
         decay = torch.full((E, N), 1.0 - a, dtype=self.dtype)
         h0 = torch.zeros(E, B, N, dtype=self.dtype)
-        h = recurrence(decay, a * self.recurrent_weights(), self.drive(inputs_exbxtxi, noise_exbxtxn), h0, self.config.phi)
-        return Rollout(h, self.readout(h))
+        h, r = recurrence(decay, a * self.recurrent_weights(), self.drive(inputs_exbxtxi, noise_exbxtxn), h0,
+                          self.config.phi)
+        return Rollout(h, self.readout(r))

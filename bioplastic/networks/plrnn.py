@@ -61,5 +61,5 @@ class PLRNN(Network):
         if noise_exbxtxn is not None and self.config.sigma_h > 0:
             drive = drive + self.config.sigma_h * noise_exbxtxn
         z0 = torch.zeros(E, B, self.n_units, dtype=self.dtype)
-        z = recurrence(p["A"], self.recurrent_weights(), drive, z0, "relu")
+        z, _ = recurrence(p["A"], self.recurrent_weights(), drive, z0, "relu")
         return Rollout(z, torch.einsum("ebtn,eon->ebto", z, p["B"]))

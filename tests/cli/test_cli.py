@@ -54,3 +54,29 @@ def test_list_and_schema():
 def test_bad_overrides_exit_2(args):
     r = cli(*args)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(write_protocol, tmp_path):
+    """SIGTERM in the middle of training, then the same command again: same numbers as a straight run."""
+    import signal
+    import time
+
+    text = write_protocol().read_text().replace("iterations: 12", "iterations: 400").replace("checkpoint_every: 4", "checkpoint_every: 20")
+    path = write_protocol(text, "long.yaml")
+    straight = tmp_path / "straight"
+    assert cli("run", path, "--out", straight, "--quiet").returncode == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "bioplastic", "run", str(path), "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "state" / "group-0.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again" in err
+    assert not (out / "results.nc").exists()
+    assert cli("run", path, "--out", out, "--quiet").returncode == 0
+    with xr.open_dataset(straight / "results.nc", engine="h5netcdf") as a, \
+            xr.open_dataset(out / "results.nc", engine="h5netcdf") as b:
+        xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())

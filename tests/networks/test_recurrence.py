@@ -20,9 +20,13 @@ def test_fused_recurrence_gradients_match_autograd(phi):
             torch.randn(E, B, T, N, generator=g, **F64), torch.randn(E, B, N, generator=g, **F64)]
     args = [a.requires_grad_() for a in args]
     assert torch.autograd.gradcheck(lambda *a: recurrence(*a, phi), args)
-    w = torch.randn(E, B, T, N, generator=g, **F64)
-    fused = torch.autograd.grad((recurrence(*args, phi) * w).sum(), args)
-    plain = torch.autograd.grad((recurrence_reference(*args, phi) * w).sum(), args)
+    w, v = torch.randn(2, E, B, T, N, generator=g, **F64)
+
+    def loss(hr):
+        return (hr[0] * w).sum() + (hr[1] * v).sum()
+
+    fused = torch.autograd.grad(loss(recurrence(*args, phi)), args)
+    plain = torch.autograd.grad(loss(recurrence_reference(*args, phi)), args)
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, **TOL)
 
