@@ -19,6 +19,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default: the protocol's output.dir)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value",
                      help="override a protocol field, e.g. --set seeds=10 --set training.lr=1e-3 (repeatable)")
+    run.add_argument("--executor", choices=("local", "inprocess", "dask"), default="local",
+                     help="local: a process pool over all cores (default); inprocess: this process only; "
+                          "dask: a dask.distributed LocalCluster, or the cluster given by --scheduler")
+    run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    run.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="address of a running Dask scheduler (implies --executor dask)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     val = sub.add_parser("validate", help="check a protocol and print it resolved (models, defaults, conditions)")
     val.add_argument("protocol")
@@ -79,8 +84,15 @@ def cmd_list() -> int:
 def cmd_run(protocol, args) -> int:
     from tqdm import tqdm
 
+    from .training.executors import ExecutorError, make_executor
     from .training.run import RunError, output_dir, run_protocol, summary, total_work
 
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"--workers: expected a positive number of worker processes, got {args.workers}")
+    try:
+        executor = make_executor("dask" if args.scheduler else args.executor, args.workers, args.scheduler)
+    except ExecutorError as exc:
+        return _fail(str(exc))
     out = output_dir(protocol, args.out)
     # a kill (SIGTERM) stops like Ctrl-C: the last checkpoint is on disk, nothing half-written
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -94,8 +106,10 @@ def cmd_run(protocol, args) -> int:
 
     t0 = time.perf_counter()
     try:
-        ds, out = run_protocol(protocol, out, progress=progress)
-    except RunError as exc:
+        if hasattr(executor, "dashboard"):
+            executor.on_start = lambda text: tqdm.write(f"executor: {text}")
+        ds, out = run_protocol(protocol, out, executor=executor, progress=progress)
+    except (RunError, ExecutorError) as exc:
         bar.close()
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -104,6 +118,6 @@ def cmd_run(protocol, args) -> int:
               file=sys.stderr)
         return 130
     bar.close()
-    print(f"\n{protocol.name}: done in {time.perf_counter() - t0:.0f} s -> {out}/results.nc")
+    print(f"\n{protocol.name}: done in {time.perf_counter() - t0:.0f} s ({executor.describe()}) -> {out}/results.nc")
     print(summary(ds))
     return 0

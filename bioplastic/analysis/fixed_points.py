@@ -68,40 +68,39 @@ _RUNNING, _CONVERGED, _STALLED, _MAXITER = 0, 1, 2, 3
 class FixedPointOptions:
     """Settings of the fixed-point finder (all defaults in one place; see the module docstring).
 
-    Lengths and residual norms are relative to the member's state scale ``scale`` (state units).
+    Lengths and residual norms ``||F(x) - x||`` are relative to the member's state scale ``scale``.
     """
 
     #: fixed point: ``||F(x)-x|| <= fixed_eps_factor * eps(network dtype) * scale``
     #: (``tol_q = 1/2 (that)^2``; float32: 1.2e-5 scale, float64: 2.2e-14 scale)
     fixed_eps_factor: float = 100.0
-    #: slow point: ``||F(x)-x|| <= slow_rtol * scale`` (per step), and not fixed
+    #: slow point: ``||F(x)-x|| <= slow_rtol * scale`` (drift per step), and not fixed
     slow_rtol: float = 1e-3
     #: floor of the state scale (state units), so that tolerances stay positive for x0 near 0
     scale_floor: float = 1.0
-    #: LM iterations (search and refinement each)
-    max_iter: int = 100
-    #: the search stops a state at ``||G|| <= search_rtol * scale`` (refinement goes further)
+    #: damped-Newton iterations of the search
+    max_iter: int = 50
+    #: the search stops a state at ``||F(x)-x|| <= search_rtol * scale``
     search_rtol: float = 1e-9
-    #: refinement stops at ``||G|| <= solve_rtol * scale`` (or at the tolerance, if tighter)
+    #: Newton steps (each at most dedup_rtol * scale long) that refine the fixed points, to
+    #: ``||F(x)-x|| <= solve_rtol * scale`` (or to tol_q, if tighter)
+    refine_steps: int = 3
     solve_rtol: float = 1e-13
-    #: plain Newton polishing steps on the fixed points (accepted only if q decreases)
-    newton_steps: int = 2
+    #: a Newton step is at most max_step_rtol * scale long; it is halved up to line_search_steps
+    #: times until q decreases by the Armijo fraction ``armijo``
+    max_step_rtol: float = 1.0
+    line_search_steps: int = 30
+    armijo: float = 1e-4
+    #: Levenberg-Marquardt iterations for the states where Newton's method fails (slow points)
+    lm_max_iter: int = 100
     #: initial LM damping relative to max diag(J^T J) (Nielsen 1999)
     damping0: float = 1e-3
-    #: a state stalls when an accepted step is shorter than step_rtol * scale, or when the
-    #: actual and predicted relative decrease of q are both below q_rtol
-    step_rtol: float = 1e-13
+    #: LM stops a state when an accepted step is shorter than step_rtol * scale, when the actual
+    #: and predicted relative decrease of q are both below q_rtol, or after max_rejections
+    #: consecutive rejected steps
+    step_rtol: float = 1e-12
     q_rtol: float = 1e-10
-    #: a state stalls after this many consecutive rejected steps
     max_rejections: int = 40
-    #: linear solver of the search: "cg" (matrix-free, rate networks), "dense", or "auto"
-    #: (cg where available and the state has at least ``cg_min_dim`` dimensions)
-    solver: str = "auto"
-    cg_min_dim: int = 24
-    #: CG iterations per LM step, and the largest relative CG residual (the forcing term is
-    #: ``min(cg_rtol_max, sqrt(||G|| / scale))``, so the steps become exact Newton steps near a root)
-    cg_max_iter: int = 60
-    cg_rtol_max: float = 0.1
     #: two fixed points closer than dedup_rtol * scale are one; slow points: slow_dedup_rtol
     dedup_rtol: float = 1e-5
     slow_dedup_rtol: float = 1e-3
@@ -113,15 +112,15 @@ class FixedPointOptions:
     jacobian_chunk: int = 256
 
     def __post_init__(self):
-        if self.solver not in ("auto", "cg", "dense"):
-            raise ValueError(f"solver must be one of 'auto', 'cg', 'dense'; got {self.solver!r}")
-        for name in ("fixed_eps_factor", "slow_rtol", "scale_floor", "search_rtol", "solve_rtol", "dedup_rtol",
-                     "slow_dedup_rtol", "outlier_factor", "damping0", "cg_rtol_max"):
+        for name in ("fixed_eps_factor", "slow_rtol", "scale_floor", "search_rtol", "solve_rtol", "max_step_rtol",
+                     "armijo", "damping0", "dedup_rtol", "slow_dedup_rtol", "outlier_factor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FixedPointOptions.{name} must be > 0; got {getattr(self, name)!r}")
-        for name in ("max_iter", "cg_max_iter", "max_rejections", "jacobian_chunk"):
+        for name in ("max_iter", "lm_max_iter", "line_search_steps", "max_rejections", "jacobian_chunk"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"FixedPointOptions.{name} must be >= 1; got {getattr(self, name)!r}")
+        if self.refine_steps < 0 or self.unit_circle_tol < 0:
+            raise ValueError("FixedPointOptions.refine_steps and unit_circle_tol must be >= 0")
 
 
 DEFAULTS = FixedPointOptions()
@@ -191,7 +190,7 @@ class FixedPoints:
 
 
 # ----------------------------------------------------------------------------------------------
-# float64 views of a network: residual, matrix-free products with the Jacobian, dense Jacobian
+# float64 views of a network: the map F and its dense Jacobian dF/dx, for flat batches of states
 # ----------------------------------------------------------------------------------------------
 
 class _Layout:
@@ -214,67 +213,32 @@ class _Layout:
         return g[self.row, self.col]
 
 
-@dataclass
-class _Linearization:
-    """The residual's Jacobian ``J = dF/dx - I`` at a batch of states."""
-
-    Jv: Callable[[torch.Tensor], torch.Tensor]
-    JTv: Callable[[torch.Tensor], torch.Tensor]
-    diag_JTJ_bxs: torch.Tensor
-    J_bxsxs: torch.Tensor | None = None  # dense, when asked for
-
-
 class _RateSystem:
-    """``F(x) = d * x + W_eff phi(x) + c`` (leaky_rate, low_rank: d = 1 - alpha, W_eff = alpha W,
-    c = alpha (W_in u + b); plrnn: d = A, W_eff = W (off-diagonal), c = h + C u, phi = relu)."""
+    """``F(x) = d * x + W_eff phi(x) + c`` with ``dF/dx = diag(d) + W_eff diag(phi'(x))``.
 
-    has_cg = True
+    leaky_rate, low_rank: ``d = 1 - alpha``, ``W_eff = alpha W``, ``c = alpha (W_in u + b)``;
+    plrnn: ``d = A``, ``W_eff = W`` (off-diagonal), ``c = h + C u``, ``phi = relu``.
+    """
 
     def __init__(self, d_exs, W_exsxs, c_exs, phi_name: str):
         self.d, self.W, self.c, self.phi = d_exs, W_exsxs, c_exs, phi_name
         self.WT = W_exsxs.transpose(1, 2).contiguous()
-        self.colnorm2 = (W_exsxs ** 2).sum(1)  # (E, S): sum_i W_ij^2
-        self.diagW = torch.diagonal(W_exsxs, dim1=1, dim2=2)
-
-    def _W(self, lay: _Layout, transpose: bool):
-        src = self.WT if transpose else self.W
-        return src if len(lay.members) == len(src) and bool((lay.members == torch.arange(len(src))).all()) \
-            else src[lay.members]
 
     def F(self, x_bxs, lay):
-        rec = torch.bmm(lay.to_grid(phi_fn(self.phi, x_bxs)), self._W(lay, True))
+        WT = self.WT if len(lay.members) == len(self.WT) else self.WT[lay.members]
+        rec = torch.bmm(lay.to_grid(phi_fn(self.phi, x_bxs)), WT)
         return self.d[lay.mi_b] * x_bxs + lay.from_grid(rec) + self.c[lay.mi_b]
-
-    def linearize(self, x_bxs, lay, dense: bool) -> _Linearization:
-        p = phi_prime(self.phi, x_bxs, phi_fn(self.phi, x_bxs))
-        dm1 = self.d[lay.mi_b] - 1
-        W, WT = self._W(lay, False), self._W(lay, True)
-
-        def Jv(v):
-            return dm1 * v + lay.from_grid(torch.bmm(lay.to_grid(p * v), WT))
-
-        def JTv(w):
-            return dm1 * w + p * lay.from_grid(torch.bmm(lay.to_grid(w), W))
-
-        mi = lay.mi_b
-        diag = p * p * self.colnorm2[mi] + 2 * p * self.diagW[mi] * dm1 + dm1 * dm1
-        J = None
-        if dense:
-            J = self.W[mi] * p[:, None, :]
-            J.diagonal(dim1=1, dim2=2).add_(dm1)
-        return _Linearization(Jv, JTv, diag, J)
 
     def jacobian_F(self, x_bxs, lay):
         p = phi_prime(self.phi, x_bxs, phi_fn(self.phi, x_bxs))
-        J = self.W[lay.mi_b] * p[:, None, :]
+        W = self.W if len(lay.members) == len(self.W) else self.W[lay.members]
+        J = lay.from_grid(W[:, None] * lay.to_grid(p)[:, :, None, :])
         J.diagonal(dim1=1, dim2=2).add_(self.d[lay.mi_b])
         return J
 
 
 class _AutogradSystem:
-    """Any network: F through its ``one_step`` (on a float64 copy), Jacobians by forward-mode AD."""
-
-    has_cg = True
+    """Any network: F through its ``one_step`` (on a float64 copy), dF/dx by forward-mode autograd."""
 
     def __init__(self, net64: Network, u_exi: torch.Tensor, chunk: int):
         self.net, self.u, self.chunk = net64, u_exi, chunk
@@ -313,26 +277,6 @@ class _AutogradSystem:
             cols.append(out.permute(1, 2, 3, 0))
         return lay.from_grid(torch.cat(cols, 1))
 
-    def linearize(self, x_bxs, lay, dense: bool) -> _Linearization:
-        f = self._f(lay)
-        X = lay.to_grid(x_bxs)
-        _, vjp_fn = torch.func.vjp(f, X)
-
-        def Jv(v):
-            return lay.from_grid(torch.func.jvp(f, (X,), (lay.to_grid(v),))[1]) - v
-
-        def JTv(w):
-            return lay.from_grid(vjp_fn(lay.to_grid(w))[0]) - w
-
-        J = None
-        if dense:
-            J = self.jacobian_F(x_bxs, lay)
-            J.diagonal(dim1=1, dim2=2).sub_(1.0)
-            diag = (J * J).sum(1)
-        else:  # no cheap diagonal: CG runs unpreconditioned
-            diag = torch.ones_like(x_bxs)
-        return _Linearization(Jv, JTv, diag, J)
-
 
 def _float64_copy(network: Network) -> Network:
     """A shallow copy of ``network`` whose params and buffers are detached float64 copies."""
@@ -344,22 +288,19 @@ def _float64_copy(network: Network) -> Network:
 
 
 def _system(network: Network, u_exi: torch.Tensor, opts: FixedPointOptions):
-    """The float64 system for ``network``: closed form for the rate kinds, autograd otherwise."""
+    """The float64 system of ``network``: closed form for the rate kinds, autograd otherwise."""
     net = _float64_copy(network)
     p = net.params
     kind = getattr(network, "kind", None)
     if kind in ("leaky_rate", "low_rank"):
         a = net.alpha
-        S = net.full_state_dim()
-        d = torch.full((net.n_members, S), 1.0 - a, dtype=F64)
+        d = torch.full((net.n_members, net.full_state_dim()), 1.0 - a, dtype=F64)
         c = a * (torch.einsum("ei,eni->en", u_exi, p["W_in"]) + p["b"])
         return _RateSystem(d, a * net.recurrent_weights(), c, net.config.phi), net
     if kind == "plrnn":
         c = torch.einsum("ei,eni->en", u_exi, p["C"]) + p["h"]
         return _RateSystem(p["A"].clone(), net.recurrent_weights(), c, "relu"), net
-    sysm = _AutogradSystem(net, u_exi, opts.jacobian_chunk)
-    sysm.has_cg = False  # dense LM is cheaper than CG through autograd for the usual LSTM sizes
-    return sysm, net
+    return _AutogradSystem(net, u_exi, opts.jacobian_chunk), net
 
 
 def _check_system(system, net64: Network, u_exi: torch.Tensor, x_exkxs: torch.Tensor):
@@ -368,107 +309,132 @@ def _check_system(system, net64: Network, u_exi: torch.Tensor, x_exkxs: torch.Te
         return
     E, K, S = x_exkxs.shape
     k = min(K, 4)
-    x = x_exkxs[:, :k].reshape(E * k, S)
     lay = _Layout(torch.arange(E).repeat_interleave(k))
     ref = net64.one_step(x_exkxs[:, :k], u_exi).reshape(E * k, S)
-    err = (system.F(x, lay) - ref).abs().max()
+    err = (system.F(x_exkxs[:, :k].reshape(E * k, S), lay) - ref).abs().max()
     if not bool(err <= 1e-10 * (1 + ref.abs().max())):
         raise RuntimeError(f"the closed-form map for kind {net64.kind!r} disagrees with network.one_step "
                            f"(max error {float(err):.3g}); update bioplastic/analysis/fixed_points.py:_system")
 
 
 # ----------------------------------------------------------------------------------------------
-# batched Levenberg-Marquardt
+# batched solvers: damped Newton (the search) and Levenberg-Marquardt (for what Newton cannot do)
 # ----------------------------------------------------------------------------------------------
 
 def _bdot(a, b):
     return (a * b).sum(-1)
 
 
-def _cg(lin: _Linearization, rhs_bxs, mu_b, rtol_b, max_iter: int) -> torch.Tensor:
-    """Solve ``(J^T J + mu I) dx = rhs`` per state by Jacobi-preconditioned CG (truncated)."""
-    Minv = 1.0 / (lin.diag_JTJ_bxs + mu_b[:, None])
-    dx = torch.zeros_like(rhs_bxs)
-    r = rhs_bxs.clone()
-    z = Minv * r
-    p = z.clone()
-    rz = _bdot(r, z)
-    stop = rtol_b * rhs_bxs.norm(dim=-1)
-    done = r.norm(dim=-1) <= stop
-    for _ in range(max_iter):
-        if bool(done.all()):
-            break
-        Jp = lin.Jv(p)
-        Ap = lin.JTv(Jp) + mu_b[:, None] * p
-        pAp = _bdot(p, Ap)
-        alpha = torch.where(done | (pAp <= 0), torch.zeros_like(rz), rz / torch.where(pAp > 0, pAp, 1.0))
-        dx += alpha[:, None] * p
-        r -= alpha[:, None] * Ap
-        done = done | (r.norm(dim=-1) <= stop) | (pAp <= 0)
-        z = Minv * r
-        rz_new = _bdot(r, z)
-        beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, 1.0), torch.zeros_like(rz))
-        p = z + beta[:, None] * p
-        rz = rz_new
+def _residual(system, x_bxs, lay):
+    G = system.F(x_bxs, lay) - x_bxs
+    return G, 0.5 * _bdot(G, G)
+
+
+def _newton_directions(J_bxsxs: torch.Tensor, G_bxs: torch.Tensor) -> torch.Tensor:
+    """Solve ``J dx = -G`` per state (NaN where J is singular). numpy's batched LAPACK solve is
+    about twice as fast as torch's for many small systems; torch's solve_ex is the fallback."""
+    try:
+        dx = torch.from_numpy(np.linalg.solve(J_bxsxs.numpy(), -G_bxs.numpy()[..., None])[..., 0])
+    except np.linalg.LinAlgError:
+        dx, info = torch.linalg.solve_ex(J_bxsxs, -G_bxs)
+        dx[info != 0] = float("nan")
     return dx
 
 
-def _dense_solve(lin: _Linearization, rhs_bxs, mu_b) -> torch.Tensor:
-    J = lin.J_bxsxs
-    A = torch.bmm(J.transpose(1, 2), J)
-    A.diagonal(dim1=1, dim2=2).add_(mu_b[:, None])
-    L, info = torch.linalg.cholesky_ex(A)
-    dx = torch.cholesky_solve(rhs_bxs[..., None], L)[..., 0]
-    return torch.where((info == 0)[:, None], dx, torch.full_like(dx, float("nan")))
+def _damped_newton(system, x_bxs, mi_b, scale_b, q_stop_b, max_step_b, *, max_iter: int, opts: FixedPointOptions):
+    """Newton's method on ``G(x) = 0`` with a backtracking (Armijo) line search on q, per state.
 
-
-def _levenberg_marquardt(system, x_bxs, mi_b, scale_b, q_stop_b, *, solver: str, max_iter: int,
-                         opts: FixedPointOptions):
-    """Minimise q for each state independently. Returns (x, G, q, status) for every state."""
+    Steps are shortened to at most ``max_step_b``. A state stops when ``q <= q_stop`` (converged),
+    when no step length down to 2^-line_search_steps lowers q enough or J is singular (failed:
+    typically near a slow point, where Newton's method cannot converge), or after max_iter steps.
+    Returns (x, G, q, status) for every state.
+    """
     x = x_bxs.clone()
-    lay_all = _Layout(mi_b)
-    G = system.F(x, lay_all) - x
-    q = 0.5 * _bdot(G, G)
-    B = len(x)
+    G, q = _residual(system, x, _Layout(mi_b))
+    S = x.shape[1]
+    eye = torch.eye(S, dtype=F64)
+    status = torch.full((len(x),), _RUNNING, dtype=torch.int8)
+    status[q <= q_stop_b] = _CONVERGED
+    status[~torch.isfinite(q)] = _STALLED
+    for _ in range(max_iter):
+        idx = torch.nonzero(status == _RUNNING).squeeze(1)
+        if idx.numel() == 0:
+            break
+        lay = _Layout(mi_b[idx])
+        xa, Ga, qa = x[idx], G[idx], q[idx]
+        dx = _newton_directions(system.jacobian_F(xa, lay) - eye, Ga)
+        n = dx.norm(dim=-1)
+        dx = dx * torch.clamp(max_step_b[idx] / n, max=1.0)[:, None]
+        singular = ~torch.isfinite(dx).all(-1)
+        t = torch.ones(len(idx), dtype=F64)
+        done = singular.clone()
+        accepted = torch.zeros(len(idx), dtype=torch.bool)
+        for _ in range(opts.line_search_steps):
+            todo = torch.nonzero(~done).squeeze(1)
+            if todo.numel() == 0:
+                break
+            xt = xa[todo] + t[todo, None] * dx[todo]
+            Gt, qt = _residual(system, xt, _Layout(mi_b[idx[todo]]))
+            # Armijo on q along the Newton direction, whose directional derivative is -2 q
+            ok = torch.isfinite(qt) & (qt <= (1 - 2 * opts.armijo * t[todo]) * qa[todo])
+            good = todo[ok]
+            x[idx[good]], G[idx[good]], q[idx[good]] = xt[ok], Gt[ok], qt[ok]
+            accepted[good] = True
+            done[good] = True
+            t[todo[~ok]] *= 0.5
+        new = torch.full((len(idx),), _RUNNING, dtype=torch.int8)
+        new[~accepted] = _STALLED
+        new[q[idx] <= q_stop_b[idx]] = _CONVERGED
+        status[idx] = new
+    status[status == _RUNNING] = _MAXITER
+    return x, G, q, status
+
+
+def _levenberg_marquardt(system, x_bxs, mi_b, scale_b, q_stop_b, *, max_iter: int, opts: FixedPointOptions):
+    """Minimise q per state by Levenberg-Marquardt with Nielsen's (1999) damping update: finds the
+    local minima of q with q > 0 (slow points) where Newton's method fails. Dense, for few states.
+    Returns (x, G, q, status) for every state."""
+    x = x_bxs.clone()
+    G, q = _residual(system, x, _Layout(mi_b))
+    B, S = x.shape
+    eye = torch.eye(S, dtype=F64)
     mu = torch.full((B,), float("nan"), dtype=F64)
     nu = torch.full((B,), 2.0, dtype=F64)
     rejections = torch.zeros(B, dtype=torch.long)
     status = torch.full((B,), _RUNNING, dtype=torch.int8)
     status[q <= q_stop_b] = _CONVERGED
     status[~torch.isfinite(q)] = _STALLED
-    dense = solver == "dense"
     for _ in range(max_iter):
         idx = torch.nonzero(status == _RUNNING).squeeze(1)
         if idx.numel() == 0:
             break
         lay = _Layout(mi_b[idx])
         xa, Ga, qa, sa = x[idx], G[idx], q[idx], scale_b[idx]
-        lin = system.linearize(xa, lay, dense=dense)
-        g = lin.JTv(Ga)  # gradient of q
+        J = system.jacobian_F(xa, lay) - eye
+        g = torch.bmm(J.transpose(1, 2), Ga[..., None])[..., 0]  # gradient of q
+        H = torch.bmm(J.transpose(1, 2), J)
         mua = mu[idx]
-        mua = torch.where(torch.isnan(mua), opts.damping0 * lin.diag_JTJ_bxs.amax(-1).clamp_min(1e-300), mua)
-        if dense:
-            dx = _dense_solve(lin, -g, mua)
-        else:
-            rtol = torch.clamp(torch.sqrt(Ga.norm(dim=-1) / sa), max=opts.cg_rtol_max, min=1e-14)
-            dx = _cg(lin, -g, mua, rtol, opts.cg_max_iter)
+        mua = torch.where(torch.isnan(mua), opts.damping0 * torch.diagonal(H, dim1=1, dim2=2).amax(-1).clamp_min(1e-300),
+                          mua)
+        A = H.clone()
+        A.diagonal(dim1=1, dim2=2).add_(mua[:, None])
+        L, info = torch.linalg.cholesky_ex(A)
+        dx = torch.cholesky_solve(-g[..., None], L)[..., 0]
+        dx[info != 0] = 0.0
         xn = xa + dx
-        Gn = system.F(xn, lay) - xn
-        qn = 0.5 * _bdot(Gn, Gn)
-        Jdx = lin.Jv(dx)
+        Gn, qn = _residual(system, xn, lay)
+        Jdx = torch.bmm(J, dx[..., None])[..., 0]
         pred = -_bdot(g, dx) - 0.5 * _bdot(Jdx, Jdx)  # decrease of the Gauss-Newton model of q
-        ok = torch.isfinite(qn) & torch.isfinite(pred) & (pred > 0) & (qn < qa)
+        ok = torch.isfinite(qn) & (pred > 0) & (qn < qa) & (info == 0)
         rho = torch.where(ok, (qa - qn) / torch.where(ok, pred, 1.0), torch.zeros_like(qa))
         factor = torch.clamp(1 - (2 * rho - 1) ** 3, min=1.0 / 3.0)
         mu[idx] = torch.where(ok, mua * factor, mua * nu[idx])
         nu[idx] = torch.where(ok, torch.full_like(qa, 2.0), nu[idx] * 2)
         rejections[idx] = torch.where(ok, torch.zeros_like(idx), rejections[idx] + 1)
-        acc = idx[ok]
-        x[acc], G[acc], q[acc] = xn[ok], Gn[ok], qn[ok]
-        # stopping rules (per state)
+        x[idx[ok]], G[idx[ok]], q[idx[ok]] = xn[ok], Gn[ok], qn[ok]
         small_step = ok & (dx.norm(dim=-1) <= opts.step_rtol * sa)
         flat = ok & ((qa - qn) <= opts.q_rtol * qa) & (pred <= opts.q_rtol * qa)
-        new = torch.full_like(status[idx], _RUNNING)
+        new = torch.full((len(idx),), _RUNNING, dtype=torch.int8)
         new[small_step | flat | (rejections[idx] >= opts.max_rejections)] = _STALLED
         new[q[idx] <= q_stop_b[idx]] = _CONVERGED
         status[idx] = new
@@ -476,37 +442,20 @@ def _levenberg_marquardt(system, x_bxs, mi_b, scale_b, q_stop_b, *, solver: str,
     return x, G, q, status
 
 
-def _newton_polish(system, x_bxs, mi_b, G_bxs, q_b, max_step_b, steps: int):
-    """Plain Newton steps ``J dx = -G``, each kept only where it lowers q and is short."""
-    x, G, q = x_bxs.clone(), G_bxs.clone(), q_b.clone()
-    if len(x) == 0:
-        return x, G, q
-    lay = _Layout(mi_b)
-    S = x.shape[1]
-    for _ in range(steps):
-        J = system.jacobian_F(x, lay) - torch.eye(S, dtype=F64)
-        dx, info = torch.linalg.solve_ex(J, -G)
-        xn = x + dx
-        Gn = system.F(xn, lay) - xn
-        qn = 0.5 * _bdot(Gn, Gn)
-        ok = (info == 0) & torch.isfinite(qn) & (qn < q) & (dx.norm(dim=-1) <= max_step_b)
-        x[ok], G[ok], q[ok] = xn[ok], Gn[ok], qn[ok]
-    return x, G, q
-
-
-def deduplicate(x_nxs: np.ndarray, q_n: np.ndarray, radius_n: np.ndarray) -> np.ndarray:
+def deduplicate(x_nxs: np.ndarray, q_n: np.ndarray, radius_n) -> np.ndarray:
     """Indices of representatives, greedily by increasing q (ties: lexicographic in x): each
     remaining point within ``radius_n`` (its own radius, state units) of a representative is dropped.
 
-    x_nxs: (n, S) points, q_n: (n,) their q, radius_n: (n,) merge radius of each point.
+    x_nxs: (n, S) points, q_n: (n,) their q (NaN counts as +inf), radius_n: scalar or (n,).
     Returns the sorted indices of the kept points.
     """
-    x_nxs, q_n, radius_n = np.asarray(x_nxs, float), np.asarray(q_n, float), np.asarray(radius_n, float)
+    x_nxs, q_n = np.asarray(x_nxs, float), np.asarray(q_n, float)
     n = len(x_nxs)
+    radius_n = np.broadcast_to(np.asarray(radius_n, float), (n,))
     if n == 0:
         return np.zeros(0, dtype=int)
-    order = np.lexsort(tuple(x_nxs[:, ::-1].T) + (q_n,))
-    alive = np.ones(n, bool)
+    order = np.lexsort(tuple(x_nxs[:, ::-1].T) + (np.where(np.isnan(q_n), np.inf, q_n),))
+    alive = np.isfinite(x_nxs).all(1)
     keep = []
     for i in order:
         if not alive[i]:
@@ -521,27 +470,11 @@ def deduplicate(x_nxs: np.ndarray, q_n: np.ndarray, radius_n: np.ndarray) -> np.
     return np.sort(np.asarray(keep, dtype=int))
 
 
-def _dedup_torch(x_bxs, q_b, mi_b, radius_b):
-    """Like :func:`deduplicate` per member, in torch, for many states (search output)."""
-    keep = []
-    for e in torch.unique(mi_b).tolist():
-        idx = torch.nonzero(mi_b == e).squeeze(1)
-        xe, qe, re = x_bxs[idx], q_b[idx], radius_b[idx]
-        qe = torch.where(torch.isfinite(qe), qe, torch.full_like(qe, float("inf")))
-        order = torch.argsort(qe, stable=True)
-        alive = torch.ones(len(idx), dtype=torch.bool)
-        alive[~torch.isfinite(xe).all(-1)] = False
-        for i in order.tolist():
-            if not alive[i]:
-                continue
-            keep.append(int(idx[i]))
-            alive[i] = False
-            rest = torch.nonzero(alive).squeeze(1)
-            if rest.numel() == 0:
-                break
-            d = (xe[rest] - xe[i]).norm(dim=-1)
-            alive[rest[d <= re[rest]]] = False
-    return torch.as_tensor(sorted(keep), dtype=torch.long)
+def _dedup_members(x_bxs: torch.Tensor, q_b: torch.Tensor, mi_b: torch.Tensor, radius_b: torch.Tensor) -> torch.Tensor:
+    """:func:`deduplicate` within each member; returns the kept flat indices, sorted."""
+    xn, qn, mn, rn = x_bxs.numpy(), q_b.numpy(), mi_b.numpy(), radius_b.numpy()
+    keep = [sel[deduplicate(xn[sel], qn[sel], rn[sel])] for e in np.unique(mn) for sel in [np.flatnonzero(mn == e)]]
+    return torch.as_tensor(np.sort(np.concatenate(keep)) if keep else np.zeros(0, int), dtype=torch.long)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -658,12 +591,14 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
               ``1/2 (fixed_eps_factor * eps(network.dtype) * scale_e)^2``.
     slow_q:   q at or below which a point is kept as a slow point; default
               ``1/2 (slow_rtol * scale_e)^2`` (at least ``tol_q``).
-    max_iter: Levenberg-Marquardt iterations (default ``options.max_iter``).
+    max_iter: damped-Newton iterations of the search (default ``options.max_iter``).
     options:  a :class:`FixedPointOptions` (default :data:`DEFAULTS`).
 
     Returns a :class:`FixedPoints` (P = the largest number of points of any member).
     """
     u, x0 = _check_inputs(network, u_exi, x0_exkxs)
+    if not isinstance(options, FixedPointOptions):
+        raise ValueError(f"options must be a FixedPointOptions; got {type(options).__name__}")
     opts = options
     max_iter = opts.max_iter if max_iter is None else int(max_iter)
     if max_iter < 1:
@@ -682,43 +617,33 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
     tol_q_t, slow_q_t = torch.as_tensor(tol_q_e), torch.as_tensor(slow_q_e)
 
     system, net64 = _system(network, u, opts)
-    _check_system(system, net64, u, x0)
-
-    x = x0.reshape(E * K, S)
-    mi = torch.arange(E).repeat_interleave(K)
-    scale_b = scale_e[mi]
-    q_solve_b = torch.minimum(0.5 * (opts.solve_rtol * scale_b) ** 2, tol_q_t[mi])
-    use_cg = system.has_cg and (opts.solver == "cg" or (opts.solver == "auto" and S >= opts.cg_min_dim))
-    if opts.solver == "cg" and not system.has_cg:
-        use_cg = True  # honour an explicit request (CG through autograd products)
     with torch.no_grad():
-        if use_cg:
-            q_search_b = torch.maximum(0.5 * (opts.search_rtol * scale_b) ** 2, q_solve_b)
-            x, G, q, status = _levenberg_marquardt(system, x, mi, scale_b, q_search_b, solver="cg",
-                                                   max_iter=max_iter, opts=opts)
-            keep = _dedup_torch(x, q, mi, opts.dedup_rtol * scale_b)
-            x, mi, scale_b, q_solve_b, status = x[keep], mi[keep], scale_b[keep], q_solve_b[keep], status[keep]
-            # refine what the search brought close (and what ran out of iterations) with dense LM
-            ref = torch.nonzero((status == _CONVERGED) | (status == _MAXITER)).squeeze(1)
-            if ref.numel():
-                xr, _, _, _ = _levenberg_marquardt(system, x[ref], mi[ref], scale_b[ref], q_solve_b[ref],
-                                                   solver="dense", max_iter=max_iter, opts=opts)
-                x[ref] = xr
-            lay = _Layout(mi)
-            G = system.F(x, lay) - x
-            q = 0.5 * _bdot(G, G)
-        else:
-            x, G, q, status = _levenberg_marquardt(system, x, mi, scale_b, q_solve_b, solver="dense",
-                                                   max_iter=max_iter, opts=opts)
-            keep = _dedup_torch(x, q, mi, opts.dedup_rtol * scale_b)
-            x, G, q, mi, scale_b = x[keep], G[keep], q[keep], mi[keep], scale_b[keep]
-        # Newton polish of the fixed points
-        pol = torch.nonzero(torch.isfinite(q) & (q <= tol_q_t[mi])).squeeze(1)
-        if pol.numel():
-            xp, Gp, qp = _newton_polish(system, x[pol], mi[pol], G[pol], q[pol], opts.dedup_rtol * scale_b[pol],
-                                        opts.newton_steps)
-            x[pol], G[pol], q[pol] = xp, Gp, qp
-        # select: finite, not an outlier, q <= slow_q
+        _check_system(system, net64, u, x0)
+        x = x0.reshape(E * K, S)
+        mi = torch.arange(E).repeat_interleave(K)
+        scale_b = scale_e[mi]
+        q_solve_b = torch.minimum(0.5 * (opts.solve_rtol * scale_b) ** 2, tol_q_t[mi])
+        q_search_b = torch.maximum(0.5 * (opts.search_rtol * scale_b) ** 2, q_solve_b)
+        # 1. search: damped Newton from every initial state
+        x, G, q, status = _damped_newton(system, x, mi, scale_b, q_search_b, opts.max_step_rtol * scale_b,
+                                         max_iter=max_iter, opts=opts)
+        # 2. merge the states that reached the same point
+        keep = _dedup_members(x, q, mi, opts.dedup_rtol * scale_b)
+        x, G, q, status, mi, scale_b = x[keep], G[keep], q[keep], status[keep], mi[keep], scale_b[keep]
+        q_solve_b, q_search_b = q_solve_b[keep], q_search_b[keep]
+        # 3. Levenberg-Marquardt where Newton failed: slow points (local minima of q), singular J
+        fb = torch.nonzero(status != _CONVERGED).squeeze(1)
+        if fb.numel():
+            xf, Gf, qf, _ = _levenberg_marquardt(system, x[fb], mi[fb], scale_b[fb], q_solve_b[fb],
+                                                 max_iter=opts.lm_max_iter, opts=opts)
+            x[fb], G[fb], q[fb] = xf, Gf, qf
+        # 4. refine the (near-)fixed points with short Newton steps
+        ref = torch.nonzero(torch.isfinite(q) & (q <= torch.maximum(q_search_b, tol_q_t[mi]))).squeeze(1)
+        if ref.numel() and opts.refine_steps:
+            xr, Gr, qr, _ = _damped_newton(system, x[ref], mi[ref], scale_b[ref], q_solve_b[ref],
+                                           opts.dedup_rtol * scale_b[ref], max_iter=opts.refine_steps, opts=opts)
+            x[ref], G[ref], q[ref] = xr, Gr, qr
+        # 5. select: finite, not an outlier, q <= slow_q
         max_norm_e = torch.clamp(norms_exk.amax(1), min=opts.scale_floor)
         good = torch.isfinite(q) & torch.isfinite(x).all(-1) & (q <= slow_q_t[mi])
         good &= x.norm(dim=-1) <= opts.outlier_factor * max_norm_e[mi]

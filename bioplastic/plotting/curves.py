@@ -69,3 +69,42 @@ def save(fig_or_axes, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def sweep(ds: xr.Dataset, axes=None):
+    """Iterations to criterion against the first swept field, one line (median) and dots (seeds) per
+    condition; one panel per combination of the other swept dims. Unlearned networks are drawn at
+    the budget as open triangles."""
+    dims = ds.attrs["sweep_dims"].split(",")
+    x_dim, rest = dims[0], dims[1:]
+    panels = list(np.ndindex(*[ds.sizes[d] for d in rest])) or [()]
+    if axes is None:
+        _, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False, sharey=True)
+    axes = np.asarray(axes).reshape(-1)
+    budget = int(ds.sizes["iteration"])
+    xs = ds[x_dim].values
+    numeric = np.issubdtype(xs.dtype, np.number)
+    xpos = xs.astype(float) if numeric else np.arange(len(xs), dtype=float)
+    for ax, idx in zip(axes, panels):
+        sub = ds.isel(dict(zip(rest, idx)))
+        for j, cond in enumerate(sub["condition"].values):
+            color = COLORS[j % len(COLORS)]
+            itc = sub["iterations_to_criterion"].sel(condition=cond).transpose(x_dim, "seed").values
+            jitter = (j - (sub.sizes["condition"] - 1) / 2) * 0.015 * (np.ptp(xpos) or 1)
+            for s in range(itc.shape[1]):
+                ok = np.isfinite(itc[:, s])
+                ax.plot(xpos[ok] + jitter, itc[ok, s], "o", color=color, ms=3.5, alpha=0.6)
+                ax.plot(xpos[~ok] + jitter, np.full((~ok).sum(), budget), "^", mfc="none", color=color, ms=4)
+            med = np.median(np.where(np.isfinite(itc), itc, budget), axis=1)
+            ax.plot(xpos, med, "-", color=color, lw=1.8, label=f"{cond} (median)")
+        ax.axhline(budget, color="0.6", lw=0.8, ls="--")
+        ax.set_xlabel(x_dim)
+        if not numeric:
+            ax.set_xticks(xpos, [str(x) for x in xs])
+        title = ", ".join(f"{d}={sub[d].item()}" for d in rest)
+        if title:
+            ax.set_title(title)
+    axes[0].set_ylabel("iterations to criterion\n(△ not learned: drawn at budget)")
+    axes[0].set_ylim(0, budget * 1.08)
+    axes[0].legend(fontsize=8)
+    return axes

@@ -7,6 +7,7 @@ and expands the conditions. Every problem is collected and raised as one :class:
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..networks import NETWORKS
 from ..registry import UnknownNameError
 from ..tasks import TASKS
 from .errors import ProtocolError, describe, format_validation_error
-from .schema import (CONDITION_KEYS, NAME_RE, SHARED_MODEL, SHARED_TRAINING, ProtocolConfig, TCRConfig,
+from .schema import (CONDITION_KEYS, NAME_RE, SHARED_MODEL, SHARED_TRAINING, ProtocolConfig, SweepConfig, TCRConfig,
                      TrainingConfig)
 from .yaml12 import dump_yaml, load_yaml
 
@@ -46,11 +47,36 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Point:
+    """One point of a sweep: the values of the swept fields, and the protocol they make."""
+
+    coords: dict[str, Any]
+    protocol: "Protocol"
+
+
+@dataclass(frozen=True)
 class Protocol:
     config: ProtocolConfig
     conditions: list[Condition]
     resolved: dict[str, Any] = field(repr=False)
     source: str = ""
+    sweep: SweepConfig | None = None
+    sweep_points: tuple[Point, ...] = ()
+
+    @property
+    def points(self) -> list[Point]:
+        """The sweep's points in order (grid in row-major order, zip innermost); one point without a sweep."""
+        return list(self.sweep_points) if self.sweep is not None else [Point({}, self)]
+
+    @property
+    def sweep_dims(self) -> list[tuple[str, list[Any]]]:
+        """(dim name, values) of the sweep, in order: one dim per grid field, then `zip`."""
+        if self.sweep is None:
+            return []
+        dims = [(k, list(v)) for k, v in self.sweep.grid.items()]
+        if self.sweep.zip:
+            dims.append(("zip", list(range(len(next(iter(self.sweep.zip.values())))))))
+        return dims
 
     @property
     def name(self) -> str:
@@ -152,22 +178,90 @@ def _resolve_kind(registry, section: str, data: dict, problems: list[str]):
 
 
 def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Protocol:
+    """Read, override, validate and resolve a protocol file."""
     path = Path(path)
     raw = apply_overrides(read_yaml_file(path), overrides or [])
+    return protocol_from_data(raw, str(path), path.resolve().parent)
+
+
+def protocol_from_text(text: str, source: str = "<protocol text>") -> Protocol:
+    """A protocol from resolved YAML text (what OUT/protocol.yaml and the dataset hold)."""
+    data = load_yaml(text)
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{source}: expected a mapping at the top level")
+    return protocol_from_data(data, source, Path.cwd())
+
+
+def set_dotted(data: dict, key: str, value: Any) -> dict:
+    """A copy of ``data`` with the dotted ``key`` set to ``value``."""
+    out = copy.deepcopy(data)
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ProtocolError(f"{key}: {part} is {describe(nxt)}, not a section")
+        node = nxt
+    node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
+    """Validate a protocol given as data; a ``sweep`` section is expanded into its points."""
+    sweep_raw = raw.get("sweep")
+    base_raw = {k: v for k, v in raw.items() if k != "sweep"}
+    base = _resolve(base_raw, source, protocol_dir)
+    if sweep_raw is None:
+        return base
+    problems: list[str] = []
+    sweep = _validate(SweepConfig, sweep_raw if isinstance(sweep_raw, dict) else {"grid": sweep_raw}, "sweep", problems)
+    if sweep is None:
+        raise ProtocolError(problems, source)
+    # each entry alone first, so that a problem names the sweep entry that causes it
+    for section, entries in (("grid", sweep.grid), ("zip", sweep.zip)):
+        for key, values in entries.items():
+            for value in values:
+                try:
+                    _resolve(set_dotted(base_raw, key, value), source, protocol_dir)
+                except ProtocolError as exc:
+                    problems.extend(f"sweep.{section}.{key} = {value!r}: {p}" for p in exc.problems)
+    if problems:
+        raise ProtocolError(list(dict.fromkeys(problems)), source)
+    points = []
+    grid = list(itertools.product(*[[(k, v) for v in vals] for k, vals in sweep.grid.items()]))
+    zipped = [list(zip(sweep.zip, row)) for row in zip(*sweep.zip.values())] or [[]]
+    for combo in grid:
+        for row in zipped:
+            coords = dict(combo) | dict(row)
+            point_raw = base_raw
+            try:
+                for key, value in coords.items():
+                    point_raw = set_dotted(point_raw, key, value)
+                points.append(Point(coords, _resolve(point_raw, source, protocol_dir)))
+            except ProtocolError as exc:
+                where = ", ".join(f"{k}={v!r}" for k, v in coords.items())
+                problems.extend(f"sweep point {where}: {p}" for p in exc.problems)
+    if problems:
+        raise ProtocolError(list(dict.fromkeys(problems)), source)
+    resolved = dict(base.resolved, sweep=sweep.model_dump(mode="json"))
+    return Protocol(base.config, base.conditions, resolved, source, sweep, tuple(points))
+
+
+def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
     problems: list[str] = []
     cfg = _validate(ProtocolConfig, raw, "", problems)
     if cfg is None:
-        raise ProtocolError(problems, str(path))
+        raise ProtocolError(problems, source)
 
     # the model: a spec from models/ with the protocol's keys on top
     model_raw = dict(cfg.model)
     if "spec" in model_raw:
-        spec_path = find_model_spec(model_raw.pop("spec"), path.resolve().parent)
+        spec_path = find_model_spec(model_raw.pop("spec"), protocol_dir)
         model_raw = merge(read_yaml_file(spec_path, "model spec"), model_raw)
     model_kind, model = _resolve_kind(NETWORKS, "model", model_raw, problems)
     task_kind, task = _resolve_kind(TASKS, "task", dict(cfg.task), problems)
     if problems:
-        raise ProtocolError(problems, str(path))
+        raise ProtocolError(problems, source)
     base_model = model.model_dump(mode="json")
     base_tcr = raw.get("tcr", {}) or {}
     base_training = raw.get("training", {}) or {}
@@ -208,9 +302,9 @@ def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Proto
             problems.append(f"{where if tcr_over else ''}{'.' if tcr_over else ''}tcr.window: expected one of {periods}; got {tcr.window!r}")
         conditions.append(Condition(name, task_kind, task, model_kind, cmodel, training, tcr))
     if problems:
-        raise ProtocolError(sorted(set(problems), key=problems.index), str(path))
+        raise ProtocolError(sorted(set(problems), key=problems.index), source)
 
     resolved = cfg.model_dump(mode="json", by_alias=True)
     resolved["task"] = {"kind": task_kind, **task.model_dump(mode="json")}
     resolved["model"] = base_model
-    return Protocol(cfg, conditions, resolved, str(path))
+    return Protocol(cfg, conditions, resolved, source)

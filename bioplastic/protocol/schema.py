@@ -45,7 +45,8 @@ class TrainingConfig(Schema):
     eval_every: int = Field(25, gt=0, description="measure held-out accuracy every K iterations")
     eval_trials: int = Field(256, gt=0, description="held-out trials per network (a fixed set drawn once per network)")
     criterion: float = Field(0.95, gt=0, le=1, description="held-out accuracy at which a network counts as having learned")
-    stop_when_learned: bool = Field(False, description="stop a group of networks at the first checkpoint where all have learned")
+    stop_when_learned: bool = Field(False, description="stop an ensemble at the first checkpoint where all its networks have learned")
+    ensemble_size: int = Field(4, gt=0, description="at most this many networks train together in one work unit (compatible networks are split evenly into units of at most this size; results do not depend on the executor)")
     loss_smoothing: int = Field(25, gt=0, description="moving-average window (iterations) for the learning-curve metrics")
     dtype: Literal["float32", "float64"] = Field("float32", description="floating-point type of the simulation")
 
@@ -66,6 +67,30 @@ class OutputConfig(Schema):
     figures: bool = Field(True, description="write PNG figures")
 
 
+class SweepConfig(Schema):
+    """Sweeps over protocol fields; each point is the protocol with those fields set."""
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted field -> values; every combination is a point; each field becomes a dim of the results")
+    zip: dict[str, list[Any]] = Field(default_factory=dict, description="dotted field -> values, all lists of one length, taken together (one dim `zip`)")
+
+    @field_validator("grid", "zip")
+    @classmethod
+    def _nonempty(cls, v):
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"{key}: expected a non-empty list of values, got []")
+            if key.split(".")[0] in ("sweep", "name", "seed", "output"):
+                raise ValueError(f"{key}: cannot sweep over {key.split('.')[0]!r}")
+        return v
+
+    @field_validator("zip")
+    @classmethod
+    def _same_length(cls, v):
+        if len({len(vals) for vals in v.values()}) > 1:
+            raise ValueError("all zip lists must have the same length, got " + ", ".join(f"{k}: {len(x)}" for k, x in v.items()))
+        return v
+
+
 class ProtocolConfig(Schema):
     """An experiment: networks of one model kind trained on one task under named conditions."""
 
@@ -80,6 +105,7 @@ class ProtocolConfig(Schema):
     conditions: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"baseline": {}},
                                                   description="named overrides of `tcr`, `training` and `model`, e.g. {baseline: {}, tcr_loss: {tcr: {form: loss}}}")
     output: OutputConfig = Field(default_factory=OutputConfig)
+    sweep: SweepConfig | None = Field(None, description="optional sweep over protocol fields (grid and/or zip); null: a single point")
 
     @field_validator("name")
     @classmethod
@@ -99,5 +125,5 @@ class ProtocolConfig(Schema):
 #: keys a condition may override; the rest of the protocol is shared by all conditions
 CONDITION_KEYS = ("tcr", "training", "model")
 #: settings that fix array shapes, so all conditions must share them
-SHARED_TRAINING = ("iterations", "batch_size", "checkpoint_every", "eval_every", "eval_trials", "dtype")
+SHARED_TRAINING = ("iterations", "batch_size", "checkpoint_every", "eval_every", "eval_trials", "dtype", "ensemble_size")
 SHARED_MODEL = ("kind", "n_units")

@@ -173,3 +173,35 @@ def write_dataset(ds: xr.Dataset, path: Path) -> None:
 def read_dataset(path: Path) -> xr.Dataset:
     with xr.open_dataset(path, engine=ENGINE) as ds:
         return ds.load()
+
+
+def combine_points(protocol, datasets: list[xr.Dataset]) -> xr.Dataset:
+    """Merge per-point datasets of a sweep: every grid field becomes a dim (named by its dotted path),
+    a zip becomes the dim ``zip`` with one coordinate per zipped field. Without a sweep: the one dataset."""
+    if protocol.sweep is None:
+        ds = datasets[0]
+        ds.attrs["sweep_dims"] = ""
+        return ds
+    grid = list(protocol.sweep.grid)
+    zipped = protocol.sweep.zip
+    ds = xr.concat(datasets, dim="sweep_point", join="outer", combine_attrs="drop_conflicts", data_vars="all",
+                   coords="minimal", compat="override")
+    index_names = grid + (["zip"] if zipped else [])
+    coords = {k: ("sweep_point", [p.coords[k] for p in protocol.points]) for k in grid}
+    if zipped:
+        n_zip = len(next(iter(zipped.values())))
+        coords["zip"] = ("sweep_point", [i % n_zip for i in range(len(protocol.points))])
+    ds = ds.assign_coords(coords).set_index(sweep_point=index_names).unstack("sweep_point")
+    for k, values in zipped.items():
+        ds.coords[k] = ("zip", list(values))
+    order = index_names + [d for d in ds.dims if d not in index_names]
+    ds = ds.transpose(*order)
+    describe(ds, protocol)
+    for k in grid:
+        ds[k].attrs.update(units="", long_name=f"swept protocol field {k}")
+    for k in zipped:
+        ds[k].attrs.update(units="", long_name=f"swept protocol field {k} (zipped)")
+    if zipped:
+        ds["zip"].attrs.update(units="", long_name="index of the zipped sweep values")
+    ds.attrs["sweep_dims"] = ",".join(index_names)
+    return ds

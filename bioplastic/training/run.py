@@ -1,5 +1,5 @@
-"""Running a protocol: group conditions into ensembles, train (resumably), write the dataset
-and figures. ``run_protocol`` is what ``python -m bioplastic run`` calls.
+"""Running a protocol: plan work units, train them with an executor (resumably), merge their
+results into one dataset, write it with figures. ``run_protocol`` is what ``bioplastic run`` calls.
 """
 from __future__ import annotations
 
@@ -12,22 +12,15 @@ import xarray as xr
 
 from ..protocol.load import Protocol
 from ..storage.io import atomic_write_text
-from ..storage.results import build_dataset, read_dataset, write_dataset
-from .loop import EnsembleTrainer, GroupResult, Member
+from ..storage.results import build_dataset, combine_points, read_dataset, write_dataset
+from .executors import Executor, InProcessExecutor
+from .units import STATE_DIR, UNITS_DIR, groups, load_result, plan_units, result_path
 
-STATE_DIR = "state"
+__all__ = ["RunError", "groups", "run_protocol", "output_dir", "summary", "total_work"]
 
 
 class RunError(Exception):
     """The run cannot start (e.g. the output folder holds a different protocol)."""
-
-
-def groups(protocol: Protocol) -> list[list[Member]]:
-    """Members (condition x seed) grouped into ensembles that train in one computation."""
-    out: dict[str, list[Member]] = {}
-    for c in protocol.conditions:
-        out.setdefault(c.group_key(), []).extend(Member(c, s) for s in range(protocol.config.seeds))
-    return list(out.values())
 
 
 def output_dir(protocol: Protocol, out: str | Path | None) -> Path:
@@ -52,45 +45,76 @@ def prepare_output(protocol: Protocol, out: Path) -> bool:
 def write_figures(ds: xr.Dataset, out: Path) -> list[Path]:
     from ..plotting import curves
 
-    paths = [out / "learning_curves.png", out / "iterations_to_criterion.png"]
-    curves.save(curves.learning_curves(ds), paths[0])
-    curves.save(curves.iterations_to_criterion(ds), paths[1])
+    paths = []
+    if "sweep_dims" in ds.attrs and ds.attrs["sweep_dims"]:
+        paths.append(out / "sweep.png")
+        curves.save(curves.sweep(ds), paths[-1])
+        first = {d: 0 for d in ds.attrs["sweep_dims"].split(",")}
+        ds = ds.isel(first)
+    paths += [out / "learning_curves.png", out / "iterations_to_criterion.png"]
+    curves.save(curves.learning_curves(ds), paths[-2])
+    curves.save(curves.iterations_to_criterion(ds), paths[-1])
     return paths
 
 
-def run_protocol(protocol: Protocol, out: str | Path | None = None, *,
+def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
+    """Merge the finished units' results into the run's dataset (deterministic: plan order)."""
+    units = plan_units(protocol)
+    per_point = [build_dataset(point.protocol, [load_result(u, result_path(out, u.id)) for u in units if u.point == i])
+                 for i, point in enumerate(protocol.points)]
+    return combine_points(protocol, per_point)
+
+
+def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor: Executor | None = None,
                  progress: Callable[[int, dict], None] | None = None,
                  interrupt_at: int | None = None) -> tuple[xr.Dataset, Path]:
-    """Train every network of the protocol, resuming from ``OUT/state`` if present; write
-    ``OUT/results.nc`` and figures. Returns the dataset and the output folder."""
+    """Train every network of the protocol (units already done are skipped; interrupted units resume
+    from their last checkpoint); write ``OUT/results.nc`` and figures. Returns the dataset and folder."""
     out = output_dir(protocol, out)
     if prepare_output(protocol, out):
         return read_dataset(out / "results.nc"), out
-    results: list[GroupResult] = []
-    for i, members in enumerate(groups(protocol)):
-        trainer = EnsembleTrainer(members, protocol.config.seed)
-        results.append(trainer.run(out / STATE_DIR / f"group-{i}.pt", progress, interrupt_at))
-    ds = build_dataset(protocol, results)
+    units = plan_units(protocol)
+    todo = [u for u in units if not result_path(out, u.id).exists()]
+    if progress and len(todo) < len(units):
+        progress(sum(u.work for u in units if u not in todo), {})
+    if executor is None or interrupt_at is not None:
+        executor = InProcessExecutor(interrupt_at)
+    executor.run(protocol.text, todo, out, progress)
+    ds = assemble(protocol, out)
     write_dataset(ds, out / "results.nc")
     if protocol.config.output.figures:
         write_figures(ds, out)
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+    shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
     return ds, out
 
 
 def total_work(protocol: Protocol) -> int:
-    return len(protocol.conditions) * protocol.config.seeds * protocol.conditions[0].training.iterations
+    return sum(u.work for u in plan_units(protocol))
 
 
 def summary(ds: xr.Dataset) -> str:
-    """A short text table: per condition, learned networks and iterations to criterion."""
-    lines = [f"{'condition':<18}{'learned':>9}{'iters to criterion (median [min, max])':>42}{'final acc':>11}"]
-    for cond in ds["condition"].values:
-        itc = ds["iterations_to_criterion"].sel(condition=cond).values
-        ok = np.isfinite(itc)
-        rng = f"{np.median(itc[ok]):.0f} [{itc[ok].min():.0f}, {itc[ok].max():.0f}]" if ok.any() else "-"
-        acc = np.nanmedian(ds["final_accuracy"].sel(condition=cond).values)
-        lines.append(f"{str(cond):<18}{f'{ok.sum()}/{len(itc)}':>9}{rng:>42}{acc:>11.3f}")
+    """A short text table: per condition (and sweep point), learned networks and iterations to criterion."""
+    sweep_dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d]
+    lines = []
+    points = [{}]
+    if sweep_dims:
+        stacked = ds[sweep_dims[0]] if len(sweep_dims) == 1 else None
+        points = ([{sweep_dims[0]: v} for v in stacked.values] if stacked is not None else
+                  [dict(zip(sweep_dims, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in sweep_dims])])
+    head = f"{'point':<22}" if sweep_dims else ""
+    lines.append(f"{head}{'condition':<18}{'learned':>9}{'iters to criterion (median [min, max])':>42}{'final acc':>11}")
+    for point in points:
+        sub = ds.sel(point) if sweep_dims and len(sweep_dims) == 1 else (ds.isel(point) if sweep_dims else ds)
+        label = ", ".join(f"{k}={float(sub[k]) if np.issubdtype(sub[k].dtype, np.number) else sub[k].item()}"
+                          for k in sweep_dims) if sweep_dims else ""
+        for cond in sub["condition"].values:
+            itc = sub["iterations_to_criterion"].sel(condition=cond).values
+            ok = np.isfinite(itc)
+            rng = f"{np.median(itc[ok]):.0f} [{itc[ok].min():.0f}, {itc[ok].max():.0f}]" if ok.any() else "-"
+            acc = np.nanmedian(sub["final_accuracy"].sel(condition=cond).values)
+            lines.append(f"{label[:21]:<22}" * bool(sweep_dims)
+                         + f"{str(cond):<18}{f'{ok.sum()}/{len(itc)}':>9}{rng:>42}{acc:>11.3f}")
     n_div = int(ds["diverged"].sum())
     if n_div:
         lines.append(f"{n_div} network(s) diverged (see the 'diverged' variable)")

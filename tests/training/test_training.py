@@ -7,7 +7,7 @@ import xarray as xr
 from bioplastic import load_protocol, run_protocol
 from bioplastic.training.loop import EnsembleTrainer, Interrupted
 from bioplastic.training.optim import EnsembleOptimizer, clip_per_member
-from bioplastic.training.run import groups
+from bioplastic.training.units import groups
 
 TOL = dict(rtol=1e-10, atol=1e-12)
 
@@ -54,7 +54,7 @@ def test_interrupted_run_resumes_to_identical_results(write_protocol, tmp_path):
     straight, _ = run_protocol(protocol, tmp_path / "straight")
     with pytest.raises(Interrupted):
         run_protocol(protocol, tmp_path / "resumed", interrupt_at=6)  # last checkpoint: iteration 4
-    assert (tmp_path / "resumed" / "state" / "group-0.pt").exists()
+    assert list((tmp_path / "resumed" / "state").glob("p000-g0-u*.pt"))
     assert not (tmp_path / "resumed" / "results.nc").exists()
     resumed, _ = run_protocol(protocol, tmp_path / "resumed")
     xr.testing.assert_identical(straight.drop_attrs(), resumed.drop_attrs())

@@ -1,0 +1,135 @@
+"""Work units: the pieces a run is cut into, and running one of them anywhere.
+
+A unit is a group of compatible networks (same task, model and training shape) of one sweep point,
+at most ``training.ensemble_size`` of them, trained together as one ensemble. The plan depends on
+the protocol only, never on the executor, so every executor produces the same numbers. A unit runs
+from the resolved protocol text and its id alone (a few hundred bytes to ship to a worker); it
+resumes from ``OUT/state/<id>.pt`` and, when done, writes ``OUT/units/<id>.pt`` atomically.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..protocol.load import Protocol, protocol_from_text
+from ..storage.io import atomic_torch_save, safe_torch_load
+from .loop import EnsembleTrainer, GroupResult, Member
+
+STATE_DIR, UNITS_DIR = "state", "units"
+#: fault injection for tests: a path; the first unit to start after it is absent creates it and
+#: kills its own process (as a killed worker would), after its first checkpoint
+FAULT_ENV = "BIOPLASTIC_TEST_KILL_ONCE"
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: str
+    point: int
+    members: tuple[Member, ...]
+
+    @property
+    def work(self) -> int:
+        """Network-iterations this unit trains (for progress)."""
+        return len(self.members) * self.members[0].condition.training.iterations
+
+
+def groups(protocol: Protocol) -> list[list[Member]]:
+    """Members (condition x seed) of a sweep-free protocol, grouped by compatibility."""
+    out: dict[str, list[Member]] = {}
+    for c in protocol.conditions:
+        out.setdefault(c.group_key(), []).extend(Member(c, s) for s in range(protocol.config.seeds))
+    return list(out.values())
+
+
+def plan_units(protocol: Protocol) -> list[Unit]:
+    """Every unit of the run, in a fixed order: point, group, chunk."""
+    units = []
+    for i, point in enumerate(protocol.points):
+        for j, members in enumerate(groups(point.protocol)):
+            size = members[0].condition.training.ensemble_size
+            for c, idx in enumerate(np.array_split(np.arange(len(members)), math.ceil(len(members) / size))):
+                units.append(Unit(f"p{i:03d}-g{j}-u{c}", i, tuple(members[k] for k in idx)))
+    return units
+
+
+def result_path(out: Path, unit_id: str) -> Path:
+    return Path(out) / UNITS_DIR / f"{unit_id}.pt"
+
+
+def save_result(result: GroupResult, path: Path) -> None:
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    atomic_torch_save({
+        "members": [f"{m.condition.name}/{m.seed_index}" for m in result.members],
+        "history": {k: t(v) for k, v in result.history.items()},
+        "eval_iterations": t(result.eval_iterations),
+        "eval_history": {k: t(v) for k, v in result.eval_history.items()},
+        "checkpoint_iterations": t(result.checkpoint_iterations),
+        "weights": {k: t(v) for k, v in result.weights.items()},
+        "param_dims": {k: list(v) for k, v in result.param_dims.items()},
+        "diverged_at": t(result.diverged_at),
+        "final_iteration": int(result.final_iteration),
+    }, path)
+
+
+def load_result(unit: Unit, path: Path) -> GroupResult:
+    d = safe_torch_load(path)
+    names = [f"{m.condition.name}/{m.seed_index}" for m in unit.members]
+    if d["members"] != names:
+        raise ValueError(f"{path} holds networks {d['members']}, expected {names}")
+    n = lambda x: x.numpy()  # noqa: E731
+    return GroupResult(list(unit.members), {k: n(v) for k, v in d["history"].items()}, n(d["eval_iterations"]),
+                       {k: n(v) for k, v in d["eval_history"].items()}, n(d["checkpoint_iterations"]),
+                       {k: n(v) for k, v in d["weights"].items()}, {k: tuple(v) for k, v in d["param_dims"].items()},
+                       n(d["diverged_at"]), int(d["final_iteration"]))
+
+
+def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int, dict], None] | None = None,
+             threads: int | None = None, interrupt_at: int | None = None) -> str:
+    """Train one unit (resuming if its state exists) and write its result. Returns the unit id."""
+    if threads:
+        torch.set_num_threads(threads)
+    protocol = protocol_from_text(protocol_text)
+    unit = next((u for u in plan_units(protocol) if u.id == unit_id), None)
+    if unit is None:
+        raise ValueError(f"no work unit {unit_id!r} in this protocol")
+    out_path = Path(out)
+    state = out_path / STATE_DIR / f"{unit_id}.pt"
+    trainer = EnsembleTrainer(list(unit.members), protocol.config.seed)
+    fault = os.environ.get(FAULT_ENV)
+    if fault and not Path(fault).exists():
+        interrupt_at = unit.members[0].condition.training.checkpoint_every
+        Path(fault).write_text(unit_id)
+        try:
+            trainer.run(state, progress, interrupt_at)
+        finally:
+            os._exit(17)  # a worker killed mid-unit: only its last checkpoint survives
+    result = trainer.run(state, progress, interrupt_at)
+    save_result(result, result_path(out_path, unit_id))
+    state.unlink(missing_ok=True)
+    return unit_id
+
+
+class ThrottledProgress:
+    """Collects progress counts and forwards them at most every ``every_s`` seconds (for queues)."""
+
+    def __init__(self, send: Callable[[int], None], every_s: float = 0.5):
+        self.send, self.every_s, self.pending, self.last = send, every_s, 0, time.monotonic()
+
+    def __call__(self, n: int, info: dict) -> None:
+        self.pending += n
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.send(self.pending)
+            self.pending, self.last = 0, now
+
+    def flush(self) -> None:
+        if self.pending:
+            self.send(self.pending)
+            self.pending = 0
