@@ -191,7 +191,11 @@ def combine_points(protocol, datasets: list[xr.Dataset]) -> xr.Dataset:
     if zipped:
         n_zip = len(next(iter(zipped.values())))
         coords["zip"] = ("sweep_point", [i % n_zip for i in range(len(protocol.points))])
-    ds = ds.assign_coords(coords).set_index(sweep_point=index_names).unstack("sweep_point")
+    ds = ds.assign_coords(coords)
+    if len(index_names) == 1:
+        ds = ds.swap_dims({"sweep_point": index_names[0]})
+    else:
+        ds = ds.set_index(sweep_point=index_names).unstack("sweep_point")
     for k, values in zipped.items():
         ds.coords[k] = ("zip", list(values))
     order = index_names + [d for d in ds.dims if d not in index_names]

@@ -1,0 +1,90 @@
+"""Sweeps and executors: same numbers whatever runs them; killed workers lose only their unit."""
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bioplastic import load_protocol, run_protocol
+from bioplastic.training.executors import DaskExecutor, ExecutorError, LocalPoolExecutor
+from bioplastic.training.units import FAULT_ENV, plan_units
+
+SWEEP = """
+sweep:
+  grid:
+    model.g: [0.5, 1.5]
+"""
+
+
+@pytest.fixture
+def sweep_protocol(write_protocol):
+    return load_protocol(write_protocol(write_protocol().read_text() + SWEEP, "sweep.yaml"))
+
+
+def _same(a, b):
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+
+
+def test_sweep_dims_and_points_equal_single_runs(sweep_protocol, write_protocol, tmp_path):
+    ds, _ = run_protocol(sweep_protocol, tmp_path / "sweep")
+    assert ds["loss"].dims[:3] == ("model.g", "condition", "seed")
+    assert list(ds["model.g"].values) == [0.5, 1.5]
+    single, _ = run_protocol(load_protocol(write_protocol(), ["model.g=1.5"]), tmp_path / "single")
+    _same(ds.sel({"model.g": 1.5}, drop=True)[["loss", "accuracy", "weight_W"]], single[["loss", "accuracy", "weight_W"]])
+    assert ds.attrs["sweep_dims"] == "model.g" and "sweep:" in ds.attrs["protocol"]
+
+
+def test_units_split_ensembles_evenly(sweep_protocol):
+    units = plan_units(sweep_protocol)  # per point: 2 conditions x 2 seeds in one group, ensemble_size 4
+    assert [u.id for u in units] == ["p000-g0-u0", "p001-g0-u0"]
+    p = load_protocol(sweep_protocol.source, ["training.ensemble_size=3"])
+    assert [len(u.members) for u in plan_units(p)] == [2, 2, 2, 2]
+
+
+def test_local_pool_equals_in_process_and_survives_a_killed_worker(sweep_protocol, tmp_path, monkeypatch):
+    ref, _ = run_protocol(sweep_protocol, tmp_path / "ref")
+    monkeypatch.setenv(FAULT_ENV, str(tmp_path / "killed-once"))
+    pooled, _ = run_protocol(sweep_protocol, tmp_path / "pool", executor=LocalPoolExecutor(2))
+    assert (tmp_path / "killed-once").exists()  # a worker did die mid-unit
+    _same(ref, pooled)
+
+
+def test_dask_local_cluster_equals_local_and_survives_a_killed_worker(sweep_protocol, tmp_path, monkeypatch):
+    ref, _ = run_protocol(sweep_protocol, tmp_path / "ref")
+    monkeypatch.setenv(FAULT_ENV, str(tmp_path / "killed-once"))
+    ds, _ = run_protocol(sweep_protocol, tmp_path / "dask", executor=DaskExecutor(workers=2))
+    assert (tmp_path / "killed-once").exists()
+    _same(ref, ds)
+    # a second run does no work
+    calls = []
+    t0 = time.perf_counter()
+    again, _ = run_protocol(sweep_protocol, tmp_path / "dask", executor=DaskExecutor(workers=2),
+                            progress=lambda n, info: calls.append(n))
+    assert calls == [] and time.perf_counter() - t0 < 5
+    _same(ds, again)
+
+
+def test_unreachable_scheduler_fails_fast_and_clearly():
+    t0 = time.perf_counter()
+    with pytest.raises(ExecutorError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        DaskExecutor("tcp://127.0.0.1:9", connect_timeout_s=2).client()
+    assert time.perf_counter() - t0 < 15
+
+
+def test_sweep_errors_name_the_entry(write_protocol):
+    from bioplastic import ProtocolError
+
+    base = write_protocol().read_text()
+    for sweep, expected in [("model.gg: [1, 2]", "sweep.grid.model.gg = 1: model.gg: unknown key"),
+                            ("model.g: []", "sweep.grid: model.g: expected a non-empty list"),
+                            ("training.lr: [0.1, -1]", "sweep.grid.training.lr = -1: training.lr: expected greater than 0")]:
+        with pytest.raises(ProtocolError) as info:
+            load_protocol(write_protocol(base + f"sweep:\n  grid:\n    {sweep}\n", "bad.yaml"))
+        assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+
+
+def test_zip_sweep(write_protocol, tmp_path):
+    text = write_protocol().read_text() + "sweep:\n  zip:\n    model.g: [0.5, 1.5]\n    training.lr: [0.01, 0.02]\n"
+    ds, _ = run_protocol(load_protocol(write_protocol(text, "zip.yaml")), tmp_path / "zip")
+    assert ds["loss"].dims[0] == "zip" and list(ds["model.g"].values) == [0.5, 1.5]
+    assert np.all(ds["training.lr"].values == [0.01, 0.02])
