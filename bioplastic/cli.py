@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a protocol and print it resolved (models, defaults, conditions)")
     val.add_argument("protocol")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
+    rep = sub.add_parser("report", help="rebuild OUT/report.html (and figures) from a finished run, recomputing nothing")
+    rep.add_argument("out", help="a finished run's folder (holding results.nc)")
     sub.add_parser("list", help="list tasks, model kinds and specs, learning rules and schedules")
     sch = sub.add_parser("schema", help="print every protocol field with its type, default and meaning")
     sch.add_argument("--markdown", action="store_true", help="as Markdown (docs/protocol.md is made this way)")
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list()
+        if args.command == "report":
+            return cmd_report(Path(args.out))
         if args.command == "schema":
             from .protocol.docs import schema_text
 
@@ -56,11 +60,31 @@ def main(argv: list[str] | None = None) -> int:
         protocol = load_protocol(args.protocol, args.overrides)
         if args.command == "validate":
             print(protocol.text, end="")
-            print(f"# ok: {len(protocol.conditions)} condition(s) x {protocol.config.seeds} seed(s)", file=sys.stderr)
+            from .training.units import plan_units
+
+            points = f" x {len(protocol.points)} sweep points" if protocol.sweep is not None else ""
+            print(f"# ok: {len(protocol.conditions)} condition(s) x {protocol.config.seeds} seed(s){points}; "
+                  f"{len(plan_units(protocol))} work unit(s)", file=sys.stderr)
             return 0
         return cmd_run(protocol, args)
     except ProtocolError as exc:
         return _fail(str(exc))
+
+
+def cmd_report(out: Path) -> int:
+    from .report.html import build_report
+    from .storage.results import read_dataset
+    from .training.run import write_figures
+
+    if not (out / "results.nc").is_file():
+        return _fail(f"{out} is not a finished run: {out / 'results.nc'} is missing (run the protocol first)")
+    try:
+        ds = read_dataset(out / "results.nc")
+    except (OSError, ValueError) as exc:
+        return _fail(f"{out / 'results.nc'} cannot be read: {exc}")
+    write_figures(ds, out)
+    print(build_report(ds, out))
+    return 0
 
 
 def cmd_list() -> int:

@@ -5,26 +5,25 @@ Sussillo & Barak (2013) find the fixed and slow points of a map ``x -> F(x, u*)`
     q(x) = 1/2 ||F(x, u*) - x||^2
 
 from many initial states sampled on trajectories. Their implementation (and the fixed-point-finder
-package) runs Adam on q for thousands of iterations. Here the same objective is minimised as a
-nonlinear least-squares problem in the residual ``G(x) = F(x) - x`` with a batched
-Levenberg-Marquardt (LM) method, which behaves like gradient descent far from a solution and like
-Newton's method close to one (quadratic convergence to fixed points, where ``q = 0``, and linear
-convergence to slow points, the local minima of q with ``q > 0``):
+package) runs Adam on q for thousands of iterations. Here the residual ``G(x) = F(x) - x`` is driven
+to zero by second-order methods, batched over all E*K states (members never mix):
 
-1. **Search** (all E*K initial states at once): LM steps ``(J^T J + mu I) dx = -J^T G`` with
-   ``J = dF/dx - I``. For rate networks (leaky_rate, low_rank, plrnn) ``dF/dx = diag(d) +
-   W_eff diag(phi'(x))`` is known in closed form and the damped normal equations are solved
-   matrix-free by Jacobi-preconditioned conjugate gradients (CG), whose products with ``J`` and
-   ``J^T`` are one matrix product with the member's shared ``W_eff`` for all states together. Other
-   kinds (LSTM) use dense Jacobians from forward-mode autograd and a Cholesky solve.
+1. **Search**: damped Newton, ``(dF/dx - I) dx = -G``, with steps capped at ``max_step_rtol *
+   scale`` and a backtracking (Armijo) line search on q; quadratic convergence near a fixed point.
+   For the rate kinds (leaky_rate, low_rank, plrnn) the Jacobian is closed-form,
+   ``dF/dx = diag(d) + W_eff diag(phi'(x))``; other kinds (LSTM) get it from reverse-mode autograd
+   through the network's own ``one_step``.
 2. **Merge** states that reached the same point (within ``dedup_rtol * scale``).
-3. **Refine** the survivors with dense LM to ``||G|| <= solve_rtol * scale``, then polish points
-   below the fixed-point tolerance with ``newton_steps`` plain Newton steps ``J dx = -G``.
-4. **Select**: drop non-finite points and outliers (``||x|| > outlier_factor * max_k ||x0_k||``),
+3. **Levenberg-Marquardt** (Nielsen's damping update) for the states where Newton's method fails:
+   near slow points (local minima of q with q > 0, where the Jacobian of G is singular) Newton's
+   steps do not lower q; LM's gradient-like steps converge to those minima.
+4. **Refine** points below the fixed-point tolerance with ``refine_steps`` short Newton steps, to
+   ``||G|| <= solve_rtol * scale``.
+5. **Select**: drop non-finite points and outliers (``||x|| > outlier_factor * max_k ||x0_k||``),
    keep points with ``q <= slow_q``; a point is *fixed* when ``q <= tol_q``, otherwise *slow*.
    De-duplicate again (fixed points within ``dedup_rtol * scale``, slow points within
    ``slow_dedup_rtol * scale`` of a point with lower q are the same point).
-5. **Classify** by the eigenvalues ``lambda`` of ``dF/dx`` (the discrete-time map): ``n_unstable``
+6. **Classify** by the eigenvalues ``lambda`` of ``dF/dx`` (the discrete-time map): ``n_unstable``
    = number of ``|lambda| > 1 + unit_circle_tol``; *stable* if 0, *unstable* if all, else *saddle*.
    Time constants ``tau_k = -dt / ln |lambda_k|`` in ms (``+inf`` on the unit circle, negative for
    growing modes, 0 for ``lambda = 0``).
@@ -79,7 +78,7 @@ class FixedPointOptions:
     #: floor of the state scale (state units), so that tolerances stay positive for x0 near 0
     scale_floor: float = 1.0
     #: damped-Newton iterations of the search
-    max_iter: int = 50
+    max_iter: int = 30
     #: the search stops a state at ``||F(x)-x|| <= search_rtol * scale``
     search_rtol: float = 1e-9
     #: Newton steps (each at most dedup_rtol * scale long) that refine the fixed points, to
@@ -89,7 +88,7 @@ class FixedPointOptions:
     #: a Newton step is at most max_step_rtol * scale long; it is halved up to line_search_steps
     #: times until q decreases by the Armijo fraction ``armijo``
     max_step_rtol: float = 1.0
-    line_search_steps: int = 30
+    line_search_steps: int = 12
     armijo: float = 1e-4
     #: Levenberg-Marquardt iterations for the states where Newton's method fails (slow points)
     lm_max_iter: int = 100
@@ -194,22 +193,38 @@ class FixedPoints:
 # ----------------------------------------------------------------------------------------------
 
 class _Layout:
-    """Flat states sorted by member <-> a padded grid (members present, K_max, ...)."""
+    """Flat states sorted by member <-> a padded grid (members present, K_max, ...).
 
-    def __init__(self, mi_b: torch.Tensor):
-        members, counts = torch.unique_consecutive(mi_b, return_counts=True)
-        self.members, self.mi_b = members, mi_b
-        self.row = torch.repeat_interleave(torch.arange(len(members)), counts)
-        starts = torch.cumsum(counts, 0) - counts
-        self.col = torch.arange(len(mi_b)) - torch.repeat_interleave(starts, counts)
+    Index bookkeeping is done in numpy: these arrays are small, and many tiny torch ops are slow
+    when the machine is busy. When every member present has the same number of states, the grid is
+    a reshape of the flat batch (no copy)."""
+
+    def __init__(self, mi_b: torch.Tensor, n_members: int):
+        mi = mi_b.numpy()
+        members, starts, counts = np.unique(mi, return_index=True, return_counts=True)
+        self.mi_b, self.n = mi_b, len(mi)
+        self.members = torch.from_numpy(members)
+        self.all_members = len(members) == n_members
         self.kmax = int(counts.max()) if len(counts) else 0
+        self.uniform = bool(len(counts) == 0 or (counts == self.kmax).all())
+        if not self.uniform:
+            self.row = torch.from_numpy(np.repeat(np.arange(len(members)), counts))
+            self.col = torch.from_numpy(np.arange(len(mi)) - np.repeat(starts, counts))
+
+    def take(self, t_exy: torch.Tensor) -> torch.Tensor:
+        """The rows of a per-member tensor for the members present."""
+        return t_exy if self.all_members else t_exy[self.members]
 
     def to_grid(self, v_bx: torch.Tensor) -> torch.Tensor:
+        if self.uniform:
+            return v_bx.reshape((len(self.members), self.kmax) + tuple(v_bx.shape[1:]))
         g = v_bx.new_zeros((len(self.members), self.kmax) + tuple(v_bx.shape[1:]))
         g[self.row, self.col] = v_bx
         return g
 
     def from_grid(self, g: torch.Tensor) -> torch.Tensor:
+        if self.uniform:
+            return g.reshape((self.n,) + tuple(g.shape[2:]))
         return g[self.row, self.col]
 
 
@@ -223,31 +238,34 @@ class _RateSystem:
     def __init__(self, d_exs, W_exsxs, c_exs, phi_name: str):
         self.d, self.W, self.c, self.phi = d_exs, W_exsxs, c_exs, phi_name
         self.WT = W_exsxs.transpose(1, 2).contiguous()
+        self.n_members = len(d_exs)
 
     def F(self, x_bxs, lay):
-        WT = self.WT if len(lay.members) == len(self.WT) else self.WT[lay.members]
-        rec = torch.bmm(lay.to_grid(phi_fn(self.phi, x_bxs)), WT)
-        return self.d[lay.mi_b] * x_bxs + lay.from_grid(rec) + self.c[lay.mi_b]
+        X = lay.to_grid(x_bxs)
+        out = torch.baddbmm(lay.take(self.c)[:, None, :], phi_fn(self.phi, X), lay.take(self.WT))
+        out.addcmul_(lay.take(self.d)[:, None, :], X)
+        return lay.from_grid(out)
 
     def jacobian_F(self, x_bxs, lay):
-        p = phi_prime(self.phi, x_bxs, phi_fn(self.phi, x_bxs))
-        W = self.W if len(lay.members) == len(self.W) else self.W[lay.members]
-        J = lay.from_grid(W[:, None] * lay.to_grid(p)[:, :, None, :])
-        J.diagonal(dim1=1, dim2=2).add_(self.d[lay.mi_b])
-        return J
+        X = lay.to_grid(x_bxs)
+        p = phi_prime(self.phi, X, phi_fn(self.phi, X))
+        J = lay.take(self.W)[:, None] * p[:, :, None, :]
+        J.diagonal(dim1=2, dim2=3).add_(lay.take(self.d)[:, None, :])
+        return lay.from_grid(J)
 
 
 class _AutogradSystem:
-    """Any network: F through its ``one_step`` (on a float64 copy), dF/dx by forward-mode autograd."""
+    """Any network: F through its ``one_step`` (on a float64 copy), dF/dx by reverse-mode autograd."""
 
     def __init__(self, net64: Network, u_exi: torch.Tensor, chunk: int):
         self.net, self.u, self.chunk = net64, u_exi, chunk
+        self.n_members = net64.n_members
         self._cache: tuple[tuple[int, ...], Network] | None = None
 
-    def _sub(self, members: torch.Tensor) -> Network:
-        key = tuple(members.tolist())
-        if key == tuple(range(self.net.n_members)):
+    def _sub(self, lay) -> Network:
+        if lay.all_members:
             return self.net
+        key = tuple(lay.members.tolist())
         if self._cache is None or self._cache[0] != key:
             sub = copy.copy(self.net)
             idx = list(key)
@@ -258,24 +276,30 @@ class _AutogradSystem:
         return self._cache[1]
 
     def _f(self, lay):
-        net, u = self._sub(lay.members), self.u[lay.members]
+        net, u = self._sub(lay), lay.take(self.u)
         return lambda X: net.one_step(X, u)
 
     def F(self, x_bxs, lay):
         return lay.from_grid(self._f(lay)(lay.to_grid(x_bxs)))
 
     def jacobian_F(self, x_bxs, lay):
+        """Rows of dF/dx by one reverse-mode pass: each state is repeated S times and the i-th copy
+        receives the output gradient e_i (copies are independent states, so they do not mix)."""
         f, S = self._f(lay), x_bxs.shape[1]
         X = lay.to_grid(x_bxs)
         M, K = X.shape[:2]
-        cols = []
+        eye = torch.eye(S, dtype=F64)
+        blocks = []
         step = max(1, self.chunk // max(1, M))
-        for k0 in range(0, K, step):
-            Xc = X[:, k0:k0 + step].contiguous()
-            basis = torch.eye(S, dtype=F64).reshape(S, 1, 1, S).expand(S, M, Xc.shape[1], S)
-            out = torch.func.vmap(lambda v: torch.func.jvp(f, (Xc,), (v,))[1])(basis)  # [s, m, k, i] = dF_i/dx_s
-            cols.append(out.permute(1, 2, 3, 0))
-        return lay.from_grid(torch.cat(cols, 1))
+        with torch.enable_grad():
+            for k0 in range(0, K, step):
+                Xc = X[:, k0:k0 + step]
+                k = Xc.shape[1]
+                Xr = Xc[:, :, None, :].expand(M, k, S, S).reshape(M, k * S, S).clone().requires_grad_(True)
+                gout = eye.expand(M, k, S, S).reshape(M, k * S, S)
+                (rows,) = torch.autograd.grad(f(Xr), Xr, gout)
+                blocks.append(rows.reshape(M, k, S, S))  # [m, k, i, :] = dF_i/dx
+        return lay.from_grid(torch.cat(blocks, 1))
 
 
 def _float64_copy(network: Network) -> Network:
@@ -309,7 +333,7 @@ def _check_system(system, net64: Network, u_exi: torch.Tensor, x_exkxs: torch.Te
         return
     E, K, S = x_exkxs.shape
     k = min(K, 4)
-    lay = _Layout(torch.arange(E).repeat_interleave(k))
+    lay = _Layout(torch.arange(E).repeat_interleave(k), E)
     ref = net64.one_step(x_exkxs[:, :k], u_exi).reshape(E * k, S)
     err = (system.F(x_exkxs[:, :k].reshape(E * k, S), lay) - ref).abs().max()
     if not bool(err <= 1e-10 * (1 + ref.abs().max())):
@@ -350,7 +374,7 @@ def _damped_newton(system, x_bxs, mi_b, scale_b, q_stop_b, max_step_b, *, max_it
     Returns (x, G, q, status) for every state.
     """
     x = x_bxs.clone()
-    G, q = _residual(system, x, _Layout(mi_b))
+    G, q = _residual(system, x, _Layout(mi_b, system.n_members))
     S = x.shape[1]
     eye = torch.eye(S, dtype=F64)
     status = torch.full((len(x),), _RUNNING, dtype=torch.int8)
@@ -360,7 +384,7 @@ def _damped_newton(system, x_bxs, mi_b, scale_b, q_stop_b, max_step_b, *, max_it
         idx = torch.nonzero(status == _RUNNING).squeeze(1)
         if idx.numel() == 0:
             break
-        lay = _Layout(mi_b[idx])
+        lay = _Layout(mi_b[idx], system.n_members)
         xa, Ga, qa = x[idx], G[idx], q[idx]
         dx = _newton_directions(system.jacobian_F(xa, lay) - eye, Ga)
         n = dx.norm(dim=-1)
@@ -374,7 +398,7 @@ def _damped_newton(system, x_bxs, mi_b, scale_b, q_stop_b, max_step_b, *, max_it
             if todo.numel() == 0:
                 break
             xt = xa[todo] + t[todo, None] * dx[todo]
-            Gt, qt = _residual(system, xt, _Layout(mi_b[idx[todo]]))
+            Gt, qt = _residual(system, xt, _Layout(mi_b[idx[todo]], system.n_members))
             # Armijo on q along the Newton direction, whose directional derivative is -2 q
             ok = torch.isfinite(qt) & (qt <= (1 - 2 * opts.armijo * t[todo]) * qa[todo])
             good = todo[ok]
@@ -395,7 +419,7 @@ def _levenberg_marquardt(system, x_bxs, mi_b, scale_b, q_stop_b, *, max_iter: in
     local minima of q with q > 0 (slow points) where Newton's method fails. Dense, for few states.
     Returns (x, G, q, status) for every state."""
     x = x_bxs.clone()
-    G, q = _residual(system, x, _Layout(mi_b))
+    G, q = _residual(system, x, _Layout(mi_b, system.n_members))
     B, S = x.shape
     eye = torch.eye(S, dtype=F64)
     mu = torch.full((B,), float("nan"), dtype=F64)
@@ -408,7 +432,7 @@ def _levenberg_marquardt(system, x_bxs, mi_b, scale_b, q_stop_b, *, max_iter: in
         idx = torch.nonzero(status == _RUNNING).squeeze(1)
         if idx.numel() == 0:
             break
-        lay = _Layout(mi_b[idx])
+        lay = _Layout(mi_b[idx], system.n_members)
         xa, Ga, qa, sa = x[idx], G[idx], q[idx], scale_b[idx]
         J = system.jacobian_F(xa, lay) - eye
         g = torch.bmm(J.transpose(1, 2), Ga[..., None])[..., 0]  # gradient of q
@@ -648,7 +672,7 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
         good = torch.isfinite(q) & torch.isfinite(x).all(-1) & (q <= slow_q_t[mi])
         good &= x.norm(dim=-1) <= opts.outlier_factor * max_norm_e[mi]
         x, q, mi, scale_b = x[good], q[good], mi[good], scale_b[good]
-        J_all = system.jacobian_F(x, _Layout(mi)) if len(x) else torch.zeros(0, S, S, dtype=F64)
+        J_all = system.jacobian_F(x, _Layout(mi, E)) if len(x) else torch.zeros(0, S, S, dtype=F64)
 
     points = []
     xn, qn, min_, sn, Jn = x.numpy(), q.numpy(), mi.numpy(), scale_b.numpy(), J_all.numpy()

@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from ..protocol.load import Protocol
+from ..report.html import build_report
 from ..storage.io import atomic_write_text
 from ..storage.results import build_dataset, combine_points, read_dataset, write_dataset
 from .executors import Executor, InProcessExecutor
@@ -84,6 +85,7 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
     write_dataset(ds, out / "results.nc")
     if protocol.config.output.figures:
         write_figures(ds, out)
+    build_report(ds, out)
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
     return ds, out
