@@ -125,7 +125,7 @@ def cmd_run(protocol, args) -> int:
 
     def progress(n: int, info: dict) -> None:
         bar.update(n)
-        if "loss" in info and bar.n % 50 == 0:
+        if "loss" in info:
             bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
 
     t0 = time.perf_counter()

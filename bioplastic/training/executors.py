@@ -60,7 +60,7 @@ class InProcessExecutor(Executor):
 
 
 def _pool_worker(protocol_text: str, unit_id: str, out: str, q, threads: int) -> str:
-    reporter = ThrottledProgress(lambda n: q.put(n)) if q is not None else None
+    reporter = ThrottledProgress(lambda n, info: q.put((n, info))) if q is not None else None
     try:
         return run_unit(protocol_text, unit_id, out, reporter, threads=threads)
     finally:
@@ -93,7 +93,7 @@ class LocalPoolExecutor(Executor):
         def drain():
             while not stop.is_set() or (q is not None and not q.empty()):
                 try:
-                    progress(q.get(timeout=0.2), {})
+                    progress(*q.get(timeout=0.2))
                 except queue.Empty:
                     continue
 

@@ -119,17 +119,19 @@ def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int
 class ThrottledProgress:
     """Collects progress counts and forwards them at most every ``every_s`` seconds (for queues)."""
 
-    def __init__(self, send: Callable[[int], None], every_s: float = 0.5):
+    def __init__(self, send: Callable[[int, dict], None], every_s: float = 0.5):
         self.send, self.every_s, self.pending, self.last = send, every_s, 0, time.monotonic()
+        self.info: dict = {}
 
     def __call__(self, n: int, info: dict) -> None:
         self.pending += n
+        self.info = info or self.info
         now = time.monotonic()
         if now - self.last >= self.every_s:
-            self.send(self.pending)
-            self.pending, self.last = 0, now
+            self.flush()
+            self.last = now
 
     def flush(self) -> None:
         if self.pending:
-            self.send(self.pending)
+            self.send(self.pending, self.info)
             self.pending = 0
