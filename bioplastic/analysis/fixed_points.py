@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 import torch
 
@@ -100,6 +98,12 @@ class FixedPointOptions:
     step_rtol: float = 1e-12
     q_rtol: float = 1e-10
     max_rejections: int = 40
+    #: LM abandons a state above slow_q whose q fell by less than progress_factor over the last
+    #: progress_window iterations
+    progress_window: int = 10
+    progress_factor: float = 0.5
+    #: the search leaves a state to LM when q fell by less than progress_factor over newton_window steps
+    newton_window: int = 5
     #: two fixed points closer than dedup_rtol * scale are one; slow points: slow_dedup_rtol
     dedup_rtol: float = 1e-5
     slow_dedup_rtol: float = 1e-3
@@ -115,7 +119,10 @@ class FixedPointOptions:
                      "armijo", "damping0", "dedup_rtol", "slow_dedup_rtol", "outlier_factor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FixedPointOptions.{name} must be > 0; got {getattr(self, name)!r}")
-        for name in ("max_iter", "lm_max_iter", "line_search_steps", "max_rejections", "jacobian_chunk"):
+        if not 0 < self.progress_factor <= 1:
+            raise ValueError(f"FixedPointOptions.progress_factor must be in (0, 1]; got {self.progress_factor!r}")
+        for name in ("max_iter", "lm_max_iter", "line_search_steps", "max_rejections", "jacobian_chunk",
+                     "progress_window", "newton_window"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"FixedPointOptions.{name} must be >= 1; got {getattr(self, name)!r}")
         if self.refine_steps < 0 or self.unit_circle_tol < 0:
@@ -246,12 +253,15 @@ class _RateSystem:
         out.addcmul_(lay.take(self.d)[:, None, :], X)
         return lay.from_grid(out)
 
-    def jacobian_F(self, x_bxs, lay):
-        X = lay.to_grid(x_bxs)
-        p = phi_prime(self.phi, X, phi_fn(self.phi, X))
-        J = lay.take(self.W)[:, None] * p[:, :, None, :]
-        J.diagonal(dim1=2, dim2=3).add_(lay.take(self.d)[:, None, :])
-        return lay.from_grid(J)
+    def jacobian_F(self, x_bxs, lay, shift: float = 0.0):
+        """dF/dx + shift * I at each state, (b, S, S)."""
+        p = phi_prime(self.phi, x_bxs, phi_fn(self.phi, x_bxs))
+        if lay.uniform:
+            J = lay.from_grid(lay.take(self.W)[:, None] * lay.to_grid(p)[:, :, None, :])
+        else:
+            J = self.W.index_select(0, lay.mi_b).mul_(p[:, None, :])
+        J.diagonal(dim1=1, dim2=2).add_(self.d.index_select(0, lay.mi_b) + shift)
+        return J
 
 
 class _AutogradSystem:
@@ -282,8 +292,8 @@ class _AutogradSystem:
     def F(self, x_bxs, lay):
         return lay.from_grid(self._f(lay)(lay.to_grid(x_bxs)))
 
-    def jacobian_F(self, x_bxs, lay):
-        """Rows of dF/dx by one reverse-mode pass: each state is repeated S times and the i-th copy
+    def jacobian_F(self, x_bxs, lay, shift: float = 0.0):
+        """dF/dx + shift * I. Rows of dF/dx by one reverse-mode pass: each state is repeated S times and the i-th copy
         receives the output gradient e_i (copies are independent states, so they do not mix)."""
         f, S = self._f(lay), x_bxs.shape[1]
         X = lay.to_grid(x_bxs)
@@ -299,7 +309,10 @@ class _AutogradSystem:
                 gout = eye.expand(M, k, S, S).reshape(M, k * S, S)
                 (rows,) = torch.autograd.grad(f(Xr), Xr, gout)
                 blocks.append(rows.reshape(M, k, S, S))  # [m, k, i, :] = dF_i/dx
-        return lay.from_grid(torch.cat(blocks, 1))
+        J = lay.from_grid(torch.cat(blocks, 1))
+        if shift:
+            J.diagonal(dim1=1, dim2=2).add_(shift)
+        return J
 
 
 def _float64_copy(network: Network) -> Network:
@@ -354,52 +367,55 @@ def _residual(system, x_bxs, lay):
     return G, 0.5 * _bdot(G, G)
 
 
-def _newton_directions(J_bxsxs: torch.Tensor, G_bxs: torch.Tensor) -> torch.Tensor:
-    """Solve ``J dx = -G`` per state (NaN where J is singular). numpy's batched LAPACK solve is
+def _solve(A_bxsxs: torch.Tensor, rhs_bxs: torch.Tensor) -> torch.Tensor:
+    """Solve ``A x = rhs`` per state (NaN where A is singular). numpy's batched LAPACK solve is
     about twice as fast as torch's for many small systems; torch's solve_ex is the fallback."""
     try:
-        dx = torch.from_numpy(np.linalg.solve(J_bxsxs.numpy(), -G_bxs.numpy()[..., None])[..., 0])
+        return torch.from_numpy(np.linalg.solve(A_bxsxs.numpy(), rhs_bxs.numpy()[..., None])[..., 0])
     except np.linalg.LinAlgError:
-        dx, info = torch.linalg.solve_ex(J_bxsxs, -G_bxs)
-        dx[info != 0] = float("nan")
-    return dx
+        x, info = torch.linalg.solve_ex(A_bxsxs, rhs_bxs)
+        x[info != 0] = float("nan")
+        return x
 
 
-def _damped_newton(system, x_bxs, mi_b, scale_b, q_stop_b, max_step_b, *, max_iter: int, opts: FixedPointOptions):
+def _damped_newton(system, x_bxs, mi_b, q_stop_b, max_step_b, *, max_iter: int, opts: FixedPointOptions):
     """Newton's method on ``G(x) = 0`` with a backtracking (Armijo) line search on q, per state.
 
     Steps are shortened to at most ``max_step_b``. A state stops when ``q <= q_stop`` (converged),
-    when no step length down to 2^-line_search_steps lowers q enough or J is singular (failed:
-    typically near a slow point, where Newton's method cannot converge), or after max_iter steps.
+    when no step length down to 2^-line_search_steps lowers q enough, when J is singular, or when q
+    fell by less than ``progress_factor`` over the last ``newton_window`` steps (failed: typically
+    near a slow point, where Newton's method cannot converge), or after max_iter steps.
     Returns (x, G, q, status) for every state.
     """
     x = x_bxs.clone()
     G, q = _residual(system, x, _Layout(mi_b, system.n_members))
-    S = x.shape[1]
-    eye = torch.eye(S, dtype=F64)
     status = torch.full((len(x),), _RUNNING, dtype=torch.int8)
     status[q <= q_stop_b] = _CONVERGED
     status[~torch.isfinite(q)] = _STALLED
-    for _ in range(max_iter):
+    q_window = q.clone()
+    for it in range(max_iter):
+        if it and it % opts.newton_window == 0:  # Newton's method that does not converge fast is left to LM
+            status[(status == _RUNNING) & (q > opts.progress_factor * q_window)] = _STALLED
+            q_window = q.clone()
         idx = torch.nonzero(status == _RUNNING).squeeze(1)
         if idx.numel() == 0:
             break
         lay = _Layout(mi_b[idx], system.n_members)
         xa, Ga, qa = x[idx], G[idx], q[idx]
-        dx = _newton_directions(system.jacobian_F(xa, lay) - eye, Ga)
-        n = dx.norm(dim=-1)
-        dx = dx * torch.clamp(max_step_b[idx] / n, max=1.0)[:, None]
+        dx = _solve(system.jacobian_F(xa, lay, shift=-1.0), -Ga)
+        shorten = torch.clamp(max_step_b[idx] / dx.norm(dim=-1), max=1.0)
+        dx = dx * shorten[:, None]
         singular = ~torch.isfinite(dx).all(-1)
-        t = torch.ones(len(idx), dtype=F64)
+        t = shorten.clone()  # the step as a fraction of the full Newton step
         done = singular.clone()
         accepted = torch.zeros(len(idx), dtype=torch.bool)
         for _ in range(opts.line_search_steps):
             todo = torch.nonzero(~done).squeeze(1)
             if todo.numel() == 0:
                 break
-            xt = xa[todo] + t[todo, None] * dx[todo]
+            xt = xa[todo] + (t[todo] / shorten[todo])[:, None] * dx[todo]
             Gt, qt = _residual(system, xt, _Layout(mi_b[idx[todo]], system.n_members))
-            # Armijo on q along the Newton direction, whose directional derivative is -2 q
+            # Armijo on q along the Newton direction, whose directional derivative is -2 q per unit t
             ok = torch.isfinite(qt) & (qt <= (1 - 2 * opts.armijo * t[todo]) * qa[todo])
             good = todo[ok]
             x[idx[good]], G[idx[good]], q[idx[good]] = xt[ok], Gt[ok], qt[ok]
@@ -414,42 +430,48 @@ def _damped_newton(system, x_bxs, mi_b, scale_b, q_stop_b, max_step_b, *, max_it
     return x, G, q, status
 
 
-def _levenberg_marquardt(system, x_bxs, mi_b, scale_b, q_stop_b, *, max_iter: int, opts: FixedPointOptions):
+def _levenberg_marquardt(system, x_bxs, mi_b, scale_b, q_stop_b, q_keep_b, *, max_iter: int,
+                         opts: FixedPointOptions):
     """Minimise q per state by Levenberg-Marquardt with Nielsen's (1999) damping update: finds the
     local minima of q with q > 0 (slow points) where Newton's method fails. Dense, for few states.
-    Returns (x, G, q, status) for every state."""
+    A state above ``q_keep_b`` (the slow-point threshold) whose q has not fallen by the factor
+    ``progress_factor`` over the last ``progress_window`` iterations is abandoned (it would end as
+    neither a fixed nor a slow point). Returns (x, G, q, status) for every state."""
     x = x_bxs.clone()
     G, q = _residual(system, x, _Layout(mi_b, system.n_members))
-    B, S = x.shape
-    eye = torch.eye(S, dtype=F64)
+    B = len(x)
     mu = torch.full((B,), float("nan"), dtype=F64)
     nu = torch.full((B,), 2.0, dtype=F64)
     rejections = torch.zeros(B, dtype=torch.long)
     status = torch.full((B,), _RUNNING, dtype=torch.int8)
     status[q <= q_stop_b] = _CONVERGED
     status[~torch.isfinite(q)] = _STALLED
-    for _ in range(max_iter):
+    q_window = q.clone()
+    for it in range(max_iter):
+        if it and it % opts.progress_window == 0:
+            slow = (q > q_keep_b) & (q > opts.progress_factor * q_window) & (status == _RUNNING)
+            status[slow] = _STALLED
+            q_window = q.clone()
         idx = torch.nonzero(status == _RUNNING).squeeze(1)
         if idx.numel() == 0:
             break
         lay = _Layout(mi_b[idx], system.n_members)
         xa, Ga, qa, sa = x[idx], G[idx], q[idx], scale_b[idx]
-        J = system.jacobian_F(xa, lay) - eye
+        J = system.jacobian_F(xa, lay, shift=-1.0)
         g = torch.bmm(J.transpose(1, 2), Ga[..., None])[..., 0]  # gradient of q
-        H = torch.bmm(J.transpose(1, 2), J)
+        A = torch.bmm(J.transpose(1, 2), J)  # J^T J (+ mu I below)
         mua = mu[idx]
-        mua = torch.where(torch.isnan(mua), opts.damping0 * torch.diagonal(H, dim1=1, dim2=2).amax(-1).clamp_min(1e-300),
-                          mua)
-        A = H.clone()
+        mu0 = opts.damping0 * torch.diagonal(A, dim1=1, dim2=2).amax(-1).clamp_min(1e-300)
+        mua = torch.where(torch.isnan(mua), mu0, mua)
         A.diagonal(dim1=1, dim2=2).add_(mua[:, None])
-        L, info = torch.linalg.cholesky_ex(A)
-        dx = torch.cholesky_solve(-g[..., None], L)[..., 0]
-        dx[info != 0] = 0.0
+        dx = _solve(A, -g)
+        solved = torch.isfinite(dx).all(-1)
+        dx[~solved] = 0.0
         xn = xa + dx
         Gn, qn = _residual(system, xn, lay)
         Jdx = torch.bmm(J, dx[..., None])[..., 0]
         pred = -_bdot(g, dx) - 0.5 * _bdot(Jdx, Jdx)  # decrease of the Gauss-Newton model of q
-        ok = torch.isfinite(qn) & (pred > 0) & (qn < qa) & (info == 0)
+        ok = torch.isfinite(qn) & (pred > 0) & (qn < qa) & solved
         rho = torch.where(ok, (qa - qn) / torch.where(ok, pred, 1.0), torch.zeros_like(qa))
         factor = torch.clamp(1 - (2 * rho - 1) ** 3, min=1.0 / 3.0)
         mu[idx] = torch.where(ok, mua * factor, mua * nu[idx])
@@ -509,7 +531,8 @@ def _eig_sorted(J_pxsxs: np.ndarray) -> np.ndarray:
     """Eigenvalues by modulus descending, ties by real then imaginary part descending."""
     if len(J_pxsxs) == 0:
         return np.zeros((0, J_pxsxs.shape[-1]), complex)
-    lam = np.linalg.eigvals(J_pxsxs).astype(complex)
+    # torch's LAPACK (numpy's OpenBLAS geev can be 100x slower when torch's threads are spinning)
+    lam = torch.linalg.eigvals(torch.as_tensor(J_pxsxs)).numpy().astype(complex)
     out = np.empty_like(lam)
     for i, li in enumerate(lam):
         out[i] = li[np.lexsort((-li.imag, -li.real, -np.abs(li)))]
@@ -649,7 +672,7 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
         q_solve_b = torch.minimum(0.5 * (opts.solve_rtol * scale_b) ** 2, tol_q_t[mi])
         q_search_b = torch.maximum(0.5 * (opts.search_rtol * scale_b) ** 2, q_solve_b)
         # 1. search: damped Newton from every initial state
-        x, G, q, status = _damped_newton(system, x, mi, scale_b, q_search_b, opts.max_step_rtol * scale_b,
+        x, G, q, status = _damped_newton(system, x, mi, q_search_b, opts.max_step_rtol * scale_b,
                                          max_iter=max_iter, opts=opts)
         # 2. merge the states that reached the same point
         keep = _dedup_members(x, q, mi, opts.dedup_rtol * scale_b)
@@ -658,14 +681,14 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
         # 3. Levenberg-Marquardt where Newton failed: slow points (local minima of q), singular J
         fb = torch.nonzero(status != _CONVERGED).squeeze(1)
         if fb.numel():
-            xf, Gf, qf, _ = _levenberg_marquardt(system, x[fb], mi[fb], scale_b[fb], q_solve_b[fb],
+            xf, Gf, qf, _ = _levenberg_marquardt(system, x[fb], mi[fb], scale_b[fb], q_solve_b[fb], slow_q_t[mi[fb]],
                                                  max_iter=opts.lm_max_iter, opts=opts)
             x[fb], G[fb], q[fb] = xf, Gf, qf
         # 4. refine the (near-)fixed points with short Newton steps
         ref = torch.nonzero(torch.isfinite(q) & (q <= torch.maximum(q_search_b, tol_q_t[mi]))).squeeze(1)
         if ref.numel() and opts.refine_steps:
-            xr, Gr, qr, _ = _damped_newton(system, x[ref], mi[ref], scale_b[ref], q_solve_b[ref],
-                                           opts.dedup_rtol * scale_b[ref], max_iter=opts.refine_steps, opts=opts)
+            xr, Gr, qr, _ = _damped_newton(system, x[ref], mi[ref], q_solve_b[ref], opts.dedup_rtol * scale_b[ref],
+                                           max_iter=opts.refine_steps, opts=opts)
             x[ref], G[ref], q[ref] = xr, Gr, qr
         # 5. select: finite, not an outlier, q <= slow_q
         max_norm_e = torch.clamp(norms_exk.amax(1), min=opts.scale_floor)
@@ -683,7 +706,7 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
         k = sel[deduplicate(xn[sel], qn[sel], radius)]
         points.append(dict(x_pxs=xn[k], q_p=qn[k], J_pxsxs=Jn[k]))
     return _assemble(points, E, S, u.numpy(), tol_q_e, slow_q_e, scale_e.numpy(), network.dt_ms,
-                     "levenberg_marquardt", opts.unit_circle_tol, opts.dedup_rtol)
+                     "newton_lm", opts.unit_circle_tol, opts.dedup_rtol)
 
 
 def plrnn_exact_fixed_points(network: Network, u_exi, max_units: int = 12, *,
@@ -694,7 +717,8 @@ def plrnn_exact_fixed_points(network: Network, u_exi, max_units: int = 12, *,
     ``z' = (A + W D) z + h + C u``, so its fixed point solves ``(A + W D - I) z = -(h + C u)``; it is
     kept when its sign pattern is ``D`` (within ``1e-10 max(1, |z|_inf)``; points on a region
     boundary, found in two regions, are de-duplicated). Regions whose matrix is singular (a
-    continuum of fixed points, or none) are skipped. Cost: 2^N solves of N x N systems per member.
+    continuum of fixed points, or none) are skipped, and so are solutions whose residual q exceeds
+    the slow-point threshold (ill-conditioned regions). Cost: 2^N solves of N x N systems per member.
 
     network: a PLRNN with N <= ``max_units`` units; u_exi: (E, I) input context per member.
     The state scale (for the tolerances) is ``max(scale_floor, RMS norm of the solutions)``.
@@ -732,6 +756,7 @@ def plrnn_exact_fixed_points(network: Network, u_exi, max_units: int = 12, *,
             slow_q_e.append(max(tq, 0.5 * (opts.slow_rtol * scale) ** 2))
             Fz = A[e] * z + torch.relu(z) @ W[e].T + c[e]
             q = 0.5 * ((Fz - z) ** 2).sum(-1)
+            z, q = z[q <= slow_q_e[-1]], q[q <= slow_q_e[-1]]  # drop numerically meaningless solutions
             zn, qn = z.numpy(), q.numpy()
             keep = deduplicate(zn, qn, np.full(len(zn), opts.dedup_rtol * scale))
             zk = z[keep]

@@ -140,7 +140,15 @@ def test_lstm_points_are_fixed_under_the_networks_own_map():
         with torch.no_grad():
             drift = (net64.one_step(x, torch.as_tensor(u)) - x)[e].norm()
         assert float(drift) <= np.sqrt(2 * fp.tol_q_e[e])
-        assert np.isfinite(m["eigenvalues_pxs"]).all()
+        # eigenvalues against the Jacobian from torch.autograd.functional.jacobian at the point
+        def step(x_s, e=e):
+            X = torch.zeros(E, 1, 2 * N, dtype=torch.float64)
+            X[e, 0] = x_s
+            return net64.one_step(X, torch.as_tensor(u))[e, 0]
+        J = torch.autograd.functional.jacobian(step, torch.as_tensor(m["x_pxs"][0]))
+        lam = np.linalg.eigvals(J.numpy())
+        lam = lam[np.lexsort((-lam.imag, -lam.real, -np.abs(lam)))]
+        np.testing.assert_allclose(m["eigenvalues_pxs"][0], lam, atol=1e-10)
 
 
 def test_a_ghost_is_a_slow_point_not_a_fixed_point():
@@ -187,13 +195,20 @@ def test_analysis_never_changes_the_network(kind):
         assert torch.equal(net.buffers[k], v)
 
 
-def test_results_are_deterministic_and_sorted():
+def test_results_are_deterministic_sorted_and_members_independent():
     net = _net("leaky_rate", 20, 2, g=2.5)
     x0 = np.random.default_rng(5).normal(0, 2, (2, 64, 20))
     fp1 = find_fixed_points(net, np.zeros((2, 1)), x0)
     fp2 = find_fixed_points(net, np.zeros((2, 1)), x0.copy())
     for name in ("x_expxs", "q_exp", "eigenvalues_expxs", "tau_ms_expxs", "n_unstable_exp", "kind_exp"):
         np.testing.assert_array_equal(getattr(fp1, name), getattr(fp2, name))
+    # member 1 analysed alone gives the same points as within the ensemble
+    alone = _net("leaky_rate", 20, 1, g=2.5)
+    alone.params = net.select([1])
+    fa = find_fixed_points(alone, np.zeros((1, 1)), x0[1:])
+    assert fa.n_points_e[0] == fp1.n_points_e[1]
+    np.testing.assert_allclose(fa.member(0)["x_pxs"], fp1.member(1)["x_pxs"], atol=1e-9)
+    assert fa.member(0)["n_unstable_p"].tolist() == fp1.member(1)["n_unstable_p"].tolist()
     mod = np.abs(fp1.eigenvalues_expxs[fp1.valid_exp])
     assert (np.diff(mod, axis=1) <= 0).all()
     for e in range(2):  # fixed before slow, then by n_unstable
