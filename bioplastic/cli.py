@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bioplastic", description=__doc__.splitlines()[0])
@@ -28,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a protocol and print it resolved (models, defaults, conditions)")
     val.add_argument("protocol")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
+    ana = sub.add_parser("analyze", help="phase-space analysis of a finished run's checkpoints (writes OUT/analysis.nc; no retraining)")
+    ana.add_argument("out", help="a finished run's folder (holding results.nc)")
     rep = sub.add_parser("report", help="rebuild OUT/report.html (and figures) from a finished run, recomputing nothing")
     rep.add_argument("out", help="a finished run's folder (holding results.nc)")
     sub.add_parser("list", help="list tasks, model kinds and specs, learning rules and schedules")
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list()
+        if args.command == "analyze":
+            return cmd_analyze(Path(args.out))
         if args.command == "report":
             return cmd_report(Path(args.out))
         if args.command == "schema":
@@ -71,19 +77,48 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
 
 
+def cmd_analyze(out: Path) -> int:
+    from tqdm import tqdm
+
+    from .analysis.phase_space import AnalysisError, analyze_run, load_run
+    from .report.html import build_report
+    from .training.run import write_figures
+
+    try:
+        ds, protocol = load_run(out)
+        n = len(protocol.conditions) * ds.sizes["checkpoint"]
+        with tqdm(total=n, unit="checkpoint", desc="fixed points") as bar:
+            analysis = analyze_run(out, progress=lambda k, info: bar.update(k))
+    except AnalysisError as exc:
+        return _fail(str(exc))
+    write_figures(ds, out, analysis)
+    build_report(ds, out, analysis)
+    print(f"{out / 'analysis.nc'}")
+    print(gr_line(analysis))
+    return 0
+
+
+def gr_line(analysis) -> str:
+    lead = analysis["lead_time"].values
+    ok = np.isfinite(lead)
+    med = f"{np.median(lead[ok]):.0f}" if ok.any() else "n/a"
+    return (f"GR before the drop: {(lead[ok] > 0).sum()}/{ok.sum()} networks with both a GR event and a drop "
+            f"({lead.size} analysed); median lead {med} iterations")
+
+
 def cmd_report(out: Path) -> int:
+    from .analysis.phase_space import AnalysisError, load_run
     from .report.html import build_report
     from .storage.results import read_dataset
     from .training.run import write_figures
 
-    if not (out / "results.nc").is_file():
-        return _fail(f"{out} is not a finished run: {out / 'results.nc'} is missing (run the protocol first)")
     try:
-        ds = read_dataset(out / "results.nc")
-    except (OSError, ValueError) as exc:
-        return _fail(f"{out / 'results.nc'} cannot be read: {exc}")
-    write_figures(ds, out)
-    print(build_report(ds, out))
+        ds, _ = load_run(out)
+        analysis = read_dataset(out / "analysis.nc") if (out / "analysis.nc").is_file() else None
+    except (AnalysisError, OSError, ValueError) as exc:
+        return _fail(str(exc))
+    write_figures(ds, out, analysis)
+    print(build_report(ds, out, analysis))
     return 0
 
 
@@ -144,4 +179,8 @@ def cmd_run(protocol, args) -> int:
     bar.close()
     print(f"\n{protocol.name}: done in {time.perf_counter() - t0:.0f} s ({executor.describe()}) -> {out}/results.nc")
     print(summary(ds))
+    if (out / "analysis.nc").is_file():
+        from .storage.results import read_dataset
+
+        print(gr_line(read_dataset(out / "analysis.nc")))
     return 0

@@ -7,7 +7,7 @@ from pydantic_core import PydanticUndefined
 from ..networks import NETWORKS
 from ..regularizers import schedules as sch
 from ..tasks import TASKS
-from .schema import OutputConfig, ProtocolConfig, TCRConfig, TrainingConfig
+from .schema import AnalysisConfig, OutputConfig, ProtocolConfig, SweepConfig, TCRConfig, TrainingConfig
 
 
 def _type_name(tp) -> str:
@@ -35,7 +35,9 @@ def sections() -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     out = [("protocol (top level)", _rows(ProtocolConfig, "")),
            ("training", _rows(TrainingConfig, "training.")),
            ("tcr", _rows(TCRConfig, "tcr.")),
-           ("output", _rows(OutputConfig, "output."))]
+           ("output", _rows(OutputConfig, "output.")),
+           ("analysis", _rows(AnalysisConfig, "analysis.")),
+           ("sweep", _rows(SweepConfig, "sweep."))]
     for cls in (sch.ConstantConfig, sch.WarmupConfig, sch.LinearDecayConfig, sch.CosineDecayConfig, sch.StepConfig,
                 sch.AdaptiveConfig):
         out.append((f"tcr.schedule (kind: {cls.model_fields['kind'].default})", _rows(cls, "tcr.schedule.")))

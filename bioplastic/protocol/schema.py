@@ -67,6 +67,19 @@ class OutputConfig(Schema):
     figures: bool = Field(True, description="write PNG figures")
 
 
+class AnalysisConfig(Schema):
+    """Phase-space analysis of every checkpoint (SPEC 5): fixed and slow points, GR metrics and events."""
+
+    initial_states: int = Field(128, gt=0, description="initial states per network, checkpoint and input context for the fixed-point search")
+    noise_std: float = Field(0.05, ge=0, description="std of the noise added to the states sampled from trajectories (state units)")
+    contexts: list[Literal["zero", "inputs"]] = Field(default_factory=lambda: ["zero"],
+                                                      description="constant input contexts: 'zero' (no input) and/or 'inputs' (each input channel alone at 1)")
+    trials: int = Field(32, gt=0, description="held-out trials whose trajectories seed the search and define the geometry (the same trials at every checkpoint)")
+    pca_components: int = Field(3, gt=0, description="dimensions of the fixed PCA frame (final checkpoint's trajectories) in which fixed-point sets are compared")
+    gr_baseline: int = Field(3, gt=0, description="GR event rule: checkpoints that form the baseline (median and MAD)")
+    gr_threshold: float = Field(3.0, ge=0, description="GR event rule: an event where a GR metric exceeds baseline + threshold * MAD")
+
+
 class SweepConfig(Schema):
     """Sweeps over protocol fields; each point is the protocol with those fields set."""
 
@@ -105,6 +118,7 @@ class ProtocolConfig(Schema):
     conditions: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"baseline": {}},
                                                   description="named overrides of `tcr`, `training` and `model`, e.g. {baseline: {}, tcr_loss: {tcr: {form: loss}}}")
     output: OutputConfig = Field(default_factory=OutputConfig)
+    analysis: AnalysisConfig | None = Field(None, description="phase-space analysis after training (writes analysis.nc); null: none. `bioplastic analyze OUT` runs it later")
     sweep: SweepConfig | None = Field(None, description="optional sweep over protocol fields (grid and/or zip); null: a single point")
 
     @field_validator("name")

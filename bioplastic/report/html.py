@@ -18,6 +18,13 @@ FIGURES = [
      "Training loss (faint: raw, bold: smoothed) and held-out accuracy of every network; dots mark the drop onset, "
      "dotted lines the iteration at which the criterion was reached."),
     ("iterations_to_criterion.png", "Iterations to criterion", "One dot per network; bar: median."),
+    ("gr_alignment.png", "Geometric restructuring and the loss drop",
+     "Smoothed loss with GR events (triangles) and drop onsets (dots); below, the number of stable (solid) and "
+     "saddle (dashed) fixed points with zero input at each checkpoint, every network drawn."),
+    ("phase_portraits.png", "Phase portraits",
+     "Seed 0 of each condition before, near and after its drop onset: trajectories (grey) and fixed points "
+     "in the PCA frame of the final checkpoint."),
+    ("lead_times.png", "Lead time of GR before the drop", "Drop onset minus the first GR event, one dot per network."),
 ]
 
 
@@ -42,7 +49,23 @@ def _table(ds: xr.Dataset) -> str:
             f"<th>range</th><th>final held-out accuracy (median)</th><th>median drop onset</th></tr>" + "".join(rows) + "</table>")
 
 
-def build_report(ds: xr.Dataset, out: Path) -> Path:
+def _gr_section(analysis: xr.Dataset | None) -> str:
+    if analysis is None:
+        return ""
+    rows = []
+    for cond in analysis["condition"].values:
+        lead = analysis["lead_time"].sel(condition=cond).values
+        ok = np.isfinite(lead)
+        pos = int((lead[ok] > 0).sum())
+        med = f"{np.median(lead[ok]):.0f}" if ok.any() else "-"
+        rows.append(f"<tr><td>{html.escape(str(cond))}</td><td>{ok.sum()}/{len(lead)}</td><td>{pos}/{ok.sum()}</td><td>{med}</td></tr>")
+    return ("<h2>Does GR precede the drop?</h2><p>Lead time = drop onset minus the first GR event "
+            f"({html.escape(analysis['gr_event'].attrs.get('rule', ''))}).</p><table><tr><th>condition</th>"
+            "<th>networks with a GR event and a drop</th><th>positive lead time</th><th>median lead (iterations)</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def build_report(ds: xr.Dataset, out: Path, analysis: xr.Dataset | None = None) -> Path:
     """Write ``out/report.html`` from the dataset's contents and the PNGs already in ``out``."""
     out = Path(out)
     name = ds.attrs.get("protocol_name", "run")
@@ -64,6 +87,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:4px 8px;te
 criterion: held-out accuracy &ge; {crit:g}. Root seed {ds.attrs.get('root_seed')}, git {html.escape(str(ds.attrs.get('git_commit')))},
 created {html.escape(str(ds.attrs.get('created')))}.</p>
 <h2>Learning speed</h2>{_table(ds)}
+{_gr_section(analysis)}
 {''.join(figs)}
 <h2>Protocol (resolved)</h2><pre>{html.escape(ds.attrs.get('protocol', ''))}</pre>
 </body></html>"""

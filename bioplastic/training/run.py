@@ -43,10 +43,16 @@ def prepare_output(protocol: Protocol, out: Path) -> bool:
     return False
 
 
-def write_figures(ds: xr.Dataset, out: Path) -> list[Path]:
-    from ..plotting import curves
+def write_figures(ds: xr.Dataset, out: Path, analysis: xr.Dataset | None = None) -> list[Path]:
+    from ..plotting import curves, phase
 
     paths = []
+    if analysis is not None:
+        for name, draw in (("gr_alignment.png", lambda: phase.gr_alignment(ds, analysis)),
+                           ("phase_portraits.png", lambda: phase.phase_portraits(ds, analysis)),
+                           ("lead_times.png", lambda: phase.lead_times(analysis))):
+            curves.save(draw(), out / name)
+            paths.append(out / name)
     if "sweep_dims" in ds.attrs and ds.attrs["sweep_dims"]:
         paths.append(out / "sweep.png")
         curves.save(curves.sweep(ds), paths[-1])
@@ -68,12 +74,16 @@ def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
 
 def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor: Executor | None = None,
                  progress: Callable[[int, dict], None] | None = None,
-                 interrupt_at: int | None = None) -> tuple[xr.Dataset, Path]:
+                 interrupt_at: int | None = None,
+                 analysis_progress: Callable[[int, dict], None] | None = None) -> tuple[xr.Dataset, Path]:
     """Train every network of the protocol (units already done are skipped; interrupted units resume
     from their last checkpoint); write ``OUT/results.nc`` and figures. Returns the dataset and folder."""
     out = output_dir(protocol, out)
     if prepare_output(protocol, out):
-        return read_dataset(out / "results.nc"), out
+        ds = read_dataset(out / "results.nc")
+        if protocol.config.analysis is not None and protocol.sweep is None and not (out / "analysis.nc").exists():
+            finish(ds, protocol, out, analysis_progress)  # training finished, the analysis was interrupted
+        return ds, out
     units = plan_units(protocol)
     todo = [u for u in units if not result_path(out, u.id).exists()]
     if progress and len(todo) < len(units):
@@ -83,12 +93,23 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
     executor.run(protocol.text, todo, out, progress)
     ds = assemble(protocol, out)
     write_dataset(ds, out / "results.nc")
-    if protocol.config.output.figures:
-        write_figures(ds, out)
-    build_report(ds, out)
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
+    finish(ds, protocol, out, analysis_progress)
     return ds, out
+
+
+def finish(ds: xr.Dataset, protocol: Protocol, out: Path, analysis_progress=None) -> xr.Dataset | None:
+    """After training: the phase-space analysis (if the protocol asks for it), figures, the report."""
+    analysis = None
+    if protocol.config.analysis is not None and protocol.sweep is None:
+        from ..analysis.phase_space import analyze_run
+
+        analysis = analyze_run(out, protocol.config.analysis, analysis_progress)
+    if protocol.config.output.figures:
+        write_figures(ds, out, analysis)
+    build_report(ds, out, analysis)
+    return analysis
 
 
 def total_work(protocol: Protocol) -> int:

@@ -1,0 +1,279 @@
+"""Phase-space analysis of a finished run, checkpoint by checkpoint (SPEC 5), from its saved
+weights only: ``analyze_run(OUT)`` writes ``OUT/analysis.nc`` (``python -m bioplastic analyze OUT``).
+
+For every condition, seed and checkpoint the network is rebuilt from the checkpointed parameters
+(never retrained), run on a fixed set of held-out trials (the same trials at every checkpoint), and
+its fixed and slow points are found for each input context from states sampled on those
+trajectories. GR metrics compare consecutive checkpoints:
+
+- ``fp_distance``: Chamfer distance between the fixed-point sets (zero-input context) of checkpoints
+  c-1 and c, in the fixed PCA frame of the final checkpoint's trajectories;
+- ``fp_count_change``: |change| of the number of fixed points (zero-input context);
+- ``trajectory_change``: 1 - linear CKA between the trajectories of checkpoints c-1 and c;
+- ``participation_ratio`` of the trajectories (dimensionality) at each checkpoint.
+
+A GR event is a checkpoint where ``fp_distance`` or ``trajectory_change`` rises above its baseline
+(rule in :mod:`bioplastic.analysis.geometry`); the first GR event of a network is the earlier of the
+two. Lead time = drop onset (results.nc) minus the first GR event.
+
+Work is saved per (condition, checkpoint) in ``OUT/analysis_parts``; an interrupted analysis resumes.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ..networks import build_network
+from ..protocol.load import protocol_from_text
+from ..protocol.schema import AnalysisConfig
+from ..seeds import numpy_rng
+from ..storage.io import atomic_torch_save, safe_torch_load
+from ..storage.results import read_dataset, write_dataset
+from ..tasks import build_task
+from .fixed_points import KIND_NAMES, find_fixed_points, sample_initial_states
+from .geometry import chamfer_distance, first_gr_event, gr_events, lead_time, linear_cka, participation_ratio, pca_frame, project
+
+PARTS_DIR = "analysis_parts"
+#: trials whose projected trajectories are stored for phase portraits
+PORTRAIT_TRIALS = 8
+GR_METRICS = ("fp_distance", "trajectory_change")
+
+
+class AnalysisError(Exception):
+    """The folder cannot be analysed (not a finished run, missing or corrupt checkpoints)."""
+
+
+def contexts(cfg: AnalysisConfig, n_inputs: int) -> list[tuple[str, np.ndarray]]:
+    out = []
+    if "zero" in cfg.contexts:
+        out.append(("zero", np.zeros(n_inputs)))
+    if "inputs" in cfg.contexts:
+        out += [(f"input_{i}", np.eye(n_inputs)[i]) for i in range(n_inputs)]
+    return out
+
+
+def load_run(out: Path) -> tuple[xr.Dataset, object]:
+    path = Path(out) / "results.nc"
+    if not path.is_file():
+        raise AnalysisError(f"{out} is not a finished run: {path} is missing (run the protocol first)")
+    try:
+        ds = read_dataset(path)
+    except Exception as exc:  # h5py/netCDF errors of a truncated or foreign file
+        raise AnalysisError(f"{path} cannot be read ({type(exc).__name__}: {exc}); it may be corrupt") from None
+    missing = [v for v in ("weight_W", "loss", "drop_onset") if v not in ds] if "weight_W" in ds else \
+        [v for v in ("loss", "drop_onset") if v not in ds]
+    if not any(v.startswith("weight_") for v in ds.data_vars):
+        missing.append("weight_* (checkpointed parameters)")
+    if missing or "protocol" not in ds.attrs:
+        raise AnalysisError(f"{path} lacks {', '.join(missing) or 'the protocol attribute'}; not a bioplastic run")
+    if ds.attrs.get("sweep_dims"):
+        raise AnalysisError("phase-space analysis of sweeps is not supported yet; analyse single protocols")
+    weights = [v for v in ds.data_vars if v.startswith("weight_")]
+    if any(not np.isfinite(ds[v].values).all() for v in weights):
+        bad = [v for v in weights if not np.isfinite(ds[v].values).all()]
+        # diverged or early-stopped networks have NaN weights at some checkpoints: analysed as missing
+        if not (ds["diverged"].any() or (ds["final_iteration"] < ds.sizes["iteration"]).any()):
+            raise AnalysisError(f"{path}: checkpointed weights {', '.join(bad)} hold non-finite values; the file is corrupt")
+    return ds, protocol_from_text(ds.attrs["protocol"], str(path))
+
+
+def _analyse_condition_checkpoint(net, ds, cond, j, trials, ctxs, cfg, root, n_seeds) -> dict:
+    """Fixed points (per context) and trajectories of all seeds of one condition at checkpoint j."""
+    params = {k: torch.as_tensor(ds[f"weight_{k}"].sel(condition=cond).isel(checkpoint=j).values, dtype=net.dtype)
+              for k in net.params}
+    ok = np.array([all(np.isfinite(p[s].numpy()).all() for p in params.values()) for s in range(n_seeds)])
+    with torch.no_grad():
+        for k, p in params.items():
+            net.params[k] = torch.nan_to_num(p)  # a missing network (NaN) is analysed as zeros, then masked
+        u = torch.as_tensor(trials.inputs_bxtxi, dtype=net.dtype).expand(n_seeds, *trials.inputs_bxtxi.shape)
+        states = net.run(u.contiguous()).state_exbxtxn.double().numpy()
+    part = {"states": states, "ok": ok, "fp": {}}
+    for c, (name, u_i) in enumerate(ctxs):
+        rng = numpy_rng(root, "analysis", 1, j, c)
+        x0 = sample_initial_states(states, cfg.initial_states, noise_std=cfg.noise_std, rng=rng)
+        fp = find_fixed_points(net, np.repeat(u_i[None], n_seeds, 0), x0)
+        part["fp"][name] = {k: getattr(fp, k) for k in ("x_expxs", "q_exp", "valid_exp", "is_fixed_exp", "is_slow_exp",
+                                                         "eigenvalues_expxs", "tau_ms_expxs", "n_unstable_exp", "kind_exp")}
+    return part
+
+
+def analyze_run(out: str | Path, cfg: AnalysisConfig | None = None,
+                progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
+    """Analyse every checkpoint of a finished run; write and return ``OUT/analysis.nc``."""
+    out = Path(out)
+    ds, protocol = load_run(out)
+    cfg = cfg or protocol.config.analysis or AnalysisConfig()
+    root = protocol.config.seed
+    task_cond = protocol.conditions[0]
+    task = build_task(task_cond.task_kind, task_cond.task.model_dump())
+    trials = task.sample(numpy_rng(root, "analysis", 0), cfg.trials)
+    ctxs = contexts(cfg, task.n_inputs)
+    S, K = ds.sizes["seed"], ds.sizes["checkpoint"]
+    parts_dir = out / PARTS_DIR
+    parts: dict[tuple[int, int], dict] = {}
+    for ci, c in enumerate(protocol.conditions):
+        dtype = torch.float64 if c.training.dtype == "float64" else torch.float32
+        net = build_network(c.model_kind, c.model.model_dump(), n_inputs=task.n_inputs, n_outputs=task.n_outputs,
+                            dt_ms=task.dt_ms, rngs=[numpy_rng(root, "init", s) for s in range(S)], dtype=dtype)
+        for j in range(K):
+            path = parts_dir / f"c{ci}-k{j}.pt"
+            if path.exists():
+                saved = safe_torch_load(path)
+                parts[ci, j] = _from_torch(saved)
+            else:
+                parts[ci, j] = _analyse_condition_checkpoint(net, ds, c.name, j, trials, ctxs, cfg, root, S)
+                atomic_torch_save(_to_torch(parts[ci, j]), path)
+            if progress:
+                progress(1, {})
+    result = assemble(ds, protocol, parts, ctxs, cfg)
+    write_dataset(result, out / "analysis.nc")
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return result
+
+
+def _to_torch(part: dict) -> dict:
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    fp = {name: {k: (t(v.real), t(v.imag)) if np.iscomplexobj(v) else t(v) for k, v in d.items()}
+          for name, d in part["fp"].items()}
+    return {"states": t(part["states"]), "ok": t(part["ok"]), "fp": fp}
+
+
+def _from_torch(saved: dict) -> dict:
+    fp = {name: {k: (v[0].numpy() + 1j * v[1].numpy()) if isinstance(v, tuple) else v.numpy() for k, v in d.items()}
+          for name, d in saved["fp"].items()}
+    return {"states": saved["states"].numpy(), "ok": saved["ok"].numpy(), "fp": fp}
+
+
+def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -> xr.Dataset:
+    conds = protocol.condition_names
+    C, S, K = len(conds), ds.sizes["seed"], ds.sizes["checkpoint"]
+    names = [n for n, _ in ctxs]
+    P = max(p["fp"][n]["x_expxs"].shape[1] for p in parts.values() for n in names)
+    D = parts[0, 0]["fp"][names[0]]["x_expxs"].shape[2]
+    shape = (C, S, K, len(names), P)
+    arr = {"fp_x": np.full(shape + (D,), np.nan), "fp_q": np.full(shape, np.nan), "fp_valid": np.zeros(shape, bool),
+           "fp_is_fixed": np.zeros(shape, bool), "fp_is_slow": np.zeros(shape, bool),
+           "fp_eig_real": np.full(shape + (D,), np.nan), "fp_eig_imag": np.full(shape + (D,), np.nan),
+           "fp_tau_ms": np.full(shape + (D,), np.nan), "fp_n_unstable": np.full(shape, -1),
+           "fp_kind": np.full(shape, -1)}
+    src = {"fp_x": "x_expxs", "fp_q": "q_exp", "fp_valid": "valid_exp", "fp_is_fixed": "is_fixed_exp",
+           "fp_is_slow": "is_slow_exp", "fp_tau_ms": "tau_ms_expxs", "fp_n_unstable": "n_unstable_exp",
+           "fp_kind": "kind_exp"}
+    for (ci, j), part in parts.items():
+        for x, n in enumerate(names):
+            fp = part["fp"][n]
+            p = fp["valid_exp"].shape[1]
+            for key, k in src.items():
+                arr[key][ci, :, j, x, :p] = fp[k]
+            arr["fp_eig_real"][ci, :, j, x, :p] = fp["eigenvalues_expxs"].real
+            arr["fp_eig_imag"][ci, :, j, x, :p] = fp["eigenvalues_expxs"].imag
+            bad = ~part["ok"]
+            for key in arr:  # networks missing at this checkpoint (diverged / stopped): no points
+                if arr[key].dtype == bool:
+                    arr[key][ci, bad, j, x] = False
+                elif arr[key].dtype.kind == "f":
+                    arr[key][ci, bad, j, x] = np.nan
+                else:
+                    arr[key][ci, bad, j, x] = -1
+    # GR metrics between consecutive checkpoints, per network
+    gr = {m: np.full((C, S, K), np.nan) for m in GR_METRICS + ("fp_count_change", "participation_ratio")}
+    counts = {f"n_{kind}": np.zeros((C, S, K), int) for kind in KIND_NAMES}
+    counts["n_fixed"] = np.zeros((C, S, K), int)
+    counts["n_slow"] = np.zeros((C, S, K), int)
+    zero = names.index("zero") if "zero" in names else 0
+    n_pc = min(cfg.pca_components, D)
+    n_tr = min(PORTRAIT_TRIALS, parts[0, 0]["states"].shape[1])
+    T = parts[0, 0]["states"].shape[2]
+    traj_pc = np.full((C, S, K, n_tr, T, n_pc), np.nan)
+    fp_pc = np.full(shape + (n_pc,), np.nan)
+    for ci in range(C):
+        final = parts[ci, K - 1]["states"]
+        for s in range(S):
+            X = [parts[ci, j]["states"][s].reshape(-1, final.shape[-1]) for j in range(K)]
+            frame = pca_frame(X[-1], n_pc)
+            for j in range(K):
+                if parts[ci, j]["ok"][s]:
+                    traj_pc[ci, s, j] = project(frame, parts[ci, j]["states"][s, :n_tr].reshape(-1, D)).reshape(n_tr, T, n_pc)
+                    v = arr["fp_valid"][ci, s, j]
+                    fp_pc[ci, s, j][v] = project(frame, arr["fp_x"][ci, s, j][v])
+            fx = [arr["fp_x"][ci, s, j, zero][arr["fp_valid"][ci, s, j, zero] & arr["fp_is_fixed"][ci, s, j, zero]]
+                  for j in range(K)]
+            for j in range(K):
+                ok = bool(parts[ci, j]["ok"][s])
+                for kind_code, kind in enumerate(KIND_NAMES):
+                    counts[f"n_{kind}"][ci, s, j] = int(((arr["fp_kind"][ci, s, j, zero] == kind_code)
+                                                        & arr["fp_is_fixed"][ci, s, j, zero]).sum())
+                counts["n_fixed"][ci, s, j] = len(fx[j])
+                counts["n_slow"][ci, s, j] = int(arr["fp_is_slow"][ci, s, j, zero].sum())
+                if not ok:
+                    continue
+                gr["participation_ratio"][ci, s, j] = participation_ratio(X[j])
+                if j == 0 or not parts[ci, j - 1]["ok"][s]:
+                    continue
+                gr["trajectory_change"][ci, s, j] = 1.0 - linear_cka(X[j - 1], X[j])
+                gr["fp_distance"][ci, s, j] = chamfer_distance(_projected(frame, fx[j - 1]), _projected(frame, fx[j]))
+                gr["fp_count_change"][ci, s, j] = abs(len(fx[j]) - len(fx[j - 1]))
+    checkpoints = ds["checkpoint"].values
+    events = np.zeros((C, S, K), bool)
+    first = np.full((C, S), np.nan)
+    for ci in range(C):
+        for s in range(S):
+            firsts = []
+            for m in GR_METRICS:
+                rule = dict(baseline=cfg.gr_baseline, threshold=cfg.gr_threshold)
+                ev = gr_events(gr[m][ci, s], checkpoints, **rule)
+                events[ci, s] |= np.isin(checkpoints, ev)
+                firsts.append(first_gr_event(gr[m][ci, s], checkpoints, **rule))
+            first[ci, s] = np.nanmin(firsts) if np.isfinite(firsts).any() else np.nan
+    onset = ds["drop_onset"].sel(condition=conds).values
+    lead = lead_time(first, onset)
+
+    dims5 = ("condition", "seed", "checkpoint", "context", "fp")
+    out = xr.Dataset(coords={"condition": conds, "seed": ds["seed"].values, "checkpoint": checkpoints,
+                             "context": names, "fp": np.arange(P), "unit": np.arange(D), "mode": np.arange(D),
+                             "trial": np.arange(n_tr), "time": np.arange(T), "pc": np.arange(n_pc)})
+    out["fp_x"] = (dims5 + ("unit",), arr["fp_x"], {"units": "1", "long_name": "fixed or slow point (state space)"})
+    out["fp_q"] = (dims5, arr["fp_q"], {"units": "1", "long_name": "q = 1/2 ||F(x) - x||^2 at the point"})
+    out["fp_valid"] = (dims5, arr["fp_valid"], {"units": "1", "long_name": "a point is present (padding otherwise)"})
+    out["fp_is_fixed"] = (dims5, arr["fp_is_fixed"], {"units": "1", "long_name": "q below the fixed-point tolerance"})
+    out["fp_is_slow"] = (dims5, arr["fp_is_slow"], {"units": "1", "long_name": "slow point: q small but above the fixed-point tolerance"})
+    out["fp_eig_real"] = (dims5 + ("mode",), arr["fp_eig_real"], {"units": "1", "long_name": "real part of the Jacobian eigenvalues of the one-step map, by modulus descending"})
+    out["fp_eig_imag"] = (dims5 + ("mode",), arr["fp_eig_imag"], {"units": "1", "long_name": "imaginary part of the Jacobian eigenvalues"})
+    out["fp_tau_ms"] = (dims5 + ("mode",), arr["fp_tau_ms"], {"units": "ms", "long_name": "mode time constant -dt / ln|lambda| (negative: growing)"})
+    out["fp_n_unstable"] = (dims5, arr["fp_n_unstable"], {"units": "1", "long_name": "number of unstable modes (|lambda| > 1); -1: padding"})
+    out["fp_kind"] = (dims5, arr["fp_kind"], {"units": "1", "long_name": "0 stable, 1 saddle, 2 unstable, -1 padding",
+                                              "flag_values": [-1, 0, 1, 2], "flag_meanings": "padding stable saddle unstable"})
+    out["fp_pc"] = (dims5 + ("pc",), fp_pc, {"units": "1", "long_name": "points projected on the PCA frame of the final checkpoint's trajectories"})
+    out["trajectory_pc"] = (("condition", "seed", "checkpoint", "trial", "time", "pc"), traj_pc,
+                            {"units": "1", "long_name": f"trajectories of the first {n_tr} analysis trials in the PCA frame of the final checkpoint"})
+    dims3 = ("condition", "seed", "checkpoint")
+    for k, v in counts.items():
+        out[k] = (dims3, v, {"units": "1", "long_name": f"number of {k[2:]} points (zero-input context)"})
+    long = {"fp_distance": "Chamfer distance between the fixed points of consecutive checkpoints (PCA frame of the final trajectories)",
+            "trajectory_change": "1 - linear CKA between the trajectories of consecutive checkpoints",
+            "fp_count_change": "|change| of the number of fixed points between consecutive checkpoints",
+            "participation_ratio": "participation ratio of the trajectories (dimensionality)"}
+    for k, v in gr.items():
+        out[k] = (dims3, v, {"units": "1", "long_name": long[k]})
+    out["gr_event"] = (dims3, events, {"units": "1", "long_name": "GR event at this checkpoint (fp_distance or trajectory_change above baseline)",
+                                      "rule": f"baseline = median of the first {cfg.gr_baseline} checkpoints; event where metric > baseline + {cfg.gr_threshold} * MAD"})
+    out["first_gr_event"] = (("condition", "seed"), first, {"units": "iterations", "long_name": "iteration of the first GR event (NaN: none)"})
+    out["drop_onset"] = (("condition", "seed"), onset, {"units": "iterations", "long_name": "drop onset (from results.nc)"})
+    out["lead_time"] = (("condition", "seed"), lead, {"units": "iterations", "long_name": "drop onset minus first GR event (> 0: GR precedes the drop)"})
+    for name, long_name in (("condition", "experimental condition"), ("seed", "seed index"), ("checkpoint", "iteration of the checkpoint"),
+                            ("context", "constant input context of the fixed-point search"), ("fp", "point index (padded)"),
+                            ("unit", "state dimension"), ("mode", "eigenmode index (by modulus descending)"),
+                            ("trial", "analysis trial"), ("time", "time step"), ("pc", "principal component")):
+        out[name].attrs.update(units="iterations" if name == "checkpoint" else "", long_name=long_name)
+    out.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
+    out.attrs["analysis"] = str(cfg.model_dump())
+    return out
+
+
+def _projected(frame, points_pxs: np.ndarray) -> np.ndarray:
+    return project(frame, points_pxs) if len(points_pxs) else np.zeros((0, frame.components_cxs.shape[0]))

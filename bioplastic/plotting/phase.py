@@ -1,0 +1,110 @@
+"""Figures of the phase-space analysis: they take the datasets and return Axes; no computation
+beyond selecting and projecting what is stored."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from .curves import COLORS  # noqa: E402
+
+KIND_STYLE = {0: ("stable", "o", "k"), 1: ("saddle", "x", "tab:red"), 2: ("unstable", "s", "tab:purple")}
+
+
+def gr_alignment(results: xr.Dataset, analysis: xr.Dataset, axes=None):
+    """Per condition: smoothed loss (top) and the number of stable (solid) and saddle (dashed)
+    fixed points (bottom) against iterations, every seed drawn; GR events as triangles on the loss
+    curve, drop onsets as dots."""
+    conds = list(analysis["condition"].values)
+    if axes is None:
+        _, axes = plt.subplots(2, len(conds), figsize=(4.4 * len(conds), 5.6), sharex=True, squeeze=False)
+    it = analysis["checkpoint"].values
+    for j, cond in enumerate(conds):
+        top, bottom = axes[0, j], axes[1, j]
+        for s in analysis["seed"].values:
+            color = COLORS[int(s) % len(COLORS)]
+            loss = results["loss_smoothed"].sel(condition=cond, seed=s)
+            top.plot(results["iteration"], loss, color=color, lw=1)
+            ev = it[analysis["gr_event"].sel(condition=cond, seed=s).values]
+            ev_loss = loss.sel(iteration=np.minimum(ev, results.sizes["iteration"] - 1)).values
+            top.plot(ev, ev_loss, "v", color=color, ms=7, mec="k", mew=0.5)
+            onset = float(results["drop_onset"].sel(condition=cond, seed=s))
+            if np.isfinite(onset):
+                top.plot(onset, float(loss.isel(iteration=int(onset))), "o", color=color, ms=5, mec="k", mew=0.5)
+            bottom.plot(it, analysis["n_stable"].sel(condition=cond, seed=s), "-", color=color, lw=1.2)
+            bottom.plot(it, analysis["n_saddle"].sel(condition=cond, seed=s), "--", color=color, lw=1.2)
+        top.set_yscale("log")
+        top.set_title(str(cond))
+        bottom.set_xlabel("iteration")
+    axes[0, 0].set_ylabel("smoothed loss\n▼ GR event  • drop onset")
+    axes[1, 0].set_ylabel("fixed points (zero input)\n— stable  -- saddle")
+    return axes
+
+
+def portrait_checkpoints(results: xr.Dataset, analysis: xr.Dataset, cond) -> list[int]:
+    """Checkpoint indices shown for a condition: the first, the one nearest seed 0's drop onset, the last."""
+    it = analysis["checkpoint"].values
+    onset = float(results["drop_onset"].sel(condition=cond).isel(seed=0))
+    mid = int(np.argmin(np.abs(it - onset))) if np.isfinite(onset) else len(it) // 2
+    return list(dict.fromkeys([0, mid, len(it) - 1]))
+
+
+def phase_portraits(results: xr.Dataset, analysis: xr.Dataset, axes=None):
+    """Seed 0 of each condition (rows) at the first checkpoint, the one nearest its drop onset and
+    the last (columns): stored trajectories and fixed points (zero input) on the first two axes of
+    the final checkpoint's PCA frame."""
+    conds = list(analysis["condition"].values)
+    cols = {c: portrait_checkpoints(results, analysis, c) for c in conds}
+    n_cols = max(len(v) for v in cols.values())
+    if axes is None:
+        _, axes = plt.subplots(len(conds), n_cols, figsize=(3.6 * n_cols, 3.4 * len(conds)), squeeze=False)
+    ctx = "zero" if "zero" in analysis["context"].values else analysis["context"].values[0]
+    for i, cond in enumerate(conds):
+        for j, k in enumerate(cols[cond]):
+            ax = axes[i, j]
+            a = analysis.sel(condition=cond).isel(seed=0, checkpoint=k)
+            traj = a["trajectory_pc"].values
+            for b in range(traj.shape[0]):
+                ax.plot(traj[b, :, 0], traj[b, :, min(1, traj.shape[-1] - 1)], color="0.65", lw=0.6)
+            f = a.sel(context=ctx)
+            fixed = f["fp_valid"].values & f["fp_is_fixed"].values
+            pts, kinds = f["fp_pc"].values[fixed], f["fp_kind"].values[fixed]
+            for code, (name, marker, color) in KIND_STYLE.items():
+                sel = kinds == code
+                if sel.any():
+                    ax.plot(pts[sel, 0], pts[sel, min(1, pts.shape[-1] - 1)], marker, color=color, ms=7,
+                            mfc=color if code == 0 else "none", label=name)
+            ax.set_title(f"{cond}, iteration {int(analysis['checkpoint'].values[k])}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel("PC 2")
+            if i == len(conds) - 1:
+                ax.set_xlabel("PC 1")
+    handles = [plt.Line2D([], [], marker=m, color=c, ls="", mfc=c if code == 0 else "none", label=n)
+               for code, (n, m, c) in KIND_STYLE.items()]
+    axes[0, -1].legend(handles=handles, fontsize=7, loc="best")
+    return axes
+
+
+def lead_times(analysis: xr.Dataset, ax=None):
+    """Lead time (drop onset minus first GR event) per condition, one dot per network; networks with
+    no GR event or no drop are counted in the label."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.8 + 1.4 * analysis.sizes["condition"], 3.6))
+    labels = []
+    for j, cond in enumerate(analysis["condition"].values):
+        v = analysis["lead_time"].sel(condition=cond).values
+        ok = np.isfinite(v)
+        x = j + np.linspace(-0.15, 0.15, max(1, ok.sum()))
+        ax.plot(x[: ok.sum()], v[ok], "o", color=COLORS[j % len(COLORS)])
+        if ok.any():
+            ax.hlines(np.median(v[ok]), j - 0.25, j + 0.25, color="k")
+        labels.append(f"{cond}\n({(~ok).sum()} n/a)")
+    ax.axhline(0, color="0.5", lw=0.8, ls="--")
+    ax.set_xticks(range(analysis.sizes["condition"]), labels)
+    ax.set_ylabel("lead time (iterations)\n> 0: GR before the drop")
+    return ax

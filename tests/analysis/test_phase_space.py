@@ -1,0 +1,83 @@
+"""Phase-space analysis of a finished run: from its checkpoints only, resumable, clear errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bioplastic import load_protocol, run_protocol
+from bioplastic.analysis.phase_space import PARTS_DIR, AnalysisError, analyze_run
+from bioplastic.storage.results import read_dataset
+
+ANALYSIS = """
+analysis:
+  initial_states: 16
+  trials: 4
+  gr_baseline: 1
+"""
+
+
+@pytest.fixture
+def run_dir(write_protocol, tmp_path):
+    text = write_protocol().read_text() + ANALYSIS
+    _, out = run_protocol(load_protocol(write_protocol(text, "a.yaml")), tmp_path / "run")
+    return out
+
+
+def test_run_with_analysis_section_writes_analysis(run_dir):
+    a = read_dataset(run_dir / "analysis.nc")
+    for var in ("fp_x", "fp_q", "fp_kind", "fp_eig_real", "fp_tau_ms", "n_stable", "n_saddle", "fp_distance",
+                "trajectory_change", "participation_ratio", "gr_event", "first_gr_event", "lead_time"):
+        assert var in a
+    assert a["fp_x"].dims == ("condition", "seed", "checkpoint", "context", "fp", "unit")
+    assert list(a["checkpoint"].values) == [0, 4, 8, 12]
+    for name in list(a.data_vars) + list(a.coords):
+        assert "units" in a[name].attrs and a[name].attrs["long_name"], name
+    # every stored fixed point is one: |F(x) - x| small, consistent with its q
+    q = a["fp_q"].values[a["fp_valid"].values & a["fp_is_fixed"].values]
+    assert len(q) > 0 and np.all(q < 1e-12)
+    # counts agree with the stored kinds
+    zero = a.sel(context="zero")
+    n_stable = ((zero["fp_kind"] == 0) & zero["fp_is_fixed"]).sum("fp")
+    xr.testing.assert_equal(n_stable.drop_vars("context"), a["n_stable"].astype(n_stable.dtype))
+    lead = a["lead_time"].values
+    np.testing.assert_array_equal(np.isnan(lead), np.isnan(a["first_gr_event"].values) | np.isnan(a["drop_onset"].values))
+
+
+def test_analysis_is_deterministic_and_leaves_results_untouched(run_dir):
+    before = (run_dir / "results.nc").read_bytes()
+    first = read_dataset(run_dir / "analysis.nc")
+    again = analyze_run(run_dir)
+    xr.testing.assert_identical(first.drop_attrs(), again.drop_attrs())
+    assert (run_dir / "results.nc").read_bytes() == before
+
+
+def test_interrupted_analysis_resumes_to_the_same_result(run_dir):
+    straight = read_dataset(run_dir / "analysis.nc")
+    (run_dir / "analysis.nc").unlink()
+    calls = []
+
+    def stop_after_three(n, info):
+        calls.append(n)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        analyze_run(run_dir, progress=stop_after_three)
+    assert len(list((run_dir / PARTS_DIR).glob("*.pt"))) == 3 and not (run_dir / "analysis.nc").exists()
+    resumed = analyze_run(run_dir)
+    xr.testing.assert_identical(straight.drop_attrs(), resumed.drop_attrs())
+    assert not (run_dir / PARTS_DIR).exists()
+
+
+def test_analyze_refuses_folders_that_are_not_finished_runs(tmp_path, run_dir):
+    with pytest.raises(AnalysisError, match="is not a finished run"):
+        analyze_run(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "bioplastic", "analyze", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "results.nc is missing" in r.stderr and "Traceback" not in r.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "results.nc").write_bytes((run_dir / "results.nc").read_bytes()[:2000])
+    r = subprocess.run([sys.executable, "-m", "bioplastic", "analyze", str(broken)], capture_output=True, text=True)
+    assert r.returncode == 2 and "may be corrupt" in r.stderr and "Traceback" not in r.stderr
