@@ -125,11 +125,11 @@ def cmd_report(out: Path) -> int:
 def cmd_list() -> int:
     from .networks import NETWORKS
     from .protocol.load import REPO_MODELS
-    from .protocol.schema import TrainingConfig
+    from .learning import RULES
     from .regularizers.schedules import SCHEDULES
     from .tasks import TASKS
 
-    rules = TrainingConfig.model_fields["rule"].annotation.__args__
+    rules = RULES.names()
     specs = sorted(p.stem for folder in (Path.cwd() / "models", REPO_MODELS) if folder.is_dir() for p in folder.glob("*.yaml"))
     print("tasks:      " + ", ".join(TASKS.names()))
     print("models:     " + ", ".join(NETWORKS.names()))

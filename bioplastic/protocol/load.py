@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..learning import RULES
 from ..networks import NETWORKS
 from ..registry import UnknownNameError
 from ..tasks import TASKS
@@ -290,6 +291,18 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
             _, cmodel = _resolve_kind(NETWORKS, f"{where}.model", merge(base_model, model_over), problems)
         if len(problems) > n0:
             continue
+        if training is not None:
+            rule_where = f"{where}.training" if tr_over else "training"
+            if training.rule not in RULES:
+                problems.append(f"{rule_where}.rule: {UnknownNameError('learning rule', training.rule, RULES.names())}")
+                continue
+            rule_cls = RULES.get(training.rule)
+            if rule_cls.supports is not None and (cmodel.kind if cmodel else None) not in rule_cls.supports:
+                problems.append(f"{rule_where}.rule: {training.rule} supports the model kinds {', '.join(rule_cls.supports)}; "
+                                f"the model is {cmodel.kind}")
+            _validate(rule_cls.Config, training.rule_options, f"{rule_where}.rule_options", problems)
+            if len(problems) > n0:
+                continue
         for key in SHARED_TRAINING:
             if getattr(training, key) != getattr(cfg.training, key):
                 problems.append(f"{where}.training.{key}: must be the same in every condition "

@@ -33,7 +33,8 @@ class TCRConfig(Schema):
 class TrainingConfig(Schema):
     """How the networks are trained."""
 
-    rule: Literal["bptt"] = Field("bptt", description="learning rule: bptt (backpropagation through time)")
+    rule: str = Field("bptt", description="learning rule (see `bioplastic list`): bptt (backpropagation through time)")
+    rule_options: dict[str, Any] = Field(default_factory=dict, description="options of the learning rule (validated by the rule)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer for the long-term weights")
     lr: float = Field(1e-3, gt=0, description="learning rate")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's (beta1, beta2)")

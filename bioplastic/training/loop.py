@@ -15,10 +15,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..learning import RULES, Batch, LearningRule
+from ..learning.bptt import masked_mse
 from ..networks import Network, build_network
 from ..protocol.load import Condition
 from ..regularizers.schedules import Schedule, build_schedule
-from ..regularizers.tcr_loss import tcr_term
 from ..seeds import numpy_rng, torch_generator
 from ..storage.io import atomic_torch_save, safe_torch_load
 from ..tasks import Task, Trials, build_task
@@ -72,12 +73,6 @@ def window_mask(trials: Trials, window: str, n_steps: int) -> np.ndarray:
     return window_bxt(trials.periods[window][:, 0], trials.periods[window][:, 1], n_steps).astype(np.float32)
 
 
-def masked_mse(output_exbxtxo, target_exbxtxo, mask_exbxtxo) -> torch.Tensor:
-    """Mean squared error over scored steps, per member: (E,)."""
-    err = (output_exbxtxo - target_exbxtxo).square() * mask_exbxtxo
-    return err.sum((1, 2, 3)) / mask_exbxtxo.sum((1, 2, 3)).clamp_min(1)
-
-
 class EnsembleTrainer:
     """Trains the members of one group (all share task, model kind/size and training shape)."""
 
@@ -95,6 +90,7 @@ class EnsembleTrainer:
             c0.model_kind, c0.model.model_dump(), n_inputs=self.task.n_inputs, n_outputs=self.task.n_outputs,
             dt_ms=self.task.dt_ms, rngs=[numpy_rng(self.root, "init", s) for s in self.seed_idx], dtype=self.dtype)
         conds = [m.condition for m in members]
+        self.rule: LearningRule = RULES.get(self.tr.rule)(RULES.get(self.tr.rule).Config(**self.tr.rule_options), self.net)
         self.opt = EnsembleOptimizer(self.net.params, self.tr.optimizer, [c.training.lr for c in conds],
                                      betas=self.tr.adam_betas, momentum=self.tr.momentum)
         self.clip_e = torch.tensor([c.training.clip_grad_norm or float("inf") for c in conds], dtype=self.dtype)
@@ -146,16 +142,12 @@ class EnsembleTrainer:
 
     def train_step(self, k: int) -> None:
         u, y, m, win = self.batch(k)
-        roll = self.net.run(u, self.noise("train_noise", k, self.tr.batch_size))
-        task_loss = masked_mse(roll.output_exbxtxo, y, m)
-        term = tcr_term(roll.state_exbxtxn, win)
-        lam_np = self.lambdas(k)
-        lam = torch.as_tensor(lam_np, dtype=self.dtype)
-        loss = task_loss + lam * term
-        alive = torch.as_tensor(self.alive) & torch.isfinite(loss)
+        lam = torch.as_tensor(self.lambdas(k), dtype=self.dtype)
+        batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam)
+        res = self.rule.step(batch, torch.as_tensor(self.alive))
+        loss, task_loss, term, grads = res.loss_e, res.task_loss_e, res.term_e, res.grads
         names = list(self.net.params)
-        grads = dict(zip(names, torch.autograd.grad(torch.where(alive, loss, 0).sum(), list(self.net.params.values()))))
-        finite = alive.clone()
+        finite = torch.as_tensor(self.alive) & torch.isfinite(loss)
         for g in grads.values():
             finite &= torch.isfinite(g.flatten(1)).all(1)
         norms = clip_per_member(grads, self.clip_e)

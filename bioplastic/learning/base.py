@@ -1,0 +1,62 @@
+"""The learning-rule interface: a rule turns one batch into an update direction per parameter.
+
+The training loop composes the pieces: it draws the batch and the noise, asks the rule for
+``StepResult`` (per-member losses and a gradient-like update for every parameter), then clips it per
+network and hands it to the optimizer (Adam or SGD). Rules never touch the optimizer; they may read
+the network, the TCR strengths and the window, and must keep members independent.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..networks import Network
+from ..registry import Registry
+from ..schema_base import Schema
+
+RULES: Registry[type["LearningRule"]] = Registry("learning rule")
+
+
+@dataclass
+class Batch:
+    """One training batch for all members (shapes with the leading ensemble axis E).
+
+    inputs_exbxtxi, targets_exbxtxo, mask_exbxtxo: the trials; window_exbxt: the TCR window;
+    noise_exbxtxn: standard-normal private noise or None; lambda_e: TCR loss strength per member.
+    """
+
+    inputs_exbxtxi: torch.Tensor
+    targets_exbxtxo: torch.Tensor
+    mask_exbxtxo: torch.Tensor
+    window_exbxt: torch.Tensor
+    noise_exbxtxn: torch.Tensor | None
+    lambda_e: torch.Tensor
+
+
+@dataclass
+class StepResult:
+    """loss_e = task_loss_e + lambda_e * term_e (each (E,)); grads: parameter name -> update direction
+    with the parameter's shape (descending it lowers the loss)."""
+
+    loss_e: torch.Tensor
+    task_loss_e: torch.Tensor
+    term_e: torch.Tensor
+    grads: dict[str, torch.Tensor]
+
+
+class LearningRule(ABC):
+    name: ClassVar[str]
+    #: rule options (``training.rule_options`` in a protocol)
+    Config: ClassVar[type[Schema]]
+    #: model kinds the rule supports (None: all)
+    supports: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, config: Schema, network: Network):
+        self.config, self.network = config, network
+
+    @abstractmethod
+    def step(self, batch: Batch, alive_e: torch.Tensor) -> StepResult:
+        """Losses and update directions for one batch; members with ``alive_e`` False get zeros."""
