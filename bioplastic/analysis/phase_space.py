@@ -91,7 +91,7 @@ def _analyse_condition_checkpoint(net, ds, cond, j, trials, ctxs, cfg, root, n_s
         for k, p in params.items():
             net.params[k] = torch.nan_to_num(p)  # a missing network (NaN) is analysed as zeros, then masked
         u = torch.as_tensor(trials.inputs_bxtxi, dtype=net.dtype).expand(n_seeds, *trials.inputs_bxtxi.shape)
-        states = net.run(u.contiguous()).state_exbxtxn.double().numpy()
+        states = net.run(u.contiguous()).full_state.double().numpy()
     part = {"states": states, "ok": ok, "fp": {}}
     for c, (name, u_i) in enumerate(ctxs):
         rng = numpy_rng(root, "analysis", 1, j, c)

@@ -28,10 +28,17 @@ class Rollout:
 
     state_exbxtxn:  (E, trial, time, unit) the hidden state TCR acts on (h, z, or LSTM h[, c])
     output_exbxtxo: (E, trial, time, output) the readout
+    full_state_exbxtxs: the full dynamical state the one-step map acts on, when it differs from
+                        ``state_exbxtxn`` (the LSTM's (h, c)); None otherwise
     """
 
     state_exbxtxn: torch.Tensor
     output_exbxtxo: torch.Tensor
+    full_state_exbxtxs: torch.Tensor | None = None
+
+    @property
+    def full_state(self) -> torch.Tensor:
+        return self.state_exbxtxn if self.full_state_exbxtxs is None else self.full_state_exbxtxs
 
 
 class Network(ABC):

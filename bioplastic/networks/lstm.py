@@ -77,5 +77,5 @@ class LSTM(Network):
             cs.append(c)
         H = torch.stack(hs, 2)
         y = torch.einsum("ebtn,eon->ebto", H, p["W_out"]) + p["b_out"][:, None, None, :]
-        state = torch.cat([H, torch.stack(cs, 2)], -1) if self.config.tcr_on_cell else H
-        return Rollout(state, y)
+        full = torch.cat([H, torch.stack(cs, 2)], -1)
+        return Rollout(full if self.config.tcr_on_cell else H, y, full)

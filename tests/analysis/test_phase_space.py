@@ -81,3 +81,13 @@ def test_analyze_refuses_folders_that_are_not_finished_runs(tmp_path, run_dir):
     (broken / "results.nc").write_bytes((run_dir / "results.nc").read_bytes()[:2000])
     r = subprocess.run([sys.executable, "-m", "bioplastic", "analyze", str(broken)], capture_output=True, text=True)
     assert r.returncode == 2 and "may be corrupt" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["plrnn", "lstm"])
+def test_every_model_kind_can_be_analysed(write_protocol, tmp_path, kind):
+    text = (write_protocol().read_text().replace("kind: leaky_rate", f"kind: {kind}").replace("  g: 1.5\n", "")
+            .replace("iterations: 12", "iterations: 4") + ANALYSIS)
+    _, out = run_protocol(load_protocol(write_protocol(text, f"{kind}.yaml")), tmp_path / kind)
+    a = read_dataset(out / "analysis.nc")
+    assert a.sizes["unit"] == (24 if kind == "lstm" else 12)  # the LSTM's state is (h, c)
+    assert a["fp_valid"].any()
