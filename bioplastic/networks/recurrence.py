@@ -44,71 +44,72 @@ def phi_prime(name: str, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown nonlinearity {name!r}; expected one of {PHIS}")
 
 
+def _phi_step(phi_name: str, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """phi(h) into ``out`` for one step (small, cache-resident tensors)."""
+    if phi_name == "tanh":
+        # torch's tanh is ~4x slower than its sigmoid on small CPU tensors: tanh(h) = 2 sigmoid(2h) - 1
+        torch.sigmoid(torch.mul(h, 2), out=out)
+        return out.mul_(2).sub_(1)
+    return phi(phi_name, h, out=out)
+
+
 class _Recurrence(torch.autograd.Function):
+    # Layout: states are kept as (E, B, T, N), the layout callers use, so that no full-size
+    # permuted copies are made (on CPU every pass over a full (E, B, T, N) tensor costs as much as
+    # many per-step operations, which work on cache-resident (E, B, N) slices). R holds
+    # phi(h_{t-1}) at index t (R[:, :, 0] = phi(h0)), and the backward buffer D holds delta_t at index
+    # t with a zero row at T, so dW = D^T R is one matrix product over views.
     @staticmethod
     def forward(ctx, decay_exn, W_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str):
         E, B, T, N = drive_exbxtxn.shape
-        drive_t = drive_exbxtxn.permute(2, 0, 1, 3)  # (T, E, B, N) view
+        Wt = W_exnxn.transpose(1, 2).contiguous()
         d = decay_exn.unsqueeze(1)  # (E, 1, N)
-        hs = drive_exbxtxn.new_empty((T, E, B, N))
-        rs = drive_exbxtxn.new_empty((T + 1, E, B, N))  # rs[0] = phi(h0), rs[t+1] = phi(h_t)
-        if phi_name == "tanh":
-            # torch's tanh is ~4x slower than its sigmoid on small CPU tensors, so iterate
-            # g = 2h and s = sigmoid(g), with tanh(h) = 2 s - 1:
-            #   g_t = d g_{t-1} + (4 W) s_{t-1} + 2 (drive_t - W 1)
-            Wt4 = (4 * W_exnxn).transpose(1, 2).contiguous()
-            drive2 = 2 * (drive_t - W_exnxn.sum(2).unsqueeze(1))
-            torch.sigmoid(2 * h0_exbxn, out=rs[0])
-            g = 2 * h0_exbxn
-            for t in range(T):
-                torch.baddbmm(torch.addcmul(drive2[t], d, g), rs[t], Wt4, out=hs[t])
-                g = hs[t]
-                torch.sigmoid(g, out=rs[t + 1])
-            hs.mul_(0.5)
-            rs.mul_(2).sub_(1)
-        else:
-            Wt = W_exnxn.transpose(1, 2).contiguous()
-            phi(phi_name, h0_exbxn, out=rs[0])
-            h = h0_exbxn
-            for t in range(T):
-                torch.baddbmm(torch.addcmul(drive_t[t], d, h), rs[t], Wt, out=hs[t])
-                h = hs[t]
-                phi(phi_name, h, out=rs[t + 1])
-        ctx.save_for_backward(decay_exn, W_exnxn, h0_exbxn, hs, rs)
+        hs = drive_exbxtxn.contiguous().clone()
+        R = drive_exbxtxn.new_empty((E, B, T + 1, N))
+        _phi_step(phi_name, h0_exbxn, R[:, :, 0])
+        h = h0_exbxn
+        for t in range(T):
+            ht = hs[:, :, t]
+            ht.addcmul_(d, h).baddbmm_(R[:, :, t], Wt)
+            h = ht
+            _phi_step(phi_name, h, R[:, :, t + 1])
+        ctx.save_for_backward(decay_exn, W_exnxn, h0_exbxn, hs, R)
         ctx.phi_name = phi_name
-        return hs.permute(1, 2, 0, 3), rs[1:].permute(1, 2, 0, 3)
+        return hs, R[:, :, 1:]
 
     @staticmethod
     def backward(ctx, grad_h_exbxtxn, grad_r_exbxtxn):
-        decay, W, h0, hs, rs = ctx.saved_tensors
-        T, E, B, N = hs.shape
-        dphi = phi_prime(ctx.phi_name, hs, rs[1:])  # dphi[t] = phi'(h_t)
-        # deltas[t] = dL/dh_t, computed in place over a (T, E, B, N) copy of the outside gradient
-        deltas = torch.empty_like(hs)
+        decay, W, h0, hs, R = ctx.saved_tensors
+        E, B, T, N = hs.shape
+        D = hs.new_empty((E, B, T + 1, N))
+        D[:, :, T] = 0
         if grad_h_exbxtxn is not None:
-            deltas.copy_(grad_h_exbxtxn.permute(2, 0, 1, 3))
+            D[:, :, :T] = grad_h_exbxtxn
         else:
-            deltas.zero_()
-        if grad_r_exbxtxn is not None:
-            deltas.addcmul_(grad_r_exbxtxn.permute(2, 0, 1, 3), dphi)
+            D[:, :, :T] = 0
         d = decay.unsqueeze(1)
-        for t in range(T - 2, -1, -1):
-            m = torch.bmm(deltas[t + 1], W)  # rows of W^T delta_{t+1}
-            deltas[t].addcmul_(d, deltas[t + 1]).addcmul_(dphi[t], m)
-        delta0 = deltas[0]
+        name = ctx.phi_name
+        m = None
+        for t in range(T - 1, -1, -1):
+            dt = D[:, :, t]
+            dphi = phi_prime(name, hs[:, :, t], R[:, :, t + 1])  # phi'(h_t)
+            if grad_r_exbxtxn is not None:
+                dt.addcmul_(grad_r_exbxtxn[:, :, t], dphi)
+            if m is not None:  # recurrent part from t + 1
+                dt.addcmul_(d, D[:, :, t + 1]).addcmul_(dphi, m)
+            m = torch.bmm(dt, W)  # rows of W^T delta_t, used at t - 1
+        delta0 = D[:, :, 0]
         dh0 = None
         if ctx.needs_input_grad[3]:
-            dh0 = torch.addcmul(d * delta0, phi_prime(ctx.phi_name, h0, rs[0]), torch.bmm(delta0, W))
+            dh0 = torch.addcmul(d * delta0, phi_prime(name, h0, R[:, :, 0]), m)
         ddecay = None
         if ctx.needs_input_grad[0]:
-            h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]], 0)
-            ddecay = (deltas * h_prev).sum(dim=(0, 2))
+            h_prev = torch.cat([h0.unsqueeze(2), hs[:, :, :-1]], 2)
+            ddecay = (D[:, :, :T] * h_prev).sum(dim=(1, 2))
         dW = None
         if ctx.needs_input_grad[1]:
-            dflat = deltas.transpose(0, 1).reshape(E, T * B, N)
-            rflat = rs[:-1].transpose(0, 1).reshape(E, T * B, N)
-            dW = torch.bmm(dflat.transpose(1, 2), rflat)
-        return ddecay, dW, deltas.permute(1, 2, 0, 3), dh0, None
+            dW = torch.bmm(D.view(E, B * (T + 1), N).transpose(1, 2), R.view(E, B * (T + 1), N))
+        return ddecay, dW, D[:, :, :T], dh0, None
 
 
 def recurrence(decay_exn: torch.Tensor, W_exnxn: torch.Tensor, drive_exbxtxn: torch.Tensor,
