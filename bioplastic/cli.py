@@ -99,11 +99,16 @@ def cmd_analyze(out: Path) -> int:
 
 
 def gr_line(analysis) -> str:
-    lead = analysis["lead_time"].values
-    ok = np.isfinite(lead)
-    med = f"{np.median(lead[ok]):.0f}" if ok.any() else "n/a"
-    return (f"GR before the drop: {(lead[ok] > 0).sum()}/{ok.sum()} networks with both a GR event and a drop "
-            f"({lead.size} analysed); median lead {med} iterations")
+    lines = []
+    for cond in analysis["condition"].values:
+        lead = analysis["lead_time"].sel(condition=cond).values
+        ok = np.isfinite(lead)
+        med = float(analysis["lead_time_median"].sel(condition=cond))
+        lo, hi = analysis["lead_time_ci"].sel(condition=cond).values
+        ci = f"{med:.0f} iterations (95 % CI {lo:.0f} to {hi:.0f})" if ok.any() else "n/a"
+        lines.append(f"GR before the drop, {cond}: {(lead[ok] > 0).sum()}/{ok.sum()} networks with both a GR event "
+                     f"and a drop ({lead.size} analysed); median lead {ci}")
+    return "\n".join(lines)
 
 
 def cmd_report(out: Path) -> int:

@@ -36,6 +36,7 @@ from ..storage.io import atomic_torch_save, safe_torch_load
 from ..storage.results import read_dataset, write_dataset
 from ..tasks import build_task
 from .fixed_points import KIND_NAMES, find_fixed_points, sample_initial_states
+from .statistics import bootstrap_ci
 from .geometry import chamfer_distance, first_gr_event, gr_events, lead_time, linear_cka, participation_ratio, pca_frame, project
 
 PARTS_DIR = "analysis_parts"
@@ -270,6 +271,14 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
                             ("unit", "state dimension"), ("mode", "eigenmode index (by modulus descending)"),
                             ("trial", "analysis trial"), ("time", "time step"), ("pc", "principal component")):
         out[name].attrs.update(units="iterations" if name == "checkpoint" else "", long_name=long_name)
+    stats = np.array([bootstrap_ci(lead[ci], numpy_rng(protocol.config.seed, "analysis", 2, ci)) for ci in range(C)])
+    frac = np.array([(lead[ci][np.isfinite(lead[ci])] > 0).mean() if np.isfinite(lead[ci]).any() else np.nan
+                     for ci in range(C)])
+    out["lead_time_median"] = (("condition",), stats[:, 0], {"units": "iterations", "long_name": "median lead time over networks with a GR event and a drop"})
+    out["lead_time_ci"] = (("condition", "bound"), stats[:, 1:], {"units": "iterations", "long_name": "95 % percentile-bootstrap CI of the median lead time (10000 resamples)"})
+    out["fraction_gr_first"] = (("condition",), frac, {"units": "1", "long_name": "fraction of networks (with a GR event and a drop) whose lead time is positive"})
+    out.coords["bound"] = ["low", "high"]
+    out["bound"].attrs.update(units="", long_name="confidence interval bound")
     out.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
     out.attrs["analysis"] = str(cfg.model_dump())
     return out

@@ -57,11 +57,14 @@ def _gr_section(analysis: xr.Dataset | None) -> str:
         lead = analysis["lead_time"].sel(condition=cond).values
         ok = np.isfinite(lead)
         pos = int((lead[ok] > 0).sum())
-        med = f"{np.median(lead[ok]):.0f}" if ok.any() else "-"
+        med = "-"
+        if ok.any() and "lead_time_ci" in analysis:
+            lo, hi = analysis["lead_time_ci"].sel(condition=cond).values
+            med = f"{float(analysis['lead_time_median'].sel(condition=cond)):.0f} [{lo:.0f}, {hi:.0f}]"
         rows.append(f"<tr><td>{html.escape(str(cond))}</td><td>{ok.sum()}/{len(lead)}</td><td>{pos}/{ok.sum()}</td><td>{med}</td></tr>")
     return ("<h2>Does GR precede the drop?</h2><p>Lead time = drop onset minus the first GR event "
             f"({html.escape(analysis['gr_event'].attrs.get('rule', ''))}).</p><table><tr><th>condition</th>"
-            "<th>networks with a GR event and a drop</th><th>positive lead time</th><th>median lead (iterations)</th></tr>"
+            "<th>networks with a GR event and a drop</th><th>positive lead time</th><th>median lead, iterations [95 % bootstrap CI]</th></tr>"
             + "".join(rows) + "</table>")
 
 
