@@ -34,11 +34,3 @@ def atomic_torch_save(obj, path: Path) -> None:
 def safe_torch_load(path: Path):
     """Load a resume state: tensors and plain containers only (never unpickled objects)."""
     return torch.load(path, weights_only=True)
-
-
-def confined(out: Path, name: str) -> Path:
-    """``out / name``, refusing any name that would leave ``out``."""
-    target = (out / name).resolve()
-    if out.resolve() not in target.parents and target != out.resolve():
-        raise ValueError(f"refusing to write {name!r} outside the output folder {out}")
-    return target

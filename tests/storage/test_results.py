@@ -4,7 +4,7 @@ import pytest
 import xarray as xr
 
 from bioplastic import load_protocol, run_protocol
-from bioplastic.storage.io import atomic_write, confined
+from bioplastic.storage.io import atomic_write
 from bioplastic.storage.results import read_dataset, write_dataset
 
 
@@ -45,9 +45,3 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(target, boom)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_output_paths_are_confined(tmp_path):
-    assert confined(tmp_path, "fig.png") == (tmp_path / "fig.png").resolve()
-    with pytest.raises(ValueError, match="outside the output folder"):
-        confined(tmp_path, "../escape.png")
