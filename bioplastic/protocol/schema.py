@@ -33,7 +33,7 @@ class TCRConfig(Schema):
 class TrainingConfig(Schema):
     """How the networks are trained."""
 
-    rule: str = Field("bptt", description="learning rule (see `bioplastic list`): bptt (backpropagation through time)")
+    rule: str = Field("bptt", description="learning rule: bptt (backpropagation through time), rflo, eprop (PLRNN), node_perturbation; see docs/learning_rules.md")
     rule_options: dict[str, Any] = Field(default_factory=dict, description="options of the learning rule (validated by the rule)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer for the long-term weights")
     lr: float = Field(1e-3, gt=0, description="learning rate")
