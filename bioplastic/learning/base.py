@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from ..networks import Network
@@ -25,7 +26,8 @@ class Batch:
     """One training batch for all members (shapes with the leading ensemble axis E).
 
     inputs_exbxtxi, targets_exbxtxo, mask_exbxtxo: the trials; window_exbxt: the TCR window;
-    noise_exbxtxn: standard-normal private noise or None; lambda_e: TCR loss strength per member.
+    noise_exbxtxn: standard-normal private noise or None; lambda_e: TCR loss strength per member;
+    conditions: the trials' condition labels, name -> (E, B) array (difficulty, side, ...).
     """
 
     inputs_exbxtxi: torch.Tensor
@@ -34,6 +36,7 @@ class Batch:
     window_exbxt: torch.Tensor
     noise_exbxtxn: torch.Tensor | None
     lambda_e: torch.Tensor
+    conditions: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -56,6 +59,13 @@ class LearningRule(ABC):
 
     def __init__(self, config: Schema, network: Network):
         self.config, self.network = config, network
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """State the rule carries across iterations (saved with every checkpoint); none by default."""
+        return {}
+
+    def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict` when an interrupted run resumes."""
 
     @abstractmethod
     def step(self, batch: Batch, alive_e: torch.Tensor) -> StepResult:

@@ -138,12 +138,13 @@ class EnsembleTrainer:
         trials = [self.task.sample(numpy_rng(self.root, "train_data", s, k), self.tr.batch_size) for s in self.seed_idx]
         u, y, m = _stack_trials(trials, self.dtype)
         win = torch.from_numpy(np.stack([window_mask(t, w, self.task.n_steps) for t, w in zip(trials, self.windows)]))
-        return u, y, m, win.to(self.dtype)
+        labels = {k: np.stack([t.conditions[k] for t in trials]) for k in trials[0].conditions}
+        return u, y, m, win.to(self.dtype), labels
 
     def train_step(self, k: int) -> None:
-        u, y, m, win = self.batch(k)
+        u, y, m, win, labels = self.batch(k)
         lam = torch.as_tensor(self.lambdas(k), dtype=self.dtype)
-        batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam)
+        batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam, labels)
         res = self.rule.step(batch, torch.as_tensor(self.alive))
         loss, task_loss, term, grads = res.loss_e, res.task_loss_e, res.term_e, res.grads
         names = list(self.net.params)
@@ -205,6 +206,7 @@ class EnsembleTrainer:
             "diverged_at": t(self.diverged_at),
             "learned": t(self.learned),
             "schedules": [{k: t(v) for k, v in s.state_dict().items()} for _, s in self.schedules],
+            "rule": self.rule.state_dict(),
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -223,6 +225,7 @@ class EnsembleTrainer:
         self.learned = d["learned"].numpy().copy()
         for (_, s), sd in zip(self.schedules, d["schedules"]):
             s.load_state_dict({k: v.numpy() for k, v in sd.items()})
+        self.rule.load_state_dict(d.get("rule", {}))
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, state_path: Path | None = None, progress: Callable[[int, dict], None] | None = None,

@@ -104,3 +104,16 @@ def test_members_in_other_groups_when_the_model_differs(write_protocol):
     text = write_protocol().read_text().replace("    tcr: {form: loss, lambda: 0.5}", "    model: {g: 0.5}")
     protocol = load_protocol(write_protocol(text, "q.yaml"))
     assert [len(g) for g in groups(protocol)] == [2, 2]
+
+
+@pytest.mark.parametrize("overrides", [["training.rule=rflo"],
+                                       ["training.rule=node_perturbation", "training.rule_options.baseline=running",
+                                        "training.rule_options.trial_type=[side]"]])
+def test_local_rules_resume_to_identical_results(write_protocol, tmp_path, overrides):
+    """The rule's own state (random feedback, running reward baselines) travels with the resume state."""
+    protocol = load_protocol(write_protocol(), overrides)
+    straight, _ = run_protocol(protocol, tmp_path / "straight")
+    with pytest.raises(Interrupted):
+        run_protocol(protocol, tmp_path / "resumed", interrupt_at=6)
+    resumed, _ = run_protocol(protocol, tmp_path / "resumed")
+    xr.testing.assert_identical(straight.drop_attrs(), resumed.drop_attrs())
