@@ -104,6 +104,8 @@ class NodePerturbation(LearningRule):
         return {"type_keys": self.type_keys.clone(), "baseline": self.baseline_exk.clone(), "count": self.count_exk.clone()}
 
     def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
+        if not d:  # a state saved without the rule's: start the running baseline afresh
+            return
         self.type_keys = d["type_keys"].to(torch.float64).clone()
         self.baseline_exk = d["baseline"].to(torch.float64).clone()
         self.count_exk = d["count"].to(torch.float64).clone()

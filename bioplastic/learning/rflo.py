@@ -243,7 +243,8 @@ class TruncatedRule(LearningRule):
         return {} if self.feedback_exnxo is None else {"feedback": self.feedback_exnxo.clone()}
 
     def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
-        if self.feedback_exnxo is not None:
+        """Restore the feedback; an empty dict (a state saved without it) keeps the re-derived one."""
+        if self.feedback_exnxo is not None and "feedback" in d:
             self.feedback_exnxo = d["feedback"].to(self.network.dtype).clone()
 
     # -- the rule ------------------------------------------------------------------------------
