@@ -66,8 +66,7 @@ def load_run(out: Path) -> tuple[xr.Dataset, object]:
         ds = read_dataset(path)
     except Exception as exc:  # h5py/netCDF errors of a truncated or foreign file
         raise AnalysisError(f"{path} cannot be read ({type(exc).__name__}: {exc}); it may be corrupt") from None
-    missing = [v for v in ("weight_W", "loss", "drop_onset") if v not in ds] if "weight_W" in ds else \
-        [v for v in ("loss", "drop_onset") if v not in ds]
+    missing = [v for v in ("loss", "drop_onset") if v not in ds]
     if not any(v.startswith("weight_") for v in ds.data_vars):
         missing.append("weight_* (checkpointed parameters)")
     if missing or "protocol" not in ds.attrs:
