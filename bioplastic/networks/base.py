@@ -30,11 +30,14 @@ class Rollout:
     output_exbxtxo: (E, trial, time, output) the readout
     full_state_exbxtxs: the full dynamical state the one-step map acts on, when it differs from
                         ``state_exbxtxn`` (the LSTM's (h, c)); None otherwise
+    plasticity: detached signatures of the short-term plasticity when the network has it
+                (see regularizers/tcr_plasticity.py); None otherwise
     """
 
     state_exbxtxn: torch.Tensor
     output_exbxtxo: torch.Tensor
     full_state_exbxtxs: torch.Tensor | None = None
+    plasticity: dict[str, torch.Tensor] | None = None
 
     @property
     def full_state(self) -> torch.Tensor:
@@ -55,6 +58,8 @@ class Network(ABC):
         self.n_inputs, self.n_outputs, self.dt_ms = n_inputs, n_outputs, float(dt_ms)
         self.n_members = len(rngs)
         self.dtype = dtype
+        #: TCR short-term plasticity of the recurrent synapses (regularizers/tcr_plasticity.py); None: off
+        self.plasticity = None
         members = [self.init_member(rng) for rng in rngs]
         self.params: dict[str, torch.Tensor] = {
             k: torch.as_tensor(np.stack([m[k] for m in members]), dtype=dtype).requires_grad_(True)

@@ -86,11 +86,17 @@ class LeakyRate(Network):
         rec = torch.einsum("ekm,enm->ekn", phi(self.config.phi, x_exkxs), a * self.recurrent_weights())
         return (1 - a) * x_exkxs + rec + drive[:, None, :]
 
-    def run(self, inputs_exbxtxi, noise_exbxtxn=None):
-        E, B = inputs_exbxtxi.shape[:2]
-        a, N = self.alpha, self.n_units
-        decay = torch.full((E, N), 1.0 - a, dtype=self.dtype)
+    def recur(self, Wc_exnxn, drive_exbxtxn):
+        """States from a drive, with ``Wc = alpha W`` given (rules pass a detached one):
+        ``(h, r, plasticity signatures or None)``; the short-term plasticity acts when attached."""
+        E, B, _, N = drive_exbxtxn.shape
+        decay = torch.full((E, N), 1.0 - self.alpha, dtype=self.dtype)
         h0 = torch.zeros(E, B, N, dtype=self.dtype)
-        h, r = recurrence(decay, a * self.recurrent_weights(), self.drive(inputs_exbxtxi, noise_exbxtxn), h0,
-                          self.config.phi)
-        return Rollout(h, self.readout(r))
+        if self.plasticity is not None:
+            return self.plasticity.run(decay, Wc_exnxn, drive_exbxtxn, h0, self.config.phi, self.alpha)
+        h, r = recurrence(decay, Wc_exnxn, drive_exbxtxn, h0, self.config.phi)
+        return h, r, None
+
+    def run(self, inputs_exbxtxi, noise_exbxtxn=None):
+        h, r, info = self.recur(self.alpha * self.recurrent_weights(), self.drive(inputs_exbxtxi, noise_exbxtxn))
+        return Rollout(h, self.readout(r), plasticity=info)

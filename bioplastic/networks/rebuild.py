@@ -1,0 +1,56 @@
+"""Rebuild trained networks from a run's dataset (never retrain): the seeds of one condition as one
+ensemble, with the parameters of a chosen checkpoint and the condition's short-term plasticity.
+
+Used by every analysis that simulates trained networks (phase space, predictions, re-simulation).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ..seeds import numpy_rng
+from ..tasks import Task, build_task
+from .base import Network, build_network
+
+
+def condition_of(protocol, name: str):
+    for c in protocol.conditions:
+        if c.name == name:
+            return c
+    raise KeyError(f"condition {name!r} not in the protocol; it has {', '.join(protocol.condition_names)}")
+
+
+def protocol_task(protocol) -> Task:
+    c = protocol.conditions[0]
+    return build_task(c.task_kind, c.task.model_dump())
+
+
+def trained_network(ds: xr.Dataset, protocol, condition: str, checkpoint: int = -1,
+                    dtype: torch.dtype | None = None, plasticity: bool = True) -> tuple[Network, np.ndarray]:
+    """The ``seeds`` networks of ``condition`` (E = seeds) at checkpoint index ``checkpoint``.
+
+    Returns ``(network, ok_e)``; members whose checkpoint holds non-finite values (diverged, or
+    stopped before it) get zeros and ``ok_e`` False. With ``plasticity`` (default) the condition's
+    TCR short-term plasticity is attached (at its base strength ``eta_F``), as it was in training;
+    ``plasticity=False`` gives the same networks with it blocked (a lesion).
+    """
+    from ..regularizers.tcr_plasticity import attach_plasticity  # local: regularizers import networks
+
+    cond = condition_of(protocol, condition)
+    task = protocol_task(protocol)
+    S = ds.sizes["seed"]
+    if dtype is None:
+        dtype = torch.float64 if cond.training.dtype == "float64" else torch.float32
+    net = build_network(cond.model_kind, cond.model.model_dump(), n_inputs=task.n_inputs, n_outputs=task.n_outputs,
+                        dt_ms=task.dt_ms, rngs=[numpy_rng(protocol.config.seed, "init", s) for s in range(S)],
+                        dtype=dtype)
+    ok = np.ones(S, bool)
+    with torch.no_grad():
+        for k in net.params:
+            values = ds[f"weight_{k}"].sel(condition=condition).isel(checkpoint=checkpoint).values
+            ok &= np.isfinite(values.reshape(S, -1)).all(1)
+            net.params[k] = torch.as_tensor(np.nan_to_num(values), dtype=dtype)
+    if plasticity:
+        attach_plasticity(net, cond)
+    return net, ok

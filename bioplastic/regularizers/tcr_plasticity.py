@@ -1,0 +1,283 @@
+"""Temporal consistency regularization as short-term synaptic plasticity (SPEC 3).
+
+**Anti-Hebbian fast efficacies** (``rule: anti_hebbian``). Every recurrent synapse carries a fast
+efficacy ``F[i, j]`` per trial on top of its long-term weight; it starts at 0 in every trial::
+
+    h_t = (1 - a) h_{t-1} + a ((W + F_{t-1}) r_{t-1} + W_in u_t + b) + noise_t,     r_t = phi(h_t)
+    F_t = clip((1 - dt / tau_F) F_{t-1} - eta_F (h_t - h_{t-1}) r_{t-1}^T,  -F_max, F_max)
+
+The update opposes the change of the postsynaptic state, so activity is held where it is. Up to the
+factor ``a`` it is minus the one-step gradient of ``1/2 ||h_t - h_{t-1}||^2`` with respect to ``W``
+(with ``h_{t-1}`` held fixed, ``dh_t / dW_ij = a r_{t-1, j}``): ``dF = -(eta_F / a) grad`` (tested).
+
+**Tsodyks-Markram facilitation and depression** (``rule: tsodyks_markram``; Mongillo et al. 2008,
+rate form), per presynaptic unit j, with the presynaptic rate ``R_j = max_rate_hz * max(r_j, 0)``::
+
+    u_t = clip(u_{t-1} + dt ((U - u_{t-1}) / tau_f + U (1 - u_{t-1}) R_{t-1}), 0, 1),    u_{-1} = U
+    x_t = clip(x_{t-1} + dt ((1 - x_{t-1}) / tau_d - u_{t-1} x_{t-1} R_{t-1}), 0, 1),    x_{-1} = 1
+    h_t = (1 - a) h_{t-1} + a (W (s_{t-1} * r_{t-1}) + W_in u_t + b) + noise_t,         s = u x / U
+
+(``s = 1`` at rest, so an idle synapse has its long-term weight.)
+
+**Gradients.** The plasticity is not trained: under BPTT the fast variables (``F``, or ``u`` and
+``x``) enter the graph as constants - the gradient flows through ``h -> (W + F) r -> h`` with ``F``
+held at its simulated values, but not into ``F``'s own dependence on the states. The hand-written
+backward pass recomputes ``F`` segment by segment from checkpoints instead of storing it at every
+step, so memory grows with ``sqrt(T)`` copies of ``F`` (E x B x N x N each), not ``T``.
+
+**Freeze-in** (``kappa > 0``): after every iteration ``W <- W + kappa * mean_trials F_end``.
+**Weight noise** (``sigma_w > 0``): ``W <- W + sigma_w xi / sqrt(N)``, ``xi ~ N(0, 1)`` from the
+``weight_noise`` stream. ``eta_F(k) = eta_F * s(k)`` follows a schedule (the family of the TCR loss
+strength, including the adaptive controllers); these act in the training loop.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from ..networks.recurrence import _phi_step, phi_prime
+from ..schema_base import Schema
+from .schedules import ConstantConfig, ScheduleConfig
+
+#: model kinds whose recurrent synapses carry the plasticity
+PLASTIC_KINDS = ("leaky_rate", "low_rank")
+#: model kinds whose recurrent weight is a trained matrix that freeze-in can write into
+FREEZE_IN_KINDS = ("leaky_rate",)
+
+
+class PlasticityConfig(Schema):
+    """TCR as short-term synaptic plasticity (used when ``tcr.form`` is ``plasticity``)."""
+
+    rule: Literal["anti_hebbian", "tsodyks_markram"] = Field(
+        "anti_hebbian", description="anti_hebbian: the differential anti-Hebbian fast efficacy F (the TCR form of SPEC 3); "
+                                    "tsodyks_markram: per-presynaptic facilitation and depression (Mongillo et al. 2008)")
+    tau_F_ms: float = Field(500.0, gt=0, description="anti_hebbian: decay time constant of F (ms)")
+    eta_F: float = Field(0.05, ge=0, description="anti_hebbian: base learning rate eta_F of the fast efficacies (eta_F(k) = eta_F * schedule); the per-step feedback gain is about alpha * eta_F * |r|^2, keep it below 1")
+    F_max: float = Field(1.0, gt=0, description="anti_hebbian: clip |F| <= F_max (same units as W)")
+    kappa: float = Field(0.0, ge=0, description="freeze-in: W <- W + kappa * mean over trials of F at trial end, every iteration (0: pure short-term plasticity)")
+    sigma_w: float = Field(0.0, ge=0, description="weight noise: W <- W + sigma_w * xi / sqrt(N) every iteration (xi standard normal)")
+    schedule: ScheduleConfig = Field(default_factory=ConstantConfig,
+                                     description="eta_F(k) = eta_F * s(k): constant, warmup, linear_decay, cosine_decay, step, adaptive or activity_floor")
+    U: float = Field(0.2, gt=0, le=1, description="tsodyks_markram: baseline release probability U")
+    tau_facilitation_ms: float = Field(1500.0, gt=0, description="tsodyks_markram: facilitation time constant tau_f (ms)")
+    tau_depression_ms: float = Field(200.0, gt=0, description="tsodyks_markram: depression (recovery) time constant tau_d (ms)")
+    max_rate_hz: float = Field(50.0, gt=0, description="tsodyks_markram: presynaptic rate (Hz) at r = 1; R = max_rate_hz * max(r, 0)")
+
+    @model_validator(mode="after")
+    def _tm_fields(self):
+        if self.rule == "tsodyks_markram" and (self.kappa > 0 or self.sigma_w > 0):
+            raise ValueError("kappa (freeze-in) and sigma_w act on the anti_hebbian efficacies F; "
+                             "tsodyks_markram has no F: set them to 0 or use rule: anti_hebbian")
+        return self
+
+
+class ShortTermPlasticity:
+    """The plasticity of an ensemble's recurrent synapses: parameters and the current ``eta_F`` per member.
+
+    ``eta_e`` (E,) is set by the training loop every iteration (schedule); outside training it is
+    the base ``eta_F``. ``last`` holds the statistics of the most recent simulation.
+    """
+
+    def __init__(self, config: PlasticityConfig, dt_ms: float, n_members: int, dtype: torch.dtype):
+        self.config = config
+        self.dt_ms = float(dt_ms)
+        self.eta_e = torch.full((n_members,), float(config.eta_F), dtype=dtype)
+        self.last: dict[str, torch.Tensor] = {}
+
+    @property
+    def rule(self) -> str:
+        return self.config.rule
+
+    def run(self, decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str, c: float):
+        """The recurrence with plasticity; ``Wc = c W`` (c = alpha). Returns (h, r, info) where info
+        holds detached signatures: ``F_end_exbxnxn`` and ``F_abs_exbxt`` (anti_hebbian), or
+        ``efficacy_exbxtxn`` and ``pre_exbxtxn`` (tsodyks_markram: s and s * r per step)."""
+        info: dict[str, torch.Tensor] = {}
+        h, r = _PlasticRecurrence.apply(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name, c, self, info)
+        self.last = info
+        return h, r, info
+
+
+def attach_plasticity(net, condition) -> None:
+    """Give ``net`` the short-term plasticity of ``condition`` (none unless ``tcr.form == plasticity``)."""
+    tcr = condition.tcr
+    if tcr.form != "plasticity":
+        net.plasticity = None
+        return
+    net.plasticity = ShortTermPlasticity(tcr.plasticity, net.dt_ms, net.n_members, net.dtype)
+
+
+# -- the recurrence with fast variables ---------------------------------------------------------
+def _segment_length(T: int) -> int:
+    return max(1, int(math.ceil(math.sqrt(T))))
+
+
+class _PlasticRecurrence(torch.autograd.Function):
+    """``h_t = d h_{t-1} + Wc (s_{t-1} r_{t-1}) + c F_{t-1} r_{t-1} + drive_t``; the fast variables
+    (``F``; ``s = u x / U``) are constants for the gradient (see the module docstring).
+
+    Backward, with delta_t = dL/dh_t:
+    ``delta_t = g_t + d delta_{t+1} + phi'(h_t) (s_t (Wc^T delta_{t+1}) + c F_t^T delta_{t+1})``,
+    ``dWc = sum_t delta_t (s_{t-1} r_{t-1})^T``. ``F_t`` is recomputed per segment from checkpoints.
+    """
+
+    @staticmethod
+    def forward(ctx, decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name, c, stp, info):
+        E, B, T, N = drive_exbxtxn.shape
+        cfg = stp.config
+        anti = cfg.rule == "anti_hebbian"
+        Wt = Wc_exnxn.transpose(1, 2).contiguous()
+        d = decay_exn.unsqueeze(1)
+        hs = drive_exbxtxn.contiguous().clone()
+        R = drive_exbxtxn.new_empty((E, B, T + 1, N))  # R[:, :, t] = r_{t-1}
+        _phi_step(phi_name, h0_exbxn, R[:, :, 0])
+        K = _segment_length(T)
+        F_ckpt, S = [], None
+        if anti:
+            F = drive_exbxtxn.new_zeros((E * B, N, N))
+            decay_F = 1.0 - stp.dt_ms / cfg.tau_F_ms
+            eta = stp.eta_e.to(hs.dtype)[:, None, None]  # (E, 1, 1)
+            F_abs = drive_exbxtxn.new_empty((E, B, T))
+        else:
+            U, dt = cfg.U, stp.dt_ms
+            u = torch.full((E, B, N), U, dtype=hs.dtype)
+            x = torch.ones((E, B, N), dtype=hs.dtype)
+            S = drive_exbxtxn.new_empty((E, B, T + 1, N))  # S[:, :, t] = s_{t-1}
+            S[:, :, 0] = 1.0
+            rate = dt * cfg.max_rate_hz / 1000.0
+        h_prev = h0_exbxn
+        for t in range(T):
+            r_prev = R[:, :, t]
+            ht = hs[:, :, t]
+            ht.addcmul_(d, h_prev)
+            if anti:
+                if t % K == 0:
+                    F_ckpt.append(F.clone())
+                ht.baddbmm_(r_prev, Wt)
+                ht.add_(torch.bmm(F, r_prev.reshape(E * B, N, 1)).view(E, B, N), alpha=c)
+            else:
+                ht.baddbmm_(r_prev * S[:, :, t], Wt)
+            _phi_step(phi_name, ht, R[:, :, t + 1])
+            if anti:
+                dh = (ht - h_prev).mul_(eta).neg_()
+                F.baddbmm_(dh.view(E * B, N, 1), r_prev.reshape(E * B, 1, N), beta=decay_F).clamp_(-cfg.F_max, cfg.F_max)
+                F_abs[:, :, t] = F.abs().mean((1, 2)).view(E, B)
+            else:
+                R_pre = r_prev.clamp(min=0) * rate
+                u_new = (u + dt * (U - u) / cfg.tau_facilitation_ms + U * (1 - u) * R_pre).clamp_(0, 1)
+                x = (x + dt * (1 - x) / cfg.tau_depression_ms - u * x * R_pre).clamp_(0, 1)
+                u = u_new
+                S[:, :, t + 1] = u * x / U
+            h_prev = ht
+        if anti:
+            info["F_end_exbxnxn"] = F.view(E, B, N, N).clone()
+            info["F_abs_exbxt"] = F_abs
+        else:
+            info["efficacy_exbxtxn"] = S[:, :, 1:].clone()
+            info["pre_exbxtxn"] = S[:, :, 1:] * R[:, :, 1:]
+        ctx.save_for_backward(decay_exn, Wc_exnxn, h0_exbxn, hs, R, *((S,) if S is not None else ()))
+        ctx.phi_name, ctx.c, ctx.anti, ctx.K, ctx.F_ckpt = phi_name, c, anti, K, F_ckpt
+        if anti:
+            ctx.decay_F, ctx.eta, ctx.F_max = decay_F, eta, cfg.F_max
+        return hs, R[:, :, 1:]
+
+    @staticmethod
+    def _segment(ctx, hs, h0, R, t0: int, t1: int) -> list[torch.Tensor]:
+        """F_{t-1} (the efficacy used in step t) for t = t0 .. t1, from the checkpoint at t0."""
+        E, B, _, N = hs.shape
+        F = ctx.F_ckpt[t0 // ctx.K].clone()
+        out = [F.clone()]
+        for t in range(t0, t1):
+            h_prev = h0 if t == 0 else hs[:, :, t - 1]
+            dh = (hs[:, :, t] - h_prev).mul_(ctx.eta).neg_()
+            F.baddbmm_(dh.view(E * B, N, 1), R[:, :, t].reshape(E * B, 1, N), beta=ctx.decay_F).clamp_(-ctx.F_max, ctx.F_max)
+            out.append(F.clone())
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_r):
+        decay, Wc, h0, hs, R, *rest = ctx.saved_tensors
+        S = rest[0] if rest else None
+        E, B, T, N = hs.shape
+        name, c, K = ctx.phi_name, ctx.c, ctx.K
+        d = decay.unsqueeze(1)
+        D = hs.new_zeros((E, B, T + 1, N))
+        if grad_h is not None:
+            D[:, :, :T] = grad_h
+        Fs: dict[int, torch.Tensor] = {}
+        m = None  # dL/d pre-activation input from step t + 1: (Wc^T delta_{t+1}) terms
+        for t in range(T - 1, -1, -1):
+            if ctx.anti and t not in Fs:
+                t0 = (t // K) * K
+                Fs = {t0 + i: F for i, F in enumerate(_PlasticRecurrence._segment(ctx, hs, h0, R, t0, t))}
+            dt_ = D[:, :, t]
+            dphi = phi_prime(name, hs[:, :, t], R[:, :, t + 1])
+            if grad_r is not None:
+                dt_.addcmul_(grad_r[:, :, t], dphi)
+            if m is not None:
+                dt_.addcmul_(d, D[:, :, t + 1]).addcmul_(dphi, m)
+            m = _PlasticRecurrence._back_input(ctx, dt_, Wc, S, Fs.get(t), t, c, E, B, N)
+        dh0 = None
+        if ctx.needs_input_grad[3]:
+            dh0 = torch.addcmul(d * D[:, :, 0], phi_prime(name, h0, R[:, :, 0]), m)
+        ddecay = None
+        if ctx.needs_input_grad[0]:
+            h_prev = torch.cat([h0.unsqueeze(2), hs[:, :, :-1]], 2)
+            ddecay = (D[:, :, :T] * h_prev).sum(dim=(1, 2))
+        dWc = None
+        if ctx.needs_input_grad[1]:
+            P = R if S is None else R * S
+            dWc = torch.bmm(D.view(E, B * (T + 1), N).transpose(1, 2), P.view(E, B * (T + 1), N))
+        return ddecay, dWc, D[:, :, :T], dh0, None, None, None, None
+
+    @staticmethod
+    def _back_input(ctx, delta_t, Wc, S, F_in, t, c, E, B, N):
+        """dL/d r_{t-1} through step t: s_{t-1} (Wc^T delta_t) + c F_{t-1}^T delta_t."""
+        m = torch.bmm(delta_t, Wc)
+        if S is not None:
+            m = m * S[:, :, t]
+        if F_in is not None:
+            m = m + c * torch.bmm(delta_t.reshape(E * B, 1, N), F_in).view(E, B, N)
+        return m
+
+
+def plastic_recurrence_reference(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str, c: float,
+                                 stp: ShortTermPlasticity):
+    """The same recurrence as a plain autograd loop with the fast variables detached (the oracle for
+    tests). Returns (h, r, F_end or efficacy)."""
+    from ..networks.recurrence import phi
+
+    cfg = stp.config
+    E, B, T, N = drive_exbxtxn.shape
+    h, hs = h0_exbxn, []
+    r = phi(phi_name, h)
+    eta = stp.eta_e.to(h.dtype)[:, None, None, None]
+    F = torch.zeros(E, B, N, N, dtype=h.dtype)
+    u = torch.full((E, B, N), cfg.U, dtype=h.dtype)
+    x = torch.ones_like(u)
+    s, effs = torch.ones_like(u), []
+    for t in range(T):
+        if cfg.rule == "anti_hebbian":
+            rec = torch.einsum("enm,ebm->ebn", Wc_exnxn, r) + c * torch.einsum("ebnm,ebm->ebn", F, r)
+        else:
+            rec = torch.einsum("enm,ebm->ebn", Wc_exnxn, s * r)
+        h_new = decay_exn.unsqueeze(1) * h + rec + drive_exbxtxn[:, :, t]
+        if cfg.rule == "anti_hebbian":
+            dF = -eta * (h_new - h).detach()[..., :, None] * r.detach()[..., None, :]
+            F = ((1 - stp.dt_ms / cfg.tau_F_ms) * F + dF).clamp(-cfg.F_max, cfg.F_max)
+        else:
+            R = r.detach().clamp(min=0) * stp.dt_ms * cfg.max_rate_hz / 1000
+            dt = stp.dt_ms
+            u, x = ((u + dt * (cfg.U - u) / cfg.tau_facilitation_ms + cfg.U * (1 - u) * R).clamp(0, 1),
+                    (x + dt * (1 - x) / cfg.tau_depression_ms - u * x * R).clamp(0, 1))
+            s = u * x / cfg.U
+            effs.append(s)
+        h = h_new
+        r = phi(phi_name, h)
+        hs.append(h)
+    hs = torch.stack(hs, 2)
+    extra = F if cfg.rule == "anti_hebbian" else torch.stack(effs, 2)
+    return hs, phi(phi_name, hs), extra
