@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-STREAMS = ("init", "train_data", "train_noise", "eval_data", "analysis")
+STREAMS = ("init", "train_data", "train_noise", "eval_data", "analysis", "weight_noise")
 
 
 def _sequence(root: int, stream: str, *key: int) -> np.random.SeedSequence:

@@ -129,9 +129,7 @@ class NodePerturbation(LearningRule):
         drive = net.drive(batch.inputs_exbxtxi, batch.noise_exbxtxn)
         if xi_exbxtxn is not None:
             drive = drive + net.alpha * xi_exbxtxn
-        decay = torch.full((E, net.n_units), 1.0 - net.alpha, dtype=net.dtype)
-        h0 = torch.zeros(E, B, net.n_units, dtype=net.dtype)
-        h, r = recurrence(decay, net.alpha * net.recurrent_weights(), drive, h0, net.config.phi)
+        h, r, _ = net.recur(net.alpha * net.recurrent_weights(), drive)
         y = net.readout(r)
         return per_trial_loss(y, batch.targets_exbxtxo, batch.mask_exbxtxo, h, batch.window_exbxt, batch.lambda_e), h, r, y
 
@@ -148,10 +146,11 @@ class NodePerturbation(LearningRule):
         # one batched recurrence: [unperturbed trials | perturbed trials] along the trial axis
         drives = [drive.detach(), drive.detach() + a * xi_exbxtxn] if unperturbed else [drive.detach() + a * xi_exbxtxn]
         both = torch.cat(drives, 1)
-        decay = torch.full((E, net.n_units), 1.0 - a, dtype=net.dtype)
         h0 = torch.zeros(E, both.shape[1], net.n_units, dtype=net.dtype)
-        with torch.no_grad():
-            h_all, r_all = recurrence(decay, a * W.detach(), both, h0, net.config.phi)
+        with torch.no_grad():  # (with short-term plasticity, when the network has it)
+            h_all, r_all, info = net.recur(a * W.detach(), both)
+        # the presynaptic factor of the recurrent synapses: r, or s * r under Tsodyks-Markram STP
+        pre_p = (info or {}).get("pre_exbxtxn", r_all)[:, -B:]
         h_p, r_p = h_all[:, -B:], r_all[:, -B:]   # the perturbed run
         h_s, r_s = h_all[:, :B], r_all[:, :B]     # the run the reported loss and readout gradient use
         lam = batch.lambda_e
@@ -174,7 +173,7 @@ class NodePerturbation(LearningRule):
             dl = torch.where(bcast(live, dl), dl, 0)
             G_x = dl[:, :, None, None] * xi_exbxtxn / cfg.sigma ** 2  # estimate of dL/dx
             G_drive = G_x / a
-            dW = outer_sum(G_x, shift_in(phi(net.config.phi, h0[:, :B]), r_p))
+            dW = outer_sum(G_x, shift_in(phi(net.config.phi, h0[:, :B]), pre_p))
         with torch.enable_grad():
             grads = chain_to_params(net, [(W, dW), (drive, G_drive), (y_s, e)])
         grads = {k: torch.where(bcast(live, g), g, 0) for k, g in grads.items()}

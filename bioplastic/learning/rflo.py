@@ -267,9 +267,14 @@ class TruncatedRule(LearningRule):
         d = decay.detach() if isinstance(decay, torch.Tensor) else decay
         c = self.rec_scale
         h0 = torch.zeros(E, B, net.n_units, dtype=net.dtype)
+        pre = None
         with torch.no_grad():
-            d_exn = d if isinstance(d, torch.Tensor) else torch.full((E, net.n_units), d, dtype=net.dtype)
-            h, r = recurrence(d_exn, c * W.detach(), drive.detach(), h0, self.phi_name)
+            if getattr(net, "plasticity", None) is not None:  # rate networks with TCR short-term plasticity
+                h, r, info = net.recur(c * W.detach(), drive.detach())
+                pre = info.get("pre_exbxtxn")  # s * r under Tsodyks-Markram STP (the synapses' presynaptic factor)
+            else:
+                d_exn = d if isinstance(d, torch.Tensor) else torch.full((E, net.n_units), d, dtype=net.dtype)
+                h, r = recurrence(d_exn, c * W.detach(), drive.detach(), h0, self.phi_name)
         with torch.enable_grad():
             y = self.readout(r if self.reads_rate else h)
             task = masked_mse(y, batch.targets_exbxtxo, batch.mask_exbxtxo)
@@ -280,7 +285,7 @@ class TruncatedRule(LearningRule):
         # G = dL/d drive_t along the direct path: filtered task signal + unfiltered local TCR signal
         G = reverse_filter(self.learning_signal(e, h, r), d)
         G = G + tcr_local_signal(h, batch.window_exbxt, torch.where(live, batch.lambda_e, 0))
-        pairs = [(W, c * outer_sum(G, shift_in(phi(self.phi_name, h0), r))), (drive, G), (y, e)]
+        pairs = [(W, c * outer_sum(G, shift_in(phi(self.phi_name, h0), r if pre is None else pre))), (drive, G), (y, e)]
         if isinstance(decay, torch.Tensor):
             pairs.append((decay, (G * shift_in(h0, h)).sum((1, 2))))
         with torch.enable_grad():

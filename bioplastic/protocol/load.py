@@ -43,8 +43,10 @@ class Condition:
     def group_key(self) -> str:
         """Conditions with equal keys train together in one ensemble (see training.run)."""
         training = self.training.model_dump(mode="json", exclude={"lr", "clip_grad_norm", "adam_betas", "momentum"})
+        # networks with short-term plasticity simulate differently: they train in their own ensembles
+        plasticity = self.tcr.plasticity.model_dump(mode="json") if self.tcr.form == "plasticity" else None
         return json.dumps([self.task_kind, self.task.model_dump(mode="json"), self.model_kind,
-                           self.model.model_dump(mode="json"), training], sort_keys=True)
+                           self.model.model_dump(mode="json"), training, plasticity], sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,28 @@ def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
     return Protocol(base.config, base.conditions, resolved, source, sweep, tuple(points))
 
 
+def plasticity_problems(tcr: TCRConfig, model_kind: str, training: TrainingConfig, dt_ms: float,
+                        tcr_where: str, training_where: str) -> list[str]:
+    """What a model, rule and task do not support of ``tcr.form: plasticity``."""
+    from ..regularizers.tcr_plasticity import FREEZE_IN_KINDS, PLASTIC_KINDS
+
+    p, out = tcr.plasticity, []
+    if model_kind not in PLASTIC_KINDS:
+        out.append(f"{tcr_where}.form: plasticity acts on the recurrent synapses of the model kinds "
+                   f"{', '.join(PLASTIC_KINDS)}; the model is {model_kind} (use form: loss or none)")
+    if p.rule == "anti_hebbian" and p.tau_F_ms < dt_ms:
+        out.append(f"{tcr_where}.plasticity.tau_F_ms: expected at least the task's time step dt = {dt_ms:g} ms; got {p.tau_F_ms:g}")
+    if p.kappa > 0 and model_kind not in FREEZE_IN_KINDS:
+        out.append(f"{tcr_where}.plasticity.kappa: freeze-in writes into a full recurrent weight matrix, supported for "
+                   f"{', '.join(FREEZE_IN_KINDS)}; the model is {model_kind} (set kappa: 0)")
+    if p.sigma_w > 0 and model_kind not in FREEZE_IN_KINDS:
+        out.append(f"{tcr_where}.plasticity.sigma_w: weight noise is supported for {', '.join(FREEZE_IN_KINDS)}; "
+                   f"the model is {model_kind} (set sigma_w: 0)")
+    if training.rule in ("rflo", "eprop") and training.rule_options.get("variant") == "online":
+        out.append(f"{training_where}.rule_options.variant: online updates are not combined with TCR plasticity; use variant: trial")
+    return out
+
+
 def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
     problems: list[str] = []
     cfg = _validate(ProtocolConfig, raw, "", problems)
@@ -313,6 +337,10 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
         if tcr.window != "trial" and tcr.window not in TASKS.get(task_kind)(task).period_names:
             periods = ", ".join(("trial",) + TASKS.get(task_kind)(task).period_names)
             problems.append(f"{where if tcr_over else ''}{'.' if tcr_over else ''}tcr.window: expected one of {periods}; got {tcr.window!r}")
+        if tcr.form == "plasticity":
+            problems.extend(plasticity_problems(tcr, cmodel.kind, training, TASKS.get(task_kind)(task).dt_ms,
+                                                f"{where}.tcr" if tcr_over else "tcr",
+                                                f"{where}.training" if tr_over else "training"))
         conditions.append(Condition(name, task_kind, task, model_kind, cmodel, training, tcr))
     if problems:
         raise ProtocolError(sorted(set(problems), key=problems.index), source)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from ..regularizers.schedules import ConstantConfig, ScheduleConfig
+from ..regularizers.tcr_plasticity import PlasticityConfig
 from ..schema_base import Schema
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -23,11 +24,15 @@ def _check_name(v: str, what: str) -> str:
 class TCRConfig(Schema):
     """Temporal consistency regularization (SPEC 3)."""
 
-    form: Literal["none", "loss"] = Field("none", description="none: no TCR; loss: add lambda(k) * mean (h_t - h_{t-1})^2 to the loss")
+    form: Literal["none", "loss", "plasticity"] = Field(
+        "none", description="none: no TCR; loss: add lambda(k) * mean (h_t - h_{t-1})^2 to the loss; "
+                            "plasticity: short-term synaptic plasticity of the recurrent synapses (settings in `plasticity`)")
     lambda_: float = Field(0.1, alias="lambda", ge=0, description="base strength lambda_0 of the TCR term")
     window: str = Field("trial", description="where the term counts: 'trial' (every step) or a period name of the task, e.g. 'delay'")
     schedule: ScheduleConfig = Field(default_factory=ConstantConfig,
-                                     description="lambda(k) = lambda_0 * s(k): constant, warmup, linear_decay, cosine_decay, step or adaptive")
+                                     description="lambda(k) = lambda_0 * s(k): constant, warmup, linear_decay, cosine_decay, step, adaptive or activity_floor")
+    plasticity: PlasticityConfig = Field(default_factory=PlasticityConfig,
+                                         description="TCR as short-term plasticity (form: plasticity): rule, time constants, eta_F(k), freeze-in, weight noise")
 
 
 class TrainingConfig(Schema):

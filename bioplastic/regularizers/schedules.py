@@ -62,8 +62,16 @@ class AdaptiveConfig(_Base):
     max_factor: float = Field(1e3, gt=0, description="upper bound on the strength, as a fraction of lambda")
 
 
+class ActivityFloorConfig(_Base):
+    kind: Literal["activity_floor"] = "activity_floor"
+    target: float = Field(1e-4, gt=0, description="floor on the TCR term (mean squared one-step change of the state): below it the strength shrinks, above it it recovers")
+    gain: float = Field(0.05, gt=0, le=1, description="exponent of the multiplicative update per iteration")
+    min_factor: float = Field(1e-3, gt=0, description="lower bound on the strength, as a fraction of its base value")
+    max_factor: float = Field(1.0, gt=0, description="upper bound on the strength, as a fraction of its base value")
+
+
 ScheduleConfig = Annotated[Union[ConstantConfig, WarmupConfig, LinearDecayConfig, CosineDecayConfig, StepConfig,
-                                 AdaptiveConfig], Field(discriminator="kind")]
+                                 AdaptiveConfig, ActivityFloorConfig], Field(discriminator="kind")]
 
 
 class Schedule:
@@ -145,6 +153,24 @@ class Adaptive(Schedule):
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = lam * np.asarray(term_e) / np.asarray(task_loss_e)
             step = (c.target_ratio / ratio) ** c.gain
+        step = np.where(np.isfinite(step) & (step > 0), step, 1.0)
+        self.state["factor_e"] = np.clip(self.state["factor_e"] * step, c.min_factor, c.max_factor)
+
+
+@SCHEDULES.register("activity_floor")
+class ActivityFloor(Adaptive):
+    """Homeostatic controller against collapse: strength <- strength * (term / target)^gain, bounded.
+
+    When activity stops changing (the TCR term, the mean squared one-step change of the state, falls
+    below ``target``: the network sits at a fixed point), the strength of the term or plasticity
+    that holds activity still is lowered; when activity moves again it recovers up to ``max_factor``.
+    """
+
+    def observe(self, k, task_loss_e, term_e, learned_e):
+        Schedule.observe(self, k, task_loss_e, term_e, learned_e)
+        c = self.config
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = (np.asarray(term_e, float) / c.target) ** c.gain
         step = np.where(np.isfinite(step) & (step > 0), step, 1.0)
         self.state["factor_e"] = np.clip(self.state["factor_e"] * step, c.min_factor, c.max_factor)
 

@@ -4,7 +4,7 @@
 efficacy ``F[i, j]`` per trial on top of its long-term weight; it starts at 0 in every trial::
 
     h_t = (1 - a) h_{t-1} + a ((W + F_{t-1}) r_{t-1} + W_in u_t + b) + noise_t,     r_t = phi(h_t)
-    F_t = clip((1 - dt / tau_F) F_{t-1} - eta_F (h_t - h_{t-1}) r_{t-1}^T,  -F_max, F_max)
+    F_t = clip((1 - dt / tau_F) F_{t-1} - eta_F (h_t - h_{t-1}) r_{t-1}^T,  -F_max, F_max)   (clip optional)
 
 The update opposes the change of the postsynaptic state, so activity is held where it is. Up to the
 factor ``a`` it is minus the one-step gradient of ``1/2 ||h_t - h_{t-1}||^2`` with respect to ``W``
@@ -56,7 +56,7 @@ class PlasticityConfig(Schema):
                                     "tsodyks_markram: per-presynaptic facilitation and depression (Mongillo et al. 2008)")
     tau_F_ms: float = Field(500.0, gt=0, description="anti_hebbian: decay time constant of F (ms)")
     eta_F: float = Field(0.05, ge=0, description="anti_hebbian: base learning rate eta_F of the fast efficacies (eta_F(k) = eta_F * schedule); the per-step feedback gain is about alpha * eta_F * |r|^2, keep it below 1")
-    F_max: float = Field(1.0, gt=0, description="anti_hebbian: clip |F| <= F_max (same units as W)")
+    F_max: float | None = Field(None, gt=0, description="anti_hebbian: clip |F| <= F_max (same units as W); null: no clip (the decay already bounds |F| by eta_F max|dh| max|r| tau_F / dt), which allows a faster factorised simulation")
     kappa: float = Field(0.0, ge=0, description="freeze-in: W <- W + kappa * mean over trials of F at trial end, every iteration (0: pure short-term plasticity)")
     sigma_w: float = Field(0.0, ge=0, description="weight noise: W <- W + sigma_w * xi / sqrt(N) every iteration (xi standard normal)")
     schedule: ScheduleConfig = Field(default_factory=ConstantConfig,
@@ -85,6 +85,8 @@ class ShortTermPlasticity:
         self.config = config
         self.dt_ms = float(dt_ms)
         self.eta_e = torch.full((n_members,), float(config.eta_F), dtype=dtype)
+        #: return each trial's end efficacies ``F_end_exbxnxn`` (costs one E B N^2 T product when unclipped)
+        self.record_F_end = True
         self.last: dict[str, torch.Tensor] = {}
 
     @property
@@ -93,8 +95,9 @@ class ShortTermPlasticity:
 
     def run(self, decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str, c: float):
         """The recurrence with plasticity; ``Wc = c W`` (c = alpha). Returns (h, r, info) where info
-        holds detached signatures: ``F_end_exbxnxn`` and ``F_abs_exbxt`` (anti_hebbian), or
-        ``efficacy_exbxtxn`` and ``pre_exbxtxn`` (tsodyks_markram: s and s * r per step)."""
+        holds detached signatures: ``F_end_exbxnxn`` (anti_hebbian, each trial's efficacies at its
+        end, when ``record_F_end``), or ``efficacy_exbxtxn`` and ``pre_exbxtxn`` (tsodyks_markram:
+        s and s * r per step)."""
         info: dict[str, torch.Tensor] = {}
         h, r = _PlasticRecurrence.apply(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name, c, self, info)
         self.last = info
@@ -121,26 +124,38 @@ class _PlasticRecurrence(torch.autograd.Function):
 
     Backward, with delta_t = dL/dh_t:
     ``delta_t = g_t + d delta_{t+1} + phi'(h_t) (s_t (Wc^T delta_{t+1}) + c F_t^T delta_{t+1})``,
-    ``dWc = sum_t delta_t (s_{t-1} r_{t-1})^T``. ``F_t`` is recomputed per segment from checkpoints.
+    ``dWc = sum_t delta_t (s_{t-1} r_{t-1})^T``.
+
+    Three paths. **Unclipped anti-Hebbian** (``F_max`` null, the default): ``F`` is never formed;
+    with ``rho = 1 - dt / tau_F`` and ``dh_s = h_s - h_{s-1}``,
+    ``F_{t-1} r_{t-1} = -eta sum_{s<t} rho^(t-1-s) dh_s (r_{s-1} . r_{t-1})`` and
+    ``F_{t-1}^T delta = -eta sum_{s<t} rho^(t-1-s) (dh_s . delta) r_{s-1}``: two small batched matrix
+    products per step (O(T^2 N) per trial instead of O(T N^2)). **Clipped** (``F_max`` set): ``F``
+    is stepped explicitly (E B N^2 per step) and recomputed per segment from sqrt(T) checkpoints in
+    the backward pass. **Tsodyks-Markram**: per-presynaptic efficacies ``s`` (E, B, T, N).
     """
 
     @staticmethod
     def forward(ctx, decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name, c, stp, info):
         E, B, T, N = drive_exbxtxn.shape
         cfg = stp.config
-        anti = cfg.rule == "anti_hebbian"
+        mode = "tm" if cfg.rule == "tsodyks_markram" else ("dense" if cfg.F_max is not None else "factored")
         Wt = Wc_exnxn.transpose(1, 2).contiguous()
         d = decay_exn.unsqueeze(1)
         hs = drive_exbxtxn.contiguous().clone()
         R = drive_exbxtxn.new_empty((E, B, T + 1, N))  # R[:, :, t] = r_{t-1}
         _phi_step(phi_name, h0_exbxn, R[:, :, 0])
-        K = _segment_length(T)
-        F_ckpt, S = [], None
-        if anti:
-            F = drive_exbxtxn.new_zeros((E * B, N, N))
-            decay_F = 1.0 - stp.dt_ms / cfg.tau_F_ms
+        Rv = R.view(E * B, T + 1, N)
+        saved, F_ckpt, K = [], [], _segment_length(T)
+        if mode != "tm":
+            rho = 1.0 - stp.dt_ms / cfg.tau_F_ms
             eta = stp.eta_e.to(hs.dtype)[:, None, None]  # (E, 1, 1)
-            F_abs = drive_exbxtxn.new_empty((E, B, T))
+            rev = rho ** torch.arange(T - 1, -1, -1, dtype=torch.float64).to(hs.dtype)  # rho^(T-1) .. rho^0
+            DH = drive_exbxtxn.new_empty((E, B, T, N))  # dh_t = h_t - h_{t-1}
+            DHv = DH.view(E * B, T, N)
+            ceta = (-c * eta).expand(E, B, 1).reshape(E * B, 1, 1)
+            if mode == "dense":
+                F = drive_exbxtxn.new_zeros((E * B, N, N))
         else:
             U, dt = cfg.U, stp.dt_ms
             u = torch.full((E, B, N), U, dtype=hs.dtype)
@@ -153,18 +168,22 @@ class _PlasticRecurrence(torch.autograd.Function):
             r_prev = R[:, :, t]
             ht = hs[:, :, t]
             ht.addcmul_(d, h_prev)
-            if anti:
-                if t % K == 0:
-                    F_ckpt.append(F.clone())
-                ht.baddbmm_(r_prev, Wt)
-                ht.add_(torch.bmm(F, r_prev.reshape(E * B, N, 1)).view(E, B, N), alpha=c)
-            else:
+            if mode == "tm":
                 ht.baddbmm_(r_prev * S[:, :, t], Wt)
+            else:
+                ht.baddbmm_(r_prev, Wt)
+                if mode == "dense":
+                    if t % K == 0:
+                        F_ckpt.append(F.clone())
+                    ht.add_(torch.bmm(F, r_prev.reshape(E * B, N, 1)).view(E, B, N), alpha=c)
+                elif t > 0:  # (elementwise products beat batched matrix-vector products at these shapes)
+                    coef = (Rv[:, :t] * Rv[:, t:t + 1]).sum(-1).mul_(rev[T - t:]).mul_(ceta.view(-1, 1))
+                    ht.add_((DHv[:, :t] * coef.unsqueeze(-1)).sum(1).view(E, B, N))
             _phi_step(phi_name, ht, R[:, :, t + 1])
-            if anti:
-                dh = (ht - h_prev).mul_(eta).neg_()
-                F.baddbmm_(dh.view(E * B, N, 1), r_prev.reshape(E * B, 1, N), beta=decay_F).clamp_(-cfg.F_max, cfg.F_max)
-                F_abs[:, :, t] = F.abs().mean((1, 2)).view(E, B)
+            if mode != "tm":
+                dh = torch.sub(ht, h_prev, out=DH[:, :, t])
+                if mode == "dense":
+                    F.baddbmm_(dh.mul(-eta).view(E * B, N, 1), r_prev.reshape(E * B, 1, N), beta=rho).clamp_(-cfg.F_max, cfg.F_max)
             else:
                 R_pre = r_prev.clamp(min=0) * rate
                 u_new = (u + dt * (U - u) / cfg.tau_facilitation_ms + U * (1 - u) * R_pre).clamp_(0, 1)
@@ -172,54 +191,68 @@ class _PlasticRecurrence(torch.autograd.Function):
                 u = u_new
                 S[:, :, t + 1] = u * x / U
             h_prev = ht
-        if anti:
-            info["F_end_exbxnxn"] = F.view(E, B, N, N).clone()
-            info["F_abs_exbxt"] = F_abs
-        else:
+        if mode == "tm":
             info["efficacy_exbxtxn"] = S[:, :, 1:].clone()
             info["pre_exbxtxn"] = S[:, :, 1:] * R[:, :, 1:]
-        ctx.save_for_backward(decay_exn, Wc_exnxn, h0_exbxn, hs, R, *((S,) if S is not None else ()))
-        ctx.phi_name, ctx.c, ctx.anti, ctx.K, ctx.F_ckpt = phi_name, c, anti, K, F_ckpt
-        if anti:
-            ctx.decay_F, ctx.eta, ctx.F_max = decay_F, eta, cfg.F_max
+            saved = [S]
+        else:
+            if stp.record_F_end:
+                if mode == "dense":
+                    info["F_end_exbxnxn"] = F.view(E, B, N, N).clone()
+                else:  # F_{T-1} = -eta sum_s rho^(T-1-s) dh_s r_{s-1}^T
+                    Fe = torch.bmm((DHv * rev.view(1, T, 1)).transpose(1, 2), Rv[:, :T])
+                    info["F_end_exbxnxn"] = Fe.view(E, B, N, N).mul_(-eta[..., None])
+            saved = [DH]
+            ctx.rev, ctx.ceta, ctx.rho, ctx.eta, ctx.F_max = rev, ceta, rho, eta, cfg.F_max
+        ctx.save_for_backward(decay_exn, Wc_exnxn, h0_exbxn, hs, R, *saved)
+        ctx.phi_name, ctx.c, ctx.mode, ctx.K, ctx.F_ckpt = phi_name, c, mode, K, F_ckpt
         return hs, R[:, :, 1:]
 
     @staticmethod
-    def _segment(ctx, hs, h0, R, t0: int, t1: int) -> list[torch.Tensor]:
-        """F_{t-1} (the efficacy used in step t) for t = t0 .. t1, from the checkpoint at t0."""
-        E, B, _, N = hs.shape
+    def _segment(ctx, DH, R, t0: int, t1: int) -> list[torch.Tensor]:
+        """Dense path: F_{t-1} (the efficacy used in step t) for t = t0 .. t1, from the checkpoint at t0."""
+        E, B, _, N = DH.shape
         F = ctx.F_ckpt[t0 // ctx.K].clone()
         out = [F.clone()]
         for t in range(t0, t1):
-            h_prev = h0 if t == 0 else hs[:, :, t - 1]
-            dh = (hs[:, :, t] - h_prev).mul_(ctx.eta).neg_()
-            F.baddbmm_(dh.view(E * B, N, 1), R[:, :, t].reshape(E * B, 1, N), beta=ctx.decay_F).clamp_(-ctx.F_max, ctx.F_max)
+            F.baddbmm_(DH[:, :, t].mul(-ctx.eta).view(E * B, N, 1), R[:, :, t].reshape(E * B, 1, N),
+                       beta=ctx.rho).clamp_(-ctx.F_max, ctx.F_max)
             out.append(F.clone())
         return out
 
     @staticmethod
     def backward(ctx, grad_h, grad_r):
         decay, Wc, h0, hs, R, *rest = ctx.saved_tensors
-        S = rest[0] if rest else None
         E, B, T, N = hs.shape
-        name, c, K = ctx.phi_name, ctx.c, ctx.K
+        name, c, K, mode = ctx.phi_name, ctx.c, ctx.K, ctx.mode
+        S = rest[0] if mode == "tm" else None
+        DH = rest[0] if mode != "tm" else None
         d = decay.unsqueeze(1)
         D = hs.new_zeros((E, B, T + 1, N))
         if grad_h is not None:
             D[:, :, :T] = grad_h
         Fs: dict[int, torch.Tensor] = {}
-        m = None  # dL/d pre-activation input from step t + 1: (Wc^T delta_{t+1}) terms
+        m = None  # dL/d r_t through step t + 1
         for t in range(T - 1, -1, -1):
-            if ctx.anti and t not in Fs:
+            if mode == "dense" and t not in Fs:
                 t0 = (t // K) * K
-                Fs = {t0 + i: F for i, F in enumerate(_PlasticRecurrence._segment(ctx, hs, h0, R, t0, t))}
-            dt_ = D[:, :, t]
+                Fs = {t0 + i: F for i, F in enumerate(_PlasticRecurrence._segment(ctx, DH, R, t0, t))}
+            delta = D[:, :, t]
             dphi = phi_prime(name, hs[:, :, t], R[:, :, t + 1])
             if grad_r is not None:
-                dt_.addcmul_(grad_r[:, :, t], dphi)
+                delta.addcmul_(grad_r[:, :, t], dphi)
             if m is not None:
-                dt_.addcmul_(d, D[:, :, t + 1]).addcmul_(dphi, m)
-            m = _PlasticRecurrence._back_input(ctx, dt_, Wc, S, Fs.get(t), t, c, E, B, N)
+                delta.addcmul_(d, D[:, :, t + 1]).addcmul_(dphi, m)
+            # dL/d r_{t-1} through step t: s_{t-1} (Wc^T delta_t) + c F_{t-1}^T delta_t
+            m = torch.bmm(delta, Wc)
+            if mode == "tm":
+                m.mul_(S[:, :, t])
+            elif mode == "dense":
+                m.add_(torch.bmm(delta.reshape(E * B, 1, N), Fs[t]).view(E, B, N), alpha=c)
+            elif t > 0:
+                DHv, Rv = DH.view(E * B, T, N), R.view(E * B, T + 1, N)
+                coef = (DHv[:, :t] * delta.reshape(E * B, 1, N)).sum(-1).mul_(ctx.rev[T - t:]).mul_(ctx.ceta.view(-1, 1))
+                m.add_((Rv[:, :t] * coef.unsqueeze(-1)).sum(1).view(E, B, N))
         dh0 = None
         if ctx.needs_input_grad[3]:
             dh0 = torch.addcmul(d * D[:, :, 0], phi_prime(name, h0, R[:, :, 0]), m)
@@ -232,16 +265,6 @@ class _PlasticRecurrence(torch.autograd.Function):
             P = R if S is None else R * S
             dWc = torch.bmm(D.view(E, B * (T + 1), N).transpose(1, 2), P.view(E, B * (T + 1), N))
         return ddecay, dWc, D[:, :, :T], dh0, None, None, None, None
-
-    @staticmethod
-    def _back_input(ctx, delta_t, Wc, S, F_in, t, c, E, B, N):
-        """dL/d r_{t-1} through step t: s_{t-1} (Wc^T delta_t) + c F_{t-1}^T delta_t."""
-        m = torch.bmm(delta_t, Wc)
-        if S is not None:
-            m = m * S[:, :, t]
-        if F_in is not None:
-            m = m + c * torch.bmm(delta_t.reshape(E * B, 1, N), F_in).view(E, B, N)
-        return m
 
 
 def plastic_recurrence_reference(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str, c: float,
@@ -267,7 +290,9 @@ def plastic_recurrence_reference(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, p
         h_new = decay_exn.unsqueeze(1) * h + rec + drive_exbxtxn[:, :, t]
         if cfg.rule == "anti_hebbian":
             dF = -eta * (h_new - h).detach()[..., :, None] * r.detach()[..., None, :]
-            F = ((1 - stp.dt_ms / cfg.tau_F_ms) * F + dF).clamp(-cfg.F_max, cfg.F_max)
+            F = (1 - stp.dt_ms / cfg.tau_F_ms) * F + dF
+            if cfg.F_max is not None:
+                F = F.clamp(-cfg.F_max, cfg.F_max)
         else:
             R = r.detach().clamp(min=0) * stp.dt_ms * cfg.max_rate_hz / 1000
             dt = stp.dt_ms

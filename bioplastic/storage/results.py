@@ -28,6 +28,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "tcr_loss": ("1", "TCR term: mean squared one-step change of the state in the window (unweighted)"),
     "lambda_tcr": ("1", "strength lambda(k) of the TCR loss term"),
     "grad_norm": ("1", "gradient norm before clipping"),
+    "eta_F": ("1", "learning rate eta_F(k) of the TCR short-term plasticity (0: none)"),
+    "stp_size": ("1", "mean |F| of the fast synaptic efficacies at trial end (NaN: no anti-Hebbian plasticity)"),
     "accuracy": ("1", "held-out accuracy (fraction of correct trials)"),
     "eval_loss": ("1", "held-out task loss"),
     "loss_smoothed": ("1", "training loss, centered moving average over training.loss_smoothing iterations"),

@@ -20,6 +20,7 @@ from ..learning.bptt import masked_mse
 from ..networks import Network, build_network
 from ..protocol.load import Condition
 from ..regularizers.schedules import Schedule, build_schedule
+from ..regularizers.tcr_plasticity import attach_plasticity
 from ..seeds import numpy_rng, torch_generator
 from ..storage.io import atomic_torch_save, safe_torch_load
 from ..tasks import Task, Trials, build_task
@@ -27,7 +28,7 @@ from ..tasks.base import window_bxt
 from .optim import EnsembleOptimizer, clip_per_member
 
 #: per-iteration records, each (E, iterations)
-HISTORY = ("loss", "task_loss", "tcr_loss", "lambda_tcr", "grad_norm")
+HISTORY = ("loss", "task_loss", "tcr_loss", "lambda_tcr", "grad_norm", "eta_F", "stp_size")
 #: per-evaluation records, each (E, evaluations)
 EVAL_HISTORY = ("accuracy", "eval_loss")
 
@@ -94,13 +95,20 @@ class EnsembleTrainer:
         self.opt = EnsembleOptimizer(self.net.params, self.tr.optimizer, [c.training.lr for c in conds],
                                      betas=self.tr.adam_betas, momentum=self.tr.momentum)
         self.clip_e = torch.tensor([c.training.clip_grad_norm or float("inf") for c in conds], dtype=self.dtype)
-        # one schedule per condition, over that condition's members
+        # one schedule per condition, over that condition's members: lambda(k) of the TCR loss, and
+        # eta_F(k) of the TCR plasticity (conditions with plasticity train in their own ensembles)
+        attach_plasticity(self.net, c0)
+        self.stp = self.net.plasticity
         self.schedules: list[tuple[np.ndarray, Schedule]] = []
+        self.eta_schedules: list[tuple[np.ndarray, Schedule]] = []
         for name in dict.fromkeys(c.name for c in conds):
             idx = np.array([i for i, c in enumerate(conds) if c.name == name])
             c = conds[idx[0]]
             lam = c.tcr.lambda_ if c.tcr.form == "loss" else 0.0
             self.schedules.append((idx, build_schedule(c.tcr.schedule, np.full(len(idx), lam))))
+            if self.stp is not None:
+                p = c.tcr.plasticity
+                self.eta_schedules.append((idx, build_schedule(p.schedule, np.full(len(idx), p.eta_F))))
         self.windows = [c.tcr.window for c in conds]
         self.eval_iterations = schedule_points(self.tr.eval_every, self.tr.iterations)
         self.checkpoint_iterations = schedule_points(self.tr.checkpoint_every, self.tr.iterations)
@@ -120,11 +128,30 @@ class EnsembleTrainer:
     def alive(self) -> np.ndarray:
         return np.isnan(self.diverged_at)
 
-    def lambdas(self, k: int) -> np.ndarray:
+    def lambdas(self, k: int, schedules=None) -> np.ndarray:
         lam = np.zeros(len(self.members))
-        for idx, sched in self.schedules:
+        for idx, sched in (self.schedules if schedules is None else schedules):
             lam[idx] = sched.value(k)
         return lam
+
+    def plasticity_step(self, k: int) -> torch.Tensor:
+        """After the weight update: freeze-in and weight noise (SPEC 3); returns mean |F_end| per member."""
+        E = len(self.members)
+        if self.stp is None or "F_end_exbxnxn" not in self.stp.last:
+            return torch.full((E,), float("nan"), dtype=self.dtype)
+        p = self.stp.config
+        F_end = self.stp.last["F_end_exbxnxn"]
+        alive = torch.as_tensor(self.alive).reshape(-1, 1, 1)
+        with torch.no_grad():
+            W = self.net.params["W"]
+            if p.kappa > 0:
+                W.add_(torch.where(alive, p.kappa * F_end.mean(1), 0))
+            if p.sigma_w > 0:
+                N = self.net.n_units
+                xi = torch.stack([torch.randn((N, N), generator=torch_generator(self.root, "weight_noise", s, k), dtype=self.dtype)
+                                  for s in self.seed_idx])
+                W.add_(torch.where(alive, (p.sigma_w / N ** 0.5) * xi, 0))
+        return F_end.abs().mean((1, 2, 3))
 
     def noise(self, stream: str, k: int | None, n_trials: int) -> torch.Tensor | None:
         if not self.net.needs_noise:
@@ -144,6 +171,9 @@ class EnsembleTrainer:
     def train_step(self, k: int) -> None:
         u, y, m, win, labels = self.batch(k)
         lam = torch.as_tensor(self.lambdas(k), dtype=self.dtype)
+        eta = torch.as_tensor(self.lambdas(k, self.eta_schedules), dtype=self.dtype)
+        if self.stp is not None:
+            self.stp.eta_e = eta
         batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam, labels)
         res = self.rule.step(batch, torch.as_tensor(self.alive))
         loss, task_loss, term, grads = res.loss_e, res.task_loss_e, res.term_e, res.grads
@@ -155,17 +185,19 @@ class EnsembleTrainer:
         for name in names:
             grads[name] = torch.where(finite.reshape((-1,) + (1,) * (grads[name].dim() - 1)), grads[name], 0)
         self.opt.step(grads)
+        stp_size = self.plasticity_step(k)
         with torch.no_grad():  # a member whose parameters left the finite range diverged too
             for p in self.net.params.values():
                 finite &= torch.isfinite(p.flatten(1)).all(1)
         newly = self.alive & ~finite.numpy()
         if newly.any():
             self.diverge(np.flatnonzero(newly), k)
-        rec = {"loss": loss, "task_loss": task_loss, "tcr_loss": term, "lambda_tcr": lam, "grad_norm": norms}
+        rec = {"loss": loss, "task_loss": task_loss, "tcr_loss": term, "lambda_tcr": lam, "grad_norm": norms,
+               "eta_F": eta, "stp_size": stp_size}
         alive_np = self.alive
         for key, v in rec.items():
             self.history[key][:, k] = np.where(alive_np, v.detach().double().numpy(), np.nan)
-        for idx, sched in self.schedules:
+        for idx, sched in self.schedules + self.eta_schedules:
             sched.observe(k, task_loss.detach().numpy()[idx], term.detach().numpy()[idx], self.learned[idx])
 
     def diverge(self, idx: np.ndarray, k: int) -> None:
@@ -205,7 +237,7 @@ class EnsembleTrainer:
             "weights": {k: t(v) for k, v in self.weights.items()},
             "diverged_at": t(self.diverged_at),
             "learned": t(self.learned),
-            "schedules": [{k: t(v) for k, v in s.state_dict().items()} for _, s in self.schedules],
+            "schedules": [{k: t(v) for k, v in s.state_dict().items()} for _, s in self.schedules + self.eta_schedules],
             "rule": self.rule.state_dict(),
         }
 
@@ -223,7 +255,7 @@ class EnsembleTrainer:
                 dst[k] = src[k].numpy().copy()
         self.diverged_at = d["diverged_at"].numpy().copy()
         self.learned = d["learned"].numpy().copy()
-        for (_, s), sd in zip(self.schedules, d["schedules"]):
+        for (_, s), sd in zip(self.schedules + self.eta_schedules, d["schedules"]):
             s.load_state_dict({k: v.numpy() for k, v in sd.items()})
         self.rule.load_state_dict(d.get("rule", {}))
 
