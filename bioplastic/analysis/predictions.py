@@ -1,0 +1,716 @@
+"""Predictions for experimentalists (SPEC 6): what a recording of the trained networks would show,
+per condition across seeds, with effect sizes against the baseline condition.
+
+``compute_predictions(OUT)`` rebuilds the networks of every condition at the **final checkpoint**
+from ``OUT/results.nc`` (never retrains), runs them on held-out trials and writes
+``OUT/predictions.nc``; :func:`prediction_sentences` states the results in words with their numbers.
+
+Simulation. All networks of all conditions see the same ``trials`` held-out trials (analysis stream
+3, key 0) and, when the model has private noise (``sigma_h > 0``), the same standard-normal noise per
+seed (analysis stream 3, key (1, seed)): the design is paired across conditions, as training is. The
+**rate** is ``phi(h)`` for rate networks (``leaky_rate``, ``low_rank``), ``relu(z)`` for the PLRNN and
+the LSTM's ``h`` (already a squashed output).
+
+Measures per network (dims ``condition, seed``) and per unit (``condition, seed, unit``):
+
+- **Ramping** (per unit). The period is the first of :data:`RAMP_PERIODS` that the task has with at
+  least :data:`MIN_PERIOD_STEPS` steps in every trial (``delay``; else ``stimulus``; else ``trial``,
+  the whole trial, as in flip-flop). Rate is regressed on time since period onset (seconds) across
+  all trials and steps, with one intercept per trial (trial fixed effects: trials differ in their
+  level, e.g. by choice, which is not ramping):
+  ``slope = sum x~ r~ / sum x~^2`` with ``x~, r~`` time and rate centred within each trial
+  (rate units per second). Steps of one trial are autocorrelated, so the standard error is
+  cluster-robust by trial (Liang & Zeger 1986, CR1: ``B / (B-1) sum_b (sum_t x~ e)^2 / (sum x~^2)^2``)
+  and the two-sided p-value comes from Student's t with ``B - 1`` degrees of freedom (B: trials with
+  at least 2 steps in the period). A unit **ramps** when its p-value passes the Benjamini-Hochberg
+  procedure at false-discovery rate :data:`ALPHA` across the units of its network;
+  ``fraction_ramping`` is the fraction of units that ramp (``fraction_ramping_uncorrected``: p <
+  ALPHA per unit, for comparison with papers that do not correct). A unit whose rate changes by less
+  than :data:`CONSTANT_TOL` within trials has slope 0 and p = 1.
+- **Single-unit autocorrelation timescale** (per unit), as in cortical recordings (Murray et al.
+  2014, Nat Neurosci 17:1661): in a stationary period (first of :data:`STATIONARY_PERIODS`: the delay,
+  else fixation, else the whole trial), the Pearson correlation across trials of the rate at steps i
+  and j of the period (step i counted from period onset; only trials in which both steps lie in the
+  period, at least :data:`MIN_TRIALS_PER_PAIR` of them), averaged over the pairs of each lag
+  ``j - i``; then ``R(lag) = A (exp(-lag / tau) + B)`` is fitted by weighted least squares (weights:
+  number of pairs per lag) over lags 1 .. L-1 steps (``tau`` in ms). Status per unit
+  (``timescale_status``): 0 fitted; 1 no data (too few trials or no variance across trials, e.g. a
+  noise-free network in a period with identical input); 2 fit failed (no convergence, fewer than 4
+  lags, a correlation at the first lag below ``3 / sqrt(trials)`` (none measurable), non-finite
+  covariance, ``A`` not above twice its standard error, the standard error of
+  ``tau`` above ``tau``, or ``tau`` at its lower bound ``dt / 10``: faster than resolvable); 3 longer
+  than measurable (``tau`` at its upper bound, 10 x the period's length).
+  ``timescale_ms`` is NaN unless the status is 0. Per network: ``timescale_median_ms`` over fitted
+  units, ``fraction_timescale_long`` (status 3) and ``fraction_timescale_fitted`` (status 0).
+- **Jacobian slow modes, attractor count and type**, read from ``OUT/analysis.nc`` at its final
+  checkpoint, zero-input context (not recomputed; NaN / -1 when analysis.nc is absent). Attractors
+  are the stable fixed points; ``attractor_slow_tau_ms`` is the median over a network's attractors
+  of the time constant of their slowest mode (``-dt / ln|lambda_1|``). ``attractor_type``: 0 none, 1
+  one point attractor, 2 several point attractors, 3 slow manifold (some attractor's slowest mode is
+  longer than the trial: effectively continuous over a trial); -1 unknown.
+- **Participation ratio** of the rate trajectories (all trials and steps).
+- **Plasticity signatures** (conditions whose networks carry short-term plasticity; NaN otherwise).
+  Anti-Hebbian TCR plasticity: from the fast efficacies at trial end ``F_end``, the fraction of
+  negative and of positive entries, the mean signed entry and the mean ``|F|``; Tsodyks-Markram: the
+  same of the change of the efficacy ``s = u x / U`` from its resting value 1 at trial end. **Timescale**: ``y(t) = c + a
+  exp(-t / tau)`` fitted to the trial-averaged mean ``|F|`` (or mean |efficacy change|) from stimulus
+  offset to the end of the trial (its decay once the input stops); without a stimulus period, from
+  trial start (its build-up). NaN on failure (same rules as above).
+- **Lesion after training**: held-out accuracy of each network as trained (plasticity on) and with
+  the plasticity blocked (same weights, same trials and noise); ``lesion_accuracy_drop`` = on -
+  blocked (NaN in conditions without plasticity). Blocking it *during* training is a protocol
+  condition (its learning speed is in results.nc), not a measure here.
+
+Statistics. Seeds are the independent samples (units of one network are not). Per condition:
+``<m>_summary`` = median over seeds with a 95 % percentile-bootstrap CI (10000 resamples). Against
+the first condition (the baseline): ``<m>_effect`` = (estimate, ci_low, ci_high, p_value). Paired
+by seed when at least 2 seeds have finite values in both conditions: estimate = median of the
+per-seed differences, CI by resampling seeds, Wilcoxon signed-rank test (two-sided; all differences
+zero gives p = 1); otherwise, when each condition has at least 2 finite values, unpaired: difference
+of medians, CI by resampling each condition independently, Mann-Whitney U test (two-sided). NaN when
+neither is possible and for the baseline's own row. ``lesion_effect`` tests on - blocked within a
+condition the same paired way. p-values are not corrected across measures or conditions.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from scipy import optimize, stats
+
+from ..networks.rebuild import protocol_task, trained_network
+from ..seeds import numpy_rng, torch_generator
+from ..storage.results import read_dataset, write_dataset
+from .geometry import participation_ratio
+from .phase_space import AnalysisError, load_run
+from .statistics import bootstrap_ci
+
+#: significance level of single-unit tests and false-discovery rate of the Benjamini-Hochberg step
+ALPHA = 0.05
+#: held-out trials per network
+DEFAULT_TRIALS = 128
+#: ramping is measured in the first of these periods that every trial has with >= MIN_PERIOD_STEPS steps
+RAMP_PERIODS = ("delay", "stimulus", "trial")
+#: autocorrelation timescales are measured in the first of these (stationary) periods
+STATIONARY_PERIODS = ("delay", "fixation", "trial")
+MIN_PERIOD_STEPS = 3
+#: Pearson correlations of a pair of steps need at least this many trials
+MIN_TRIALS_PER_PAIR = 8
+#: a rate that changes by less than this within trials is constant (not ramping)
+CONSTANT_TOL = 1e-9
+#: bounds of fitted timescales, in units of dt (lower) and of the fitted window's length (upper)
+TAU_MIN_DT = 0.1
+TAU_MAX_WINDOW = 10.0
+N_BOOT = 10000
+
+STATUS_MEANINGS = "fitted no_data fit_failed longer_than_measurable"
+ATTRACTOR_TYPES = "unknown none single_point several_points slow_manifold"
+
+#: network-level measures (append-only: the index keys the bootstrap stream): name -> (units, long_name)
+MEASURES: dict[str, tuple[str, str]] = {
+    "fraction_ramping": ("1", "fraction of units with a significant ramp (cluster-robust t-test, Benjamini-Hochberg FDR 0.05)"),
+    "fraction_ramping_uncorrected": ("1", "fraction of units with ramp p-value < 0.05 (no multiple-comparison correction)"),
+    "median_abs_ramp_slope": ("1/s", "median over units of |ramp slope| (rate units per second)"),
+    "timescale_median_ms": ("ms", "median single-unit autocorrelation timescale over fitted units"),
+    "fraction_timescale_fitted": ("1", "fraction of units whose autocorrelation timescale was fitted"),
+    "fraction_timescale_long": ("1", "fraction of units whose autocorrelation timescale exceeds the measurable range"),
+    "attractor_slow_tau_ms": ("ms", "median over attractors of the slowest Jacobian mode's time constant (final checkpoint, zero input)"),
+    "n_attractors": ("1", "number of stable fixed points (final checkpoint, zero input)"),
+    "n_saddles": ("1", "number of saddle points (final checkpoint, zero input)"),
+    "n_slow_points": ("1", "number of slow points (final checkpoint, zero input)"),
+    "participation_ratio": ("1", "participation ratio of the rate trajectories (dimensionality)"),
+    "accuracy": ("1", "held-out accuracy of the trained network (plasticity as in training)"),
+    "accuracy_plasticity_blocked": ("1", "held-out accuracy with the short-term plasticity blocked after training"),
+    "lesion_accuracy_drop": ("1", "accuracy with plasticity minus accuracy with it blocked"),
+    "plasticity_fraction_negative": ("1", "fraction of negative short-term changes at trial end"),
+    "plasticity_fraction_positive": ("1", "fraction of positive short-term changes at trial end"),
+    "plasticity_mean_signed": ("1", "mean signed short-term change at trial end (F, or change of efficacy)"),
+    "plasticity_mean_abs": ("1", "mean |short-term change| at trial end"),
+    "plasticity_timescale_ms": ("ms", "timescale of exp fit of mean |short-term change| (decay after stimulus offset, or build-up)"),
+}
+
+
+# --------------------------------------------------------------------------------------------- pure functions
+@dataclass(frozen=True)
+class Window:
+    """A named period: per-trial [start, stop) steps."""
+
+    name: str
+    start_b: np.ndarray
+    stop_b: np.ndarray
+
+
+def choose_period(periods: dict[str, np.ndarray], preference, n_steps: int,
+                  min_steps: int = MIN_PERIOD_STEPS) -> Window:
+    """The first period of ``preference`` that every trial has with at least ``min_steps`` steps;
+    ``trial`` (when not a period of the task) means the whole trial."""
+    for name in preference:
+        if name in periods:
+            se = np.asarray(periods[name])
+            if (se[:, 1] - se[:, 0]).min() >= min_steps:
+                return Window(name, se[:, 0].astype(int), se[:, 1].astype(int))
+        elif name == "trial":
+            B = len(next(iter(periods.values()))) if periods else 0
+            return Window("trial", np.zeros(B, int), np.full(B, n_steps))
+    raise ValueError(f"no period of {preference} has {min_steps} steps in every trial; the task has {sorted(periods)}")
+
+
+def aligned(values_bxtxn: np.ndarray, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Values from each trial's period onset: (B, L, N) with L the longest period, and the (B, L)
+    mask of steps inside the period (values outside are 0)."""
+    X = np.asarray(values_bxtxn, dtype=float)
+    B, T = X.shape[:2]
+    lengths = window.stop_b - window.start_b
+    L = int(lengths.max())
+    k = np.arange(L)
+    mask = k[None, :] < lengths[:, None]
+    idx = np.minimum(window.start_b[:, None] + k[None, :], T - 1)
+    out = X[np.arange(B)[:, None], idx] * mask[..., None]
+    return out, mask
+
+
+@dataclass(frozen=True)
+class RampFit:
+    """Per unit: slope_n (rate units per second), se_n (cluster-robust), p_n (two-sided), df (trials - 1)."""
+
+    slope_n: np.ndarray
+    se_n: np.ndarray
+    p_n: np.ndarray
+    df: int
+
+
+def ramp_slopes(rate_bxtxn, window: Window, dt_ms: float) -> RampFit:
+    """Slope of rate on time within ``window``, trial fixed effects, cluster-robust SE by trial
+    (module docstring)."""
+    R, M = aligned(rate_bxtxn, window)
+    Mf = M.astype(float)
+    n_b = Mf.sum(1)
+    use = n_b >= 2
+    Mf = Mf * use[:, None]
+    n_safe = np.maximum(n_b, 1)
+    x = np.arange(R.shape[1]) * dt_ms / 1000.0  # seconds since period onset
+    xt = (x[None, :] - (Mf * x).sum(1, keepdims=True) / n_safe[:, None]) * Mf  # (B, L)
+    rt = (R - (R * Mf[..., None]).sum(1, keepdims=True) / n_safe[:, None, None]) * Mf[..., None]  # (B, L, N)
+    sxx = (xt ** 2).sum()
+    B = int(use.sum())
+    N = R.shape[2]
+    if B < 2 or sxx <= 0:
+        nan = np.full(N, np.nan)
+        return RampFit(nan, nan.copy(), nan.copy(), max(B - 1, 0))
+    slope = np.einsum("bl,bln->n", xt, rt) / sxx
+    e = rt - slope[None, None, :] * xt[..., None]
+    g = np.einsum("bl,bln->bn", xt, e)
+    se = np.sqrt(B / (B - 1) * (g ** 2).sum(0)) / sxx
+    constant = np.sqrt((rt ** 2).sum((0, 1)) / Mf.sum()) < CONSTANT_TOL
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, np.abs(slope) / se, np.where(slope == 0, 0.0, np.inf))
+    p = 2 * stats.t.sf(t, B - 1)
+    slope = np.where(constant, 0.0, slope)
+    p = np.where(constant, 1.0, p)
+    return RampFit(slope, se, p, B - 1)
+
+
+def benjamini_hochberg(p_values, q: float = ALPHA) -> np.ndarray:
+    """Rejections of the Benjamini-Hochberg step-up procedure at FDR ``q``; NaN p-values are never
+    rejected and do not count among the tests."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.zeros(p.shape, bool)
+    finite = np.isfinite(p)
+    m = int(finite.sum())
+    if m == 0:
+        return out
+    pf = p[finite]
+    order = np.argsort(pf)
+    below = pf[order] <= q * np.arange(1, m + 1) / m
+    k = np.flatnonzero(below).max() + 1 if below.any() else 0
+    rej = np.zeros(m, bool)
+    rej[order[:k]] = True
+    out[finite] = rej
+    return out
+
+
+def across_trial_autocorrelation(rate_bxtxn, window: Window, min_trials: int = MIN_TRIALS_PER_PAIR
+                                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Murray et al. (2014) autocorrelation: (L, N) mean over step pairs of each lag (0 .. L-1) of
+    the Pearson correlation across trials, and (L,) the number of step pairs averaged per lag (pairs
+    with fewer than ``min_trials`` trials or no variance are left out; lag rows without pairs are NaN)."""
+    R, M = aligned(rate_bxtxn, window)
+    Mf = M.astype(float)
+    cnt = Mf.T @ Mf  # (L, L) trials with both steps in the period
+    # centre each step by its mean over trials (reduces cancellation in the uncentred sums below)
+    R = (R - (R * Mf[..., None]).sum(0) / np.maximum(Mf.sum(0), 1)[:, None]) * Mf[..., None]
+    Rt = np.moveaxis(R, 2, 0)  # (N, B, L)
+    sx = np.einsum("bi,nbj->nij", Mf, Rt)      # sum over shared trials of x_j (pairs (i, j))
+    sxx = np.einsum("bi,nbj->nij", Mf, Rt ** 2)
+    sxy = Rt.transpose(0, 2, 1) @ Rt          # (N, L, L)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = cnt[None]
+        mean_j = sx / n                        # mean of x_j over the trials shared with step i
+        var_j = sxx / n - mean_j ** 2
+        mean_i = mean_j.transpose(0, 2, 1)
+        var_i = var_j.transpose(0, 2, 1)
+        cov = sxy / n - mean_i * mean_j
+        scale = np.maximum(np.abs(sxx / n), np.abs(sxx / n).transpose(0, 2, 1))
+        ok = (n >= min_trials) & (var_i > 1e-12 * scale + 1e-300) & (var_j > 1e-12 * scale + 1e-300)
+        corr = np.where(ok, cov / np.sqrt(np.where(ok, var_i * var_j, 1.0)), np.nan)
+    L = R.shape[1]
+    N = R.shape[2]
+    out = np.full((L, N), np.nan)
+    pairs = np.zeros(L, int)
+    i, j = np.triu_indices(L)
+    lag = j - i
+    c = corr[:, i, j]  # (N, P)
+    good = np.isfinite(c)
+    for k in range(L):
+        sel = lag == k
+        g = good[:, sel]
+        npair = g.sum(1)
+        pairs[k] = int(npair.max()) if npair.size else 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[k] = np.where(npair > 0, np.where(g, c[:, sel], 0.0).sum(1) / np.maximum(npair, 1), np.nan)
+    return out, pairs
+
+
+@dataclass(frozen=True)
+class TimescaleFit:
+    """tau_ms (NaN unless status 0), amplitude A, offset B, status (0 fitted, 1 no data, 2 failed, 3 too long)."""
+
+    tau_ms: float
+    amplitude: float
+    offset: float
+    status: int
+
+
+def _curve_fit(f, x, y, p0, lower, upper, sigma=None):
+    """scipy's curve_fit: (parameters, their standard errors), or None on non-convergence or an
+    undetermined covariance."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", optimize.OptimizeWarning)
+        try:
+            p, cov = optimize.curve_fit(f, x, y, p0=p0, bounds=(lower, upper), sigma=sigma, max_nfev=2000)
+        except (RuntimeError, ValueError, optimize.OptimizeWarning):
+            return None
+    if not (np.isfinite(p).all() and np.isfinite(np.diag(cov)).all()):
+        return None
+    return p, np.sqrt(np.maximum(np.diag(cov), 0.0))
+
+
+def fit_autocorrelation_timescale(ac_l, pairs_l, dt_ms: float, n_trials: int) -> TimescaleFit:
+    """Fit ``A (exp(-lag/tau) + B)`` to the autocorrelation ``ac_l`` at lags 1 .. L-1 steps
+    (lag 0 is 1 by construction and not fitted), weighted by the pairs per lag. ``n_trials``: the
+    trials behind each correlation (its null standard deviation is about ``1 / sqrt(n_trials)``)."""
+    ac = np.asarray(ac_l, float)
+    pairs = np.asarray(pairs_l, float)
+    lags = np.arange(len(ac))
+    use = (lags >= 1) & np.isfinite(ac) & (pairs > 0)
+    if use.sum() == 0:
+        return TimescaleFit(np.nan, np.nan, np.nan, 1)
+    if use.sum() < 4:
+        return TimescaleFit(np.nan, np.nan, np.nan, 2)
+    x, y = lags[use] * dt_ms, ac[use]
+    if not y[0] > 3 / np.sqrt(max(n_trials, 1)):  # no measurable autocorrelation at the first lag
+        return TimescaleFit(np.nan, np.nan, np.nan, 2)
+    t_lo, t_hi = TAU_MIN_DT * dt_ms, TAU_MAX_WINDOW * len(ac) * dt_ms
+    below = np.flatnonzero(y < y[0] / np.e)
+    tau0 = float(np.clip(x[below[0]] if len(below) else x[-1] / 2, 2 * t_lo, t_hi / 2))
+    a0 = float(np.clip(max(y[0], 0.05) * np.exp(x[0] / tau0), 1e-3, 1.9))
+
+    def f(lag, A, tau, Bo):
+        return A * (np.exp(-lag / tau) + Bo)
+
+    fit = _curve_fit(f, x, y, (a0, tau0, 0.0), (0.0, t_lo, -1.0), (2.0, t_hi, 1.0), sigma=1 / np.sqrt(pairs[use]))
+    if fit is None:
+        return TimescaleFit(np.nan, np.nan, np.nan, 2)
+    p, se = fit
+    if p[1] >= t_hi * 0.999:
+        return TimescaleFit(np.nan, float(p[0]), float(p[2]), 3)
+    # no decaying component distinguishable from zero, or tau undetermined / below resolution
+    if p[0] <= 2 * se[0] or se[1] > p[1] or p[1] <= t_lo * 1.001:
+        return TimescaleFit(np.nan, np.nan, np.nan, 2)
+    return TimescaleFit(float(p[1]), float(p[0]), float(p[2]), 0)
+
+
+def fit_exponential_timescale(y_t, dt_ms: float) -> float:
+    """tau (ms) of ``y(t) = c + a exp(-t / tau)`` fitted to ``y_t`` sampled every ``dt_ms`` (decay
+    when a > 0, build-up when a < 0); NaN when it fails or tau is at a bound (see the module docstring)."""
+    y = np.asarray(y_t, float)
+    y = y[np.isfinite(y)]
+    if len(y) < 4 or np.ptp(y) <= CONSTANT_TOL * max(1.0, np.abs(y).max()):
+        return float("nan")
+    x = np.arange(len(y)) * dt_ms
+    t_lo, t_hi = TAU_MIN_DT * dt_ms, TAU_MAX_WINDOW * len(y) * dt_ms
+    span = float(np.ptp(y))
+    target = y[-1] + (y[0] - y[-1]) / np.e
+    cross = np.flatnonzero(np.sign(y - target) != np.sign(y[0] - target))
+    tau0 = float(np.clip(x[cross[0]] if len(cross) else x[-1] / 2, 2 * t_lo, t_hi / 2))
+    fit = _curve_fit(lambda t, c, a, tau: c + a * np.exp(-t / tau), x, y, (y[-1], y[0] - y[-1], tau0),
+                     (y.min() - 10 * span, -10 * span, t_lo), (y.max() + 10 * span, 10 * span, t_hi))
+    if fit is None:
+        return float("nan")
+    p, se = fit
+    if not (t_lo * 1.001 < p[2] < t_hi * 0.999) or abs(p[1]) <= 2 * se[1] or se[2] > p[2]:
+        return float("nan")
+    return float(p[2])
+
+
+def condition_summary(values_cxs, rng_for, n_boot: int = N_BOOT) -> np.ndarray:
+    """(C, 3): median over seeds and its 95 % bootstrap CI per condition; ``rng_for(c)`` gives the RNG."""
+    v = np.asarray(values_cxs, float)
+    return np.array([bootstrap_ci(v[c], rng_for(c), np.median, n_boot) for c in range(v.shape[0])]).reshape(-1, 3)
+
+
+def paired_or_unpaired(a_s, b_s, rng: np.random.Generator, n_boot: int = N_BOOT, level: float = 0.95
+                       ) -> tuple[np.ndarray, bool]:
+    """Effect of ``b`` relative to ``a`` (seed-aligned arrays): ((estimate, ci_low, ci_high, p_value),
+    paired). The rules are in the module docstring."""
+    a, b = np.asarray(a_s, float), np.asarray(b_s, float)
+    both = np.isfinite(a) & np.isfinite(b)
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    if both.sum() >= 2:
+        d = b[both] - a[both]
+        est = float(np.median(d))
+        boots = np.median(d[rng.integers(0, len(d), (n_boot, len(d)))], axis=1)
+        p = 1.0 if np.all(d == 0) else float(stats.wilcoxon(d, alternative="two-sided").pvalue)
+        return np.array([est, np.quantile(boots, lo_q), np.quantile(boots, hi_q), p]), True
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) >= 2 and len(b) >= 2:
+        est = float(np.median(b) - np.median(a))
+        boots = (np.median(b[rng.integers(0, len(b), (n_boot, len(b)))], axis=1)
+                 - np.median(a[rng.integers(0, len(a), (n_boot, len(a)))], axis=1))
+        p = float(stats.mannwhitneyu(b, a, alternative="two-sided").pvalue)
+        return np.array([est, np.quantile(boots, lo_q), np.quantile(boots, hi_q), p]), False
+    return np.full(4, np.nan), False
+
+
+# --------------------------------------------------------------------------------------------- simulation
+def rates_of(net, rollout) -> np.ndarray:
+    """The firing rate (E, B, T, N) of a rollout (module docstring)."""
+    from ..networks.recurrence import phi
+
+    h = rollout.state_exbxtxn.detach()
+    name = getattr(net.config, "phi", None)
+    if net.kind == "plrnn":
+        r = torch.clamp(h, min=0)
+    elif name is not None and net.kind != "lstm":
+        r = phi(name, h)
+    else:
+        r = h
+    return r.double().numpy()
+
+
+def _run(net, trials, noise):
+    u = torch.as_tensor(trials.inputs_bxtxi, dtype=net.dtype).expand(net.n_members, *trials.inputs_bxtxi.shape)
+    with torch.no_grad():
+        return net.run(u.contiguous(), None if noise is None else noise.to(net.dtype))
+
+
+def _noise(net, root: int, n_trials: int, n_steps: int, seeds) -> torch.Tensor | None:
+    if not net.needs_noise:
+        return None
+    shape = (n_trials, n_steps, net.n_units)
+    return torch.stack([torch.randn(shape, generator=torch_generator(root, "analysis", 3, 1, int(s)), dtype=torch.float64)
+                        for s in seeds])
+
+
+def plasticity_change(plast: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(end_exk, abs_exbxt): the short-term changes at trial end (flattened per member) and their
+    mean magnitude per step, from a rollout's ``plasticity`` dict; None without plasticity."""
+    if not plast:
+        return None
+    if "F_end_exbxnxn" in plast:
+        end = plast["F_end_exbxnxn"].detach().double().numpy()
+        absf = plast["F_abs_exbxt"].detach().double().numpy() if "F_abs_exbxt" in plast else None
+        return end.reshape(end.shape[0], -1), absf
+    if "efficacy_exbxtxn" in plast:
+        change = plast["efficacy_exbxtxn"].detach().double().numpy() - 1.0  # s = 1 at rest
+        return change[:, :, -1].reshape(change.shape[0], -1), np.abs(change).mean(-1)
+    return None
+
+
+def plasticity_signatures(plast: dict | None, trials, dt_ms: float, n_members: int) -> dict[str, np.ndarray]:
+    """Per member: fraction negative / positive, mean signed, mean |.| at trial end, timescale (ms)."""
+    out = {k: np.full(n_members, np.nan) for k in MEASURES if k.startswith("plasticity_")}
+    ch = plasticity_change(plast)
+    if ch is None:
+        return out
+    end, absf = ch
+    out["plasticity_fraction_negative"] = (end < 0).mean(1)
+    out["plasticity_fraction_positive"] = (end > 0).mean(1)
+    out["plasticity_mean_signed"] = end.mean(1)
+    out["plasticity_mean_abs"] = np.abs(end).mean(1)
+    if absf is not None:
+        T = absf.shape[-1]
+        if "stimulus" in trials.periods:
+            w = Window("after_stimulus", trials.periods["stimulus"][:, 1].astype(int), np.full(trials.n_trials, T))
+        else:
+            w = Window("trial", np.zeros(trials.n_trials, int), np.full(trials.n_trials, T))
+        for e in range(n_members):
+            y, m = aligned(absf[e][..., None], w)
+            counts = m.sum(0)
+            keep = counts >= max(1, trials.n_trials // 2)  # steps that most trials reach
+            mean_y = y[:, keep, 0].sum(0) / counts[keep]
+            out["plasticity_timescale_ms"][e] = fit_exponential_timescale(mean_y, dt_ms)
+    return out
+
+
+def _attractors(analysis: xr.Dataset | None, cond: str, seeds, ok_s, trial_ms: float) -> dict[str, np.ndarray]:
+    S = len(seeds)
+    out = {k: np.full(S, np.nan) for k in ("attractor_slow_tau_ms", "n_attractors", "n_saddles", "n_slow_points")}
+    out["attractor_type"] = np.full(S, -1)
+    if analysis is None or cond not in analysis["condition"].values:
+        return out
+    a = analysis.sel(condition=cond).isel(checkpoint=-1)
+    ctx = "zero" if "zero" in a["context"].values else a["context"].values[0]
+    a = a.sel(context=ctx)
+    for i, s in enumerate(seeds):
+        if not ok_s[i] or s not in a["seed"].values:
+            continue  # a missing (diverged) network
+        n = a.sel(seed=s)
+        valid = n["fp_valid"].values
+        att = valid & n["fp_is_fixed"].values & (n["fp_kind"].values == 0)
+        slow = n["fp_tau_ms"].values[att, 0] if att.any() else np.zeros(0)
+        slow = slow[np.isfinite(slow)]
+        out["n_attractors"][i] = att.sum()
+        out["n_saddles"][i] = (valid & n["fp_is_fixed"].values & (n["fp_kind"].values == 1)).sum()
+        out["n_slow_points"][i] = (valid & n["fp_is_slow"].values).sum()
+        out["attractor_slow_tau_ms"][i] = np.median(slow) if len(slow) else np.nan
+        k = int(att.sum())
+        out["attractor_type"][i] = 0 if k == 0 else (3 if len(slow) and slow.max() > trial_ms else (1 if k == 1 else 2))
+    return out
+
+
+def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocked_net=None) -> dict:
+    noise = _noise(net, root, trials.n_trials, task.n_steps, seeds)
+    roll = _run(net, trials, noise)
+    rate = rates_of(net, roll)  # (E, B, T, N)
+    E, _, _, N = rate.shape
+    dt = task.dt_ms
+    out: dict[str, np.ndarray] = {}
+    per_unit = {k: np.full((E, N), np.nan) for k in ("ramp_slope", "ramp_slope_se", "ramp_p_value", "timescale_ms",
+                                                      "timescale_amplitude", "timescale_offset")}
+    per_unit["ramping"] = np.zeros((E, N), bool)
+    per_unit["timescale_status"] = np.ones((E, N), int)
+    L_ac = int((stat_w.stop_b - stat_w.start_b).max())
+    L_ramp = int((ramp_w.stop_b - ramp_w.start_b).max())
+    ac_all = np.full((E, N, L_ac), np.nan)
+    mean_rate = np.full((E, N, L_ramp), np.nan)
+    for k in ("fraction_ramping", "fraction_ramping_uncorrected", "median_abs_ramp_slope", "timescale_median_ms",
+              "fraction_timescale_fitted", "fraction_timescale_long", "participation_ratio"):
+        out[k] = np.full(E, np.nan)
+    for e in range(E):
+        if not ok[e]:
+            continue
+        fit = ramp_slopes(rate[e], ramp_w, dt)
+        rej = benjamini_hochberg(fit.p_n)
+        per_unit["ramp_slope"][e], per_unit["ramp_slope_se"][e], per_unit["ramp_p_value"][e] = fit.slope_n, fit.se_n, fit.p_n
+        per_unit["ramping"][e] = rej
+        finite = np.isfinite(fit.p_n)
+        if finite.any():
+            out["fraction_ramping"][e] = rej[finite].mean()
+            out["fraction_ramping_uncorrected"][e] = (fit.p_n[finite] < ALPHA).mean()
+            out["median_abs_ramp_slope"][e] = np.median(np.abs(fit.slope_n[finite]))
+        R, M = aligned(rate[e], ramp_w)
+        cnt = M.sum(0)
+        mean_rate[e] = np.where(cnt[:, None] > 0, R.sum(0) / np.maximum(cnt, 1)[:, None], np.nan).T
+        ac, pairs = across_trial_autocorrelation(rate[e], stat_w)
+        ac_all[e] = ac.T
+        for n in range(N):
+            tf = fit_autocorrelation_timescale(ac[:, n], pairs, dt, trials.n_trials)
+            per_unit["timescale_ms"][e, n], per_unit["timescale_amplitude"][e, n] = tf.tau_ms, tf.amplitude
+            per_unit["timescale_offset"][e, n], per_unit["timescale_status"][e, n] = tf.offset, tf.status
+        st = per_unit["timescale_status"][e]
+        out["fraction_timescale_fitted"][e] = (st == 0).mean()
+        out["fraction_timescale_long"][e] = (st == 3).mean()
+        out["timescale_median_ms"][e] = np.median(per_unit["timescale_ms"][e][st == 0]) if (st == 0).any() else np.nan
+        out["participation_ratio"][e] = participation_ratio(rate[e])
+    score = task.score(roll.output_exbxtxo.detach().double().numpy(), trials)
+    out["accuracy"] = np.where(ok, score.mean(-1), np.nan)
+    plast = getattr(roll, "plasticity", None)
+    sig = plasticity_signatures(plast, trials, dt, E)
+    out.update({k: np.where(ok, v, np.nan) for k, v in sig.items()})
+    out["accuracy_plasticity_blocked"] = np.full(E, np.nan)
+    if blocked_net is not None:
+        roll_b = _run(blocked_net, trials, noise)
+        out["accuracy_plasticity_blocked"] = np.where(ok, task.score(roll_b.output_exbxtxo.detach().double().numpy(),
+                                                                     trials).mean(-1), np.nan)
+    out["lesion_accuracy_drop"] = out["accuracy"] - out["accuracy_plasticity_blocked"]
+    for k in per_unit:
+        if per_unit[k].dtype.kind == "f":
+            per_unit[k][~ok] = np.nan
+    per_unit["timescale_status"][~ok] = 1
+    return {"net": out, "unit": per_unit, "autocorrelation": ac_all, "mean_rate": mean_rate}
+
+
+def _has_plasticity(net) -> bool:
+    return getattr(net, "plasticity", None) is not None
+
+
+# --------------------------------------------------------------------------------------------- the dataset
+def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write: bool = True) -> xr.Dataset:
+    """Every prediction measure of a finished run (module docstring); writes ``OUT/predictions.nc``
+    atomically (unless ``write`` is False) and returns the dataset."""
+    out = Path(out)
+    ds, protocol = load_run(out)
+    if ds.attrs.get("sweep_dims"):
+        raise AnalysisError("predictions of sweeps are not supported yet; compute them for single protocols")
+    analysis = read_dataset(out / "analysis.nc") if (out / "analysis.nc").is_file() else None
+    root = protocol.config.seed
+    task = protocol_task(protocol)
+    tr = task.sample(numpy_rng(root, "analysis", 3, 0), int(trials))
+    ramp_w = choose_period(tr.periods, RAMP_PERIODS, task.n_steps)
+    stat_w = choose_period(tr.periods, STATIONARY_PERIODS, task.n_steps, min_steps=5)
+    conds = protocol.condition_names
+    seeds = ds["seed"].values
+    C, S = len(conds), len(seeds)
+    results = []
+    for cond in conds:
+        net, ok = trained_network(ds, protocol, cond, plasticity=True)
+        blocked = trained_network(ds, protocol, cond, plasticity=False)[0] if _has_plasticity(net) else None
+        res = _network_measures(net, ok, tr, task, root, seeds, ramp_w, stat_w, blocked)
+        res["net"].update(_attractors(analysis, cond, seeds, ok, task.n_steps * task.dt_ms))
+        results.append(res)
+    N = max(r["unit"]["ramp_slope"].shape[1] for r in results)
+    L_ac = results[0]["autocorrelation"].shape[-1]
+    L_ramp = results[0]["mean_rate"].shape[-1]
+
+    def stack_unit(key, fill):
+        arr = np.full((C, S, N), fill, dtype=results[0]["unit"][key].dtype)
+        for c, r in enumerate(results):
+            arr[c, :, :r["unit"][key].shape[1]] = r["unit"][key]
+        return arr
+
+    pred = xr.Dataset(coords={"condition": conds, "seed": seeds, "unit": np.arange(N),
+                              "lag": np.arange(L_ac) * task.dt_ms, "period_time": np.arange(L_ramp) * task.dt_ms,
+                              "statistic": ["estimate", "ci_low", "ci_high", "p_value"],
+                              "summary_statistic": ["median", "ci_low", "ci_high"]})
+    cu = ("condition", "seed", "unit")
+    unit_attrs = {
+        "ramp_slope": ("1/s", f"slope of the rate over the {ramp_w.name} period (rate units per second; trial fixed effects)"),
+        "ramp_slope_se": ("1/s", "cluster-robust (by trial) standard error of the ramp slope"),
+        "ramp_p_value": ("1", "two-sided p-value of the ramp slope (t-test, cluster-robust SE, trials - 1 df)"),
+        "ramping": ("1", f"significant ramp: Benjamini-Hochberg FDR {ALPHA} across the network's units"),
+        "timescale_ms": ("ms", f"single-unit autocorrelation timescale in the {stat_w.name} period (NaN unless fitted)"),
+        "timescale_amplitude": ("1", "A of the fit A (exp(-lag/tau) + B)"),
+        "timescale_offset": ("1", "B of the fit A (exp(-lag/tau) + B)"),
+        "timescale_status": ("1", "0 fitted, 1 no data, 2 fit failed, 3 longer than measurable"),
+    }
+    for k, (units, long) in unit_attrs.items():
+        fill = False if k == "ramping" else (1 if k == "timescale_status" else np.nan)
+        pred[k] = (cu, stack_unit(k, fill), {"units": units, "long_name": long})
+    pred["timescale_status"].attrs.update(flag_values=[0, 1, 2, 3], flag_meanings=STATUS_MEANINGS)
+    ac = np.full((C, S, N, L_ac), np.nan)
+    mr = np.full((C, S, N, L_ramp), np.nan)
+    for c, r in enumerate(results):
+        n = r["autocorrelation"].shape[1]
+        ac[c, :, :n], mr[c, :, :n] = r["autocorrelation"], r["mean_rate"]
+    pred["autocorrelation"] = (cu + ("lag",), ac, {"units": "1", "long_name": f"across-trial autocorrelation of the rate in the {stat_w.name} period, mean over step pairs per lag"})
+    pred["mean_rate"] = (cu + ("period_time",), mr, {"units": "1", "long_name": f"trial-averaged rate from the onset of the {ramp_w.name} period"})
+    for k, (units, long) in MEASURES.items():
+        pred[k] = (("condition", "seed"), np.stack([r["net"][k] for r in results]), {"units": units, "long_name": long})
+    pred["attractor_type"] = (("condition", "seed"), np.stack([r["net"]["attractor_type"] for r in results]).astype(int),
+                              {"units": "1", "long_name": "attractor type at the final checkpoint (zero input)",
+                               "flag_values": [-1, 0, 1, 2, 3], "flag_meanings": ATTRACTOR_TYPES})
+    for mi, (k, (units, long)) in enumerate(MEASURES.items()):
+        v = pred[k].values
+        pred[f"{k}_summary"] = (("condition", "summary_statistic"),
+                                condition_summary(v, lambda c, mi=mi: numpy_rng(root, "analysis", 3, 2, mi, c)),
+                                {"units": units, "long_name": f"median over seeds and 95 % bootstrap CI: {long}"})
+        eff = np.full((C, 4), np.nan)
+        paired = np.zeros(C, bool)
+        for c in range(1, C):
+            eff[c], paired[c] = paired_or_unpaired(v[0], v[c], numpy_rng(root, "analysis", 3, 3, mi, c))
+        pred[f"{k}_effect"] = (("condition", "statistic"), eff,
+                               {"units": units, "long_name": f"effect vs {conds[0]} (median paired difference or difference of medians, 95 % bootstrap CI, Wilcoxon / Mann-Whitney p): {long}",
+                                "paired": paired.astype(np.int8).tolist()})
+    les = np.full((C, 4), np.nan)
+    for c in range(C):
+        les[c] = paired_or_unpaired(pred["accuracy_plasticity_blocked"].values[c], pred["accuracy"].values[c],
+                                    numpy_rng(root, "analysis", 3, 4, c))[0]
+    pred["lesion_effect"] = (("condition", "statistic"), les,
+                             {"units": "1", "long_name": "accuracy with plasticity minus with it blocked after training: median paired difference, 95 % bootstrap CI, Wilcoxon p"})
+    coords = {"condition": ("", "experimental condition"), "seed": ("", "seed index (shared across conditions)"),
+              "unit": ("", "recurrent unit"), "lag": ("ms", "time lag"), "period_time": ("ms", f"time since the onset of the {ramp_w.name} period"),
+              "statistic": ("", "estimate, 95 % CI bounds and p-value"), "summary_statistic": ("", "median over seeds and 95 % CI bounds")}
+    for name, (units, long) in coords.items():
+        pred[name].attrs.update(units=units, long_name=long)
+    pred.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
+    pred.attrs.update(ramp_period=ramp_w.name, timescale_period=stat_w.name, alpha=ALPHA, n_trials=int(trials),
+                      baseline=conds[0], checkpoint=int(ds["checkpoint"].values[-1]),
+                      analysis_available=int(analysis is not None))
+    if write:
+        write_dataset(pred, out / "predictions.nc")
+    return pred
+
+
+# --------------------------------------------------------------------------------------------- in words
+def _pct(x) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def _ci(row, fmt) -> str:
+    return f"95 % CI {fmt(row[1])}-{fmt(row[2])}"
+
+
+def _p(p) -> str:
+    return "p = n/a" if not np.isfinite(p) else (f"p = {p:.2g}")
+
+
+SENTENCES = {
+    # measure -> (what, formatter)
+    "fraction_ramping": ("of units ramp during the {ramp_period}", _pct),
+    "timescale_median_ms": ("median single-unit autocorrelation timescale during the {timescale_period}", lambda x: f"{x:.0f} ms"),
+    "attractor_slow_tau_ms": ("slowest Jacobian mode at the attractors (median time constant)", lambda x: f"{x:.0f} ms"),
+    "n_attractors": ("attractors (stable fixed points, zero input)", lambda x: f"{x:.1f}"),
+    "participation_ratio": ("participation ratio (dimensionality) of the activity", lambda x: f"{x:.1f}"),
+    "accuracy": ("held-out accuracy", _pct),
+}
+
+
+def prediction_sentences(pred: xr.Dataset) -> list[str]:
+    """The predictions in words, each with its numbers (medians over seeds, 95 % bootstrap CIs, the
+    difference from the baseline condition and its p-value). Measures that are NaN are left out."""
+    conds = [str(c) for c in pred["condition"].values]
+    base = conds[0]
+    lines = []
+    for m, (what, fmt) in SENTENCES.items():
+        if f"{m}_summary" not in pred:
+            continue
+        what = what.format(**{k: pred.attrs.get(k, "period") for k in ("ramp_period", "timescale_period")})
+        summ = pred[f"{m}_summary"].values
+        eff = pred[f"{m}_effect"].values
+        b = summ[0]
+        for c in range(1, len(conds)):
+            s = summ[c]
+            if not (np.isfinite(s[0]) and np.isfinite(b[0])):
+                continue
+            d = eff[c]
+            diff = (f"; difference {fmt(d[0]) if fmt is not _pct else f'{100 * d[0]:+.0f} points'} "
+                    f"({_ci(d, fmt if fmt is not _pct else (lambda x: f'{100 * x:+.0f}'))}, {_p(d[3])})" if np.isfinite(d[0]) else "")
+            if fmt is _pct and m == "fraction_ramping":
+                text = f"{fmt(s[0])} ({_ci(s, fmt)}) {what} with {conds[c]} vs {fmt(b[0])} ({_ci(b, fmt)}) in {base}"
+            else:
+                text = f"{what[0].upper()}{what[1:]}: {fmt(s[0])} ({_ci(s, fmt)}) with {conds[c]} vs {fmt(b[0])} ({_ci(b, fmt)}) in {base}"
+            lines.append(text + diff + f" (medians over seeds, n = {int(np.isfinite(pred[m].values[c]).sum())}).")
+    for c, cond in enumerate(conds):
+        neg = pred["plasticity_fraction_negative_summary"].values[c]
+        if not np.isfinite(neg[0]):
+            continue
+        mag = pred["plasticity_mean_abs_summary"].values[c]
+        signed = pred["plasticity_mean_signed_summary"].values[c]
+        tau = pred["plasticity_timescale_ms_summary"].values[c]
+        text = (f"With {cond}, {_pct(neg[0])} ({_ci(neg, _pct)}) of the short-term synaptic changes are negative at "
+                f"trial end (mean signed change {signed[0]:.3g}); their mean size is {mag[0]:.3g} ({_ci(mag, lambda x: f'{x:.3g}')})")
+        text += (f", and their mean magnitude follows an exponential with time constant {tau[0]:.0f} ms "
+                 f"({_ci(tau, lambda x: f'{x:.0f}')})." if np.isfinite(tau[0]) else ".")
+        lines.append(text)
+        on, off = pred["accuracy_summary"].values[c], pred["accuracy_plasticity_blocked_summary"].values[c]
+        les = pred["lesion_effect"].values[c]
+        if np.isfinite(off[0]):
+            lines.append(f"Blocking the plasticity of {cond} networks after training changes held-out accuracy from "
+                         f"{_pct(on[0])} to {_pct(off[0])} (median loss {100 * les[0]:+.0f} points, "
+                         f"{_ci(les, lambda x: f'{100 * x:+.0f}')}, Wilcoxon {_p(les[3])}).")
+    return lines
