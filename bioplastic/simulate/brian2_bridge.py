@@ -18,7 +18,7 @@ member (:func:`export_network`) and simulated as
 
   * ``anti_hebbian``: a synaptic variable ``F`` (``I_rec_post = (w + F) r_pre``), updated once per
     step after the state update by ``F <- clip((1 - dt/tau_F) F - eta_F (h - h_prev)_post
-    r(h_prev)_pre, +-F_max)``, with ``h_prev`` stored at the start of the step;
+    r(h_prev)_pre, +-F_max)`` (no clip when ``F_max`` is None), with ``h_prev`` stored at the start of the step;
   * ``tsodyks_markram``: per-presynaptic-neuron ``u``, ``x`` integrated with ``h`` (Mongillo et al.
     2008 rate form, ``R = max_rate_hz * max(r, 0)``), clipped to [0, 1] after the step, and
     ``I_rec_post = w s_pre r_pre`` with ``s = u x / U``.
@@ -95,7 +95,7 @@ class Plasticity:
 
     rule: str
     tau_F_ms: float = 500.0
-    F_max: float = 1.0
+    F_max: float | None = None  # None: no clip
     U: float = 0.2
     tau_facilitation_ms: float = 1500.0
     tau_depression_ms: float = 200.0
@@ -174,7 +174,8 @@ def plasticity_of(net) -> tuple[Plasticity | None, np.ndarray | None]:
     if rule not in SUPPORTED_RULES:
         raise Brian2ExportError(f"cannot export the short-term plasticity rule {rule!r} to brian2: supported rules are "
                                 f"{', '.join(SUPPORTED_RULES)}")
-    p = Plasticity(rule=rule, **{k: float(getattr(cfg, k)) for k in Plasticity.__dataclass_fields__ if k != "rule"})
+    values = {k: getattr(cfg, k) for k in Plasticity.__dataclass_fields__ if k != "rule"}
+    p = Plasticity(rule=rule, **{k: None if v is None else float(v) for k, v in values.items()})
     eta = getattr(stp, "eta_e", None)
     if eta is None:
         eta = np.full(net.n_members, float(getattr(cfg, "eta_F", 0.0)))
@@ -333,7 +334,7 @@ def _build(b2, exp: ExportedNetwork, inputs_bxtxi: np.ndarray, noise_mxbxtxn: np
         ns[_NAMES["xi"]] = b2.TimedArray(noise_mxbxtxn.transpose(2, 0, 1, 3).reshape(T, K * N), dt=dt_task * ms,
                                          name=_NAMES["xi"])
     if stp is not None:
-        ns.update({"tau_F": stp.tau_F_ms * ms, "F_max": stp.F_max, "U": stp.U, "tau_fac": stp.tau_facilitation_ms * ms,
+        ns.update({"tau_F": stp.tau_F_ms * ms, "F_max": stp.F_max if stp.F_max is not None else 0.0, "U": stp.U, "tau_fac": stp.tau_facilitation_ms * ms,
                    "tau_dep": stp.tau_depression_ms * ms, "max_rate": stp.max_rate_hz * Hz})
     clock = dict(dt=dt_sim * ms)
     G = b2.NeuronGroup(K * N, _neuron_equations(exp, I, noise_mxbxtxn is not None), method="euler", namespace=ns,
@@ -357,9 +358,10 @@ def _build(b2, exp: ExportedNetwork, inputs_bxtxi: np.ndarray, noise_mxbxtxn: np
     if stp is not None and stp.rule == "anti_hebbian":
         G.eta_F = np.repeat(exp.eta_F_m, B * N)
         objects.append(G.run_regularly("h_prev = h", when="start", order=0, name=_NAMES["hold"]))
-        objects.append(S.run_regularly(
-            "F = clip(F * (1 - dt / tau_F) - eta_F_post * (h_post - h_prev_post) * r_prev_pre, -F_max, F_max)",
-            when="after_groups", name=_NAMES["F"]))
+        update = "F * (1 - dt / tau_F) - eta_F_post * (h_post - h_prev_post) * r_prev_pre"
+        if stp.F_max is not None:
+            update = f"clip({update}, -F_max, F_max)"
+        objects.append(S.run_regularly(f"F = {update}", when="after_groups", name=_NAMES["F"]))
     if stp is not None and stp.rule == "tsodyks_markram":
         G.u_tm = stp.U
         G.x_tm = 1.0

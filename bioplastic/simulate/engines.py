@@ -4,7 +4,8 @@
 several (a leading ``seed`` dim holding the member indices):
 
 - ``state``  (trial, time, unit):   h_t, the state after step t
-- ``output`` (trial, time, output): y_t = W_out phi(h_t) + b_out
+- ``readout`` (trial, time, output): y_t = W_out phi(h_t) + b_out (not named ``output``: a variable
+  cannot share its name with one of its dims in xarray)
 - with short-term plasticity: ``F_end`` (trial, unit, unit_pre), the anti-Hebbian efficacies at
   trial end, or ``efficacy`` (trial, time, unit_pre), the Tsodyks-Markram s_t = u_t x_t / U
 
@@ -26,11 +27,11 @@ from .brian2_bridge import _members, export_network, run_brian2
 
 VARIABLES: dict[str, tuple[str, str]] = {
     "state": ("1", "hidden state h_t after step t"),
-    "output": ("1", "readout y_t = W_out phi(h_t) + b_out"),
+    "readout": ("1", "readout y_t = W_out phi(h_t) + b_out"),
     "F_end": ("1", "anti-Hebbian fast efficacy F at the end of the trial [unit, unit_pre]"),
     "efficacy": ("1", "Tsodyks-Markram efficacy s_t = u_t x_t / U of each presynaptic unit after step t"),
 }
-DIMS = {"state": ("trial", "time", "unit"), "output": ("trial", "time", "output"),
+DIMS = {"state": ("trial", "time", "unit"), "readout": ("trial", "time", "output"),
         "F_end": ("trial", "unit", "unit_pre"), "efficacy": ("trial", "time", "unit_pre")}
 
 
@@ -43,7 +44,7 @@ def _dataset(arrays_m: dict[str, np.ndarray], members: tuple[int, ...], single: 
                             "time": ("time", np.arange(T), {"units": "steps", "long_name": "task step t"}),
                             "time_ms": ("time", (np.arange(T) + 1) * dt_task, {"units": "ms", "long_name": "end of step t"}),
                             "unit": np.arange(arrays_m["state"].shape[3]),
-                            "output": np.arange(arrays_m["output"].shape[3])})
+                            "output": np.arange(arrays_m["readout"].shape[3])})
     for name, values in arrays_m.items():
         units, long_name = VARIABLES[name]
         ds[name] = (("seed",) + DIMS[name], values, {"units": units, "long_name": long_name})
@@ -77,7 +78,7 @@ def simulate_torch(net, member: int | Sequence[int], inputs_bxtxi: np.ndarray,
             xi = torch.as_tensor(np.asarray(noise_bxtxn), dtype=net.dtype).expand(E, *np.shape(noise_bxtxn)).contiguous()
         roll = net.run(u_e, xi)
     idx = list(members)
-    arrays = {"state": roll.state_exbxtxn.double().numpy()[idx], "output": roll.output_exbxtxo.double().numpy()[idx]}
+    arrays = {"state": roll.state_exbxtxn.double().numpy()[idx], "readout": roll.output_exbxtxo.double().numpy()[idx]}
     plast = getattr(roll, "plasticity", None) or {}
     if "F_end_exbxnxn" in plast:
         arrays["F_end"] = plast["F_end_exbxnxn"].double().numpy()[idx]
@@ -100,7 +101,7 @@ def simulate_brian2(net, member: int | Sequence[int], inputs_bxtxi: np.ndarray, 
     exp = export_network(net, member)
     res = run_brian2(exp, _inputs(net, inputs_bxtxi), noise_bxtxn=noise_bxtxn, dt_ms=dt_ms, codegen=codegen,
                      cache_dir=cache_dir, seed=seed)
-    arrays = {"state": res.state_mxbxtxn, "output": res.output_mxbxtxo}
+    arrays = {"state": res.state_mxbxtxn, "readout": res.output_mxbxtxo}
     if "F_end_mxbxnxn" in res.plasticity:
         arrays["F_end"] = res.plasticity["F_end_mxbxnxn"]
     if "efficacy_mxbxtxn" in res.plasticity:
@@ -132,11 +133,11 @@ def discretisation_error(net, member: int, inputs_bxtxi: np.ndarray, refine: int
     For each ``refine`` factor k the brian2 step is dt_task / k (inputs held piecewise constant over
     each task step); as k grows brian2 approaches the continuous-time solution, so the error at large
     k is the torch engine's discretisation error. Returns ``relative_error_state`` and
-    ``relative_error_output`` (dim ``refine``, coord ``dt_ms``), max norm over trials, time and units.
+    ``relative_error_readout`` (dim ``refine``, coord ``dt_ms``), max norm over trials, time and units.
     """
     ks = [int(refine)] if isinstance(refine, (int, np.integer)) else [int(k) for k in refine]
     ref = simulate_torch(net, member, inputs_bxtxi)
-    err = {"state": [], "output": []}
+    err = {"state": [], "readout": []}
     used = set()
     for k in ks:
         fine = simulate_brian2(net, member, inputs_bxtxi, dt_ms=net.dt_ms / k, codegen=codegen, cache_dir=cache_dir)
