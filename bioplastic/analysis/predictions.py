@@ -39,7 +39,8 @@ Measures per network (dims ``condition, seed``) and per unit (``condition, seed,
   lags, a correlation at the first lag below ``3 / sqrt(trials)`` (none measurable), non-finite
   covariance, ``A`` not above twice its standard error, the standard error of
   ``tau`` above ``tau``, or ``tau`` at its lower bound ``dt / 10``: faster than resolvable); 3 longer
-  than measurable (``tau`` at its upper bound, 10 x the period's length).
+  than measurable (``tau`` beyond the longest lag fitted, where the decay cannot be told apart from
+  the offset ``B``; the fit's upper bound is 10 x the period's length).
   ``timescale_ms`` is NaN unless the status is 0. Per network: ``timescale_median_ms`` over fitted
   units, ``fraction_timescale_long`` (status 3) and ``fraction_timescale_fitted`` (status 0).
 - **Jacobian slow modes, attractor count and type**, read from ``OUT/analysis.nc`` at its final
@@ -315,23 +316,28 @@ def fit_autocorrelation_timescale(ac_l, pairs_l, dt_ms: float, n_trials: int) ->
     if not y[0] > 3 / np.sqrt(max(n_trials, 1)):  # no measurable autocorrelation at the first lag
         return TimescaleFit(np.nan, np.nan, np.nan, 2)
     t_lo, t_hi = TAU_MIN_DT * dt_ms, TAU_MAX_WINDOW * len(ac) * dt_ms
-    below = np.flatnonzero(y < y[0] / np.e)
+    # fitted as A exp(-lag/tau) + C with C = A B (A and C bounded; B = C / A can be large when a
+    # unit holds a stable trial-to-trial difference on top of a small decaying part)
+    c0 = float(np.clip(y[-1], -0.99, 0.99))
+    target = c0 + (y[0] - c0) / np.e
+    below = np.flatnonzero(y < target)
     tau0 = float(np.clip(x[below[0]] if len(below) else x[-1] / 2, 2 * t_lo, t_hi / 2))
-    a0 = float(np.clip(max(y[0], 0.05) * np.exp(x[0] / tau0), 1e-3, 1.9))
+    a0 = float(np.clip((y[0] - c0) * np.exp(x[0] / tau0), 1e-3, 1.9))
 
-    def f(lag, A, tau, Bo):
-        return A * (np.exp(-lag / tau) + Bo)
+    def f(lag, A, tau, C):
+        return A * np.exp(-lag / tau) + C
 
-    fit = _curve_fit(f, x, y, (a0, tau0, 0.0), (0.0, t_lo, -1.0), (2.0, t_hi, 1.0), sigma=1 / np.sqrt(pairs[use]))
+    fit = _curve_fit(f, x, y, (a0, tau0, c0), (0.0, t_lo, -1.0), (2.0, t_hi, 1.0), sigma=1 / np.sqrt(pairs[use]))
     if fit is None:
         return TimescaleFit(np.nan, np.nan, np.nan, 2)
     p, se = fit
-    if p[1] >= t_hi * 0.999:
-        return TimescaleFit(np.nan, float(p[0]), float(p[2]), 3)
+    offset = float(p[2] / p[0]) if p[0] > 0 else np.nan
+    if p[1] >= x[-1]:  # beyond the longest lag fitted, the decay cannot be told from the offset
+        return TimescaleFit(np.nan, float(p[0]), offset, 3)
     # no decaying component distinguishable from zero, or tau undetermined / below resolution
     if p[0] <= 2 * se[0] or se[1] > p[1] or p[1] <= t_lo * 1.001:
         return TimescaleFit(np.nan, np.nan, np.nan, 2)
-    return TimescaleFit(float(p[1]), float(p[0]), float(p[2]), 0)
+    return TimescaleFit(float(p[1]), float(p[0]), offset, 0)
 
 
 def fit_exponential_timescale(y_t, dt_ms: float) -> float:
@@ -647,54 +653,66 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write:
 
 
 # --------------------------------------------------------------------------------------------- in words
-def _pct(x) -> str:
-    return f"{100 * x:.0f} %"
+def _value(kind: str, x: float, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    if kind == "pct":
+        return f"{100 * x:{sign}.0f} %" if not signed else f"{100 * x:+.0f} percentage points"
+    if kind == "ms":
+        return f"{x:{sign}.0f} ms"
+    return f"{x:{sign}.2f}" if abs(x) < 10 else f"{x:{sign}.1f}"
 
 
-def _ci(row, fmt) -> str:
-    return f"95 % CI {fmt(row[1])}-{fmt(row[2])}"
+def _ci(kind: str, lo: float, hi: float, signed: bool = False) -> str:
+    if kind == "pct":
+        return f"95 % CI {100 * lo:{'+' if signed else ''}.0f} to {100 * hi:{'+' if signed else ''}.0f}" + ("" if signed else " %")
+    return f"95 % CI {_value(kind, lo, signed)} to {_value(kind, hi, signed)}"
 
 
-def _p(p) -> str:
-    return "p = n/a" if not np.isfinite(p) else (f"p = {p:.2g}")
+def _p(p: float) -> str:
+    return "p = n/a" if not np.isfinite(p) else f"p = {p:.2g}"
 
 
+#: measure -> (sentence template, value kind); {est} {ci} {cond} {b_est} {b_ci} {base} are filled in
 SENTENCES = {
-    # measure -> (what, formatter)
-    "fraction_ramping": ("of units ramp during the {ramp_period}", _pct),
-    "timescale_median_ms": ("median single-unit autocorrelation timescale during the {timescale_period}", lambda x: f"{x:.0f} ms"),
-    "attractor_slow_tau_ms": ("slowest Jacobian mode at the attractors (median time constant)", lambda x: f"{x:.0f} ms"),
-    "n_attractors": ("attractors (stable fixed points, zero input)", lambda x: f"{x:.1f}"),
-    "participation_ratio": ("participation ratio (dimensionality) of the activity", lambda x: f"{x:.1f}"),
-    "accuracy": ("held-out accuracy", _pct),
+    "fraction_ramping": ("{est} ({ci}) of units ramp during the {ramp_period} with {cond} vs {b_est} ({b_ci}) in {base}", "pct"),
+    "timescale_median_ms": ("Median single-unit autocorrelation timescale during the {timescale_period}: {est} ({ci}) with "
+                            "{cond} vs {b_est} ({b_ci}) in {base}", "ms"),
+    "attractor_slow_tau_ms": ("Slowest Jacobian mode at the attractors (median time constant): {est} ({ci}) with {cond} vs "
+                              "{b_est} ({b_ci}) in {base}", "ms"),
+    "n_attractors": ("Attractors (stable fixed points, zero input): {est} ({ci}) with {cond} vs {b_est} ({b_ci}) in {base}", "num"),
+    "participation_ratio": ("Participation ratio (dimensionality) of the activity: {est} ({ci}) with {cond} vs {b_est} "
+                            "({b_ci}) in {base}", "num"),
+    "accuracy": ("Held-out accuracy: {est} ({ci}) with {cond} vs {b_est} ({b_ci}) in {base}", "pct"),
 }
 
 
 def prediction_sentences(pred: xr.Dataset) -> list[str]:
-    """The predictions in words, each with its numbers (medians over seeds, 95 % bootstrap CIs, the
-    difference from the baseline condition and its p-value). Measures that are NaN are left out."""
+    """The predictions in words, each with its numbers: medians over seeds with 95 % bootstrap CIs,
+    the effect against the baseline condition with its CI and p-value, and the number of seeds.
+    Measures that are NaN are left out."""
     conds = [str(c) for c in pred["condition"].values]
     base = conds[0]
+    periods = {k: pred.attrs.get(k, "period") for k in ("ramp_period", "timescale_period")}
     lines = []
-    for m, (what, fmt) in SENTENCES.items():
+    for m, (template, kind) in SENTENCES.items():
         if f"{m}_summary" not in pred:
             continue
-        what = what.format(**{k: pred.attrs.get(k, "period") for k in ("ramp_period", "timescale_period")})
-        summ = pred[f"{m}_summary"].values
-        eff = pred[f"{m}_effect"].values
+        summ, eff = pred[f"{m}_summary"].values, pred[f"{m}_effect"].values
+        paired = list(pred[f"{m}_effect"].attrs.get("paired", [1] * len(conds)))
         b = summ[0]
         for c in range(1, len(conds)):
             s = summ[c]
             if not (np.isfinite(s[0]) and np.isfinite(b[0])):
                 continue
+            text = template.format(est=_value(kind, s[0]), ci=_ci(kind, s[1], s[2]), cond=conds[c],
+                                   b_est=_value(kind, b[0]), b_ci=_ci(kind, b[1], b[2]), base=base, **periods)
             d = eff[c]
-            diff = (f"; difference {fmt(d[0]) if fmt is not _pct else f'{100 * d[0]:+.0f} points'} "
-                    f"({_ci(d, fmt if fmt is not _pct else (lambda x: f'{100 * x:+.0f}'))}, {_p(d[3])})" if np.isfinite(d[0]) else "")
-            if fmt is _pct and m == "fraction_ramping":
-                text = f"{fmt(s[0])} ({_ci(s, fmt)}) {what} with {conds[c]} vs {fmt(b[0])} ({_ci(b, fmt)}) in {base}"
-            else:
-                text = f"{what[0].upper()}{what[1:]}: {fmt(s[0])} ({_ci(s, fmt)}) with {conds[c]} vs {fmt(b[0])} ({_ci(b, fmt)}) in {base}"
-            lines.append(text + diff + f" (medians over seeds, n = {int(np.isfinite(pred[m].values[c]).sum())}).")
+            n = int((np.isfinite(pred[m].values[c]) & np.isfinite(pred[m].values[0])).sum()) if paired[c] else None
+            if np.isfinite(d[0]):
+                what, test = (("median paired difference", "Wilcoxon") if paired[c] else ("difference of medians", "Mann-Whitney"))
+                text += (f"; {what} {_value(kind, d[0], True)} ({_ci(kind, d[1], d[2], True)}; {test} {_p(d[3])}"
+                         + (f"; {n} paired seeds)" if n else ")"))
+            lines.append(text + ".")
     for c, cond in enumerate(conds):
         neg = pred["plasticity_fraction_negative_summary"].values[c]
         if not np.isfinite(neg[0]):
@@ -702,15 +720,16 @@ def prediction_sentences(pred: xr.Dataset) -> list[str]:
         mag = pred["plasticity_mean_abs_summary"].values[c]
         signed = pred["plasticity_mean_signed_summary"].values[c]
         tau = pred["plasticity_timescale_ms_summary"].values[c]
-        text = (f"With {cond}, {_pct(neg[0])} ({_ci(neg, _pct)}) of the short-term synaptic changes are negative at "
-                f"trial end (mean signed change {signed[0]:.3g}); their mean size is {mag[0]:.3g} ({_ci(mag, lambda x: f'{x:.3g}')})")
-        text += (f", and their mean magnitude follows an exponential with time constant {tau[0]:.0f} ms "
-                 f"({_ci(tau, lambda x: f'{x:.0f}')})." if np.isfinite(tau[0]) else ".")
+        text = (f"With {cond}, {_value('pct', neg[0])} ({_ci('pct', neg[1], neg[2])}) of the short-term synaptic changes "
+                f"are negative at trial end (mean signed change {signed[0]:.3g}, mean size {mag[0]:.3g}, "
+                f"95 % CI {mag[1]:.3g} to {mag[2]:.3g})")
+        text += (f"; their mean magnitude follows an exponential with time constant {_value('ms', tau[0])} "
+                 f"({_ci('ms', tau[1], tau[2])})." if np.isfinite(tau[0]) else ".")
         lines.append(text)
         on, off = pred["accuracy_summary"].values[c], pred["accuracy_plasticity_blocked_summary"].values[c]
         les = pred["lesion_effect"].values[c]
-        if np.isfinite(off[0]):
-            lines.append(f"Blocking the plasticity of {cond} networks after training changes held-out accuracy from "
-                         f"{_pct(on[0])} to {_pct(off[0])} (median loss {100 * les[0]:+.0f} points, "
-                         f"{_ci(les, lambda x: f'{100 * x:+.0f}')}, Wilcoxon {_p(les[3])}).")
+        if np.isfinite(off[0]) and np.isfinite(les[0]):
+            lines.append(f"Blocking the plasticity of trained {cond} networks changes held-out accuracy from "
+                         f"{_value('pct', on[0])} to {_value('pct', off[0])}; with minus without plasticity: "
+                         f"{_value('pct', les[0], True)} ({_ci('pct', les[1], les[2], True)}; Wilcoxon {_p(les[3])}).")
     return lines

@@ -286,7 +286,7 @@ def test_predictions_nc_of_a_tiny_run(tiny_run):
     np.testing.assert_array_equal(again["ramp_slope"], pred["ramp_slope"])
     text = prediction_sentences(stored)
     assert any("of units ramp during the delay with tcr_plasticity vs" in s for s in text)
-    assert any("Blocking the plasticity of tcr_plasticity" in s for s in text)
+    assert any("Blocking the plasticity of trained tcr_plasticity networks" in s for s in text)
     assert all("nan" not in s for s in text)
 
 
