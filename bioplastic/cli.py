@@ -1,4 +1,4 @@
-"""Command line: ``python -m bioplastic {run,validate,list,schema}``. Thin: parse, call, print.
+"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,list,schema}``. Thin: parse, call, print.
 
 Exit status: 0 success, 2 bad input (protocol, override, output folder), 130 interrupted.
 """
@@ -32,6 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
     ana = sub.add_parser("analyze", help="phase-space analysis of a finished run's checkpoints (writes OUT/analysis.nc; no retraining)")
     ana.add_argument("out", help="a finished run's folder (holding results.nc)")
+    sim = sub.add_parser("simulate", help="re-simulate a finished run's trained networks in brian2 and torch (writes OUT/brian2.nc)")
+    sim.add_argument("out", help="a finished run's folder (holding results.nc)")
+    sim.add_argument("--engine", choices=("brian2",), default="brian2", help="the independent simulator (brian2)")
+    sim.add_argument("--trials", type=int, default=32, help="held-out trials per network (default 32)")
+    sim.add_argument("--codegen", choices=("cython", "numpy"), default="cython",
+                     help="brian2 target: cython (compiled, cached in OUT/brian2_cache; numpy if no compiler) or numpy")
+    sim.add_argument("--dt-ms", type=float, help="brian2 step in ms (default: the task's; a divisor of it gives "
+                                                  "the torch engine's discretisation error)")
     rep = sub.add_parser("report", help="rebuild OUT/report.html (and figures) from a finished run, recomputing nothing")
     rep.add_argument("out", help="a finished run's folder (holding results.nc)")
     sub.add_parser("list", help="list tasks, model kinds and specs, learning rules and schedules")
@@ -56,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_analyze(Path(args.out))
         if args.command == "report":
             return cmd_report(Path(args.out))
+        if args.command == "simulate":
+            return cmd_simulate(Path(args.out), args.trials, args.codegen, args.dt_ms)
         if args.command == "schema":
             from .protocol.docs import schema_text
 
@@ -109,6 +119,19 @@ def gr_line(analysis) -> str:
         lines.append(f"GR before the drop, {cond}: {(lead[ok] > 0).sum()}/{ok.sum()} networks with both a GR event "
                      f"and a drop ({lead.size} analysed); median lead {ci}")
     return "\n".join(lines)
+
+
+def cmd_simulate(out: Path, trials: int, codegen: str, dt_ms: float | None) -> int:
+    from .simulate.run import FILE, SimulateError, agreement_line, simulate_run
+
+    try:
+        result = simulate_run(out, trials=trials, codegen=codegen, dt_ms=dt_ms,
+                              progress=lambda cond: print(f"re-simulating {cond} ...", file=sys.stderr))
+    except (SimulateError, ValueError) as exc:
+        return _fail(str(exc))
+    print(out / FILE)
+    print(agreement_line(result))
+    return 0
 
 
 def cmd_report(out: Path) -> int:
