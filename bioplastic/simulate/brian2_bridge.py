@@ -145,7 +145,9 @@ class Brian2Result:
                 ``efficacy_mxbxtxn`` (tsodyks_markram: s_t = u_t x_t / U per presynaptic unit)
     codegen: the target that ran ('cython' or 'numpy');  dt_ms: the brian2 step
     timings_s: wall time of 'build' (objects, synapses), 'run' (code generation, compilation, the
-               loop) and 'extract' (monitor data to arrays)
+               loop) and 'extract' (monitor data to arrays); with ``profile``, 'loop' (the time
+               steps themselves, summed over brian2's code objects)
+    profile_s: with ``profile``, the loop time of each brian2 code object (name -> s)
     """
 
     state_mxbxtxn: np.ndarray
@@ -154,6 +156,7 @@ class Brian2Result:
     codegen: str
     dt_ms: float
     timings_s: dict[str, float] = field(default_factory=dict)
+    profile_s: dict[str, float] = field(default_factory=dict)
 
 
 # -- export -----------------------------------------------------------------------------------------
@@ -418,7 +421,7 @@ def _extract(mons, S, exp: ExportedNetwork, B: int, T: int) -> tuple[np.ndarray,
 
 def run_brian2(exp: ExportedNetwork, inputs_bxtxi: np.ndarray, *, noise_bxtxn: np.ndarray | None = None,
                dt_ms: float | None = None, codegen: str = "cython", cache_dir: str | Path | None = None,
-               seed: int | None = None) -> Brian2Result:
+               seed: int | None = None, profile: bool = False) -> Brian2Result:
     """Simulate every exported member on the same trials in brian2.
 
     inputs_bxtxi: (trial, time, input) on the task grid (``exp.dt_ms``); noise_bxtxn: standard-normal
@@ -426,6 +429,7 @@ def run_brian2(exp: ExportedNetwork, inputs_bxtxi: np.ndarray, *, noise_bxtxn: n
     noise-free. dt_ms: brian2 step, the task step divided by a whole number (default: the task step).
     codegen: 'cython' (cache in ``cache_dir``; falls back to 'numpy' with a warning when it cannot
     compile) or 'numpy'. seed: for ``brian2.seed`` (NumPy's global state is restored afterwards).
+    profile: time brian2's code objects inside the loop (``Brian2Result.profile_s``).
     """
     if codegen not in CODEGENS:
         raise ValueError(f"codegen: expected one of {', '.join(CODEGENS)}, got {codegen!r}")
@@ -450,25 +454,29 @@ def run_brian2(exp: ExportedNetwork, inputs_bxtxi: np.ndarray, *, noise_bxtxn: n
                           f"(slower, same numbers)", RuntimeWarning, stacklevel=2)
             codegen = "numpy"
     try:
-        return _run_target(exp, inputs, noise, dt_sim, codegen, cache, seed)
+        return _run_target(exp, inputs, noise, dt_sim, codegen, cache, seed, profile)
     except Exception as exc:
         if codegen != "cython" or not _is_compile_error(exc):
             raise
         warnings.warn(f"brian2: compiling the generated cython code failed ({type(exc).__name__}: "
                       f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); falling back to the numpy "
                       f"target", RuntimeWarning, stacklevel=2)
-        return _run_target(exp, inputs, noise, dt_sim, "numpy", cache, seed)
+        return _run_target(exp, inputs, noise, dt_sim, "numpy", cache, seed, profile)
 
 
-def _run_target(exp, inputs, noise, dt_sim, target, cache, seed) -> Brian2Result:
+def _run_target(exp, inputs, noise, dt_sim, target, cache, seed, profile=False) -> Brian2Result:
     B, T, _ = inputs.shape
     with _session(target, cache, seed) as b2:
         t0 = time.perf_counter()
         net, mons, S = _build(b2, exp, inputs, noise, dt_sim)
         t1 = time.perf_counter()
         # T task steps plus one brian2 step, so that the monitors see the state after step T - 1
-        net.run((T * exp.dt_ms + dt_sim) * b2.ms, namespace={})
+        net.run((T * exp.dt_ms + dt_sim) * b2.ms, namespace={}, profile=profile)
         t2 = time.perf_counter()
         state, output, plast = _extract(mons, S, exp, B, T)
         t3 = time.perf_counter()
-    return Brian2Result(state, output, plast, target, dt_sim, {"build": t1 - t0, "run": t2 - t1, "extract": t3 - t2})
+        timings = {"build": t1 - t0, "run": t2 - t1, "extract": t3 - t2}
+        prof = {name: float(t) for name, t in net.profiling_info} if profile else {}
+        if profile:
+            timings["loop"] = sum(prof.values())
+    return Brian2Result(state, output, plast, target, dt_sim, timings, prof)

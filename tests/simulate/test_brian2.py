@@ -221,10 +221,10 @@ def test_compile_failure_falls_back_but_model_errors_propagate(monkeypatch):
     real = brian2_bridge._run_target
     monkeypatch.setattr(brian2_bridge, "cython_available", lambda cache_dir=None: (True, ""))
 
-    def failing_compile(exp, inputs, noise, dt, target, cache, seed):
+    def failing_compile(exp, inputs, noise, dt, target, cache, seed, profile):
         if target == "cython":
             raise RuntimeError("error in code object") from CompileError("g++ exited with status 1")
-        return real(exp, inputs, noise, dt, target, cache, seed)
+        return real(exp, inputs, noise, dt, target, cache, seed, profile)
 
     monkeypatch.setattr(brian2_bridge, "_run_target", failing_compile)
     with pytest.warns(RuntimeWarning, match="compiling the generated cython code failed"):
