@@ -247,11 +247,19 @@ def tiny_run(tmp_path_factory):
     return out
 
 
-def test_predictions_nc_of_a_tiny_run(tiny_run):
+@pytest.fixture(scope="module")
+def tiny_pred(tiny_run):
     before = (tiny_run / "results.nc").read_bytes()
     pred = compute_predictions(tiny_run, trials=24)
     assert (tiny_run / "results.nc").read_bytes() == before
+    return pred
+
+
+def test_predictions_nc_of_a_tiny_run(tiny_run, tiny_pred):
+    pred = tiny_pred
     stored = read_dataset(tiny_run / "predictions.nc")
+    import xarray as xr
+    xr.testing.assert_identical(stored, pred)  # the file holds what was returned
     for name in list(stored.data_vars) + list(stored.coords):
         assert "units" in stored[name].attrs and stored[name].attrs["long_name"], name
     for k in ("ramp_slope", "ramp_p_value", "ramping", "timescale_ms", "timescale_status"):
@@ -288,6 +296,18 @@ def test_predictions_nc_of_a_tiny_run(tiny_run):
     assert any("of units ramp during the delay with tcr_plasticity vs" in s for s in text)
     assert any("Blocking the plasticity of trained tcr_plasticity networks" in s for s in text)
     assert all("nan" not in s for s in text)
+
+
+def test_prediction_figures_draw_from_the_dataset(tiny_pred):
+    import matplotlib.pyplot as plt
+
+    from bioplastic.plotting import predictions as figs
+
+    for draw in (figs.ramping_examples, figs.ramp_distributions, figs.timescale_distributions):
+        axes = np.atleast_1d(draw(tiny_pred))
+        assert all(ax.get_xlabel() for ax in axes), draw.__name__
+        assert axes[0].get_ylabel(), draw.__name__
+        plt.close(axes[0].figure)
 
 
 def test_predictions_without_analysis_nc(tiny_run, tmp_path):

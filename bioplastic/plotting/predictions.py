@@ -1,0 +1,146 @@
+"""Figures of the predictions (``OUT/predictions.nc``): ramping examples, ramp-slope and timescale
+distributions. They take the dataset and return Axes; they compute nothing beyond selecting what
+is stored (and drawing the stored fit ``A exp(-lag/tau) + A B``)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from .curves import COLORS  # noqa: E402
+
+
+def _first_seed_with(pred: xr.Dataset, cond, var: str):
+    for s in pred["seed"].values:
+        if np.isfinite(pred[var].sel(condition=cond, seed=s).values.astype(float)).any():
+            return s
+    return pred["seed"].values[0]
+
+
+def ramping_examples(pred: xr.Dataset, n_units: int = 3, axes=None):
+    """Per condition (columns), the first seed: trial-averaged rate from the ramp period's onset of
+    the ``n_units`` ramping units with the largest |slope| (solid) and of the non-ramping unit with
+    the smallest |slope| (grey dashed). Legend: unit and slope (rate units per second)."""
+    conds = list(pred["condition"].values)
+    if axes is None:
+        _, axes = plt.subplots(1, len(conds), figsize=(4.2 * len(conds), 3.4), sharey=True, squeeze=False)
+        axes = axes[0]
+    period = pred.attrs.get("ramp_period", "period")
+    t = pred["period_time"].values
+    for j, cond in enumerate(conds):
+        ax = axes[j]
+        s = _first_seed_with(pred, cond, "ramp_slope")
+        sub = pred.sel(condition=cond, seed=s)
+        slope = sub["ramp_slope"].values
+        ramp = sub["ramping"].values.astype(bool) & np.isfinite(slope)
+        order = np.argsort(-np.abs(np.where(ramp, slope, 0)))
+        shown = [u for u in order[:n_units] if ramp[u]]
+        for k, u in enumerate(shown):
+            ax.plot(t, sub["mean_rate"].values[u], color=COLORS[k % len(COLORS)], lw=1.5,
+                    label=f"unit {u}: {slope[u]:+.2f} /s")
+        flat = np.flatnonzero(~ramp & np.isfinite(slope))
+        if len(flat):
+            u = flat[np.argmin(np.abs(slope[flat]))]
+            ax.plot(t, sub["mean_rate"].values[u], color="0.5", ls="--", lw=1.2, label=f"unit {u}: not ramping")
+        frac = float(sub["fraction_ramping"])
+        ax.set_title(f"{cond}, seed {s}: {100 * frac:.0f} % of units ramp" if np.isfinite(frac) else f"{cond}, seed {s}",
+                     fontsize=9)
+        ax.set_xlabel(f"time from {period} onset (ms)")
+        if shown or len(flat):
+            ax.legend(fontsize=7, loc="best")
+    axes[0].set_ylabel("rate (trial average)")
+    return axes
+
+
+def ramp_distributions(pred: xr.Dataset, axes=None):
+    """Left: ramp slopes of all units of all seeds per condition (step histograms; significant
+    units' share in the legend). Right: fraction of ramping units per network (one dot per seed),
+    the median over seeds (bar) and its 95 % CI (vertical line)."""
+    conds = list(pred["condition"].values)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})
+    left, right = axes
+    slopes = pred["ramp_slope"].values
+    finite = slopes[np.isfinite(slopes)]
+    lim = np.quantile(np.abs(finite), 0.99) if finite.size else 1.0
+    bins = np.linspace(-lim, lim, 41) if lim > 0 else 41
+    for j, cond in enumerate(conds):
+        v = pred["ramp_slope"].sel(condition=cond).values.ravel()
+        r = pred["ramping"].sel(condition=cond).values.ravel().astype(bool)
+        ok = np.isfinite(v)
+        if ok.any():
+            left.hist(np.clip(v[ok], -lim, lim), bins=bins, histtype="step", lw=1.5, color=COLORS[j % len(COLORS)],
+                      label=f"{cond} ({100 * r[ok].mean():.0f} % ramp)")
+    left.set_xlabel(f"ramp slope during the {pred.attrs.get('ramp_period', 'period')} (rate units / s)")
+    left.set_ylabel("units (all seeds)")
+    left.legend(fontsize=7)
+    for j, cond in enumerate(conds):
+        v = pred["fraction_ramping"].sel(condition=cond).values
+        x = j + (np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else np.zeros(1))
+        right.plot(x, 100 * v, "o", color=COLORS[j % len(COLORS)])
+        med, lo, hi = pred["fraction_ramping_summary"].sel(condition=cond).values
+        if np.isfinite(med):
+            right.hlines(100 * med, j - 0.25, j + 0.25, color="k")
+            right.vlines(j + 0.3, 100 * lo, 100 * hi, color="k", lw=1.5)
+        p = pred["fraction_ramping_effect"].sel(condition=cond, statistic="p_value").values
+        if j > 0 and np.isfinite(p):
+            right.text(j, 103, f"p={float(p):.2g}", ha="center", va="bottom", fontsize=8)
+    right.set_xticks(range(len(conds)), [str(c) for c in conds])
+    right.set_ylim(0, 112)
+    right.set_xlabel("condition")
+    right.set_ylabel("ramping units (%)\n(BH FDR 5 %)")
+    right.set_title("median — with 95 % CI |; p vs first condition", fontsize=8)
+    return axes
+
+
+def timescale_distributions(pred: xr.Dataset, axes=None):
+    """Left: single-unit autocorrelation timescales of the fitted units of all seeds per condition
+    (log axis; the fraction fitted and the fraction longer than measurable in the legend). Right:
+    per condition, the across-trial autocorrelation of the fitted unit whose timescale is nearest
+    the condition's median (dots) and its stored fit (line)."""
+    conds = list(pred["condition"].values)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    left, right = axes
+    tau = pred["timescale_ms"].values
+    finite = tau[np.isfinite(tau) & (tau > 0)]
+    period = pred.attrs.get("timescale_period", "period")
+    if finite.size:
+        bins = np.logspace(np.log10(finite.min()), np.log10(finite.max()) + 1e-9, 30)
+        for j, cond in enumerate(conds):
+            v = pred["timescale_ms"].sel(condition=cond).values.ravel()
+            st = pred["timescale_status"].sel(condition=cond).values.ravel()
+            ok = np.isfinite(v)
+            if ok.any():
+                left.hist(v[ok], bins=bins, histtype="step", lw=1.5, color=COLORS[j % len(COLORS)],
+                          label=f"{cond} ({100 * (st == 0).mean():.0f} % fitted, {100 * (st == 3).mean():.0f} % too long to measure)")
+        left.set_xscale("log")
+        left.legend(fontsize=7)
+    else:
+        left.text(0.5, 0.5, "no unit's timescale could be fitted", ha="center", va="center", transform=left.transAxes)
+    left.set_xlabel(f"autocorrelation timescale during the {period} (ms)")
+    left.set_ylabel("units (all seeds)")
+    lag = pred["lag"].values
+    for j, cond in enumerate(conds):
+        sub = pred.sel(condition=cond)
+        v = sub["timescale_ms"].values
+        if not np.isfinite(v).any():
+            continue
+        med = np.nanmedian(v)
+        s, u = np.unravel_index(np.nanargmin(np.abs(v - med)), v.shape)
+        ac = sub["autocorrelation"].values[s, u]
+        A, tau_u, B = (float(sub[k].values[s, u]) for k in ("timescale_amplitude", "timescale_ms", "timescale_offset"))
+        color = COLORS[j % len(COLORS)]
+        right.plot(lag[1:], ac[1:], "o", ms=3, color=color)
+        right.plot(lag[1:], A * (np.exp(-lag[1:] / tau_u) + B), "-", color=color,
+                   label=f"{cond}, seed {sub['seed'].values[s]} unit {u}: tau = {tau_u:.0f} ms")
+    right.set_xlabel("lag (ms)")
+    right.set_ylabel("autocorrelation across trials")
+    right.axhline(0, color="0.7", lw=0.8)
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize=7)
+    right.set_title("A (exp(-lag/tau) + B) fits (line), data (dots)", fontsize=8)
+    return axes
