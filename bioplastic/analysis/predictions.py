@@ -54,9 +54,11 @@ Measures per network (dims ``condition, seed``) and per unit (``condition, seed,
   Anti-Hebbian TCR plasticity: from the fast efficacies at trial end ``F_end``, the fraction of
   negative and of positive entries, the mean signed entry and the mean ``|F|``; Tsodyks-Markram: the
   same of the change of the efficacy ``s = u x / U`` from its resting value 1 at trial end. **Timescale**: ``y(t) = c + a
-  exp(-t / tau)`` fitted to the trial-averaged mean ``|F|`` (or mean |efficacy change|) from stimulus
-  offset to the end of the trial (its decay once the input stops); without a stimulus period, from
-  trial start (its build-up). NaN on failure (same rules as above).
+  exp(-t / tau)`` fitted to the mean ``|F|`` over trials and synapses (or mean |efficacy change|)
+  from stimulus offset to the end of the trial (its decay once the input stops); without a stimulus
+  period, from trial start (its build-up). ``F_t`` is read from the same rollout cut after step t,
+  at most :data:`PLASTICITY_POINTS` steps (the plasticity records only ``F`` at trial end). NaN on
+  failure (rules of :func:`fit_exponential_timescale`).
 - **Lesion after training**: held-out accuracy of each network as trained (plasticity on) and with
   the plasticity blocked (same weights, same trials and noise); ``lesion_accuracy_drop`` = on -
   blocked (NaN in conditions without plasticity). Blocking it *during* training is a protocol
@@ -107,6 +109,8 @@ CONSTANT_TOL = 1e-9
 TAU_MIN_DT = 0.1
 TAU_MAX_WINDOW = 10.0
 N_BOOT = 10000
+#: the anti-Hebbian efficacies' time course is sampled at this many steps at most
+PLASTICITY_POINTS = 24
 
 STATUS_MEANINGS = "fitted no_data fit_failed longer_than_measurable"
 ATTRACTOR_TYPES = "unknown none single_point several_points slow_manifold"
@@ -340,15 +344,18 @@ def fit_autocorrelation_timescale(ac_l, pairs_l, dt_ms: float, n_trials: int) ->
     return TimescaleFit(float(p[1]), float(p[0]), offset, 0)
 
 
-def fit_exponential_timescale(y_t, dt_ms: float) -> float:
-    """tau (ms) of ``y(t) = c + a exp(-t / tau)`` fitted to ``y_t`` sampled every ``dt_ms`` (decay
-    when a > 0, build-up when a < 0); NaN when it fails or tau is at a bound (see the module docstring)."""
+def fit_exponential_timescale(t_ms, y_t) -> float:
+    """tau (ms) of ``y(t) = c + a exp(-(t - t_0) / tau)`` fitted to samples ``y_t`` at times ``t_ms``
+    (decay when a > 0, build-up when a < 0); NaN when it fails, when ``a`` is not above twice its
+    standard error, the standard error of ``tau`` exceeds ``tau``, or ``tau`` is at a bound
+    (a tenth of the smallest sampling interval; 10 x the time span)."""
+    x = np.asarray(t_ms, float)
     y = np.asarray(y_t, float)
-    y = y[np.isfinite(y)]
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok] - x[ok].min(), y[ok]
     if len(y) < 4 or np.ptp(y) <= CONSTANT_TOL * max(1.0, np.abs(y).max()):
         return float("nan")
-    x = np.arange(len(y)) * dt_ms
-    t_lo, t_hi = TAU_MIN_DT * dt_ms, TAU_MAX_WINDOW * len(y) * dt_ms
+    t_lo, t_hi = TAU_MIN_DT * np.diff(np.sort(x)).min(), TAU_MAX_WINDOW * np.ptp(x)
     span = float(np.ptp(y))
     target = y[-1] + (y[0] - y[-1]) / np.e
     cross = np.flatnonzero(np.sign(y - target) != np.sign(y[0] - target))
@@ -408,8 +415,8 @@ def rates_of(net, rollout) -> np.ndarray:
     return r.double().numpy()
 
 
-def _run(net, trials, noise):
-    u = torch.as_tensor(trials.inputs_bxtxi, dtype=net.dtype).expand(net.n_members, *trials.inputs_bxtxi.shape)
+def _run(net, inputs_bxtxi, noise):
+    u = torch.as_tensor(inputs_bxtxi, dtype=net.dtype).expand(net.n_members, *inputs_bxtxi.shape)
     with torch.no_grad():
         return net.run(u.contiguous(), None if noise is None else noise.to(net.dtype))
 
@@ -422,44 +429,52 @@ def _noise(net, root: int, n_trials: int, n_steps: int, seeds) -> torch.Tensor |
                         for s in seeds])
 
 
-def plasticity_change(plast: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(end_exk, abs_exbxt): the short-term changes at trial end (flattened per member) and their
-    mean magnitude per step, from a rollout's ``plasticity`` dict; None without plasticity."""
+def plasticity_end(plast: dict | None) -> np.ndarray | None:
+    """(E, K): the short-term changes at trial end (flattened per member) from a rollout's
+    ``plasticity`` dict (anti-Hebbian ``F``; Tsodyks-Markram: efficacy minus its resting value 1);
+    None without plasticity."""
     if not plast:
         return None
     if "F_end_exbxnxn" in plast:
         end = plast["F_end_exbxnxn"].detach().double().numpy()
-        absf = plast["F_abs_exbxt"].detach().double().numpy() if "F_abs_exbxt" in plast else None
-        return end.reshape(end.shape[0], -1), absf
+        return end.reshape(end.shape[0], -1)
     if "efficacy_exbxtxn" in plast:
-        change = plast["efficacy_exbxtxn"].detach().double().numpy() - 1.0  # s = 1 at rest
-        return change[:, :, -1].reshape(change.shape[0], -1), np.abs(change).mean(-1)
+        change = plast["efficacy_exbxtxn"].detach().double().numpy()[:, :, -1] - 1.0  # s = 1 at rest
+        return change.reshape(change.shape[0], -1)
     return None
 
 
-def plasticity_signatures(plast: dict | None, trials, dt_ms: float, n_members: int) -> dict[str, np.ndarray]:
-    """Per member: fraction negative / positive, mean signed, mean |.| at trial end, timescale (ms)."""
-    out = {k: np.full(n_members, np.nan) for k in MEASURES if k.startswith("plasticity_")}
-    ch = plasticity_change(plast)
-    if ch is None:
-        return out
-    end, absf = ch
-    out["plasticity_fraction_negative"] = (end < 0).mean(1)
-    out["plasticity_fraction_positive"] = (end > 0).mean(1)
-    out["plasticity_mean_signed"] = end.mean(1)
-    out["plasticity_mean_abs"] = np.abs(end).mean(1)
-    if absf is not None:
-        T = absf.shape[-1]
-        if "stimulus" in trials.periods:
-            w = Window("after_stimulus", trials.periods["stimulus"][:, 1].astype(int), np.full(trials.n_trials, T))
-        else:
-            w = Window("trial", np.zeros(trials.n_trials, int), np.full(trials.n_trials, T))
-        for e in range(n_members):
-            y, m = aligned(absf[e][..., None], w)
-            counts = m.sum(0)
-            keep = counts >= max(1, trials.n_trials // 2)  # steps that most trials reach
-            mean_y = y[:, keep, 0].sum(0) / counts[keep]
-            out["plasticity_timescale_ms"][e] = fit_exponential_timescale(mean_y, dt_ms)
+def plasticity_course(net, inputs_bxtxi, noise, plast: dict, t_from: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mean magnitude of the short-term changes (over trials and synapses) from step
+    ``t_from`` to the trial's end: ``(steps_k, mean_abs_exk)``. Tsodyks-Markram: every step, from
+    the recorded efficacies. Anti-Hebbian: the rollout holds only ``F`` at trial end, so ``F_t`` is
+    that of the same rollout cut after step t (the dynamics up to t do not depend on what follows),
+    at :data:`PLASTICITY_POINTS` steps at most."""
+    T = inputs_bxtxi.shape[1]
+    if "efficacy_exbxtxn" in plast:
+        eff = plast["efficacy_exbxtxn"].detach().double().numpy()
+        return np.arange(t_from, T), np.abs(eff[:, :, t_from:] - 1.0).mean((1, 3))
+    if "F_abs_exbxt" in plast:  # a per-step record, when the plasticity keeps one
+        return np.arange(t_from, T), plast["F_abs_exbxt"].detach().double().numpy()[:, :, t_from:].mean(1)
+    steps = np.unique(np.linspace(t_from, T - 1, min(PLASTICITY_POINTS, T - t_from)).round().astype(int))
+    course = []
+    for t in steps:
+        cut = _run(net, inputs_bxtxi[:, :t + 1], None if noise is None else noise[:, :, :t + 1])
+        course.append(np.abs(cut.plasticity["F_end_exbxnxn"].detach().double().numpy()).mean((1, 2, 3)))
+    return steps, np.stack(course, 1)
+
+
+def plasticity_signatures(end_exk, course_t_ms=None, course_exk=None) -> dict[str, np.ndarray]:
+    """Per member: fraction of negative / positive changes, mean signed and mean |change| at trial
+    end (``end_exk``, (E, K)), and the timescale (ms) of an exponential fitted to the mean magnitude
+    ``course_exk`` (E, P) at times ``course_t_ms`` (P,) (NaN without a course)."""
+    end = np.asarray(end_exk, float)
+    out = {"plasticity_fraction_negative": (end < 0).mean(1), "plasticity_fraction_positive": (end > 0).mean(1),
+           "plasticity_mean_signed": end.mean(1), "plasticity_mean_abs": np.abs(end).mean(1),
+           "plasticity_timescale_ms": np.full(len(end), np.nan)}
+    if course_exk is not None:
+        for e in range(len(end)):
+            out["plasticity_timescale_ms"][e] = fit_exponential_timescale(course_t_ms, course_exk[e])
     return out
 
 
@@ -491,7 +506,7 @@ def _attractors(analysis: xr.Dataset | None, cond: str, seeds, ok_s, trial_ms: f
 
 def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocked_net=None) -> dict:
     noise = _noise(net, root, trials.n_trials, task.n_steps, seeds)
-    roll = _run(net, trials, noise)
+    roll = _run(net, trials.inputs_bxtxi, noise)
     rate = rates_of(net, roll)  # (E, B, T, N)
     E, _, _, N = rate.shape
     dt = task.dt_ms
@@ -536,11 +551,19 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     score = task.score(roll.output_exbxtxo.detach().double().numpy(), trials)
     out["accuracy"] = np.where(ok, score.mean(-1), np.nan)
     plast = getattr(roll, "plasticity", None)
-    sig = plasticity_signatures(plast, trials, dt, E)
+    end = plasticity_end(plast)
+    if end is None:
+        sig = {k: np.full(E, np.nan) for k in MEASURES if k.startswith("plasticity_")}
+    else:
+        # the decay once the stimulus is off (its offset is the same step in every trial of the
+        # shipped tasks; the earliest one otherwise), else the build-up from trial start
+        t_from = int(trials.periods["stimulus"][:, 1].min()) - 1 if "stimulus" in trials.periods else 0
+        steps, course = plasticity_course(net, trials.inputs_bxtxi, noise, plast, max(t_from, 0))
+        sig = plasticity_signatures(end, steps * dt, course)
     out.update({k: np.where(ok, v, np.nan) for k, v in sig.items()})
     out["accuracy_plasticity_blocked"] = np.full(E, np.nan)
     if blocked_net is not None:
-        roll_b = _run(blocked_net, trials, noise)
+        roll_b = _run(blocked_net, trials.inputs_bxtxi, noise)
         out["accuracy_plasticity_blocked"] = np.where(ok, task.score(roll_b.output_exbxtxo.detach().double().numpy(),
                                                                      trials).mean(-1), np.nan)
     out["lesion_accuracy_drop"] = out["accuracy"] - out["accuracy_plasticity_blocked"]

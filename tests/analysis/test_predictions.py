@@ -10,10 +10,10 @@ from scipy import stats
 from bioplastic import load_protocol, run_protocol
 from bioplastic.analysis.predictions import (ALPHA, MEASURES, Window, across_trial_autocorrelation, benjamini_hochberg,
                                              choose_period, compute_predictions, fit_autocorrelation_timescale,
-                                             fit_exponential_timescale, paired_or_unpaired, plasticity_signatures,
-                                             prediction_sentences, ramp_slopes)
+                                             fit_exponential_timescale, paired_or_unpaired, plasticity_course,
+                                             plasticity_end, plasticity_signatures, prediction_sentences, ramp_slopes,
+                                             _run)
 from bioplastic.storage.results import read_dataset
-from bioplastic.tasks.base import Trials
 
 DT = 20.0
 
@@ -132,35 +132,29 @@ def test_timescale_fit_failures_are_nan_with_a_status():
 
 
 def test_exponential_timescale_of_decay_and_build_up():
-    t = np.arange(60) * DT
-    assert abs(fit_exponential_timescale(0.2 + 1.5 * np.exp(-t / 240.0), DT) / 240.0 - 1) < 1e-3
-    assert abs(fit_exponential_timescale(1.0 - np.exp(-t / 100.0), DT) / 100.0 - 1) < 1e-3
-    assert np.isnan(fit_exponential_timescale(np.full(60, 0.3), DT))
-    assert np.isnan(fit_exponential_timescale(np.random.default_rng(4).standard_normal(60), DT))
+    t = 500 + np.arange(60) * DT
+    assert abs(fit_exponential_timescale(t, 0.2 + 1.5 * np.exp(-(t - 500) / 240.0)) / 240.0 - 1) < 1e-3
+    assert abs(fit_exponential_timescale(t, 1.0 - np.exp(-(t - 500) / 100.0)) / 100.0 - 1) < 1e-3
+    assert abs(fit_exponential_timescale(t[::3], 1.0 - np.exp(-(t[::3] - 500) / 100.0)) / 100.0 - 1) < 1e-3
+    assert np.isnan(fit_exponential_timescale(t, np.full(60, 0.3)))
+    assert np.isnan(fit_exponential_timescale(t, np.random.default_rng(4).standard_normal(60)))
 
 
 # ------------------------------------------------------------------------------------------- plasticity
-def _trials(B, T, stim_stop):
-    z = np.zeros((B, 2), int)
-    return Trials(np.zeros((B, T, 1), np.float32), np.zeros((B, T, 1), np.float32), np.zeros((B, T, 1), np.float32),
-                  {"stimulus": z + [2, stim_stop], "delay": z + [stim_stop, T]}, {})
-
-
 def test_plasticity_signatures_of_known_fast_efficacies():
     E, B, N, T, stop = 2, 6, 5, 40, 10
     F = -np.abs(np.random.default_rng(5).standard_normal((E, B, N, N)))
     F[0, :, 0, :2] = 0.5  # 10 of 150 entries positive in member 0 (2 per trial of 25)
-    t = np.arange(T) * DT
-    f_abs = np.where(np.arange(T) < stop, 1.0, 0.1 + 0.9 * np.exp(-(t - stop * DT) / 300.0))
-    plast = {"F_end_exbxnxn": torch.from_numpy(F), "F_abs_exbxt": torch.from_numpy(np.broadcast_to(f_abs, (E, B, T)).copy())}
-    sig = plasticity_signatures(plast, _trials(B, T, stop), DT, E)
+    end = plasticity_end({"F_end_exbxnxn": torch.from_numpy(F)})
+    t = np.arange(stop, T) * DT
+    course = np.stack([0.1 + 0.9 * np.exp(-(t - t[0]) / 300.0), 0.5 - 0.4 * np.exp(-(t - t[0]) / 80.0)])
+    sig = plasticity_signatures(end, t, course)
     np.testing.assert_allclose(sig["plasticity_fraction_positive"], [2 / 25, 0])
     np.testing.assert_allclose(sig["plasticity_fraction_negative"], [23 / 25, 1])
     np.testing.assert_allclose(sig["plasticity_mean_signed"], F.reshape(E, -1).mean(1))
     np.testing.assert_allclose(sig["plasticity_mean_abs"], np.abs(F).reshape(E, -1).mean(1))
-    np.testing.assert_allclose(sig["plasticity_timescale_ms"], 300.0, rtol=1e-3)  # decay after stimulus offset
-    none = plasticity_signatures(None, _trials(B, T, stop), DT, E)
-    assert all(np.isnan(v).all() for v in none.values())
+    np.testing.assert_allclose(sig["plasticity_timescale_ms"], [300.0, 80.0], rtol=1e-3)  # decay, build-up
+    assert plasticity_end(None) is None and plasticity_end({}) is None
 
 
 def test_tsodyks_markram_signatures_use_the_change_from_rest():
@@ -168,9 +162,45 @@ def test_tsodyks_markram_signatures_use_the_change_from_rest():
     eff = np.ones((E, B, T, N))
     eff[..., :2] = 1.5  # facilitated
     eff[..., 2] = 0.5   # depressed; unit 3 at rest
-    sig = plasticity_signatures({"efficacy_exbxtxn": torch.from_numpy(eff)}, _trials(B, T, 10), DT, E)
+    plast = {"efficacy_exbxtxn": torch.from_numpy(eff)}
+    sig = plasticity_signatures(plasticity_end(plast))
     assert sig["plasticity_fraction_positive"][0] == 0.5 and sig["plasticity_fraction_negative"][0] == 0.25
     np.testing.assert_allclose(sig["plasticity_mean_signed"], 0.25 * (0.5 + 0.5 - 0.5))
+    steps, course = plasticity_course(None, np.zeros((B, T, 1)), None, plast, 10)
+    np.testing.assert_array_equal(steps, np.arange(10, T))
+    np.testing.assert_allclose(course, 0.375)
+
+
+def test_anti_hebbian_time_course_matches_the_update_rule():
+    """mean |F_t| from rollouts cut after step t equals the rule of SPEC 3 run on the full rollout:
+    F_t = (1 - dt/tau_F) F_{t-1} - eta_F (h_t - h_{t-1}) r_{t-1}^T, F_{-1} = 0, h_{-1} = 0."""
+    from types import SimpleNamespace
+
+    from bioplastic.networks import build_network
+    from bioplastic.networks.recurrence import phi
+    from bioplastic.regularizers.tcr_plasticity import PlasticityConfig, attach_plasticity
+    from bioplastic.seeds import numpy_rng
+
+    E, B, T, N = 2, 3, 16, 5
+    net = build_network("leaky_rate", {"n_units": N, "g": 1.5}, n_inputs=2, n_outputs=1, dt_ms=DT,
+                        rngs=[numpy_rng(0, "init", s) for s in range(E)], dtype=torch.float64)
+    cfg = PlasticityConfig(eta_F=0.5, tau_F_ms=200.0)
+    attach_plasticity(net, SimpleNamespace(tcr=SimpleNamespace(form="plasticity", plasticity=cfg)))
+    u = np.random.default_rng(8).standard_normal((B, T, 2))
+    roll = _run(net, u, None)
+    h = roll.state_exbxtxn.double().numpy()
+    r = phi("tanh", torch.from_numpy(h)).numpy()
+    F = np.zeros((E, B, N, N))
+    expect = []
+    for t in range(T):
+        dh = h[:, :, t] - (h[:, :, t - 1] if t else 0.0)
+        r_prev = r[:, :, t - 1] if t else np.zeros((E, B, N))
+        F = (1 - DT / cfg.tau_F_ms) * F - cfg.eta_F * dh[..., :, None] * r_prev[..., None, :]
+        expect.append(np.abs(F).mean((1, 2, 3)))
+    np.testing.assert_allclose(plasticity_end(roll.plasticity), F.reshape(E, -1), rtol=1e-9, atol=1e-12)
+    steps, course = plasticity_course(net, u, None, roll.plasticity, 4)
+    np.testing.assert_array_equal(steps, np.arange(4, T))
+    np.testing.assert_allclose(course, np.stack(expect, 1)[:, 4:], rtol=1e-9, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------- statistics
