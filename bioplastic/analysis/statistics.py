@@ -15,3 +15,46 @@ def bootstrap_ci(values, rng: np.random.Generator, stat=np.median, n_boot: int =
     boots = stat(v[rng.integers(0, len(v), (n_boot, len(v)))], axis=1)
     alpha = (1 - level) / 2
     return float(stat(v)), float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
+
+
+def paired_comparison(treated_s, control_s, rng: np.random.Generator, n_boot: int = 10000) -> dict[str, float]:
+    """Treated minus control, paired by seed, over seeds where both are finite: the median
+    difference with its bootstrap 95 % CI, and the two-sided Wilcoxon signed-rank p-value
+    (exact for small samples; 1.0 when every difference is 0, NaN without pairs)."""
+    from scipy.stats import wilcoxon
+
+    a, b = np.asarray(treated_s, float), np.asarray(control_s, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    diff = a[ok] - b[ok]
+    est, lo, hi = bootstrap_ci(diff, rng, n_boot=n_boot)
+    if len(diff) == 0:
+        p = np.nan
+    elif np.all(diff == 0):
+        p = 1.0
+    else:
+        p = float(wilcoxon(diff, zero_method="zsplit").pvalue)
+    return {"difference": est, "difference_ci_low": lo, "difference_ci_high": hi, "p_value": p, "n_pairs": float(len(diff))}
+
+
+def censored(values, budget: float) -> np.ndarray:
+    """Iterations to criterion with networks that never reached it counted at the budget (a lower
+    bound on their true value; statistics over them are therefore conservative)."""
+    v = np.asarray(values, float)
+    return np.where(np.isfinite(v), v, float(budget))
+
+
+def compare_conditions(values_cxs, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A per-network measure (rows: conditions, the first is the reference; columns: seeds): per
+    condition the median and its bootstrap 95 % CI, and each condition against the first, paired by
+    seed (median difference with CI, Wilcoxon signed-rank p). NaN entries (e.g. diverged networks)
+    are left out; for iterations to criterion pass :func:`censored` values."""
+    v = np.asarray(values_cxs, float)
+    C = v.shape[0]
+    out = {k: np.full(C, np.nan) for k in ("median", "ci_low", "ci_high", "difference", "difference_ci_low",
+                                            "difference_ci_high", "p_value", "n_pairs")}
+    for c in range(C):
+        out["median"][c], out["ci_low"][c], out["ci_high"][c] = bootstrap_ci(v[c], rng)
+        if c > 0:
+            for k, x in paired_comparison(v[c], v[0], rng).items():
+                out[k][c] = x
+    return out

@@ -55,12 +55,18 @@ def iterations_to_criterion(ds: xr.Dataset, ax=None):
         ok = np.isfinite(v)
         ax.plot(x[ok], v[ok], "o", color=COLORS[j % len(COLORS)])
         ax.plot(x[~ok], np.full((~ok).sum(), budget), "^", mfc="none", color=COLORS[j % len(COLORS)])
-        if ok.all():
-            ax.hlines(np.median(v), j - 0.25, j + 0.25, color="k")
+        if "itc_median" in ds and np.isfinite(float(ds["itc_median"][j])):
+            # the median over seeds (unlearned at the budget) and its bootstrap 95 % CI
+            med, lo, hi = (float(ds[k][j]) for k in ("itc_median", "itc_ci_low", "itc_ci_high"))
+            ax.hlines(med, j - 0.25, j + 0.25, color="k")
+            ax.vlines(j + 0.3, lo, hi, color="k", lw=1.5)
+            if j > 0 and np.isfinite(float(ds["itc_p_value"][j])):
+                ax.text(j, budget * 1.1, f"p={float(ds['itc_p_value'][j]):.2g}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(ds.sizes["condition"]), [str(c) for c in ds["condition"].values])
     ax.axhline(budget, color="0.6", lw=0.8, ls="--")
     ax.set_ylabel("iterations to criterion\n(△ not learned within budget)")
-    ax.set_ylim(0, budget * 1.08)
+    ax.set_ylim(0, budget * 1.2)
+    ax.set_title("median — with 95 % CI |; p vs first condition", fontsize=8)
     return ax
 
 

@@ -55,7 +55,7 @@ class PlasticityConfig(Schema):
         "anti_hebbian", description="anti_hebbian: the differential anti-Hebbian fast efficacy F (the TCR form of SPEC 3); "
                                     "tsodyks_markram: per-presynaptic facilitation and depression (Mongillo et al. 2008)")
     tau_F_ms: float = Field(500.0, gt=0, description="anti_hebbian: decay time constant of F (ms)")
-    eta_F: float = Field(0.05, ge=0, description="anti_hebbian: base learning rate eta_F of the fast efficacies (eta_F(k) = eta_F * schedule); the per-step feedback gain is about alpha * eta_F * |r|^2, keep it below 1")
+    eta_F: float = Field(0.01, ge=0, description="anti_hebbian: base learning rate eta_F of the fast efficacies (eta_F(k) = eta_F * schedule); the per-step feedback gain is about alpha * eta_F * |r|^2, keep it below 1")
     F_max: float | None = Field(None, gt=0, description="anti_hebbian: clip |F| <= F_max (same units as W); null: no clip (the decay already bounds |F| by eta_F max|dh| max|r| tau_F / dt), which allows a faster factorised simulation")
     kappa: float = Field(0.0, ge=0, description="freeze-in: W <- W + kappa * mean over trials of F at trial end, every iteration (0: pure short-term plasticity)")
     sigma_w: float = Field(0.0, ge=0, description="weight noise: W <- W + sigma_w * xi / sqrt(N) every iteration (xi standard normal)")

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from ..analysis.learning_curves import METRICS, curve_metrics, iterations_to_criterion, smooth
+from ..seeds import numpy_rng
 from .io import atomic_write
 
 ENGINE = "h5netcdf"
@@ -44,6 +45,22 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "drop_width": ("iterations", "iterations from 10 % to 90 % of the loss drop"),
     "abruptness": ("1", "drop width / drop onset (small: abrupt)"),
     "search_phase": ("iterations", "iterations before the drop onset"),
+    "itc_median": ("iterations", "median iterations to criterion over seeds (unlearned networks counted at the budget)"),
+    "itc_ci_low": ("iterations", "bootstrap 95 % CI of itc_median, lower end"),
+    "itc_ci_high": ("iterations", "bootstrap 95 % CI of itc_median, upper end"),
+    "itc_difference": ("iterations", "median paired (same seed) difference of iterations to criterion, condition minus the first condition"),
+    "itc_difference_ci_low": ("iterations", "bootstrap 95 % CI of itc_difference, lower end"),
+    "itc_difference_ci_high": ("iterations", "bootstrap 95 % CI of itc_difference, upper end"),
+    "itc_p_value": ("1", "two-sided Wilcoxon signed-rank p-value of the paired differences against the first condition"),
+    "itc_n_pairs": ("1", "seeds in the paired comparison (neither network diverged)"),
+    "acc_median": ("1", "median final held-out accuracy over seeds"),
+    "acc_ci_low": ("1", "bootstrap 95 % CI of acc_median, lower end"),
+    "acc_ci_high": ("1", "bootstrap 95 % CI of acc_median, upper end"),
+    "acc_difference": ("1", "median paired (same seed) difference of final accuracy, condition minus the first condition"),
+    "acc_difference_ci_low": ("1", "bootstrap 95 % CI of acc_difference, lower end"),
+    "acc_difference_ci_high": ("1", "bootstrap 95 % CI of acc_difference, upper end"),
+    "acc_p_value": ("1", "two-sided Wilcoxon signed-rank p-value of the paired accuracy differences against the first condition"),
+    "acc_n_pairs": ("1", "seeds in the paired accuracy comparison"),
 }
 COORDS: dict[str, tuple[str, str]] = {
     "condition": ("", "experimental condition"),
@@ -117,6 +134,7 @@ def build_dataset(protocol, results) -> xr.Dataset:
     ds["diverged"] = np.isfinite(ds["diverged_at"])
     ds["final_iteration"] = (("condition", "seed"), data["final_iteration"].astype(np.int64))
     add_curve_metrics(ds, tr.criterion, tr.loss_smoothing)
+    add_comparisons(ds, protocol.config.seed)
     describe(ds, protocol)
     return ds
 
@@ -140,6 +158,23 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
                            np.apply_along_axis(smooth, -1, ds["loss"].values, smoothing))
     ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
     ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
+
+
+def add_comparisons(ds: xr.Dataset, root_seed: int) -> None:
+    """Iterations to criterion (``itc_*``) and final held-out accuracy (``acc_*``) per condition with
+    bootstrap CIs, and each condition against the first (the reference, e.g. baseline), paired by
+    seed, with a rank test. Unlearned networks count at the budget; diverged ones are left out."""
+    from ..analysis.statistics import censored, compare_conditions
+
+    budget = ds.sizes["iteration"]
+    itc = censored(ds["iterations_to_criterion"].values, budget)
+    itc = np.where(np.isfinite(ds["diverged_at"].values), np.nan, itc)
+    rng = numpy_rng(root_seed, "analysis", 4)
+    for k, v in compare_conditions(itc, rng).items():
+        ds[f"itc_{k}"] = ("condition", v)
+    acc = np.where(np.isfinite(ds["diverged_at"].values), np.nan, ds["final_accuracy"].values)
+    for k, v in compare_conditions(acc, rng).items():
+        ds[f"acc_{k}"] = ("condition", v)
 
 
 def describe(ds: xr.Dataset, protocol) -> None:

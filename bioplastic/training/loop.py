@@ -99,6 +99,8 @@ class EnsembleTrainer:
         # eta_F(k) of the TCR plasticity (conditions with plasticity train in their own ensembles)
         attach_plasticity(self.net, c0)
         self.stp = self.net.plasticity
+        if self.stp is not None:  # the trial-end efficacies cost a product per batch: only for freeze-in
+            self.stp.record_F_end = c0.tcr.plasticity.kappa > 0
         self.schedules: list[tuple[np.ndarray, Schedule]] = []
         self.eta_schedules: list[tuple[np.ndarray, Schedule]] = []
         for name in dict.fromkeys(c.name for c in conds):

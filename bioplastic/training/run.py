@@ -126,18 +126,33 @@ def summary(ds: xr.Dataset) -> str:
         points = ([{sweep_dims[0]: v} for v in stacked.values] if stacked is not None else
                   [dict(zip(sweep_dims, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in sweep_dims])])
     head = f"{'point':<22}" if sweep_dims else ""
-    lines.append(f"{head}{'condition':<18}{'learned':>9}{'iters to criterion (median [min, max])':>42}{'final acc':>11}")
+    ref = str(ds["condition"].values[0])
+    w = max(18, 2 + max(len(str(c)) for c in ds["condition"].values))
+    lines.append(f"{head}{'condition':<{w}}{'learned':>9}{'iters to criterion: median [95% CI]':>38}"
+                 f"{f'vs {ref}: diff [95% CI], p':>34}   final acc (vs {ref}: diff, p)")
     for point in points:
         sub = ds.sel(point) if sweep_dims and len(sweep_dims) == 1 else (ds.isel(point) if sweep_dims else ds)
         label = ", ".join(f"{k}={float(sub[k]) if np.issubdtype(sub[k].dtype, np.number) else sub[k].item()}"
                           for k in sweep_dims) if sweep_dims else ""
-        for cond in sub["condition"].values:
-            itc = sub["iterations_to_criterion"].sel(condition=cond).values
+        for j, cond in enumerate(sub["condition"].values):
+            c = sub.sel(condition=cond)
+            itc = c["iterations_to_criterion"].values
             ok = np.isfinite(itc)
-            rng = f"{np.median(itc[ok]):.0f} [{itc[ok].min():.0f}, {itc[ok].max():.0f}]" if ok.any() else "-"
-            acc = np.nanmedian(sub["final_accuracy"].sel(condition=cond).values)
+            censored = "" if ok.all() else ">="  # unlearned networks count at the budget
+            med = (f"{censored}{float(c['itc_median']):.0f} [{float(c['itc_ci_low']):.0f}, {float(c['itc_ci_high']):.0f}]"
+                   if "itc_median" in c and np.isfinite(float(c["itc_median"])) else "-")
+            cmp = "" if j == 0 else (
+                f"{float(c['itc_difference']):+.0f} [{float(c['itc_difference_ci_low']):+.0f}, "
+                f"{float(c['itc_difference_ci_high']):+.0f}], p={float(c['itc_p_value']):.2g}"
+                if "itc_difference" in c and np.isfinite(float(c["itc_difference"])) else "-")
+            acc = f"{np.nanmedian(c['final_accuracy'].values):.3f}"
+            if j > 0 and "acc_difference" in c and np.isfinite(float(c["acc_difference"])):
+                acc += f" ({float(c['acc_difference']):+.3f}, p={float(c['acc_p_value']):.2g})"
             lines.append(f"{label[:21]:<22}" * bool(sweep_dims)
-                         + f"{str(cond):<18}{f'{ok.sum()}/{len(itc)}':>9}{rng:>42}{acc:>11.3f}")
+                         + f"{str(cond):<{w}}{f'{ok.sum()}/{len(itc)}':>9}{med:>38}{cmp:>34}   {acc}")
+    if "itc_p_value" in ds:
+        lines.append(f"(unlearned networks count at the budget, {ds.sizes['iteration']} iterations; "
+                     f"p: Wilcoxon signed-rank, paired by seed)")
     n_div = int(ds["diverged"].sum())
     if n_div:
         lines.append(f"{n_div} network(s) diverged (see the 'diverged' variable)")

@@ -132,3 +132,22 @@ def test_bootstrap_ci_brackets_the_median_and_is_reproducible():
     assert med == 10 and lo < 10 < hi and (lo, hi) == bootstrap_ci(v, np.random.default_rng(0))[1:]
     assert np.isnan(bootstrap_ci([np.nan], np.random.default_rng(0))).all()
     assert bootstrap_ci([5.0], np.random.default_rng(0)) == (5.0, 5.0, 5.0)
+
+
+def test_paired_comparison_and_condition_table():
+    from bioplastic.analysis.statistics import censored, compare_conditions, paired_comparison
+
+    rng = np.random.default_rng(0)
+    base = np.array([100.0, 120, 90, 110, 130, 95, 105, 115])
+    faster = base - 40
+    r = paired_comparison(faster, base, rng)
+    assert r["difference"] == -40 and r["difference_ci_low"] == -40 and r["difference_ci_high"] == -40
+    assert r["p_value"] < 0.01 and r["n_pairs"] == 8
+    same = paired_comparison(base, base, rng)
+    assert same["difference"] == 0 and same["p_value"] == 1.0
+    itc = censored(np.array([[100, np.nan, 90], [50, 60, np.nan]]), budget=300)
+    np.testing.assert_array_equal(itc, [[100, 300, 90], [50, 60, 300]])
+    table = compare_conditions(itc, rng)
+    assert table["median"][0] == 100 and table["median"][1] == 60
+    assert np.isnan(table["difference"][0]) and table["difference"][1] == -50  # (-50, -240, +210) -> median -50
+    assert table["ci_low"][0] <= 100 <= table["ci_high"][0]

@@ -119,7 +119,38 @@ def test_resolved_protocol_reloads_to_the_same_protocol(write_protocol):
     assert again.text == p.text and again.conditions == p.conditions
 
 
-@pytest.mark.parametrize("name", ["evidence_accum", "delayed_addition", "flipflop"])
+@pytest.mark.parametrize("name", ["evidence_accum", "delayed_addition", "flipflop", "bioplausible", "freeze_in"])
 def test_shipped_protocols_validate(name):
     p = load_protocol(f"protocols/{name}.yaml")
     assert p.name == name and p.config.seeds >= 3
+
+
+def test_plasticity_parameters_out_of_range_name_the_field(write_protocol):
+    problems = _errors(write_protocol, BASE + "tcr: {form: plasticity, plasticity: {tau_F_ms: -5, eta_F: -1, F_max: 0}}\n")
+    for field in ("tcr.plasticity.tau_F_ms", "tcr.plasticity.eta_F", "tcr.plasticity.F_max"):
+        assert any(p.startswith(field + ":") for p in problems), (field, problems)
+    (msg,) = _errors(write_protocol, BASE + "tcr: {form: plasticity, plasticity: {tau_F_ms: 5}}\n")
+    assert msg.startswith("tcr.plasticity.tau_F_ms: expected at least the task's time step") and "got 5" in msg
+
+
+def test_plasticity_with_an_unsupported_model_or_rule_is_refused(write_protocol):
+    lstm = BASE.replace("{kind: leaky_rate, n_units: 8}", "{kind: lstm, n_units: 8}")
+    (msg,) = _errors(write_protocol, lstm + "conditions: {a: {}, p: {tcr: {form: plasticity}}}\n")
+    assert msg.startswith("conditions.p.tcr.form: plasticity acts on the recurrent synapses of the model kinds "
+                          "leaky_rate, low_rank; the model is lstm")
+    low = BASE.replace("{kind: leaky_rate, n_units: 8}", "{kind: low_rank, n_units: 8}")
+    (msg,) = _errors(write_protocol, low + "tcr: {form: plasticity, plasticity: {kappa: 0.5}}\n")
+    assert msg.startswith("tcr.plasticity.kappa: freeze-in writes into a full recurrent weight matrix")
+    (msg,) = _errors(write_protocol, BASE + "training: {rule: rflo, rule_options: {variant: online}}\n"
+                                            "tcr: {form: plasticity}\n")
+    assert msg.startswith("training.rule_options.variant: online updates are not combined with TCR plasticity")
+    problems = _errors(write_protocol, BASE + "tcr: {form: plasticity, plasticity: {rule: tsodyks_markram, kappa: 1}}\n")
+    assert any(p.startswith("tcr.plasticity:") and "tsodyks_markram has no F" in p for p in problems)
+
+
+def test_plastic_conditions_train_in_their_own_ensembles(write_protocol):
+    from bioplastic.training.units import groups
+
+    p = load_protocol(write_protocol(BASE + "conditions: {a: {}, b: {tcr: {form: loss}}, c: {tcr: {form: plasticity}}}\n"))
+    assert sorted(tuple(m.condition.name for m in g) for g in groups(p)) == [("a", "a", "a", "b", "b", "b"),
+                                                                            ("c", "c", "c")]

@@ -5,6 +5,7 @@ import torch
 import xarray as xr
 
 from bioplastic import load_protocol, run_protocol
+from bioplastic.seeds import torch_generator
 from bioplastic.training.loop import EnsembleTrainer, Interrupted
 from bioplastic.training.optim import EnsembleOptimizer, clip_per_member
 from bioplastic.training.units import groups
@@ -117,3 +118,59 @@ def test_local_rules_resume_to_identical_results(write_protocol, tmp_path, overr
         run_protocol(protocol, tmp_path / "resumed", interrupt_at=6)
     resumed, _ = run_protocol(protocol, tmp_path / "resumed")
     xr.testing.assert_identical(straight.drop_attrs(), resumed.drop_attrs())
+
+
+PLASTIC = {"tcr_loss": "    tcr: {form: plasticity, plasticity: {eta_F: 0.05, tau_F_ms: 200}}",
+           "freeze": "    tcr: {form: plasticity, plasticity: {eta_F: 0.05, kappa: 0.5, sigma_w: 0.01, "
+                     "schedule: {kind: activity_floor, target: 0.5}}}",
+           "tm": "    tcr: {form: plasticity, plasticity: {rule: tsodyks_markram}}"}
+
+
+def _plastic_protocol(write_protocol, which):
+    text = write_protocol().read_text().replace("    tcr: {form: loss, lambda: 0.5}", PLASTIC[which])
+    return load_protocol(write_protocol(text, f"{which}.yaml"))
+
+
+@pytest.mark.parametrize("which", ["tcr_loss", "tm"])
+def test_plastic_ensemble_equals_each_network_alone(write_protocol, which):
+    protocol = _plastic_protocol(write_protocol, which)
+    plastic = [g for g in groups(protocol) if g[0].condition.tcr.form == "plasticity"][0]
+    together = _train(plastic)
+    assert np.all(together.history["eta_F"] == (0.05 if which != "tm" else 0.01))
+    for e, m in enumerate(plastic):
+        alone = _train([m])
+        for k in together.weights:
+            np.testing.assert_allclose(together.weights[k][e], alone.weights[k][0], **TOL, err_msg=k)
+
+
+def test_freeze_in_adds_kappa_times_the_mean_trial_end_efficacy(write_protocol):
+    """One iteration: W(kappa) - W(kappa = 0) = kappa * mean_trials F_end (+ the weight noise)."""
+    protocol = _plastic_protocol(write_protocol, "freeze")
+    (members,) = [g for g in groups(protocol) if g[0].condition.tcr.form == "plasticity"]
+    with_freeze = EnsembleTrainer(members, 7)
+    text = write_protocol().read_text().replace("    tcr: {form: loss, lambda: 0.5}", PLASTIC["freeze"]
+                                                .replace("kappa: 0.5", "kappa: 0").replace("sigma_w: 0.01", "sigma_w: 0"))
+    (plain_members,) = [g for g in groups(load_protocol(write_protocol(text, "plain.yaml")))
+                        if g[0].condition.tcr.form == "plasticity"]
+    plain = EnsembleTrainer(plain_members, 7)
+    with_freeze.train_step(0)
+    plain.train_step(0)
+    F_mean = with_freeze.stp.last["F_end_exbxnxn"].mean(1)
+    assert F_mean.abs().max() > 1e-4
+    xi = torch.stack([torch.randn((12, 12), generator=torch_generator(7, "weight_noise", s, 0), dtype=torch.float64)
+                      for s in (0, 1)])
+    expected = plain.net.params["W"] + 0.5 * F_mean + 0.01 / 12 ** 0.5 * xi
+    torch.testing.assert_close(with_freeze.net.params["W"].detach(), expected.detach(), **TOL)
+    np.testing.assert_allclose(with_freeze.history["stp_size"][:, 0],
+                               with_freeze.stp.last["F_end_exbxnxn"].abs().mean((1, 2, 3)).numpy(), **TOL)
+
+
+def test_plastic_run_with_freeze_in_and_controller_resumes_to_identical_results(write_protocol, tmp_path):
+    protocol = _plastic_protocol(write_protocol, "freeze")
+    straight, _ = run_protocol(protocol, tmp_path / "straight")
+    with pytest.raises(Interrupted):
+        run_protocol(protocol, tmp_path / "resumed", interrupt_at=6)
+    resumed, _ = run_protocol(protocol, tmp_path / "resumed")
+    xr.testing.assert_identical(straight.drop_attrs(), resumed.drop_attrs())
+    eta = straight["eta_F"].sel(condition="tcr_loss").values
+    assert np.all(eta[:, 0] == 0.05) and np.all(eta[:, -1] < 0.05)  # the controller lowered eta_F
