@@ -55,8 +55,9 @@ Measures per network (dims ``condition, seed``) and per unit (``condition, seed,
   negative and of positive entries, the mean signed entry and the mean ``|F|``; Tsodyks-Markram: the
   same of the change of the efficacy ``s = u x / U`` from its resting value 1 at trial end. **Timescale**: ``y(t) = c + a
   exp(-t / tau)`` fitted to the mean ``|F|`` over trials and synapses (or mean |efficacy change|)
-  from stimulus offset to the end of the trial (its decay once the input stops); without a stimulus
-  period, from trial start (its build-up). ``F_t`` is read from the same rollout cut after step t,
+  from its maximum after stimulus offset to the end of the trial (its decay once the input stops;
+  the changes can go on growing for a few steps after the offset); without a stimulus period, from
+  trial start (its build-up). ``F_t`` is read from the same rollout cut after step t,
   at most :data:`PLASTICITY_POINTS` steps (the plasticity records only ``F`` at trial end). NaN on
   failure (rules of :func:`fit_exponential_timescale`).
 - **Lesion after training**: held-out accuracy of each network as trained (plasticity on) and with
@@ -464,17 +465,19 @@ def plasticity_course(net, inputs_bxtxi, noise, plast: dict, t_from: int) -> tup
     return steps, np.stack(course, 1)
 
 
-def plasticity_signatures(end_exk, course_t_ms=None, course_exk=None) -> dict[str, np.ndarray]:
+def plasticity_signatures(end_exk, course_t_ms=None, course_exk=None, from_peak: bool = False) -> dict[str, np.ndarray]:
     """Per member: fraction of negative / positive changes, mean signed and mean |change| at trial
     end (``end_exk``, (E, K)), and the timescale (ms) of an exponential fitted to the mean magnitude
-    ``course_exk`` (E, P) at times ``course_t_ms`` (P,) (NaN without a course)."""
+    ``course_exk`` (E, P) at times ``course_t_ms`` (P,) (NaN without a course); with ``from_peak``,
+    to the course from its maximum on (the decay)."""
     end = np.asarray(end_exk, float)
     out = {"plasticity_fraction_negative": (end < 0).mean(1), "plasticity_fraction_positive": (end > 0).mean(1),
            "plasticity_mean_signed": end.mean(1), "plasticity_mean_abs": np.abs(end).mean(1),
            "plasticity_timescale_ms": np.full(len(end), np.nan)}
     if course_exk is not None:
         for e in range(len(end)):
-            out["plasticity_timescale_ms"][e] = fit_exponential_timescale(course_t_ms, course_exk[e])
+            k = int(np.argmax(course_exk[e])) if from_peak else 0
+            out["plasticity_timescale_ms"][e] = fit_exponential_timescale(course_t_ms[k:], course_exk[e][k:])
     return out
 
 
@@ -559,7 +562,7 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
         # shipped tasks; the earliest one otherwise), else the build-up from trial start
         t_from = int(trials.periods["stimulus"][:, 1].min()) - 1 if "stimulus" in trials.periods else 0
         steps, course = plasticity_course(net, trials.inputs_bxtxi, noise, plast, max(t_from, 0))
-        sig = plasticity_signatures(end, steps * dt, course)
+        sig = plasticity_signatures(end, steps * dt, course, from_peak="stimulus" in trials.periods)
     out.update({k: np.where(ok, v, np.nan) for k, v in sig.items()})
     out["accuracy_plasticity_blocked"] = np.full(E, np.nan)
     if blocked_net is not None:
@@ -669,7 +672,9 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write:
     pred.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
     pred.attrs.update(ramp_period=ramp_w.name, timescale_period=stat_w.name, alpha=ALPHA, n_trials=int(trials),
                       baseline=conds[0], checkpoint=int(ds["checkpoint"].values[-1]),
-                      analysis_available=int(analysis is not None))
+                      analysis_available=int(analysis is not None),
+                      plasticity_course=("decay from its peak after stimulus offset" if "stimulus" in tr.periods
+                                         else "build-up from trial start"))
     if write:
         write_dataset(pred, out / "predictions.nc")
     return pred
@@ -746,8 +751,11 @@ def prediction_sentences(pred: xr.Dataset) -> list[str]:
         text = (f"With {cond}, {_value('pct', neg[0])} ({_ci('pct', neg[1], neg[2])}) of the short-term synaptic changes "
                 f"are negative at trial end (mean signed change {signed[0]:.3g}, mean size {mag[0]:.3g}, "
                 f"95 % CI {mag[1]:.3g} to {mag[2]:.3g})")
-        text += (f"; their mean magnitude follows an exponential with time constant {_value('ms', tau[0])} "
-                 f"({_ci('ms', tau[1], tau[2])})." if np.isfinite(tau[0]) else ".")
+        fitted = np.isfinite(pred["plasticity_timescale_ms"].values[c])
+        text += (f"; the time constant of their mean magnitude ({pred.attrs.get('plasticity_course', 'over the trial')}) "
+                 f"is {_value('ms', tau[0])} ({_ci('ms', tau[1], tau[2])}; exponential fitted in {fitted.sum()} of "
+                 f"{fitted.size} networks)."
+                 if np.isfinite(tau[0]) else ".")
         lines.append(text)
         on, off = pred["accuracy_summary"].values[c], pred["accuracy_plasticity_blocked_summary"].values[c]
         les = pred["lesion_effect"].values[c]

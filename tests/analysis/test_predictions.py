@@ -154,6 +154,9 @@ def test_plasticity_signatures_of_known_fast_efficacies():
     np.testing.assert_allclose(sig["plasticity_mean_signed"], F.reshape(E, -1).mean(1))
     np.testing.assert_allclose(sig["plasticity_mean_abs"], np.abs(F).reshape(E, -1).mean(1))
     np.testing.assert_allclose(sig["plasticity_timescale_ms"], [300.0, 80.0], rtol=1e-3)  # decay, build-up
+    rise_then_decay = np.r_[np.linspace(0.2, 0.9, 5), 0.1 + 0.9 * np.exp(-(t[5:] - t[5]) / 300.0)]
+    sig = plasticity_signatures(end, t, np.stack([rise_then_decay, rise_then_decay]), from_peak=True)
+    np.testing.assert_allclose(sig["plasticity_timescale_ms"], 300.0, rtol=1e-3)
     assert plasticity_end(None) is None and plasticity_end({}) is None
 
 
