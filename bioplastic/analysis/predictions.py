@@ -28,12 +28,13 @@ Measures per network (dims ``condition, seed``) and per unit (``condition, seed,
   ALPHA per unit, for comparison with papers that do not correct). A unit whose rate changes by less
   than :data:`CONSTANT_TOL` within trials has slope 0 and p = 1.
 - **Single-unit autocorrelation timescale** (per unit), as in cortical recordings (Murray et al.
-  2014, Nat Neurosci 17:1661): in a stationary period (first of :data:`STATIONARY_PERIODS`: the delay,
-  else fixation, else the whole trial), the Pearson correlation across trials of the rate at steps i
+  2014, Nat Neurosci 17:1661): in a stationary period (first of :data:`STATIONARY_PERIODS` with at
+  least 5 steps in every trial: the delay, else fixation, else the whole trial), the Pearson correlation across trials of the rate at steps i
   and j of the period (step i counted from period onset; only trials in which both steps lie in the
   period, at least :data:`MIN_TRIALS_PER_PAIR` of them), averaged over the pairs of each lag
   ``j - i``; then ``R(lag) = A (exp(-lag / tau) + B)`` is fitted by weighted least squares (weights:
-  number of pairs per lag) over lags 1 .. L-1 steps (``tau`` in ms). Status per unit
+  number of pairs per lag; parametrised as ``A exp(-lag/tau) + C`` with ``A`` in [0, 2] and ``C = A B``
+  in [-1, 1]) over lags 1 .. L-1 steps (``tau`` in ms). Status per unit
   (``timescale_status``): 0 fitted; 1 no data (too few trials or no variance across trials, e.g. a
   noise-free network in a period with identical input); 2 fit failed (no convergence, fewer than 4
   lags, a correlation at the first lag below ``3 / sqrt(trials)`` (none measurable), non-finite
@@ -42,7 +43,9 @@ Measures per network (dims ``condition, seed``) and per unit (``condition, seed,
   than measurable (``tau`` beyond the longest lag fitted, where the decay cannot be told apart from
   the offset ``B``; the fit's upper bound is 10 x the period's length).
   ``timescale_ms`` is NaN unless the status is 0. Per network: ``timescale_median_ms`` over fitted
-  units, ``fraction_timescale_long`` (status 3) and ``fraction_timescale_fitted`` (status 0).
+  units, ``fraction_timescale_long`` (status 3) and ``fraction_timescale_fitted`` (status 0). In
+  memory tasks many units hold a trial-specific level through the delay (status 3); the median is
+  over fitted units only, so read it together with ``fraction_timescale_long``.
 - **Jacobian slow modes, attractor count and type**, read from ``OUT/analysis.nc`` at its final
   checkpoint, zero-input context (not recomputed; NaN / -1 when analysis.nc is absent). Attractors
   are the stable fixed points; ``attractor_slow_tau_ms`` is the median over a network's attractors
@@ -57,8 +60,9 @@ Measures per network (dims ``condition, seed``) and per unit (``condition, seed,
   exp(-t / tau)`` fitted to the mean ``|F|`` over trials and synapses (or mean |efficacy change|)
   from its maximum after stimulus offset to the end of the trial (its decay once the input stops;
   the changes can go on growing for a few steps after the offset); without a stimulus period, from
-  trial start (its build-up). ``F_t`` is read from the same rollout cut after step t,
-  at most :data:`PLASTICITY_POINTS` steps (the plasticity records only ``F`` at trial end). NaN on
+  trial start (its build-up). Anti-Hebbian ``F_t`` is read from the same rollout cut after step t,
+  at most :data:`PLASTICITY_POINTS` steps (the plasticity records only ``F`` at trial end);
+  Tsodyks-Markram efficacies are recorded at every step. NaN on
   failure (rules of :func:`fit_exponential_timescale`).
 - **Lesion after training**: held-out accuracy of each network as trained (plasticity on) and with
   the plasticity blocked (same weights, same trials and noise); ``lesion_accuracy_drop`` = on -
