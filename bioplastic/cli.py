@@ -168,6 +168,10 @@ def cmd_list() -> int:
     return 0
 
 
+#: prediction sentences printed at the end of a run (all of them are in the report)
+HEADLINES = 6
+
+
 def cmd_run(protocol, args) -> int:
     from tqdm import tqdm
 
@@ -211,4 +215,18 @@ def cmd_run(protocol, args) -> int:
         from .storage.results import read_dataset
 
         print(gr_line(read_dataset(out / "analysis.nc")))
+    if (out / "brian2.nc").is_file():
+        from .simulate.run import agreement_line
+        from .storage.results import read_dataset
+
+        print(agreement_line(read_dataset(out / "brian2.nc")))
+    if (out / "predictions.nc").is_file():
+        from .analysis.predictions import prediction_sentences
+        from .storage.results import read_dataset
+
+        print("\npredictions (95 % CIs over seeds):")
+        for line in prediction_sentences(read_dataset(out / "predictions.nc"))[:HEADLINES]:
+            print(f"  - {line}")
+    if (out / "report.html").is_file():
+        print(f"\nreport: {out / 'report.html'}")
     return 0

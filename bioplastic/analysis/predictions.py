@@ -426,6 +426,35 @@ def _run(net, inputs_bxtxi, noise):
         return net.run(u.contiguous(), None if noise is None else noise.to(net.dtype))
 
 
+class Brian2Engine:
+    """Simulates the networks in brian2 instead of torch (the same trials and noise): the prediction
+    measures of the independent continuous-time engine. The plasticity's time course is not
+    re-simulated (its timescale is NaN); its trial-end signatures and the lesion are."""
+
+    name = "brian2"
+
+    def __init__(self, codegen: str = "cython", cache_dir: str | Path | None = None, dt_ms: float | None = None,
+                 seed: int = 0):
+        self.codegen, self.cache_dir, self.dt_ms, self.seed = codegen, cache_dir, dt_ms, seed
+        self.codegen_used: set[str] = set()
+
+    def __call__(self, net, inputs_bxtxi, noise):
+        from ..networks import Rollout
+        from ..simulate import simulate_brian2
+
+        ds = simulate_brian2(net, list(range(net.n_members)), inputs_bxtxi, dt_ms=self.dt_ms, codegen=self.codegen,
+                             cache_dir=self.cache_dir, noise_bxtxn=None if noise is None else noise.double().numpy(),
+                             seed=self.seed)
+        self.codegen_used.add(ds.attrs["brian2_codegen"])
+        as_t = lambda v: torch.from_numpy(np.ascontiguousarray(ds[v].values))  # noqa: E731
+        plast = {}
+        if "F_end" in ds:
+            plast["F_end_exbxnxn"] = as_t("F_end")
+        if "efficacy" in ds:
+            plast["efficacy_exbxtxn"] = as_t("efficacy")
+        return Rollout(as_t("state"), as_t("readout"), plasticity=plast or None)
+
+
 def _noise(net, root: int, n_trials: int, n_steps: int, seeds) -> torch.Tensor | None:
     if not net.needs_noise:
         return None
@@ -511,9 +540,10 @@ def _attractors(analysis: xr.Dataset | None, cond: str, seeds, ok_s, trial_ms: f
     return out
 
 
-def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocked_net=None) -> dict:
+def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocked_net=None, engine=None) -> dict:
+    run = _run if engine is None else engine
     noise = _noise(net, root, trials.n_trials, task.n_steps, seeds)
-    roll = _run(net, trials.inputs_bxtxi, noise)
+    roll = run(net, trials.inputs_bxtxi, noise)
     rate = rates_of(net, roll)  # (E, B, T, N)
     E, _, _, N = rate.shape
     dt = task.dt_ms
@@ -561,6 +591,8 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     end = plasticity_end(plast)
     if end is None:
         sig = {k: np.full(E, np.nan) for k in MEASURES if k.startswith("plasticity_")}
+    elif engine is not None:  # the time course is simulated by torch only
+        sig = plasticity_signatures(end)
     else:
         # the decay once the stimulus is off (its offset is the same step in every trial of the
         # shipped tasks; the earliest one otherwise), else the build-up from trial start
@@ -570,7 +602,7 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     out.update({k: np.where(ok, v, np.nan) for k, v in sig.items()})
     out["accuracy_plasticity_blocked"] = np.full(E, np.nan)
     if blocked_net is not None:
-        roll_b = _run(blocked_net, trials.inputs_bxtxi, noise)
+        roll_b = run(blocked_net, trials.inputs_bxtxi, noise)
         out["accuracy_plasticity_blocked"] = np.where(ok, task.score(roll_b.output_exbxtxo.detach().double().numpy(),
                                                                      trials).mean(-1), np.nan)
     out["lesion_accuracy_drop"] = out["accuracy"] - out["accuracy_plasticity_blocked"]
@@ -586,9 +618,11 @@ def _has_plasticity(net) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- the dataset
-def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write: bool = True) -> xr.Dataset:
+def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write: bool = True,
+                        engine: Brian2Engine | None = None) -> xr.Dataset:
     """Every prediction measure of a finished run (module docstring); writes ``OUT/predictions.nc``
-    atomically (unless ``write`` is False) and returns the dataset."""
+    atomically (unless ``write`` is False) and returns the dataset. With a :class:`Brian2Engine`
+    the networks are simulated in brian2 (float64) and the file is ``OUT/predictions_brian2.nc``."""
     out = Path(out)
     ds, protocol = load_run(out)
     if ds.attrs.get("sweep_dims"):
@@ -603,10 +637,11 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write:
     seeds = ds["seed"].values
     C, S = len(conds), len(seeds)
     results = []
+    dtype = torch.float64 if engine is not None else None  # brian2 simulates in double precision
     for cond in conds:
-        net, ok = trained_network(ds, protocol, cond, plasticity=True)
-        blocked = trained_network(ds, protocol, cond, plasticity=False)[0] if _has_plasticity(net) else None
-        res = _network_measures(net, ok, tr, task, root, seeds, ramp_w, stat_w, blocked)
+        net, ok = trained_network(ds, protocol, cond, plasticity=True, dtype=dtype)
+        blocked = trained_network(ds, protocol, cond, plasticity=False, dtype=dtype)[0] if _has_plasticity(net) else None
+        res = _network_measures(net, ok, tr, task, root, seeds, ramp_w, stat_w, blocked, engine)
         res["net"].update(_attractors(analysis, cond, seeds, ok, task.n_steps * task.dt_ms))
         results.append(res)
     N = max(r["unit"]["ramp_slope"].shape[1] for r in results)
@@ -679,8 +714,11 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write:
                       analysis_available=int(analysis is not None),
                       plasticity_course=("decay from its peak after stimulus offset" if "stimulus" in tr.periods
                                          else "build-up from trial start"))
+    pred.attrs["engine"] = "torch" if engine is None else "brian2"
+    if engine is not None:
+        pred.attrs["brian2_codegen"] = ",".join(sorted(engine.codegen_used))
     if write:
-        write_dataset(pred, out / "predictions.nc")
+        write_dataset(pred, out / ("predictions.nc" if engine is None else "predictions_brian2.nc"))
     return pred
 
 

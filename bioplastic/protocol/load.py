@@ -220,6 +220,8 @@ def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
     sweep = _validate(SweepConfig, sweep_raw if isinstance(sweep_raw, dict) else {"grid": sweep_raw}, "sweep", problems)
     if sweep is None:
         raise ProtocolError(problems, source)
+    if base.config.brian2.enabled:
+        raise ProtocolError(["brian2.enabled: the re-simulation of sweeps is not supported; set it to false for a sweep"], source)
     # each entry alone first, so that a problem names the sweep entry that causes it
     for section, entries in (("grid", sweep.grid), ("zip", sweep.zip)):
         for key, values in entries.items():
@@ -269,6 +271,22 @@ def plasticity_problems(tcr: TCRConfig, model_kind: str, training: TrainingConfi
                    f"the model is {model_kind} (set sigma_w: 0)")
     if training.rule in ("rflo", "eprop") and training.rule_options.get("variant") == "online":
         out.append(f"{training_where}.rule_options.variant: online updates are not combined with TCR plasticity; use variant: trial")
+    return out
+
+
+def brian2_problems(cfg: ProtocolConfig, model_kind: str, dt_ms: float) -> list[str]:
+    """What the brian2 re-simulation cannot do with this protocol."""
+    from ..simulate.brian2_bridge import SUPPORTED_KINDS
+
+    out = []
+    if model_kind not in SUPPORTED_KINDS:
+        out.append(f"brian2.enabled: brian2 re-simulates the model kinds {', '.join(SUPPORTED_KINDS)}; the model is "
+                   f"{model_kind} (set brian2.enabled: false)")
+    if cfg.brian2.dt_ms is not None:
+        ratio = dt_ms / cfg.brian2.dt_ms
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            out.append(f"brian2.dt_ms: expected a divisor of the task's time step {dt_ms:g} ms (e.g. {dt_ms / 10:g}); "
+                       f"got {cfg.brian2.dt_ms:g}")
     return out
 
 
@@ -342,6 +360,8 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
                                                 f"{where}.tcr" if tcr_over else "tcr",
                                                 f"{where}.training" if tr_over else "training"))
         conditions.append(Condition(name, task_kind, task, model_kind, cmodel, training, tcr))
+    if cfg.brian2.enabled:
+        problems.extend(brian2_problems(cfg, model_kind, TASKS.get(task_kind)(task).dt_ms))
     if problems:
         raise ProtocolError(sorted(set(problems), key=problems.index), source)
 

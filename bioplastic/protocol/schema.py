@@ -86,6 +86,15 @@ class AnalysisConfig(Schema):
     gr_threshold: float = Field(3.0, ge=0, description="GR event rule: an event where a GR metric exceeds baseline + threshold * MAD")
 
 
+class Brian2Config(Schema):
+    """Re-simulation of the trained networks in brian2, the independent continuous-time engine (docs/brian2.md)."""
+
+    enabled: bool = Field(False, description="after training, re-simulate every condition's trained networks in brian2 and torch (writes brian2.nc; the predictions are computed on both)")
+    dt_ms: float | None = Field(None, gt=0, description="brian2 integration step (ms); null: the task's step (then the engines must agree to 1e-6); a divisor of it approaches the continuous-time limit")
+    trials: int = Field(32, gt=0, description="held-out trials re-simulated per network")
+    codegen: Literal["cython", "numpy"] = Field("cython", description="brian2 code generation: cython (compiled, cached in OUT/brian2_cache; falls back to numpy with a warning when no compiler works) or numpy")
+
+
 class SweepConfig(Schema):
     """Sweeps over protocol fields; each point is the protocol with those fields set."""
 
@@ -126,6 +135,7 @@ class ProtocolConfig(Schema):
     output: OutputConfig = Field(default_factory=OutputConfig)
     analysis: AnalysisConfig | None = Field(None, description="phase-space analysis after training (writes analysis.nc); null: none. `bioplastic analyze OUT` runs it later")
     sweep: SweepConfig | None = Field(None, description="optional sweep over protocol fields (grid and/or zip); null: a single point")
+    brian2: Brian2Config = Field(default_factory=Brian2Config, description="re-simulation of the trained networks in brian2 (off by default; `brian2: {enabled: true}` switches it on)")
 
     @field_validator("name")
     @classmethod

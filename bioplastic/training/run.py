@@ -43,10 +43,18 @@ def prepare_output(protocol: Protocol, out: Path) -> bool:
     return False
 
 
-def write_figures(ds: xr.Dataset, out: Path, analysis: xr.Dataset | None = None) -> list[Path]:
+def write_figures(ds: xr.Dataset, out: Path, analysis: xr.Dataset | None = None,
+                  predictions: xr.Dataset | None = None) -> list[Path]:
     from ..plotting import curves, phase
+    from ..plotting import predictions as pfigs
 
     paths = []
+    if predictions is not None:
+        for name, draw in (("ramping_examples.png", pfigs.ramping_examples),
+                           ("ramp_distributions.png", pfigs.ramp_distributions),
+                           ("timescale_distributions.png", pfigs.timescale_distributions)):
+            curves.save(draw(predictions), out / name)
+            paths.append(out / name)
     if analysis is not None:
         for name, draw in (("gr_alignment.png", lambda: phase.gr_alignment(ds, analysis)),
                            ("phase_portraits.png", lambda: phase.phase_portraits(ds, analysis)),
@@ -72,6 +80,15 @@ def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
     return combine_points(protocol, per_point)
 
 
+def after_training(protocol: Protocol) -> list[str]:
+    """The files :func:`finish` writes for this protocol (besides figures and the report)."""
+    files = []
+    if protocol.sweep is None:
+        files += ["analysis.nc"] * (protocol.config.analysis is not None) + ["predictions.nc"]
+        files += ["brian2.nc", "predictions_brian2.nc"] * protocol.config.brian2.enabled
+    return files
+
+
 def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor: Executor | None = None,
                  progress: Callable[[int, dict], None] | None = None,
                  interrupt_at: int | None = None,
@@ -81,8 +98,8 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
     out = output_dir(protocol, out)
     if prepare_output(protocol, out):
         ds = read_dataset(out / "results.nc")
-        if protocol.config.analysis is not None and protocol.sweep is None and not (out / "analysis.nc").exists():
-            finish(ds, protocol, out, analysis_progress)  # training finished, the analysis was interrupted
+        if protocol.sweep is None and not all((out / f).exists() for f in after_training(protocol)):
+            finish(ds, protocol, out, analysis_progress)  # training finished, what follows was interrupted
         return ds, out
     units = plan_units(protocol)
     todo = [u for u in units if not result_path(out, u.id).exists()]
@@ -100,14 +117,30 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
 
 
 def finish(ds: xr.Dataset, protocol: Protocol, out: Path, analysis_progress=None) -> xr.Dataset | None:
-    """After training: the phase-space analysis (if the protocol asks for it), figures, the report."""
+    """After training: the phase-space analysis and the brian2 re-simulation (if the protocol asks
+    for them), figures, the report. Each step's file is written atomically; a finished step is not redone."""
     analysis = None
     if protocol.config.analysis is not None and protocol.sweep is None:
         from ..analysis.phase_space import analyze_run
 
         analysis = analyze_run(out, protocol.config.analysis, analysis_progress)
+    b2 = protocol.config.brian2
+    if b2.enabled and not (out / "brian2.nc").is_file():
+        from ..simulate.run import simulate_run
+
+        simulate_run(out, trials=b2.trials, codegen=b2.codegen, dt_ms=b2.dt_ms)
+    predictions = None
+    if protocol.sweep is None:
+        from ..analysis.predictions import Brian2Engine, compute_predictions
+
+        predictions = compute_predictions(out)
+        if b2.enabled and not (out / "predictions_brian2.nc").is_file():
+            from ..simulate.run import CACHE_DIR
+
+            compute_predictions(out, engine=Brian2Engine(b2.codegen, out / CACHE_DIR, b2.dt_ms,
+                                                         seed=protocol.config.seed))
     if protocol.config.output.figures:
-        write_figures(ds, out, analysis)
+        write_figures(ds, out, analysis, predictions)
     build_report(ds, out, analysis)
     return analysis
 
