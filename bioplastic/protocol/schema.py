@@ -124,6 +124,7 @@ class ProtocolConfig(Schema):
 
     name: str = Field(description="protocol name (letters, digits, '_', '-', '.')")
     description: str = Field("", description="free text shown in reports")
+    claims: list[int] = Field(default_factory=list, description="the claims of SPEC 7 (numbers 1-9) this protocol tests; the report gives each a verdict (holds / does not hold / inconclusive) with its numbers")
     seed: int = Field(ge=0, description="root seed; every random stream of the run derives from it")
     seeds: int = Field(3, gt=0, description="networks per condition (seed index 0..seeds-1, shared across conditions: paired design)")
     task: dict[str, Any] = Field(description="the task: `kind` (see `bioplastic list`) and its settings (docs/tasks.md)")
@@ -141,6 +142,14 @@ class ProtocolConfig(Schema):
     @classmethod
     def _name(cls, v):
         return _check_name(v, "name")
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, v):
+        bad = [c for c in v if not 1 <= c <= 9]
+        if bad:
+            raise ValueError(f"expected claim numbers 1 to 9 (SPEC 7), got {bad}")
+        return sorted(set(v))
 
     @field_validator("conditions")
     @classmethod
