@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
         protocol = load_protocol(args.protocol, args.overrides)
         if args.command == "validate":
-            print(protocol.text, end="")
+            print(protocol.text.rstrip("\n"), flush=True)
             from .training.units import plan_units
 
             points = f" x {len(protocol.points)} sweep points" if protocol.sweep is not None else ""

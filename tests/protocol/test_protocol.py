@@ -119,7 +119,8 @@ def test_resolved_protocol_reloads_to_the_same_protocol(write_protocol):
     assert again.text == p.text and again.conditions == p.conditions
 
 
-@pytest.mark.parametrize("name", ["evidence_accum", "delayed_addition", "flipflop", "bioplausible", "freeze_in"])
+@pytest.mark.parametrize("name", ["evidence_accum", "delayed_addition", "flipflop", "bioplausible", "freeze_in",
+                                  "lstm_search_phase", "fast_switching"])
 def test_shipped_protocols_validate(name):
     p = load_protocol(f"protocols/{name}.yaml")
     assert p.name == name and p.config.seeds >= 3
