@@ -1,107 +1,590 @@
-"""``OUT/report.html``: one self-contained page (figures embedded) built from the saved dataset
-and figures only; ``python -m bioplastic report OUT`` rebuilds it without recomputing anything."""
+"""``OUT/report.html``: one self-contained page for a neuroscientist, built from the saved datasets
+only (``results.nc``, and where present ``analysis.nc``, ``predictions.nc``, ``brian2.nc``,
+``predictions_brian2.nc``). Figures are drawn from the datasets by the plotting functions and
+embedded as base64 PNG; nothing is retrained or re-analysed. ``python -m bioplastic report OUT``
+rebuilds it; sections whose dataset is missing say so and name the command that makes it.
+
+The sections (ids, in order) are :data:`SECTIONS`; the figures each promises are :data:`FIGURES`.
+What each shows and the verdict rules: docs/report.md.
+"""
 from __future__ import annotations
 
 import base64
 import html
+import io
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import xarray as xr
 
 from ..storage.io import atomic_write_text
+from . import verdicts as V
 
-FIGURES = [
-    ("sweep.png", "Iterations to criterion across the sweep",
-     "Median (line) and individual networks (dots) per condition; open triangles: not learned within the budget."),
-    ("learning_curves.png", "Learning curves",
-     "Training loss (faint: raw, bold: smoothed) and held-out accuracy of every network; dots mark the drop onset, "
-     "dotted lines the iteration at which the criterion was reached."),
-    ("iterations_to_criterion.png", "Iterations to criterion", "One dot per network; bar: median."),
-    ("gr_alignment.png", "Geometric restructuring and the loss drop",
-     "Smoothed loss with GR events (triangles) and drop onsets (dots); below, the number of stable (solid) and "
-     "saddle (dashed) fixed points with zero input at each checkpoint, every network drawn."),
-    ("phase_portraits.png", "Phase portraits",
-     "Seed 0 of each condition before, near and after its drop onset: trajectories (grey) and fixed points "
-     "in the PCA frame of the final checkpoint."),
-    ("lead_times.png", "Lead time of GR before the drop", "Drop onset minus the first GR event, one dot per network."),
+#: (id, title) of every section, in page order
+SECTIONS = [
+    ("protocol", "The protocol in brief"),
+    ("files", "What this report is built from"),
+    ("verdicts", "Claims tested by this run: verdicts"),
+    ("learning", "Learning curves"),
+    ("speed", "Iterations to criterion"),
+    ("accuracy", "Final accuracy"),
+    ("gr", "Geometric restructuring and the loss drop"),
+    ("phase", "Phase portraits"),
+    ("predictions", "Predictions for experimentalists"),
+    ("ramping", "Ramping activity"),
+    ("timescales", "Timescales"),
+    ("brian2", "torch vs brian2"),
+    ("resolved", "Resolved protocol"),
 ]
+#: section id -> the figure ids it promises (each an <img id=...> when its data exist)
+FIGURES = {
+    "learning": ["fig-learning-curves"],
+    "speed": ["fig-iterations-to-criterion"],
+    "gr": ["fig-gr-alignment", "fig-lead-times"],
+    "phase": ["fig-phase-portraits"],
+    "ramping": ["fig-ramping-examples", "fig-ramp-distributions"],
+    "timescales": ["fig-timescale-distributions"],
+    "brian2": ["fig-engine-agreement"],
+}
+#: dataset file -> (what it holds, the command that makes it)
+FILES = {
+    "results.nc": ("training: curves, learning speed, statistics", "python -m bioplastic run PROTOCOL --out OUT"),
+    "analysis.nc": ("fixed points, GR events, lead times", "python -m bioplastic analyze OUT"),
+    "predictions.nc": ("predictions for experimentalists (ramping, timescales, attractors, plasticity)",
+                       "python -m bioplastic run PROTOCOL --out OUT (the same command again finishes the steps after training)"),
+    "brian2.nc": ("torch vs brian2 re-simulation", "python -m bioplastic simulate OUT (or brian2: {enabled: true})"),
+    "predictions_brian2.nc": ("the predictions computed on the brian2 re-simulation",
+                              "a run with brian2: {enabled: true} in its protocol"),
+}
+#: the prediction measures shown in the numbers table (and torch vs brian2)
+MEASURES = [("fraction_ramping", "ramping units", "pct"), ("timescale_median_ms", "median autocorrelation timescale", "ms"),
+            ("fraction_timescale_long", "units with timescale longer than measurable", "pct"),
+            ("attractor_slow_tau_ms", "slowest attractor mode", "ms"), ("n_attractors", "attractors", "num"),
+            ("participation_ratio", "participation ratio", "num"), ("accuracy", "held-out accuracy", "pct"),
+            ("accuracy_plasticity_blocked", "accuracy, plasticity blocked", "pct"),
+            ("plasticity_mean_abs", "mean |short-term change|", "num"),
+            ("plasticity_timescale_ms", "plasticity timescale", "ms")]
 
 
-def _table(ds: xr.Dataset) -> str:
-    sweep_dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d]
-    head = "".join(f"<th>{html.escape(d)}</th>" for d in sweep_dims)
+class ReportError(Exception):
+    """No report can be written (no results.nc)."""
+
+
+@dataclass
+class Run:
+    """The datasets of a run folder (None where the file is missing) and what is missing."""
+
+    out: Path
+    results: xr.Dataset | None = None
+    analysis: xr.Dataset | None = None
+    predictions: xr.Dataset | None = None
+    brian2: xr.Dataset | None = None
+    predictions_brian2: xr.Dataset | None = None
+    missing: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def expected_files(results: xr.Dataset | None) -> list[str]:
+    """The dataset files this run should have, from its protocol (all of them when unknown)."""
+    names = list(FILES)
+    if results is None:
+        return names
+    try:
+        from ..protocol.load import protocol_from_text
+
+        p = protocol_from_text(results.attrs["protocol"])
+    except Exception:  # noqa: BLE001 - an unreadable protocol: expect everything
+        return names
+    if p.sweep is not None:
+        return ["results.nc"]
+    want = ["results.nc", "analysis.nc", "predictions.nc"]
+    if p.config.brian2.enabled:
+        want += ["brian2.nc", "predictions_brian2.nc"]
+    return want
+
+
+def load_run(out: str | Path, results: xr.Dataset | None = None, analysis: xr.Dataset | None = None) -> Run:
+    """Read what exists of a run folder; a file that cannot be read counts as missing (with its error)."""
+    from ..storage.results import read_dataset
+
+    out = Path(out)
+    run = Run(out, results=results, analysis=analysis)
+    for name in FILES:
+        attr = name[:-3]
+        if getattr(run, attr) is not None:
+            continue
+        path = out / name
+        if path.is_file():
+            try:
+                setattr(run, attr, read_dataset(path))
+            except Exception as exc:  # noqa: BLE001 - a damaged file is reported, not fatal
+                run.errors[name] = f"{type(exc).__name__}: {exc}"
+    run.missing = [f for f in expected_files(run.results) if getattr(run, f[:-3]) is None]
+    return run
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _png(draw: Callable[[], object]) -> str:
+    """Draw a figure (a callable returning Axes or an array of Axes) into a base64 PNG."""
+    import matplotlib.pyplot as plt
+
+    axes = draw()
+    fig = axes.flat[0].figure if hasattr(axes, "flat") else (axes[0].figure if isinstance(axes, (list, tuple)) else axes.figure)
+    try:
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def figure(fig_id: str, title: str, draw: Callable[[], object], caption: str) -> str:
+    try:
+        data = _png(draw)
+    except Exception as exc:  # noqa: BLE001 - one figure failing must not lose the report
+        return (f"<p class='unavailable' id='{fig_id}-failed'>Figure &ldquo;{esc(title)}&rdquo; could not be drawn "
+                f"({esc(type(exc).__name__)}: {esc(exc)}).</p>")
+    return (f"<figure><img id='{fig_id}' src='data:image/png;base64,{data}' alt='{esc(title)}'>"
+            f"<figcaption><b>{esc(title)}.</b> {caption}</figcaption></figure>")
+
+
+def unavailable(fname: str, extra: str = "") -> str:
+    what, cmd = FILES.get(fname, ("", ""))
+    return (f"<p class='unavailable'>Unavailable (missing {esc(fname)}; run <code>{esc(cmd)}</code>){esc(extra)}.</p>")
+
+
+def section(sid: str, title: str, body: str) -> str:
+    return f"<section id='{sid}'><h2>{esc(title)}</h2>{body}</section>"
+
+
+def table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """Cells are HTML (escape them before)."""
+    h = "".join(f"<th>{c}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table class='{cls}'><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def fmt(x: float, kind: str = "num", signed: bool = False) -> str:
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    s = "+" if signed else ""
+    if kind == "pct":
+        return f"{100 * x:{s}.0f}" + (" pp" if signed else " %")
+    if kind == "ms":
+        return f"{x:{s}.0f} ms"
+    if kind == "it":
+        return f"{x:{s}.0f}"
+    if kind == "acc":
+        return f"{x:{s}.3f}"
+    return f"{x:{s}.3g}"
+
+
+def ci(lo: float, hi: float, kind: str = "num", signed: bool = False) -> str:
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return ""
+    return f" <span class='ci'>[{fmt(lo, kind, signed)}, {fmt(hi, kind, signed)}]</span>"
+
+
+def pval(p: float) -> str:
+    return f"{p:.2g}" if np.isfinite(p) else "n/a"
+
+
+def _sweep_dims(ds: xr.Dataset) -> list[str]:
+    return [d for d in ds.attrs.get("sweep_dims", "").split(",") if d and d in ds.dims]
+
+
+# --------------------------------------------------------------------------------------------- sections
+def _protocol_in_brief(run: Run, protocol) -> str:
+    ds = run.results
+    if protocol is None:
+        return "<p class='unavailable'>The protocol could not be read from results.nc.</p>"
+    c0 = protocol.conditions[0]
+    task, model, tr = c0.task.model_dump(), c0.model.model_dump(), c0.training
+    task_words = ", ".join(f"{k} = {v}" for k, v in task.items() if k != "kind" and v is not None and not isinstance(v, (dict, list)))
+    model_keys = ("n_units", "g", "tau_ms", "phi", "sigma_h", "rank", "dale")
+    model_words = ", ".join(f"{k} = {model[k]}" for k in model_keys if k in model and model[k] is not None)
+    crit = ds["iterations_to_criterion"].attrs.get("criterion", getattr(tr, "criterion", float("nan")))
+    rows = [["task", f"<b>{esc(c0.task_kind)}</b> ({esc(task_words)})"],
+            ["model", f"<b>{esc(c0.model_kind)}</b> ({esc(model_words)})"],
+            ["learning rule", f"<b>{esc(tr.rule)}</b>, {esc(tr.optimizer)} lr = {tr.lr:g}, batch {tr.batch_size}"],
+            ["budget", f"{ds.sizes['iteration']} iterations per network; criterion: held-out accuracy &ge; {crit:g}"],
+            ["seeds", f"{ds.sizes['seed']} per condition (networks paired by seed across conditions); root seed "
+                      f"{esc(ds.attrs.get('root_seed'))}"]]
+    dims = _sweep_dims(ds)
+    if dims:
+        rows.append(["sweep", "; ".join(f"{esc(d)} = {', '.join(esc(v) for v in ds[d].values)}" for d in dims)])
+    conds = "".join(f"<li><b>{esc(c.name)}</b>: {esc(describe_condition(c, c0))}</li>" for c in protocol.conditions)
+    rows.append(["conditions", f"<ul class='conds'>{conds}</ul>"])
+    claims = ", ".join(str(n) for n in protocol.config.claims) or "none named"
+    rows.append(["claims (SPEC 7)", esc(claims)])
+    return table(["", ""], rows, "brief")
+
+
+def describe_condition(c, first) -> str:
+    """A condition in words: its TCR form and parameters, and what differs from the first condition."""
+    t = c.tcr
+    if t.form == "none":
+        words = "no TCR"
+    elif t.form == "loss":
+        sched = getattr(t.schedule, "kind", "constant")
+        words = (f"TCR as a loss term (penalty on the squared one-step change of the state, window: {t.window}), "
+                 f"lambda = {t.lambda_:g}" + ("" if sched == "constant" else f", schedule {sched}"))
+    else:
+        p = t.plasticity
+        if p.rule == "tsodyks_markram":
+            words = f"Tsodyks-Markram short-term plasticity (U = {p.U:g})"
+        else:
+            words = (f"TCR as anti-Hebbian short-term synaptic plasticity (eta_F = {p.eta_F:g}, tau_F = {p.tau_F_ms:g} ms)")
+        if p.kappa > 0:
+            words += f"; freeze-in into the long-term weights, kappa = {p.kappa:g}"
+        if p.sigma_w > 0:
+            words += f"; weight noise sigma_w = {p.sigma_w:g}"
+        kind = getattr(p.schedule, "kind", "constant")
+        if kind != "constant":
+            words += f"; eta_F controlled by the {kind} schedule"
+    diffs = []
+    if c.training.rule != first.training.rule:
+        diffs.append(f"rule {c.training.rule}")
+    if c.model_kind != first.model_kind:
+        diffs.append(f"model {c.model_kind}")
+    else:
+        a, b = c.model.model_dump(), first.model.model_dump()
+        diffs += [f"{k} = {a[k]}" for k in a if a[k] != b.get(k)]
+    return words + (f" ({', '.join(diffs)})" if diffs else "")
+
+
+def _files(run: Run) -> str:
     rows = []
-    index = list(np.ndindex(*[ds.sizes[d] for d in sweep_dims])) or [()]
-    for idx in index:
-        sub = ds.isel(dict(zip(sweep_dims, idx)))
-        labels = "".join(f"<td>{html.escape(str(sub[d].item()))}</td>" for d in sweep_dims)
-        for cond in sub["condition"].values:
-            itc = sub["iterations_to_criterion"].sel(condition=cond).values
-            ok = np.isfinite(itc)
-            med = f"{np.median(itc[ok]):.0f}" if ok.all() else (f"&ge; {ds.sizes['iteration']} (not all learned)" if ok.any() else "not learned")
-            spread = f"{itc[ok].min():.0f}-{itc[ok].max():.0f}" if ok.any() else "-"
-            acc = np.nanmedian(sub["final_accuracy"].sel(condition=cond).values)
-            onset = np.nanmedian(sub["drop_onset"].sel(condition=cond).values) if np.isfinite(sub["drop_onset"].sel(condition=cond).values).any() else np.nan
-            rows.append(f"<tr>{labels}<td>{html.escape(str(cond))}</td><td>{ok.sum()}/{len(itc)}</td><td>{med}</td>"
-                        f"<td>{spread}</td><td>{acc:.3f}</td><td>{onset:.0f}</td></tr>")
-    return (f"<table><tr>{head}<th>condition</th><th>learned</th><th>median iterations to criterion</th>"
-            f"<th>range</th><th>final held-out accuracy (median)</th><th>median drop onset</th></tr>" + "".join(rows) + "</table>")
+    for name, (what, cmd) in FILES.items():
+        ok = getattr(run, name[:-3]) is not None
+        state = ("<span class='ok'>present</span>" if ok else
+                 f"<span class='bad'>unreadable: {esc(run.errors[name])}</span>" if name in run.errors else
+                 "<span class='bad'>missing</span>" if name in run.missing else "not part of this protocol")
+        rows.append([esc(name), esc(what), state])
+    return table(["file", "content", "status"], rows)
 
 
-def _gr_section(analysis: xr.Dataset | None) -> str:
-    if analysis is None:
+STATUS_CLASS = {V.HOLDS: "holds", V.FAILS: "fails", V.INCONCLUSIVE: "inconclusive", V.NOT_TESTED: "untested"}
+
+
+def _verdicts(vs: list[V.Verdict]) -> str:
+    if not vs:
+        return "<p>This protocol names no claim of SPEC 7 (<code>claims: [...]</code>), so no verdict is given.</p>"
+    out = ["<p>Rules (docs/report.md): a claim <b>holds</b> only when the effect's 95 % CI excludes zero in the "
+           "claimed direction and its test gives p &lt; 0.05; it <b>does not hold</b> when the CI excludes zero the "
+           "other way (p &lt; 0.05), or the estimate is zero or opposite and the CI excludes the smallest effect of "
+           "interest; otherwise it is <b>inconclusive</b>. Seeds are the independent samples.</p>"]
+    for v in vs:
+        cls = STATUS_CLASS.get(v.status, "inconclusive")
+        ev = ""
+        if v.evidence:
+            rows = [[esc(e.label), f"{fmt(e.estimate)} {esc(e.unit)}", f"[{fmt(e.ci_low)}, {fmt(e.ci_high)}]",
+                     f"{esc(e.test)} p = {pval(e.p_value)}", str(e.n),
+                     f"<span class='{STATUS_CLASS.get(e.status, '')}'>{esc(e.status)}</span>" + (f"<br><small>{esc(e.note)}</small>" if e.note else "")]
+                    for e in v.evidence]
+            ev = table(["comparison", "estimate", "95 % CI", "test", "n", "status"], rows, "evidence")
+        nums = "".join(f"<li>{esc(n)}</li>" for n in v.numbers)
+        notes = "".join(f"<li>{esc(n)}</li>" for n in v.notes)
+        out.append(f"<div class='verdict' id='claim-{v.claim}'><h3>Claim {v.claim}: {esc(v.statement)} "
+                   f"<span class='badge {cls}'>{esc(v.status)}</span></h3><p>{esc(v.reason)}</p>{ev}"
+                   + (f"<ul class='numbers'>{nums}</ul>" if nums else "")
+                   + (f"<ul class='notes'>{notes}</ul>" if notes else "") + "</div>")
+    summary = table(["claim", "statement", "verdict"],
+                    [[f"<a href='#claim-{v.claim}'>{v.claim}</a>", esc(v.statement),
+                      f"<span class='badge {STATUS_CLASS.get(v.status, '')}'>{esc(v.status)}</span>"] for v in vs], "summary")
+    return summary + "".join(out)
+
+
+def _speed_table(ds: xr.Dataset) -> str:
+    dims = _sweep_dims(ds)
+    rows = []
+    for where, sub in V._points(ds):
+        ref = str(sub["condition"].values[0])
+        for j, cond in enumerate(sub["condition"].values):
+            c = sub.sel(condition=cond)
+            itc = c["iterations_to_criterion"].values
+            learned = int(np.isfinite(itc).sum())
+            med = (f"{'&ge; ' if learned < itc.size else ''}{fmt(float(c['itc_median']), 'it')}"
+                   f"{ci(float(c['itc_ci_low']), float(c['itc_ci_high']), 'it')}" if "itc_median" in c else "n/a")
+            diff = ("reference" if j == 0 else
+                    f"{fmt(float(c['itc_difference']), 'it', True)}{ci(float(c['itc_difference_ci_low']), float(c['itc_difference_ci_high']), 'it', True)}"
+                    if "itc_difference" in c else "n/a")
+            p = "" if j == 0 or "itc_p_value" not in c else f"{pval(float(c['itc_p_value']))} ({int(c['itc_n_pairs'])} pairs)"
+            onset = c["drop_onset"].values
+            per_seed = ", ".join("&ndash;" if not np.isfinite(x) else f"{x:.0f}" for x in itc)
+            rows.append(([esc(where)] if dims else []) + [esc(cond), f"{learned}/{itc.size}", med, diff, p,
+                         per_seed, fmt(np.nanmedian(onset) if np.isfinite(onset).any() else np.nan, "it")])
+    head = (["sweep point"] if dims else []) + ["condition", "learned", "iterations to criterion: median [95 % CI]",
+                                                 "vs reference: median paired difference [95 % CI]", "Wilcoxon p",
+                                                 "per seed (&ndash;: not learned)", "median drop onset"]
+    return (table(head, rows) + f"<p class='cap'>Unlearned networks count at the budget ({ds.sizes['iteration']} "
+            "iterations) in the medians and differences, which are then lower bounds (&ge;). CIs: percentile bootstrap "
+            "over seeds (10000 resamples). Reference: the first condition; pairs: same seed.</p>")
+
+
+def _accuracy_table(ds: xr.Dataset) -> str:
+    dims = _sweep_dims(ds)
+    rows = []
+    for where, sub in V._points(ds):
+        for j, cond in enumerate(sub["condition"].values):
+            c = sub.sel(condition=cond)
+            med = (f"{fmt(float(c['acc_median']), 'acc')}{ci(float(c['acc_ci_low']), float(c['acc_ci_high']), 'acc')}"
+                   if "acc_median" in c else fmt(float(np.nanmedian(c["final_accuracy"].values)), "acc"))
+            diff = ("reference" if j == 0 else
+                    f"{fmt(float(c['acc_difference']), 'acc', True)}{ci(float(c['acc_difference_ci_low']), float(c['acc_difference_ci_high']), 'acc', True)}"
+                    if "acc_difference" in c else "n/a")
+            p = "" if j == 0 or "acc_p_value" not in c else f"{pval(float(c['acc_p_value']))} ({int(c['acc_n_pairs'])} pairs)"
+            per_seed = ", ".join(f"{x:.3f}" for x in c["final_accuracy"].values)
+            div = int(c["diverged"].sum()) if "diverged" in c else 0
+            rows.append(([esc(where)] if dims else []) + [esc(cond), med, diff, p, per_seed, str(div)])
+    head = (["sweep point"] if dims else []) + ["condition", "final held-out accuracy: median [95 % CI]",
+                                                 "vs reference: median paired difference [95 % CI]", "Wilcoxon p",
+                                                 "per seed", "diverged"]
+    return table(head, rows) + "<p class='cap'>Held-out accuracy (fraction of correct trials) at the last evaluation.</p>"
+
+
+def _abrupt_table(ds: xr.Dataset) -> str:
+    if any(_sweep_dims(ds)):
         return ""
     rows = []
-    for cond in analysis["condition"].values:
-        lead = analysis["lead_time"].sel(condition=cond).values
+    for cond in ds["condition"].values:
+        c = ds.sel(condition=cond)
+        s, a, w = (c[k].values for k in ("search_phase", "abruptness", "drop_width"))
+        n = int(np.isfinite(s).sum())
+        rows.append([esc(cond), f"{n}/{s.size}", fmt(np.nanmedian(s) if n else np.nan, "it"),
+                     fmt(np.nanmedian(w) if n else np.nan, "it"), fmt(np.nanmedian(a) if n else np.nan)])
+    return ("<h3>Search phase and drop</h3>" + table(["condition", "networks with a drop", "median search phase (iterations)",
+                                                      "median drop width, 10-90 % (iterations)",
+                                                      "median abruptness (width / onset; small: abrupt)"], rows))
+
+
+def _gr_table(an: xr.Dataset) -> str:
+    rows = []
+    for cond in an["condition"].values:
+        a = an.sel(condition=cond)
+        lead = a["lead_time"].values
         ok = np.isfinite(lead)
-        pos = int((lead[ok] > 0).sum())
-        med = "-"
-        if ok.any() and "lead_time_ci" in analysis:
-            lo, hi = analysis["lead_time_ci"].sel(condition=cond).values
-            med = f"{float(analysis['lead_time_median'].sel(condition=cond)):.0f} [{lo:.0f}, {hi:.0f}]"
-        rows.append(f"<tr><td>{html.escape(str(cond))}</td><td>{ok.sum()}/{len(lead)}</td><td>{pos}/{ok.sum()}</td><td>{med}</td></tr>")
-    return ("<h2>Does GR precede the drop?</h2><p>Lead time = drop onset minus the first GR event "
-            f"({html.escape(analysis['gr_event'].attrs.get('rule', ''))}).</p><table><tr><th>condition</th>"
-            "<th>networks with a GR event and a drop</th><th>positive lead time</th><th>median lead, iterations [95 % bootstrap CI]</th></tr>"
-            + "".join(rows) + "</table>")
+        lo, hi = a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan)
+        rows.append([esc(cond), f"{int(ok.sum())}/{lead.size}", f"{int((lead[ok] > 0).sum())}/{int(ok.sum())}",
+                     f"{fmt(float(a['lead_time_median']), 'it')}{ci(lo, hi, 'it')}" if ok.any() else "n/a",
+                     ", ".join("&ndash;" if not np.isfinite(x) else f"{x:+.0f}" for x in lead)])
+    rule = an["gr_event"].attrs.get("rule", "") if "gr_event" in an else ""
+    return (f"<p>Lead time = drop onset minus the first GR event (iterations; &gt; 0: GR first). {esc(rule)}</p>"
+            + table(["condition", "networks with a GR event and a drop", "positive lead time",
+                     "median lead, iterations [95 % CI]", "per seed"], rows))
 
 
-def build_report(ds: xr.Dataset, out: Path, analysis: xr.Dataset | None = None) -> Path:
-    """Write ``out/report.html`` from the dataset's contents and the PNGs already in ``out``."""
-    out = Path(out)
+def _prediction_numbers(pred: xr.Dataset) -> str:
+    conds = [str(c) for c in pred["condition"].values]
+    rows = []
+    for m, label, kind in MEASURES:
+        if f"{m}_summary" not in pred:
+            continue
+        summ = pred[f"{m}_summary"].values
+        if not np.isfinite(summ[:, 0]).any():
+            continue
+        unit = pred[m].attrs.get("units", "")
+        eff = pred[f"{m}_effect"].values if f"{m}_effect" in pred else np.full((len(conds), 4), np.nan)
+        for j, c in enumerate(conds):
+            s = summ[j]
+            e = eff[j]
+            rows.append([esc(label) if j == 0 else "", esc(c), f"{fmt(s[0], kind)}{ci(s[1], s[2], kind)}",
+                         "reference" if j == 0 else f"{fmt(e[0], kind, True)}{ci(e[1], e[2], kind, True)}",
+                         "" if j == 0 else pval(e[3])])
+    if "lesion_effect" in pred:
+        for j, c in enumerate(conds):
+            e = pred["lesion_effect"].values[j]
+            if np.isfinite(e[0]):
+                rows.append(["lesion after training: accuracy with minus without plasticity", esc(c),
+                             f"{fmt(e[0], 'pct', True)}{ci(e[1], e[2], 'pct', True)}", "", pval(e[3])])
+    return table(["measure", "condition", "median over seeds [95 % CI]", "vs reference [95 % CI]", "p"], rows, "numbers")
+
+
+def _engines_table(p1: xr.Dataset, p2: xr.Dataset) -> str:
+    conds = [str(c) for c in p1["condition"].values]
+    rows = []
+    for m, label, kind in MEASURES:
+        if f"{m}_summary" not in p1 or f"{m}_summary" not in p2:
+            continue
+        a, b = p1[f"{m}_summary"].values, p2[f"{m}_summary"].values
+        if not (np.isfinite(a[:, 0]).any() or np.isfinite(b[:, 0]).any()):
+            continue
+        for j, c in enumerate(conds):
+            d = b[j, 0] - a[j, 0]
+            rows.append([esc(label) if j == 0 else "", esc(c), f"{fmt(a[j, 0], kind)}{ci(a[j, 1], a[j, 2], kind)}",
+                         f"{fmt(b[j, 0], kind)}{ci(b[j, 1], b[j, 2], kind)}", fmt(d, kind, True)])
+    return table(["measure", "condition", "torch: median [95 % CI]", "brian2: median [95 % CI]", "brian2 - torch"], rows, "numbers")
+
+
+# --------------------------------------------------------------------------------------------- the page
+def build_report(ds: xr.Dataset | None = None, out: str | Path | None = None, analysis: xr.Dataset | None = None) -> Path:
+    """Write ``out/report.html`` from the run's saved datasets (those passed in are used as given,
+    the others read from ``out``). Raises :class:`ReportError` without results.nc. Returns the path."""
+    if out is None:
+        raise ReportError("build_report: the run folder `out` is required")
+    run = load_run(out, ds, analysis)
+    page = render(run)
+    path = Path(out) / "report.html"
+    atomic_write_text(path, page)
+    return path
+
+
+def render(run: Run) -> str:
+    from ..plotting import curves, engines, phase
+    from ..plotting import predictions as pfigs
+
+    ds = run.results
+    if ds is None:
+        raise ReportError(f"no results.nc in {run.out}: nothing to report (run `python -m bioplastic run PROTOCOL "
+                          f"--out {run.out}` first)" + (f"; results.nc unreadable: {run.errors['results.nc']}"
+                                                        if "results.nc" in run.errors else ""))
+    protocol = None
+    try:
+        from ..protocol.load import protocol_from_text
+
+        protocol = protocol_from_text(ds.attrs["protocol"], str(run.out / "results.nc"))
+    except Exception:  # noqa: BLE001 - the report is still useful without the protocol's structure
+        pass
+    dims = _sweep_dims(ds)
+    first = ds.isel({d: 0 for d in dims}) if dims else ds
     name = ds.attrs.get("protocol_name", "run")
-    figs = []
-    for fname, title, caption in FIGURES:
-        path = out / fname
-        if path.exists():
-            data = base64.b64encode(path.read_bytes()).decode()
-            figs.append(f"<h2>{title}</h2><img src='data:image/png;base64,{data}' alt='{title}'>"
-                        f"<p class='cap'>{caption}</p>")
+    an, pred, b2, pb2 = run.analysis, run.predictions, run.brian2, run.predictions_brian2
+    body: dict[str, str] = {}
+
+    body["protocol"] = (f"<p>{esc(_description(ds))}</p>" + _protocol_in_brief(run, protocol))
+    body["files"] = _files(run) + (f"<p class='unavailable'>Missing: {esc(', '.join(run.missing))}. The sections that "
+                                   "need them say so.</p>" if run.missing else "")
+    claims = list(protocol.config.claims) if protocol is not None else []
+    data = V.RunData(ds, an, pred, V.condition_info(protocol) if protocol is not None else {})
+    body["verdicts"] = _verdicts(V.verdicts(claims, data))
+
+    sweep_note = (f"<p class='cap'>Figures show the first sweep point ({', '.join(f'{d} = {first[d].item()}' for d in dims)}); "
+                  "the tables give every point.</p>" if dims else "")
+    body["learning"] = sweep_note + figure(
+        "fig-learning-curves", "Learning curves", lambda: curves.learning_curves(first),
+        "Per condition (columns), every seed: training loss (top, log axis; faint: raw, bold: smoothed; dots: drop onset) "
+        "and held-out accuracy (bottom; dashed: the criterion; dotted verticals: the iteration each network reached it).")
+    speed = _speed_table(ds)
+    if dims:
+        speed += figure("fig-sweep", "Iterations to criterion across the sweep", lambda: curves.sweep(ds),
+                        "Median (line) and individual networks (dots) per condition; open triangles: not learned.")
+    body["speed"] = speed + figure(
+        "fig-iterations-to-criterion", "Iterations to criterion", lambda: curves.iterations_to_criterion(first),
+        "One dot per network (open triangles at the budget: not learned); bar: median over seeds, vertical line: its "
+        "bootstrap 95 % CI; p: Wilcoxon signed-rank test against the first condition, paired by seed.") + _abrupt_table(ds)
+    body["accuracy"] = _accuracy_table(ds)
+
+    if an is not None:
+        body["gr"] = _gr_table(an) + figure(
+            "fig-gr-alignment", "Geometric restructuring and the loss drop", lambda: phase.gr_alignment(ds, an),
+            "Top: smoothed loss with GR events (triangles) and drop onsets (dots), one colour per seed. Bottom: the number of "
+            "stable (solid) and saddle (dashed) fixed points with zero input at each checkpoint.") + figure(
+            "fig-lead-times", "Lead time of GR before the drop", lambda: phase.lead_times(an),
+            "Drop onset minus the first GR event (iterations), one dot per network; above 0: GR comes first.")
+        body["phase"] = figure(
+            "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
+            "Seed 0 of each condition before, near and after its drop onset: trajectories (grey) and fixed points "
+            "(legend) in the PCA frame of the final checkpoint's trajectories.")
+    else:
+        body["gr"] = unavailable("analysis.nc", " (no GR events, lead times or fixed points)" if dims else "")
+        body["phase"] = unavailable("analysis.nc")
+
+    if pred is not None:
+        sentences = []
+        try:
+            from ..analysis.predictions import prediction_sentences
+
+            sentences = prediction_sentences(pred)
+        except Exception as exc:  # noqa: BLE001
+            sentences = [f"(the sentences could not be formed: {type(exc).__name__}: {exc})"]
+        lesion = ("" if pred.attrs.get("analysis_available", 1) else
+                  "<p class='unavailable'>analysis.nc was missing when the predictions were computed: attractor measures are n/a.</p>")
+        body["predictions"] = (
+            f"<p>What a recording of the trained networks (final checkpoint, {esc(pred.attrs.get('n_trials', '?'))} "
+            f"held-out trials, engine: {esc(pred.attrs.get('engine', 'torch'))}) would show. Seeds are the independent "
+            "samples; CIs are percentile bootstrap over seeds; effects are against the first condition.</p>"
+            + table(["", "prediction in words, with its numbers"],
+                    [[str(k + 1), esc(s)] for k, s in enumerate(sentences)], "sentences")
+            + "<h3>The numbers</h3>" + _prediction_numbers(pred) + lesion)
+        body["ramping"] = figure(
+            "fig-ramping-examples", "Ramping examples", lambda: pfigs.ramping_examples(pred),
+            f"Trial-averaged rate from the onset of the {esc(pred.attrs.get('ramp_period', 'period'))} of the ramping units "
+            "with the largest slopes (legend: slope, rate units per second) and of the flattest non-ramping unit (dashed).") + figure(
+            "fig-ramp-distributions", "Ramp slopes", lambda: pfigs.ramp_distributions(pred),
+            "Left: ramp slopes of all units of all seeds. Right: fraction of significantly ramping units per network "
+            "(cluster-robust t-test, Benjamini-Hochberg FDR 5 %), median and 95 % CI.")
+        body["timescales"] = figure(
+            "fig-timescale-distributions", "Single-unit autocorrelation timescales", lambda: pfigs.timescale_distributions(pred),
+            f"Left: fitted timescales during the {esc(pred.attrs.get('timescale_period', 'period'))} (log axis; legend: "
+            "fraction fitted and fraction longer than measurable). Right: one unit per condition, autocorrelation across "
+            "trials (dots) and the fit A (exp(-lag/tau) + B) (line).")
+    else:
+        miss = "predictions.nc"
+        body["predictions"] = body["ramping"] = body["timescales"] = unavailable(
+            miss, " (sweeps compute no predictions)" if dims else "")
+
+    if b2 is not None:
+        try:
+            from ..simulate.run import agreement_line
+
+            line = agreement_line(b2)
+        except Exception as exc:  # noqa: BLE001
+            line = f"(agreement line unavailable: {type(exc).__name__}: {exc})"
+        engines_tab = (_engines_table(pred, pb2) if pred is not None and pb2 is not None
+                       else unavailable("predictions_brian2.nc" if pb2 is None else "predictions.nc",
+                                        " (prediction measures torch vs brian2)"))
+        body["brian2"] = (f"<p>{esc(line)}.</p>" + figure(
+            "fig-engine-agreement", "torch vs brian2", lambda: engines.agreement(b2),
+            "Left: per network, max |torch - brian2| / max |brian2| of the hidden state, the readout and the short-term "
+            "plasticity (log axis; exact agreement drawn at 1e-17); dashed: the 1e-6 target of the same-step cross-check. "
+            "Right: one unit's hidden state in one trial, torch (line) and brian2 (dots).")
+            + "<h3>Prediction measures on both engines</h3>" + engines_tab)
+    else:
+        body["brian2"] = (unavailable("brian2.nc") if "brian2.nc" in run.missing else
+                          "<p>Not part of this run (the protocol's <code>brian2: {enabled: false}</code>; "
+                          "<code>python -m bioplastic simulate OUT</code> adds it).</p>")
+    body["resolved"] = f"<details><summary>show the resolved protocol (YAML)</summary><pre>{esc(ds.attrs.get('protocol', ''))}</pre></details>"
+
+    toc = "".join(f"<li><a href='#{sid}'>{esc(t)}</a></li>" for sid, t in SECTIONS)
+    sections = "".join(section(sid, title, body[sid]) for sid, title in SECTIONS)
     crit = ds["iterations_to_criterion"].attrs.get("criterion", float("nan"))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>bioplastic: {html.escape(name)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}}img{{max-width:100%}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}
-.cap{{color:#555;font-size:90%}}pre{{background:#f4f4f4;padding:1em;overflow:auto;font-size:85%}}</style></head><body>
-<h1>bioplastic run: {html.escape(name)}</h1>
-<p>{html.escape(_description(ds))}</p>
-<p>{ds.sizes['condition']} condition(s) x {ds.sizes['seed']} seed(s), {ds.sizes['iteration']} iterations each;
-criterion: held-out accuracy &ge; {crit:g}. Root seed {ds.attrs.get('root_seed')}, git {html.escape(str(ds.attrs.get('git_commit')))},
-created {html.escape(str(ds.attrs.get('created')))}.</p>
-<h2>Learning speed</h2>{_table(ds)}
-{_gr_section(analysis)}
-{''.join(figs)}
-<h2>Protocol (resolved)</h2><pre>{html.escape(ds.attrs.get('protocol', ''))}</pre>
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>bioplastic: {esc(name)}</title>
+<style>{CSS}</style></head><body>
+<h1>bioplastic run: {esc(name)}</h1>
+<p class="meta">{ds.sizes['condition']} condition(s) &times; {ds.sizes['seed']} seed(s), {ds.sizes['iteration']} iterations each;
+criterion: held-out accuracy &ge; {crit:g}. git {esc(ds.attrs.get('git_commit'))}, created {esc(ds.attrs.get('created'))},
+folder <code>{esc(run.out)}</code>.</p>
+<nav><ol>{toc}</ol></nav>
+{sections}
 </body></html>"""
-    atomic_write_text(out / "report.html", page)
-    return out / "report.html"
+
+
+CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;
+line-height:1.45;color:#222}h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+h3{font-size:1.05em}img{max-width:100%}figure{margin:1em 0}figcaption,.cap{color:#555;font-size:90%}
+table{border-collapse:collapse;margin:.6em 0;font-size:92%}td,th{border:1px solid #ccc;padding:3px 7px;vertical-align:top}
+th{background:#f2f2f2;text-align:left}.brief td:first-child{font-weight:600;white-space:nowrap}
+.ci{color:#666;font-size:92%}.meta{color:#555}nav ol{columns:2;font-size:92%}ul.conds{margin:0;padding-left:1.2em}
+.badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:85%;font-weight:600;color:#fff;vertical-align:middle}
+.badge.holds{background:#2e7d32}.badge.fails{background:#c62828}.badge.inconclusive{background:#9e7700}
+.badge.untested{background:#777}span.holds{color:#2e7d32;font-weight:600}span.fails{color:#c62828;font-weight:600}
+span.inconclusive{color:#9e7700;font-weight:600}span.untested{color:#777}.verdict{border-left:4px solid #ddd;
+padding:.2em .9em;margin:1em 0}.unavailable{background:#fff4e5;border:1px solid #f0c36d;padding:.5em .8em}
+.ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:85%}
+ul.notes{color:#555;font-size:92%}table.sentences td:first-child{color:#777}"""
 
 
 def _description(ds: xr.Dataset) -> str:
     from ..protocol.yaml12 import load_yaml
 
     try:
-        return str(load_yaml(ds.attrs.get("protocol", "")).get("description", ""))
-    except Exception:  # a report is still useful without the description
+        return str(load_yaml(ds.attrs.get("protocol", "")).get("description", "") or "")
+    except Exception:  # noqa: BLE001 - a report is still useful without the description
         return ""

@@ -1,0 +1,674 @@
+"""Claim verdicts (SPEC 7): one function per claim, each reading only the stored datasets.
+
+Every verdict is one of :data:`HOLDS`, :data:`FAILS` ("does not hold"), :data:`INCONCLUSIVE`, or
+:data:`NOT_TESTED` (the run lacks the data: which is said), and carries the numbers behind it. The
+rules are stated in docs/report.md; in short, for one comparison (an effect with its 95 % CI and
+p-value, claimed to go in direction ``s``):
+
+- **holds** when the 95 % CI excludes zero in the claimed direction *and* the test's p < 0.05
+  (with 3 seeds a percentile bootstrap of a median is far from 95 % coverage, so the CI alone is
+  not enough; a test that cannot reach p < 0.05 with the seeds at hand makes the comparison
+  *inconclusive*, and the verdict says so);
+- **does not hold** when the CI excludes zero in the opposite direction with p < 0.05, or when the
+  point estimate is zero or opposite and the CI excludes the smallest effect of interest ``delta``
+  (an equivalence-type result; only with enough seeds for the test to reach p < 0.05);
+- **inconclusive** otherwise.
+
+A claim made of several comparisons combines them with :func:`combine_all` (every part must hold;
+one part that does not hold sinks it) or :func:`combine_any` (for "can" claims: one part that holds
+suffices; it does not hold only when every part does not hold).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from math import comb
+from typing import Callable
+
+import numpy as np
+import xarray as xr
+
+HOLDS = "holds"
+FAILS = "does not hold"
+INCONCLUSIVE = "inconclusive"
+NOT_TESTED = "not tested by this run"
+
+#: significance level of every test and 1 - the CI level
+ALPHA = 0.05
+#: smallest effect of interest on iterations to criterion, as a fraction of the reference median
+ITC_DELTA_FRACTION = 0.10
+#: smallest effect of interest on held-out accuracy (fraction of trials)
+ACC_DELTA = 0.05
+#: smallest effect of interest on the fraction of ramping units
+RAMP_DELTA = 0.05
+#: smallest effect of interest on a time constant, as a fraction of the reference median
+TAU_DELTA_FRACTION = 0.10
+#: claim 1: a network shows "a search phase, then an abrupt drop" when its drop onset is at least
+#: this fraction of its trained iterations ...
+SEARCH_MIN_FRACTION = 0.10
+#: ... and its abruptness (drop width / drop onset) is at most this (the drop is at least twice as
+#: fast as the search phase lasted)
+ABRUPT_MAX = 0.5
+#: claim 9: the activity measure is the mean of ``tcr_loss`` (mean squared one-step change of the
+#: state) over this last fraction of the trained iterations
+ACTIVITY_TAIL = 0.10
+#: claim 9: smallest effect of interest on log10 activity (a tenfold drop)
+LOG_ACTIVITY_DELTA = 1.0
+#: bootstrap resamples (fixed RNG: the report is deterministic)
+N_BOOT = 10000
+
+CLAIMS = {
+    1: "Training shows a search phase, then an abrupt drop of the loss.",
+    2: "Geometric restructuring (GR) events precede the drop.",
+    3: "TCR (both forms) shortens the search phase / iterations to criterion.",
+    4: "TCR makes learning possible or much faster in strongly connected (chaotic, g > 1) networks; the benefit "
+       "is small in non-chaotic networks.",
+    5: "TCR accelerates bioplausible (local-rule) training.",
+    6: "TCR helps LSTMs during the search phase.",
+    7: "TCR promotes slow dynamics and ramping activity.",
+    8: "TCR can hurt tasks that need fast changes of activity.",
+    9: "Freeze-in training can collapse onto trivial fixed points without noise or control of its strength.",
+}
+
+
+# ------------------------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class CondInfo:
+    """What the verdicts need to know about a condition (from the resolved protocol)."""
+
+    tcr_form: str = "none"          # none, loss, plasticity
+    rule: str = "bptt"
+    model_kind: str = "leaky_rate"
+    g: float = float("nan")
+    kappa: float = 0.0              # freeze-in strength (plasticity only)
+    sigma_w: float = 0.0            # weight noise (plasticity only)
+    eta_schedule: str = "constant"  # controller / schedule on eta_F (plasticity only)
+
+
+def condition_info(protocol) -> dict[str, CondInfo]:
+    """``{condition name: CondInfo}`` from a loaded :class:`~bioplastic.protocol.load.Protocol`."""
+    out = {}
+    for c in protocol.conditions:
+        plast = c.tcr.plasticity
+        out[c.name] = CondInfo(tcr_form=c.tcr.form, rule=c.training.rule, model_kind=c.model_kind,
+                               g=float(getattr(c.model, "g", float("nan")) or float("nan")),
+                               kappa=float(plast.kappa), sigma_w=float(plast.sigma_w),
+                               eta_schedule=str(getattr(plast.schedule, "kind", "constant")))
+    return out
+
+
+@dataclass
+class RunData:
+    """The stored datasets of one run (any may be None) and what the protocol says of its conditions."""
+
+    results: xr.Dataset | None = None
+    analysis: xr.Dataset | None = None
+    predictions: xr.Dataset | None = None
+    conditions: dict[str, CondInfo] = field(default_factory=dict)
+
+    def info(self, cond: str) -> CondInfo:
+        return self.conditions.get(str(cond), CondInfo())
+
+
+@dataclass
+class Evidence:
+    """One comparison: ``estimate`` [``ci_low``, ``ci_high``], test p-value, sample size, and its status."""
+
+    label: str
+    estimate: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+    unit: str = ""
+    test: str = "Wilcoxon signed-rank"
+    status: str = INCONCLUSIVE
+    note: str = ""
+
+    def text(self) -> str:
+        def f(x):
+            if not np.isfinite(x):
+                return "n/a"
+            return f"{x:+.3g}"
+        unit = f" {self.unit}" if self.unit else ""
+        p = f"p = {self.p_value:.2g}" if np.isfinite(self.p_value) else "p = n/a"
+        return (f"{self.label}: {f(self.estimate)}{unit} (95 % CI {f(self.ci_low)} to {f(self.ci_high)}; {self.test} {p}; "
+                f"n = {self.n}): {self.status}" + (f" ({self.note})" if self.note else ""))
+
+
+@dataclass
+class Verdict:
+    claim: int
+    status: str
+    reason: str
+    evidence: list[Evidence] = field(default_factory=list)
+    numbers: list[str] = field(default_factory=list)   # supporting numbers in words
+    notes: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def statement(self) -> str:
+        return CLAIMS[self.claim]
+
+
+def not_tested(claim: int, *missing: str) -> Verdict:
+    return Verdict(claim, NOT_TESTED, f"not tested by this run (missing: {'; '.join(missing)})", missing=list(missing))
+
+
+# ------------------------------------------------------------------------------------------- rules
+def min_p_wilcoxon(n: int) -> float:
+    """Smallest two-sided p-value an exact Wilcoxon signed-rank test can give with ``n`` pairs."""
+    return 1.0 if n < 1 else min(1.0, 2.0 / 2 ** n)
+
+
+def min_p_mann_whitney(n1: int, n2: int) -> float:
+    """Smallest two-sided p-value of an exact Mann-Whitney U test with samples of ``n1`` and ``n2``."""
+    return 1.0 if min(n1, n2) < 1 else min(1.0, 2.0 / comb(n1 + n2, n1))
+
+
+def min_p_sign(n: int) -> float:
+    """Smallest two-sided p-value of an exact sign (binomial) test with ``n`` non-zero observations."""
+    return 1.0 if n < 1 else min(1.0, 2.0 * 0.5 ** n)
+
+
+def effect_status(estimate: float, ci_low: float, ci_high: float, p_value: float, direction: int,
+                  delta: float, min_p: float = 0.0) -> tuple[str, str]:
+    """(status, note) of one comparison claimed to go in ``direction`` (+1 increase, -1 decrease),
+    with smallest effect of interest ``delta`` (> 0, in the effect's units) and the smallest p-value
+    the test can reach with the data at hand (``min_p``). Rules: module docstring."""
+    if not all(np.isfinite(x) for x in (estimate, ci_low, ci_high)):
+        return INCONCLUSIVE, "no estimate"
+    s = 1 if direction > 0 else -1
+    near, far = (ci_low, ci_high) if s > 0 else (ci_high, ci_low)  # CI ends nearest to / farthest along the claim
+    significant = np.isfinite(p_value) and p_value < ALPHA
+    powerless = min_p >= ALPHA
+    weak = (f"the test cannot reach p < {ALPHA:g} with this sample (smallest possible p = {min_p:.2g})"
+            if powerless else "")
+    if s * near > 0:
+        if significant:
+            return HOLDS, ""
+        return INCONCLUSIVE, f"the CI excludes 0 but p = {p_value:.2g}" + (f"; {weak}" if weak else "")
+    if s * far < 0:
+        if significant:
+            return FAILS, "opposite to the claim"
+        return INCONCLUSIVE, f"opposite to the claim, but p = {p_value:.2g}" + (f"; {weak}" if weak else "")
+    if s * estimate <= 0 and s * far < delta:
+        if powerless:
+            return INCONCLUSIVE, f"no effect, but {weak}"
+        return FAILS, f"no effect: the CI excludes the smallest effect of interest ({s * delta:+.3g})"
+    return INCONCLUSIVE, weak
+
+
+def combine_all(statuses) -> str:
+    """Every part must hold; one part that does not hold sinks the claim."""
+    statuses = list(statuses)
+    if not statuses:
+        return INCONCLUSIVE
+    if FAILS in statuses:
+        return FAILS
+    return HOLDS if all(s == HOLDS for s in statuses) else INCONCLUSIVE
+
+
+def combine_any(statuses) -> str:
+    """One part that holds suffices; the claim does not hold only when every part does not hold."""
+    statuses = list(statuses)
+    if not statuses:
+        return INCONCLUSIVE
+    if HOLDS in statuses:
+        return HOLDS
+    return FAILS if all(s == FAILS for s in statuses) else INCONCLUSIVE
+
+
+def evidence(label: str, est, lo, hi, p, n, direction: int, delta: float, *, unit: str = "", min_p: float | None = None,
+             test: str = "Wilcoxon signed-rank") -> Evidence:
+    est, lo, hi, p = (float(x) for x in (est, lo, hi, p))
+    n = int(n) if np.isfinite(float(n)) else 0
+    mp = min_p_wilcoxon(n) if min_p is None else min_p
+    status, note = effect_status(est, lo, hi, p, direction, delta, mp)
+    return Evidence(label, est, lo, hi, p, n, unit, test, status, note)
+
+
+def paired(label: str, treated_s, control_s, direction: int, delta: float, unit: str = "") -> Evidence:
+    """A paired (by seed) comparison computed from stored per-network values (median difference,
+    bootstrap CI, Wilcoxon; :func:`bioplastic.analysis.statistics.paired_comparison`)."""
+    from ..analysis.statistics import paired_comparison
+
+    r = paired_comparison(treated_s, control_s, np.random.default_rng(0), n_boot=N_BOOT)
+    return evidence(label, r["difference"], r["difference_ci_low"], r["difference_ci_high"], r["p_value"],
+                    r["n_pairs"], direction, delta, unit=unit)
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def _power_notes(ev: list[Evidence]) -> list[str]:
+    weak = sorted({e.n for e in ev if e.test.startswith("Wilcoxon") and min_p_wilcoxon(e.n) >= ALPHA})
+    if not weak:
+        return []
+    return [f"Too few seeds for a definite verdict: with {', '.join(map(str, weak))} pairs the Wilcoxon signed-rank "
+            f"test cannot reach p < {ALPHA:g} (smallest possible p = 2 / 2^n; at least 6 pairs are needed). "
+            f"Rerun with more seeds, e.g. --set seeds=20."]
+
+
+def _points(ds: xr.Dataset):
+    """(label, dataset of one sweep point); one unlabelled point without a sweep."""
+    dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d and d in ds.dims]
+    if not dims:
+        yield "", ds
+        return
+    for idx in np.ndindex(*[ds.sizes[d] for d in dims]):
+        sub = ds.isel(dict(zip(dims, idx)))
+        yield ", ".join(f"{d} = {sub[d].item():g}" if np.issubdtype(sub[d].dtype, np.number) else f"{d} = {sub[d].item()}"
+                        for d in dims), sub
+
+
+def _has(ds: xr.Dataset | None, *names: str) -> bool:
+    return ds is not None and all(n in ds for n in names)
+
+
+def _conds(ds: xr.Dataset) -> list[str]:
+    return [str(c) for c in ds["condition"].values]
+
+
+def _ref(d: RunData) -> str:
+    return _conds(d.results)[0]
+
+
+def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: int = -1) -> Evidence:
+    """Iterations to criterion, ``cond`` minus ``ref`` (the stored paired comparison)."""
+    c = sub.sel(condition=cond)
+    delta = ITC_DELTA_FRACTION * float(sub["itc_median"].sel(condition=ref))
+    label = f"{cond} vs {ref}{where}: iterations to criterion (paired difference)"
+    ev = evidence(label, c["itc_difference"], c["itc_difference_ci_low"], c["itc_difference_ci_high"], c["itc_p_value"],
+                  c["itc_n_pairs"], direction, delta if np.isfinite(delta) and delta > 0 else 1.0, unit="iterations")
+    learned = sub["learned"].sel(condition=[ref, cond]).values.astype(bool)
+    if not learned.any():
+        ev.status, ev.note = INCONCLUSIVE, "no network of either condition learned within the budget"
+    return ev
+
+
+def _acc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: int) -> Evidence:
+    c = sub.sel(condition=cond)
+    return evidence(f"{cond} vs {ref}{where}: final held-out accuracy (paired difference)", c["acc_difference"],
+                    c["acc_difference_ci_low"], c["acc_difference_ci_high"], c["acc_p_value"], c["acc_n_pairs"],
+                    direction, ACC_DELTA)
+
+
+def _median_ci(sub: xr.Dataset, cond: str, prefix: str, fmt: str = "{:.0f}") -> str:
+    c = sub.sel(condition=cond)
+    m, lo, hi = (float(c[f"{prefix}_{k}"]) for k in ("median", "ci_low", "ci_high"))
+    return f"{fmt.format(m)} (95 % CI {fmt.format(lo)} to {fmt.format(hi)})" if np.isfinite(m) else "n/a"
+
+
+def _tcr_vs_reference(d: RunData, claim: int, select: Callable[[CondInfo], bool], what: str,
+                      combine=combine_all) -> Verdict:
+    """Claims 3, 5, 6: each TCR condition passing ``select`` against the reference (first) condition,
+    which must be a no-TCR condition passing ``select``; iterations to criterion, claimed shorter."""
+    if not _has(d.results, "itc_difference"):
+        return not_tested(claim, "results.nc with the comparison statistics (itc_difference)")
+    ref = _ref(d)
+    if d.info(ref).tcr_form != "none" or not select(d.info(ref)):
+        return not_tested(claim, f"a reference (first) condition without TCR{' ' + what if what else ''}; the first condition is {ref}")
+    tcr = [c for c in _conds(d.results)[1:] if d.info(c).tcr_form != "none" and select(d.info(c))]
+    if not tcr:
+        return not_tested(claim, f"a TCR condition {what}")
+    ev, numbers = [], []
+    for where, sub in _points(d.results):
+        at = f" ({where})" if where else ""
+        for c in tcr:
+            ev.append(_itc_evidence(sub, ref, c, at))
+        numbers += [f"{c}{at}: median iterations to criterion {_median_ci(sub, c, 'itc')}, "
+                    f"{int(sub['learned'].sel(condition=c).sum())}/{sub.sizes['seed']} learned" for c in [ref] + tcr]
+    status = combine(e.status for e in ev)
+    return Verdict(claim, status, _reason(status, ev), ev, numbers,
+                   _power_notes(ev) + [f"Unlearned networks count at the budget ({d.results.sizes['iteration']} "
+                                       "iterations), so differences involving them are lower bounds."])
+
+
+def _reason(status: str, ev: list[Evidence]) -> str:
+    if not ev:
+        return status
+    counts = {s: sum(e.status == s for e in ev) for s in (HOLDS, FAILS, INCONCLUSIVE)}
+    return f"{status} (of {len(ev)} comparisons: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ")"
+
+
+# ------------------------------------------------------------------------------------------- claims
+def claim_1(d: RunData) -> Verdict:
+    """Search phase then abrupt drop: the fraction of networks (all conditions pooled) whose drop onset
+    is at least SEARCH_MIN_FRACTION of the trained iterations and whose abruptness is at most
+    ABRUPT_MAX; exact (Clopper-Pearson) 95 % CI. Holds when the CI lies above 1/2 (most networks),
+    does not hold when it lies below 1/2."""
+    if not _has(d.results, "drop_onset", "abruptness", "search_phase"):
+        return not_tested(1, "results.nc with the learning-curve metrics")
+    ds = d.results
+    if ds.attrs.get("sweep_dims"):
+        ds = ds.stack(_net=[x for x in ds.attrs["sweep_dims"].split(",") if x] + ["condition"]).rename(_net="_net")
+    onset = ds["drop_onset"].values.ravel()
+    search = ds["search_phase"].values.ravel()
+    abrupt = ds["abruptness"].values.ravel()
+    trained = (ds["final_iteration"].values.ravel() if "final_iteration" in ds
+               else np.full(onset.shape, ds.sizes["iteration"], float))
+    diverged = ds["diverged"].values.ravel().astype(bool) if "diverged" in ds else np.zeros(onset.shape, bool)
+    ok = ~diverged
+    shows = ok & np.isfinite(onset) & (search >= SEARCH_MIN_FRACTION * trained) & (abrupt <= ABRUPT_MAX)
+    n, k = int(ok.sum()), int(shows.sum())
+    if n == 0:
+        return not_tested(1, "networks that did not diverge")
+    lo, hi = clopper_pearson(k, n)
+    frac = k / n
+    ev = Evidence("networks with a search phase then an abrupt drop", frac, lo, hi, np.nan, n, "", "Clopper-Pearson CI")
+    if lo > 0.5:
+        ev.status = HOLDS
+    elif hi < 0.5:
+        ev.status = FAILS
+    else:
+        ev.status = INCONCLUSIVE
+        if (0.025 ** (1 / n)) <= 0.5:
+            ev.note = f"with {n} networks even all of them showing it would not put the CI above 1/2 (at least 6 needed)"
+    numbers = [f"{k} of {n} networks ({100 * frac:.0f} %, 95 % CI {100 * lo:.0f} to {100 * hi:.0f} %) show a search phase "
+               f"(drop onset >= {100 * SEARCH_MIN_FRACTION:.0f} % of the trained iterations) followed by an abrupt drop "
+               f"(drop width / drop onset <= {ABRUPT_MAX:g}); {int((ok & ~np.isfinite(onset)).sum())} without a drop"]
+    for cond in d.results["condition"].values:
+        c = d.results.sel(condition=cond)
+        numbers.append(f"{cond}: median search phase {np.nanmedian(c['search_phase'].values):.0f} iterations, "
+                       f"median abruptness {np.nanmedian(c['abruptness'].values):.2g}"
+                       if np.isfinite(c["search_phase"].values).any() else f"{cond}: no drop detected")
+    notes = [ev.note] if ev.note else []
+    return Verdict(1, ev.status, f"{ev.status}: {k}/{n} networks ({100 * frac:.0f} %, 95 % CI {100 * lo:.0f} to "
+                                 f"{100 * hi:.0f} %) show it; the rule asks for a CI above 50 %", [ev], numbers, notes)
+
+
+def claim_2(d: RunData) -> Verdict:
+    """GR precedes the drop: lead times (drop onset minus first GR event) of all networks with both,
+    pooled over conditions; median with bootstrap CI, exact sign test of the fraction positive.
+    Smallest effect of interest: one checkpoint interval (the resolution of a lead time)."""
+    if not _has(d.analysis, "lead_time"):
+        return not_tested(2, "analysis.nc (run `bioplastic analyze OUT`)")
+    from scipy.stats import binomtest
+
+    from ..analysis.statistics import bootstrap_ci
+
+    lead = d.analysis["lead_time"].values.ravel()
+    lead = lead[np.isfinite(lead)]
+    total = d.analysis["lead_time"].size
+    if lead.size == 0:
+        return Verdict(2, INCONCLUSIVE, f"inconclusive: none of {total} networks has both a GR event and a drop",
+                       numbers=[f"0 of {total} networks have both a GR event and a drop onset"])
+    med, lo, hi = bootstrap_ci(lead, np.random.default_rng(0), n_boot=N_BOOT)
+    pos, neg = int((lead > 0).sum()), int((lead < 0).sum())
+    p = binomtest(pos, pos + neg).pvalue if pos + neg else np.nan
+    ckpt = d.analysis["checkpoint"].values
+    step = float(np.median(np.diff(ckpt))) if ckpt.size > 1 else 1.0
+    ev = evidence("median lead time (drop onset minus first GR event), all networks", med, lo, hi, p, lead.size, +1, step,
+                  unit="iterations", min_p=min_p_sign(pos + neg), test="sign test")
+    numbers = [f"{lead.size} of {total} networks have both a GR event and a drop; GR comes first in {pos} "
+               f"({100 * pos / lead.size:.0f} %), after the drop in {neg}, at the same checkpoint in {lead.size - pos - neg}"]
+    for cond in d.analysis["condition"].values:
+        a = d.analysis.sel(condition=cond)
+        lc = a["lead_time"].values
+        if np.isfinite(lc).any():
+            clo, chi = (a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan))
+            numbers.append(f"{cond}: {int((lc > 0).sum())}/{int(np.isfinite(lc).sum())} positive, median lead "
+                           f"{float(a['lead_time_median']):.0f} iterations (95 % CI {clo:.0f} to {chi:.0f})")
+    notes = [f"Lead times are resolved to one checkpoint interval ({step:.0f} iterations)."]
+    if min_p_sign(pos + neg) >= ALPHA:
+        notes.append(f"Too few networks: with {pos + neg} non-zero lead times the sign test cannot reach p < {ALPHA:g}.")
+    return Verdict(2, ev.status, f"{ev.status}: median lead {med:.0f} iterations (95 % CI {lo:.0f} to {hi:.0f}), "
+                                 f"GR first in {pos}/{lead.size} networks, sign test p = {p:.2g}", [ev], numbers, notes)
+
+
+def claim_3(d: RunData) -> Verdict:
+    """Every TCR condition (loss and plasticity forms) against the no-TCR reference: iterations to
+    criterion shorter (combine_all)."""
+    v = _tcr_vs_reference(d, 3, lambda i: True, "")
+    if v.status != NOT_TESTED:
+        forms = {d.info(c).tcr_form for c in _conds(d.results)} - {"none"}
+        if forms != {"loss", "plasticity"}:
+            v.notes.append(f"Only the {', '.join(sorted(forms))} form of TCR is in this run; the claim names both.")
+    return v
+
+
+def claim_4(d: RunData) -> Verdict:
+    """TCR's benefit (iterations to criterion, TCR minus no-TCR) at every gain g: it must hold at every
+    g > 1 point, and the median benefit at every g <= 1 point must be smaller than the smallest median
+    benefit at g > 1. Does not hold when it does not hold at some g > 1 point; inconclusive when it
+    holds at g > 1 but some g <= 1 benefit is as large, or otherwise undecided."""
+    if not _has(d.results, "itc_difference"):
+        return not_tested(4, "results.nc with the comparison statistics")
+    ref = _ref(d)
+    tcr = [c for c in _conds(d.results)[1:] if d.info(c).tcr_form != "none"]
+    if d.info(ref).tcr_form != "none" or not tcr:
+        return not_tested(4, "a no-TCR reference (first) condition and a TCR condition")
+    chaotic, ordered, numbers = [], [], []
+    for where, sub in _points(d.results):
+        g = float(sub["model.g"]) if "model.g" in sub.coords else d.info(ref).g
+        if not np.isfinite(g):
+            continue
+        at = f" ({where or f'g = {g:g}'})"
+        for c in tcr:
+            e = _itc_evidence(sub, ref, c, at)
+            (chaotic if g > 1 else ordered).append((g, e))
+            numbers.append(f"g = {g:g}, {c}: TCR minus no TCR {e.estimate:+.0f} iterations (95 % CI {e.ci_low:+.0f} to "
+                           f"{e.ci_high:+.0f}, p = {e.p_value:.2g}); reference median {_median_ci(sub, ref, 'itc')}")
+    missing = ([] if chaotic else ["networks with g > 1 (chaotic)"]) + ([] if ordered else ["networks with g <= 1 (non-chaotic)"])
+    if missing:
+        v = not_tested(4, *missing, "a sweep over model.g such as protocols/chaos_sweep.yaml")
+        v.numbers = numbers
+        return v
+    ev = [e for _, e in chaotic]
+    status = combine_all(e.status for e in ev)
+    smallest = min(-e.estimate for e in ev)
+    bigger = [(g, e) for g, e in ordered if np.isfinite(e.estimate) and -e.estimate >= smallest]
+    if status == HOLDS and bigger:
+        status = INCONCLUSIVE
+    reason = (f"{status}: at g > 1 {_reason(combine_all(e.status for e in ev), ev)}; the benefit at g <= 1 is "
+              + ("not smaller at " + ", ".join(f"g = {g:g}" for g, _ in bigger) if bigger else "smaller at every point"))
+    return Verdict(4, status, reason, ev + [e for _, e in ordered], numbers,
+                   _power_notes(ev) + ["'Near the solution' (the second half of the claim) is not tested by these numbers."])
+
+
+def claim_5(d: RunData) -> Verdict:
+    """As claim 3, for conditions trained by a local rule (anything but bptt)."""
+    return _tcr_vs_reference(d, 5, lambda i: i.rule != "bptt", "trained by a local rule (rflo, eprop, node_perturbation)")
+
+
+def claim_6(d: RunData) -> Verdict:
+    """As claim 3, for LSTM conditions; the search-phase lengths are shown alongside."""
+    v = _tcr_vs_reference(d, 6, lambda i: i.model_kind == "lstm", "with an LSTM model")
+    if v.status != NOT_TESTED and "search_phase" in d.results:
+        for c in _conds(d.results):
+            sp = d.results["search_phase"].sel(condition=c).values
+            v.numbers.append(f"{c}: median search phase {np.nanmedian(sp):.0f} iterations ({int(np.isfinite(sp).sum())} "
+                             "networks with a drop)" if np.isfinite(sp).any() else f"{c}: no drop detected")
+    return v
+
+
+def _pred_evidence(pred: xr.Dataset, m: str, cond: str, direction: int, delta: float, unit: str) -> Evidence | None:
+    if f"{m}_effect" not in pred:
+        return None
+    est, lo, hi, p = (float(x) for x in pred[f"{m}_effect"].sel(condition=cond).values)
+    conds = _conds(pred)
+    j = conds.index(cond)
+    paired_flags = list(np.atleast_1d(pred[f"{m}_effect"].attrs.get("paired", [1] * len(conds))))
+    a, b = pred[m].sel(condition=cond).values, pred[m].sel(condition=conds[0]).values
+    if paired_flags[j] if j < len(paired_flags) else True:
+        n = int((np.isfinite(a) & np.isfinite(b)).sum())
+        mp, test = min_p_wilcoxon(n), "Wilcoxon signed-rank"
+    else:
+        n1, n2 = int(np.isfinite(a).sum()), int(np.isfinite(b).sum())
+        n, mp, test = min(n1, n2), min_p_mann_whitney(n1, n2), "Mann-Whitney U"
+    return evidence(f"{cond} vs {conds[0]}: {pred[m].attrs.get('long_name', m)}", est, lo, hi, p, n, direction, delta,
+                    unit=unit, min_p=mp, test=test)
+
+
+def claim_7(d: RunData) -> Verdict:
+    """Per TCR condition against the no-TCR reference (predictions.nc): more ramping units
+    (fraction_ramping, delta 5 percentage points) and slower dynamics (either the single-unit
+    autocorrelation timescale or the attractors' slowest mode longer, delta 10 % of the reference;
+    combine_any of the two, none may not hold). Per condition combine_all(ramping, slow); over TCR
+    conditions combine_all."""
+    pred = d.predictions
+    if not _has(pred, "fraction_ramping_effect"):
+        return not_tested(7, "predictions.nc (compute_predictions)")
+    conds = _conds(pred)
+    ref = conds[0]
+    if d.info(ref).tcr_form != "none":
+        return not_tested(7, f"a no-TCR reference (first) condition; the first condition is {ref}")
+    tcr = [c for c in conds[1:] if d.info(c).tcr_form != "none"]
+    if not tcr:
+        return not_tested(7, "a TCR condition")
+
+    def ref_median(m):
+        return float(pred[f"{m}_summary"].sel(condition=ref).values[0]) if f"{m}_summary" in pred else np.nan
+
+    ev, per_cond, notes = [], [], []
+    for c in tcr:
+        ramp = _pred_evidence(pred, "fraction_ramping", c, +1, RAMP_DELTA, "")
+        slow = []
+        for m in ("timescale_median_ms", "attractor_slow_tau_ms"):
+            r = ref_median(m)
+            e = _pred_evidence(pred, m, c, +1, TAU_DELTA_FRACTION * r if np.isfinite(r) and r > 0 else 1.0, "ms")
+            if e is not None and np.isfinite(e.estimate):
+                slow.append(e)
+            elif e is not None:
+                notes.append(f"{c}: {m} has no estimate (e.g. no analysis.nc, or no fitted unit)")
+        ev += [ramp] + slow
+        slow_status = (FAILS if any(e.status == FAILS for e in slow) else combine_any(e.status for e in slow))
+        per_cond.append(combine_all([ramp.status, slow_status]))
+    numbers = []
+    try:
+        from ..analysis.predictions import prediction_sentences
+
+        numbers = [s for s in prediction_sentences(pred)
+                   if any(k in s for k in ("ramp", "autocorrelation timescale", "Slowest Jacobian"))]
+    except Exception:  # the verdict does not depend on the sentences
+        pass
+    if "fraction_timescale_long_summary" in pred:
+        for c in conds:
+            m, lo, hi = pred["fraction_timescale_long_summary"].sel(condition=c).values
+            if np.isfinite(m):
+                numbers.append(f"{c}: {100 * m:.0f} % (95 % CI {100 * lo:.0f} to {100 * hi:.0f} %) of units have an "
+                               "autocorrelation timescale longer than measurable")
+    status = combine_all(per_cond)
+    return Verdict(7, status, _reason(status, ev), ev, numbers, _power_notes(ev) + notes)
+
+
+def claim_8(d: RunData) -> Verdict:
+    """TCR can hurt: per TCR condition, final accuracy lower (delta 0.05) or iterations to criterion
+    longer (delta 10 % of the reference); combine_any over measures and conditions."""
+    if not _has(d.results, "itc_difference", "acc_difference"):
+        return not_tested(8, "results.nc with the comparison statistics")
+    ref = _ref(d)
+    tcr = [c for c in _conds(d.results)[1:] if d.info(c).tcr_form != "none"]
+    if d.info(ref).tcr_form != "none" or not tcr:
+        return not_tested(8, "a no-TCR reference (first) condition and a TCR condition")
+    ev, numbers = [], []
+    for where, sub in _points(d.results):
+        at = f" ({where})" if where else ""
+        for c in tcr:
+            ev += [_acc_evidence(sub, ref, c, at, -1), _itc_evidence(sub, ref, c, at, direction=+1)]
+        numbers += [f"{c}{at}: final accuracy {_median_ci(sub, c, 'acc', '{:.3f}')}, iterations to criterion "
+                    f"{_median_ci(sub, c, 'itc')}" for c in [ref] + tcr]
+    status = combine_any(e.status for e in ev)
+    return Verdict(8, status, _reason(status, ev), ev, numbers,
+                   _power_notes(ev) + ["Whether the task needs fast changes of activity is a property of the protocol "
+                                       "(e.g. protocols/fast_switching.yaml), not checked here."])
+
+
+def final_activity(results: xr.Dataset) -> np.ndarray:
+    """(condition, seed): mean ``tcr_loss`` (mean squared one-step change of the state) over the last
+    ACTIVITY_TAIL of the iterations."""
+    tl = results["tcr_loss"].values
+    n = tl.shape[-1]
+    tail = tl[..., n - max(1, int(round(ACTIVITY_TAIL * n))):]
+    with warnings.catch_warnings():  # all-NaN rows (diverged networks) give NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(tail, axis=-1)
+
+
+def claim_9(d: RunData) -> Verdict:
+    """Freeze-in collapse. Uncontrolled freeze-in conditions (kappa > 0, no weight noise, constant
+    eta_F) against the reference (first) condition, which must have no freeze-in: log10 of the final
+    activity lower (delta: tenfold) and final accuracy lower (delta 0.05), both required
+    (combine_all). Controlled freeze-in conditions (weight noise or an eta_F controller) against the
+    uncontrolled ones: final accuracy higher (combine_any). Overall combine_all of collapse and
+    rescue; without a controlled condition the rescue part is reported as not tested and the verdict
+    rests on the collapse part alone. Attractor counts (analysis.nc) are shown, not used."""
+    res = d.results
+    if not _has(res, "tcr_loss", "final_accuracy"):
+        return not_tested(9, "results.nc with tcr_loss and final_accuracy")
+    conds = _conds(res)
+    info = {c: d.info(c) for c in conds}
+    free = [c for c in conds if info[c].tcr_form == "plasticity" and info[c].kappa > 0
+            and info[c].sigma_w == 0 and info[c].eta_schedule == "constant"]
+    ctrl = [c for c in conds if info[c].tcr_form == "plasticity" and info[c].kappa > 0 and c not in free]
+    ref = conds[0]
+    if not free:
+        return not_tested(9, "a freeze-in condition without weight noise or eta_F control (kappa > 0, sigma_w = 0, "
+                             "constant schedule)")
+    if info[ref].kappa > 0:
+        return not_tested(9, f"a reference (first) condition without freeze-in (kappa = 0); the first is {ref}")
+    if res.attrs.get("sweep_dims"):
+        return not_tested(9, "a run without a sweep")
+    act = final_activity(res)
+    acc = res["final_accuracy"].values
+    with np.errstate(divide="ignore"):
+        logact = np.log10(np.where(act > 0, act, np.nan))
+    i = {c: k for k, c in enumerate(conds)}
+    collapse, ev = [], []
+    for c in free:
+        a = paired(f"{c} vs {ref}: log10 final activity (mean squared one-step change of the state)",
+                   logact[i[c]], logact[i[ref]], -1, LOG_ACTIVITY_DELTA, "log10 units")
+        b = paired(f"{c} vs {ref}: final held-out accuracy", acc[i[c]], acc[i[ref]], -1, ACC_DELTA)
+        ev += [a, b]
+        collapse.append(combine_all([a.status, b.status]))
+    rescue = []
+    for k in ctrl:
+        for c in free:
+            e = paired(f"{k} vs {c}: final held-out accuracy (control rescues)", acc[i[k]], acc[i[c]], +1, ACC_DELTA)
+            ev.append(e)
+            rescue.append(e.status)
+    notes = _power_notes(ev)
+    parts = [combine_all(collapse)]
+    if rescue:
+        parts.append(combine_any(rescue))
+    else:
+        notes.append("No freeze-in condition with weight noise or an eta_F controller: the 'without noise or control' "
+                     "part is not tested.")
+    numbers = []
+    for c in conds:
+        txt = (f"{c}: final activity {np.nanmedian(act[i[c]]):.3g} (median over seeds; initial "
+               f"{np.nanmedian(res['tcr_loss'].values[i[c], :, 0]):.3g}), final accuracy {np.nanmedian(acc[i[c]]):.3f}")
+        if _has(d.analysis, "n_stable", "n_saddle"):
+            a = d.analysis.sel(condition=c).isel(checkpoint=-1)
+            st, sa = a["n_stable"].values, a["n_saddle"].values
+            trivial = int(((st == 1) & (sa == 0)).sum())
+            txt += (f"; final checkpoint: median {np.nanmedian(st):.0f} stable point(s), {trivial}/{st.size} networks with a "
+                    "single stable point and no saddle (trivial fixed point)")
+        numbers.append(txt)
+    if not _has(d.analysis, "n_stable"):
+        notes.append("analysis.nc missing: attractor counts not shown.")
+    status = combine_all(parts)
+    return Verdict(9, status, _reason(status, ev), ev, numbers, notes)
+
+
+RULES: dict[int, Callable[[RunData], Verdict]] = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4, 5: claim_5,
+                                                  6: claim_6, 7: claim_7, 8: claim_8, 9: claim_9}
+
+
+def verdicts(claims, data: RunData) -> list[Verdict]:
+    """A verdict for each claim number; a rule that fails on unexpected data gives an inconclusive
+    verdict naming the error rather than no report."""
+    out = []
+    for n in claims:
+        try:
+            out.append(RULES[int(n)](data))
+        except Exception as exc:  # noqa: BLE001 - the report must still be written
+            out.append(Verdict(int(n), INCONCLUSIVE, f"inconclusive: the verdict could not be computed ({type(exc).__name__}: {exc})"))
+    return out
