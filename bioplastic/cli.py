@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="brian2 target: cython (compiled, cached in OUT/brian2_cache; numpy if no compiler) or numpy")
     sim.add_argument("--dt-ms", type=float, help="brian2 step in ms (default: the task's; a divisor of it gives "
                                                   "the torch engine's discretisation error)")
-    rep = sub.add_parser("report", help="rebuild OUT/report.html (and figures) from a finished run, recomputing nothing")
+    rep = sub.add_parser("report", help="rebuild OUT/report.html (and figures) from a run's saved datasets, recomputing nothing; "
+                                         "lists missing datasets and marks their sections unavailable")
     rep.add_argument("out", help="a finished run's folder (holding results.nc)")
     sub.add_parser("list", help="list tasks, model kinds and specs, learning rules and schedules")
     sch = sub.add_parser("schema", help="print every protocol field with its type, default and meaning")
@@ -135,18 +136,34 @@ def cmd_simulate(out: Path, trials: int, codegen: str, dt_ms: float | None) -> i
 
 
 def cmd_report(out: Path) -> int:
-    from .analysis.phase_space import AnalysisError, load_run
-    from .report.html import build_report
-    from .storage.results import read_dataset
-    from .training.run import write_figures
+    """Rebuild OUT/report.html (and the figure PNGs) from the saved datasets, recomputing nothing.
+    Exit 0 when a report was written (sections whose dataset is missing are marked unavailable and
+    listed here), 2 when none could be (no results.nc)."""
+    from .report.html import FILES, ReportError, build_report, load_run
 
+    if not out.is_dir():
+        return _fail(f"{out} is not a folder; expected a run folder holding results.nc "
+                     f"(made by `python -m bioplastic run PROTOCOL --out {out}`)")
+    run = load_run(out)
+    if run.results is None:
+        why = f" ({run.errors['results.nc']})" if "results.nc" in run.errors else ""
+        return _fail(f"no report written: {out / 'results.nc'} is missing or unreadable{why}; run "
+                     f"`python -m bioplastic run PROTOCOL --out {out}` first (or resume it with the same command)")
+    for name in run.missing:
+        why = f"unreadable: {run.errors[name]}" if name in run.errors else "missing"
+        print(f"warning: {name} {why} ({FILES[name][0]}); its sections are marked unavailable. "
+              f"To make it: {FILES[name][1].replace('OUT', str(out))}", file=sys.stderr)
     try:
-        ds, _ = load_run(out)
-        analysis = read_dataset(out / "analysis.nc") if (out / "analysis.nc").is_file() else None
-    except (AnalysisError, OSError, ValueError) as exc:
-        return _fail(str(exc))
-    write_figures(ds, out, analysis)
-    print(build_report(ds, out, analysis))
+        from .training.run import write_figures
+
+        write_figures(run.results, out, run.analysis, run.predictions)
+    except Exception as exc:  # noqa: BLE001 - the PNGs are a convenience; the report draws its own
+        print(f"warning: the figure files could not be rewritten ({type(exc).__name__}: {exc})", file=sys.stderr)
+    try:
+        path = build_report(run.results, out, run.analysis)
+    except (ReportError, OSError) as exc:
+        return _fail(f"no report written: {exc}")
+    print(path)
     return 0
 
 

@@ -4,6 +4,7 @@ is stored (and drawing the stored fit ``A exp(-lag/tau) + A B``)."""
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -118,7 +119,12 @@ def timescale_distributions(pred: xr.Dataset, axes=None):
                 left.hist(v[ok], bins=bins, histtype="step", lw=1.5, color=COLORS[j % len(COLORS)],
                           label=f"{cond} ({100 * (st == 0).mean():.0f} % fitted, {100 * (st == 3).mean():.0f} % too long to measure)")
         left.set_xscale("log")
-        left.legend(fontsize=7)
+        # plain numbers on the log axis (a narrow range otherwise shows only minor "2 x 10^2" labels)
+        left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        left.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        left.tick_params(axis="x", which="minor", labelsize=7)
+        # legend above the axes: inside, it hides the bars
+        left.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, frameon=False)
     else:
         left.text(0.5, 0.5, "no unit's timescale could be fitted", ha="center", va="center", transform=left.transAxes)
     left.set_xlabel(f"autocorrelation timescale during the {period} (ms)")
