@@ -154,9 +154,11 @@ def cmd_report(out: Path) -> int:
         print(f"warning: {name} {why} ({FILES[name][0]}); its sections are marked unavailable. "
               f"To make it: {FILES[name][1].replace('OUT', str(out))}", file=sys.stderr)
     try:
+        from .protocol.load import protocol_from_text
         from .training.run import write_figures
 
-        write_figures(run.results, out, run.analysis, run.predictions)
+        if protocol_from_text(run.results.attrs["protocol"]).config.output.figures:  # the protocol asks for PNGs
+            write_figures(run.results, out, run.analysis, run.predictions)
     except Exception as exc:  # noqa: BLE001 - the PNGs are a convenience; the report draws its own
         print(f"warning: the figure files could not be rewritten ({type(exc).__name__}: {exc})", file=sys.stderr)
     try:

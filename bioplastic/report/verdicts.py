@@ -414,8 +414,9 @@ def claim_2(d: RunData) -> Verdict:
         lc = a["lead_time"].values
         if np.isfinite(lc).any():
             clo, chi = (a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan))
+            cmed = float(a["lead_time_median"]) if "lead_time_median" in a else float(np.nanmedian(lc))
             numbers.append(f"{cond}: {int((lc > 0).sum())}/{int(np.isfinite(lc).sum())} positive, median lead "
-                           f"{float(a['lead_time_median']):.0f} iterations (95 % CI {clo:.0f} to {chi:.0f})")
+                           f"{cmed:.0f} iterations" + (f" (95 % CI {clo:.0f} to {chi:.0f})" if np.isfinite(clo) else ""))
     notes = [f"Lead times are resolved to one checkpoint interval ({step:.0f} iterations)."]
     if min_p_sign(pos + neg) >= ALPHA:
         notes.append(f"Too few networks: with {pos + neg} non-zero lead times the sign test cannot reach p < {ALPHA:g}.")

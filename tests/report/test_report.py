@@ -1,0 +1,113 @@
+"""report.html: every promised section and figure on a tiny complete run (analysis, predictions,
+brian2), and the incomplete-run behaviour of ``python -m bioplastic report``."""
+from __future__ import annotations
+
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bioplastic.cli import main
+from bioplastic.report.html import FIGURES, SECTIONS, ReportError, build_report
+
+#: the tiny protocol of tests/conftest.py with every dataset: plasticity, analysis, brian2 (numpy)
+COMPLETE = """
+name: tiny
+claims: [1, 2, 3, 7, 9]
+seed: 7
+seeds: 2
+task: {kind: evidence_accumulation, stimulus_ms: 200, delay_min_ms: 40, delay_max_ms: 100, response_ms: 60}
+model: {kind: leaky_rate, n_units: 12, g: 1.5}
+training: {lr: 1e-2, iterations: 12, batch_size: 8, checkpoint_every: 4, eval_every: 3, eval_trials: 16, dtype: float64}
+conditions:
+  baseline: {}
+  tcr_loss: {tcr: {form: loss, lambda: 0.5}}
+  tcr_plasticity: {tcr: {form: plasticity, plasticity: {eta_F: 0.05}}}
+analysis: {initial_states: 4, trials: 4}
+brian2: {enabled: true, trials: 2, codegen: numpy}
+output: {figures: false}
+"""
+
+
+@pytest.fixture(scope="module")
+def complete_run(tmp_path_factory) -> Path:
+    from bioplastic.protocol.load import load_protocol
+    from bioplastic.training.run import run_protocol
+
+    folder = tmp_path_factory.mktemp("report")
+    path = folder / "p.yaml"
+    path.write_text(textwrap.dedent(COMPLETE))
+    _, out = run_protocol(load_protocol(path), folder / "out")
+    return out
+
+
+def sections_of(page: str) -> dict[str, str]:
+    found = dict(re.findall(r"<section id='([^']+)'>(.*?)</section>", page, flags=re.S))
+    return found
+
+
+def test_complete_run_has_every_section_and_figure(complete_run: Path):
+    page = (complete_run / "report.html").read_text()
+    found = sections_of(page)
+    assert list(found) == [sid for sid, _ in SECTIONS]
+    for sid, figs in FIGURES.items():
+        for fig in figs:
+            assert re.search(rf"<img id='{fig}' src='data:image/png;base64,[A-Za-z0-9+/=]{{100,}}'", found[sid]), (sid, fig)
+    assert "Unavailable" not in page and "could not be drawn" not in page
+    assert "src='http" not in page and 'src="http' not in page  # self-contained
+    # the verdicts of the claims the protocol names, each with a status
+    for n in (1, 2, 3, 7, 9):
+        assert f"id='claim-{n}'" in found["verdicts"]
+    assert re.search(r"Claim 9:.*not tested by this run \(missing: a freeze-in condition", found["verdicts"])
+    # the predictions in words, and torch vs brian2 side by side
+    assert "of units ramp during the" in found["predictions"]
+    assert "torch: median" in found["brian2"] and "brian2: median" in found["brian2"]
+    assert "tcr_plasticity" in found["protocol"] and "anti-Hebbian" in found["protocol"]
+
+
+def test_report_command_rebuilds_without_recomputing(complete_run: Path, capsys):
+    stamps = {p.name: p.stat().st_mtime_ns for p in complete_run.glob("*.nc")}
+    assert main(["report", str(complete_run)]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in complete_run.glob("*.nc")} == stamps
+    assert capsys.readouterr().out.strip().endswith("report.html")
+
+
+def test_incomplete_run_builds_what_it_can(complete_run: Path, tmp_path: Path, capsys):
+    out = tmp_path / "partial"
+    out.mkdir()
+    for name in ("results.nc", "protocol.yaml", "predictions.nc"):
+        shutil.copy(complete_run / name, out / name)
+    assert main(["report", str(out)]) == 0
+    err = capsys.readouterr().err
+    for missing in ("analysis.nc", "brian2.nc", "predictions_brian2.nc"):
+        assert f"{missing} missing" in err
+    assert "Traceback" not in err
+    found = sections_of((out / "report.html").read_text())
+    assert list(found) == [sid for sid, _ in SECTIONS]
+    assert "Unavailable (missing analysis.nc; run <code>python -m bioplastic analyze OUT</code>)" in found["gr"]
+    assert "Unavailable (missing analysis.nc" in found["phase"]
+    assert "Unavailable (missing brian2.nc" in found["brian2"]
+    assert "fig-learning-curves" in found["learning"] and "fig-ramping-examples" in found["ramping"]
+    assert re.search(r"Claim 2:.*not tested by this run \(missing: analysis.nc", found["verdicts"], flags=re.S)
+
+
+def test_no_results_writes_nothing_and_exits_2(tmp_path: Path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "results.nc is missing" in err and "Traceback" not in err
+    assert not (tmp_path / "report.html").exists()
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    with pytest.raises(ReportError):
+        build_report(None, tmp_path)
+
+
+def test_damaged_dataset_is_listed_not_fatal(complete_run: Path, tmp_path: Path, capsys):
+    out = tmp_path / "damaged"
+    out.mkdir()
+    shutil.copy(complete_run / "results.nc", out / "results.nc")
+    (out / "analysis.nc").write_bytes(b"not a netCDF file")
+    assert main(["report", str(out)]) == 0
+    assert "analysis.nc unreadable" in capsys.readouterr().err
+    assert "unreadable" in sections_of((out / "report.html").read_text())["files"]

@@ -1,0 +1,212 @@
+"""Verdict rules on synthetic numbers: for each claim, a case that holds, one that does not, one
+inconclusive (and the data-missing case)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bioplastic.report import verdicts as V
+from bioplastic.report.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTED, CondInfo, RunData
+
+SEEDS = 8  # enough pairs for a Wilcoxon test to reach p < 0.05 (smallest p = 2/2^8)
+
+
+# ------------------------------------------------------------------------------ the core rule
+def test_effect_status_rules():
+    # claimed decrease, CI below 0, significant
+    assert V.effect_status(-50, -80, -20, 0.01, -1, 10)[0] == HOLDS
+    # CI below 0 but the test cannot be significant (3 pairs): inconclusive, and it says why
+    status, note = V.effect_status(-50, -80, -20, 0.25, -1, 10, min_p=V.min_p_wilcoxon(3))
+    assert status == INCONCLUSIVE and "cannot reach p < 0.05" in note
+    # opposite and significant
+    assert V.effect_status(50, 20, 80, 0.01, -1, 10)[0] == FAILS
+    # no effect, CI excludes the smallest effect of interest (-10), enough pairs
+    assert V.effect_status(0, -5, 5, 0.9, -1, 10, min_p=V.min_p_wilcoxon(8))[0] == FAILS
+    # no effect but CI wide enough to include the claimed effect: inconclusive
+    assert V.effect_status(0, -30, 5, 0.9, -1, 10, min_p=V.min_p_wilcoxon(8))[0] == INCONCLUSIVE
+    # increase claims mirror decrease claims
+    assert V.effect_status(0.2, 0.1, 0.3, 0.01, +1, 0.05)[0] == HOLDS
+    assert V.effect_status(np.nan, np.nan, np.nan, np.nan, +1, 0.05)[0] == INCONCLUSIVE
+
+
+def test_min_p_and_combiners():
+    assert V.min_p_wilcoxon(3) == 0.25 and V.min_p_wilcoxon(6) < 0.05 <= V.min_p_wilcoxon(5)
+    assert V.min_p_mann_whitney(3, 3) == pytest.approx(0.1)
+    assert V.combine_all([HOLDS, HOLDS]) == HOLDS
+    assert V.combine_all([HOLDS, INCONCLUSIVE]) == INCONCLUSIVE
+    assert V.combine_all([HOLDS, FAILS]) == FAILS
+    assert V.combine_any([FAILS, HOLDS]) == HOLDS
+    assert V.combine_any([FAILS, FAILS]) == FAILS
+    assert V.combine_any([FAILS, INCONCLUSIVE]) == INCONCLUSIVE
+
+
+# ------------------------------------------------------------------------------ synthetic results
+def results(itc_by_cond: dict[str, list[float]], acc_by_cond: dict[str, list[float]] | None = None, budget=100,
+            onset=None, width=None, tcr_loss=None) -> xr.Dataset:
+    """A results-like dataset with the stored comparison statistics, computed as run.py does."""
+    from bioplastic.analysis.statistics import censored, compare_conditions
+
+    conds = list(itc_by_cond)
+    itc = np.array([itc_by_cond[c] for c in conds], float)
+    acc = np.array([(acc_by_cond or {}).get(c, [0.97] * itc.shape[1]) for c in conds], float)
+    n = itc.shape[1]
+    ds = xr.Dataset(coords={"condition": conds, "seed": np.arange(n), "iteration": np.arange(budget)})
+    ds["iterations_to_criterion"] = (("condition", "seed"), itc)
+    ds["learned"] = (("condition", "seed"), np.isfinite(itc))
+    ds["final_accuracy"] = (("condition", "seed"), acc)
+    ds["diverged"] = (("condition", "seed"), np.zeros_like(itc, bool))
+    ds["final_iteration"] = (("condition", "seed"), np.full_like(itc, budget))
+    onset = np.full_like(itc, 40.0) if onset is None else np.asarray(onset, float)
+    width = np.full_like(itc, 10.0) if width is None else np.asarray(width, float)
+    ds["drop_onset"] = (("condition", "seed"), onset)
+    ds["search_phase"] = (("condition", "seed"), onset)
+    ds["drop_width"] = (("condition", "seed"), width)
+    ds["abruptness"] = (("condition", "seed"), width / onset)
+    if tcr_loss is not None:
+        ds["tcr_loss"] = (("condition", "seed", "iteration"), np.asarray(tcr_loss, float))
+    for prefix, values in (("itc", censored(itc, budget)), ("acc", acc)):
+        stats = compare_conditions(values, np.random.default_rng(0))
+        for k, v in stats.items():
+            name = {"median": f"{prefix}_median"}.get(k, f"{prefix}_{k}")
+            ds[name] = ("condition", v)
+    ds.attrs["sweep_dims"] = ""
+    return ds
+
+
+INFO = {"baseline": CondInfo(), "tcr_loss": CondInfo(tcr_form="loss"), "tcr_plasticity": CondInfo(tcr_form="plasticity")}
+rng = np.random.default_rng(1)
+BASE = list(60 + rng.integers(0, 10, SEEDS))
+
+
+def test_claim3_holds_fails_inconclusive():
+    fast = {"baseline": BASE, "tcr_loss": [b - 30 for b in BASE], "tcr_plasticity": [b - 25 for b in BASE]}
+    assert V.claim_3(RunData(results(fast), conditions=INFO)).status == HOLDS
+    slow = {"baseline": BASE, "tcr_loss": [b + 30 for b in BASE], "tcr_plasticity": [b - 25 for b in BASE]}
+    assert V.claim_3(RunData(results(slow), conditions=INFO)).status == FAILS
+    few = {c: v[:3] for c, v in fast.items()}
+    v = V.claim_3(RunData(results(few), conditions=INFO))
+    assert v.status == INCONCLUSIVE and any("cannot reach p < 0.05" in n for n in v.notes)
+    never = {c: [np.nan] * SEEDS for c in fast}
+    v = V.claim_3(RunData(results(never), conditions=INFO))
+    assert v.status == INCONCLUSIVE and "no network" in v.evidence[0].note
+    assert V.claim_3(RunData(None, conditions=INFO)).status == NOT_TESTED
+
+
+def test_claim5_and_6_need_their_conditions():
+    fast = {"baseline": BASE, "tcr_loss": [b - 30 for b in BASE]}
+    ds = results(fast)
+    assert V.claim_5(RunData(ds, conditions=INFO)).status == NOT_TESTED  # bptt everywhere
+    local = {"baseline": CondInfo(rule="rflo"), "tcr_loss": CondInfo(tcr_form="loss", rule="rflo")}
+    assert V.claim_5(RunData(ds, conditions=local)).status == HOLDS
+    assert V.claim_5(RunData(results({"baseline": BASE, "tcr_loss": [b + 30 for b in BASE]}), conditions=local)).status == FAILS
+    assert V.claim_5(RunData(results({c: v[:3] for c, v in fast.items()}), conditions=local)).status == INCONCLUSIVE
+    lstm = {"baseline": CondInfo(model_kind="lstm"), "tcr_loss": CondInfo(tcr_form="loss", model_kind="lstm")}
+    v = V.claim_6(RunData(ds, conditions=lstm))
+    assert v.status == HOLDS and any("search phase" in n for n in v.numbers)
+    assert V.claim_6(RunData(ds, conditions=INFO)).status == NOT_TESTED
+
+
+def test_claim8_can_hurt():
+    info = {"baseline": CondInfo(), "tcr_loss": CondInfo(tcr_form="loss")}
+    acc_base = list(0.97 + 0.002 * rng.standard_normal(SEEDS))
+    hurt = results({"baseline": BASE, "tcr_loss": BASE}, {"baseline": acc_base, "tcr_loss": [a - 0.2 for a in acc_base]})
+    assert V.claim_8(RunData(hurt, conditions=info)).status == HOLDS
+    helps = results({"baseline": BASE, "tcr_loss": [b - 30 for b in BASE]},
+                    {"baseline": acc_base, "tcr_loss": [a + 0.01 for a in acc_base]})
+    assert V.claim_8(RunData(helps, conditions=info)).status == FAILS
+    few = results({"baseline": BASE[:3], "tcr_loss": BASE[:3]}, {"baseline": acc_base[:3], "tcr_loss": [a - 0.2 for a in acc_base[:3]]})
+    assert V.claim_8(RunData(few, conditions=info)).status == INCONCLUSIVE
+
+
+def test_claim1_search_then_drop():
+    itc = {"baseline": BASE}
+    abrupt = results(itc, onset=[[40.0] * SEEDS], width=[[5.0] * SEEDS])
+    assert V.claim_1(RunData(abrupt, conditions=INFO)).status == HOLDS
+    gradual = results(itc, onset=[[3.0] * SEEDS], width=[[60.0] * SEEDS])
+    assert V.claim_1(RunData(gradual, conditions=INFO)).status == FAILS
+    half = results(itc, onset=[[40.0] * 4 + [3.0] * 4], width=[[5.0] * 4 + [60.0] * 4])
+    assert V.claim_1(RunData(half, conditions=INFO)).status == INCONCLUSIVE
+
+
+def analysis(lead_s: list[float]) -> xr.Dataset:
+    an = xr.Dataset(coords={"condition": ["baseline"], "seed": np.arange(len(lead_s)), "checkpoint": [0, 10, 20, 30]})
+    an["lead_time"] = (("condition", "seed"), np.array([lead_s], float))
+    return an
+
+
+def test_claim2_lead_times():
+    assert V.claim_2(RunData(analysis=analysis([20, 30, 10, 40, 20, 30, 20, 10]))).status == HOLDS
+    assert V.claim_2(RunData(analysis=analysis([-20, -30, -10, -40, -20, -30, -20, -10]))).status == FAILS
+    v = V.claim_2(RunData(analysis=analysis([20, -30, 10, np.nan])))
+    assert v.status == INCONCLUSIVE and "3 of 4 networks" in v.numbers[0]
+    assert V.claim_2(RunData()).status == NOT_TESTED
+
+
+def sweep_results(diff_by_g: dict[float, float]) -> xr.Dataset:
+    pts = []
+    for g, d in diff_by_g.items():
+        ds = results({"baseline": BASE, "tcr_loss": [b + d for b in BASE]})
+        pts.append(ds.expand_dims({"model.g": [g]}))
+    ds = xr.concat(pts, "model.g")
+    ds.attrs["sweep_dims"] = "model.g"
+    return ds
+
+
+def test_claim4_chaos():
+    info = {"baseline": CondInfo(), "tcr_loss": CondInfo(tcr_form="loss")}
+    assert V.claim_4(RunData(sweep_results({0.8: -1, 1.6: -30}), conditions=info)).status == HOLDS
+    assert V.claim_4(RunData(sweep_results({0.8: -1, 1.6: +30}), conditions=info)).status == FAILS
+    # a benefit as large without chaos: inconclusive
+    assert V.claim_4(RunData(sweep_results({0.8: -40, 1.6: -30}), conditions=info)).status == INCONCLUSIVE
+    v = V.claim_4(RunData(sweep_results({1.6: -30}), conditions=info))
+    assert v.status == NOT_TESTED and "g <= 1" in v.reason
+
+
+def predictions(ramp_effect, tau_effect, n=SEEDS) -> xr.Dataset:
+    conds = ["baseline", "tcr_loss"]
+    p = xr.Dataset(coords={"condition": conds, "seed": np.arange(n), "statistic": ["estimate", "ci_low", "ci_high", "p_value"],
+                           "summary_statistic": ["median", "ci_low", "ci_high"]})
+    for m, eff, ref in (("fraction_ramping", ramp_effect, 0.3), ("timescale_median_ms", tau_effect, 200.0)):
+        p[m] = (("condition", "seed"), np.full((2, n), ref))
+        p[f"{m}_summary"] = (("condition", "summary_statistic"), np.array([[ref, ref, ref], [ref, ref, ref]]))
+        p[f"{m}_effect"] = (("condition", "statistic"), np.array([[np.nan] * 4, eff], float))
+    return p
+
+
+def test_claim7_slow_dynamics_and_ramping():
+    info = {"baseline": CondInfo(), "tcr_loss": CondInfo(tcr_form="loss")}
+    assert V.claim_7(RunData(predictions=predictions([0.2, 0.1, 0.3, 0.01], [80, 40, 120, 0.01]), conditions=info)).status == HOLDS
+    assert V.claim_7(RunData(predictions=predictions([-0.2, -0.3, -0.1, 0.01], [80, 40, 120, 0.01]), conditions=info)).status == FAILS
+    v = V.claim_7(RunData(predictions=predictions([0.2, 0.1, 0.3, 0.25], [80, 40, 120, 0.25], n=3), conditions=info))
+    assert v.status == INCONCLUSIVE
+    assert V.claim_7(RunData(conditions=info)).status == NOT_TESTED
+
+
+def test_claim9_freeze_in():
+    info = {"stp_only": CondInfo(tcr_form="plasticity"), "freeze_in": CondInfo(tcr_form="plasticity", kappa=1.0),
+            "freeze_in_noise": CondInfo(tcr_form="plasticity", kappa=1.0, sigma_w=0.05)}
+    budget = 50
+    live = np.full((SEEDS, budget), 1e-2) * (1 + 0.01 * rng.random((SEEDS, budget)))
+    dead = live * np.linspace(1, 1e-4, budget)
+    acc_ok = list(0.95 + 0.01 * rng.random(SEEDS))
+    itc = {c: [np.nan] * SEEDS for c in info}
+
+    def run(loss_free, acc_free, seeds=SEEDS):
+        tl = np.stack([live, loss_free, live])[:, :seeds]
+        accs = {"stp_only": acc_ok[:seeds], "freeze_in": acc_free[:seeds], "freeze_in_noise": acc_ok[:seeds]}
+        return RunData(results({c: v[:seeds] for c, v in itc.items()}, accs, budget=budget, tcr_loss=tl), conditions=info)
+
+    collapsed = run(dead, [a - 0.45 for a in acc_ok])
+    v = V.claim_9(collapsed)
+    assert v.status == HOLDS, v.evidence
+    assert V.claim_9(run(live, [a + 0.001 for a in acc_ok])).status == FAILS
+    assert V.claim_9(run(dead, [a - 0.45 for a in acc_ok], seeds=3)).status == INCONCLUSIVE
+    none = {"stp_only": info["stp_only"], "freeze_in": info["freeze_in_noise"], "freeze_in_noise": info["freeze_in_noise"]}
+    assert V.claim_9(RunData(collapsed.results, conditions=none)).status == NOT_TESTED
+
+
+def test_verdicts_never_raise():
+    bad = xr.Dataset({"itc_difference": ("condition", [1.0])}, coords={"condition": ["a"]})
+    (v,) = V.verdicts([3], RunData(bad, conditions={"a": CondInfo()}))
+    assert v.status in (NOT_TESTED, INCONCLUSIVE)
