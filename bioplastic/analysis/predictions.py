@@ -640,6 +640,8 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write:
     dtype = torch.float64 if engine is not None else None  # brian2 simulates in double precision
     for cond in conds:
         net, ok = trained_network(ds, protocol, cond, plasticity=True, dtype=dtype)
+        if net.plasticity is not None:  # the time course of |F| from the one rollout
+            net.plasticity.record_F_abs = True
         blocked = trained_network(ds, protocol, cond, plasticity=False, dtype=dtype)[0] if _has_plasticity(net) else None
         res = _network_measures(net, ok, tr, task, root, seeds, ramp_w, stat_w, blocked, engine)
         res["net"].update(_attractors(analysis, cond, seeds, ok, task.n_steps * task.dt_ms))

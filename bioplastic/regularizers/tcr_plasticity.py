@@ -87,6 +87,8 @@ class ShortTermPlasticity:
         self.eta_e = torch.full((n_members,), float(config.eta_F), dtype=dtype)
         #: return each trial's end efficacies ``F_end_exbxnxn`` (costs one E B N^2 T product when unclipped)
         self.record_F_end = True
+        #: also return ``F_abs_exbxt``, the mean |F_t| over synapses at every step (forms F at every step)
+        self.record_F_abs = False
         self.last: dict[str, torch.Tensor] = {}
 
     @property
@@ -96,7 +98,7 @@ class ShortTermPlasticity:
     def run(self, decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str, c: float):
         """The recurrence with plasticity; ``Wc = c W`` (c = alpha). Returns (h, r, info) where info
         holds detached signatures: ``F_end_exbxnxn`` (anti_hebbian, each trial's efficacies at its
-        end, when ``record_F_end``), or ``efficacy_exbxtxn`` and ``pre_exbxtxn`` (tsodyks_markram:
+        end, when ``record_F_end``) and ``F_abs_exbxt`` (mean |F_t| per step, when ``record_F_abs``), or ``efficacy_exbxtxn`` and ``pre_exbxtxn`` (tsodyks_markram:
         s and s * r per step)."""
         info: dict[str, torch.Tensor] = {}
         h, r = _PlasticRecurrence.apply(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name, c, self, info)
@@ -154,6 +156,7 @@ class _PlasticRecurrence(torch.autograd.Function):
             DH = drive_exbxtxn.new_empty((E, B, T, N))  # dh_t = h_t - h_{t-1}
             DHv = DH.view(E * B, T, N)
             ceta = (-c * eta).expand(E, B, 1).reshape(E * B, 1, 1)
+            F_abs = drive_exbxtxn.new_empty((E, B, T)) if stp.record_F_abs else None
             if mode == "dense":
                 F = drive_exbxtxn.new_zeros((E * B, N, N))
         else:
@@ -184,6 +187,8 @@ class _PlasticRecurrence(torch.autograd.Function):
                 dh = torch.sub(ht, h_prev, out=DH[:, :, t])
                 if mode == "dense":
                     F.baddbmm_(dh.mul(-eta).view(E * B, N, 1), r_prev.reshape(E * B, 1, N), beta=rho).clamp_(-cfg.F_max, cfg.F_max)
+                    if stp.record_F_abs:
+                        F_abs[:, :, t] = F.abs().mean((1, 2)).view(E, B)
             else:
                 R_pre = r_prev.clamp(min=0) * rate
                 u_new = (u + dt * (U - u) / cfg.tau_facilitation_ms + U * (1 - u) * R_pre).clamp_(0, 1)
@@ -202,6 +207,13 @@ class _PlasticRecurrence(torch.autograd.Function):
                 else:  # F_{T-1} = -eta sum_s rho^(T-1-s) dh_s r_{s-1}^T
                     Fe = torch.bmm((DHv * rev.view(1, T, 1)).transpose(1, 2), Rv[:, :T])
                     info["F_end_exbxnxn"] = Fe.view(E, B, N, N).mul_(-eta[..., None])
+            if stp.record_F_abs:
+                if mode == "factored":  # F is not formed during the run: step it here, for the record only
+                    Fr = drive_exbxtxn.new_zeros((E * B, N, N))
+                    for t in range(T):
+                        Fr.baddbmm_(DH[:, :, t].mul(-eta).view(E * B, N, 1), R[:, :, t].reshape(E * B, 1, N), beta=rho)
+                        F_abs[:, :, t] = Fr.abs().mean((1, 2)).view(E, B)
+                info["F_abs_exbxt"] = F_abs
             saved = [DH]
             ctx.rev, ctx.ceta, ctx.rho, ctx.eta, ctx.F_max = rev, ceta, rho, eta, cfg.F_max
         ctx.save_for_backward(decay_exn, Wc_exnxn, h0_exbxn, hs, R, *saved)

@@ -95,3 +95,17 @@ def test_bad_parameters_are_refused():
                 {"rule": "tsodyks_markram", "kappa": 0.1}):
         with pytest.raises(ValidationError):
             PlasticityConfig(**bad)
+
+
+@pytest.mark.parametrize("F_max", [None, 0.05])
+def test_recorded_efficacy_course_equals_cut_rollouts(F_max):
+    """F_abs_exbxt[t] = mean |F| at the end of the same trials cut after step t."""
+    cfg = PlasticityConfig(eta_F=2.0, tau_F_ms=100.0, F_max=F_max)
+    stp = ShortTermPlasticity(cfg, 20.0, E, torch.float64)
+    stp.record_F_abs = True
+    decay, Wc, drive, h0 = _inputs(6)
+    _, _, info = stp.run(decay, Wc.detach(), drive.detach(), h0, "tanh", 0.2)
+    for t in (0, 4, T - 1):
+        _, _, cut = stp.run(decay, Wc.detach(), drive.detach()[:, :, :t + 1], h0, "tanh", 0.2)
+        torch.testing.assert_close(info["F_abs_exbxt"][:, :, t], cut["F_end_exbxnxn"].abs().mean((2, 3)),
+                                   rtol=1e-10, atol=1e-13)
