@@ -166,9 +166,10 @@ def section(sid: str, title: str, body: str) -> str:
 
 def table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
     """Cells are HTML (escape them before)."""
-    h = "".join(f"<th>{c}</th>" for c in head)
+    h = "".join(f"<th>{c}</th>" for c in head) if any(head) else ""
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table class='{cls}'><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+    thead = f"<thead><tr>{h}</tr></thead>" if h else ""
+    return f"<table class='{cls}'>{thead}<tbody>{body}</tbody></table>"
 
 
 def fmt(x: float, kind: str = "num", signed: bool = False) -> str:
@@ -573,8 +574,8 @@ table{border-collapse:collapse;margin:.6em 0;font-size:92%}td,th{border:1px soli
 th{background:#f2f2f2;text-align:left}.brief td:first-child{font-weight:600;white-space:nowrap}
 .ci{color:#666;font-size:92%}.meta{color:#555}nav ol{columns:2;font-size:92%}ul.conds{margin:0;padding-left:1.2em}
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:85%;font-weight:600;color:#fff;vertical-align:middle}
-.badge.holds{background:#2e7d32}.badge.fails{background:#c62828}.badge.inconclusive{background:#9e7700}
-.badge.untested{background:#777}span.holds{color:#2e7d32;font-weight:600}span.fails{color:#c62828;font-weight:600}
+.badge.holds,.badge.fails,.badge.inconclusive,.badge.untested{color:#fff}.badge.holds{background:#2e7d32}
+.badge.fails{background:#c62828}.badge.inconclusive{background:#9e7700}.badge.untested{background:#777}span.holds{color:#2e7d32;font-weight:600}span.fails{color:#c62828;font-weight:600}
 span.inconclusive{color:#9e7700;font-weight:600}span.untested{color:#777}.verdict{border-left:4px solid #ddd;
 padding:.2em .9em;margin:1em 0}.unavailable{background:#fff4e5;border:1px solid #f0c36d;padding:.5em .8em}
 .ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:85%}
