@@ -145,9 +145,29 @@ def _png(draw: Callable[[], object]) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def figure(fig_id: str, title: str, draw: Callable[[], object], caption: str) -> str:
+def _fresh_png(out: Path | None, png: str | None, sources: tuple[str, ...]) -> Path | None:
+    """``out/png`` when it exists and is at least as new as every source dataset (written from them
+    by ``write_figures`` in the same run or ``report`` call), else None."""
+    if out is None or png is None or not (out / png).is_file():
+        return None
+    t = (out / png).stat().st_mtime_ns
+    return out / png if all((out / s).is_file() and (out / s).stat().st_mtime_ns <= t for s in sources) else None
+
+
+#: (run folder, whether figures are drawn) of the page being rendered; set by :func:`render`
+_CONTEXT: dict = {"out": None, "draw": True}
+
+
+def figure(fig_id: str, title: str, draw: Callable[[], object], caption: str, png: str | None = None,
+           sources: tuple[str, ...] = ("results.nc",)) -> str:
+    """An embedded figure: the PNG ``png`` already in the run folder when it is fresh (see
+    :func:`_fresh_png`), else drawn now from the datasets; nothing when the protocol turns figures off."""
+    if not _CONTEXT["draw"]:
+        return (f"<p class='cap' id='{fig_id}-off'>Figure &ldquo;{esc(title)}&rdquo; not drawn: the protocol sets "
+                "<code>output.figures: false</code>.</p>")
     try:
-        data = _png(draw)
+        saved = _fresh_png(_CONTEXT["out"], png, sources)
+        data = base64.b64encode(saved.read_bytes()).decode() if saved is not None else _png(draw)
     except Exception as exc:  # noqa: BLE001 - one figure failing must not lose the report
         return (f"<p class='unavailable' id='{fig_id}-failed'>Figure &ldquo;{esc(title)}&rdquo; could not be drawn "
                 f"({esc(type(exc).__name__)}: {esc(exc)}).</p>")
@@ -453,6 +473,8 @@ def render(run: Run) -> str:
         protocol = protocol_from_text(ds.attrs["protocol"], str(run.out / "results.nc"))
     except Exception:  # noqa: BLE001 - the report is still useful without the protocol's structure
         pass
+    _CONTEXT["out"] = run.out
+    _CONTEXT["draw"] = protocol is None or bool(protocol.config.output.figures)
     dims = _sweep_dims(ds)
     first = ds.isel({d: 0 for d in dims}) if dims else ds
     name = ds.attrs.get("protocol_name", "run")
@@ -471,28 +493,32 @@ def render(run: Run) -> str:
     body["learning"] = sweep_note + figure(
         "fig-learning-curves", "Learning curves", lambda: curves.learning_curves(first),
         "Per condition (columns), every seed: training loss (top, log axis; faint: raw, bold: smoothed; dots: drop onset) "
-        "and held-out accuracy (bottom; dashed: the criterion; dotted verticals: the iteration each network reached it).")
+        "and held-out accuracy (bottom; dashed: the criterion; dotted verticals: the iteration each network reached it).",
+        "learning_curves.png")
     speed = _speed_table(ds)
     if dims:
         speed += figure("fig-sweep", "Iterations to criterion across the sweep", lambda: curves.sweep(ds),
-                        "Median (line) and individual networks (dots) per condition; open triangles: not learned.")
+                        "Median (line) and individual networks (dots) per condition; open triangles: not learned.", "sweep.png")
     body["speed"] = speed + figure(
         "fig-iterations-to-criterion", "Iterations to criterion", lambda: curves.iterations_to_criterion(first),
         "One dot per network (open triangles at the budget: not learned); bar: median over seeds, vertical line: its "
-        "bootstrap 95 % CI; p: Wilcoxon signed-rank test against the first condition, paired by seed.") + _abrupt_table(ds)
+        "bootstrap 95 % CI; p: Wilcoxon signed-rank test against the first condition, paired by seed.",
+        "iterations_to_criterion.png") + _abrupt_table(ds)
     body["accuracy"] = _accuracy_table(ds)
 
     if an is not None:
         body["gr"] = _gr_table(an) + figure(
             "fig-gr-alignment", "Geometric restructuring and the loss drop", lambda: phase.gr_alignment(ds, an),
             "Top: smoothed loss with GR events (triangles) and drop onsets (dots), one colour per seed. Bottom: the number of "
-            "stable (solid) and saddle (dashed) fixed points with zero input at each checkpoint.") + figure(
+            "stable (solid) and saddle (dashed) fixed points with zero input at each checkpoint.", "gr_alignment.png",
+            ("results.nc", "analysis.nc")) + figure(
             "fig-lead-times", "Lead time of GR before the drop", lambda: phase.lead_times(an),
-            "Drop onset minus the first GR event (iterations), one dot per network; above 0: GR comes first.")
+            "Drop onset minus the first GR event (iterations), one dot per network; above 0: GR comes first.", "lead_times.png",
+            ("analysis.nc",))
         body["phase"] = figure(
             "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
             "Seed 0 of each condition before, near and after its drop onset: trajectories (grey) and fixed points "
-            "(legend) in the PCA frame of the final checkpoint's trajectories.")
+            "(legend) in the PCA frame of the final checkpoint's trajectories.", "phase_portraits.png", ("results.nc", "analysis.nc"))
     else:
         body["gr"] = unavailable("analysis.nc", " (no GR events, lead times or fixed points)" if dims else "")
         body["phase"] = unavailable("analysis.nc")
@@ -517,15 +543,16 @@ def render(run: Run) -> str:
         body["ramping"] = figure(
             "fig-ramping-examples", "Ramping examples", lambda: pfigs.ramping_examples(pred),
             f"Trial-averaged rate from the onset of the {esc(pred.attrs.get('ramp_period', 'period'))} of the ramping units "
-            "with the largest slopes (legend: slope, rate units per second) and of the flattest non-ramping unit (dashed).") + figure(
+            "with the largest slopes (legend: slope, rate units per second) and of the flattest non-ramping unit (dashed).",
+            "ramping_examples.png", ("predictions.nc",)) + figure(
             "fig-ramp-distributions", "Ramp slopes", lambda: pfigs.ramp_distributions(pred),
             "Left: ramp slopes of all units of all seeds. Right: fraction of significantly ramping units per network "
-            "(cluster-robust t-test, Benjamini-Hochberg FDR 5 %), median and 95 % CI.")
+            "(cluster-robust t-test, Benjamini-Hochberg FDR 5 %), median and 95 % CI.", "ramp_distributions.png", ("predictions.nc",))
         body["timescales"] = figure(
             "fig-timescale-distributions", "Single-unit autocorrelation timescales", lambda: pfigs.timescale_distributions(pred),
             f"Left: fitted timescales during the {esc(pred.attrs.get('timescale_period', 'period'))} (log axis; legend: "
             "fraction fitted and fraction longer than measurable). Right: one unit per condition, autocorrelation across "
-            "trials (dots) and the fit A (exp(-lag/tau) + B) (line).")
+            "trials (dots) and the fit A (exp(-lag/tau) + B) (line).", "timescale_distributions.png", ("predictions.nc",))
     else:
         miss = "predictions.nc"
         body["predictions"] = body["ramping"] = body["timescales"] = unavailable(

@@ -27,7 +27,7 @@ conditions:
   tcr_plasticity: {tcr: {form: plasticity, plasticity: {eta_F: 0.05}}}
 analysis: {initial_states: 4, trials: 4}
 brian2: {enabled: true, trials: 2, codegen: numpy}
-output: {figures: false}
+output: {figures: true}  # PNGs written by the run are reused by the report
 """
 
 
