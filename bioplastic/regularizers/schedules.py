@@ -64,7 +64,9 @@ class AdaptiveConfig(_Base):
 
 class ActivityFloorConfig(_Base):
     kind: Literal["activity_floor"] = "activity_floor"
-    target: float = Field(1e-4, gt=0, description="floor on the TCR term (mean squared one-step change of the state): below it the strength shrinks, above it it recovers")
+    target: float = Field(1e-4, gt=0, description="floor on the TCR term (mean squared one-step change of the state): below it the strength shrinks, above it it recovers; with `relative`, a fraction of the term's mean over the first `reference_iterations` iterations")
+    relative: bool = Field(False, description="target is a fraction of each network's own early activity (robust to the noise floor set by sigma_h)")
+    reference_iterations: int = Field(10, gt=0, description="with `relative`: iterations whose mean TCR term is the reference (the controller waits for them)")
     gain: float = Field(0.05, gt=0, le=1, description="exponent of the multiplicative update per iteration")
     min_factor: float = Field(1e-3, gt=0, description="lower bound on the strength, as a fraction of its base value")
     max_factor: float = Field(1.0, gt=0, description="upper bound on the strength, as a fraction of its base value")
@@ -169,8 +171,16 @@ class ActivityFloor(Adaptive):
     def observe(self, k, task_loss_e, term_e, learned_e):
         Schedule.observe(self, k, task_loss_e, term_e, learned_e)
         c = self.config
+        term = np.asarray(term_e, float)
+        target = c.target
+        if c.relative:
+            ref = self.state.setdefault("reference_sum_e", np.zeros_like(self.lambda0_e))
+            if k < c.reference_iterations:
+                ref += np.where(np.isfinite(term), term, 0.0)
+                return
+            target = c.target * ref / c.reference_iterations
         with np.errstate(divide="ignore", invalid="ignore"):
-            step = (np.asarray(term_e, float) / c.target) ** c.gain
+            step = (term / target) ** c.gain
         step = np.where(np.isfinite(step) & (step > 0), step, 1.0)
         self.state["factor_e"] = np.clip(self.state["factor_e"] * step, c.min_factor, c.max_factor)
 

@@ -46,3 +46,20 @@ def test_adaptive_controller_holds_the_ratio_and_switches_off():
         ctrl.observe(k, task, term, np.array([False, k > 100]))
     lam = ctrl.value(200)
     assert np.isclose(lam[0] * term[0] / task[0], 0.1, rtol=1e-3) and lam[1] == 0
+
+
+def test_activity_floor_lowers_the_strength_only_below_its_floor():
+    from bioplastic.regularizers.schedules import ActivityFloorConfig, build_schedule
+
+    absolute = build_schedule(ActivityFloorConfig(target=0.5, gain=0.5), np.array([2.0, 2.0]))
+    for k in range(5):
+        absolute.observe(k, np.ones(2), np.array([1.0, 0.125]), np.zeros(2, bool))
+    # above the floor: capped at max_factor 1; below it: (0.125 / 0.5)^0.5 = 0.5 per iteration
+    np.testing.assert_allclose(absolute.value(5), [2.0, 2.0 * 0.5 ** 5])
+    relative = build_schedule(ActivityFloorConfig(target=0.5, relative=True, reference_iterations=4, gain=1.0),
+                              np.array([1.0, 1.0]))
+    for k in range(4):  # the reference: mean term 0.2 and 0.02 (the networks' own noise floors)
+        relative.observe(k, np.ones(2), np.array([0.2, 0.02]), np.zeros(2, bool))
+    np.testing.assert_allclose(relative.value(4), [1.0, 1.0])  # no control while the reference forms
+    relative.observe(4, np.ones(2), np.array([0.05, 0.02]), np.zeros(2, bool))
+    np.testing.assert_allclose(relative.value(5), [0.5, 1.0])  # 0.05 / (0.5 * 0.2); 0.02 is above 0.5 * 0.02
