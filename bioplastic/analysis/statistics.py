@@ -4,6 +4,20 @@ from __future__ import annotations
 import numpy as np
 
 
+def nanmedian(values, axis=None):
+    """Median over the finite values; NaN (without a warning) where there are none."""
+    v = np.asarray(values, float)
+    ok = np.isfinite(v)
+    if axis is None:
+        return float(np.median(v[ok])) if ok.any() else np.nan
+    filled = np.where(ok, v, np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmedian(filled, axis=axis)
+
+
 def bootstrap_ci(values, rng: np.random.Generator, stat=np.median, n_boot: int = 10000,
                  level: float = 0.95) -> tuple[float, float, float]:
     """(statistic, low, high): percentile bootstrap CI of ``stat`` over the finite ``values``.

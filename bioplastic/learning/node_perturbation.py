@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from ..networks.recurrence import phi, recurrence
+from ..networks.recurrence import phi
 from ..regularizers.tcr_loss import tcr_term
 from ..schema_base import Schema
 from .base import RULES, Batch, LearningRule, StepResult

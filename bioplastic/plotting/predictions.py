@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from ..analysis.statistics import nanmedian  # noqa: E402
 from .curves import COLORS  # noqa: E402
 
 
@@ -135,7 +136,7 @@ def timescale_distributions(pred: xr.Dataset, axes=None):
         v = sub["timescale_ms"].values
         if not np.isfinite(v).any():
             continue
-        med = np.nanmedian(v)
+        med = nanmedian(v)
         s, u = np.unravel_index(np.nanargmin(np.abs(v - med)), v.shape)
         ac = sub["autocorrelation"].values[s, u]
         A, tau_u, B = (float(sub[k].values[s, u]) for k in ("timescale_amplitude", "timescale_ms", "timescale_offset"))

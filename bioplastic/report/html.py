@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
+from ..analysis.statistics import nanmedian
 from ..storage.io import atomic_write_text
 from . import verdicts as V
 
@@ -327,7 +328,6 @@ def _speed_table(ds: xr.Dataset) -> str:
     dims = _sweep_dims(ds)
     rows = []
     for where, sub in V._points(ds):
-        ref = str(sub["condition"].values[0])
         for j, cond in enumerate(sub["condition"].values):
             c = sub.sel(condition=cond)
             itc = c["iterations_to_criterion"].values
@@ -341,7 +341,7 @@ def _speed_table(ds: xr.Dataset) -> str:
             onset = c["drop_onset"].values
             per_seed = ", ".join("&ndash;" if not np.isfinite(x) else f"{x:.0f}" for x in itc)
             rows.append(([esc(where)] if dims else []) + [esc(cond), f"{learned}/{itc.size}", med, diff, p,
-                         per_seed, fmt(np.nanmedian(onset) if np.isfinite(onset).any() else np.nan, "it")])
+                         per_seed, fmt(nanmedian(onset) if np.isfinite(onset).any() else np.nan, "it")])
     head = (["sweep point"] if dims else []) + ["condition", "learned", "iterations to criterion: median [95 % CI]",
                                                  "vs reference: median paired difference [95 % CI]", "Wilcoxon p",
                                                  "per seed (&ndash;: not learned)", "median drop onset"]
@@ -357,7 +357,7 @@ def _accuracy_table(ds: xr.Dataset) -> str:
         for j, cond in enumerate(sub["condition"].values):
             c = sub.sel(condition=cond)
             med = (f"{fmt(float(c['acc_median']), 'acc')}{ci(float(c['acc_ci_low']), float(c['acc_ci_high']), 'acc')}"
-                   if "acc_median" in c else fmt(float(np.nanmedian(c["final_accuracy"].values)), "acc"))
+                   if "acc_median" in c else fmt(float(nanmedian(c["final_accuracy"].values)), "acc"))
             diff = ("reference" if j == 0 else
                     f"{fmt(float(c['acc_difference']), 'acc', True)}{ci(float(c['acc_difference_ci_low']), float(c['acc_difference_ci_high']), 'acc', True)}"
                     if "acc_difference" in c else "n/a")
@@ -379,8 +379,8 @@ def _abrupt_table(ds: xr.Dataset) -> str:
         c = ds.sel(condition=cond)
         s, a, w = (c[k].values for k in ("search_phase", "abruptness", "drop_width"))
         n = int(np.isfinite(s).sum())
-        rows.append([esc(cond), f"{n}/{s.size}", fmt(np.nanmedian(s) if n else np.nan, "it"),
-                     fmt(np.nanmedian(w) if n else np.nan, "it"), fmt(np.nanmedian(a) if n else np.nan)])
+        rows.append([esc(cond), f"{n}/{s.size}", fmt(nanmedian(s) if n else np.nan, "it"),
+                     fmt(nanmedian(w) if n else np.nan, "it"), fmt(nanmedian(a) if n else np.nan)])
     return ("<h3>Search phase and drop</h3>" + table(["condition", "networks with a drop", "median search phase (iterations)",
                                                       "median drop width, 10-90 % (iterations)",
                                                       "median abruptness (width / onset; small: abrupt)"], rows))
@@ -411,7 +411,6 @@ def _prediction_numbers(pred: xr.Dataset) -> str:
         summ = pred[f"{m}_summary"].values
         if not np.isfinite(summ[:, 0]).any():
             continue
-        unit = pred[m].attrs.get("units", "")
         eff = pred[f"{m}_effect"].values if f"{m}_effect" in pred else np.full((len(conds), 4), np.nan)
         for j, c in enumerate(conds):
             s = summ[j]

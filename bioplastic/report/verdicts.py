@@ -28,6 +28,8 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
+from ..analysis.statistics import nanmedian
+
 HOLDS = "holds"
 FAILS = "does not hold"
 INCONCLUSIVE = "inconclusive"
@@ -376,8 +378,8 @@ def claim_1(d: RunData) -> Verdict:
                f"(drop width / drop onset <= {ABRUPT_MAX:g}); {int((ok & ~np.isfinite(onset)).sum())} without a drop"]
     for cond in d.results["condition"].values:
         c = d.results.sel(condition=cond)
-        numbers.append(f"{cond}: median search phase {np.nanmedian(c['search_phase'].values):.0f} iterations, "
-                       f"median abruptness {np.nanmedian(c['abruptness'].values):.2g}"
+        numbers.append(f"{cond}: median search phase {nanmedian(c['search_phase'].values):.0f} iterations, "
+                       f"median abruptness {nanmedian(c['abruptness'].values):.2g}"
                        if np.isfinite(c["search_phase"].values).any() else f"{cond}: no drop detected")
     notes = [ev.note] if ev.note else []
     return Verdict(1, ev.status, f"{ev.status}: {k}/{n} networks ({100 * frac:.0f} %, 95 % CI {100 * lo:.0f} to "
@@ -414,7 +416,7 @@ def claim_2(d: RunData) -> Verdict:
         lc = a["lead_time"].values
         if np.isfinite(lc).any():
             clo, chi = (a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan))
-            cmed = float(a["lead_time_median"]) if "lead_time_median" in a else float(np.nanmedian(lc))
+            cmed = float(a["lead_time_median"]) if "lead_time_median" in a else float(nanmedian(lc))
             numbers.append(f"{cond}: {int((lc > 0).sum())}/{int(np.isfinite(lc).sum())} positive, median lead "
                            f"{cmed:.0f} iterations" + (f" (95 % CI {clo:.0f} to {chi:.0f})" if np.isfinite(clo) else ""))
     notes = [f"Lead times are resolved to one checkpoint interval ({step:.0f} iterations)."]
@@ -485,7 +487,7 @@ def claim_6(d: RunData) -> Verdict:
     if v.status != NOT_TESTED and "search_phase" in d.results:
         for c in _conds(d.results):
             sp = d.results["search_phase"].sel(condition=c).values
-            v.numbers.append(f"{c}: median search phase {np.nanmedian(sp):.0f} iterations ({int(np.isfinite(sp).sum())} "
+            v.numbers.append(f"{c}: median search phase {nanmedian(sp):.0f} iterations ({int(np.isfinite(sp).sum())} "
                              "networks with a drop)" if np.isfinite(sp).any() else f"{c}: no drop detected")
     return v
 
@@ -644,13 +646,13 @@ def claim_9(d: RunData) -> Verdict:
                      "part is not tested.")
     numbers = []
     for c in conds:
-        txt = (f"{c}: final activity {np.nanmedian(act[i[c]]):.3g} (median over seeds; initial "
-               f"{np.nanmedian(res['tcr_loss'].values[i[c], :, 0]):.3g}), final accuracy {np.nanmedian(acc[i[c]]):.3f}")
+        txt = (f"{c}: final activity {nanmedian(act[i[c]]):.3g} (median over seeds; initial "
+               f"{nanmedian(res['tcr_loss'].values[i[c], :, 0]):.3g}), final accuracy {nanmedian(acc[i[c]]):.3f}")
         if _has(d.analysis, "n_stable", "n_saddle"):
             a = d.analysis.sel(condition=c).isel(checkpoint=-1)
             st, sa = a["n_stable"].values, a["n_saddle"].values
             trivial = int(((st == 1) & (sa == 0)).sum())
-            txt += (f"; final checkpoint: median {np.nanmedian(st):.0f} stable point(s), {trivial}/{st.size} networks with a "
+            txt += (f"; final checkpoint: median {nanmedian(st):.0f} stable point(s), {trivial}/{st.size} networks with a "
                     "single stable point and no saddle (trivial fixed point)")
         numbers.append(txt)
     if not _has(d.analysis, "n_stable"):

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
+from ..analysis.statistics import nanmedian
 from ..protocol.load import Protocol
 from ..report.html import build_report
 from ..storage.io import atomic_write_text
@@ -178,7 +179,7 @@ def summary(ds: xr.Dataset) -> str:
                 f"{float(c['itc_difference']):+.0f} [{float(c['itc_difference_ci_low']):+.0f}, "
                 f"{float(c['itc_difference_ci_high']):+.0f}], p={float(c['itc_p_value']):.2g}"
                 if "itc_difference" in c and np.isfinite(float(c["itc_difference"])) else "-")
-            acc = f"{np.nanmedian(c['final_accuracy'].values):.3f}"
+            acc = f"{nanmedian(c['final_accuracy'].values):.3f}"
             if j > 0 and "acc_difference" in c and np.isfinite(float(c["acc_difference"])):
                 acc += f" ({float(c['acc_difference']):+.3f}, p={float(c['acc_p_value']):.2g})"
             lines.append(f"{label[:21]:<22}" * bool(sweep_dims)
