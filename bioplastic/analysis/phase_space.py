@@ -30,6 +30,7 @@ import xarray as xr
 
 from ..networks import build_network
 from ..protocol.load import protocol_from_text
+from ..regularizers.tcr_plasticity import attach_plasticity
 from ..protocol.schema import AnalysisConfig
 from ..seeds import numpy_rng
 from ..storage.io import atomic_torch_save, safe_torch_load
@@ -120,6 +121,11 @@ def analyze_run(out: str | Path, cfg: AnalysisConfig | None = None,
         dtype = torch.float64 if c.training.dtype == "float64" else torch.float32
         net = build_network(c.model_kind, c.model.model_dump(), n_inputs=task.n_inputs, n_outputs=task.n_outputs,
                             dt_ms=task.dt_ms, rngs=[numpy_rng(root, "init", s) for s in range(S)], dtype=dtype)
+        # trajectories with the condition's short-term plasticity; the fixed points are those of the
+        # long-term weights (the one-step map has F = 0, the efficacies at every trial's start)
+        attach_plasticity(net, c)
+        if net.plasticity is not None:
+            net.plasticity.record_F_end = False
         for j in range(K):
             path = parts_dir / f"c{ci}-k{j}.pt"
             if path.exists():

@@ -91,3 +91,14 @@ def test_every_model_kind_can_be_analysed(write_protocol, tmp_path, kind):
     a = read_dataset(out / "analysis.nc")
     assert a.sizes["unit"] == (24 if kind == "lstm" else 12)  # the LSTM's state is (h, c)
     assert a["fp_valid"].any()
+
+
+def test_trajectories_of_plastic_networks_include_the_plasticity(write_protocol, tmp_path):
+    """At checkpoint 0 all conditions share their weights (paired seeds): the trajectories differ only
+    where the analysis simulates the short-term plasticity."""
+    text = (write_protocol().read_text() + ANALYSIS + "  contexts: [zero]\n").replace(
+        "conditions:\n", "conditions:\n  plastic:\n    tcr: {form: plasticity, plasticity: {eta_F: 0.5, tau_F_ms: 200}}\n")
+    _, out = run_protocol(load_protocol(write_protocol(text, "p.yaml")), tmp_path / "run")
+    pr = read_dataset(out / "analysis.nc")["participation_ratio"].isel(checkpoint=0)
+    np.testing.assert_array_equal(pr.sel(condition="baseline").values, pr.sel(condition="tcr_loss").values)
+    assert np.abs(pr.sel(condition="plastic").values - pr.sel(condition="baseline").values).max() > 1e-6
