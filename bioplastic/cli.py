@@ -183,7 +183,17 @@ def cmd_list() -> int:
     print("model specs: " + ", ".join(dict.fromkeys(specs)) + "   (model: {spec: NAME})")
     print("rules:      " + ", ".join(rules))
     print("schedules:  " + ", ".join(SCHEDULES.names()))
-    print("tcr forms:  none, loss")
+    from typing import get_args
+
+    from .protocol.schema import TCRConfig
+    from .regularizers.tcr_plasticity import PLASTIC_KINDS, PlasticityConfig
+
+    print("tcr forms:  " + ", ".join(get_args(TCRConfig.model_fields["form"].annotation)))
+    print("plasticity: " + ", ".join(get_args(PlasticityConfig.model_fields["rule"].annotation))
+          + f"   (tcr: {{form: plasticity, plasticity: {{rule: NAME}}}}; models {', '.join(PLASTIC_KINDS)})")
+    protocols = sorted(p.stem for p in (REPO_MODELS.parent / "protocols").glob("*.yaml"))
+    if protocols:
+        print("protocols:  " + ", ".join(protocols) + "   (protocols/NAME.yaml)")
     return 0
 
 

@@ -43,9 +43,12 @@ def test_run_writes_dataset_protocol_and_figures_then_refuses_another_protocol(w
 def test_list_and_schema():
     r = cli("list")
     assert r.returncode == 0 and "evidence_accumulation" in r.stdout and "leaky_rate" in r.stdout and "adaptive" in r.stdout
+    assert "tcr forms:  none, loss, plasticity" in r.stdout and "anti_hebbian, tsodyks_markram" in r.stdout
+    assert "bioplausible" in r.stdout and "freeze_in" in r.stdout
     r = cli("schema")
     assert r.returncode == 0
-    for field in ("training.lr", "tcr.lambda", "tcr.schedule.target_ratio", "task.delay_min_ms", "model.g"):
+    for field in ("training.lr", "tcr.lambda", "tcr.schedule.target_ratio", "task.delay_min_ms", "model.g",
+                  "tcr.plasticity.eta_F", "tcr.plasticity.kappa", "brian2.enabled"):
         assert field in r.stdout
 
 
