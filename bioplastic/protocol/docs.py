@@ -7,7 +7,8 @@ from pydantic_core import PydanticUndefined
 from ..networks import NETWORKS
 from ..regularizers import schedules as sch
 from ..tasks import TASKS
-from .schema import AnalysisConfig, OutputConfig, ProtocolConfig, SweepConfig, TCRConfig, TrainingConfig
+from ..regularizers.tcr_plasticity import PlasticityConfig
+from .schema import AnalysisConfig, Brian2Config, OutputConfig, ProtocolConfig, SweepConfig, TCRConfig, TrainingConfig
 
 
 def _type_name(tp) -> str:
@@ -35,12 +36,16 @@ def sections() -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     out = [("protocol (top level)", _rows(ProtocolConfig, "")),
            ("training", _rows(TrainingConfig, "training.")),
            ("tcr", _rows(TCRConfig, "tcr.")),
+           ("tcr.plasticity (used when tcr.form is plasticity; docs/tcr_plasticity.md)",
+            _rows(PlasticityConfig, "tcr.plasticity.")),
            ("output", _rows(OutputConfig, "output.")),
            ("analysis", _rows(AnalysisConfig, "analysis.")),
+           ("brian2 (docs/brian2.md)", _rows(Brian2Config, "brian2.")),
            ("sweep", _rows(SweepConfig, "sweep."))]
     for cls in (sch.ConstantConfig, sch.WarmupConfig, sch.LinearDecayConfig, sch.CosineDecayConfig, sch.StepConfig,
-                sch.AdaptiveConfig):
-        out.append((f"tcr.schedule (kind: {cls.model_fields['kind'].default})", _rows(cls, "tcr.schedule.")))
+                sch.AdaptiveConfig, sch.ActivityFloorConfig):
+        out.append((f"tcr.schedule and tcr.plasticity.schedule (kind: {cls.model_fields['kind'].default})",
+                    _rows(cls, "tcr.schedule.")))
     for name in TASKS.names():
         out.append((f"task (kind: {name})", _rows(TASKS.get(name).Config, "task.")))
     for name in NETWORKS.names():

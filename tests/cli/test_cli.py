@@ -83,3 +83,27 @@ def test_killed_run_resumes_to_the_uninterrupted_result(write_protocol, tmp_path
     with xr.open_dataset(straight / "results.nc", engine="h5netcdf") as a, \
             xr.open_dataset(out / "results.nc", engine="h5netcdf") as b:
         xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+
+
+def test_schema_documents_every_protocol_field():
+    """Every field of every section (nested sections included) has a row in `bioplastic schema`."""
+    from pydantic import BaseModel
+
+    from bioplastic.protocol.docs import schema_text
+    from bioplastic.protocol.schema import ProtocolConfig
+
+    text = schema_text()
+    missing = []
+
+    def walk(cls, prefix):
+        for name, f in cls.model_fields.items():
+            key = prefix + (f.alias or name)
+            # the schedule kinds are documented once, for tcr.schedule and tcr.plasticity.schedule alike
+            if f"  {key.replace('tcr.plasticity.schedule.', 'tcr.schedule.')} " not in text:
+                missing.append(key)
+            for arg in (getattr(f.annotation, "__args__", None) or (f.annotation,)):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    walk(arg, key + ".")
+
+    walk(ProtocolConfig, "")
+    assert not missing, missing
