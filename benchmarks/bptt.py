@@ -52,8 +52,9 @@ def data(E, gen):
     return u, y, m
 
 
-def time_plain(E, repeats, gen, tcr=0.0):
-    models = [PlainRNN(gen) for _ in range(E)]
+def time_plain(E, repeats, gen, tcr=0.0, model_cls=None):
+    """The plain loop, one network after another; ``model_cls`` defaults to :class:`PlainRNN`."""
+    models = [(model_cls or PlainRNN)(gen) for _ in range(E)]
     opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in models]
     u, y, m = data(E, gen)
 

@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 import torch
 
-from bptt import B, DT, I, N, O, T, TAU, PlainRNN, _time, data, time_plain  # noqa: F401  (same sizes)
+from bptt import B, DT, I, N, O, T, TAU, PlainRNN, _time, data, time_plain  # same sizes and loops
 
 from bioplastic.learning import RULES, Batch
 from bioplastic.networks import build_network
@@ -67,20 +67,7 @@ class PlainPlasticRNN(PlainRNN):
 
 
 def time_plain_plastic(E, repeats, gen):
-    models = [PlainPlasticRNN(gen) for _ in range(E)]
-    opts = [torch.optim.Adam(mod.parameters(), lr=1e-3) for mod in models]
-    u, y, m = data(E, gen)
-
-    def step():
-        for e in range(E):
-            _, out = models[e](u[e])
-            loss = (((out - y[e]) ** 2) * m[e]).sum() / m[e].sum()
-            opts[e].zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(models[e].parameters(), 1.0)
-            opts[e].step()
-
-    return _time(step, repeats)
+    return time_plain(E, repeats, gen, model_cls=PlainPlasticRNN)
 
 
 def main():

@@ -28,9 +28,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..networks import build_network
+from ..networks.rebuild import trained_network
 from ..protocol.load import protocol_from_text
-from ..regularizers.tcr_plasticity import attach_plasticity
 from ..protocol.schema import AnalysisConfig
 from ..seeds import numpy_rng
 from ..storage.io import atomic_torch_save, safe_torch_load
@@ -83,14 +82,10 @@ def load_run(out: Path) -> tuple[xr.Dataset, object]:
     return ds, protocol_from_text(ds.attrs["protocol"], str(path))
 
 
-def _analyse_condition_checkpoint(net, ds, cond, j, trials, ctxs, cfg, root, n_seeds) -> dict:
-    """Fixed points (per context) and trajectories of all seeds of one condition at checkpoint j."""
-    params = {k: torch.as_tensor(ds[f"weight_{k}"].sel(condition=cond).isel(checkpoint=j).values, dtype=net.dtype)
-              for k in net.params}
-    ok = np.array([all(np.isfinite(p[s].numpy()).all() for p in params.values()) for s in range(n_seeds)])
+def _analyse_condition_checkpoint(net, ok, j, trials, ctxs, cfg, root, n_seeds) -> dict:
+    """Fixed points (per context) and trajectories of all seeds of one condition at checkpoint j
+    (``net`` holds that checkpoint's parameters; members with ``ok`` False are masked later)."""
     with torch.no_grad():
-        for k, p in params.items():
-            net.params[k] = torch.nan_to_num(p)  # a missing network (NaN) is analysed as zeros, then masked
         u = torch.as_tensor(trials.inputs_bxtxi, dtype=net.dtype).expand(n_seeds, *trials.inputs_bxtxi.shape)
         states = net.run(u.contiguous()).full_state.double().numpy()
     part = {"states": states, "ok": ok, "fp": {}}
@@ -118,21 +113,18 @@ def analyze_run(out: str | Path, cfg: AnalysisConfig | None = None,
     parts_dir = out / PARTS_DIR
     parts: dict[tuple[int, int], dict] = {}
     for ci, c in enumerate(protocol.conditions):
-        dtype = torch.float64 if c.training.dtype == "float64" else torch.float32
-        net = build_network(c.model_kind, c.model.model_dump(), n_inputs=task.n_inputs, n_outputs=task.n_outputs,
-                            dt_ms=task.dt_ms, rngs=[numpy_rng(root, "init", s) for s in range(S)], dtype=dtype)
-        # trajectories with the condition's short-term plasticity; the fixed points are those of the
-        # long-term weights (the one-step map has F = 0, the efficacies at every trial's start)
-        attach_plasticity(net, c)
-        if net.plasticity is not None:
-            net.plasticity.record_F_end = False
         for j in range(K):
             path = parts_dir / f"c{ci}-k{j}.pt"
             if path.exists():
                 saved = safe_torch_load(path)
                 parts[ci, j] = _from_torch(saved)
             else:
-                parts[ci, j] = _analyse_condition_checkpoint(net, ds, c.name, j, trials, ctxs, cfg, root, S)
+                # trajectories with the condition's short-term plasticity; the fixed points are those of the
+                # long-term weights (the one-step map has F = 0, the efficacies at every trial's start)
+                net, ok = trained_network(ds, protocol, c.name, checkpoint=j)
+                if net.plasticity is not None:
+                    net.plasticity.record_F_end = False
+                parts[ci, j] = _analyse_condition_checkpoint(net, ok, j, trials, ctxs, cfg, root, S)
                 atomic_torch_save(_to_torch(parts[ci, j]), path)
             if progress:
                 progress(1, {})

@@ -95,7 +95,7 @@ from ..seeds import numpy_rng, torch_generator
 from ..storage.results import read_dataset, write_dataset
 from .geometry import participation_ratio
 from .phase_space import AnalysisError, load_run
-from .statistics import bootstrap_ci
+from .statistics import bootstrap_ci, paired_comparison
 
 #: significance level of single-unit tests and false-discovery rate of the Benjamini-Hochberg step
 ALPHA = 0.05
@@ -389,11 +389,8 @@ def paired_or_unpaired(a_s, b_s, rng: np.random.Generator, n_boot: int = N_BOOT,
     both = np.isfinite(a) & np.isfinite(b)
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
     if both.sum() >= 2:
-        d = b[both] - a[both]
-        est = float(np.median(d))
-        boots = np.median(d[rng.integers(0, len(d), (n_boot, len(d)))], axis=1)
-        p = 1.0 if np.all(d == 0) else float(stats.wilcoxon(d, alternative="two-sided").pvalue)
-        return np.array([est, np.quantile(boots, lo_q), np.quantile(boots, hi_q), p]), True
+        r = paired_comparison(b, a, rng, n_boot, zero_method="wilcox", level=level)
+        return np.array([r["difference"], r["difference_ci_low"], r["difference_ci_high"], r["p_value"]]), True
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if len(a) >= 2 and len(b) >= 2:
         est = float(np.median(b) - np.median(a))

@@ -1,21 +1,18 @@
 """Statistics across networks: bootstrap confidence intervals (deterministic: explicit RNG)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
 def nanmedian(values, axis=None):
-    """Median over the finite values; NaN (without a warning) where there are none."""
-    v = np.asarray(values, float)
-    ok = np.isfinite(v)
-    if axis is None:
-        return float(np.median(v[ok])) if ok.any() else np.nan
-    filled = np.where(ok, v, np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmedian(filled, axis=axis)
+    """Median over the finite values; NaN (without numpy's all-NaN warning) where there are none."""
+    v = np.where(np.isfinite(np.asarray(values, float)), values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = np.nanmedian(v, axis=axis)
+    return float(out) if axis is None else out
 
 
 def bootstrap_ci(values, rng: np.random.Generator, stat=np.median, n_boot: int = 10000,
@@ -31,22 +28,24 @@ def bootstrap_ci(values, rng: np.random.Generator, stat=np.median, n_boot: int =
     return float(stat(v)), float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
 
 
-def paired_comparison(treated_s, control_s, rng: np.random.Generator, n_boot: int = 10000) -> dict[str, float]:
+def paired_comparison(treated_s, control_s, rng: np.random.Generator, n_boot: int = 10000,
+                      zero_method: str = "zsplit", level: float = 0.95) -> dict[str, float]:
     """Treated minus control, paired by seed, over seeds where both are finite: the median
-    difference with its bootstrap 95 % CI, and the two-sided Wilcoxon signed-rank p-value
-    (exact for small samples; 1.0 when every difference is 0, NaN without pairs)."""
+    difference with its bootstrap CI, and the two-sided Wilcoxon signed-rank p-value (exact for
+    small samples; 1.0 when every difference is 0, NaN without pairs). ``zero_method``: scipy's
+    handling of zero differences ('zsplit' counts ties at the budget; 'wilcox' drops them)."""
     from scipy.stats import wilcoxon
 
     a, b = np.asarray(treated_s, float), np.asarray(control_s, float)
     ok = np.isfinite(a) & np.isfinite(b)
     diff = a[ok] - b[ok]
-    est, lo, hi = bootstrap_ci(diff, rng, n_boot=n_boot)
+    est, lo, hi = bootstrap_ci(diff, rng, n_boot=n_boot, level=level)
     if len(diff) == 0:
         p = np.nan
     elif np.all(diff == 0):
         p = 1.0
     else:
-        p = float(wilcoxon(diff, zero_method="zsplit").pvalue)
+        p = float(wilcoxon(diff, zero_method=zero_method).pvalue)
     return {"difference": est, "difference_ci_low": lo, "difference_ci_high": hi, "p_value": p, "n_pairs": float(len(diff))}
 
 
