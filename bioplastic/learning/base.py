@@ -27,7 +27,10 @@ class Batch:
 
     inputs_exbxtxi, targets_exbxtxo, mask_exbxtxo: the trials; window_exbxt: the TCR window;
     noise_exbxtxn: standard-normal private noise or None; lambda_e: TCR loss strength per member;
-    conditions: the trials' condition labels, name -> (E, B) array (difficulty, side, ...).
+    conditions: the trials' condition labels, name -> (E, B) array (difficulty, side, ...);
+    tcr_normalize: the form of the TCR term (``tcr.normalize``), one for all members or one per member;
+    measure_tcr_grad_ratio: ask the rule for ||grad(lambda * term)|| / ||grad(task loss)|| per member
+    (a measurement on this batch: it must not change the update).
     """
 
     inputs_exbxtxi: torch.Tensor
@@ -37,17 +40,21 @@ class Batch:
     noise_exbxtxn: torch.Tensor | None
     lambda_e: torch.Tensor
     conditions: dict[str, np.ndarray] | None = None
+    tcr_normalize: str | tuple[str, ...] = "none"
+    measure_tcr_grad_ratio: bool = False
 
 
 @dataclass
 class StepResult:
     """loss_e = task_loss_e + lambda_e * term_e (each (E,)); grads: parameter name -> update direction
-    with the parameter's shape (descending it lowers the loss)."""
+    with the parameter's shape (descending it lowers the loss); tcr_grad_ratio_e: (E,) when the batch
+    asked for it and the rule measures it (NaN for members without the TCR term), else None."""
 
     loss_e: torch.Tensor
     task_loss_e: torch.Tensor
     term_e: torch.Tensor
     grads: dict[str, torch.Tensor]
+    tcr_grad_ratio_e: torch.Tensor | None = None
 
 
 class LearningRule(ABC):
@@ -56,6 +63,8 @@ class LearningRule(ABC):
     Config: ClassVar[type[Schema]]
     #: model kinds the rule supports (None: all)
     supports: ClassVar[tuple[str, ...] | None] = None
+    #: forms of the TCR loss term (``tcr.normalize``) the rule supports
+    tcr_normalizations: ClassVar[tuple[str, ...]] = ("none",)
 
     def __init__(self, config: Schema, network: Network):
         self.config, self.network = config, network

@@ -1,4 +1,8 @@
-"""Backpropagation through time (SPEC 4): the exact gradient of task loss + lambda * TCR term.
+"""Backpropagation through time (SPEC 4): the exact gradient of task loss + lambda * TCR term
+(either form of the term, ``tcr.normalize``: regularizers/tcr_loss.py).
+
+When the batch asks for it (at the evaluation iterations), the step also measures the ratio of the
+TCR to the task gradient norm, ``||grad(lambda * term)|| / ||grad(task loss)||``, on the same graph.
 
 The rate networks' recurrence has a hand-written backward (networks/recurrence.py); the rest of the
 graph (readout, TCR term, input projection, low-rank parametrisation) is torch autograd.
@@ -26,14 +30,40 @@ class BPTTConfig(Schema):
 class BPTT(LearningRule):
     name = "bptt"
     Config = BPTTConfig
+    tcr_normalizations = ("none", "variance")
 
     def step(self, batch: Batch, alive_e: torch.Tensor) -> StepResult:
         net = self.network
         roll = net.run(batch.inputs_exbxtxi, batch.noise_exbxtxn)
         task_loss = masked_mse(roll.output_exbxtxo, batch.targets_exbxtxo, batch.mask_exbxtxo)
-        term = tcr_term(roll.state_exbxtxn, batch.window_exbxt)
+        term = tcr_term(roll.state_exbxtxn, batch.window_exbxt, batch.tcr_normalize)
         loss = task_loss + batch.lambda_e * term
         live = alive_e & torch.isfinite(loss)
         names = list(net.params)
-        grads = torch.autograd.grad(torch.where(live, loss, 0).sum(), [net.params[n] for n in names])
-        return StepResult(loss, task_loss, term, dict(zip(names, grads)))
+        params = [net.params[n] for n in names]
+        measure = batch.measure_tcr_grad_ratio
+        grads = torch.autograd.grad(torch.where(live, loss, 0).sum(), params, retain_graph=measure)
+        ratio = tcr_grad_ratio(task_loss, batch.lambda_e * term, live & (batch.lambda_e > 0), params) if measure else None
+        return StepResult(loss, task_loss, term, dict(zip(names, grads)), ratio)
+
+
+def member_norms(grads, like: torch.Tensor) -> torch.Tensor:
+    """Per-member norm over all parameters of gradients with the leading ensemble axis (None: zero)."""
+    sq = torch.zeros_like(like)
+    for g in grads:
+        if g is not None:
+            sq = sq + g.detach().flatten(1).square().sum(1)
+    return sq.sqrt()
+
+
+def tcr_grad_ratio(task_loss_e: torch.Tensor, weighted_term_e: torch.Tensor, measured_e: torch.Tensor,
+                   params: list[torch.Tensor]) -> torch.Tensor:
+    """``||grad(lambda * term)|| / ||grad(task loss)||`` per member over all parameters, from the
+    graph of the step's forward pass (two extra backward passes; the update is not touched).
+    NaN where ``measured_e`` is False."""
+    g_tcr = torch.autograd.grad(torch.where(measured_e, weighted_term_e, 0).sum(), params,
+                                retain_graph=True, allow_unused=True)
+    g_task = torch.autograd.grad(torch.where(measured_e, task_loss_e, 0).sum(), params, allow_unused=True)
+    like = task_loss_e.detach()
+    ratio = member_norms(g_tcr, like) / member_norms(g_task, like)
+    return torch.where(measured_e, ratio, float("nan"))

@@ -355,6 +355,11 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
         if tcr.window != "trial" and tcr.window not in TASKS.get(task_kind)(task).period_names:
             periods = ", ".join(("trial",) + TASKS.get(task_kind)(task).period_names)
             problems.append(f"{where if tcr_over else ''}{'.' if tcr_over else ''}tcr.window: expected one of {periods}; got {tcr.window!r}")
+        supported = RULES.get(training.rule).tcr_normalizations
+        if tcr.normalize not in supported:  # under the condition if it sets normalize or the rule
+            own = "normalize" in tcr_over or "rule" in tr_over
+            problems.append(f"{where + '.' if own else ''}tcr.normalize: expected {' or '.join(supported)} with "
+                            f"training.rule {training.rule} (variance needs bptt); got {tcr.normalize!r}")
         if tcr.form == "plasticity":
             problems.extend(plasticity_problems(tcr, cmodel.kind, training, TASKS.get(task_kind)(task).dt_ms,
                                                 f"{where}.tcr" if tcr_over else "tcr",

@@ -28,6 +28,10 @@ class TCRConfig(Schema):
         "none", description="none: no TCR; loss: add lambda(k) * mean (h_t - h_{t-1})^2 to the loss; "
                             "plasticity: short-term synaptic plasticity of the recurrent synapses (settings in `plasticity`)")
     lambda_: float = Field(0.1, alias="lambda", ge=0, description="base strength lambda_0 of the TCR term")
+    normalize: Literal["none", "variance"] = Field(
+        "none", description="form of the TCR loss term: none: mean (h_t - h_{t-1})^2 (raw, in state units squared); "
+                            "variance: that divided by the state's variance within the window, mean (h_t - hbar)^2 + 1e-8 "
+                            "(hbar: per trial and unit), so the term is scale free; bptt only (docs/tcr_loss.md)")
     window: str = Field("trial", description="where the term counts: 'trial' (every step) or a period name of the task, e.g. 'delay'")
     schedule: ScheduleConfig = Field(default_factory=ConstantConfig,
                                      description="lambda(k) = lambda_0 * s(k): constant, warmup, linear_decay, cosine_decay, step, adaptive or activity_floor")

@@ -26,13 +26,15 @@ ENGINE = "h5netcdf"
 VARIABLES: dict[str, tuple[str, str]] = {
     "loss": ("1", "training loss (task loss + lambda * TCR term)"),
     "task_loss": ("1", "task loss: masked mean squared error on the training batch"),
-    "tcr_loss": ("1", "TCR term: mean squared one-step change of the state in the window (unweighted)"),
+    "tcr_loss": ("1", "TCR term, the quantity lambda multiplies (unweighted): mean squared one-step change of the state in the window; with tcr.normalize variance divided by the state's variance in the window"),
     "lambda_tcr": ("1", "strength lambda(k) of the TCR loss term"),
     "grad_norm": ("1", "gradient norm before clipping"),
     "eta_F": ("1", "learning rate eta_F(k) of the TCR short-term plasticity (0: none)"),
     "stp_size": ("1", "mean |F| of the fast synaptic efficacies at trial end (NaN: no anti-Hebbian plasticity)"),
     "accuracy": ("1", "held-out accuracy (fraction of correct trials)"),
     "eval_loss": ("1", "held-out task loss"),
+    "tcr_grad_ratio": ("1", "||grad(lambda * TCR term)|| / ||grad(task loss)|| over all parameters on the evaluated iteration's training batch (bptt with lambda > 0; else NaN)"),
+    "tcr_grad_ratio_search": ("1", "median of tcr_grad_ratio over the evaluations before drop_onset (NaN: no drop onset or no ratio)"),
     "loss_smoothed": ("1", "training loss, centered moving average over training.loss_smoothing iterations"),
     "diverged": ("1", "network diverged (non-finite loss, gradient or weights)"),
     "diverged_at": ("iterations", "iteration at which the network diverged (NaN: never)"),
@@ -134,6 +136,7 @@ def build_dataset(protocol, results) -> xr.Dataset:
     ds["diverged"] = np.isfinite(ds["diverged_at"])
     ds["final_iteration"] = (("condition", "seed"), data["final_iteration"].astype(np.int64))
     add_curve_metrics(ds, tr.criterion, tr.loss_smoothing)
+    add_tcr_grad_ratio_search(ds)
     add_comparisons(ds, protocol.config.seed)
     describe(ds, protocol)
     return ds
@@ -158,6 +161,20 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
                            np.apply_along_axis(smooth, -1, ds["loss"].values, smoothing))
     ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
     ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
+
+
+def add_tcr_grad_ratio_search(ds: xr.Dataset) -> None:
+    """``tcr_grad_ratio_search``: per network, the median TCR / task gradient-norm ratio over the
+    evaluations before its drop onset (read from ``drop_onset``, so after :func:`add_curve_metrics`)."""
+    if "tcr_grad_ratio" not in ds:
+        return
+    ratio = ds["tcr_grad_ratio"].values                                              # (C, S, evaluation)
+    before = ds["evaluation"].values[None, None, :] < ds["drop_onset"].values[..., None]  # NaN onset: none
+    vals = np.where(before & np.isfinite(ratio), ratio, np.nan)
+    out = np.full(ratio.shape[:2], np.nan)
+    has = np.isfinite(vals).any(-1)
+    out[has] = np.nanmedian(vals[has], axis=-1)
+    ds["tcr_grad_ratio_search"] = (("condition", "seed"), out)
 
 
 def add_comparisons(ds: xr.Dataset, root_seed: int) -> None:

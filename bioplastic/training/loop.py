@@ -29,8 +29,9 @@ from .optim import EnsembleOptimizer, clip_per_member
 
 #: per-iteration records, each (E, iterations)
 HISTORY = ("loss", "task_loss", "tcr_loss", "lambda_tcr", "grad_norm", "eta_F", "stp_size")
-#: per-evaluation records, each (E, evaluations)
-EVAL_HISTORY = ("accuracy", "eval_loss")
+#: per-evaluation records, each (E, evaluations); tcr_grad_ratio is measured on the training batch of
+#: the evaluated iteration (NaN at the last evaluation, after the last batch)
+EVAL_HISTORY = ("accuracy", "eval_loss", "tcr_grad_ratio")
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,12 @@ class EnsembleTrainer:
                 p = c.tcr.plasticity
                 self.eta_schedules.append((idx, build_schedule(p.schedule, np.full(len(idx), p.eta_F))))
         self.windows = [c.tcr.window for c in conds]
+        self.normalize = tuple(c.tcr.normalize for c in conds)
+        bad = sorted(set(self.normalize) - set(self.rule.tcr_normalizations))
+        if bad:
+            raise ValueError(f"tcr.normalize: the rule {self.tr.rule} supports {', '.join(self.rule.tcr_normalizations)}; got {', '.join(bad)}")
         self.eval_iterations = schedule_points(self.tr.eval_every, self.tr.iterations)
+        self.eval_index = {int(k): j for j, k in enumerate(self.eval_iterations)}
         self.checkpoint_iterations = schedule_points(self.tr.checkpoint_every, self.tr.iterations)
         self.history = {k: np.full((E, self.tr.iterations), np.nan) for k in HISTORY}
         self.eval_history = {k: np.full((E, len(self.eval_iterations)), np.nan) for k in EVAL_HISTORY}
@@ -176,7 +182,9 @@ class EnsembleTrainer:
         eta = torch.as_tensor(self.lambdas(k, self.eta_schedules), dtype=self.dtype)
         if self.stp is not None:
             self.stp.eta_e = eta
-        batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam, labels)
+        j_eval = self.eval_index.get(k)  # an evaluated iteration: measure the TCR / task gradient ratio on this batch
+        measure = j_eval is not None and bool((lam > 0).any())
+        batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam, labels, self.normalize, measure)
         res = self.rule.step(batch, torch.as_tensor(self.alive))
         loss, task_loss, term, grads = res.loss_e, res.task_loss_e, res.term_e, res.grads
         names = list(self.net.params)
@@ -199,6 +207,8 @@ class EnsembleTrainer:
         alive_np = self.alive
         for key, v in rec.items():
             self.history[key][:, k] = np.where(alive_np, v.detach().double().numpy(), np.nan)
+        if measure and res.tcr_grad_ratio_e is not None:
+            self.eval_history["tcr_grad_ratio"][:, j_eval] = np.where(alive_np, res.tcr_grad_ratio_e.double().numpy(), np.nan)
         for idx, sched in self.schedules + self.eta_schedules:
             sched.observe(k, task_loss.detach().numpy()[idx], term.detach().numpy()[idx], self.learned[idx])
 
@@ -254,7 +264,8 @@ class EnsembleTrainer:
         self.opt.load_state_dict(d["opt"])
         for src, dst in ((d["history"], self.history), (d["eval_history"], self.eval_history), (d["weights"], self.weights)):
             for k in dst:
-                dst[k] = src[k].numpy().copy()
+                if k in src:  # (a resume state from before a record was added keeps NaN there)
+                    dst[k] = src[k].numpy().copy()
         self.diverged_at = d["diverged_at"].numpy().copy()
         self.learned = d["learned"].numpy().copy()
         for (_, s), sd in zip(self.schedules + self.eta_schedules, d["schedules"]):
