@@ -205,7 +205,7 @@ def cmd_run(protocol, args) -> int:
     from tqdm import tqdm
 
     from .training.executors import ExecutorError, make_executor
-    from .training.run import RunError, output_dir, run_protocol, summary, total_work
+    from .training.run import RunError, output_dir, run_protocol, summary, sweep_note, total_work
 
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers: expected a positive number of worker processes, got {args.workers}")
@@ -240,6 +240,9 @@ def cmd_run(protocol, args) -> int:
     bar.close()
     print(f"\n{protocol.name}: done in {time.perf_counter() - t0:.0f} s ({executor.describe()}) -> {out}/results.nc")
     print(summary(ds))
+    note = sweep_note(protocol, out)
+    if note:
+        print(note)
     if (out / "analysis.nc").is_file():
         from .storage.results import read_dataset
 

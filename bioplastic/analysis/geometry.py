@@ -16,11 +16,16 @@ Pure functions: numpy in, numpy out, deterministic, inputs never modified.
     baseline = median of m over the first ``baseline`` checkpoints          (default 3)
     scale    = max(MAD of those values, scale_floor_rel * |baseline|, scale_floor_abs)
     event at checkpoint c (c >= baseline) where  m_c > baseline + threshold * scale   (default 3)
+                                             and  m_c > min_change                      (default 0)
 
 MAD is the (unscaled) median absolute deviation from the baseline median. Non-finite metric values
 are ignored (they never make an event and do not enter the baseline); with no finite baseline value,
 there is no event. The floor keeps a constant baseline (MAD = 0) from turning rounding noise into
-events. **Lead time** = drop onset minus the iteration of the first GR event (positive when the GR
+events. ``min_change`` is an absolute floor on the metric itself: when the network barely changes
+(a long plateau with tiny updates), the baseline sits at numerical noise (e.g. 1e-9) and a change
+of 1e-7 would exceed it many times over; with ``min_change`` > 0 such a change is no event. The
+phase-space analysis (:mod:`bioplastic.analysis.phase_space`) sets it per metric from
+``analysis.gr_min_change``; the default 0 here is the rule without that floor. **Lead time** = drop onset minus the iteration of the first GR event (positive when the GR
 event precedes the drop; NaN when either is missing).
 """
 from __future__ import annotations
@@ -166,9 +171,11 @@ def procrustes_distance(X, Y) -> float:
 
 
 def gr_events(metric_c, checkpoints_c, *, baseline: int = GR_BASELINE, threshold: float = GR_THRESHOLD,
-              scale_floor_rel: float = GR_SCALE_FLOOR_REL, scale_floor_abs: float = GR_SCALE_FLOOR_ABS) -> np.ndarray:
+              scale_floor_rel: float = GR_SCALE_FLOOR_REL, scale_floor_abs: float = GR_SCALE_FLOOR_ABS,
+              min_change: float = 0.0) -> np.ndarray:
     """Iterations of the checkpoints where a GR metric rises above its baseline (the rule in the
-    module docstring). metric_c: (C,) metric per checkpoint; checkpoints_c: (C,) their iterations.
+    module docstring). metric_c: (C,) metric per checkpoint; checkpoints_c: (C,) their iterations;
+    min_change: the metric must also exceed this absolute value (units of the metric; 0: no floor).
     Returns the event iterations, ascending (empty if none)."""
     m = np.asarray(metric_c, dtype=float)
     it = np.asarray(checkpoints_c)
@@ -176,8 +183,8 @@ def gr_events(metric_c, checkpoints_c, *, baseline: int = GR_BASELINE, threshold
         raise ValueError(f"metric_c and checkpoints_c must be 1-D of equal length; got {m.shape} and {it.shape}")
     if int(baseline) < 1:
         raise ValueError(f"baseline must be >= 1 checkpoint; got {baseline}")
-    if not threshold >= 0 or not scale_floor_rel >= 0 or not scale_floor_abs >= 0:
-        raise ValueError("threshold and the scale floors must be >= 0")
+    if not threshold >= 0 or not scale_floor_rel >= 0 or not scale_floor_abs >= 0 or not min_change >= 0:
+        raise ValueError("threshold, the scale floors and min_change must be >= 0")
     base = m[:baseline]
     base = base[np.isfinite(base)]
     if len(base) == 0 or len(m) <= baseline:
@@ -187,12 +194,13 @@ def gr_events(metric_c, checkpoints_c, *, baseline: int = GR_BASELINE, threshold
     scale = max(mad, scale_floor_rel * abs(med), scale_floor_abs)
     after = np.arange(len(m)) >= baseline
     with np.errstate(invalid="ignore"):
-        hit = after & np.isfinite(m) & (m > med + threshold * scale)
+        hit = after & np.isfinite(m) & (m > med + threshold * scale) & (m > min_change)
     return np.sort(it[hit])
 
 
 def first_gr_event(metric_c, checkpoints_c, **rule) -> float:
-    """The iteration of the first GR event (NaN if none); ``rule`` as in :func:`gr_events`."""
+    """The iteration of the first GR event (NaN if none); ``rule`` (baseline, threshold, the scale
+    floors, min_change) as in :func:`gr_events`."""
     ev = gr_events(metric_c, checkpoints_c, **rule)
     return float(ev[0]) if len(ev) else float("nan")
 

@@ -13,8 +13,17 @@ trajectories. GR metrics compare consecutive checkpoints:
 - ``participation_ratio`` of the trajectories (dimensionality) at each checkpoint.
 
 A GR event is a checkpoint where ``fp_distance`` or ``trajectory_change`` rises above its baseline
-(rule in :mod:`bioplastic.analysis.geometry`); the first GR event of a network is the earlier of the
-two. Lead time = drop onset (results.nc) minus the first GR event.
+(rule in :mod:`bioplastic.analysis.geometry`) and above an absolute floor (``analysis.gr_min_change``,
+so that numerical noise on a plateau where the network barely changes is no event): the floor is
+``gr_min_change`` itself for ``trajectory_change`` (1 - CKA) and ``gr_min_change`` times the RMS
+radius of the final checkpoint's trajectories around their mean (sqrt of their total variance;
+``fp_distance_floor``) for ``fp_distance``, so it is scale free. The first GR event of a network is
+the earlier of the two. Lead time = drop onset (results.nc) minus the first GR event.
+
+Per network, the numbers of stable and saddle fixed points (zero-input context) around the drop:
+``n_stable_before_drop`` / ``n_saddle_before_drop`` at the last checkpoint at or before
+``drop_onset``, ``n_stable_after_drop`` / ``n_saddle_after_drop`` at the first checkpoint at or
+after ``drop_onset + drop_width`` (both from results.nc; NaN when there is no drop).
 
 Work is saved per (condition, checkpoint) in ``OUT/analysis_parts``; an interrupted analysis resumes.
 """
@@ -72,7 +81,8 @@ def load_run(out: Path) -> tuple[xr.Dataset, object]:
     if missing or "protocol" not in ds.attrs:
         raise AnalysisError(f"{path} lacks {', '.join(missing) or 'the protocol attribute'}; not a bioplastic run")
     if ds.attrs.get("sweep_dims"):
-        raise AnalysisError("phase-space analysis of sweeps is not supported yet; analyse single protocols")
+        raise AnalysisError("phase-space analysis of sweeps is not supported; run the protocol at one point without its "
+                            "sweep (--set sweep=null --set FIELD=VALUE) and analyse that run")
     weights = [v for v in ds.data_vars if v.startswith("weight_")]
     if any(not np.isfinite(ds[v].values).all() for v in weights):
         bad = [v for v in weights if not np.isfinite(ds[v].values).all()]
@@ -189,10 +199,12 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     T = parts[0, 0]["states"].shape[2]
     traj_pc = np.full((C, S, K, n_tr, T, n_pc), np.nan)
     fp_pc = np.full(shape + (n_pc,), np.nan)
+    radius = np.full((C, S), np.nan)  # RMS radius of the final trajectories around their mean (state units)
     for ci in range(C):
         final = parts[ci, K - 1]["states"]
         for s in range(S):
             X = [parts[ci, j]["states"][s].reshape(-1, final.shape[-1]) for j in range(K)]
+            radius[ci, s] = _rms_radius(X[-1]) if parts[ci, K - 1]["ok"][s] else np.nan
             frame = pca_frame(X[-1], n_pc)
             for j in range(K):
                 if parts[ci, j]["ok"][s]:
@@ -219,17 +231,23 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     checkpoints = ds["checkpoint"].values
     events = np.zeros((C, S, K), bool)
     first = np.full((C, S), np.nan)
+    fp_floor = cfg.gr_min_change * radius
     for ci in range(C):
         for s in range(S):
             firsts = []
             for m in GR_METRICS:
-                rule = dict(baseline=cfg.gr_baseline, threshold=cfg.gr_threshold)
+                floor = cfg.gr_min_change if m == "trajectory_change" else fp_floor[ci, s]
+                rule = dict(baseline=cfg.gr_baseline, threshold=cfg.gr_threshold,
+                            min_change=float(floor) if np.isfinite(floor) else 0.0)
                 ev = gr_events(gr[m][ci, s], checkpoints, **rule)
                 events[ci, s] |= np.isin(checkpoints, ev)
                 firsts.append(first_gr_event(gr[m][ci, s], checkpoints, **rule))
             first[ci, s] = np.nanmin(firsts) if np.isfinite(firsts).any() else np.nan
     onset = ds["drop_onset"].sel(condition=conds).values
     lead = lead_time(first, onset)
+    width = ds["drop_width"].sel(condition=conds).values if "drop_width" in ds else np.full((C, S), np.nan)
+    ok_csk = np.array([[parts[ci, j]["ok"] for j in range(K)] for ci in range(C)]).transpose(0, 2, 1)
+    at_drop = _counts_at_drop(counts, ok_csk, checkpoints, onset, width)
 
     dims5 = ("condition", "seed", "checkpoint", "context", "fp")
     out = xr.Dataset(coords={"condition": conds, "seed": ds["seed"].values, "checkpoint": checkpoints,
@@ -259,7 +277,18 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     for k, v in gr.items():
         out[k] = (dims3, v, {"units": "1", "long_name": long[k]})
     out["gr_event"] = (dims3, events, {"units": "1", "long_name": "GR event at this checkpoint (fp_distance or trajectory_change above baseline)",
-                                      "rule": f"baseline = median of the first {cfg.gr_baseline} checkpoints; event where metric > baseline + {cfg.gr_threshold} * MAD"})
+                                      "rule": (f"baseline = median of the first {cfg.gr_baseline} checkpoints; event where metric > baseline + "
+                                               f"{cfg.gr_threshold} * MAD and metric > its floor: {cfg.gr_min_change:g} for trajectory_change "
+                                               f"(1 - CKA), {cfg.gr_min_change:g} * the RMS radius of the final checkpoint's trajectories "
+                                               "for fp_distance (variable fp_distance_floor)")})
+    out["fp_distance_floor"] = (("condition", "seed"), fp_floor,
+                                {"units": "1", "long_name": "fp_distance below which no GR event fires: gr_min_change times the RMS "
+                                                            "radius of the final checkpoint's trajectories around their mean (NaN: no floor)"})
+    for k, v in at_drop.items():
+        when = ("the last checkpoint at or before drop_onset" if k.endswith("before_drop")
+                else "the first checkpoint at or after drop_onset + drop_width")
+        out[k] = (("condition", "seed"), v, {"units": "1", "long_name": f"number of {k.split('_')[1]} fixed points (zero-input context) "
+                                                                         f"at {when} (NaN: no drop or no such checkpoint)"})
     out["first_gr_event"] = (("condition", "seed"), first, {"units": "iterations", "long_name": "iteration of the first GR event (NaN: none)"})
     out["drop_onset"] = (("condition", "seed"), onset, {"units": "iterations", "long_name": "drop onset (from results.nc)"})
     out["lead_time"] = (("condition", "seed"), lead, {"units": "iterations", "long_name": "drop onset minus first GR event (> 0: GR precedes the drop)"})
@@ -278,6 +307,33 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out["bound"].attrs.update(units="", long_name="confidence interval bound")
     out.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
     out.attrs["analysis"] = str(cfg.model_dump())
+    return out
+
+
+def _rms_radius(states_nxs: np.ndarray) -> float:
+    """sqrt of the total variance of a state cloud: the RMS distance of the states from their mean."""
+    X = states_nxs[np.isfinite(states_nxs).all(1)]
+    return float(np.sqrt(((X - X.mean(0)) ** 2).sum(1).mean())) if len(X) else float("nan")
+
+
+def _counts_at_drop(counts: dict, ok_csk: np.ndarray, checkpoints: np.ndarray, onset_cs: np.ndarray,
+                    width_cs: np.ndarray) -> dict[str, np.ndarray]:
+    """Stable and saddle fixed-point counts per network at the last checkpoint at or before the drop
+    onset and at the first checkpoint at or after onset + width (NaN: no drop, no such checkpoint,
+    or the network missing there)."""
+    C, S = onset_cs.shape
+    out = {f"n_{kind}_{when}_drop": np.full((C, S), np.nan) for when in ("before", "after") for kind in ("stable", "saddle")}
+    for ci in range(C):
+        for s in range(S):
+            onset, width = float(onset_cs[ci, s]), float(width_cs[ci, s])
+            if not np.isfinite(onset):
+                continue
+            before = np.flatnonzero(checkpoints <= onset)
+            after = np.flatnonzero(checkpoints >= onset + width) if np.isfinite(width) else np.array([], int)
+            for when, idx in (("before", before[-1:]), ("after", after[:1])):
+                if len(idx) and ok_csk[ci, s, idx[0]]:
+                    for kind in ("stable", "saddle"):
+                        out[f"n_{kind}_{when}_drop"][ci, s] = counts[f"n_{kind}"][ci, s, idx[0]]
     return out
 
 

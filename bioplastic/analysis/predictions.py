@@ -623,7 +623,8 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write:
     out = Path(out)
     ds, protocol = load_run(out)
     if ds.attrs.get("sweep_dims"):
-        raise AnalysisError("predictions of sweeps are not supported yet; compute them for single protocols")
+        raise AnalysisError("predictions of sweeps are not supported; run the protocol at one point without its sweep "
+                            "(--set sweep=null --set FIELD=VALUE) and compute them for that run")
     analysis = read_dataset(out / "analysis.nc") if (out / "analysis.nc").is_file() else None
     root = protocol.config.seed
     task = protocol_task(protocol)
@@ -767,7 +768,8 @@ def prediction_sentences(pred: xr.Dataset) -> list[str]:
         if f"{m}_summary" not in pred:
             continue
         summ, eff = pred[f"{m}_summary"].values, pred[f"{m}_effect"].values
-        paired = list(pred[f"{m}_effect"].attrs.get("paired", [1] * len(conds)))
+        # a one-element list attribute comes back from netCDF as a scalar
+        paired = [int(v) for v in np.atleast_1d(pred[f"{m}_effect"].attrs.get("paired", [1] * len(conds)))]
         b = summ[0]
         for c in range(1, len(conds)):
             s = summ[c]

@@ -88,6 +88,9 @@ class AnalysisConfig(Schema):
     pca_components: int = Field(3, gt=0, description="dimensions of the fixed PCA frame (final checkpoint's trajectories) in which fixed-point sets are compared")
     gr_baseline: int = Field(3, gt=0, description="GR event rule: checkpoints that form the baseline (median and MAD)")
     gr_threshold: float = Field(3.0, ge=0, description="GR event rule: an event where a GR metric exceeds baseline + threshold * MAD")
+    gr_min_change: float = Field(0.01, ge=0, description="GR event rule: an event also needs the metric above this floor: 1 - CKA for "
+                                 "trajectory_change; for fp_distance this fraction of the RMS radius of the final checkpoint's "
+                                 "trajectories around their mean (sqrt of the total variance), so it is scale free")
 
 
 class Brian2Config(Schema):

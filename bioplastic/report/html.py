@@ -397,9 +397,19 @@ def _gr_table(an: xr.Dataset) -> str:
                      f"{fmt(float(a['lead_time_median']), 'it')}{ci(lo, hi, 'it')}" if ok.any() else "n/a",
                      ", ".join("&ndash;" if not np.isfinite(x) else f"{x:+.0f}" for x in lead)])
     rule = an["gr_event"].attrs.get("rule", "") if "gr_event" in an else ""
+    head = ["condition", "networks with a GR event and a drop", "positive lead time", "median lead, iterations [95 % CI]",
+            "per seed"]
+    at_drop = all(f"n_{k}_{w}_drop" in an for k in ("stable", "saddle") for w in ("before", "after"))
+    if at_drop:
+        head.append("fixed points (zero input) before &rarr; after the drop, median over networks with a drop")
+        for row, cond in zip(rows, an["condition"].values):
+            a = an.sel(condition=cond)
+            names = [f"n_{kind}_{when}_drop" for kind in ("stable", "saddle") for when in ("before", "after")]
+            med = {v: (np.nanmedian(a[v].values) if np.isfinite(a[v].values).any() else np.nan) for v in names}
+            row.append("; ".join(f"{kind} {fmt(med[f'n_{kind}_before_drop'], 'num')} &rarr; "
+                                 f"{fmt(med[f'n_{kind}_after_drop'], 'num')}" for kind in ("stable", "saddle")))
     return (f"<p>Lead time = drop onset minus the first GR event (iterations; &gt; 0: GR first). {esc(rule)}</p>"
-            + table(["condition", "networks with a GR event and a drop", "positive lead time",
-                     "median lead, iterations [95 % CI]", "per seed"], rows))
+            + table(head, rows))
 
 
 def _prediction_numbers(pred: xr.Dataset) -> str:
@@ -456,6 +466,19 @@ def build_report(ds: xr.Dataset | None = None, out: str | Path | None = None, an
     return path
 
 
+def _not_for_sweeps(protocol, out: Path) -> str:
+    """What the sections of the phase-space analysis and the predictions say for a sweep."""
+    note = None
+    if protocol is not None:
+        from ..training.run import sweep_note
+
+        note = sweep_note(protocol, out)
+    note = note or ("sweep: the phase-space analysis and the predictions are not computed for sweeps; to get them, run "
+                    "the protocol at one point without its sweep (--set sweep=null --set FIELD=VALUE)")
+    text = note.removeprefix("sweep: ")
+    return f"<p class='unavailable'>{esc(text[0].upper() + text[1:])}.</p>"
+
+
 def render(run: Run) -> str:
     from ..plotting import curves, engines, phase
     from ..plotting import predictions as pfigs
@@ -479,6 +502,8 @@ def render(run: Run) -> str:
     name = ds.attrs.get("protocol_name", "run")
     an, pred, b2, pb2 = run.analysis, run.predictions, run.brian2, run.predictions_brian2
     body: dict[str, str] = {}
+    swept = bool(dims) or bool(ds.attrs.get("sweep_dims")) or (protocol is not None and protocol.sweep is not None)
+    not_for_sweeps = _not_for_sweeps(protocol, run.out) if swept else ""
 
     body["protocol"] = (f"<p>{esc(_description(ds))}</p>" + _protocol_in_brief(run, protocol))
     body["files"] = _files(run) + (f"<p class='unavailable'>Missing: {esc(', '.join(run.missing))}. The sections that "
@@ -518,8 +543,10 @@ def render(run: Run) -> str:
             "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
             "Seed 0 of each condition before, near and after its drop onset: trajectories (grey) and fixed points "
             "(legend) in the PCA frame of the final checkpoint's trajectories.", "phase_portraits.png", ("results.nc", "analysis.nc"))
+    elif swept:
+        body["gr"] = body["phase"] = not_for_sweeps
     else:
-        body["gr"] = unavailable("analysis.nc", " (no GR events, lead times or fixed points)" if dims else "")
+        body["gr"] = unavailable("analysis.nc")
         body["phase"] = unavailable("analysis.nc")
 
     if pred is not None:
@@ -552,10 +579,10 @@ def render(run: Run) -> str:
             f"Left: fitted timescales during the {esc(pred.attrs.get('timescale_period', 'period'))} (log axis; legend: "
             "fraction fitted and fraction longer than measurable). Right: one unit per condition, autocorrelation across "
             "trials (dots) and the fit A (exp(-lag/tau) + B) (line).", "timescale_distributions.png", ("predictions.nc",))
+    elif swept:
+        body["predictions"] = body["ramping"] = body["timescales"] = not_for_sweeps
     else:
-        miss = "predictions.nc"
-        body["predictions"] = body["ramping"] = body["timescales"] = unavailable(
-            miss, " (sweeps compute no predictions)" if dims else "")
+        body["predictions"] = body["ramping"] = body["timescales"] = unavailable("predictions.nc")
 
     if b2 is not None:
         try:

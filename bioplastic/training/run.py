@@ -18,7 +18,7 @@ from ..storage.results import build_dataset, combine_points, read_dataset, write
 from .executors import Executor, InProcessExecutor
 from .units import STATE_DIR, UNITS_DIR, groups, load_result, plan_units, result_path
 
-__all__ = ["RunError", "groups", "run_protocol", "output_dir", "summary", "total_work"]
+__all__ = ["RunError", "groups", "run_protocol", "output_dir", "summary", "sweep_note", "total_work"]
 
 
 class RunError(Exception):
@@ -81,6 +81,27 @@ def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
     return combine_points(protocol, per_point)
 
 
+def sweep_note(protocol: Protocol, out: str | Path | None = None) -> str | None:
+    """For a sweep (any number of points, one included): one line saying that the phase-space
+    analysis and the predictions are not computed, and the command that computes them at one point
+    (the protocol without its sweep, the point's values set with --set). None for a single protocol."""
+    if protocol.sweep is None:
+        return None
+    import json
+    import shlex
+
+    point = protocol.points[0].coords
+    sets = " ".join(f"--set {shlex.quote(f'{k}={v if isinstance(v, str) else json.dumps(v)}')}" for k, v in point.items())
+    source = protocol.source if protocol.source and not protocol.source.startswith("<") else "PROTOCOL"
+    if source.endswith("results.nc"):  # read back from a run folder: the run's copy of the protocol
+        source = str(Path(source).with_name("protocol.yaml"))
+    where = shlex.quote(f"{out}_point") if out is not None else "OUT_POINT"
+    needs = "" if protocol.config.analysis is not None else " (add an analysis: section for the phase-space analysis)"
+    return ("sweep: the phase-space analysis and the predictions are not computed for sweeps; to get them, run the "
+            f"protocol at one point without its sweep, e.g. python -m bioplastic run {shlex.quote(str(source))} "
+            f"--set sweep=null {sets} --out {where}{needs}")
+
+
 def after_training(protocol: Protocol) -> list[str]:
     """The files :func:`finish` writes for this protocol (besides figures and the report)."""
     files = []
@@ -119,7 +140,8 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
 
 def finish(ds: xr.Dataset, protocol: Protocol, out: Path, analysis_progress=None) -> xr.Dataset | None:
     """After training: the phase-space analysis and the brian2 re-simulation (if the protocol asks
-    for them), figures, the report. Each step's file is written atomically; a finished step is not redone."""
+    for them), the predictions, figures, the report. Each step's file is written atomically; a finished
+    step is not redone. A sweep gets neither the analysis nor the predictions (:func:`sweep_note`)."""
     analysis = None
     if protocol.config.analysis is not None and protocol.sweep is None:
         from ..analysis.phase_space import analyze_run

@@ -105,6 +105,27 @@ def test_gr_events_find_a_jump_above_the_baseline():
         gr_events(metric, it[:-1])
 
 
+def test_gr_events_min_change_ignores_noise_on_a_plateau():
+    it = np.arange(0, 80, 10)
+    # a network that barely changes: the metric sits at numerical noise, then moves by 1e-7
+    noise = np.array([1e-9, 1.2e-9, 0.9e-9, 1e-9, 1.1e-9, 1e-7, 1e-9, 1e-9])
+    assert gr_events(noise, it).tolist() == [50]  # without a floor: 1e-7 >> 1e-9 + 3 MAD
+    assert gr_events(noise, it, min_change=0.01).size == 0
+    assert np.isnan(first_gr_event(noise, it, min_change=0.01))
+    # a real change on the same plateau still fires, and the floor is a strict lower bound
+    real = noise.copy()
+    real[6] = 0.2
+    assert gr_events(real, it, min_change=0.01).tolist() == [60]
+    assert first_gr_event(real, it, min_change=0.01) == 60
+    assert gr_events(real, it, min_change=0.2).size == 0
+    # the floor never adds events: the baseline rule still applies above it
+    metric = np.array([1.0, 1.1, 0.9, 1.0, 1.05, 5.0, 1.0, 6.0])
+    assert gr_events(metric, it, min_change=0.01).tolist() == [50, 70]
+    assert gr_events(metric, it, min_change=5.5).tolist() == [70]
+    with pytest.raises(ValueError, match="min_change"):
+        gr_events(metric, it, min_change=-1.0)
+
+
 def test_lead_time_signs():
     assert lead_time(50, 200) == 150  # GR event before the drop: positive
     assert lead_time(300, 200) == -100

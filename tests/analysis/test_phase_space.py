@@ -43,6 +43,22 @@ def test_run_with_analysis_section_writes_analysis(run_dir):
     xr.testing.assert_equal(n_stable.drop_vars("context"), a["n_stable"].astype(n_stable.dtype))
     lead = a["lead_time"].values
     np.testing.assert_array_equal(np.isnan(lead), np.isnan(a["first_gr_event"].values) | np.isnan(a["drop_onset"].values))
+    # the GR rule's floors are recorded; fp_distance's is scale free (a fraction of the trajectories' RMS radius)
+    assert "0.01 for trajectory_change" in a["gr_event"].attrs["rule"]
+    floor = a["fp_distance_floor"].values
+    assert floor.shape == (2, 2) and np.all(floor[np.isfinite(floor)] > 0)
+    # fixed-point counts around the drop: NaN exactly where there is no drop, else the counts at those checkpoints
+    res = read_dataset(run_dir / "results.nc")
+    onset, width = res["drop_onset"].values, res["drop_width"].values
+    ck = a["checkpoint"].values
+    for kind in ("stable", "saddle"):
+        before, after = a[f"n_{kind}_before_drop"].values, a[f"n_{kind}_after_drop"].values
+        assert np.all(np.isnan(before[np.isnan(onset)])) and np.all(np.isnan(after[np.isnan(onset)]))
+        for ci, s in zip(*np.nonzero(np.isfinite(onset))):
+            j = np.flatnonzero(ck <= onset[ci, s])[-1]
+            assert before[ci, s] == a[f"n_{kind}"].values[ci, s, j]
+            later = np.flatnonzero(ck >= onset[ci, s] + width[ci, s])
+            assert (after[ci, s] == a[f"n_{kind}"].values[ci, s, later[0]]) if len(later) else np.isnan(after[ci, s])
 
 
 def test_analysis_is_deterministic_and_leaves_results_untouched(run_dir):

@@ -1,4 +1,5 @@
 """The command line as a user meets it: exit codes, messages, files written."""
+import re
 import subprocess
 import sys
 
@@ -107,3 +108,53 @@ def test_schema_documents_every_protocol_field():
 
     walk(ProtocolConfig, "")
     assert not missing, missing
+
+
+ONE_CONDITION = """
+conditions:
+  baseline: {}
+analysis: {initial_states: 4, trials: 4}
+"""
+
+
+def test_one_condition_run_completes_with_its_predictions(write_protocol, tmp_path):
+    """One condition, no sweep: analysis, predictions (one-element list attributes) and the report."""
+    from bioplastic.analysis.predictions import prediction_sentences
+    from bioplastic.storage.results import read_dataset
+
+    text = write_protocol().read_text().split("conditions:")[0] + ONE_CONDITION
+    out = tmp_path / "one"
+    r = cli("run", write_protocol(text, "one.yaml"), "--out", out, "--quiet")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert {"analysis.nc", "predictions.nc", "report.html"} <= {p.name for p in out.iterdir()}
+    pred = read_dataset(out / "predictions.nc")
+    assert pred.sizes["condition"] == 1
+    assert prediction_sentences(pred) == []  # nothing to compare with; no crash
+    page = (out / "report.html").read_text()
+    assert "could not be formed" not in page and "not computed for sweeps" not in page
+
+
+def test_one_point_sweep_says_what_it_does_not_compute(write_protocol, tmp_path):
+    """A sweep (one point here) computes neither the phase-space analysis nor the predictions, and
+    says so in one line and in the report; the command it suggests runs that point on its own."""
+    from bioplastic.protocol.load import load_protocol
+    from bioplastic.training.run import sweep_note
+
+    text = write_protocol().read_text() + "analysis: {initial_states: 4, trials: 4}\nsweep: {grid: {model.g: [0.8]}}\n"
+    path = write_protocol(text, "sweep1.yaml")
+    out = tmp_path / "sweep1"
+    r = cli("run", path, "--out", out, "--quiet")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("sweep: ")]
+    assert len(lines) == 1 and "not computed for sweeps" in lines[0], r.stdout
+    assert f"--set sweep=null --set model.g=0.8 --out {out}_point" in lines[0]
+    assert not (out / "analysis.nc").exists() and not (out / "predictions.nc").exists()
+    page = (out / "report.html").read_text()
+    for sid in ("gr", "phase", "predictions", "ramping", "timescales"):
+        body = re.search(rf"<section id='{sid}'>(.*?)</section>", page, flags=re.S).group(1)
+        assert "The phase-space analysis and the predictions are not computed for sweeps" in body
+        assert "--set sweep=null --set model.g=0.8" in body and "missing analysis.nc" not in body
+    # the suggested overrides make the single protocol of that point
+    single = load_protocol(path, ["sweep=null", "model.g=0.8"])
+    assert single.sweep is None and single.conditions[0].model.g == 0.8
+    assert sweep_note(single) is None
