@@ -1,14 +1,28 @@
-"""Learning-curve metrics of abrupt learning (SPEC 5), per network.
+"""Learning-curve metrics of abrupt learning (docs/science.md, section 5), per network.
 
-With ``s`` the moving-average loss, ``L_0 = s[0]`` and ``L_final`` the mean of ``s`` over the last
-smoothing window:
+They are computed on the **task** loss (never on the total loss, which includes the TCR term), from
+``s``, its centered moving average over ``window`` iterations, up to a *horizon*: for a network
+that learned, its iteration to criterion plus one window (so training past that point, or stopping
+there with ``stop_when_learned``, does not change them); otherwise its last recorded iteration.
 
-- drop onset: first iteration where ``s < L_0 - 0.1 (L_0 - L_final)``; search phase = drop onset
-- drop end:   first iteration where ``s < L_0 - 0.9 (L_0 - L_final)``; drop width = end - onset
-- drop time:  iteration of the steepest descent of ``s``
-- abruptness: drop width / drop onset (small = abrupt)
+- ``final_loss``  L_f: the lowest smoothed loss up to the horizon.
+- ``plateau_start`` t_p: the end of any initial transient, i.e. the first iteration at which the
+  smoothed loss falls by less than ``settle`` (10 %) of its remaining distance to L_f over the next
+  window: ``s[t] - s[t + window] < settle * (s[t] - L_f)``. On delayed addition, learning the
+  target's mean is such a transient; the plateau follows it. A settled stretch counts only if the
+  loss later falls at least to half of its level (``PLATEAU_DROP``); if the curve never settles
+  before its descent (it falls from the start), t_p = 0.
+- ``plateau_loss`` L_p: the median of ``s`` over ``[t_p, t_p + window]``.
+- drop: D = L_p - L_f. A curve with D < ``min_drop`` * L_p has no drop (all drop metrics NaN).
+- ``drop_onset``: first iteration >= t_p where ``s < L_p - 0.1 D``; ``search_phase`` = onset - t_p,
+  the iterations spent on the plateau.
+- ``drop_width``: iterations from the onset to the first iteration where ``s < L_p - 0.9 D`` (the
+  10 %-90 % time); ``drop_time``: the steepest descent of ``s`` between those two.
+- ``abruptness`` = drop width / search phase (small: abrupt).
+- ``abrupt``: 1 when the network shows the phenomenon - a search phase of at least one window
+  followed by a drop of width at most ``ABRUPT_RATIO`` (1/3) of the search phase; 0 otherwise
+  (falling from the start, no drop, or a slow decline); NaN for a curve with no finite values.
 
-A curve whose total drop is below ``min_drop`` (relative to L_0) has no drop: its metrics are NaN.
 Iterations to criterion: the first evaluation at which held-out accuracy >= criterion (NaN if never).
 """
 from __future__ import annotations
@@ -16,7 +30,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-METRICS = ("drop_onset", "drop_time", "drop_width", "abruptness", "search_phase")
+METRICS = ("plateau_start", "plateau_loss", "final_loss", "drop_onset", "drop_time", "drop_width",
+           "abruptness", "search_phase", "abrupt")
+#: a drop counts as abrupt when its 10-90 % width is at most this fraction of the search phase
+ABRUPT_RATIO = 1 / 3
+#: end of the initial transient: the loss falls by less than this fraction of its remaining drop per window
+SETTLE = 0.1
+#: a settled stretch is a plateau only if the loss later falls at least to this fraction of its level
+PLATEAU_DROP = 0.5
+#: a curve whose drop from the plateau is below this fraction of the plateau level has no drop
+MIN_DROP = 0.1
 
 
 def smooth(loss_k: np.ndarray, window: int) -> np.ndarray:
@@ -31,26 +54,57 @@ def smooth(loss_k: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = 0.1) -> dict[str, float]:
-    """Metrics of one loss curve (iterations are indices into ``loss_k``)."""
-    nan = {m: np.nan for m in METRICS}
-    s = smooth(np.asarray(loss_k, float), window)
-    idx = np.flatnonzero(np.isfinite(s))
+def _plateau_start(s: np.ndarray, window: int, l_final: float) -> int:
+    """Index into ``s`` (finite values) of the end of the initial transient (see the module doc)."""
+    w = min(window, len(s) - 1)
+    for t in range(len(s) - w):
+        remaining = s[t] - l_final
+        if s[t] - s[t + w] < SETTLE * remaining:
+            # settled; a plateau only if the loss later falls at least to half this level (else the
+            # curve fell from the start and has settled near its end)
+            return t if remaining > PLATEAU_DROP * abs(s[t]) else 0
+    return 0
+
+
+def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
+                  horizon: float | None = None) -> dict[str, float]:
+    """Metrics of one task-loss curve (iterations are indices into ``loss_k``); ``horizon``: last
+    iteration taken into account (None: all)."""
+    out = {m: np.nan for m in METRICS}
+    s_all = smooth(np.asarray(loss_k, float), window)
+    idx = np.flatnonzero(np.isfinite(s_all))
+    if horizon is not None and np.isfinite(horizon):
+        idx = idx[idx <= horizon]
     if len(idx) < 3:
-        return nan
-    s_valid = s[idx]
-    l0, lf = s_valid[0], s_valid[-min(window, len(s_valid)):].mean()
-    if not (l0 - lf > min_drop * abs(l0)):
-        return nan
-    onset = idx[np.argmax(s_valid < l0 - 0.1 * (l0 - lf))]
-    end = idx[np.argmax(s_valid < l0 - 0.9 * (l0 - lf))]
-    slope = np.gradient(s_valid)
-    drop_time = idx[np.argmin(slope)]
-    width = float(end - onset)
-    return {"drop_onset": float(onset), "drop_time": float(drop_time), "drop_width": width,
-            "abruptness": width / onset if onset > 0 else np.nan, "search_phase": float(onset)}
+        return out
+    s = s_all[idx]
+    l_final = float(s.min())
+    out["final_loss"] = l_final
+    out["abrupt"] = 0.0
+    tp = _plateau_start(s, window, l_final)
+    l_plateau = float(np.median(s[tp:tp + window + 1]))
+    drop = l_plateau - l_final
+    out.update(plateau_start=float(idx[tp]), plateau_loss=l_plateau)
+    if not drop > min_drop * abs(l_plateau):
+        return out
+    after = np.arange(len(s)) >= tp
+    onset = int(np.argmax(after & (s < l_plateau - 0.1 * drop)))
+    end = int(np.argmax((np.arange(len(s)) >= onset) & (s < l_plateau - 0.9 * drop)))
+    slope = np.gradient(s) if len(s) > 1 else np.zeros(1)
+    steepest = onset + int(np.argmin(slope[onset:end + 1]))
+    search = float(idx[onset] - idx[tp])
+    width = float(idx[end] - idx[onset])
+    out.update(drop_onset=float(idx[onset]), drop_time=float(idx[steepest]), drop_width=width,
+               search_phase=search, abruptness=width / search if search > 0 else np.inf,
+               abrupt=float(search >= window and width <= ABRUPT_RATIO * search))
+    return out
 
 
 def iterations_to_criterion(accuracy_n: np.ndarray, eval_iterations_n: np.ndarray, criterion: float) -> float:
     hit = np.flatnonzero(np.nan_to_num(np.asarray(accuracy_n, float), nan=-1.0) >= criterion)
     return float(eval_iterations_n[hit[0]]) if len(hit) else np.nan
+
+
+def metrics_horizon(itc: float, window: int) -> float | None:
+    """The last iteration the curve metrics of a network look at (see the module docstring)."""
+    return float(itc) + window if np.isfinite(itc) else None

@@ -12,35 +12,69 @@ COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def learning_curves(ds: xr.Dataset, axes=None):
-    """Loss (top) and held-out accuracy (bottom) per condition; one thin line per seed, drop onsets
-    marked with a dot, the criterion dashed. Returns the (2, conditions) array of Axes."""
+    """Per condition (columns): the task loss (top; raw faint, smoothed bold, one colour per seed)
+    with each seed's search phase drawn as a grey band along its curve and its drop in bold
+    black; held-out accuracy (middle) with the criterion dashed; and a timeline per seed (bottom):
+    search phase (grey), drop (the seed's colour), criterion reached (|), "no plateau" where a
+    network learned without a search phase. Returns the (3, conditions) array of Axes."""
     conds = list(ds["condition"].values)
+    seeds = list(ds["seed"].values)
     if axes is None:
-        _, axes = plt.subplots(2, len(conds), figsize=(4.2 * len(conds), 6), sharex=True, sharey="row", squeeze=False)
+        _, axes = plt.subplots(3, len(conds), figsize=(4.4 * len(conds), 7.2 + 0.16 * len(seeds)), sharex=True,
+                               sharey="row", squeeze=False,
+                               gridspec_kw={"height_ratios": [3, 2, 0.8 + 0.18 * len(seeds)]})
     crit = ds["iterations_to_criterion"].attrs.get("criterion", np.nan)
+    it = ds["iteration"].values
     for j, cond in enumerate(conds):
-        top, bottom = axes[0, j], axes[1, j]
-        for s in ds["seed"].values:
+        top, mid, line = axes[0, j], axes[1, j], axes[2, j]
+        c = ds.sel(condition=cond)
+        n_abrupt = int(np.nansum(c["abrupt"].values)) if "abrupt" in c else 0
+        for row, s in enumerate(seeds):
             color = COLORS[int(s) % len(COLORS)]
-            top.plot(ds["iteration"], ds["loss"].sel(condition=cond, seed=s), lw=0.5, color=color, alpha=0.25)
-            loss = ds["loss_smoothed"].sel(condition=cond, seed=s)
-            top.plot(ds["iteration"], loss, lw=1.4, color=color, label=f"seed {s}")
-            onset = float(ds["drop_onset"].sel(condition=cond, seed=s))
+            x = c.sel(seed=s)
+            raw = x["task_loss"] if "task_loss" in x else x["loss"]
+            top.plot(it, raw, lw=0.4, color=color, alpha=0.2)
+            sm = x["loss_smoothed"].values
+            top.plot(it, sm, lw=1.2, color=color, label=f"seed {s}")
+            tp, onset, width = (float(x[k]) if k in x else np.nan for k in ("plateau_start", "drop_onset", "drop_width"))
             if np.isfinite(onset):
-                top.plot(onset, float(loss.isel(iteration=int(onset))), "o", color=color, ms=5, mec="k", mew=0.5)
-            bottom.plot(ds["evaluation"], ds["accuracy"].sel(condition=cond, seed=s), lw=1, color=color)
-            itc = float(ds["iterations_to_criterion"].sel(condition=cond, seed=s))
+                search = slice(int(tp), int(onset) + 1)
+                top.plot(it[search], sm[search], lw=6, color="0.5", alpha=0.35, solid_capstyle="butt")
+                drop = slice(int(onset), int(onset + width) + 1)
+                top.plot(it[drop], sm[drop], lw=2.2, color="k")
+                line.broken_barh([(tp, onset - tp)], (row - 0.35, 0.7), color="0.75")
+                line.broken_barh([(onset, max(width, 1))], (row - 0.35, 0.7), color=color)
+            itc = float(x["iterations_to_criterion"])
+            mid.plot(ds["evaluation"], x["accuracy"], lw=1, color=color)
             if np.isfinite(itc):
-                bottom.axvline(itc, color=color, lw=0.6, ls=":")
+                line.plot([itc, itc], [row - 0.45, row + 0.45], color="k", lw=1.2)
+            if "abrupt" in x and float(x["abrupt"]) == 0:
+                line.text(it[-1], row, _not_abrupt(x) + " ", ha="right", va="center", fontsize=6.5, color="0.3")
         top.set_yscale("log")
-        top.set_title(str(cond))
-        bottom.axhline(crit, color="k", lw=0.8, ls="--")
-        bottom.set_ylim(0, 1.02)
-        bottom.set_xlabel("iteration")
-    axes[0, 0].set_ylabel("training loss (log; faint: raw)\n• drop onset")
+        top.set_title(f"{cond}\n{n_abrupt}/{len(seeds)} seeds: search phase, then abrupt drop", fontsize=9)
+        mid.axhline(crit, color="k", lw=0.8, ls="--")
+        mid.set_ylim(0, 1.02)
+        line.set_yticks(range(len(seeds)), [f"seed {s}" for s in seeds], fontsize=7)
+        line.set_ylim(len(seeds) - 0.5, -0.5)
+        line.set_xlabel("iteration")
+    axes[0, 0].set_ylabel("task loss (log; faint: raw)\ngrey band: search phase; black: drop")
     axes[1, 0].set_ylabel(f"held-out accuracy\n-- criterion {crit:g}")
-    axes[0, -1].legend(fontsize=7, loc="upper right")
+    axes[2, 0].set_xlim(it[0], it[-1])
+    axes[2, 0].text(0, -0.9, "grey: search phase   colour: drop (10-90 %)   |: criterion reached", fontsize=7,
+                    transform=axes[2, 0].get_yaxis_transform(), va="bottom")
+    if len(seeds) <= 12:
+        axes[0, -1].legend(fontsize=6.5, loc="lower left", ncol=2)
     return axes
+
+
+def _not_abrupt(x: xr.Dataset) -> str:
+    """Why a network does not count as abrupt learning (see analysis/learning_curves.py)."""
+    search, window = float(x["search_phase"]), x["loss_smoothed"].attrs.get("window", 1)
+    if not np.isfinite(search):
+        return "no drop"
+    if search < window:
+        return "no plateau"
+    return "drop not abrupt"
 
 
 def iterations_to_criterion(ds: xr.Dataset, ax=None):
@@ -113,4 +147,65 @@ def sweep(ds: xr.Dataset, axes=None):
     axes[0].set_ylabel("iterations to criterion\n(△ not learned: drawn at budget)")
     axes[0].set_ylim(0, budget * 1.08)
     axes[0].legend(fontsize=8)
+    return axes
+
+
+def sweep_points(ds: xr.Dataset) -> list[tuple[dict, str]]:
+    """Every point of a sweep as (isel indexer, label). A zipped point is labelled by the zipped
+    fields whose values differ from the first zipped point (its first point is "reference")."""
+    dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d]
+    zipped = [k for k in ds.coords if k not in ds.dims and ds[k].dims == ("zip",)] if "zip" in dims else []
+    points = []
+    for idx in np.ndindex(*[ds.sizes[d] for d in dims]):
+        parts = []
+        for d, i in zip(dims, idx):
+            if d == "zip":
+                diff = [f"{k.split('.')[-1]}={ds[k].values[i]}" for k in zipped if ds[k].values[i] != ds[k].values[0]]
+                parts.append(", ".join(diff) or "reference")
+            else:
+                parts.append(f"{d.split('.')[-1]}={ds[d].values[i]}")
+        points.append((dict(zip(dims, idx)), "; ".join(parts)))
+    return points
+
+
+def regimes(ds: xr.Dataset, axes=None):
+    """Where abrupt learning appears, one row per sweep point: the search phase of every network
+    (filled: abrupt learning, open: a drop that is not abrupt or no plateau, x: no drop, drawn at the
+    budget), the fraction of networks with abrupt learning, and the fraction that learned. One colour
+    per condition. Returns the three Axes."""
+    points = sweep_points(ds)
+    conds = list(ds["condition"].values)
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(11, 1.2 + 0.36 * len(points) * max(1, len(conds) ** 0.5)), sharey=True,
+                               gridspec_kw={"width_ratios": [3, 1, 1]})
+    budget = int(ds.sizes["iteration"])
+    h = 0.7 / len(conds)
+    for row, (idx, _) in enumerate(points):
+        sub = ds.isel(idx)
+        for j, cond in enumerate(conds):
+            c = sub.sel(condition=cond)
+            color = COLORS[j % len(COLORS)]
+            y = row + (j - (len(conds) - 1) / 2) * h
+            sp, ab = c["search_phase"].values, c["abrupt"].values
+            jit = y + np.linspace(-h / 3, h / 3, len(sp))
+            yes, drop = ab == 1, np.isfinite(sp)
+            axes[0].plot(np.maximum(sp[yes], 1), jit[yes], "o", color=color, ms=3.5)
+            axes[0].plot(np.maximum(sp[drop & ~yes], 1), jit[drop & ~yes], "o", mfc="none", color=color, ms=3.5)
+            axes[0].plot(np.full((~drop).sum(), budget), jit[~drop], "x", color=color, ms=3.5)
+            n = np.isfinite(ab).sum()
+            axes[1].barh(y, np.nansum(ab) / n if n else 0, height=h * 0.9, color=color,
+                         label=str(cond) if row == 0 else None)
+            axes[2].barh(y, c["learned"].values.mean(), height=h * 0.9, color=color)
+    axes[0].set_xscale("log")
+    axes[0].axvline(budget, color="0.6", lw=0.8, ls="--")
+    axes[0].set_xlabel("search phase (iterations, log)\n● abrupt  ○ not abrupt  × no drop (at budget)")
+    axes[0].set_yticks(range(len(points)), [label for _, label in points], fontsize=7)
+    axes[0].set_ylim(len(points) - 0.5, -0.5)
+    axes[1].set_xlabel("fraction abrupt")
+    axes[2].set_xlabel("fraction learned")
+    for ax in axes[1:]:
+        ax.set_xlim(0, 1)
+        ax.axvline(0.8, color="0.6", lw=0.8, ls=":")
+    if len(conds) > 1:
+        axes[1].legend(fontsize=7, loc="lower right")
     return axes

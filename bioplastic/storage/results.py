@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..analysis.learning_curves import METRICS, curve_metrics, iterations_to_criterion, smooth
+from ..analysis.learning_curves import METRICS, curve_metrics, iterations_to_criterion, metrics_horizon, smooth
 from ..seeds import numpy_rng
 from .io import atomic_write
 
@@ -35,18 +35,22 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "eval_loss": ("1", "held-out task loss"),
     "tcr_grad_ratio": ("1", "||grad(lambda * TCR term)|| / ||grad(task loss)|| over all parameters on the evaluated iteration's training batch (bptt with lambda > 0; else NaN)"),
     "tcr_grad_ratio_search": ("1", "median of tcr_grad_ratio over the evaluations before drop_onset (NaN: no drop onset or no ratio)"),
-    "loss_smoothed": ("1", "training loss, centered moving average over training.loss_smoothing iterations"),
+    "loss_smoothed": ("1", "task loss, centered moving average over training.loss_smoothing iterations"),
     "diverged": ("1", "network diverged (non-finite loss, gradient or weights)"),
     "diverged_at": ("iterations", "iteration at which the network diverged (NaN: never)"),
     "final_iteration": ("iterations", "iterations trained (less than planned when stopped once learned)"),
     "learned": ("1", "held-out accuracy reached the criterion"),
     "iterations_to_criterion": ("iterations", "first evaluated iteration with held-out accuracy >= criterion (NaN: never)"),
     "final_accuracy": ("1", "held-out accuracy at the last evaluation"),
-    "drop_onset": ("iterations", "first iteration where the smoothed loss is below L0 - 0.1 (L0 - Lfinal)"),
-    "drop_time": ("iterations", "iteration of the steepest descent of the smoothed loss"),
-    "drop_width": ("iterations", "iterations from 10 % to 90 % of the loss drop"),
-    "abruptness": ("1", "drop width / drop onset (small: abrupt)"),
-    "search_phase": ("iterations", "iterations before the drop onset"),
+    "plateau_start": ("iterations", "end of the initial transient: first iteration where the smoothed task loss settles (start of the plateau)"),
+    "plateau_loss": ("1", "plateau level L_p: median smoothed task loss over one window from plateau_start"),
+    "final_loss": ("1", "L_f: lowest smoothed task loss up to the metrics horizon (criterion + one window, or the end)"),
+    "drop_onset": ("iterations", "first iteration after plateau_start where the smoothed task loss is below L_p - 0.1 (L_p - L_f)"),
+    "drop_time": ("iterations", "iteration of the steepest descent of the smoothed task loss within the drop"),
+    "drop_width": ("iterations", "iterations from 10 % to 90 % of the drop from L_p to L_f"),
+    "abruptness": ("1", "drop width / search phase (small: abrupt)"),
+    "search_phase": ("iterations", "iterations on the plateau: drop onset minus plateau_start"),
+    "abrupt": ("1", "1: a search phase of at least one smoothing window, then a drop at most 1/3 as wide; 0: not (no plateau or no drop)"),
     "itc_median": ("iterations", "median iterations to criterion over seeds (unlearned networks counted at the budget)"),
     "itc_ci_low": ("iterations", "bootstrap 95 % CI of itc_median, lower end"),
     "itc_ci_high": ("iterations", "bootstrap 95 % CI of itc_median, upper end"),
@@ -143,22 +147,25 @@ def build_dataset(protocol, results) -> xr.Dataset:
 
 
 def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
-    """Learning-curve metrics per network (SPEC 5), computed from the stored curves."""
+    """Learning-curve metrics per network (analysis/learning_curves.py), computed from the stored
+    task-loss curves and held-out accuracies."""
     C, S = ds.sizes["condition"], ds.sizes["seed"]
     out = {m: np.full((C, S), np.nan) for m in METRICS + ("iterations_to_criterion", "final_accuracy")}
     evals = ds["evaluation"].values
+    task = ds["task_loss"].values
     for c in range(C):
         for s in range(S):
-            for m, v in curve_metrics(ds["loss"].values[c, s], smoothing).items():
-                out[m][c, s] = v
             acc = ds["accuracy"].values[c, s]
-            out["iterations_to_criterion"][c, s] = iterations_to_criterion(acc, evals, criterion)
+            itc = iterations_to_criterion(acc, evals, criterion)
+            out["iterations_to_criterion"][c, s] = itc
+            for m, v in curve_metrics(task[c, s], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
+                out[m][c, s] = v
             finite = acc[np.isfinite(acc)]
             out["final_accuracy"][c, s] = finite[-1] if len(finite) else np.nan
     for m, v in out.items():
         ds[m] = (("condition", "seed"), v)
-    ds["loss_smoothed"] = (("condition", "seed", "iteration"),
-                           np.apply_along_axis(smooth, -1, ds["loss"].values, smoothing))
+    ds["loss_smoothed"] = (("condition", "seed", "iteration"), np.apply_along_axis(smooth, -1, task, smoothing),
+                           {"window": int(smoothing)})
     ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
     ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
 

@@ -7,19 +7,66 @@ from bioplastic.regularizers.schedules import (AdaptiveConfig, CosineDecayConfig
 
 
 def test_step_drop_metrics():
-    # loss[300 + j] = 1 - (j + 1) / 20 for j = 0..19, then 0: L0 = 1, Lfinal = 0
+    # loss[300 + j] = 1 - (j + 1) / 20 for j = 0..19, then 0: L_p = 1, L_f = 0
     loss = np.r_[np.full(300, 1.0), np.linspace(1.0, 0.0, 21)[1:], np.zeros(180)]
     m = curve_metrics(loss, window=1)
+    assert m["plateau_start"] == 0 and m["plateau_loss"] == 1.0 and m["final_loss"] == 0.0
     assert m["drop_onset"] == 302  # first value strictly below 0.9 is 0.85
     assert m["search_phase"] == m["drop_onset"]
     assert m["drop_onset"] + m["drop_width"] == 318  # first value strictly below 0.1 is 0.05
     assert 300 <= m["drop_time"] <= 319
-    assert np.isclose(m["abruptness"], m["drop_width"] / m["drop_onset"])
+    assert np.isclose(m["abruptness"], m["drop_width"] / m["search_phase"])
+    assert m["abrupt"] == 1
+
+
+def _noisy(curve, seed=0, rel=0.05):
+    return curve * (1 + rel * np.random.default_rng(seed).standard_normal(len(curve)))
+
+
+def test_plateau_then_drop_is_abrupt():
+    k = np.arange(1000)
+    curve = 0.02 + 0.98 / (1 + np.exp((k - 400) / 5))  # flat at 1, sigmoid drop around 400
+    m = curve_metrics(_noisy(curve), window=25)
+    assert m["plateau_start"] < 25
+    assert 370 <= m["drop_onset"] <= 400 and m["search_phase"] >= 350
+    assert m["drop_width"] <= 40 and m["abrupt"] == 1
+
+
+def test_falling_from_the_start_has_no_plateau():
+    k = np.arange(1000)
+    m = curve_metrics(_noisy(0.02 + np.exp(-k / 80)), window=25)
+    assert m["plateau_start"] == 0
+    assert m["search_phase"] < 25  # the loss falls from the first iterations
+    assert m["abrupt"] == 0
+
+
+def test_initial_transient_then_plateau_then_drop():
+    # delayed addition: learning the target's mean is a fast transient (1.2 -> 0.1), then the plateau
+    k = np.arange(1500)
+    curve = 0.1 + 1.1 * np.exp(-k / 4) - 0.09 / (1 + np.exp(-(k - 900) / 8))
+    m = curve_metrics(_noisy(curve, 1, 0.03), window=25)
+    assert 10 <= m["plateau_start"] <= 60  # the plateau starts after the transient
+    assert np.isclose(m["plateau_loss"], 0.1, rtol=0.05)
+    assert 850 <= m["drop_onset"] <= 900  # the drop is the late one, not the transient at 2-6
+    assert m["search_phase"] >= 780 and m["abrupt"] == 1
+
+
+def test_metrics_ignore_training_past_the_horizon():
+    # metrics of a learned network look at the curve up to criterion + one window: training on, or
+    # stopping two windows after the criterion, gives the same numbers
+    k = np.arange(1200)
+    curve = _noisy(0.05 + 0.95 / (1 + np.exp((k - 300) / 6)) - 0.04 * (k > 600) * (k - 600) / 600)
+    itc, w = 330, 25
+    full = curve_metrics(curve, w, horizon=itc + w)
+    stopped = curve_metrics(np.where(k < itc + 2 * w, curve, np.nan), w, horizon=itc + w)
+    assert full == stopped
+    assert full["abrupt"] == 1
 
 
 def test_flat_curve_has_no_drop():
     m = curve_metrics(np.full(100, 0.5) + 1e-3 * np.sin(np.arange(100)), window=5)
-    assert all(np.isnan(v) for v in m.values())
+    assert all(np.isnan(m[k]) for k in ("drop_onset", "drop_width", "search_phase", "abruptness"))
+    assert m["abrupt"] == 0
 
 
 def test_iterations_to_criterion():

@@ -63,6 +63,7 @@ def results(itc_by_cond: dict[str, list[float]], acc_by_cond: dict[str, list[flo
     ds["search_phase"] = (("condition", "seed"), onset)
     ds["drop_width"] = (("condition", "seed"), width)
     ds["abruptness"] = (("condition", "seed"), width / onset)
+    ds["abrupt"] = (("condition", "seed"), ((onset >= 10) & (width <= onset / 3)).astype(float))
     if tcr_loss is not None:
         ds["tcr_loss"] = (("condition", "seed", "iteration"), np.asarray(tcr_loss, float))
     for prefix, values in (("itc", censored(itc, budget)), ("acc", acc)):
