@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from ..storage.results import sweep_points  # noqa: E402
+
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
@@ -148,24 +150,6 @@ def sweep(ds: xr.Dataset, axes=None):
     axes[0].set_ylim(0, budget * 1.08)
     axes[0].legend(fontsize=8)
     return axes
-
-
-def sweep_points(ds: xr.Dataset) -> list[tuple[dict, str]]:
-    """Every point of a sweep as (isel indexer, label). A zipped point is labelled by the zipped
-    fields whose values differ from the first zipped point (its first point is "reference")."""
-    dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d]
-    zipped = [k for k in ds.coords if k not in ds.dims and ds[k].dims == ("zip",)] if "zip" in dims else []
-    points = []
-    for idx in np.ndindex(*[ds.sizes[d] for d in dims]):
-        parts = []
-        for d, i in zip(dims, idx):
-            if d == "zip":
-                diff = [f"{k.split('.')[-1]}={ds[k].values[i]}" for k in zipped if ds[k].values[i] != ds[k].values[0]]
-                parts.append(", ".join(diff) or "reference")
-            else:
-                parts.append(f"{d.split('.')[-1]}={ds[d].values[i]}")
-        points.append((dict(zip(dims, idx)), "; ".join(parts)))
-    return points
 
 
 def regimes(ds: xr.Dataset, axes=None):

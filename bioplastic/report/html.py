@@ -379,11 +379,16 @@ def _abrupt_table(ds: xr.Dataset) -> str:
         c = ds.sel(condition=cond)
         s, a, w = (c[k].values for k in ("search_phase", "abruptness", "drop_width"))
         n = int(np.isfinite(s).sum())
-        rows.append([esc(cond), f"{n}/{s.size}", fmt(nanmedian(s) if n else np.nan, "it"),
-                     fmt(nanmedian(w) if n else np.nan, "it"), fmt(nanmedian(a) if n else np.nan)])
-    return ("<h3>Search phase and drop</h3>" + table(["condition", "networks with a drop", "median search phase (iterations)",
-                                                      "median drop width, 10-90 % (iterations)",
-                                                      "median abruptness (width / onset; small: abrupt)"], rows))
+        ab = c["abrupt"].values if "abrupt" in c else np.full(s.shape, np.nan)
+        rows.append([esc(cond), f"{int(np.nansum(ab))}/{int(np.isfinite(ab).sum())}", f"{n}/{s.size}",
+                     fmt(nanmedian(s) if n else np.nan, "it"), fmt(nanmedian(w) if n else np.nan, "it"),
+                     fmt(nanmedian(a) if n else np.nan)])
+    return ("<h3>Search phase and drop</h3>"
+            + table(["condition", "abrupt learning (search phase, then a drop at most 1/3 as wide)", "networks with a drop",
+                     "median search phase (iterations on the plateau)", "median drop width, 10-90 % (iterations)",
+                     "median abruptness (width / search phase; small: abrupt)"], rows)
+            + "<p>Definitions: docs/science.md, section 5 (measured on the task loss, from the plateau, "
+              "up to criterion + one smoothing window).</p>")
 
 
 def _gr_table(an: xr.Dataset) -> str:

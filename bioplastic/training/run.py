@@ -14,7 +14,7 @@ from ..analysis.statistics import nanmedian
 from ..protocol.load import Protocol
 from ..report.html import build_report
 from ..storage.io import atomic_write_text
-from ..storage.results import build_dataset, combine_points, read_dataset, write_dataset
+from ..storage.results import build_dataset, combine_points, read_dataset, sweep_points, write_dataset
 from .executors import Executor, InProcessExecutor
 from .units import STATE_DIR, UNITS_DIR, groups, load_result, plan_units, result_path
 
@@ -65,6 +65,8 @@ def write_figures(ds: xr.Dataset, out: Path, analysis: xr.Dataset | None = None,
     if "sweep_dims" in ds.attrs and ds.attrs["sweep_dims"]:
         paths.append(out / "sweep.png")
         curves.save(curves.sweep(ds), paths[-1])
+        paths.append(out / "regimes.png")
+        curves.save(curves.regimes(ds), paths[-1])
         first = {d: 0 for d in ds.attrs["sweep_dims"].split(",")}
         ds = ds.isel(first)
     paths += [out / "learning_curves.png", out / "iterations_to_criterion.png"]
@@ -176,20 +178,15 @@ def summary(ds: xr.Dataset) -> str:
     """A short text table: per condition (and sweep point), learned networks and iterations to criterion."""
     sweep_dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d]
     lines = []
-    points = [{}]
-    if sweep_dims:
-        stacked = ds[sweep_dims[0]] if len(sweep_dims) == 1 else None
-        points = ([{sweep_dims[0]: v} for v in stacked.values] if stacked is not None else
-                  [dict(zip(sweep_dims, idx)) for idx in np.ndindex(*[ds.sizes[d] for d in sweep_dims])])
-    head = f"{'point':<22}" if sweep_dims else ""
+    points = sweep_points(ds) if sweep_dims else [({}, "")]
+    lw = 2 + max(len("point"), *(len(label) for _, label in points)) if sweep_dims else 0
+    head = f"{'point':<{lw}}" if sweep_dims else ""
     ref = str(ds["condition"].values[0])
     w = max(18, 2 + max(len(str(c)) for c in ds["condition"].values))
-    lines.append(f"{head}{'condition':<{w}}{'learned':>9}{'iters to criterion: median [95% CI]':>38}"
+    lines.append(f"{head}{'condition':<{w}}{'learned':>9}{'abrupt':>8}{'iters to criterion: median [95% CI]':>38}"
                  f"{f'vs {ref}: diff [95% CI], p':>34}   final acc (vs {ref}: diff, p)")
-    for point in points:
-        sub = ds.sel(point) if sweep_dims and len(sweep_dims) == 1 else (ds.isel(point) if sweep_dims else ds)
-        label = ", ".join(f"{k}={float(sub[k]) if np.issubdtype(sub[k].dtype, np.number) else sub[k].item()}"
-                          for k in sweep_dims) if sweep_dims else ""
+    for point, label in points:
+        sub = ds.isel(point)
         for j, cond in enumerate(sub["condition"].values):
             c = sub.sel(condition=cond)
             itc = c["iterations_to_criterion"].values
@@ -204,8 +201,10 @@ def summary(ds: xr.Dataset) -> str:
             acc = f"{nanmedian(c['final_accuracy'].values):.3f}"
             if j > 0 and "acc_difference" in c and np.isfinite(float(c["acc_difference"])):
                 acc += f" ({float(c['acc_difference']):+.3f}, p={float(c['acc_p_value']):.2g})"
-            lines.append(f"{label[:21]:<22}" * bool(sweep_dims)
-                         + f"{str(cond):<{w}}{f'{ok.sum()}/{len(itc)}':>9}{med:>38}{cmp:>34}   {acc}")
+            ab = c["abrupt"].values if "abrupt" in c else np.full(itc.shape, np.nan)
+            abrupt = f"{int(np.nansum(ab))}/{int(np.isfinite(ab).sum())}"
+            lines.append(f"{label:<{lw}}" * bool(sweep_dims)
+                         + f"{str(cond):<{w}}{f'{ok.sum()}/{len(itc)}':>9}{abrupt:>8}{med:>38}{cmp:>34}   {acc}")
     if "itc_p_value" in ds:
         lines.append(f"(unlearned networks count at the budget, {ds.sizes['iteration']} iterations; "
                      f"p: Wilcoxon signed-rank, paired by seed)")
