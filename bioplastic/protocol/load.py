@@ -222,14 +222,14 @@ def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
         raise ProtocolError(problems, source)
     if base.config.brian2.enabled:
         raise ProtocolError(["brian2.enabled: the re-simulation of sweeps is not supported; set it to false for a sweep"], source)
-    # each entry alone first, so that a problem names the sweep entry that causes it
-    for section, entries in (("grid", sweep.grid), ("zip", sweep.zip)):
-        for key, values in entries.items():
-            for value in values:
-                try:
-                    _resolve(set_dotted(base_raw, key, value), source, protocol_dir)
-                except ProtocolError as exc:
-                    problems.extend(f"sweep.{section}.{key} = {value!r}: {p}" for p in exc.problems)
+    # each grid entry alone first, so that a problem names the sweep entry that causes it; zipped
+    # entries are taken together (e.g. delay_min_ms and delay_max_ms), so they are checked by point below
+    for key, values in sweep.grid.items():
+        for value in values:
+            try:
+                _resolve(set_dotted(base_raw, key, value), source, protocol_dir)
+            except ProtocolError as exc:
+                problems.extend(f"sweep.grid.{key} = {value!r}: {p}" for p in exc.problems)
     if problems:
         raise ProtocolError(list(dict.fromkeys(problems)), source)
     points = []

@@ -88,3 +88,18 @@ def test_zip_sweep(write_protocol, tmp_path):
     ds, _ = run_protocol(load_protocol(write_protocol(text, "zip.yaml")), tmp_path / "zip")
     assert ds["loss"].dims[0] == "zip" and list(ds["model.g"].values) == [0.5, 1.5]
     assert np.all(ds["training.lr"].values == [0.01, 0.02])
+
+
+def test_zipped_fields_are_validated_together(write_protocol):
+    """A zipped row is one point: delay_min_ms and delay_max_ms may move together past each other's
+    base value; a bad row is named by its point."""
+    from bioplastic import ProtocolError
+
+    base = write_protocol().read_text()
+    ok = base + "sweep:\n  zip:\n    task.delay_min_ms: [40, 200]\n    task.delay_max_ms: [100, 300]\n"
+    assert len(load_protocol(write_protocol(ok, "ok.yaml")).points) == 2
+    bad = base + "sweep:\n  zip:\n    task.delay_min_ms: [40, 200]\n    task.delay_max_ms: [100, 150]\n"
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(write_protocol(bad, "bad.yaml"))
+    assert any(p.startswith("sweep point task.delay_min_ms=200, task.delay_max_ms=150: task:") for p in info.value.problems), \
+        info.value.problems
