@@ -53,6 +53,8 @@ CLAIM1_MAJORITY = 0.5
 ACTIVITY_TAIL = 0.10
 #: claim 9: smallest effect of interest on log10 activity (a tenfold drop)
 LOG_ACTIVITY_DELTA = 1.0
+#: claim 2: checkpoints must be at most this fraction of the median search phase apart to time GR events
+GR_RESOLUTION = 0.2
 #: bootstrap resamples (fixed RNG: the report is deterministic)
 N_BOOT = 10000
 
@@ -418,6 +420,11 @@ def claim_2(d: RunData) -> Verdict:
             numbers.append(f"{cond}: {int((lc > 0).sum())}/{int(np.isfinite(lc).sum())} positive, median lead "
                            f"{cmed:.0f} iterations" + (f" (95 % CI {clo:.0f} to {chi:.0f})" if np.isfinite(clo) else ""))
     notes = [f"Lead times are resolved to one checkpoint interval ({step:.0f} iterations)."]
+    search = d.results["search_phase"].values if _has(d.results, "search_phase") else np.array([np.nan])
+    if np.isfinite(search).any() and step > GR_RESOLUTION * nanmedian(search):
+        notes.append(f"Checkpoints are {step:.0f} iterations apart, more than {GR_RESOLUTION:g} of the median search "
+                     f"phase ({nanmedian(search):.0f} iterations): too coarse to resolve GR before the drop; lower "
+                     "training.checkpoint_every.")
     if min_p_sign(pos + neg) >= ALPHA:
         notes.append(f"Too few networks: with {pos + neg} non-zero lead times the sign test cannot reach p < {ALPHA:g}.")
     return Verdict(2, ev.status, f"{ev.status}: median lead {med:.0f} iterations (95 % CI {lo:.0f} to {hi:.0f}), "
