@@ -294,6 +294,17 @@ def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: i
     return ev
 
 
+def _search_evidence(sub: xr.Dataset, ref: str, cond: str, where: str) -> Evidence | None:
+    """Search phase (iterations on the plateau), ``cond`` minus ``ref``, paired by seed over the
+    networks with a drop in both; None when the results hold no search phase."""
+    if "search_phase" not in sub:
+        return None
+    a, b = sub["search_phase"].sel(condition=cond).values, sub["search_phase"].sel(condition=ref).values
+    delta = ITC_DELTA_FRACTION * nanmedian(b)
+    return paired(f"{cond} vs {ref}{where}: search phase (paired difference)", a, b, -1,
+                  delta if np.isfinite(delta) and delta > 0 else 1.0, "iterations")
+
+
 def _acc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: int) -> Evidence:
     c = sub.sel(condition=cond)
     return evidence(f"{cond} vs {ref}{where}: final held-out accuracy (paired difference)", c["acc_difference"],
@@ -310,7 +321,8 @@ def _median_ci(sub: xr.Dataset, cond: str, prefix: str, fmt: str = "{:.0f}") -> 
 def _tcr_vs_reference(d: RunData, claim: int, select: Callable[[CondInfo], bool], what: str,
                       combine=combine_all) -> Verdict:
     """Claims 3, 5, 6: each TCR condition passing ``select`` against the reference (first) condition,
-    which must be a no-TCR condition passing ``select``; iterations to criterion, claimed shorter."""
+    which must be a no-TCR condition passing ``select``; iterations to criterion or the search phase
+    (paired by seed), claimed shorter: per condition combine_any of the two, over conditions ``combine``."""
     if not _has(d.results, "itc_difference"):
         return not_tested(claim, "results.nc with the comparison statistics (itc_difference)")
     ref = _ref(d)
@@ -319,14 +331,19 @@ def _tcr_vs_reference(d: RunData, claim: int, select: Callable[[CondInfo], bool]
     tcr = [c for c in _conds(d.results)[1:] if d.info(c).tcr_form != "none" and select(d.info(c))]
     if not tcr:
         return not_tested(claim, f"a TCR condition {what}")
-    ev, numbers = [], []
+    ev, numbers, per_cond = [], [], []
     for where, sub in _points(d.results):
         at = f" ({where})" if where else ""
         for c in tcr:
-            ev.append(_itc_evidence(sub, ref, c, at))
+            # "shortens the search phase / iterations to criterion": either measure, per condition
+            pair = [e for e in (_itc_evidence(sub, ref, c, at), _search_evidence(sub, ref, c, at)) if e is not None]
+            ev += pair
+            per_cond.append(combine_any(e.status for e in pair))
         numbers += [f"{c}{at}: median iterations to criterion {_median_ci(sub, c, 'itc')}, "
-                    f"{int(sub['learned'].sel(condition=c).sum())}/{sub.sizes['seed']} learned" for c in [ref] + tcr]
-    status = combine(e.status for e in ev)
+                    f"{int(sub['learned'].sel(condition=c).sum())}/{sub.sizes['seed']} learned"
+                    + (f", median search phase {nanmedian(sub['search_phase'].sel(condition=c).values):.0f} iterations"
+                       if "search_phase" in sub else "") for c in [ref] + tcr]
+    status = combine(per_cond)
     return Verdict(claim, status, _reason(status, ev), ev, numbers,
                    _power_notes(ev) + [f"Unlearned networks count at the budget ({d.results.sizes['iteration']} "
                                        "iterations), so differences involving them are lower bounds."])

@@ -92,6 +92,11 @@ def test_claim3_holds_fails_inconclusive():
     v = V.claim_3(RunData(results(never), conditions=INFO))
     assert v.status == INCONCLUSIVE and "no network" in v.evidence[0].note
     assert V.claim_3(RunData(None, conditions=INFO)).status == NOT_TESTED
+    # the same iterations to criterion, but a search phase half as long in every TCR network: holds
+    same = {"baseline": BASE, "tcr_loss": BASE, "tcr_plasticity": BASE}
+    onset = [[40.0 + s for s in range(SEEDS)], [20.0 + s for s in range(SEEDS)], [18.0 + s for s in range(SEEDS)]]
+    v = V.claim_3(RunData(results(same, onset=onset), conditions=INFO))
+    assert v.status == HOLDS and any("search phase" in e.label for e in v.evidence)
 
 
 def test_claim5_and_6_need_their_conditions():
