@@ -1,4 +1,6 @@
 """Protocol loading: YAML 1.1 pitfalls, schema errors with dotted paths, condition resolution."""
+from pathlib import Path
+
 import pytest
 
 from bioplastic import ProtocolError, load_protocol
@@ -119,8 +121,7 @@ def test_resolved_protocol_reloads_to_the_same_protocol(write_protocol):
     assert again.text == p.text and again.conditions == p.conditions
 
 
-@pytest.mark.parametrize("name", ["evidence_accum", "delayed_addition", "flipflop", "bioplausible", "freeze_in",
-                                  "lstm_search_phase", "fast_switching"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in Path(__file__).resolve().parents[2].joinpath("protocols").glob("*.yaml")))
 def test_shipped_protocols_validate(name):
     p = load_protocol(f"protocols/{name}.yaml")
     assert p.name == name and p.config.seeds >= 3
