@@ -193,3 +193,42 @@ def regimes(ds: xr.Dataset, axes=None):
     if len(conds) > 1:
         axes[1].legend(fontsize=7, loc="lower right")
     return axes
+
+
+def annotated_curve(ds: xr.Dataset, condition, seed, ax=None):
+    """One network's task loss with the learning-curve metrics drawn on it (the definitions of
+    analysis/learning_curves.py): plateau start, plateau level L_p, the 10 % and 90 % levels of the
+    drop, the search phase, the drop width, L_f and the iteration to criterion. Returns the Axes."""
+    x = ds.sel(condition=condition, seed=seed)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.2))
+    it = ds["iteration"].values
+    ax.plot(it, x["task_loss"], lw=0.5, color="0.6", label="task loss (per batch)")
+    ax.plot(it, x["loss_smoothed"], lw=1.6, color="C0", label="smoothed (moving average)")
+    tp, lp, lf, onset, width, itc = (float(x[k]) for k in ("plateau_start", "plateau_loss", "final_loss", "drop_onset",
+                                                          "drop_width", "iterations_to_criterion"))
+    d = lp - lf
+    for level, text, va in ((lp, "$L_p$ plateau level ", "bottom"), (lp - 0.1 * d, "10 % of the drop ", "top"),
+                            (lp - 0.9 * d, "90 % of the drop ", "bottom"),
+                            (lf, "$L_f$: lowest smoothed loss up to criterion + one window ", "top")):
+        ax.axhline(level, color="k", lw=0.6, ls=":")
+        ax.text(0.995, level, text, ha="right", va=va, fontsize=7, transform=ax.get_yaxis_transform())
+    y = lp * 1.15
+    ax.annotate("", (onset, y), (tp, y), arrowprops=dict(arrowstyle="<->", color="0.3"))
+    ax.text((tp + onset) / 2, y * 1.03, f"search phase {onset - tp:.0f} it.", ha="center", fontsize=8)
+    ax.axvspan(onset, onset + width, color="C3", alpha=0.25, lw=0)
+    ax.text(onset + width, np.sqrt(lp * lf), f" drop width\n {width:.0f} it. (10-90 %)", fontsize=8, color="C3", va="center")
+    ax.axvline(tp, color="0.3", lw=0.8)
+    ax.text(tp, lf, " plateau start", rotation=90, va="bottom", fontsize=7)
+    if np.isfinite(itc):
+        ax.axvline(itc, color="C2", lw=1)
+        ax.text(itc, lf, " criterion", rotation=90, va="bottom", fontsize=7, color="C2")
+    abrupt = "abrupt learning" if float(x["abrupt"]) == 1 else "not abrupt"
+    ax.set_title(f"{condition}, seed {seed}: abruptness = width / search phase = {width / max(onset - tp, 1):.2f} ({abrupt})",
+                 fontsize=9)
+    ax.set_yscale("log")
+    ax.set_xlim(it[0], min(it[-1], 1.8 * np.nanmax([itc, onset + width])))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("task loss")
+    ax.legend(fontsize=7, loc="lower left")
+    return ax
