@@ -307,6 +307,7 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out["bound"].attrs.update(units="", long_name="confidence interval bound")
     out.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
     out.attrs["analysis"] = str(cfg.model_dump())
+    out.attrs["gr_min_change"] = float(cfg.gr_min_change)
     return out
 
 

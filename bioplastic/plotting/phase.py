@@ -15,32 +15,43 @@ KIND_STYLE = {0: ("stable", "o", "k"), 1: ("saddle", "x", "tab:red"), 2: ("unsta
 
 
 def gr_alignment(results: xr.Dataset, analysis: xr.Dataset, axes=None):
-    """Per condition: smoothed loss (top) and the number of stable (solid) and saddle (dashed)
-    fixed points (bottom) against iterations, every seed drawn; GR events as triangles on the loss
-    curve, drop onsets as dots."""
+    """Per condition (columns), every seed drawn: the smoothed task loss with each network's first
+    GR event (large triangle; later events small) and drop onset (dot); the trajectory change
+    between consecutive checkpoints (1 - CKA, log scale; dotted: the event floor); and the number of
+    stable (solid) and saddle (dashed) fixed points at zero input - so the restructuring and the
+    bifurcation at the drop are seen next to each other."""
     conds = list(analysis["condition"].values)
     if axes is None:
-        _, axes = plt.subplots(2, len(conds), figsize=(4.4 * len(conds), 5.6), sharex=True, squeeze=False)
+        _, axes = plt.subplots(3, len(conds), figsize=(4.4 * len(conds), 7.6), sharex=True, squeeze=False,
+                               gridspec_kw={"height_ratios": [3, 2, 2]})
     it = analysis["checkpoint"].values
+    floor = analysis.attrs.get("gr_min_change", None)
     for j, cond in enumerate(conds):
-        top, bottom = axes[0, j], axes[1, j]
+        top, mid, bottom = axes[0, j], axes[1, j], axes[2, j]
         for s in analysis["seed"].values:
             color = COLORS[int(s) % len(COLORS)]
             loss = results["loss_smoothed"].sel(condition=cond, seed=s)
             top.plot(results["iteration"], loss, color=color, lw=1)
             ev = it[analysis["gr_event"].sel(condition=cond, seed=s).values]
             ev_loss = loss.sel(iteration=np.minimum(ev, results.sizes["iteration"] - 1)).values
-            top.plot(ev, ev_loss, "v", color=color, ms=7, mec="k", mew=0.5)
+            if len(ev):
+                top.plot(ev[:1], ev_loss[:1], "v", color=color, ms=9, mec="k", mew=0.6)
+                top.plot(ev[1:], ev_loss[1:], "v", color=color, ms=3, alpha=0.5)
             onset = float(results["drop_onset"].sel(condition=cond, seed=s))
             if np.isfinite(onset):
                 top.plot(onset, float(loss.isel(iteration=int(onset))), "o", color=color, ms=5, mec="k", mew=0.5)
+            mid.plot(it, np.maximum(analysis["trajectory_change"].sel(condition=cond, seed=s).values, 1e-6), color=color, lw=1)
             bottom.plot(it, analysis["n_stable"].sel(condition=cond, seed=s), "-", color=color, lw=1.2)
             bottom.plot(it, analysis["n_saddle"].sel(condition=cond, seed=s), "--", color=color, lw=1.2)
         top.set_yscale("log")
         top.set_title(str(cond))
+        mid.set_yscale("log")
+        if floor is not None:
+            mid.axhline(float(floor), color="k", lw=0.8, ls=":")
         bottom.set_xlabel("iteration")
-    axes[0, 0].set_ylabel("smoothed loss\n▼ GR event  • drop onset")
-    axes[1, 0].set_ylabel("fixed points (zero input)\n— stable  -- saddle")
+    axes[0, 0].set_ylabel("smoothed task loss\n▼ first GR event (▾ later)  • drop onset")
+    axes[1, 0].set_ylabel("trajectory change\n1 - CKA (log; ··· event floor)")
+    axes[2, 0].set_ylabel("fixed points (zero input)\n— stable  -- saddle")
     return axes
 
 
