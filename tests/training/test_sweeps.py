@@ -88,6 +88,15 @@ def test_zip_sweep(write_protocol, tmp_path):
     ds, _ = run_protocol(load_protocol(write_protocol(text, "zip.yaml")), tmp_path / "zip")
     assert ds["loss"].dims[0] == "zip" and list(ds["model.g"].values) == [0.5, 1.5]
     assert np.all(ds["training.lr"].values == [0.01, 0.02])
+    # figures of a sweep draw from the dataset alone: one row per point, labelled by what differs
+    from bioplastic.plotting import curves
+
+    axes = curves.regimes(ds)
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["reference", "g=1.5, lr=0.02"]
+    ax = curves.annotated_curve(ds.isel(zip=0), "baseline", 0)
+    assert "search phase" in "".join(t.get_text() for t in ax.texts) or "abrupt" in ax.get_title()
+    curves.save(axes, tmp_path / "regimes.png")
+    curves.save(ax, tmp_path / "curve.png")
 
 
 def test_zipped_fields_are_validated_together(write_protocol):
