@@ -259,14 +259,14 @@ def _power_notes(ev: list[Evidence]) -> list[str]:
 
 def _points(ds: xr.Dataset):
     """(label, dataset of one sweep point); one unlabelled point without a sweep."""
+    from ..storage.results import sweep_points
+
     dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d and d in ds.dims]
     if not dims:
         yield "", ds
         return
-    for idx in np.ndindex(*[ds.sizes[d] for d in dims]):
-        sub = ds.isel(dict(zip(dims, idx)))
-        yield ", ".join(f"{d} = {sub[d].item():g}" if np.issubdtype(sub[d].dtype, np.number) else f"{d} = {sub[d].item()}"
-                        for d in dims), sub
+    for idx, label in sweep_points(ds):
+        yield label, ds.isel(idx)
 
 
 def _has(ds: xr.Dataset | None, *names: str) -> bool:
@@ -357,27 +357,18 @@ def _reason(status: str, ev: list[Evidence]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- claims
-def claim_1(d: RunData) -> Verdict:
-    """Search phase then abrupt drop, judged on the reference condition (the first, e.g. the
-    baseline: the claim is about training itself, TCR is the intervention) at every sweep point:
-    the fraction of its networks (diverged ones left out) with ``abrupt`` = 1 (see
-    analysis/learning_curves.py), with an exact (Clopper-Pearson) 95 % CI. Holds when the CI lies
-    above CLAIM1_MAJORITY, does not hold when it lies below."""
-    if not _has(d.results, "abrupt", "search_phase", "drop_width"):
-        return not_tested(1, "results.nc with the learning-curve metrics (abrupt, search_phase)")
-    ref = str(d.results["condition"].values[0])
-    ds = d.results.sel(condition=ref)
-    abrupt = ds["abrupt"].values.ravel()
-    search = ds["search_phase"].values.ravel()
-    diverged = ds["diverged"].values.ravel().astype(bool) if "diverged" in ds else np.zeros(abrupt.shape, bool)
+def _abrupt_evidence(ds: xr.Dataset, ref: str, where: str) -> Evidence | None:
+    """The fraction of ``ref``'s networks (diverged ones left out) with ``abrupt`` = 1, with an exact
+    (Clopper-Pearson) 95 % CI; None when no network is left."""
+    c = ds.sel(condition=ref)
+    abrupt = c["abrupt"].values.ravel()
+    diverged = c["diverged"].values.ravel().astype(bool) if "diverged" in c else np.zeros(abrupt.shape, bool)
     ok = ~diverged & np.isfinite(abrupt)
-    shows = ok & (abrupt == 1)
-    n, k = int(ok.sum()), int(shows.sum())
+    n, k = int(ok.sum()), int((ok & (abrupt == 1)).sum())
     if n == 0:
-        return not_tested(1, "networks that did not diverge")
+        return None
     lo, hi = clopper_pearson(k, n)
-    frac = k / n
-    ev = Evidence(f"{ref} networks with a search phase then an abrupt drop", frac, lo, hi, np.nan, n, "",
+    ev = Evidence(f"{ref} networks with a search phase then an abrupt drop{where}", k / n, lo, hi, np.nan, n, "",
                   "Clopper-Pearson CI")
     if lo > CLAIM1_MAJORITY:
         ev.status = HOLDS
@@ -387,20 +378,53 @@ def claim_1(d: RunData) -> Verdict:
         ev.status = INCONCLUSIVE
         if (0.025 ** (1 / n)) <= CLAIM1_MAJORITY:
             ev.note = f"with {n} networks even all of them showing it would not put the CI above 1/2 (at least 6 needed)"
-    no_drop = int((ok & ~np.isfinite(search)).sum())
-    numbers = [f"{ref}: {k} of {n} networks ({100 * frac:.0f} %, 95 % CI {100 * lo:.0f} to {100 * hi:.0f} %) show a "
-               f"search phase (at least one smoothing window on the plateau) followed by a drop at most 1/3 as wide; "
-               f"{no_drop} without a drop"]
-    for cond in d.results["condition"].values:
-        c = d.results.sel(condition=cond)
-        sp, w = c["search_phase"].values, c["drop_width"].values
-        numbers.append(f"{cond}: median search phase {nanmedian(sp):.0f} iterations, median drop width "
-                       f"{nanmedian(w):.0f} iterations; {int(np.nansum(c['abrupt'].values))}/{np.isfinite(c['abrupt'].values).sum()} abrupt"
-                       if np.isfinite(sp).any() else f"{cond}: no drop detected")
-    notes = [ev.note] if ev.note else []
-    return Verdict(1, ev.status, f"{ev.status}: {k}/{n} {ref} networks ({100 * frac:.0f} %, 95 % CI {100 * lo:.0f} to "
-                                 f"{100 * hi:.0f} %) show it; the rule asks for a CI above {100 * CLAIM1_MAJORITY:.0f} %",
-                   [ev], numbers, notes)
+    return ev
+
+
+def claim_1(d: RunData) -> Verdict:
+    """Search phase then abrupt drop, judged on the reference condition (the first, e.g. the
+    baseline: the claim is about training itself, TCR is the intervention): the fraction of its
+    networks with ``abrupt`` = 1 (see analysis/learning_curves.py), with an exact 95 % CI. Holds
+    when the CI lies above CLAIM1_MAJORITY, does not hold when it lies below. In a sweep each point
+    is judged apart and the claim holds where some point holds (combine_any): a sweep maps the
+    regimes, and the claim is that the phenomenon exists in one."""
+    if not _has(d.results, "abrupt", "search_phase", "drop_width"):
+        return not_tested(1, "results.nc with the learning-curve metrics (abrupt, search_phase)")
+    ref = str(d.results["condition"].values[0])
+    ev, numbers = [], []
+    for where, sub in _points(d.results):
+        at = f" ({where})" if where else ""
+        e = _abrupt_evidence(sub, ref, at)
+        if e is None:
+            continue
+        ev.append(e)
+        sp = sub["search_phase"].sel(condition=ref).values
+        k = int(round(e.estimate * e.n))
+        numbers.append(f"{ref}{at}: {k} of {e.n} networks ({100 * e.estimate:.0f} %, 95 % CI {100 * e.ci_low:.0f} to "
+                       f"{100 * e.ci_high:.0f} %) show a search phase (at least one smoothing window on the plateau) "
+                       f"followed by a drop at most 1/3 as wide; {int((~np.isfinite(sp)).sum())} without a drop")
+    if not ev:
+        return not_tested(1, "networks that did not diverge")
+    if not d.results.attrs.get("sweep_dims"):
+        for cond in d.results["condition"].values:
+            c = d.results.sel(condition=cond)
+            sp, w = c["search_phase"].values, c["drop_width"].values
+            numbers.append(f"{cond}: median search phase {nanmedian(sp):.0f} iterations, median drop width "
+                           f"{nanmedian(w):.0f} iterations; {int(np.nansum(c['abrupt'].values))}/"
+                           f"{int(np.isfinite(c['abrupt'].values).sum())} abrupt"
+                           if np.isfinite(sp).any() else f"{cond}: no drop detected")
+    status = combine_any(e.status for e in ev)
+    notes = list(dict.fromkeys(e.note for e in ev if e.note))
+    if len(ev) == 1:
+        e = ev[0]
+        k = int(round(e.estimate * e.n))
+        reason = (f"{status}: {k}/{e.n} {ref} networks ({100 * e.estimate:.0f} %, 95 % CI {100 * e.ci_low:.0f} to "
+                  f"{100 * e.ci_high:.0f} %) show it; the rule asks for a CI above {100 * CLAIM1_MAJORITY:.0f} %")
+    else:
+        held = [e.label.split("(", 1)[-1].rstrip(")") for e in ev if e.status == HOLDS]
+        reason = (f"{status}: it holds at {len(held)} of {len(ev)} sweep points"
+                  + (f" ({'; '.join(held)})" if held else ""))
+    return Verdict(1, status, reason, ev, numbers, notes)
 
 
 def claim_2(d: RunData) -> Verdict:
