@@ -256,7 +256,9 @@ def describe_condition(c, first) -> str:
         words = "no TCR"
     elif t.form == "loss":
         sched = getattr(t.schedule, "kind", "constant")
-        words = (f"TCR as a loss term (penalty on the squared one-step change of the state, window: {t.window}), "
+        what = ("the squared one-step change of the state relative to its variance in the window"
+                if t.normalize == "variance" else "the squared one-step change of the state")
+        words = (f"TCR as a loss term (penalty on {what}, window: {t.window}), "
                  f"lambda = {t.lambda_:g}" + ("" if sched == "constant" else f", schedule {sched}"))
     else:
         p = t.plasticity
