@@ -132,7 +132,7 @@ class ProtocolConfig(Schema):
     name: str = Field(description="protocol name (letters, digits, '_', '-', '.')")
     description: str = Field("", description="free text shown in reports")
     claims: list[int] = Field(default_factory=list, description="the claims of SPEC 7 (numbers 1-9) this protocol tests; the report gives each a verdict (holds / does not hold / inconclusive) with its numbers")
-    seed: int = Field(ge=0, description="root seed; every random stream of the run derives from it")
+    seed: int = Field(ge=0, lt=2 ** 63, description="root seed; every random stream of the run derives from it (below 2^63: it is stored as a 64-bit integer)")
     seeds: int = Field(3, gt=0, description="networks per condition (seed index 0..seeds-1, shared across conditions: paired design)")
     task: dict[str, Any] = Field(description="the task: `kind` (see `bioplastic list`) and its settings (docs/tasks.md)")
     model: dict[str, Any] = Field(description="the network: `spec` (a file in models/) and/or `kind`, plus settings that override the spec")

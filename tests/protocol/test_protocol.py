@@ -156,3 +156,19 @@ def test_plastic_conditions_train_in_their_own_ensembles(write_protocol):
     p = load_protocol(write_protocol(BASE + "conditions: {a: {}, b: {tcr: {form: loss}}, c: {tcr: {form: plasticity}}}\n"))
     assert sorted(tuple(m.condition.name for m in g) for g in groups(p)) == [("a", "a", "a", "b", "b", "b"),
                                                                             ("c", "c", "c")]
+
+
+def test_set_on_an_unknown_condition_is_refused(write_protocol):
+    from bioplastic.protocol.errors import ProtocolError
+
+    path = write_protocol()
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(path, ["conditions.tcr_los.tcr.lambda=1"])
+    assert "no condition 'tcr_los'" in str(info.value) and "tcr_loss" in str(info.value)
+    added = load_protocol(path, ["conditions.extra={tcr: {form: loss, lambda: 2}}"])
+    assert added.condition_names[-1] == "extra"
+
+
+def test_seed_must_fit_64_bits(write_protocol):
+    (msg,) = _errors(write_protocol, BASE.replace("seed: 1", f"seed: {2 ** 63}"))
+    assert msg.startswith("seed:") and str(2 ** 63) in msg
