@@ -116,6 +116,9 @@ class SweepConfig(Schema):
                 raise ValueError(f"{key}: expected a non-empty list of values, got []")
             if key.split(".")[0] in ("sweep", "name", "seed", "output"):
                 raise ValueError(f"{key}: cannot sweep over {key.split('.')[0]!r}")
+            if key == "seeds":
+                raise ValueError("seeds: cannot sweep over the number of networks per condition (it fixes the seed "
+                                 "dim of every point); set it once, e.g. --set seeds=20")
         return v
 
     @field_validator("zip")

@@ -41,7 +41,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "final_iteration": ("iterations", "iterations trained (less than planned when stopped once learned)"),
     "learned": ("1", "held-out accuracy reached the criterion"),
     "iterations_to_criterion": ("iterations", "first evaluated iteration with held-out accuracy >= criterion (NaN: never)"),
-    "final_accuracy": ("1", "held-out accuracy at the last evaluation"),
+    "final_accuracy": ("1", "held-out accuracy at the last evaluation (NaN: the network diverged)"),
     "plateau_start": ("iterations", "end of the initial transient: first iteration where the smoothed task loss settles (start of the plateau)"),
     "plateau_loss": ("1", "plateau level L_p: median smoothed task loss over one window from plateau_start"),
     "final_loss": ("1", "L_f: lowest smoothed task loss up to the metrics horizon (criterion + one window, or the end)"),
@@ -161,7 +161,9 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
             for m, v in curve_metrics(task[c, s], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
                 out[m][c, s] = v
             finite = acc[np.isfinite(acc)]
-            out["final_accuracy"][c, s] = finite[-1] if len(finite) else np.nan
+            diverged = "diverged_at" in ds and np.isfinite(ds["diverged_at"].values[c, s])
+            # a diverged network has no final accuracy (its last finite value predates the divergence)
+            out["final_accuracy"][c, s] = finite[-1] if len(finite) and not diverged else np.nan
     for m, v in out.items():
         ds[m] = (("condition", "seed"), v)
     ds["loss_smoothed"] = (("condition", "seed", "iteration"), np.apply_along_axis(smooth, -1, task, smoothing),

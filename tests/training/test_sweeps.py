@@ -112,3 +112,13 @@ def test_zipped_fields_are_validated_together(write_protocol):
         load_protocol(write_protocol(bad, "bad.yaml"))
     assert any(p.startswith("sweep point task.delay_min_ms=200, task.delay_max_ms=150: task:") for p in info.value.problems), \
         info.value.problems
+
+
+def test_sweeping_the_number_of_seeds_is_refused(write_protocol):
+    from bioplastic import ProtocolError
+
+    text = write_protocol().read_text() + "sweep:\n  grid:\n    seeds: [1, 2]\n"
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(write_protocol(text, "seeds.yaml"))
+    assert any(p.startswith("sweep.grid: seeds: cannot sweep over the number of networks") for p in info.value.problems), \
+        info.value.problems
