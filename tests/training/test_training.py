@@ -74,6 +74,13 @@ def test_a_diverging_network_is_marked_and_the_others_go_on(write_protocol):
     assert np.isnan(res.history["loss"][1]).all()
     keep = [0, 2, 3]
     np.testing.assert_allclose(res.history["loss"][keep], clean.history["loss"][keep], **TOL)
+    from bioplastic.storage.results import build_dataset
+
+    ds = build_dataset(protocol, [res])
+    diverged = ds["diverged"].values
+    assert diverged.sum() == 1
+    assert np.isnan(ds["final_accuracy"].values[diverged]).all()  # no pre-divergence value
+    assert np.isfinite(ds["final_accuracy"].values[~diverged]).all()
 
 
 def test_ensemble_adam_equals_torch_adam_per_member():
