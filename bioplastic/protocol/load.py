@@ -121,10 +121,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node = data
         parts = key.split(".")
         conds = data.get("conditions")
-        if parts[0] == "conditions" and len(parts) > 2 and isinstance(conds, dict) and parts[1] not in conds:
+        if parts[0] == "conditions" and len(parts) > 1 and isinstance(conds, dict) and parts[1] not in conds:
+            # a typo must not train an extra condition; replacing the whole map (--set conditions=...) is explicit
             raise ProtocolError(f"--set {item!r}: the protocol has no condition {parts[1]!r} (its conditions: "
-                                f"{', '.join(map(str, conds))}); to add a condition, set it whole, e.g. "
-                                f"--set 'conditions.{parts[1]}={{tcr: {{form: loss}}}}'")
+                                f"{', '.join(map(str, conds))}); --set changes conditions, it does not add them "
+                                "(add it in the protocol file, or replace them all with --set 'conditions={...}')")
         for i, part in enumerate(parts[:-1]):
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):

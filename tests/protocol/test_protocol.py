@@ -165,8 +165,10 @@ def test_set_on_an_unknown_condition_is_refused(write_protocol):
     with pytest.raises(ProtocolError) as info:
         load_protocol(path, ["conditions.tcr_los.tcr.lambda=1"])
     assert "no condition 'tcr_los'" in str(info.value) and "tcr_loss" in str(info.value)
-    added = load_protocol(path, ["conditions.extra={tcr: {form: loss, lambda: 2}}"])
-    assert added.condition_names[-1] == "extra"
+    with pytest.raises(ProtocolError):
+        load_protocol(path, ["conditions.extra={tcr: {form: loss, lambda: 2}}"])
+    assert load_protocol(path, ["conditions.tcr_loss.tcr.lambda=2"]).condition_names == ["baseline", "tcr_loss"]
+    assert load_protocol(path, ["conditions={only: {}}"]).condition_names == ["only"]
 
 
 def test_seed_must_fit_64_bits(write_protocol):
