@@ -519,12 +519,14 @@ def render(run: Run) -> str:
     data = V.RunData(ds, an, pred, V.condition_info(protocol) if protocol is not None else {})
     body["verdicts"] = _verdicts(V.verdicts(claims, data))
 
-    sweep_note = (f"<p class='cap'>Figures show the first sweep point ({', '.join(f'{d} = {first[d].item()}' for d in dims)}); "
+    sweep_note = (f"<p class='cap'>Figures show the first sweep point ({esc(', '.join(f'{d} = {first[d].item()}' for d in dims))}); "
                   "the tables give every point.</p>" if dims else "")
     body["learning"] = sweep_note + figure(
         "fig-learning-curves", "Learning curves", lambda: curves.learning_curves(first),
-        "Per condition (columns), every seed: training loss (top, log axis; faint: raw, bold: smoothed; dots: drop onset) "
-        "and held-out accuracy (bottom; dashed: the criterion; dotted verticals: the iteration each network reached it).",
+        "Per condition (columns), every seed: task loss (top, log axis; faint: raw, bold: smoothed; grey band: the "
+        "search phase on the plateau; black: the drop, 10-90 %), held-out accuracy (middle; dashed: the criterion), and "
+        "a timeline per seed (bottom: grey search phase, coloured drop, | criterion reached; networks without abrupt "
+        "learning are labelled why).",
         "learning_curves.png")
     speed = _speed_table(ds)
     if dims:

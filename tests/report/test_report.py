@@ -111,3 +111,17 @@ def test_damaged_dataset_is_listed_not_fatal(complete_run: Path, tmp_path: Path,
     assert main(["report", str(out)]) == 0
     assert "analysis.nc unreadable" in capsys.readouterr().err
     assert "unreadable" in sections_of((out / "report.html").read_text())["files"]
+
+
+def test_user_strings_are_escaped_in_the_report(write_protocol, tmp_path):
+    """A sweep over a free-text field puts it into the report: escaped, never a live tag."""
+    from bioplastic.protocol.load import load_protocol
+    from bioplastic.training.run import run_protocol
+
+    evil = "<script>alert(1)</script>"
+    text = write_protocol().read_text().replace("output:\n  figures: false", "output:\n  figures: true")
+    text += f"sweep:\n  grid:\n    description: ['{evil}', 'plain']\n"
+    _, out = run_protocol(load_protocol(write_protocol(text, "evil.yaml")), tmp_path / "evil")
+    page = (out / "report.html").read_text()
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)" in page
