@@ -149,7 +149,7 @@ class DaskExecutor(Executor):
             except (OSError, TimeoutError) as exc:
                 raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler} within {self.timeout:g} s: {exc}") from None
         cluster = LocalCluster(n_workers=self.workers or cpu_count(), threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
+                               host="127.0.0.1", dashboard_address="127.0.0.1:0")  # loopback only
         return Client(cluster), cluster
 
     on_start: Callable[[str], None] | None = None

@@ -52,8 +52,10 @@ def test_local_pool_equals_in_process_and_survives_a_killed_worker(sweep_protoco
 def test_dask_local_cluster_equals_local_and_survives_a_killed_worker(sweep_protocol, tmp_path, monkeypatch):
     ref, _ = run_protocol(sweep_protocol, tmp_path / "ref")
     monkeypatch.setenv(FAULT_ENV, str(tmp_path / "killed-once"))
-    ds, _ = run_protocol(sweep_protocol, tmp_path / "dask", executor=DaskExecutor(workers=2))
+    executor = DaskExecutor(workers=2)
+    ds, _ = run_protocol(sweep_protocol, tmp_path / "dask", executor=executor)
     assert (tmp_path / "killed-once").exists()
+    assert executor.dashboard.startswith("http://127.0.0.1:")  # the local cluster listens on loopback only
     _same(ref, ds)
     # a second run does no work
     calls = []
