@@ -56,17 +56,24 @@ def gr_alignment(results: xr.Dataset, analysis: xr.Dataset, axes=None):
 
 
 def portrait_checkpoints(results: xr.Dataset, analysis: xr.Dataset, cond) -> list[int]:
-    """Checkpoint indices shown for a condition: the first, the one nearest seed 0's drop onset, the last."""
+    """Checkpoint indices shown for a condition (seed 0): the first, the last at or before its drop
+    onset, the first at or after the end of its drop (onset + width), and the last - so the phase
+    portrait is seen just before and just after the drop. Without a drop: first, middle, last."""
     it = analysis["checkpoint"].values
-    onset = float(results["drop_onset"].sel(condition=cond).isel(seed=0))
-    mid = int(np.argmin(np.abs(it - onset))) if np.isfinite(onset) else len(it) // 2
-    return list(dict.fromkeys([0, mid, len(it) - 1]))
+    x = results.sel(condition=cond).isel(seed=0)
+    onset, width = float(x["drop_onset"]), float(x["drop_width"]) if "drop_width" in x else 0.0
+    if not np.isfinite(onset):
+        return list(dict.fromkeys([0, len(it) // 2, len(it) - 1]))
+    before = int(np.flatnonzero(it <= onset)[-1]) if (it <= onset).any() else 0
+    end = onset + (width if np.isfinite(width) else 0.0)
+    after = int(np.flatnonzero(it >= end)[0]) if (it >= end).any() else len(it) - 1
+    return list(dict.fromkeys([0, before, after, len(it) - 1]))
 
 
 def phase_portraits(results: xr.Dataset, analysis: xr.Dataset, axes=None):
-    """Seed 0 of each condition (rows) at the first checkpoint, the one nearest its drop onset and
-    the last (columns): stored trajectories and fixed points (zero input) on the first two axes of
-    the final checkpoint's PCA frame."""
+    """Seed 0 of each condition (rows) at the checkpoints of :func:`portrait_checkpoints` (columns:
+    start, just before the drop, just after it, end): stored trajectories and fixed points (zero
+    input) on the first two axes of the final checkpoint's PCA frame."""
     conds = list(analysis["condition"].values)
     cols = {c: portrait_checkpoints(results, analysis, c) for c in conds}
     n_cols = max(len(v) for v in cols.values())
@@ -88,7 +95,11 @@ def phase_portraits(results: xr.Dataset, analysis: xr.Dataset, axes=None):
                 if sel.any():
                     ax.plot(pts[sel, 0], pts[sel, min(1, pts.shape[-1] - 1)], marker, color=color, ms=7,
                             mfc=color if code == 0 else "none", label=name)
-            ax.set_title(f"{cond}, iteration {int(analysis['checkpoint'].values[k])}", fontsize=9)
+            at = int(analysis["checkpoint"].values[k])
+            onset = float(results["drop_onset"].sel(condition=cond).isel(seed=0))
+            when = ("" if not np.isfinite(onset) or k in (0, len(analysis["checkpoint"]) - 1)
+                    else " (before the drop)" if at <= onset else " (after the drop)")
+            ax.set_title(f"{cond}, iteration {at}{when}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:

@@ -550,7 +550,8 @@ def render(run: Run) -> str:
             ("analysis.nc",))
         body["phase"] = figure(
             "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
-            "Seed 0 of each condition before, near and after its drop onset: trajectories (grey) and fixed points "
+            "Seed 0 of each condition at the start, at the last checkpoint before its drop, the first after it, and at the "
+            "end: trajectories (grey) and fixed points "
             "(legend) in the PCA frame of the final checkpoint's trajectories.", "phase_portraits.png", ("results.nc", "analysis.nc"))
     elif swept:
         body["gr"] = body["phase"] = not_for_sweeps
