@@ -210,7 +210,7 @@ def annotated_curve(ds: xr.Dataset, condition, seed, ax=None):
     d = lp - lf
     for level, text, va in ((lp, "$L_p$ plateau level ", "bottom"), (lp - 0.1 * d, "10 % of the drop ", "top"),
                             (lp - 0.9 * d, "90 % of the drop ", "bottom"),
-                            (lf, "$L_f$: lowest smoothed loss up to criterion + one window ", "top")):
+                            (lf, "$L_f$: lowest smoothed loss up to criterion + 5 windows ", "top")):
         ax.axhline(level, color="k", lw=0.6, ls=":")
         ax.text(0.995, level, text, ha="right", va=va, fontsize=7, transform=ax.get_yaxis_transform())
     y = lp * 1.15

@@ -390,7 +390,7 @@ def _abrupt_table(ds: xr.Dataset) -> str:
                      "median search phase (iterations on the plateau)", "median drop width, 10-90 % (iterations)",
                      "median abruptness (width / search phase; small: abrupt)"], rows)
             + "<p>Definitions: docs/science.md, section 5 (measured on the task loss, from the plateau, "
-              "up to criterion + one smoothing window).</p>")
+              "up to criterion + 5 smoothing windows).</p>")
 
 
 def _gr_table(an: xr.Dataset) -> str:

@@ -44,7 +44,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "final_accuracy": ("1", "held-out accuracy at the last evaluation (NaN: the network diverged)"),
     "plateau_start": ("iterations", "end of the initial transient: first iteration where the smoothed task loss settles (start of the plateau)"),
     "plateau_loss": ("1", "plateau level L_p: median smoothed task loss over one window from plateau_start"),
-    "final_loss": ("1", "L_f: lowest smoothed task loss up to the metrics horizon (criterion + one window, or the end)"),
+    "final_loss": ("1", "L_f: lowest smoothed task loss up to the metrics horizon (criterion + 5 smoothing windows, or the end)"),
     "drop_onset": ("iterations", "first iteration after plateau_start where the smoothed task loss is below L_p - 0.1 (L_p - L_f)"),
     "drop_time": ("iterations", "iteration of the steepest descent of the smoothed task loss within the drop"),
     "drop_width": ("iterations", "iterations from 10 % to 90 % of the drop from L_p to L_f"),

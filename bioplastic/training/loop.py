@@ -240,10 +240,12 @@ class EnsembleTrainer:
             self.weights[k][:, j] = p.detach().double().numpy()
 
     def all_settled(self) -> bool:
-        """Every network diverged, or learned at least two smoothing windows ago: the learning-curve
-        metrics (which look one window past the criterion, through a centered window) are then
-        final, so stopping here does not change them."""
-        margin = 2 * self.tr.loss_smoothing
+        """Every network diverged, or learned at least HORIZON_WINDOWS + 1 smoothing windows ago: the
+        learning-curve metrics (which look HORIZON_WINDOWS windows past the criterion, through a
+        centered window) are then final, so stopping here does not change them."""
+        from ..analysis.learning_curves import HORIZON_WINDOWS
+
+        margin = (HORIZON_WINDOWS + 1) * self.tr.loss_smoothing
         done = self.learned & (self.k >= np.nan_to_num(self.learned_at, nan=np.inf) + margin)
         return bool((done | ~self.alive).all())
 

@@ -1,7 +1,7 @@
 """Learning-curve metrics on curves whose answers are known."""
 import numpy as np
 
-from bioplastic.analysis.learning_curves import curve_metrics, iterations_to_criterion
+from bioplastic.analysis.learning_curves import HORIZON_WINDOWS, curve_metrics, iterations_to_criterion, metrics_horizon
 from bioplastic.regularizers.schedules import (AdaptiveConfig, CosineDecayConfig, LinearDecayConfig, StepConfig,
                                                WarmupConfig, build_schedule)
 
@@ -52,13 +52,14 @@ def test_initial_transient_then_plateau_then_drop():
 
 
 def test_metrics_ignore_training_past_the_horizon():
-    # metrics of a learned network look at the curve up to criterion + one window: training on, or
-    # stopping two windows after the criterion, gives the same numbers
+    # metrics of a learned network look at the curve up to criterion + 5 windows: training on, or
+    # stopping a window after that, gives the same numbers
     k = np.arange(1200)
     curve = _noisy(0.05 + 0.95 / (1 + np.exp((k - 300) / 6)) - 0.04 * (k > 600) * (k - 600) / 600)
     itc, w = 330, 25
-    full = curve_metrics(curve, w, horizon=itc + w)
-    stopped = curve_metrics(np.where(k < itc + 2 * w, curve, np.nan), w, horizon=itc + w)
+    horizon = metrics_horizon(itc, w)
+    full = curve_metrics(curve, w, horizon=horizon)
+    stopped = curve_metrics(np.where(k < itc + (HORIZON_WINDOWS + 1) * w, curve, np.nan), w, horizon=horizon)
     assert full == stopped
     assert full["abrupt"] == 1
 
@@ -110,3 +111,11 @@ def test_activity_floor_lowers_the_strength_only_below_its_floor():
     np.testing.assert_allclose(relative.value(4), [1.0, 1.0])  # no control while the reference forms
     relative.observe(4, np.ones(2), np.array([0.05, 0.02]), np.zeros(2, bool))
     np.testing.assert_allclose(relative.value(5), [0.5, 1.0])  # 0.05 / (0.5 * 0.2); 0.02 is above 0.5 * 0.02
+
+
+def test_criterion_at_the_start_of_the_drop_still_sees_the_drop():
+    # held-out accuracy can reach the criterion while the smoothed loss is still near its plateau
+    k = np.arange(600)
+    curve = 0.05 + 0.95 / (1 + np.exp((k - 160) / 4))
+    m = curve_metrics(curve, 10, horizon=metrics_horizon(150, 10))
+    assert m["abrupt"] == 1 and 140 <= m["drop_onset"] <= 155 and m["final_loss"] < 0.1

@@ -184,17 +184,17 @@ def test_plastic_run_with_freeze_in_and_controller_resumes_to_identical_results(
 
 
 def test_stop_when_learned_leaves_the_curve_metrics_unchanged(write_protocol, tmp_path):
-    """Stopping waits two smoothing windows past each network's criterion, so the learning-curve
-    metrics (which look one window past it) are those of the full run."""
+    """Stopping waits six smoothing windows past each network's criterion, so the learning-curve
+    metrics (which look five windows past it) are those of the full run."""
     from conftest import TINY
 
-    text = TINY.replace("  dtype: float64", "  dtype: float64\n  criterion: 0.01\n  loss_smoothing: 3\n"
+    text = TINY.replace("  dtype: float64", "  dtype: float64\n  criterion: 0.01\n  loss_smoothing: 1\n"
                         "  checkpoint_every: 2").replace("  checkpoint_every: 4\n", "")
     full, _ = run_protocol(load_protocol(write_protocol(text, "full.yaml")), tmp_path / "full")
     stop_text = text.replace("  criterion: 0.01", "  criterion: 0.01\n  stop_when_learned: true")
     stopped, _ = run_protocol(load_protocol(write_protocol(stop_text, "stop.yaml")), tmp_path / "stop")
     assert (full["iterations_to_criterion"] == 0).all()
-    assert (stopped["final_iteration"] == 6).all()  # the first checkpoint >= 0 + 2 * 3, not 2
+    assert (stopped["final_iteration"] == 6).all()  # the first checkpoint >= 0 + (5 + 1) * 1, not 2
     from bioplastic.analysis.learning_curves import METRICS
 
     for m in METRICS:
