@@ -51,7 +51,8 @@ def learning_curves(ds: xr.Dataset, axes=None):
             if np.isfinite(itc):
                 line.plot([itc, itc], [row - 0.45, row + 0.45], color="k", lw=1.2)
             if "abrupt" in x and float(x["abrupt"]) == 0:
-                line.text(it[-1], row, _not_abrupt(x) + " ", ha="right", va="center", fontsize=6.5, color="0.3")
+                line.text(it[-1], row, _not_abrupt(x) + " ", ha="right", va="center", fontsize=6.5, color="0.2",
+                          bbox=dict(fc="white", ec="none", alpha=0.75, pad=0.6))
         top.set_yscale("log")
         top.set_title(f"{cond}\n{n_abrupt}/{len(seeds)} seeds: search phase, then abrupt drop", fontsize=9)
         mid.axhline(crit, color="k", lw=0.8, ls="--")
