@@ -228,7 +228,8 @@ def annotated_curve(ds: xr.Dataset, condition, seed, ax=None):
     ax.set_title(f"{condition}, seed {seed}: abruptness = width / search phase = {width / max(onset - tp, 1):.2f} ({abrupt})",
                  fontsize=9)
     ax.set_yscale("log")
-    ax.set_xlim(it[0], min(it[-1], 1.8 * np.nanmax([itc, onset + width])))
+    ends = [v for v in (itc, onset + width) if np.isfinite(v)]  # zoom on the drop when there is one
+    ax.set_xlim(it[0], min(it[-1], 1.8 * max(ends)) if ends else it[-1])
     ax.set_xlabel("iteration")
     ax.set_ylabel("task loss")
     ax.legend(fontsize=7, loc="lower left")
