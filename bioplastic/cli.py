@@ -116,9 +116,9 @@ def gr_line(analysis) -> str:
         ok = np.isfinite(lead)
         med = float(analysis["lead_time_median"].sel(condition=cond))
         lo, hi = analysis["lead_time_ci"].sel(condition=cond).values
-        ci = f"{med:.0f} iterations (95 % CI {lo:.0f} to {hi:.0f})" if ok.any() else "n/a"
-        lines.append(f"GR before the drop, {cond}: {(lead[ok] > 0).sum()}/{ok.sum()} networks with both a GR event "
-                     f"and a drop ({lead.size} analysed); median lead {ci}")
+        ci = f"{med:+.1f} iterations (95 % CI {lo:+.1f} to {hi:+.1f})" if ok.any() else "n/a"
+        lines.append(f"GR before the drop, {cond}: lead > 0 in {(lead[ok] > 0).sum()}/{ok.sum()} networks with both a "
+                     f"GR event and a drop ({lead.size} analysed); median lead {ci}")
     return "\n".join(lines)
 
 

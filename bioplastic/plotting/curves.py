@@ -41,7 +41,7 @@ def learning_curves(ds: xr.Dataset, axes=None):
             tp, onset, width = (float(x[k]) if k in x else np.nan for k in ("plateau_start", "drop_onset", "drop_width"))
             if np.isfinite(onset):
                 search = slice(int(tp), int(onset) + 1)
-                top.plot(it[search], sm[search], lw=6, color="0.5", alpha=0.35, solid_capstyle="butt")
+                top.plot(it[search], sm[search], lw=7, color="0.35", alpha=0.45, solid_capstyle="butt", zorder=0.5)
                 drop = slice(int(onset), int(onset + width) + 1)
                 top.plot(it[drop], sm[drop], lw=2.2, color="k")
                 line.broken_barh([(tp, onset - tp)], (row - 0.35, 0.7), color="0.75")

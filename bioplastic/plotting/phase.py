@@ -98,7 +98,8 @@ def phase_portraits(results: xr.Dataset, analysis: xr.Dataset, axes=None):
             at = int(analysis["checkpoint"].values[k])
             onset = float(results["drop_onset"].sel(condition=cond).isel(seed=0))
             when = ("" if not np.isfinite(onset) or k in (0, len(analysis["checkpoint"]) - 1)
-                    else " (before the drop)" if at <= onset else " (after the drop)")
+                    else " (before the drop)" if at < onset else " (at the drop onset)" if at == onset
+                    else " (after the drop)")
             ax.set_title(f"{cond}, iteration {at}{when}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])

@@ -542,8 +542,10 @@ def render(run: Run) -> str:
     if an is not None:
         body["gr"] = _gr_table(an) + figure(
             "fig-gr-alignment", "Geometric restructuring and the loss drop", lambda: phase.gr_alignment(ds, an),
-            "Top: smoothed loss with GR events (triangles) and drop onsets (dots), one colour per seed. Bottom: the number of "
-            "stable (solid) and saddle (dashed) fixed points with zero input at each checkpoint.", "gr_alignment.png",
+            "Top: smoothed task loss with each network's first GR event (large triangle; later events small) and drop onset "
+            "(dot), one colour per seed. Middle: the trajectory change between consecutive checkpoints (1 - CKA, log scale; "
+            "dotted: the event floor). Bottom: the number of stable (solid) and saddle (dashed) fixed points with zero "
+            "input at each checkpoint.", "gr_alignment.png",
             ("results.nc", "analysis.nc")) + figure(
             "fig-lead-times", "Lead time of GR before the drop", lambda: phase.lead_times(an),
             "Drop onset minus the first GR event (iterations), one dot per network; above 0: GR comes first.", "lead_times.png",

@@ -226,6 +226,9 @@ def evidence(label: str, est, lo, hi, p, n, direction: int, delta: float, *, uni
     n = int(n) if np.isfinite(float(n)) else 0
     mp = min_p_wilcoxon(n) if min_p is None else min_p
     status, note = effect_status(est, lo, hi, p, direction, delta, mp)
+    if status == HOLDS and np.isfinite(est) and abs(est) < delta and not note:
+        # significant, but the estimate is below the smallest effect of interest: say so
+        note = f"significant, but smaller than the smallest effect of interest ({delta:.3g}{' ' + unit if unit else ''})"
     return Evidence(label, est, lo, hi, p, n, unit, test, status, note)
 
 

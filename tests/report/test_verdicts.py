@@ -216,3 +216,10 @@ def test_verdicts_never_raise():
     bad = xr.Dataset({"itc_difference": ("condition", [1.0])}, coords={"condition": ["a"]})
     (v,) = V.verdicts([3], RunData(bad, conditions={"a": CondInfo()}))
     assert v.status in (NOT_TESTED, INCONCLUSIVE)
+
+
+def test_a_significant_effect_below_the_smallest_of_interest_says_so():
+    e = V.evidence("x", -2.0, -3.0, -1.0, 0.004, 10, -1, 6.3, unit="iterations")
+    assert e.status == HOLDS and "smaller than the smallest effect of interest (6.3 iterations)" in e.note
+    big = V.evidence("x", -12.0, -20.0, -8.0, 0.002, 10, -1, 6.3, unit="iterations")
+    assert big.status == HOLDS and not big.note
