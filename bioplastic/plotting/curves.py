@@ -1,6 +1,8 @@
 """Figures of learning: they take a results dataset and return Axes; they compute nothing."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -108,10 +110,15 @@ def iterations_to_criterion(ds: xr.Dataset, ax=None):
 
 
 def save(fig_or_axes, path) -> None:
+    """Write the figure as a PNG atomically (complete or absent, never half-written)."""
+    from ..storage.io import atomic_write
+
     fig = fig_or_axes.flat[0].figure if hasattr(fig_or_axes, "flat") else fig_or_axes.figure
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic_write(Path(path), lambda p: fig.savefig(p, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def sweep(ds: xr.Dataset, axes=None):
