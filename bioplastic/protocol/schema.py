@@ -73,8 +73,19 @@ class TrainingConfig(Schema):
 class OutputConfig(Schema):
     """Where results go."""
 
-    dir: str = Field("runs/{name}", description="output folder; '{name}' is replaced by the protocol name; --out overrides it")
+    dir: str = Field("runs/{name}", description="output folder, relative and under the working directory ('..' and absolute paths are refused: a protocol file must not write elsewhere unasked; --out on the command line may); '{name}' is replaced by the protocol name")
     figures: bool = Field(True, description="write PNG figures")
+
+    @field_validator("dir")
+    @classmethod
+    def _inside(cls, v):
+        from pathlib import PurePath
+
+        p = PurePath(v)
+        if not v.strip() or p.is_absolute() or ".." in p.parts or v.startswith("~"):
+            raise ValueError(f"expected a folder under the working directory such as runs/{{name}}, got {v!r}; "
+                             "to write elsewhere, pass --out on the command line")
+        return v
 
 
 class AnalysisConfig(Schema):

@@ -174,3 +174,9 @@ def test_set_on_an_unknown_condition_is_refused(write_protocol):
 def test_seed_must_fit_64_bits(write_protocol):
     (msg,) = _errors(write_protocol, BASE.replace("seed: 1", f"seed: {2 ** 63}"))
     assert msg.startswith("seed:") and str(2 ** 63) in msg
+
+
+@pytest.mark.parametrize("where", ["/tmp/elsewhere", "../up", "runs/../../up", "~/home"])
+def test_output_dir_stays_under_the_working_directory(write_protocol, where):
+    (msg,) = _errors(write_protocol, BASE + f"output: {{dir: '{where}'}}\n")
+    assert msg.startswith("output.dir:") and "--out" in msg and where in msg
