@@ -25,8 +25,9 @@ events. ``min_change`` is an absolute floor on the metric itself: when the netwo
 (a long plateau with tiny updates), the baseline sits at numerical noise (e.g. 1e-9) and a change
 of 1e-7 would exceed it many times over; with ``min_change`` > 0 such a change is no event. The
 phase-space analysis (:mod:`bioplastic.analysis.phase_space`) sets it per metric from
-``analysis.gr_min_change``; the default 0 here is the rule without that floor. **Lead time** = drop onset minus the iteration of the first GR event (positive when the GR
-event precedes the drop; NaN when either is missing).
+``analysis.gr_min_change``; the default 0 here is the rule without that floor. **Lead time** = drop
+onset minus the iteration of the first GR event (positive when the GR event precedes the drop; NaN
+when either is missing).
 """
 from __future__ import annotations
 

@@ -412,7 +412,7 @@ def _gr_table(an: xr.Dataset) -> str:
         for row, cond in zip(rows, an["condition"].values):
             a = an.sel(condition=cond)
             names = [f"n_{kind}_{when}_drop" for kind in ("stable", "saddle") for when in ("before", "after")]
-            med = {v: (np.nanmedian(a[v].values) if np.isfinite(a[v].values).any() else np.nan) for v in names}
+            med = {v: nanmedian(a[v].values) for v in names}
             row.append("; ".join(f"{kind} {fmt(med[f'n_{kind}_before_drop'], 'num')} &rarr; "
                                  f"{fmt(med[f'n_{kind}_after_drop'], 'num')}" for kind in ("stable", "saddle")))
     return (f"<p>Lead time = drop onset minus the first GR event (iterations; &gt; 0: GR first). {esc(rule)}</p>"

@@ -179,11 +179,9 @@ def add_tcr_grad_ratio_search(ds: xr.Dataset) -> None:
         return
     ratio = ds["tcr_grad_ratio"].values                                              # (C, S, evaluation)
     before = ds["evaluation"].values[None, None, :] < ds["drop_onset"].values[..., None]  # NaN onset: none
-    vals = np.where(before & np.isfinite(ratio), ratio, np.nan)
-    out = np.full(ratio.shape[:2], np.nan)
-    has = np.isfinite(vals).any(-1)
-    out[has] = np.nanmedian(vals[has], axis=-1)
-    ds["tcr_grad_ratio_search"] = (("condition", "seed"), out)
+    from ..analysis.statistics import nanmedian
+
+    ds["tcr_grad_ratio_search"] = (("condition", "seed"), nanmedian(np.where(before, ratio, np.nan), axis=-1))
 
 
 def add_comparisons(ds: xr.Dataset, root_seed: int) -> None:

@@ -126,7 +126,6 @@ class EnsembleTrainer:
                         for k, v in self.net.params.items()}
         self.diverged_at = np.full(E, np.nan)
         self.learned = np.zeros(E, bool)
-        self.learned_at = np.full(E, np.nan)  # first evaluated iteration at criterion
         self.k = 0
         self.eval_trials = [self.task.sample(numpy_rng(self.root, "eval_data", s), self.tr.eval_trials)
                             for s in self.seed_idx]
@@ -231,9 +230,7 @@ class EnsembleTrainer:
         alive = self.alive
         self.eval_history["accuracy"][:, j] = np.where(alive, acc, np.nan)
         self.eval_history["eval_loss"][:, j] = np.where(alive, masked_mse(roll.output_exbxtxo, y, m).double().numpy(), np.nan)
-        hit = alive & (acc >= self.tr.criterion)
-        self.learned_at = np.where(hit & ~self.learned, self.eval_iterations[j], self.learned_at)
-        self.learned |= hit
+        self.learned |= alive & (acc >= self.tr.criterion)
 
     def snapshot(self, j: int) -> None:
         for k, p in self.net.params.items():
@@ -243,10 +240,12 @@ class EnsembleTrainer:
         """Every network diverged, or learned at least HORIZON_WINDOWS + 1 smoothing windows ago: the
         learning-curve metrics (which look HORIZON_WINDOWS windows past the criterion, through a
         centered window) are then final, so stopping here does not change them."""
-        from ..analysis.learning_curves import HORIZON_WINDOWS
+        from ..analysis.learning_curves import HORIZON_WINDOWS, iterations_to_criterion
 
         margin = (HORIZON_WINDOWS + 1) * self.tr.loss_smoothing
-        done = self.learned & (self.k >= np.nan_to_num(self.learned_at, nan=np.inf) + margin)
+        learned_at = np.array([iterations_to_criterion(acc, self.eval_iterations, self.tr.criterion)
+                               for acc in self.eval_history["accuracy"]])
+        done = self.k >= np.nan_to_num(learned_at, nan=np.inf) + margin
         return bool((done | ~self.alive).all())
 
     # -- resume state -------------------------------------------------------------------------
@@ -262,7 +261,6 @@ class EnsembleTrainer:
             "weights": {k: t(v) for k, v in self.weights.items()},
             "diverged_at": t(self.diverged_at),
             "learned": t(self.learned),
-            "learned_at": t(self.learned_at),
             "schedules": [{k: t(v) for k, v in s.state_dict().items()} for _, s in self.schedules + self.eta_schedules],
             "rule": self.rule.state_dict(),
         }
@@ -282,7 +280,6 @@ class EnsembleTrainer:
                     dst[k] = src[k].numpy().copy()
         self.diverged_at = d["diverged_at"].numpy().copy()
         self.learned = d["learned"].numpy().copy()
-        self.learned_at = d["learned_at"].numpy().copy()
         for (_, s), sd in zip(self.schedules + self.eta_schedules, d["schedules"]):
             s.load_state_dict({k: v.numpy() for k, v in sd.items()})
         self.rule.load_state_dict(d.get("rule", {}))

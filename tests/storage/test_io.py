@@ -30,8 +30,9 @@ def test_a_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_figures_are_written_atomically(tmp_path):
+def test_figures_are_written_atomically(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from bioplastic.plotting.curves import save
 
@@ -40,3 +41,14 @@ def test_figures_are_written_atomically(tmp_path):
     save(ax, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["f.png"]  # no temporary file left
+
+    def interrupted(self, path, **kw):  # a kill while the PNG is being written
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    _, ax = plt.subplots()
+    with pytest.raises(KeyboardInterrupt):
+        save(ax, tmp_path / "g.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]  # no half-written g.png

@@ -31,6 +31,27 @@ def test_ensemble_training_equals_training_each_network_alone(write_protocol):
         np.testing.assert_allclose(together.eval_history["accuracy"][e], alone.eval_history["accuracy"][0])
 
 
+def test_variance_tcr_and_its_gradient_ratio_do_not_depend_on_ensemble_mates(write_protocol):
+    """The scale-free TCR form and the measured TCR / task gradient ratio, in an ensemble with raw-TCR
+    and baseline members, equal each network trained alone."""
+    from conftest import TINY
+
+    text = TINY.replace("    tcr: {form: loss, lambda: 0.5}",
+                        "    tcr: {form: loss, lambda: 0.5}\n  tcr_var:\n    tcr: {form: loss, normalize: variance, lambda: 0.5}")
+    (members,) = groups(load_protocol(write_protocol(text, "var.yaml")))
+    assert {m.condition.name for m in members} == {"baseline", "tcr_loss", "tcr_var"}
+    together = _train(members)
+    for e, m in enumerate(members):
+        alone = _train([m])
+        for k in ("loss", "tcr_loss"):
+            np.testing.assert_allclose(together.history[k][e], alone.history[k][0], **TOL, err_msg=k)
+        np.testing.assert_allclose(together.eval_history["tcr_grad_ratio"][e], alone.eval_history["tcr_grad_ratio"][0],
+                                   **TOL, err_msg="tcr_grad_ratio")
+        np.testing.assert_allclose(together.weights["W"][e], alone.weights["W"][0], **TOL)
+        measured = np.isfinite(together.eval_history["tcr_grad_ratio"][e]).any()
+        assert measured == (m.condition.name != "baseline")
+
+
 def test_conditions_differ_only_by_treatment(write_protocol):
     """Paired design: seed s starts from the same weights in every condition; TCR changes the path."""
     protocol = load_protocol(write_protocol())
