@@ -1,4 +1,4 @@
-"""Fixed and slow points of any network, batched over ensemble members (SPEC 5).
+"""Fixed and slow points of any network, batched over ensemble members (science.md §5).
 
 Sussillo & Barak (2013) find the fixed and slow points of a map ``x -> F(x, u*)`` by minimising
 

@@ -1,4 +1,4 @@
-"""Geometry of trajectories and fixed-point sets, and geometric-restructuring (GR) events (SPEC 5).
+"""Geometry of trajectories and fixed-point sets, and geometric-restructuring (GR) events (science.md §5).
 
 Pure functions: numpy in, numpy out, deterministic, inputs never modified.
 

@@ -1,4 +1,4 @@
-"""Phase-space analysis of a finished run, checkpoint by checkpoint (SPEC 5), from its saved
+"""Phase-space analysis of a finished run, checkpoint by checkpoint (science.md §5), from its saved
 weights only: ``analyze_run(OUT)`` writes ``OUT/analysis.nc`` (``python -m bioplastic analyze OUT``).
 
 For every condition, seed and checkpoint the network is rebuilt from the checkpointed parameters

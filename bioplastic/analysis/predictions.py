@@ -1,4 +1,4 @@
-"""Predictions for experimentalists (SPEC 6): what a recording of the trained networks would show,
+"""Predictions for experimentalists (science.md §6): what a recording of the trained networks would show,
 per condition across seeds, with effect sizes against the baseline condition.
 
 ``compute_predictions(OUT)`` rebuilds the networks of every condition at the **final checkpoint**

@@ -1,4 +1,4 @@
-"""Backpropagation through time (SPEC 4): the exact gradient of task loss + lambda * TCR term
+"""Backpropagation through time (science.md §4): the exact gradient of task loss + lambda * TCR term
 (either form of the term, ``tcr.normalize``: regularizers/tcr_loss.py).
 
 When the batch asks for it (at the evaluation iterations), the step also measures the ratio of the

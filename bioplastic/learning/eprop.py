@@ -1,4 +1,4 @@
-"""e-prop (Bellec et al. 2020, Nat. Commun. 11:3625) for the PLRNN (SPEC 2 and 4)::
+"""e-prop (Bellec et al. 2020, Nat. Commun. 11:3625) for the PLRNN (science.md §2 and 4)::
 
     z_t = A z_{t-1} + W relu(z_{t-1}) + h + C s_t + noise_t,   y_t = B z_t,   z_{-1} = 0
 

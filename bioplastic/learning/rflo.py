@@ -1,6 +1,6 @@
 """Random-feedback local online learning (RFLO; Murray 2019, eLife 8:e43299) for the rate networks.
 
-The model (SPEC 2, ``leaky_rate`` and ``low_rank``), with ``W`` the effective recurrent matrix
+The model (science.md §2, ``leaky_rate`` and ``low_rank``), with ``W`` the effective recurrent matrix
 (``Network.recurrent_weights()``: masks, Dale's signs and the low-rank parametrisation included)::
 
     h_t = (1 - a) h_{t-1} + a (W r_{t-1} + W_in u_t + b) + noise_t,   r_t = phi(h_t),   h_{-1} = 0
@@ -18,13 +18,13 @@ units is replaced by a fixed feedback matrix ``B`` (E, unit, output)::
 The reverse filter is the eligibility trace ``p_t = (1 - a) p_{t-1} + a r_{t-1}`` read backwards
 (``sum_t g_t p_t^T = a sum_t g~_t r_{t-1}^T``): one batched matrix product per weight, no per-step
 outer products. ``W_out``, ``b_out`` get their exact (local) gradient. Because the readout reads
-``phi(h)``, ``phi'(h_t)`` multiplies the learning signal, outside the trace (SPEC 4 writes it inside
+``phi(h)``, ``phi'(h_t)`` multiplies the learning signal, outside the trace (science.md §4 writes it inside
 the trace, the form for models whose state is the rate); see docs/learning_rules.md.
 
 The local TCR signal is *not* filtered: with ``h_{t-1}`` held fixed, ``h_t`` depends on ``W`` only
 through ``a W r_{t-1}``, so its W-update is the one-step TCR gradient
 ``2 lambda a / (N sum w) sum w_t (h_t - h_{t-1}) r_{t-1}^T`` - minus, up to the factor ``a``, the
-anti-Hebbian TCR plasticity update of SPEC 3.
+anti-Hebbian TCR plasticity update of science.md §3.
 
 ``variant: online`` updates ``W`` (or ``m, n``), ``W_in`` and ``b`` in place at every step of the
 trial by plain SGD with ``online_lr``, using forward eligibility traces; the step then returns zero

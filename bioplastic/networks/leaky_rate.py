@@ -1,4 +1,4 @@
-"""Leaky firing-rate network (SPEC 2)::
+"""Leaky firing-rate network (science.md §2)::
 
     h_{t+1} = (1 - alpha) h_t + alpha (W phi(h_t) + W_in u_t + b) + sigma_h sqrt(alpha) xi_t
     y_t     = W_out phi(h_t) + b_out,        alpha = dt / tau,   W ~ N(0, g^2 / N)

@@ -1,4 +1,4 @@
-"""Low-rank rate network (SPEC 2): the leaky rate dynamics with ``W = m n^T / N + g chi``.
+"""Low-rank rate network (science.md §2): the leaky rate dynamics with ``W = m n^T / N + g chi``.
 
 ``m, n`` (N x R) are trained; ``chi ~ N(0, 1/N)`` is a fixed random part scaled by ``g``
 (``g = 0``: purely low-rank). Initial ``m, n ~ N(0, rank_scale^2)``.

@@ -1,4 +1,4 @@
-"""LSTM (SPEC 2): the standard cell, batched over ensemble members. TCR acts on ``h``
+"""LSTM (science.md §2): the standard cell, batched over ensemble members. TCR acts on ``h``
 (``tcr_on_cell: true`` appends ``c`` to the TCR state). Gates in the order i, f, g, o.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Piecewise-linear RNN (PLRNN, Durstewitz lab; SPEC 2)::
+"""Piecewise-linear RNN (PLRNN, Durstewitz lab; science.md §2)::
 
     z_t = A z_{t-1} + W relu(z_{t-1}) + h + C s_t + sigma_h xi_t,      y_t = B z_t
 

@@ -22,7 +22,7 @@ def _check_name(v: str, what: str) -> str:
 
 
 class TCRConfig(Schema):
-    """Temporal consistency regularization (SPEC 3)."""
+    """Temporal consistency regularization (science.md §3)."""
 
     form: Literal["none", "loss", "plasticity"] = Field(
         "none", description="none: no TCR; loss: add lambda(k) * mean (h_t - h_{t-1})^2 to the loss; "
@@ -89,7 +89,7 @@ class OutputConfig(Schema):
 
 
 class AnalysisConfig(Schema):
-    """Phase-space analysis of every checkpoint (SPEC 5): fixed and slow points, GR metrics and events."""
+    """Phase-space analysis of every checkpoint (science.md §5): fixed and slow points, GR metrics and events."""
 
     initial_states: int = Field(128, gt=0, description="initial states per network, checkpoint and input context for the fixed-point search")
     noise_std: float = Field(0.05, ge=0, description="std of the noise added to the states sampled from trajectories (state units)")
@@ -145,7 +145,7 @@ class ProtocolConfig(Schema):
 
     name: str = Field(description="protocol name (letters, digits, '_', '-', '.')")
     description: str = Field("", description="free text shown in reports")
-    claims: list[int] = Field(default_factory=list, description="the claims of SPEC 7 (numbers 1-9) this protocol tests; the report gives each a verdict (holds / does not hold / inconclusive) with its numbers")
+    claims: list[int] = Field(default_factory=list, description="the claims of science.md §7 (numbers 1-9) this protocol tests; the report gives each a verdict (holds / does not hold / inconclusive) with its numbers")
     seed: int = Field(ge=0, lt=2 ** 63, description="root seed; every random stream of the run derives from it (below 2^63: it is stored as a 64-bit integer)")
     seeds: int = Field(3, gt=0, description="networks per condition (seed index 0..seeds-1, shared across conditions: paired design)")
     task: dict[str, Any] = Field(description="the task: `kind` (see `bioplastic list`) and its settings (docs/tasks.md)")
@@ -169,7 +169,7 @@ class ProtocolConfig(Schema):
     def _claims(cls, v):
         bad = [c for c in v if not 1 <= c <= 9]
         if bad:
-            raise ValueError(f"expected claim numbers 1 to 9 (SPEC 7), got {bad}")
+            raise ValueError(f"expected claim numbers 1 to 9 (science.md §7), got {bad}")
         return sorted(set(v))
 
     @field_validator("conditions")

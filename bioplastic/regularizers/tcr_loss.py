@@ -1,4 +1,4 @@
-"""Temporal consistency regularization (TCR) as a loss term (SPEC 3)::
+"""Temporal consistency regularization (TCR) as a loss term (science.md §3)::
 
     L = L_task + lambda(k) * term
 

@@ -1,4 +1,4 @@
-"""Temporal consistency regularization as short-term synaptic plasticity (SPEC 3).
+"""Temporal consistency regularization as short-term synaptic plasticity (science.md §3).
 
 **Anti-Hebbian fast efficacies** (``rule: anti_hebbian``). Every recurrent synapse carries a fast
 efficacy ``F[i, j]`` per trial on top of its long-term weight; it starts at 0 in every trial::
@@ -52,7 +52,7 @@ class PlasticityConfig(Schema):
     """TCR as short-term synaptic plasticity (used when ``tcr.form`` is ``plasticity``)."""
 
     rule: Literal["anti_hebbian", "tsodyks_markram"] = Field(
-        "anti_hebbian", description="anti_hebbian: the differential anti-Hebbian fast efficacy F (the TCR form of SPEC 3); "
+        "anti_hebbian", description="anti_hebbian: the differential anti-Hebbian fast efficacy F (the TCR form of science.md §3); "
                                     "tsodyks_markram: per-presynaptic facilitation and depression (Mongillo et al. 2008)")
     tau_F_ms: float = Field(500.0, gt=0, description="anti_hebbian: decay time constant of F (ms)")
     eta_F: float = Field(0.01, ge=0, description="anti_hebbian: base learning rate eta_F of the fast efficacies (eta_F(k) = eta_F * schedule); the per-step feedback gain is about alpha * eta_F * |r|^2, keep it below 1")

@@ -245,7 +245,7 @@ def _protocol_in_brief(run: Run, protocol) -> str:
     conds = "".join(f"<li><b>{esc(c.name)}</b>: {esc(describe_condition(c, c0))}</li>" for c in protocol.conditions)
     rows.append(["conditions", f"<ul class='conds'>{conds}</ul>"])
     claims = ", ".join(str(n) for n in protocol.config.claims) or "none named"
-    rows.append(["claims (SPEC 7)", esc(claims)])
+    rows.append(["claims (science.md §7)", esc(claims)])
     return table(["", ""], rows, "brief")
 
 
@@ -300,7 +300,7 @@ STATUS_CLASS = {V.HOLDS: "holds", V.FAILS: "fails", V.INCONCLUSIVE: "inconclusiv
 
 def _verdicts(vs: list[V.Verdict]) -> str:
     if not vs:
-        return "<p>This protocol names no claim of SPEC 7 (<code>claims: [...]</code>), so no verdict is given.</p>"
+        return "<p>This protocol names no claim of science.md §7 (<code>claims: [...]</code>), so no verdict is given.</p>"
     out = ["<p>Rules (docs/report.md): a claim <b>holds</b> only when the effect's 95 % CI excludes zero in the "
            "claimed direction and its test gives p &lt; 0.05; it <b>does not hold</b> when the CI excludes zero the "
            "other way (p &lt; 0.05), or the estimate is zero or opposite and the CI excludes the smallest effect of "

@@ -1,4 +1,4 @@
-"""Claim verdicts (SPEC 7): one function per claim, each reading only the stored datasets.
+"""Claim verdicts (science.md §7): one function per claim, each reading only the stored datasets.
 
 Every verdict is one of :data:`HOLDS`, :data:`FAILS` ("does not hold"), :data:`INCONCLUSIVE`, or
 :data:`NOT_TESTED` (the run lacks the data: which is said), and carries the numbers behind it. The

@@ -143,7 +143,7 @@ class EnsembleTrainer:
         return lam
 
     def plasticity_step(self, k: int) -> torch.Tensor:
-        """After the weight update: freeze-in and weight noise (SPEC 3); returns mean |F_end| per member."""
+        """After the weight update: freeze-in and weight noise (science.md §3); returns mean |F_end| per member."""
         E = len(self.members)
         if self.stp is None or "F_end_exbxnxn" not in self.stp.last:
             return torch.full((E,), float("nan"), dtype=self.dtype)

@@ -1,4 +1,4 @@
-"""Prediction measures (SPEC 6) against synthetic data with known answers, and predictions.nc of a
+"""Prediction measures (science.md §6) against synthetic data with known answers, and predictions.nc of a
 tiny run."""
 import shutil
 
@@ -175,7 +175,7 @@ def test_tsodyks_markram_signatures_use_the_change_from_rest():
 
 
 def test_anti_hebbian_time_course_matches_the_update_rule():
-    """mean |F_t| from rollouts cut after step t equals the rule of SPEC 3 run on the full rollout:
+    """mean |F_t| from rollouts cut after step t equals the rule of science.md §3 run on the full rollout:
     F_t = (1 - dt/tau_F) F_{t-1} - eta_F (h_t - h_{t-1}) r_{t-1}^T, F_{-1} = 0, h_{-1} = 0."""
     from types import SimpleNamespace
 

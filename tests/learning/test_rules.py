@@ -4,7 +4,7 @@
   (r_{t-1} detached in the recurrent term, the leak / diagonal path kept, the readout's backward
   through the feedback matrix, the TCR term as its one-step local form);
 - their cosine with the full BPTT gradient is positive on a task batch;
-- the local TCR update is the one-step TCR gradient (SPEC 3's anti-Hebbian form, times alpha);
+- the local TCR update is the one-step TCR gradient (science.md §3's anti-Hebbian form, times alpha);
 - online and trial-summed variants agree as the online learning rate goes to 0;
 - node perturbation: finite differences, its small-sigma limit, and its expected direction;
 - members are independent; the rules run inside the real training loop.
@@ -87,7 +87,7 @@ class ThroughFeedback(torch.autograd.Function):
 
 
 def truncated_oracle(net, batch, B_fb):
-    """The truncated loss as a plain autograd loop of SPEC 2's equations: r_{t-1} (relu(z_{t-1})) is
+    """The truncated loss as a plain autograd loop of science.md §2's equations: r_{t-1} (relu(z_{t-1})) is
     detached where it enters the recurrent term; the leak / A path is kept; the TCR term is the
     one-step form (h_{t-1} detached); the readout's backward goes through B_fb (None: exact)."""
     p, kind = net.params, net.kind
@@ -195,7 +195,7 @@ def test_symmetric_truncated_gradient_has_positive_cosine_with_bptt(rule_name, k
 def test_local_tcr_update_is_the_one_step_tcr_gradient():
     """With no scored step, the W-update is lambda * the one-step TCR gradient:
     dW = 2 lambda alpha / (N sum w) sum_{b,t} w_t (h_t - h_{t-1}) r_{t-1}^T - minus, up to alpha, the
-    anti-Hebbian TCR plasticity of SPEC 3 - and a small step along it shrinks the one-step changes."""
+    anti-Hebbian TCR plasticity of science.md §3 - and a small step along it shrinks the one-step changes."""
     net = make_net("leaky_rate", {"phi": "softplus"}, N=6)
     batch = make_batch(N=6, lam=(0.4, 1.3))
     batch.mask_exbxtxo.zero_()

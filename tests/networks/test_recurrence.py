@@ -32,7 +32,7 @@ def test_fused_recurrence_gradients_match_autograd(phi):
 
 
 def _manual_leaky(net, u):
-    """The leaky rate equations of SPEC 2 written out step by step."""
+    """The leaky rate equations of science.md §2 written out step by step."""
     p, a = net.params, net.alpha
     h = torch.zeros(u.shape[0], u.shape[1], net.n_units, **F64)
     hs = []

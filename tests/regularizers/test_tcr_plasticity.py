@@ -1,5 +1,5 @@
 """TCR as short-term plasticity: the fused recurrence against a plain autograd loop, and the
-plasticity update against the one-step TCR gradient (SPEC 3)."""
+plasticity update against the one-step TCR gradient (science.md §3)."""
 import pytest
 import torch
 
