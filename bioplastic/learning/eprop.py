@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from .base import RULES
-from .rflo import TruncatedConfig, TruncatedRule
+from .truncated import TruncatedConfig, TruncatedRule
 
 
 class EPropConfig(TruncatedConfig):

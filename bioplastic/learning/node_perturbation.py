@@ -43,7 +43,7 @@ from ..regularizers.tcr_loss import tcr_term
 from ..schema_base import Schema
 from .base import RULES, Batch, LearningRule, StepResult
 from .bptt import masked_mse
-from .rflo import bcast, chain_to_params, outer_sum, shift_in
+from .truncated import bcast, chain_to_params, outer_sum, shift_in
 
 
 class NodePerturbationConfig(Schema):

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from bioplastic import load_protocol
 from bioplastic.learning import RULES, Batch
 from bioplastic.learning.bptt import masked_mse
-from bioplastic.learning.rflo import random_feedback
+from bioplastic.learning.truncated import random_feedback
 from bioplastic.networks import build_network
 from bioplastic.networks.recurrence import phi
 from bioplastic.protocol.errors import ProtocolError
