@@ -325,18 +325,12 @@ def _float64_copy(network: Network) -> Network:
 
 
 def _system(network: Network, u_exi: torch.Tensor, opts: FixedPointOptions):
-    """The float64 system of ``network``: closed form for the rate kinds, autograd otherwise."""
+    """The float64 system of ``network``: closed form where the network class gives its one-step map
+    in rate form (:meth:`Network.rate_map`), autograd through ``one_step`` otherwise."""
     net = _float64_copy(network)
-    p = net.params
-    kind = getattr(network, "kind", None)
-    if kind in ("leaky_rate", "low_rank"):
-        a = net.alpha
-        d = torch.full((net.n_members, net.full_state_dim()), 1.0 - a, dtype=F64)
-        c = a * (torch.einsum("ei,eni->en", u_exi, p["W_in"]) + p["b"])
-        return _RateSystem(d, a * net.recurrent_weights(), c, net.config.phi), net
-    if kind == "plrnn":
-        c = torch.einsum("ei,eni->en", u_exi, p["C"]) + p["h"]
-        return _RateSystem(p["A"].clone(), net.recurrent_weights(), c, "relu"), net
+    m = net.rate_map(u_exi)
+    if m is not None:
+        return _RateSystem(m.decay_exs, m.weights_exsxs, m.offset_exs, m.phi), net
     return _AutogradSystem(net, u_exi, opts.jacobian_chunk), net
 
 
@@ -351,7 +345,7 @@ def _check_system(system, net64: Network, u_exi: torch.Tensor, x_exkxs: torch.Te
     err = (system.F(x_exkxs[:, :k].reshape(E * k, S), lay) - ref).abs().max()
     if not bool(err <= 1e-10 * (1 + ref.abs().max())):
         raise RuntimeError(f"the closed-form map for kind {net64.kind!r} disagrees with network.one_step "
-                           f"(max error {float(err):.3g}); update bioplastic/analysis/fixed_points.py:_system")
+                           f"(max error {float(err):.3g}); update {type(net64).__name__}.rate_map")
 
 
 # ----------------------------------------------------------------------------------------------

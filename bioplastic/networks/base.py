@@ -44,6 +44,21 @@ class Rollout:
         return self.state_exbxtxn if self.full_state_exbxtxs is None else self.full_state_exbxtxs
 
 
+@dataclass
+class RateMap:
+    """A one-step map in closed rate form, ``F(x) = decay * x + weights @ phi(x) + offset``, whose
+    Jacobian is ``diag(decay) + weights diag(phi'(x))`` (the fixed-point finder uses it).
+
+    decay_exs: (E, S) per-unit decay;  weights_exsxs: (E, S, S) effective recurrent weights
+    [unit, unit_pre];  offset_exs: (E, S) the constant input's drive;  phi: the nonlinearity's name
+    """
+
+    decay_exs: torch.Tensor
+    weights_exsxs: torch.Tensor
+    offset_exs: torch.Tensor
+    phi: str
+
+
 class Network(ABC):
     """E independent recurrent networks of one kind, trained in one batched computation."""
 
@@ -51,6 +66,14 @@ class Network(ABC):
     Config: ClassVar[type[Schema]]
     #: names of the dims of each parameter after the leading ensemble dim (storage uses them)
     param_dims: ClassVar[dict[str, tuple[str, ...]]]
+    # -- capabilities (queried through the registry: :func:`kinds_supporting`) --
+    #: the recurrent synapses can carry TCR short-term plasticity (regularizers/tcr_plasticity.py)
+    supports_plasticity: ClassVar[bool] = False
+    #: the trained recurrent weight is a full matrix ``params["W"]`` that freeze-in and weight noise
+    #: write into (tcr.plasticity.kappa, sigma_w)
+    supports_freeze_in: ClassVar[bool] = False
+    #: the network has a rate-neuron form in brian2 (simulate/brian2_bridge.py)
+    supports_brian2: ClassVar[bool] = False
 
     def __init__(self, config: Schema, n_inputs: int, n_outputs: int, dt_ms: float,
                  rngs: Sequence[np.random.Generator], dtype: torch.dtype = torch.float32):
@@ -104,9 +127,33 @@ class Network(ABC):
         """Size of the full dynamical state the one-step map acts on."""
         return self.n_units
 
+    def rate_map(self, u_exi: torch.Tensor) -> RateMap | None:
+        """:meth:`one_step` under the constant input ``u`` in closed rate form, for kinds that have
+        one (the fixed-point finder then uses the closed-form Jacobian); None: the finder
+        differentiates :meth:`one_step` by autograd."""
+        return None
+
+    def rates(self, rollout: Rollout) -> torch.Tensor:
+        """The firing rate (E, B, T, N) of a rollout of this network, detached. By default the TCR
+        state itself (the LSTM's h, or (h, c) with ``tcr_on_cell``)."""
+        return rollout.state_exbxtxn.detach()
+
     def select(self, members: Sequence[int]) -> dict[str, torch.Tensor]:
         """Copies of the parameters of some members (e.g. to compare against single training)."""
         return {k: v.detach()[list(members)].clone() for k, v in self.params.items()}
+
+
+def kinds_supporting(capability: str) -> tuple[str, ...]:
+    """The registered model kinds whose class sets ``capability`` (``"supports_plasticity"``,
+    ``"supports_freeze_in"``, ``"supports_brian2"``), in name order."""
+    if capability not in ("supports_plasticity", "supports_freeze_in", "supports_brian2"):
+        raise ValueError(f"unknown network capability {capability!r}")
+    return tuple(k for k in NETWORKS.names() if getattr(NETWORKS.get(k), capability))
+
+
+def kind_supports(kind: str, capability: str) -> bool:
+    """Whether the model kind ``kind`` has ``capability`` (False for a kind that is not registered)."""
+    return kind in kinds_supporting(capability)
 
 
 def build_network(kind: str, params: dict, *, n_inputs: int, n_outputs: int, dt_ms: float,

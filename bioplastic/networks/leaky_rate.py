@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from ..schema_base import Schema
-from .base import NETWORKS, Network, Rollout
+from .base import NETWORKS, Network, RateMap, Rollout
 from .recurrence import phi, recurrence
 
 
@@ -40,6 +40,9 @@ class LeakyRate(Network):
     Config = LeakyRateConfig
     param_dims = {"W": ("unit", "unit_pre"), "W_in": ("unit", "input"), "b": ("unit",),
                   "W_out": ("output", "unit"), "b_out": ("output",)}
+    supports_plasticity = True
+    supports_freeze_in = True
+    supports_brian2 = True
 
     @property
     def alpha(self) -> float:
@@ -85,6 +88,16 @@ class LeakyRate(Network):
         drive = a * (torch.einsum("ei,eni->en", u_exi, p["W_in"]) + p["b"])
         rec = torch.einsum("ekm,enm->ekn", phi(self.config.phi, x_exkxs), a * self.recurrent_weights())
         return (1 - a) * x_exkxs + rec + drive[:, None, :]
+
+    def rate_map(self, u_exi):
+        """``d = 1 - alpha``, ``weights = alpha W``, ``offset = alpha (W_in u + b)``."""
+        a, p = self.alpha, self.params
+        d = torch.full((self.n_members, self.full_state_dim()), 1.0 - a, dtype=self.dtype)
+        c = a * (torch.einsum("ei,eni->en", u_exi, p["W_in"]) + p["b"])
+        return RateMap(d, a * self.recurrent_weights(), c, self.config.phi)
+
+    def rates(self, rollout):
+        return phi(self.config.phi, rollout.state_exbxtxn.detach())
 
     def recur(self, Wc_exnxn, drive_exbxtxn):
         """States from a drive, with ``Wc = alpha W`` given (rules pass a detached one):

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from ..schema_base import Schema
-from .base import NETWORKS, Network, Rollout
+from .base import NETWORKS, Network, RateMap, Rollout
 from .recurrence import recurrence
 
 
@@ -53,6 +53,15 @@ class PLRNN(Network):
         drive = torch.einsum("ei,eni->en", u_exi, p["C"]) + p["h"]
         rec = torch.einsum("ekm,enm->ekn", torch.relu(x_exkxs), self.recurrent_weights())
         return p["A"][:, None, :] * x_exkxs + rec + drive[:, None, :]
+
+    def rate_map(self, u_exi):
+        """``d = A``, ``weights = W`` (off-diagonal), ``offset = h + C u``, ``phi = relu``."""
+        p = self.params
+        c = torch.einsum("ei,eni->en", u_exi, p["C"]) + p["h"]
+        return RateMap(p["A"].clone(), self.recurrent_weights(), c, "relu")
+
+    def rates(self, rollout):
+        return torch.clamp(rollout.state_exbxtxn.detach(), min=0)
 
     def run(self, inputs_exbxtxi, noise_exbxtxn=None):
         E, B = inputs_exbxtxi.shape[:2]

@@ -65,8 +65,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-#: model kinds with a rate-neuron form in brian2
-SUPPORTED_KINDS = ("leaky_rate", "low_rank")
+from ..networks import kind_supports, kinds_supporting
+
+#: model kinds with a rate-neuron form in brian2 (the network classes with ``supports_brian2``;
+#: derived from the registry, for messages)
+SUPPORTED_KINDS = kinds_supporting("supports_brian2")
 #: short-term plasticity rules simulated in brian2
 SUPPORTED_RULES = ("anti_hebbian", "tsodyks_markram")
 #: brian2 code-generation targets
@@ -161,8 +164,9 @@ class Brian2Result:
 
 # -- export -----------------------------------------------------------------------------------------
 def _unsupported_kind(kind: str) -> Brian2ExportError:
+    supported = ", ".join(kinds_supporting("supports_brian2"))
     return Brian2ExportError(
-        f"cannot export a {kind!r} network to brian2: supported model kinds are {', '.join(SUPPORTED_KINDS)} "
+        f"cannot export a {kind!r} network to brian2: supported model kinds are {supported} "
         f"(rate networks with a leaky-integrator form; plrnn and lstm have none here). Re-simulate those "
         f"with the torch engine only.")
 
@@ -199,7 +203,7 @@ def export_network(net, member: int | Sequence[int] = 0) -> ExportedNetwork:
     Raises :class:`Brian2ExportError` (a ``ValueError``) for other model kinds or plasticity rules.
     """
     kind = getattr(net, "kind", type(net).__name__)
-    if kind not in SUPPORTED_KINDS:
+    if not kind_supports(kind, "supports_brian2"):
         raise _unsupported_kind(kind)
     members = _members(net, member)
     plasticity, eta = plasticity_of(net)

@@ -1,0 +1,52 @@
+"""What each network class declares: capabilities (plasticity, freeze-in, brian2), its one-step map
+in closed rate form, and its firing rate."""
+import numpy as np
+import pytest
+import torch
+
+from bioplastic.networks import NETWORKS, build_network, kind_supports, kinds_supporting
+from bioplastic.networks.recurrence import phi
+
+
+def _net(kind, **params):
+    rngs = [np.random.default_rng(s) for s in (0, 1)]
+    return build_network(kind, {"n_units": 6, **params}, n_inputs=3, n_outputs=2, dt_ms=10.0, rngs=rngs,
+                         dtype=torch.float64)
+
+
+def test_capabilities_come_from_the_classes():
+    assert kinds_supporting("supports_plasticity") == ("leaky_rate", "low_rank")
+    assert kinds_supporting("supports_freeze_in") == ("leaky_rate",)
+    assert kinds_supporting("supports_brian2") == ("leaky_rate", "low_rank")
+    for kind in NETWORKS.names():
+        for cap in ("supports_plasticity", "supports_freeze_in", "supports_brian2"):
+            assert kind_supports(kind, cap) == getattr(NETWORKS.get(kind), cap)
+    assert not kind_supports("no_such_kind", "supports_plasticity")
+    with pytest.raises(ValueError, match="unknown network capability"):
+        kinds_supporting("supports_flying")
+
+
+@pytest.mark.parametrize("kind, params", [("leaky_rate", {"phi": "softplus"}), ("low_rank", {"rank": 2}), ("plrnn", {})])
+def test_rate_map_is_the_one_step_map(kind, params):
+    net = _net(kind, **params)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 6, generator=g, dtype=torch.float64)
+    u = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    m = net.rate_map(u)
+    F = m.decay_exs[:, None, :] * x + torch.einsum("enm,ekm->ekn", m.weights_exsxs, phi(m.phi, x)) + m.offset_exs[:, None, :]
+    torch.testing.assert_close(F, net.one_step(x, u), rtol=1e-12, atol=1e-12)
+
+
+def test_lstm_has_no_closed_form_map():
+    assert _net("lstm").rate_map(torch.zeros(2, 3, dtype=torch.float64)) is None
+
+
+@pytest.mark.parametrize("kind, rate", [("leaky_rate", torch.tanh), ("low_rank", torch.tanh),
+                                        ("plrnn", torch.relu), ("lstm", lambda h: h)])
+def test_rates_of_a_rollout(kind, rate):
+    net = _net(kind)
+    u = torch.randn(2, 4, 7, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    roll = net.run(u)
+    r = net.rates(roll)
+    assert not r.requires_grad
+    torch.testing.assert_close(r, rate(roll.state_exbxtxn.detach()))
