@@ -16,16 +16,18 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..learning import RULES
-from ..networks import NETWORKS, kinds_supporting
+from ..networks import NETWORKS
 from ..registry import UnknownNameError
+from ..resources import UnknownResourceError, models_dir, protocol_path
 from ..tasks import TASKS
 from .errors import ProtocolError, describe, format_validation_error
 from .schema import (CONDITION_KEYS, NAME_RE, SHARED_MODEL, SHARED_TRAINING, ProtocolConfig, SweepConfig, TCRConfig,
                      TrainingConfig)
 from .yaml12 import dump_yaml, load_yaml
 
-#: folders searched, in order, for ``model: {spec: NAME}`` (NAME.yaml)
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+#: the shipped model specs (the checkout's models/, or the installed package data bioplastic/models/);
+#: ``REPO_MODELS.parent / "protocols"`` holds the shipped protocols. See bioplastic.resources.
+REPO_MODELS = models_dir()
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,8 @@ def _validate(cls, data: dict, prefix: str, problems: list[str]):
 def find_model_spec(spec: Any, protocol_dir: Path) -> Path:
     if not isinstance(spec, str) or not NAME_RE.match(spec):
         raise ProtocolError(f"model.spec: expected the name of a file in models/ (without .yaml), got {describe(spec)}")
-    folders = [protocol_dir.parent / "models", Path.cwd() / "models", REPO_MODELS]
+    # beside the protocol, then the working directory, then the shipped specs
+    folders = list(dict.fromkeys([protocol_dir.parent / "models", Path.cwd() / "models", models_dir()]))
     for folder in folders:
         if (folder / f"{spec}.yaml").is_file():
             return folder / f"{spec}.yaml"
@@ -186,9 +189,18 @@ def _resolve_kind(registry, section: str, data: dict, problems: list[str]):
     return kind, _validate(cls.Config, data, section, problems)
 
 
+def resolve_protocol_path(path: str | Path) -> Path:
+    """An existing protocol file as given; else a bare name (``evidence_accum``) names a shipped protocol."""
+    try:
+        return protocol_path(path)
+    except (UnknownResourceError, FileNotFoundError) as exc:
+        raise ProtocolError(str(exc)) from None
+
+
 def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Protocol:
-    """Read, override, validate and resolve a protocol file."""
-    path = Path(path)
+    """Read, override, validate and resolve a protocol file, or a shipped protocol named without a
+    folder (``load_protocol("evidence_accum")``; bioplastic.resources.shipped_protocols() lists them)."""
+    path = resolve_protocol_path(path)
     raw = apply_overrides(read_yaml_file(path), overrides or [])
     return protocol_from_data(raw, str(path), path.resolve().parent)
 
@@ -260,20 +272,20 @@ def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
 
 def plasticity_problems(tcr: TCRConfig, model_kind: str, training: TrainingConfig, dt_ms: float,
                         tcr_where: str, training_where: str) -> list[str]:
-    """What a model, rule and task do not support of ``tcr.form: plasticity`` (the model's
-    capabilities are those its network class declares)."""
+    """What a model, rule and task do not support of ``tcr.form: plasticity``."""
+    from ..regularizers.tcr_plasticity import FREEZE_IN_KINDS, PLASTIC_KINDS
+
     p, out = tcr.plasticity, []
-    plastic, freeze_in = kinds_supporting("supports_plasticity"), kinds_supporting("supports_freeze_in")
-    if model_kind not in plastic:
+    if model_kind not in PLASTIC_KINDS:
         out.append(f"{tcr_where}.form: plasticity acts on the recurrent synapses of the model kinds "
-                   f"{', '.join(plastic)}; the model is {model_kind} (use form: loss or none)")
+                   f"{', '.join(PLASTIC_KINDS)}; the model is {model_kind} (use form: loss or none)")
     if p.rule == "anti_hebbian" and p.tau_F_ms < dt_ms:
         out.append(f"{tcr_where}.plasticity.tau_F_ms: expected at least the task's time step dt = {dt_ms:g} ms; got {p.tau_F_ms:g}")
-    if p.kappa > 0 and model_kind not in freeze_in:
+    if p.kappa > 0 and model_kind not in FREEZE_IN_KINDS:
         out.append(f"{tcr_where}.plasticity.kappa: freeze-in writes into a full recurrent weight matrix, supported for "
-                   f"{', '.join(freeze_in)}; the model is {model_kind} (set kappa: 0)")
-    if p.sigma_w > 0 and model_kind not in freeze_in:
-        out.append(f"{tcr_where}.plasticity.sigma_w: weight noise is supported for {', '.join(freeze_in)}; "
+                   f"{', '.join(FREEZE_IN_KINDS)}; the model is {model_kind} (set kappa: 0)")
+    if p.sigma_w > 0 and model_kind not in FREEZE_IN_KINDS:
+        out.append(f"{tcr_where}.plasticity.sigma_w: weight noise is supported for {', '.join(FREEZE_IN_KINDS)}; "
                    f"the model is {model_kind} (set sigma_w: 0)")
     if training.rule in ("rflo", "eprop") and training.rule_options.get("variant") == "online":
         out.append(f"{training_where}.rule_options.variant: online updates are not combined with TCR plasticity; use variant: trial")
@@ -281,12 +293,12 @@ def plasticity_problems(tcr: TCRConfig, model_kind: str, training: TrainingConfi
 
 
 def brian2_problems(cfg: ProtocolConfig, model_kind: str, dt_ms: float) -> list[str]:
-    """What the brian2 re-simulation cannot do with this protocol (the model kinds it re-simulates
-    are those whose network class declares ``supports_brian2``)."""
+    """What the brian2 re-simulation cannot do with this protocol."""
+    from ..simulate.brian2_bridge import SUPPORTED_KINDS
+
     out = []
-    supported = kinds_supporting("supports_brian2")
-    if model_kind not in supported:
-        out.append(f"brian2.enabled: brian2 re-simulates the model kinds {', '.join(supported)}; the model is "
+    if model_kind not in SUPPORTED_KINDS:
+        out.append(f"brian2.enabled: brian2 re-simulates the model kinds {', '.join(SUPPORTED_KINDS)}; the model is "
                    f"{model_kind} (set brian2.enabled: false)")
     if cfg.brian2.dt_ms is not None:
         ratio = dt_ms / cfg.brian2.dt_ms
