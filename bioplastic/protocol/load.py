@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..learning import RULES
-from ..networks import NETWORKS
+from ..networks import NETWORKS, kinds_supporting
 from ..registry import UnknownNameError
 from ..resources import UnknownResourceError, models_dir, protocol_path
 from ..tasks import TASKS
@@ -272,20 +272,20 @@ def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
 
 def plasticity_problems(tcr: TCRConfig, model_kind: str, training: TrainingConfig, dt_ms: float,
                         tcr_where: str, training_where: str) -> list[str]:
-    """What a model, rule and task do not support of ``tcr.form: plasticity``."""
-    from ..regularizers.tcr_plasticity import FREEZE_IN_KINDS, PLASTIC_KINDS
-
+    """What a model, rule and task do not support of ``tcr.form: plasticity`` (the model's
+    capabilities are those its network class declares)."""
     p, out = tcr.plasticity, []
-    if model_kind not in PLASTIC_KINDS:
+    plastic, freeze_in = kinds_supporting("supports_plasticity"), kinds_supporting("supports_freeze_in")
+    if model_kind not in plastic:
         out.append(f"{tcr_where}.form: plasticity acts on the recurrent synapses of the model kinds "
-                   f"{', '.join(PLASTIC_KINDS)}; the model is {model_kind} (use form: loss or none)")
+                   f"{', '.join(plastic)}; the model is {model_kind} (use form: loss or none)")
     if p.rule == "anti_hebbian" and p.tau_F_ms < dt_ms:
         out.append(f"{tcr_where}.plasticity.tau_F_ms: expected at least the task's time step dt = {dt_ms:g} ms; got {p.tau_F_ms:g}")
-    if p.kappa > 0 and model_kind not in FREEZE_IN_KINDS:
+    if p.kappa > 0 and model_kind not in freeze_in:
         out.append(f"{tcr_where}.plasticity.kappa: freeze-in writes into a full recurrent weight matrix, supported for "
-                   f"{', '.join(FREEZE_IN_KINDS)}; the model is {model_kind} (set kappa: 0)")
-    if p.sigma_w > 0 and model_kind not in FREEZE_IN_KINDS:
-        out.append(f"{tcr_where}.plasticity.sigma_w: weight noise is supported for {', '.join(FREEZE_IN_KINDS)}; "
+                   f"{', '.join(freeze_in)}; the model is {model_kind} (set kappa: 0)")
+    if p.sigma_w > 0 and model_kind not in freeze_in:
+        out.append(f"{tcr_where}.plasticity.sigma_w: weight noise is supported for {', '.join(freeze_in)}; "
                    f"the model is {model_kind} (set sigma_w: 0)")
     if training.rule in ("rflo", "eprop") and training.rule_options.get("variant") == "online":
         out.append(f"{training_where}.rule_options.variant: online updates are not combined with TCR plasticity; use variant: trial")
@@ -293,12 +293,12 @@ def plasticity_problems(tcr: TCRConfig, model_kind: str, training: TrainingConfi
 
 
 def brian2_problems(cfg: ProtocolConfig, model_kind: str, dt_ms: float) -> list[str]:
-    """What the brian2 re-simulation cannot do with this protocol."""
-    from ..simulate.brian2_bridge import SUPPORTED_KINDS
-
+    """What the brian2 re-simulation cannot do with this protocol (the model kinds it re-simulates
+    are those whose network class declares ``supports_brian2``)."""
     out = []
-    if model_kind not in SUPPORTED_KINDS:
-        out.append(f"brian2.enabled: brian2 re-simulates the model kinds {', '.join(SUPPORTED_KINDS)}; the model is "
+    supported = kinds_supporting("supports_brian2")
+    if model_kind not in supported:
+        out.append(f"brian2.enabled: brian2 re-simulates the model kinds {', '.join(supported)}; the model is "
                    f"{model_kind} (set brian2.enabled: false)")
     if cfg.brian2.dt_ms is not None:
         ratio = dt_ms / cfg.brian2.dt_ms
