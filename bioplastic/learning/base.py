@@ -48,13 +48,17 @@ class Batch:
 class StepResult:
     """loss_e = task_loss_e + lambda_e * term_e (each (E,)); grads: parameter name -> update direction
     with the parameter's shape (descending it lowers the loss); tcr_grad_ratio_e: (E,) when the batch
-    asked for it and the rule measures it (NaN for members without the TCR term), else None."""
+    asked for it and the rule measures it (NaN for members without the TCR term), else None;
+    plasticity: the detached signatures of the short-term plasticity from the step's simulation of
+    the batch (e.g. the trial-end efficacies ``F_end_exbxnxn``, which freeze-in uses; see
+    regularizers/tcr_plasticity.py) when the network has it, else None."""
 
     loss_e: torch.Tensor
     task_loss_e: torch.Tensor
     term_e: torch.Tensor
     grads: dict[str, torch.Tensor]
     tcr_grad_ratio_e: torch.Tensor | None = None
+    plasticity: dict[str, torch.Tensor] | None = None
 
 
 class LearningRule(ABC):
@@ -78,4 +82,6 @@ class LearningRule(ABC):
 
     @abstractmethod
     def step(self, batch: Batch, alive_e: torch.Tensor) -> StepResult:
-        """Losses and update directions for one batch; members with ``alive_e`` False get zeros."""
+        """Losses and update directions for one batch; members with ``alive_e`` False get zeros.
+        A network with short-term plasticity: the signatures of the simulation the update comes
+        from go into ``StepResult.plasticity``."""

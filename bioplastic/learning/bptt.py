@@ -44,7 +44,7 @@ class BPTT(LearningRule):
         measure = batch.measure_tcr_grad_ratio
         grads = torch.autograd.grad(torch.where(live, loss, 0).sum(), params, retain_graph=measure)
         ratio = tcr_grad_ratio(task_loss, batch.lambda_e * term, live & (batch.lambda_e > 0), params) if measure else None
-        return StepResult(loss, task_loss, term, dict(zip(names, grads)), ratio)
+        return StepResult(loss, task_loss, term, dict(zip(names, grads)), ratio, roll.plasticity)
 
 
 def member_norms(grads, like: torch.Tensor) -> torch.Tensor:

@@ -177,7 +177,8 @@ class NodePerturbation(LearningRule):
         with torch.enable_grad():
             grads = chain_to_params(net, [(W, dW), (drive, G_drive), (y_s, e)])
         grads = {k: torch.where(bcast(live, g), g, 0) for k, g in grads.items()}
-        return StepResult(loss, task.detach(), term.detach(), grads)
+        # (with plasticity: the signatures of both runs, unperturbed and perturbed trials)
+        return StepResult(loss, task.detach(), term.detach(), grads, plasticity=info)
 
     def trial_types(self, batch: Batch) -> torch.Tensor:
         """Index (E, B) of each trial's type in ``type_keys``, adding types not seen before."""

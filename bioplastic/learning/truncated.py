@@ -240,7 +240,7 @@ class TruncatedRule(LearningRule):
         d = decay.detach() if isinstance(decay, torch.Tensor) else decay
         c = self.rec_scale
         h0 = torch.zeros(E, B, net.n_units, dtype=net.dtype)
-        pre = None
+        pre = info = None
         with torch.no_grad():
             if getattr(net, "plasticity", None) is not None:  # rate networks with TCR short-term plasticity
                 h, r, info = net.recur(c * W.detach(), drive.detach())
@@ -264,7 +264,7 @@ class TruncatedRule(LearningRule):
         with torch.enable_grad():
             grads = chain_to_params(net, pairs)
         grads = {k: torch.where(bcast(live, g), g, 0) for k, g in grads.items()}
-        return StepResult(loss, task.detach(), term.detach(), grads)
+        return StepResult(loss, task.detach(), term.detach(), grads, plasticity=info)
 
     def online_step(self, batch: Batch, alive_e: torch.Tensor) -> StepResult:
         """Run the trial step by step, updating the recurrent and input parameters (and a trained

@@ -27,25 +27,32 @@ step, so memory grows with ``sqrt(T)`` copies of ``F`` (E x B x N x N each), not
 
 **Freeze-in** (``kappa > 0``): after every iteration ``W <- W + kappa * mean_trials F_end``.
 **Weight noise** (``sigma_w > 0``): ``W <- W + sigma_w xi / sqrt(N)``, ``xi ~ N(0, 1)`` from the
-``weight_noise`` stream. ``eta_F(k) = eta_F * s(k)`` follows a schedule (the family of the TCR loss
-strength, including the adaptive controllers); these act in the training loop.
+``weight_noise`` stream. Both are :meth:`ShortTermPlasticity.after_update`, which the training loop
+calls after every weight update with the trial-end efficacies of that iteration's simulation (the
+learning rule returns them in its ``StepResult.plasticity``). ``eta_F(k) = eta_F * s(k)`` follows a
+schedule (the family of the TCR loss strength, including the adaptive controllers), run by the loop.
+
+Which model kinds carry the plasticity, and which can take freeze-in and weight noise, their network
+classes say (``supports_plasticity``, ``supports_freeze_in``; networks/base.py).
 """
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 from pydantic import Field, model_validator
 
-from ..networks.recurrence import _phi_step, phi_prime
+from ..networks import Network, kinds_supporting
+from ..networks.recurrence import _phi_step, phi, phi_prime
 from ..schema_base import Schema
+from ..seeds import torch_generator
 from .schedules import ConstantConfig, ScheduleConfig
 
-#: model kinds whose recurrent synapses carry the plasticity
-PLASTIC_KINDS = ("leaky_rate", "low_rank")
-#: model kinds whose recurrent weight is a trained matrix that freeze-in can write into
-FREEZE_IN_KINDS = ("leaky_rate",)
+#: model kinds whose recurrent synapses carry the plasticity (derived from the network classes, for messages)
+PLASTIC_KINDS = kinds_supporting("supports_plasticity")
+#: model kinds whose recurrent weight is a trained matrix that freeze-in can write into (derived, for messages)
+FREEZE_IN_KINDS = kinds_supporting("supports_freeze_in")
 
 
 class PlasticityConfig(Schema):
@@ -78,18 +85,32 @@ class ShortTermPlasticity:
     """The plasticity of an ensemble's recurrent synapses: parameters and the current ``eta_F`` per member.
 
     ``eta_e`` (E,) is set by the training loop every iteration (schedule); outside training it is
-    the base ``eta_F``. ``last`` holds the statistics of the most recent simulation.
+    the base ``eta_F``. :meth:`run` simulates the recurrence and returns the plasticity's signatures;
+    :meth:`after_update` applies freeze-in and weight noise to the long-term weights.
     """
 
     def __init__(self, config: PlasticityConfig, dt_ms: float, n_members: int, dtype: torch.dtype):
         self.config = config
         self.dt_ms = float(dt_ms)
+        self.dtype = dtype
         self.eta_e = torch.full((n_members,), float(config.eta_F), dtype=dtype)
         #: return each trial's end efficacies ``F_end_exbxnxn`` (costs one E B N^2 T product when unclipped)
         self.record_F_end = True
         #: also return ``F_abs_exbxt``, the mean |F_t| over synapses at every step (forms F at every step)
         self.record_F_abs = False
-        self.last: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_tcr(cls, tcr, network: Network) -> "ShortTermPlasticity | None":
+        """The plasticity ``tcr`` (a TCRConfig, or any object with ``form`` and ``plasticity``) gives
+        ``network``'s recurrent synapses: None unless ``tcr.form == "plasticity"``."""
+        if tcr.form != "plasticity":
+            return None
+        return cls(tcr.plasticity, network.dt_ms, network.n_members, network.dtype)
+
+    def record_for_training(self) -> None:
+        """Record in training only what :meth:`after_update` needs: the trial-end efficacies (one
+        product per batch) only for freeze-in (``kappa > 0``)."""
+        self.record_F_end = self.config.kappa > 0
 
     @property
     def rule(self) -> str:
@@ -102,17 +123,54 @@ class ShortTermPlasticity:
         s and s * r per step)."""
         info: dict[str, torch.Tensor] = {}
         h, r = _PlasticRecurrence.apply(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name, c, self, info)
-        self.last = info
         return h, r, info
 
+    @torch.no_grad()
+    def after_update(self, network: Network, info: dict[str, torch.Tensor] | None, alive_e: torch.Tensor, *,
+                     root_seed: int, seed_indices: Sequence[int], iteration: int) -> torch.Tensor:
+        """After the weight update of ``iteration`` (science.md §3): freeze-in, then weight noise, in
+        place on ``network.params["W"]``, for the members with ``alive_e``. ``info`` holds the
+        signatures of the iteration's simulation (``StepResult.plasticity``); member e's noise comes
+        from the stream ``("weight_noise", seed_indices[e], iteration)`` of ``root_seed``.
 
-def attach_plasticity(net, condition) -> None:
-    """Give ``net`` the short-term plasticity of ``condition`` (none unless ``tcr.form == plasticity``)."""
-    tcr = condition.tcr
-    if tcr.form != "plasticity":
-        net.plasticity = None
-        return
-    net.plasticity = ShortTermPlasticity(tcr.plasticity, net.dt_ms, net.n_members, net.dtype)
+        Returns the mean |F_end| per member (E,). Both act only when ``info`` holds the trial-end
+        efficacies (recorded in training when ``kappa > 0``, :meth:`record_for_training`); otherwise
+        nothing changes and the result is NaN."""
+        E = len(seed_indices)
+        if info is None or "F_end_exbxnxn" not in info:
+            return torch.full((E,), float("nan"), dtype=self.dtype)
+        F_end = info["F_end_exbxnxn"]
+        self.freeze_in(network, F_end, alive_e)
+        self.weight_noise(network, alive_e, root_seed=root_seed, seed_indices=seed_indices, iteration=iteration)
+        return F_end.abs().mean((1, 2, 3))
+
+    @torch.no_grad()
+    def freeze_in(self, network: Network, F_end_exbxnxn: torch.Tensor, alive_e: torch.Tensor) -> None:
+        """``W <- W + kappa * mean_trials F_end`` for the members alive (nothing when ``kappa = 0``)."""
+        if self.config.kappa > 0:
+            alive = alive_e.reshape(-1, 1, 1)
+            network.params["W"].add_(torch.where(alive, self.config.kappa * F_end_exbxnxn.mean(1), 0))
+
+    @torch.no_grad()
+    def weight_noise(self, network: Network, alive_e: torch.Tensor, *, root_seed: int, seed_indices: Sequence[int],
+                     iteration: int) -> None:
+        """``W <- W + sigma_w xi / sqrt(N)`` for the members alive (nothing when ``sigma_w = 0``)."""
+        if self.config.sigma_w > 0:
+            N = network.n_units
+            xi = torch.stack([torch.randn((N, N), generator=torch_generator(root_seed, "weight_noise", s, iteration),
+                                          dtype=self.dtype) for s in seed_indices])
+            alive = alive_e.reshape(-1, 1, 1)
+            network.params["W"].add_(torch.where(alive, (self.config.sigma_w / N ** 0.5) * xi, 0))
+
+
+def attach_plasticity(net: Network, tcr) -> ShortTermPlasticity | None:
+    """Give ``net`` the short-term plasticity of the TCR settings ``tcr`` (a TCRConfig, or any object
+    with ``form`` and ``plasticity``; none unless ``tcr.form == "plasticity"``) and return it.
+
+    (Transition: an object with a ``tcr`` attribute - a protocol's Condition - is read as its ``tcr``.)"""
+    tcr = getattr(tcr, "tcr", tcr)
+    net.plasticity = ShortTermPlasticity.from_tcr(tcr, net)
+    return net.plasticity
 
 
 # -- the recurrence with fast variables ---------------------------------------------------------
@@ -283,8 +341,6 @@ def plastic_recurrence_reference(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, p
                                  stp: ShortTermPlasticity):
     """The same recurrence as a plain autograd loop with the fast variables detached (the oracle for
     tests). Returns (h, r, F_end or efficacy)."""
-    from ..networks.recurrence import phi
-
     cfg = stp.config
     E, B, T, N = drive_exbxtxn.shape
     h, hs = h0_exbxn, []

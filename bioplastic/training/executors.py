@@ -8,6 +8,11 @@ cluster. All produce the same numbers: a unit's result depends on the protocol a
 - ``dask``: ``dask.distributed``: a ``LocalCluster`` by default, or an existing cluster given by its
   scheduler address. Tasks of a lost worker are re-run by the scheduler. The output folder must be
   visible to every worker (a shared filesystem on a cluster).
+
+Every executor runs a unit's trainer through ``runner`` (a :data:`~bioplastic.training.units.UnitRunner`,
+by default :func:`~bioplastic.training.units.train`); a replacement must be picklable by reference
+(a module-level function, or an instance of a module-level class) from a module the worker
+processes can import. Tests use it to kill a worker mid-unit.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
-from .units import ThrottledProgress, Unit, run_unit
+from .units import ThrottledProgress, Unit, UnitRunner, run_unit, train
 
 Progress = Callable[[int, dict], None]
 
@@ -39,6 +44,8 @@ def cpu_count() -> int:
 
 class Executor(ABC):
     name: str
+    #: how each unit's trainer is run (see the module docstring)
+    runner: UnitRunner = staticmethod(train)
 
     @abstractmethod
     def run(self, protocol_text: str, units: list[Unit], out: Path, progress: Progress | None = None) -> None:
@@ -51,18 +58,18 @@ class Executor(ABC):
 class InProcessExecutor(Executor):
     name = "inprocess"
 
-    def __init__(self, interrupt_at: int | None = None):
-        self.interrupt_at = interrupt_at
+    def __init__(self, interrupt_at: int | None = None, runner: UnitRunner = train):
+        self.interrupt_at, self.runner = interrupt_at, runner
 
     def run(self, protocol_text, units, out, progress=None):
         for unit in units:
-            run_unit(protocol_text, unit.id, str(out), progress, interrupt_at=self.interrupt_at)
+            run_unit(protocol_text, unit.id, str(out), progress, interrupt_at=self.interrupt_at, runner=self.runner)
 
 
-def _pool_worker(protocol_text: str, unit_id: str, out: str, q, threads: int) -> str:
+def _pool_worker(protocol_text: str, unit_id: str, out: str, q, threads: int, runner: UnitRunner) -> str:
     reporter = ThrottledProgress(lambda n, info: q.put((n, info))) if q is not None else None
     try:
-        return run_unit(protocol_text, unit_id, out, reporter, threads=threads)
+        return run_unit(protocol_text, unit_id, out, reporter, threads=threads, runner=runner)
     finally:
         if reporter is not None:
             reporter.flush()
@@ -73,9 +80,10 @@ class LocalPoolExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, max_restarts: int = 3):
+    def __init__(self, workers: int | None = None, max_restarts: int = 3, runner: UnitRunner = train):
         self.workers = workers or cpu_count()
         self.max_restarts = max_restarts
+        self.runner = runner
 
     def describe(self) -> str:
         return f"local pool of {self.workers} worker process(es)"
@@ -104,7 +112,7 @@ class LocalPoolExecutor(Executor):
         try:
             for attempt in range(self.max_restarts + 1):
                 with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                    futures = {pool.submit(_pool_worker, protocol_text, u.id, str(out), q, threads): u for u in pending}
+                    futures = {pool.submit(_pool_worker, protocol_text, u.id, str(out), q, threads, self.runner): u for u in pending}
                     broken = False
                     for fut in cf.as_completed(futures):
                         try:
@@ -130,8 +138,10 @@ class DaskExecutor(Executor):
 
     name = "dask"
 
-    def __init__(self, scheduler: str | None = None, workers: int | None = None, connect_timeout_s: float = 10):
+    def __init__(self, scheduler: str | None = None, workers: int | None = None, connect_timeout_s: float = 10,
+                 runner: UnitRunner = train):
         self.scheduler, self.workers, self.timeout = scheduler, workers, connect_timeout_s
+        self.runner = runner
         self.dashboard = ""
 
     def describe(self) -> str:
@@ -139,7 +149,7 @@ class DaskExecutor(Executor):
         return f"dask ({where})" + (f", dashboard {self.dashboard}" if self.dashboard else "")
 
     def client(self):
-        try:
+        try:  # imported here: dask.distributed is heavy and only this executor needs it
             from dask.distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - distributed is a dependency
             raise ExecutorError("the dask executor needs dask.distributed: pip install 'dask[distributed]'") from exc
@@ -157,7 +167,7 @@ class DaskExecutor(Executor):
     def run(self, protocol_text, units, out, progress=None):
         if not units:
             return
-        from dask.distributed import as_completed
+        from dask.distributed import as_completed  # here: heavy, only this executor needs it
 
         client, cluster = self.client()
         try:
@@ -165,7 +175,7 @@ class DaskExecutor(Executor):
             if self.on_start:
                 self.on_start(self.describe())
             digest = hashlib.sha1(protocol_text.encode()).hexdigest()[:12]
-            futures = {client.submit(run_unit, protocol_text, u.id, str(Path(out).resolve()), None, 1,
+            futures = {client.submit(run_unit, protocol_text, u.id, str(Path(out).resolve()), None, 1, None, self.runner,
                                      key=f"bioplastic-{u.id}-{digest}", pure=False, retries=3): u
                        for u in units}
             for fut in as_completed(futures):
@@ -178,13 +188,14 @@ class DaskExecutor(Executor):
                 cluster.close()
 
 
-def make_executor(name: str, workers: int | None = None, scheduler: str | None = None) -> Executor:
+def make_executor(name: str, workers: int | None = None, scheduler: str | None = None,
+                  runner: UnitRunner = train) -> Executor:
     if scheduler and name not in ("dask", "local"):
         raise ExecutorError("--scheduler needs --executor dask")
     if scheduler or name == "dask":
-        return DaskExecutor(scheduler, workers)
+        return DaskExecutor(scheduler, workers, runner=runner)
     if name == "local":
-        return LocalPoolExecutor(workers)
+        return LocalPoolExecutor(workers, runner=runner)
     if name == "inprocess":
-        return InProcessExecutor()
+        return InProcessExecutor(runner=runner)
     raise ExecutorError(f"unknown executor {name!r}; expected one of: local, inprocess, dask")

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from ..learning import RULES, Batch, LearningRule
+from ..analysis.learning_curves import HORIZON_WINDOWS, iterations_to_criterion
+from ..learning import RULES, Batch, LearningRule, StepResult
 from ..learning.bptt import masked_mse
 from ..networks import Network, build_network
-from ..protocol.load import Condition
 from ..regularizers.schedules import Schedule, build_schedule
-from ..regularizers.tcr_plasticity import attach_plasticity
+from ..regularizers.tcr_plasticity import ShortTermPlasticity, attach_plasticity
 from ..seeds import numpy_rng, torch_generator
 from ..storage.io import atomic_torch_save, safe_torch_load
 from ..tasks import Task, Trials, build_task
@@ -35,9 +35,40 @@ EVAL_HISTORY = ("accuracy", "eval_loss", "tcr_grad_ratio")
 
 
 @dataclass(frozen=True)
-class Member:
-    condition: Condition
+class MemberSpec:
+    """One network to train, in plain configs (the training layer knows no protocol objects;
+    training/units.py makes these from a protocol's conditions).
+
+    name: the network's condition; members of one name share their TCR schedules, and the network is
+          called ``name/seed_index`` in resume states and results
+    seed_index: s; the network's random streams (initial weights, data, noise) are keyed by (root seed, s),
+          so seed s starts from the same weights in every condition (paired design)
+    task_kind, task: the task's kind and settings (tasks.build_task)
+    model_kind, model: the network's kind and settings (networks.build_network)
+    training: the training settings: a ``TrainingConfig`` (protocol/schema.py) or any object with its
+          attributes (rule, rule_options, optimizer, lr, adam_betas, momentum, iterations, batch_size,
+          clip_grad_norm, checkpoint_every, eval_every, eval_trials, criterion, stop_when_learned,
+          loss_smoothing, dtype)
+    tcr: the TCR settings: a ``TCRConfig`` or any object with its attributes (form, lambda_, normalize,
+          window, schedule, plasticity - a regularizers.tcr_plasticity.PlasticityConfig)
+
+    Members trained in one ensemble must share the task, the model, the training shape (all but
+    ``lr``, ``clip_grad_norm``, ``adam_betas``, ``momentum``) and the plasticity settings.
+    """
+
+    name: str
     seed_index: int
+    task_kind: str
+    task: Mapping[str, Any]
+    model_kind: str
+    model: Mapping[str, Any]
+    training: Any
+    tcr: Any
+
+    @property
+    def label(self) -> str:
+        """``name/seed_index``."""
+        return f"{self.name}/{self.seed_index}"
 
 
 def schedule_points(every: int, total: int) -> np.ndarray:
@@ -47,7 +78,7 @@ def schedule_points(every: int, total: int) -> np.ndarray:
 
 @dataclass
 class GroupResult:
-    members: list[Member]
+    members: list[MemberSpec]
     history: dict[str, np.ndarray]          # (E, iterations)
     eval_iterations: np.ndarray             # (evaluations,)
     eval_history: dict[str, np.ndarray]     # (E, evaluations)
@@ -78,42 +109,39 @@ def window_mask(trials: Trials, window: str, n_steps: int) -> np.ndarray:
 class EnsembleTrainer:
     """Trains the members of one group (all share task, model kind/size and training shape)."""
 
-    def __init__(self, members: list[Member], root_seed: int):
+    def __init__(self, members: list[MemberSpec], root_seed: int):
         self.members, self.root = members, int(root_seed)
-        c0 = members[0].condition
+        c0 = members[0]
         self.tr = c0.training
         self.dtype = torch.float64 if self.tr.dtype == "float64" else torch.float32
-        self.task: Task = build_task(c0.task_kind, c0.task.model_dump())
+        self.task: Task = build_task(c0.task_kind, dict(c0.task))
         self.seed_idx = [m.seed_index for m in members]
         E = len(members)
-        # members may differ in model settings (g, tau, ...) within a group only if the group key allows it;
-        # the key includes the model, so one config serves all
+        # the members share the model (see MemberSpec), so one config serves all
         self.net: Network = build_network(
-            c0.model_kind, c0.model.model_dump(), n_inputs=self.task.n_inputs, n_outputs=self.task.n_outputs,
+            c0.model_kind, dict(c0.model), n_inputs=self.task.n_inputs, n_outputs=self.task.n_outputs,
             dt_ms=self.task.dt_ms, rngs=[numpy_rng(self.root, "init", s) for s in self.seed_idx], dtype=self.dtype)
-        conds = [m.condition for m in members]
         self.rule: LearningRule = RULES.get(self.tr.rule)(RULES.get(self.tr.rule).Config(**self.tr.rule_options), self.net)
-        self.opt = EnsembleOptimizer(self.net.params, self.tr.optimizer, [c.training.lr for c in conds],
+        self.opt = EnsembleOptimizer(self.net.params, self.tr.optimizer, [c.training.lr for c in members],
                                      betas=self.tr.adam_betas, momentum=self.tr.momentum)
-        self.clip_e = torch.tensor([c.training.clip_grad_norm or float("inf") for c in conds], dtype=self.dtype)
+        self.clip_e = torch.tensor([c.training.clip_grad_norm or float("inf") for c in members], dtype=self.dtype)
         # one schedule per condition, over that condition's members: lambda(k) of the TCR loss, and
         # eta_F(k) of the TCR plasticity (conditions with plasticity train in their own ensembles)
-        attach_plasticity(self.net, c0)
-        self.stp = self.net.plasticity
-        if self.stp is not None:  # the trial-end efficacies cost a product per batch: only for freeze-in
-            self.stp.record_F_end = c0.tcr.plasticity.kappa > 0
+        self.plasticity: ShortTermPlasticity | None = attach_plasticity(self.net, c0.tcr)
+        if self.plasticity is not None:
+            self.plasticity.record_for_training()
         self.schedules: list[tuple[np.ndarray, Schedule]] = []
         self.eta_schedules: list[tuple[np.ndarray, Schedule]] = []
-        for name in dict.fromkeys(c.name for c in conds):
-            idx = np.array([i for i, c in enumerate(conds) if c.name == name])
-            c = conds[idx[0]]
+        for name in dict.fromkeys(c.name for c in members):
+            idx = np.array([i for i, c in enumerate(members) if c.name == name])
+            c = members[idx[0]]
             lam = c.tcr.lambda_ if c.tcr.form == "loss" else 0.0
             self.schedules.append((idx, build_schedule(c.tcr.schedule, np.full(len(idx), lam))))
-            if self.stp is not None:
+            if self.plasticity is not None:
                 p = c.tcr.plasticity
                 self.eta_schedules.append((idx, build_schedule(p.schedule, np.full(len(idx), p.eta_F))))
-        self.windows = [c.tcr.window for c in conds]
-        self.normalize = tuple(c.tcr.normalize for c in conds)
+        self.windows = [c.tcr.window for c in members]
+        self.normalize = tuple(c.tcr.normalize for c in members)
         bad = sorted(set(self.normalize) - set(self.rule.tcr_normalizations))
         if bad:
             raise ValueError(f"tcr.normalize: the rule {self.tr.rule} supports {', '.join(self.rule.tcr_normalizations)}; got {', '.join(bad)}")
@@ -142,25 +170,6 @@ class EnsembleTrainer:
             lam[idx] = sched.value(k)
         return lam
 
-    def plasticity_step(self, k: int) -> torch.Tensor:
-        """After the weight update: freeze-in and weight noise (science.md §3); returns mean |F_end| per member."""
-        E = len(self.members)
-        if self.stp is None or "F_end_exbxnxn" not in self.stp.last:
-            return torch.full((E,), float("nan"), dtype=self.dtype)
-        p = self.stp.config
-        F_end = self.stp.last["F_end_exbxnxn"]
-        alive = torch.as_tensor(self.alive).reshape(-1, 1, 1)
-        with torch.no_grad():
-            W = self.net.params["W"]
-            if p.kappa > 0:
-                W.add_(torch.where(alive, p.kappa * F_end.mean(1), 0))
-            if p.sigma_w > 0:
-                N = self.net.n_units
-                xi = torch.stack([torch.randn((N, N), generator=torch_generator(self.root, "weight_noise", s, k), dtype=self.dtype)
-                                  for s in self.seed_idx])
-                W.add_(torch.where(alive, (p.sigma_w / N ** 0.5) * xi, 0))
-        return F_end.abs().mean((1, 2, 3))
-
     def noise(self, stream: str, k: int | None, n_trials: int) -> torch.Tensor | None:
         if not self.net.needs_noise:
             return None
@@ -176,12 +185,14 @@ class EnsembleTrainer:
         labels = {k: np.stack([t.conditions[k] for t in trials]) for k in trials[0].conditions}
         return u, y, m, win.to(self.dtype), labels
 
-    def train_step(self, k: int) -> None:
+    def train_step(self, k: int) -> StepResult:
+        """Iteration k: the rule's step, the optimizer's update, then the plasticity's own changes of
+        the weights (freeze-in, weight noise); returns the rule's step result."""
         u, y, m, win, labels = self.batch(k)
         lam = torch.as_tensor(self.lambdas(k), dtype=self.dtype)
         eta = torch.as_tensor(self.lambdas(k, self.eta_schedules), dtype=self.dtype)
-        if self.stp is not None:
-            self.stp.eta_e = eta
+        if self.plasticity is not None:
+            self.plasticity.eta_e = eta
         j_eval = self.eval_index.get(k)  # an evaluated iteration: measure the TCR / task gradient ratio on this batch
         measure = j_eval is not None and bool((lam > 0).any())
         batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam, labels, self.normalize, measure)
@@ -195,7 +206,11 @@ class EnsembleTrainer:
         for name in names:
             grads[name] = torch.where(finite.reshape((-1,) + (1,) * (grads[name].dim() - 1)), grads[name], 0)
         self.opt.step(grads)
-        stp_size = self.plasticity_step(k)
+        if self.plasticity is None:
+            stp_size = torch.full((len(self.members),), float("nan"), dtype=self.dtype)
+        else:
+            stp_size = self.plasticity.after_update(self.net, res.plasticity, torch.as_tensor(self.alive),
+                                                    root_seed=self.root, seed_indices=self.seed_idx, iteration=k)
         with torch.no_grad():  # a member whose parameters left the finite range diverged too
             for p in self.net.params.values():
                 finite &= torch.isfinite(p.flatten(1)).all(1)
@@ -211,6 +226,7 @@ class EnsembleTrainer:
             self.eval_history["tcr_grad_ratio"][:, j_eval] = np.where(alive_np, res.tcr_grad_ratio_e.double().numpy(), np.nan)
         for idx, sched in self.schedules + self.eta_schedules:
             sched.observe(k, task_loss.detach().numpy()[idx], term.detach().numpy()[idx], self.learned[idx])
+        return res
 
     def diverge(self, idx: np.ndarray, k: int) -> None:
         """Mark members diverged at iteration k: parameters and optimizer state zeroed, frozen."""
@@ -240,8 +256,6 @@ class EnsembleTrainer:
         """Every network diverged, or learned at least HORIZON_WINDOWS + 1 smoothing windows ago: the
         learning-curve metrics (which look HORIZON_WINDOWS windows past the criterion, through a
         centered window) are then final, so stopping here does not change them."""
-        from ..analysis.learning_curves import HORIZON_WINDOWS, iterations_to_criterion
-
         margin = (HORIZON_WINDOWS + 1) * self.tr.loss_smoothing
         learned_at = np.array([iterations_to_criterion(acc, self.eval_iterations, self.tr.criterion)
                                for acc in self.eval_history["accuracy"]])
@@ -253,7 +267,7 @@ class EnsembleTrainer:
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
         return {
             "k": self.k,
-            "members": [f"{m.condition.name}/{m.seed_index}" for m in self.members],
+            "members": [m.label for m in self.members],
             "params": {k: v.detach().clone() for k, v in self.net.params.items()},
             "opt": self.opt.state_dict(),
             "history": {k: t(v) for k, v in self.history.items()},
@@ -266,7 +280,7 @@ class EnsembleTrainer:
         }
 
     def load_state_dict(self, d: dict) -> None:
-        names = [f"{m.condition.name}/{m.seed_index}" for m in self.members]
+        names = [m.label for m in self.members]
         if d["members"] != names:
             raise ValueError(f"resume state holds networks {d['members']}, expected {names}")
         self.k = int(d["k"])

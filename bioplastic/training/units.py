@@ -5,27 +5,41 @@ at most ``training.ensemble_size`` of them, trained together as one ensemble. Th
 the protocol only, never on the executor, so every executor produces the same numbers. A unit runs
 from the resolved protocol text and its id alone (a few hundred bytes to ship to a worker); it
 resumes from ``OUT/state/<id>.pt`` and, when done, writes ``OUT/units/<id>.pt`` atomically.
+
+This module is the seam between protocols and training: :class:`Member` makes the trainer's plain
+:class:`~bioplastic.training.loop.MemberSpec` from a protocol's condition.
 """
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from ..protocol.load import Protocol, protocol_from_text
+from ..protocol.load import Condition, Protocol, protocol_from_text
 from ..storage.io import atomic_torch_save, safe_torch_load
-from .loop import EnsembleTrainer, GroupResult, Member
+from .loop import EnsembleTrainer, GroupResult, MemberSpec
 
 STATE_DIR, UNITS_DIR = "state", "units"
-#: fault injection for tests: a path; the first unit to start after it is absent creates it and
-#: kills its own process (as a killed worker would), after its first checkpoint
-FAULT_ENV = "BIOPLASTIC_TEST_KILL_ONCE"
+
+
+@dataclass(frozen=True)
+class Member(MemberSpec):
+    """A network of a protocol: the plain spec the trainer reads, made from ``condition`` (kept for
+    the protocol side; use :meth:`of`)."""
+
+    condition: Any = None
+
+    @classmethod
+    def of(cls, condition: Condition, seed_index: int) -> "Member":
+        """Seed ``seed_index`` of ``condition``."""
+        return cls(name=condition.name, seed_index=int(seed_index), task_kind=condition.task_kind,
+                   task=condition.task.model_dump(), model_kind=condition.model_kind, model=condition.model.model_dump(),
+                   training=condition.training, tcr=condition.tcr, condition=condition)
 
 
 @dataclass(frozen=True)
@@ -37,14 +51,14 @@ class Unit:
     @property
     def work(self) -> int:
         """Network-iterations this unit trains (for progress)."""
-        return len(self.members) * self.members[0].condition.training.iterations
+        return len(self.members) * self.members[0].training.iterations
 
 
 def groups(protocol: Protocol) -> list[list[Member]]:
     """Members (condition x seed) of a sweep-free protocol, grouped by compatibility."""
     out: dict[str, list[Member]] = {}
     for c in protocol.conditions:
-        out.setdefault(c.group_key(), []).extend(Member(c, s) for s in range(protocol.config.seeds))
+        out.setdefault(c.group_key(), []).extend(Member.of(c, s) for s in range(protocol.config.seeds))
     return list(out.values())
 
 
@@ -53,7 +67,7 @@ def plan_units(protocol: Protocol) -> list[Unit]:
     units = []
     for i, point in enumerate(protocol.points):
         for j, members in enumerate(groups(point.protocol)):
-            size = members[0].condition.training.ensemble_size
+            size = members[0].training.ensemble_size
             for c, idx in enumerate(np.array_split(np.arange(len(members)), math.ceil(len(members) / size))):
                 units.append(Unit(f"p{i:03d}-g{j}-u{c}", i, tuple(members[k] for k in idx)))
     return units
@@ -66,7 +80,7 @@ def result_path(out: Path, unit_id: str) -> Path:
 def save_result(result: GroupResult, path: Path) -> None:
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     atomic_torch_save({
-        "members": [f"{m.condition.name}/{m.seed_index}" for m in result.members],
+        "members": [m.label for m in result.members],
         "history": {k: t(v) for k, v in result.history.items()},
         "eval_iterations": t(result.eval_iterations),
         "eval_history": {k: t(v) for k, v in result.eval_history.items()},
@@ -80,7 +94,7 @@ def save_result(result: GroupResult, path: Path) -> None:
 
 def load_result(unit: Unit, path: Path) -> GroupResult:
     d = safe_torch_load(path)
-    names = [f"{m.condition.name}/{m.seed_index}" for m in unit.members]
+    names = [m.label for m in unit.members]
     if d["members"] != names:
         raise ValueError(f"{path} holds networks {d['members']}, expected {names}")
     n = lambda x: x.numpy()  # noqa: E731
@@ -90,8 +104,19 @@ def load_result(unit: Unit, path: Path) -> GroupResult:
                        n(d["diverged_at"]), int(d["final_iteration"]))
 
 
+#: how a unit's trainer is run: ``(trainer, unit, state_path, progress, interrupt_at) -> GroupResult``;
+#: executors take a replacement (a module-level function, so that worker processes can import it)
+UnitRunner = Callable[[EnsembleTrainer, "Unit", Path, "Callable[[int, dict], None] | None", "int | None"], GroupResult]
+
+
+def train(trainer: EnsembleTrainer, unit: Unit, state: Path, progress: Callable[[int, dict], None] | None,
+          interrupt_at: int | None) -> GroupResult:
+    """The default :data:`UnitRunner`: train, resuming from ``state`` if it exists."""
+    return trainer.run(state, progress, interrupt_at)
+
+
 def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int, dict], None] | None = None,
-             threads: int | None = None, interrupt_at: int | None = None) -> str:
+             threads: int | None = None, interrupt_at: int | None = None, runner: UnitRunner = train) -> str:
     """Train one unit (resuming if its state exists) and write its result. Returns the unit id."""
     if threads:
         torch.set_num_threads(threads)
@@ -102,15 +127,7 @@ def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int
     out_path = Path(out)
     state = out_path / STATE_DIR / f"{unit_id}.pt"
     trainer = EnsembleTrainer(list(unit.members), protocol.config.seed)
-    fault = os.environ.get(FAULT_ENV)
-    if fault and not Path(fault).exists():
-        interrupt_at = unit.members[0].condition.training.checkpoint_every
-        Path(fault).write_text(unit_id)
-        try:
-            trainer.run(state, progress, interrupt_at)
-        finally:
-            os._exit(17)  # a worker killed mid-unit: only its last checkpoint survives
-    result = trainer.run(state, progress, interrupt_at)
+    result = runner(trainer, unit, state, progress, interrupt_at)
     save_result(result, result_path(out_path, unit_id))
     state.unlink(missing_ok=True)
     return unit_id

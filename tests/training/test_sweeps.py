@@ -7,7 +7,8 @@ import xarray as xr
 
 from bioplastic import load_protocol, run_protocol
 from bioplastic.training.executors import DaskExecutor, ExecutorError, LocalPoolExecutor
-from bioplastic.training.units import FAULT_ENV, plan_units
+from bioplastic.training.units import plan_units
+from faults import KillOnce
 
 SWEEP = """
 sweep:
@@ -41,18 +42,17 @@ def test_units_split_ensembles_evenly(sweep_protocol):
     assert [len(u.members) for u in plan_units(p)] == [2, 2, 2, 2]
 
 
-def test_local_pool_equals_in_process_and_survives_a_killed_worker(sweep_protocol, tmp_path, monkeypatch):
+def test_local_pool_equals_in_process_and_survives_a_killed_worker(sweep_protocol, tmp_path):
     ref, _ = run_protocol(sweep_protocol, tmp_path / "ref")
-    monkeypatch.setenv(FAULT_ENV, str(tmp_path / "killed-once"))
-    pooled, _ = run_protocol(sweep_protocol, tmp_path / "pool", executor=LocalPoolExecutor(2))
+    pooled, _ = run_protocol(sweep_protocol, tmp_path / "pool",
+                             executor=LocalPoolExecutor(2, runner=KillOnce(str(tmp_path / "killed-once"))))
     assert (tmp_path / "killed-once").exists()  # a worker did die mid-unit
     _same(ref, pooled)
 
 
-def test_dask_local_cluster_equals_local_and_survives_a_killed_worker(sweep_protocol, tmp_path, monkeypatch):
+def test_dask_local_cluster_equals_local_and_survives_a_killed_worker(sweep_protocol, tmp_path):
     ref, _ = run_protocol(sweep_protocol, tmp_path / "ref")
-    monkeypatch.setenv(FAULT_ENV, str(tmp_path / "killed-once"))
-    executor = DaskExecutor(workers=2)
+    executor = DaskExecutor(workers=2, runner=KillOnce(str(tmp_path / "killed-once")))
     ds, _ = run_protocol(sweep_protocol, tmp_path / "dask", executor=executor)
     assert (tmp_path / "killed-once").exists()
     assert executor.dashboard.startswith("http://127.0.0.1:")  # the local cluster listens on loopback only

@@ -181,16 +181,67 @@ def test_freeze_in_adds_kappa_times_the_mean_trial_end_efficacy(write_protocol):
     (plain_members,) = [g for g in groups(load_protocol(write_protocol(text, "plain.yaml")))
                         if g[0].condition.tcr.form == "plasticity"]
     plain = EnsembleTrainer(plain_members, 7)
-    with_freeze.train_step(0)
+    step = with_freeze.train_step(0)
     plain.train_step(0)
-    F_mean = with_freeze.stp.last["F_end_exbxnxn"].mean(1)
+    F_mean = step.plasticity["F_end_exbxnxn"].mean(1)
     assert F_mean.abs().max() > 1e-4
     xi = torch.stack([torch.randn((12, 12), generator=torch_generator(7, "weight_noise", s, 0), dtype=torch.float64)
                       for s in (0, 1)])
     expected = plain.net.params["W"] + 0.5 * F_mean + 0.01 / 12 ** 0.5 * xi
     torch.testing.assert_close(with_freeze.net.params["W"].detach(), expected.detach(), **TOL)
     np.testing.assert_allclose(with_freeze.history["stp_size"][:, 0],
-                               with_freeze.stp.last["F_end_exbxnxn"].abs().mean((1, 2, 3)).numpy(), **TOL)
+                               step.plasticity["F_end_exbxnxn"].abs().mean((1, 2, 3)).numpy(), **TOL)
+
+
+def test_plastic_training_with_freeze_in_and_weight_noise_equals_a_hand_written_loop(write_protocol):
+    """The trainer (fused plastic recurrence, rule step, optimizer, then the plasticity's freeze-in
+    and weight noise) against an independent route: the plain autograd recurrence with detached
+    fast efficacies (plastic_recurrence_reference), SGD by hand, W += kappa mean_b F_end + sigma_w xi / sqrt(N)."""
+    from bioplastic.learning.bptt import masked_mse
+    from bioplastic.networks import build_network
+    from bioplastic.regularizers.tcr_plasticity import ShortTermPlasticity, plastic_recurrence_reference
+    from bioplastic.seeds import numpy_rng
+    from bioplastic.tasks import build_task
+    from bioplastic.training.loop import MemberSpec
+
+    plastic = {"eta_F": 0.05, "tau_F_ms": 200, "kappa": 0.5, "sigma_w": 0.01}
+    protocol = load_protocol(write_protocol(), ["training.optimizer=sgd", "training.lr=0.05", "training.clip_grad_norm=null",
+                                                "training.iterations=3", "training.checkpoint_every=1",
+                                                f"conditions={{p: {{tcr: {{form: plasticity, plasticity: {plastic}}}}}}}"])
+    (members,) = groups(protocol)
+    c = members[0].condition
+    # the trainer takes plain specs: drop the protocol's condition
+    specs = [MemberSpec(m.name, m.seed_index, m.task_kind, m.task, m.model_kind, m.model, m.training, m.tcr)
+             for m in members]
+    result = _train(specs, seed=7)
+    assert np.isfinite(result.history["stp_size"]).all()
+
+    task = build_task(c.task_kind, c.task.model_dump())
+    seeds = [m.seed_index for m in members]
+    net = build_network(c.model_kind, c.model.model_dump(), n_inputs=task.n_inputs, n_outputs=task.n_outputs,
+                        dt_ms=task.dt_ms, rngs=[numpy_rng(7, "init", s) for s in seeds], dtype=torch.float64)
+    stp = ShortTermPlasticity(c.tcr.plasticity, net.dt_ms, net.n_members, torch.float64)
+    N, a = net.n_units, net.alpha
+    for k in range(3):
+        trials = [task.sample(numpy_rng(7, "train_data", s, k), c.training.batch_size) for s in seeds]
+        u, y, mask = (torch.from_numpy(np.stack([getattr(t, key) for t in trials])).to(torch.float64)
+                      for key in ("inputs_bxtxi", "targets_bxtxo", "mask_bxtxo"))
+        E, B = u.shape[:2]
+        h, r, F_end = plastic_recurrence_reference(torch.full((E, N), 1 - a, dtype=torch.float64),
+                                                   a * net.recurrent_weights(), net.drive(u, None),
+                                                   torch.zeros(E, B, N, dtype=torch.float64), c.model.phi, a, stp)
+        loss = masked_mse(net.readout(r), y, mask).sum()
+        grads = torch.autograd.grad(loss, list(net.params.values()))
+        with torch.no_grad():
+            for p, g in zip(net.params.values(), grads):
+                p.sub_(0.05 * g)
+            xi = torch.stack([torch.randn((N, N), generator=torch_generator(7, "weight_noise", s, k), dtype=torch.float64)
+                              for s in seeds])
+            net.params["W"].add_(0.5 * F_end.mean(1) + 0.01 / N ** 0.5 * xi)
+        np.testing.assert_allclose(result.history["stp_size"][:, k], F_end.abs().mean((1, 2, 3)).numpy(), rtol=1e-9)
+        for name, p in net.params.items():
+            np.testing.assert_allclose(result.weights[name][:, k + 1], p.detach().numpy(), rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{name} after iteration {k}")
 
 
 def test_plastic_run_with_freeze_in_and_controller_resumes_to_identical_results(write_protocol, tmp_path):
