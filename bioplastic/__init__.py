@@ -1,14 +1,50 @@
 """bioplastic: biologically plausible learning in recurrent rate networks.
 
-Public API::
+Train recurrent networks on short-term-memory tasks by gradient descent or local learning rules,
+with or without temporal consistency regularization (TCR, as a loss term or as short-term synaptic
+plasticity); watch abrupt learning and the geometric restructuring of phase space that precedes
+it; derive predictions for experimentalists. Every result is an xarray Dataset.
 
-    from bioplastic import load_protocol, run_protocol
-    protocol = load_protocol("protocols/evidence_accum.yaml", overrides=["seeds=5"])
-    ds, out = run_protocol(protocol, "runs/my_run")
+A study in a few lines, no YAML (docs/api.md; examples/notebook_study.py)::
+
+    import bioplastic as bp
+    protocol = bp.load_protocol({"name": "demo", "seeds": 4, "task": {"kind": "evidence_accumulation"},
+                                 "model": {"kind": "leaky_rate", "n_units": 64},
+                                 "training": {"optimizer": "sgd", "lr": 0.03, "iterations": 200},
+                                 "conditions": {"baseline": {}, "tcr_loss": {"tcr": {"form": "loss"}}}})
+    results = bp.train(protocol)                        # curves, weights, learning-curve metrics
+    analysis = bp.analyze(results, protocol)            # fixed points and GR at every checkpoint
+    predictions = bp.predict(results, protocol, analysis)
+    print("\\n".join(bp.prediction_sentences(predictions)))
+    bp.figures(results, analysis, predictions)["learning_curves.png"]()   # a matplotlib figure
+
+The pieces: tasks (``build_task``), networks (``build_network``; ensembles of E networks in one
+computation), training (``EnsembleTrainer`` over ``MemberSpec`` s, plain configs), the analyses
+(``find_fixed_points``, ``analyze``, ``predict``, ``resimulate``), figures and the report
+(``figures``, ``render_report``). ``run_protocol`` runs the whole pipeline into a resumable folder,
+as ``python -m bioplastic run`` does.
 """
+from .analysis.fixed_points import find_fixed_points, sample_initial_states
+from .analysis.phase_space import analyze
+from .analysis.predictions import predict, prediction_sentences
+from .learning import RULES
+from .networks import NETWORKS, Network, Rollout, build_network
+from .pipeline import IncompleteRun, RunError, read_run, run_protocol, train
+from .plotting.figures import figures
 from .protocol.errors import ProtocolError
 from .protocol.load import Protocol, load_protocol
-from .training.run import RunError, run_protocol
+from .report.html import Run
+from .report.html import render as render_report
+from .simulate.engines import Brian2Engine
+from .simulate.run import resimulate
+from .storage.rebuild import protocol_of, trained_network
+from .storage.results import read_dataset, write_dataset
+from .tasks import TASKS, Task, Trials, build_task
+from .training.loop import EnsembleTrainer, GroupResult, MemberSpec
 
-__all__ = ["Protocol", "ProtocolError", "RunError", "load_protocol", "run_protocol"]
+__all__ = ["Brian2Engine", "EnsembleTrainer", "GroupResult", "IncompleteRun", "MemberSpec", "NETWORKS", "Network",
+           "Protocol", "ProtocolError", "RULES", "Rollout", "Run", "RunError", "TASKS", "Task", "Trials", "analyze",
+           "build_network", "build_task", "figures", "find_fixed_points", "load_protocol", "predict",
+           "prediction_sentences", "protocol_of", "read_dataset", "read_run", "render_report", "resimulate",
+           "run_protocol", "sample_initial_states", "train", "trained_network", "write_dataset"]
 __version__ = "0.1.0"

@@ -1,6 +1,8 @@
-"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,list,schema}``. Thin: parse, call, print.
+"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,list,schema}``. Thin:
+parse, call the pipeline (:mod:`bioplastic.pipeline`), print.
 
-Exit status: 0 success, 2 bad input (protocol, override, output folder), 130 interrupted.
+Exit status: 0 success, 1 incomplete (the datasets are written but parts of the report failed; each
+failure is printed with its cause), 2 bad input (protocol, override, output folder), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -9,8 +11,27 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
-import numpy as np
+from tqdm import tqdm
+
+from . import pipeline
+from .analysis.phase_space import AnalysisError
+from .analysis.predictions import prediction_sentences
+from .learning import RULES
+from .networks import NETWORKS
+from .protocol.docs import schema_text
+from .protocol.errors import ProtocolError
+from .protocol.load import REPO_MODELS, load_protocol
+from .protocol.schema import TCRConfig
+from .regularizers.schedules import SCHEDULES
+from .regularizers.tcr_plasticity import PLASTIC_KINDS, PlasticityConfig
+from .report.text import gr_line, summary, sweep_note
+from .simulate.run import SimulateError, agreement_line
+from .storage.results import read_dataset
+from .tasks import TASKS
+from .training.executors import ExecutorError, make_executor
+from .training.units import plan_units
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,8 +77,6 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .protocol.errors import ProtocolError
-
     try:
         if args.command == "list":
             return cmd_list()
@@ -68,17 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             return cmd_simulate(Path(args.out), args.trials, args.codegen, args.dt_ms)
         if args.command == "schema":
-            from .protocol.docs import schema_text
-
             print(schema_text(markdown=args.markdown))
             return 0
-        from .protocol.load import load_protocol
-
         protocol = load_protocol(args.protocol, args.overrides)
         if args.command == "validate":
             print(protocol.text.rstrip("\n"), flush=True)
-            from .training.units import plan_units
-
             points = f" x {len(protocol.points)} sweep points" if protocol.sweep is not None else ""
             print(f"# ok: {len(protocol.conditions)} condition(s) x {protocol.config.seeds} seed(s){points}; "
                   f"{len(plan_units(protocol))} work unit(s)", file=sys.stderr)
@@ -88,49 +101,37 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
 
 
+def _incomplete(exc: pipeline.IncompleteRun) -> int:
+    for failure in exc.failures:
+        print(f"error: {failure}", file=sys.stderr)
+    print(f"error: the run in {exc.out} is incomplete ({len(exc.failures)} part(s) of the report failed; "
+          f"they are marked in {exc.out / pipeline.REPORT}). Please report this as a bug.", file=sys.stderr)
+    return 1
+
+
 def cmd_analyze(out: Path) -> int:
-    from tqdm import tqdm
-
-    from .analysis.phase_space import AnalysisError, analyze_run, load_run
-    from .report.html import build_report
-    from .training.run import write_figures
-
     try:
-        ds, protocol = load_run(out)
+        ds, protocol = pipeline.load_results(out)
         n = len(protocol.conditions) * ds.sizes["checkpoint"]
         with tqdm(total=n, unit="checkpoint", desc="fixed points") as bar:
-            analysis = analyze_run(out, progress=lambda k, info: bar.update(k))
-    except AnalysisError as exc:
+            analysis = pipeline.analyze_run(out, progress=lambda k, info: bar.update(k), results=(ds, protocol))
+        pipeline.write_report(out)
+    except (AnalysisError, pipeline.RunError) as exc:
         return _fail(str(exc))
-    write_figures(ds, out, analysis)
-    build_report(ds, out, analysis)
-    print(f"{out / 'analysis.nc'}")
+    except pipeline.IncompleteRun as exc:
+        return _incomplete(exc)
+    print(f"{out / pipeline.ANALYSIS}")
     print(gr_line(analysis))
     return 0
 
 
-def gr_line(analysis) -> str:
-    lines = []
-    for cond in analysis["condition"].values:
-        lead = analysis["lead_time"].sel(condition=cond).values
-        ok = np.isfinite(lead)
-        med = float(analysis["lead_time_median"].sel(condition=cond))
-        lo, hi = analysis["lead_time_ci"].sel(condition=cond).values
-        ci = f"{med:+.1f} iterations (95 % CI {lo:+.1f} to {hi:+.1f})" if ok.any() else "n/a"
-        lines.append(f"GR before the drop, {cond}: lead > 0 in {(lead[ok] > 0).sum()}/{ok.sum()} networks with both a "
-                     f"GR event and a drop ({lead.size} analysed); median lead {ci}")
-    return "\n".join(lines)
-
-
 def cmd_simulate(out: Path, trials: int, codegen: str, dt_ms: float | None) -> int:
-    from .simulate.run import FILE, SimulateError, agreement_line, simulate_run
-
     try:
-        result = simulate_run(out, trials=trials, codegen=codegen, dt_ms=dt_ms,
-                              progress=lambda cond: print(f"re-simulating {cond} ...", file=sys.stderr))
-    except (SimulateError, ValueError) as exc:
+        result = pipeline.simulate_run(out, trials=trials, codegen=codegen, dt_ms=dt_ms,
+                                       progress=lambda cond: print(f"re-simulating {cond} ...", file=sys.stderr))
+    except (SimulateError, pipeline.RunError, ValueError) as exc:
         return _fail(str(exc))
-    print(out / FILE)
+    print(out / pipeline.BRIAN2)
     print(agreement_line(result))
     return 0
 
@@ -138,44 +139,27 @@ def cmd_simulate(out: Path, trials: int, codegen: str, dt_ms: float | None) -> i
 def cmd_report(out: Path) -> int:
     """Rebuild OUT/report.html (and the figure PNGs) from the saved datasets, recomputing nothing.
     Exit 0 when a report was written (sections whose dataset is missing are marked unavailable and
-    listed here), 2 when none could be (no results.nc)."""
-    from .report.html import FILES, ReportError, build_report, load_run
-
+    listed here), 1 when parts of it failed, 2 when none could be written (no results.nc)."""
     if not out.is_dir():
         return _fail(f"{out} is not a folder; expected a run folder holding results.nc "
                      f"(made by `python -m bioplastic run PROTOCOL --out {out}`)")
-    run = load_run(out)
-    if run.results is None:
-        why = f" ({run.errors['results.nc']})" if "results.nc" in run.errors else ""
-        return _fail(f"no report written: {out / 'results.nc'} is missing or unreadable{why}; run "
-                     f"`python -m bioplastic run PROTOCOL --out {out}` first (or resume it with the same command)")
-    for name in run.missing:
-        why = f"unreadable: {run.errors[name]}" if name in run.errors else "missing"
-        print(f"warning: {name} {why} ({FILES[name][0]}); its sections are marked unavailable. "
-              f"To make it: {FILES[name][1].replace('OUT', str(out))}", file=sys.stderr)
+    run = pipeline.read_run(out)
+    if run.results is not None:
+        for name in run.missing:
+            why = f"unreadable: {run.errors[name]}" if name in run.errors else "missing"
+            print(f"warning: {name} {why} ({pipeline.FILES[name][0]}); its sections are marked unavailable. "
+                  f"To make it: {pipeline.FILES[name][1].replace('OUT', str(out))}", file=sys.stderr)
     try:
-        from .protocol.load import protocol_from_text
-        from .training.run import write_figures
-
-        if protocol_from_text(run.results.attrs["protocol"]).config.output.figures:  # the protocol asks for PNGs
-            write_figures(run.results, out, run.analysis, run.predictions)
-    except Exception as exc:  # noqa: BLE001 - the PNGs are a convenience; the report draws its own
-        print(f"warning: the figure files could not be rewritten ({type(exc).__name__}: {exc})", file=sys.stderr)
-    try:
-        path = build_report(run.results, out, run.analysis)
-    except (ReportError, OSError) as exc:
-        return _fail(f"no report written: {exc}")
+        path = pipeline.write_report(out)
+    except (pipeline.RunError, OSError) as exc:
+        return _fail(str(exc))
+    except pipeline.IncompleteRun as exc:
+        return _incomplete(exc)
     print(path)
     return 0
 
 
 def cmd_list() -> int:
-    from .networks import NETWORKS
-    from .protocol.load import REPO_MODELS
-    from .learning import RULES
-    from .regularizers.schedules import SCHEDULES
-    from .tasks import TASKS
-
     rules = RULES.names()
     specs = sorted(p.stem for folder in (Path.cwd() / "models", REPO_MODELS) if folder.is_dir() for p in folder.glob("*.yaml"))
     print("tasks:      " + ", ".join(TASKS.names()))
@@ -183,11 +167,6 @@ def cmd_list() -> int:
     print("model specs: " + ", ".join(dict.fromkeys(specs)) + "   (model: {spec: NAME})")
     print("rules:      " + ", ".join(rules))
     print("schedules:  " + ", ".join(SCHEDULES.names()))
-    from typing import get_args
-
-    from .protocol.schema import TCRConfig
-    from .regularizers.tcr_plasticity import PLASTIC_KINDS, PlasticityConfig
-
     print("tcr forms:  " + ", ".join(get_args(TCRConfig.model_fields["form"].annotation)))
     print("plasticity: " + ", ".join(get_args(PlasticityConfig.model_fields["rule"].annotation))
           + f"   (tcr: {{form: plasticity, plasticity: {{rule: NAME}}}}; models {', '.join(PLASTIC_KINDS)})")
@@ -202,21 +181,16 @@ HEADLINES = 6
 
 
 def cmd_run(protocol, args) -> int:
-    from tqdm import tqdm
-
-    from .training.executors import ExecutorError, make_executor
-    from .training.run import RunError, output_dir, run_protocol, summary, sweep_note, total_work
-
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers: expected a positive number of worker processes, got {args.workers}")
     try:
         executor = make_executor("dask" if args.scheduler else args.executor, args.workers, args.scheduler)
     except ExecutorError as exc:
         return _fail(str(exc))
-    out = output_dir(protocol, args.out)
+    out = pipeline.output_dir(protocol, args.out)
     # a kill (SIGTERM) stops like Ctrl-C: the last checkpoint is on disk, nothing half-written
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    bar = tqdm(total=total_work(protocol), unit="net-it", disable=args.quiet, smoothing=0.05,
+    bar = tqdm(total=pipeline.total_work(protocol), unit="net-it", disable=args.quiet, smoothing=0.05,
                desc=f"{protocol.name}: {len(protocol.conditions)} cond x {protocol.config.seeds} seeds")
 
     def progress(n: int, info: dict) -> None:
@@ -225,11 +199,15 @@ def cmd_run(protocol, args) -> int:
             bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
 
     t0 = time.perf_counter()
+    incomplete = None
     try:
         if hasattr(executor, "dashboard"):
             executor.on_start = lambda text: tqdm.write(f"executor: {text}")
-        ds, out = run_protocol(protocol, out, executor=executor, progress=progress)
-    except (RunError, ExecutorError) as exc:
+        ds, out = pipeline.run_protocol(protocol, out, executor=executor, progress=progress)
+    except pipeline.IncompleteRun as exc:
+        incomplete = exc
+        ds = read_dataset(out / pipeline.RESULTS)
+    except (pipeline.RunError, ExecutorError, AnalysisError, SimulateError) as exc:
         bar.close()
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -243,22 +221,14 @@ def cmd_run(protocol, args) -> int:
     note = sweep_note(protocol, out)
     if note:
         print(note)
-    if (out / "analysis.nc").is_file():
-        from .storage.results import read_dataset
-
-        print(gr_line(read_dataset(out / "analysis.nc")))
-    if (out / "brian2.nc").is_file():
-        from .simulate.run import agreement_line
-        from .storage.results import read_dataset
-
-        print(agreement_line(read_dataset(out / "brian2.nc")))
-    if (out / "predictions.nc").is_file():
-        from .analysis.predictions import prediction_sentences
-        from .storage.results import read_dataset
-
+    if (out / pipeline.ANALYSIS).is_file():
+        print(gr_line(read_dataset(out / pipeline.ANALYSIS)))
+    if (out / pipeline.BRIAN2).is_file():
+        print(agreement_line(read_dataset(out / pipeline.BRIAN2)))
+    if (out / pipeline.PREDICTIONS).is_file():
         print("\npredictions (95 % CIs over seeds):")
         for line in prediction_sentences(read_dataset(out / "predictions.nc"))[:HEADLINES]:
             print(f"  - {line}")
-    if (out / "report.html").is_file():
-        print(f"\nreport: {out / 'report.html'}")
-    return 0
+    if (out / pipeline.REPORT).is_file():
+        print(f"\nreport: {out / pipeline.REPORT}")
+    return 0 if incomplete is None else _incomplete(incomplete)

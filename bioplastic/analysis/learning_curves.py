@@ -29,7 +29,11 @@ Iterations to criterion: the first evaluation at which held-out accuracy >= crit
 from __future__ import annotations
 
 import numpy as np
+import xarray as xr
 from scipy.ndimage import uniform_filter1d
+
+from ..seeds import numpy_rng
+from .statistics import censored, compare_conditions, nanmedian
 
 METRICS = ("plateau_start", "plateau_loss", "final_loss", "drop_onset", "drop_time", "drop_width",
            "abruptness", "search_phase", "abrupt")
@@ -115,3 +119,64 @@ def iterations_to_criterion(accuracy_n: np.ndarray, eval_iterations_n: np.ndarra
 def metrics_horizon(itc: float, window: int) -> float | None:
     """The last iteration the curve metrics of a network look at (see the module docstring)."""
     return float(itc) + HORIZON_WINDOWS * window if np.isfinite(itc) else None
+
+
+# --------------------------------------------------------------------------------------------- datasets
+def add_learning_statistics(ds: xr.Dataset, criterion: float, smoothing: int, root_seed: int) -> xr.Dataset:
+    """Add every learning-curve metric, the TCR gradient ratio of the search phase and the
+    comparisons between conditions to a results dataset of one protocol point (in place; returned)."""
+    add_curve_metrics(ds, criterion, smoothing)
+    add_tcr_grad_ratio_search(ds)
+    add_comparisons(ds, root_seed)
+    return ds
+
+
+def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
+    """Learning-curve metrics per network (analysis/learning_curves.py), computed from the stored
+    task-loss curves and held-out accuracies."""
+    C, S = ds.sizes["condition"], ds.sizes["seed"]
+    out = {m: np.full((C, S), np.nan) for m in METRICS + ("iterations_to_criterion", "final_accuracy")}
+    evals = ds["evaluation"].values
+    task = ds["task_loss"].values
+    for c in range(C):
+        for s in range(S):
+            acc = ds["accuracy"].values[c, s]
+            itc = iterations_to_criterion(acc, evals, criterion)
+            out["iterations_to_criterion"][c, s] = itc
+            for m, v in curve_metrics(task[c, s], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
+                out[m][c, s] = v
+            finite = acc[np.isfinite(acc)]
+            diverged = "diverged_at" in ds and np.isfinite(ds["diverged_at"].values[c, s])
+            # a diverged network has no final accuracy (its last finite value predates the divergence)
+            out["final_accuracy"][c, s] = finite[-1] if len(finite) and not diverged else np.nan
+    for m, v in out.items():
+        ds[m] = (("condition", "seed"), v)
+    ds["loss_smoothed"] = (("condition", "seed", "iteration"), np.apply_along_axis(smooth, -1, task, smoothing),
+                           {"window": int(smoothing)})
+    ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
+    ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
+
+
+def add_tcr_grad_ratio_search(ds: xr.Dataset) -> None:
+    """``tcr_grad_ratio_search``: per network, the median TCR / task gradient-norm ratio over the
+    evaluations before its drop onset (read from ``drop_onset``, so after :func:`add_curve_metrics`)."""
+    if "tcr_grad_ratio" not in ds:
+        return
+    ratio = ds["tcr_grad_ratio"].values                                              # (C, S, evaluation)
+    before = ds["evaluation"].values[None, None, :] < ds["drop_onset"].values[..., None]  # NaN onset: none
+    ds["tcr_grad_ratio_search"] = (("condition", "seed"), nanmedian(np.where(before, ratio, np.nan), axis=-1))
+
+
+def add_comparisons(ds: xr.Dataset, root_seed: int) -> None:
+    """Iterations to criterion (``itc_*``) and final held-out accuracy (``acc_*``) per condition with
+    bootstrap CIs, and each condition against the first (the reference, e.g. baseline), paired by
+    seed, with a rank test. Unlearned networks count at the budget; diverged ones are left out."""
+    budget = ds.sizes["iteration"]
+    itc = censored(ds["iterations_to_criterion"].values, budget)
+    itc = np.where(np.isfinite(ds["diverged_at"].values), np.nan, itc)
+    rng = numpy_rng(root_seed, "learning_comparisons")
+    for k, v in compare_conditions(itc, rng).items():
+        ds[f"itc_{k}"] = ("condition", v)
+    acc = np.where(np.isfinite(ds["diverged_at"].values), np.nan, ds["final_accuracy"].values)
+    for k, v in compare_conditions(acc, rng).items():
+        ds[f"acc_{k}"] = ("condition", v)

@@ -1,5 +1,6 @@
 """Phase-space analysis of a finished run, checkpoint by checkpoint (science.md §5), from its saved
-weights only: ``analyze_run(OUT)`` writes ``OUT/analysis.nc`` (``python -m bioplastic analyze OUT``).
+weights only: ``analyze(results, protocol)`` returns the dataset the pipeline writes as
+``OUT/analysis.nc`` (``python -m bioplastic analyze OUT``).
 
 For every condition, seed and checkpoint the network is rebuilt from the checkpointed parameters
 (never retrained), run on a fixed set of held-out trials (the same trials at every checkpoint), and
@@ -25,30 +26,26 @@ Per network, the numbers of stable and saddle fixed points (zero-input context) 
 ``drop_onset``, ``n_stable_after_drop`` / ``n_saddle_after_drop`` at the first checkpoint at or
 after ``drop_onset + drop_width`` (both from results.nc; NaN when there is no drop).
 
-Work is saved per (condition, checkpoint) in ``OUT/analysis_parts``; an interrupted analysis resumes.
+Finished (condition, checkpoint) parts go to an optional cache (the pipeline keeps them in
+``OUT/analysis_parts``), so an interrupted analysis resumes.
 """
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+from collections.abc import MutableMapping
 from typing import Callable
 
 import numpy as np
 import torch
 import xarray as xr
 
-from ..networks.rebuild import trained_network
-from ..protocol.load import protocol_from_text
+from ..storage.rebuild import trained_network
 from ..protocol.schema import AnalysisConfig
 from ..seeds import numpy_rng
-from ..storage.io import atomic_torch_save, safe_torch_load
-from ..storage.results import read_dataset, write_dataset
 from ..tasks import build_task
 from .fixed_points import KIND_NAMES, find_fixed_points, sample_initial_states
 from .statistics import bootstrap_ci
 from .geometry import chamfer_distance, first_gr_event, gr_events, lead_time, linear_cka, participation_ratio, pca_frame, project
 
-PARTS_DIR = "analysis_parts"
 #: trials whose projected trajectories are stored for phase portraits
 PORTRAIT_TRIALS = 8
 GR_METRICS = ("fp_distance", "trajectory_change")
@@ -67,29 +64,22 @@ def contexts(cfg: AnalysisConfig, n_inputs: int) -> list[tuple[str, np.ndarray]]
     return out
 
 
-def load_run(out: Path) -> tuple[xr.Dataset, object]:
-    path = Path(out) / "results.nc"
-    if not path.is_file():
-        raise AnalysisError(f"{out} is not a finished run: {path} is missing (run the protocol first)")
-    try:
-        ds = read_dataset(path)
-    except Exception as exc:  # h5py/netCDF errors of a truncated or foreign file
-        raise AnalysisError(f"{path} cannot be read ({type(exc).__name__}: {exc}); it may be corrupt") from None
+def check_results(ds: xr.Dataset, what: str = "the phase-space analysis") -> None:
+    """Raise :class:`AnalysisError` unless ``ds`` is the results dataset of a finished single-point
+    run whose checkpointed weights can be analysed (``what`` names the step in the message)."""
     missing = [v for v in ("loss", "drop_onset") if v not in ds]
     if not any(v.startswith("weight_") for v in ds.data_vars):
         missing.append("weight_* (checkpointed parameters)")
     if missing or "protocol" not in ds.attrs:
-        raise AnalysisError(f"{path} lacks {', '.join(missing) or 'the protocol attribute'}; not a bioplastic run")
+        raise AnalysisError(f"the dataset lacks {', '.join(missing) or 'the protocol attribute'}; not a bioplastic run")
     if ds.attrs.get("sweep_dims"):
-        raise AnalysisError("phase-space analysis of sweeps is not supported; run the protocol at one point without its "
-                            "sweep (--set sweep=null --set FIELD=VALUE) and analyse that run")
+        raise AnalysisError(f"{what} of sweeps is not supported; run the protocol at one point without its "
+                            "sweep (--set sweep=null --set FIELD=VALUE) and use that run")
     weights = [v for v in ds.data_vars if v.startswith("weight_")]
-    if any(not np.isfinite(ds[v].values).all() for v in weights):
-        bad = [v for v in weights if not np.isfinite(ds[v].values).all()]
-        # diverged or early-stopped networks have NaN weights at some checkpoints: analysed as missing
-        if not (ds["diverged"].any() or (ds["final_iteration"] < ds.sizes["iteration"]).any()):
-            raise AnalysisError(f"{path}: checkpointed weights {', '.join(bad)} hold non-finite values; the file is corrupt")
-    return ds, protocol_from_text(ds.attrs["protocol"], str(path))
+    bad = [v for v in weights if not np.isfinite(ds[v].values).all()]
+    # diverged or early-stopped networks have NaN weights at some checkpoints: analysed as missing
+    if bad and not (ds["diverged"].any() or (ds["final_iteration"] < ds.sizes["iteration"]).any()):
+        raise AnalysisError(f"checkpointed weights {', '.join(bad)} hold non-finite values; the file is corrupt")
 
 
 def _analyse_condition_checkpoint(net, ok, j, trials, ctxs, cfg, root, n_seeds) -> dict:
@@ -100,7 +90,7 @@ def _analyse_condition_checkpoint(net, ok, j, trials, ctxs, cfg, root, n_seeds) 
         states = net.run(u.contiguous()).full_state.double().numpy()
     part = {"states": states, "ok": ok, "fp": {}}
     for c, (name, u_i) in enumerate(ctxs):
-        rng = numpy_rng(root, "analysis", 1, j, c)
+        rng = numpy_rng(root, "fixed_point_starts", j, c)
         x0 = sample_initial_states(states, cfg.initial_states, noise_std=cfg.noise_std, rng=rng)
         fp = find_fixed_points(net, np.repeat(u_i[None], n_seeds, 0), x0)
         part["fp"][name] = {k: getattr(fp, k) for k in ("x_expxs", "q_exp", "valid_exp", "is_fixed_exp", "is_slow_exp",
@@ -108,26 +98,31 @@ def _analyse_condition_checkpoint(net, ok, j, trials, ctxs, cfg, root, n_seeds) 
     return part
 
 
-def analyze_run(out: str | Path, cfg: AnalysisConfig | None = None,
-                progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
-    """Analyse every checkpoint of a finished run; write and return ``OUT/analysis.nc``."""
-    out = Path(out)
-    ds, protocol = load_run(out)
+def analyze(ds: xr.Dataset, protocol, cfg: AnalysisConfig | None = None,
+            progress: Callable[[int, dict], None] | None = None, cache: MutableMapping | None = None) -> xr.Dataset:
+    """The phase-space analysis of every checkpoint of a results dataset (module docstring).
+
+    ``protocol``: the run's resolved protocol (``protocol_of(ds)`` reads it back from the dataset);
+    ``cfg``: the analysis settings (default: the protocol's ``analysis:``, else defaults).
+    ``cache``: an optional mapping keyed by ``"c{condition}-k{checkpoint}"`` that holds finished
+    (condition, checkpoint) parts, so an interrupted analysis resumes (the pipeline passes a folder
+    of files); ``progress(1, {})`` is called after each part.
+    """
+    check_results(ds)
     cfg = cfg or protocol.config.analysis or AnalysisConfig()
     root = protocol.config.seed
     task_cond = protocol.conditions[0]
     task = build_task(task_cond.task_kind, task_cond.task.model_dump())
-    trials = task.sample(numpy_rng(root, "analysis", 0), cfg.trials)
+    trials = task.sample(numpy_rng(root, "gr_trials"), cfg.trials)
     ctxs = contexts(cfg, task.n_inputs)
     S, K = ds.sizes["seed"], ds.sizes["checkpoint"]
-    parts_dir = out / PARTS_DIR
+    cache = {} if cache is None else cache
     parts: dict[tuple[int, int], dict] = {}
     for ci, c in enumerate(protocol.conditions):
         for j in range(K):
-            path = parts_dir / f"c{ci}-k{j}.pt"
-            if path.exists():
-                saved = safe_torch_load(path)
-                parts[ci, j] = _from_torch(saved)
+            key = f"c{ci}-k{j}"
+            if key in cache:
+                parts[ci, j] = _from_torch(cache[key])
             else:
                 # trajectories with the condition's short-term plasticity; the fixed points are those of the
                 # long-term weights (the one-step map has F = 0, the efficacies at every trial's start)
@@ -135,13 +130,10 @@ def analyze_run(out: str | Path, cfg: AnalysisConfig | None = None,
                 if net.plasticity is not None:
                     net.plasticity.record_F_end = False
                 parts[ci, j] = _analyse_condition_checkpoint(net, ok, j, trials, ctxs, cfg, root, S)
-                atomic_torch_save(_to_torch(parts[ci, j]), path)
+                cache[key] = _to_torch(parts[ci, j])
             if progress:
                 progress(1, {})
-    result = assemble(ds, protocol, parts, ctxs, cfg)
-    write_dataset(result, out / "analysis.nc")
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    return result
+    return assemble(ds, protocol, parts, ctxs, cfg)
 
 
 def _to_torch(part: dict) -> dict:
@@ -297,7 +289,7 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
                             ("unit", "state dimension"), ("mode", "eigenmode index (by modulus descending)"),
                             ("trial", "analysis trial"), ("time", "time step"), ("pc", "principal component")):
         out[name].attrs.update(units="iterations" if name == "checkpoint" else "", long_name=long_name)
-    stats = np.array([bootstrap_ci(lead[ci], numpy_rng(protocol.config.seed, "analysis", 2, ci)) for ci in range(C)])
+    stats = np.array([bootstrap_ci(lead[ci], numpy_rng(protocol.config.seed, "lead_time_bootstrap", ci)) for ci in range(C)])
     frac = np.array([(lead[ci][np.isfinite(lead[ci])] > 0).mean() if np.isfinite(lead[ci]).any() else np.nan
                      for ci in range(C)])
     out["lead_time_median"] = (("condition",), stats[:, 0], {"units": "iterations", "long_name": "median lead time over networks with a GR event and a drop"})

@@ -1,13 +1,14 @@
 """Predictions for experimentalists (science.md §6): what a recording of the trained networks would show,
 per condition across seeds, with effect sizes against the baseline condition.
 
-``compute_predictions(OUT)`` rebuilds the networks of every condition at the **final checkpoint**
-from ``OUT/results.nc`` (never retrains), runs them on held-out trials and writes
-``OUT/predictions.nc``; :func:`prediction_sentences` states the results in words with their numbers.
+``predict(results, protocol, analysis)`` rebuilds the networks of every condition at the **final
+checkpoint** from a results dataset (never retrains), runs them on held-out trials and returns the
+dataset the pipeline writes as ``OUT/predictions.nc``; :func:`prediction_sentences` states the
+results in words with their numbers.
 
-Simulation. All networks of all conditions see the same ``trials`` held-out trials (analysis stream
-3, key 0) and, when the model has private noise (``sigma_h > 0``), the same standard-normal noise per
-seed (analysis stream 3, key (1, seed)): the design is paired across conditions, as training is. The
+Simulation. All networks of all conditions see the same ``trials`` held-out trials (random stream
+``prediction_trials``) and, when the model has private noise (``sigma_h > 0``), the same
+standard-normal noise per seed (stream ``prediction_noise``, by seed): the design is paired across conditions, as training is. The
 **rate** is ``phi(h)`` for rate networks (``leaky_rate``, ``low_rank``), ``relu(z)`` for the PLRNN and
 the LSTM's ``h`` (already a squashed output).
 
@@ -83,22 +84,19 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import xarray as xr
 from scipy import optimize, stats
 
-from ..networks.rebuild import protocol_task, trained_network
 from ..seeds import numpy_rng, torch_generator
-from ..storage.results import read_dataset, write_dataset
+from ..storage.rebuild import protocol_task, trained_network
 from .geometry import participation_ratio
-from .phase_space import AnalysisError, load_run
-from .statistics import bootstrap_ci, paired_comparison
+from .phase_space import check_results
+from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, paired_comparison
 
-#: significance level of single-unit tests and false-discovery rate of the Benjamini-Hochberg step
-ALPHA = 0.05
 #: held-out trials per network
 DEFAULT_TRIALS = 128
 #: ramping is measured in the first of these periods that every trial has with >= MIN_PERIOD_STEPS steps
@@ -113,7 +111,6 @@ CONSTANT_TOL = 1e-9
 #: bounds of fitted timescales, in units of dt (lower) and of the fitted window's length (upper)
 TAU_MIN_DT = 0.1
 TAU_MAX_WINDOW = 10.0
-N_BOOT = 10000
 #: the anti-Hebbian efficacies' time course is sampled at this many steps at most
 PLASTICITY_POINTS = 24
 
@@ -222,25 +219,6 @@ def ramp_slopes(rate_bxtxn, window: Window, dt_ms: float) -> RampFit:
     slope = np.where(constant, 0.0, slope)
     p = np.where(constant, 1.0, p)
     return RampFit(slope, se, p, B - 1)
-
-
-def benjamini_hochberg(p_values, q: float = ALPHA) -> np.ndarray:
-    """Rejections of the Benjamini-Hochberg step-up procedure at FDR ``q``; NaN p-values are never
-    rejected and do not count among the tests."""
-    p = np.asarray(p_values, dtype=float)
-    out = np.zeros(p.shape, bool)
-    finite = np.isfinite(p)
-    m = int(finite.sum())
-    if m == 0:
-        return out
-    pf = p[finite]
-    order = np.argsort(pf)
-    below = pf[order] <= q * np.arange(1, m + 1) / m
-    k = np.flatnonzero(below).max() + 1 if below.any() else 0
-    rej = np.zeros(m, bool)
-    rej[order[:k]] = True
-    out[finite] = rej
-    return out
 
 
 def across_trial_autocorrelation(rate_bxtxn, window: Window, min_trials: int = MIN_TRIALS_PER_PAIR
@@ -381,7 +359,7 @@ def condition_summary(values_cxs, rng_for, n_boot: int = N_BOOT) -> np.ndarray:
     return np.array([bootstrap_ci(v[c], rng_for(c), np.median, n_boot) for c in range(v.shape[0])]).reshape(-1, 3)
 
 
-def paired_or_unpaired(a_s, b_s, rng: np.random.Generator, n_boot: int = N_BOOT, level: float = 0.95
+def paired_or_unpaired(a_s, b_s, rng: np.random.Generator, n_boot: int = N_BOOT, level: float = CI_LEVEL
                        ) -> tuple[np.ndarray, bool]:
     """Effect of ``b`` relative to ``a`` (seed-aligned arrays): ((estimate, ci_low, ci_high, p_value),
     paired). The rules are in the module docstring."""
@@ -403,18 +381,8 @@ def paired_or_unpaired(a_s, b_s, rng: np.random.Generator, n_boot: int = N_BOOT,
 
 # --------------------------------------------------------------------------------------------- simulation
 def rates_of(net, rollout) -> np.ndarray:
-    """The firing rate (E, B, T, N) of a rollout (module docstring)."""
-    from ..networks.recurrence import phi
-
-    h = rollout.state_exbxtxn.detach()
-    name = getattr(net.config, "phi", None)
-    if net.kind == "plrnn":
-        r = torch.clamp(h, min=0)
-    elif name is not None and net.kind != "lstm":
-        r = phi(name, h)
-    else:
-        r = h
-    return r.double().numpy()
+    """The firing rate (E, B, T, N) of a rollout (module docstring), as the network class defines it."""
+    return net.rates(rollout).double().numpy()
 
 
 def _run(net, inputs_bxtxi, noise):
@@ -423,40 +391,11 @@ def _run(net, inputs_bxtxi, noise):
         return net.run(u.contiguous(), None if noise is None else noise.to(net.dtype))
 
 
-class Brian2Engine:
-    """Simulates the networks in brian2 instead of torch (the same trials and noise): the prediction
-    measures of the independent continuous-time engine. The plasticity's time course is not
-    re-simulated (its timescale is NaN); its trial-end signatures and the lesion are."""
-
-    name = "brian2"
-
-    def __init__(self, codegen: str = "cython", cache_dir: str | Path | None = None, dt_ms: float | None = None,
-                 seed: int = 0):
-        self.codegen, self.cache_dir, self.dt_ms, self.seed = codegen, cache_dir, dt_ms, seed
-        self.codegen_used: set[str] = set()
-
-    def __call__(self, net, inputs_bxtxi, noise):
-        from ..networks import Rollout
-        from ..simulate import simulate_brian2
-
-        ds = simulate_brian2(net, list(range(net.n_members)), inputs_bxtxi, dt_ms=self.dt_ms, codegen=self.codegen,
-                             cache_dir=self.cache_dir, noise_bxtxn=None if noise is None else noise.double().numpy(),
-                             seed=self.seed)
-        self.codegen_used.add(ds.attrs["brian2_codegen"])
-        as_t = lambda v: torch.from_numpy(np.ascontiguousarray(ds[v].values))  # noqa: E731
-        plast = {}
-        if "F_end" in ds:
-            plast["F_end_exbxnxn"] = as_t("F_end")
-        if "efficacy" in ds:
-            plast["efficacy_exbxtxn"] = as_t("efficacy")
-        return Rollout(as_t("state"), as_t("readout"), plasticity=plast or None)
-
-
 def _noise(net, root: int, n_trials: int, n_steps: int, seeds) -> torch.Tensor | None:
     if not net.needs_noise:
         return None
     shape = (n_trials, n_steps, net.n_units)
-    return torch.stack([torch.randn(shape, generator=torch_generator(root, "analysis", 3, 1, int(s)), dtype=torch.float64)
+    return torch.stack([torch.randn(shape, generator=torch_generator(root, "prediction_noise", int(s)), dtype=torch.float64)
                         for s in seeds])
 
 
@@ -615,20 +554,18 @@ def _has_plasticity(net) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- the dataset
-def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write: bool = True,
-                        engine: Brian2Engine | None = None) -> xr.Dataset:
-    """Every prediction measure of a finished run (module docstring); writes ``OUT/predictions.nc``
-    atomically (unless ``write`` is False) and returns the dataset. With a :class:`Brian2Engine`
-    the networks are simulated in brian2 (float64) and the file is ``OUT/predictions_brian2.nc``."""
-    out = Path(out)
-    ds, protocol = load_run(out)
-    if ds.attrs.get("sweep_dims"):
-        raise AnalysisError("predictions of sweeps are not supported; run the protocol at one point without its sweep "
-                            "(--set sweep=null --set FIELD=VALUE) and compute them for that run")
-    analysis = read_dataset(out / "analysis.nc") if (out / "analysis.nc").is_file() else None
+def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, trials: int = DEFAULT_TRIALS,
+            engine: Callable | None = None) -> xr.Dataset:
+    """Every prediction measure (module docstring) of the networks of a results dataset at its last
+    checkpoint, as a dataset. ``protocol``: the run's resolved protocol (``protocol_of(ds)``);
+    ``analysis``: its phase-space analysis, for the attractor measures (NaN without it);
+    ``engine``: what simulates the networks, ``engine(net, inputs_bxtxi, noise) -> Rollout``
+    (default: the network's own torch dynamics; ``bioplastic.simulate.Brian2Engine`` re-simulates
+    them in brian2, in float64 - the dataset's ``engine`` attribute says which)."""
+    check_results(ds, "the predictions")
     root = protocol.config.seed
     task = protocol_task(protocol)
-    tr = task.sample(numpy_rng(root, "analysis", 3, 0), int(trials))
+    tr = task.sample(numpy_rng(root, "prediction_trials"), int(trials))
     ramp_w = choose_period(tr.periods, RAMP_PERIODS, task.n_steps)
     stat_w = choose_period(tr.periods, STATIONARY_PERIODS, task.n_steps, min_steps=5)
     conds = protocol.condition_names
@@ -688,19 +625,19 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write:
     for mi, (k, (units, long)) in enumerate(MEASURES.items()):
         v = pred[k].values
         pred[f"{k}_summary"] = (("condition", "summary_statistic"),
-                                condition_summary(v, lambda c, mi=mi: numpy_rng(root, "analysis", 3, 2, mi, c)),
+                                condition_summary(v, lambda c, mi=mi: numpy_rng(root, "prediction_summary", mi, c)),
                                 {"units": units, "long_name": f"median over seeds and 95 % bootstrap CI: {long}"})
         eff = np.full((C, 4), np.nan)
         paired = np.zeros(C, bool)
         for c in range(1, C):
-            eff[c], paired[c] = paired_or_unpaired(v[0], v[c], numpy_rng(root, "analysis", 3, 3, mi, c))
+            eff[c], paired[c] = paired_or_unpaired(v[0], v[c], numpy_rng(root, "prediction_effect", mi, c))
         pred[f"{k}_effect"] = (("condition", "statistic"), eff,
                                {"units": units, "long_name": f"effect vs {conds[0]} (median paired difference or difference of medians, 95 % bootstrap CI, Wilcoxon / Mann-Whitney p): {long}",
                                 "paired": paired.astype(np.int8).tolist()})
     les = np.full((C, 4), np.nan)
     for c in range(C):
         les[c] = paired_or_unpaired(pred["accuracy_plasticity_blocked"].values[c], pred["accuracy"].values[c],
-                                    numpy_rng(root, "analysis", 3, 4, c))[0]
+                                    numpy_rng(root, "lesion_effect", c))[0]
     pred["lesion_effect"] = (("condition", "statistic"), les,
                              {"units": "1", "long_name": "accuracy with plasticity minus with it blocked after training: median paired difference, 95 % bootstrap CI, Wilcoxon p"})
     coords = {"condition": ("", "experimental condition"), "seed": ("", "seed index (shared across conditions)"),
@@ -714,11 +651,8 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, write:
                       analysis_available=int(analysis is not None),
                       plasticity_course=("decay from its peak after stimulus offset" if "stimulus" in tr.periods
                                          else "build-up from trial start"))
-    pred.attrs["engine"] = "torch" if engine is None else "brian2"
-    if engine is not None:
-        pred.attrs["brian2_codegen"] = ",".join(sorted(engine.codegen_used))
-    if write:
-        write_dataset(pred, out / ("predictions.nc" if engine is None else "predictions_brian2.nc"))
+    pred.attrs["engine"] = "torch" if engine is None else getattr(engine, "name", type(engine).__name__)
+    pred.attrs.update(getattr(engine, "attrs", {}))
     return pred
 
 
@@ -785,6 +719,8 @@ def prediction_sentences(pred: xr.Dataset) -> list[str]:
                          + (f"; {n} paired seeds)" if n else ")"))
             lines.append(text + ".")
     for c, cond in enumerate(conds):
+        if "plasticity_fraction_negative_summary" not in pred:  # a dataset without the plasticity measures
+            break
         neg = pred["plasticity_fraction_negative_summary"].values[c]
         if not np.isfinite(neg[0]):
             continue

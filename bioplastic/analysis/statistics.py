@@ -1,9 +1,18 @@
-"""Statistics across networks: bootstrap confidence intervals (deterministic: explicit RNG)."""
+"""Statistics across networks: bootstrap confidence intervals (deterministic: explicit RNG), and
+the one significance level, confidence level and bootstrap size every test of the package uses."""
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
+from scipy import stats
+
+#: significance level of every test (and false-discovery rate of the per-unit tests)
+ALPHA = 0.05
+#: level of every confidence interval
+CI_LEVEL = 1 - ALPHA
+#: bootstrap resamples of every percentile-bootstrap CI
+N_BOOT = 10000
 
 
 def nanmedian(values, axis=None):
@@ -15,8 +24,8 @@ def nanmedian(values, axis=None):
     return float(out) if axis is None else out
 
 
-def bootstrap_ci(values, rng: np.random.Generator, stat=np.median, n_boot: int = 10000,
-                 level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_ci(values, rng: np.random.Generator, stat=np.median, n_boot: int = N_BOOT,
+                 level: float = CI_LEVEL) -> tuple[float, float, float]:
     """(statistic, low, high): percentile bootstrap CI of ``stat`` over the finite ``values``.
     NaN for all three when no value is finite; a single value gives a zero-width interval."""
     v = np.asarray(values, float)
@@ -28,8 +37,8 @@ def bootstrap_ci(values, rng: np.random.Generator, stat=np.median, n_boot: int =
     return float(stat(v)), float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
 
 
-def paired_comparison(treated_s, control_s, rng: np.random.Generator, n_boot: int = 10000,
-                      zero_method: str = "zsplit", level: float = 0.95) -> dict[str, float]:
+def paired_comparison(treated_s, control_s, rng: np.random.Generator, n_boot: int = N_BOOT,
+                      zero_method: str = "zsplit", level: float = CI_LEVEL) -> dict[str, float]:
     """Treated minus control, paired by seed, over seeds where both are finite: the median
     difference with its bootstrap CI, and the two-sided Wilcoxon signed-rank p-value (exact for
     small samples; 1.0 when every difference is 0, NaN without pairs). ``zero_method``: scipy's
@@ -70,4 +79,21 @@ def compare_conditions(values_cxs, rng: np.random.Generator) -> dict[str, np.nda
         if c > 0:
             for k, x in paired_comparison(v[c], v[0], rng).items():
                 out[k][c] = x
+    return out
+
+
+def clopper_pearson(k: int, n: int, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) CI of a proportion k / n (scipy's ``binomtest``)."""
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def benjamini_hochberg(p_values, q: float = ALPHA) -> np.ndarray:
+    """Rejections of the Benjamini-Hochberg step-up procedure at FDR ``q`` (scipy's
+    ``false_discovery_control``); NaN p-values are never rejected and do not count among the tests."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.zeros(p.shape, bool)
+    finite = np.isfinite(p)
+    if finite.any():
+        out[finite] = stats.false_discovery_control(p[finite], method="bh") <= q
     return out

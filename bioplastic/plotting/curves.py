@@ -1,6 +1,7 @@
 """Figures of learning: they take a results dataset and return Axes; they compute nothing."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from ..storage.io import atomic_write  # noqa: E402
 from ..storage.results import sweep_points  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -109,16 +111,22 @@ def iterations_to_criterion(ds: xr.Dataset, ax=None):
     return ax
 
 
-def save(fig_or_axes, path) -> None:
-    """Write the figure as a PNG atomically (complete or absent, never half-written)."""
-    from ..storage.io import atomic_write
-
+def png_bytes(fig_or_axes) -> bytes:
+    """The figure of ``fig_or_axes`` (Axes or an array of them) as PNG bytes; the figure is closed."""
     fig = fig_or_axes.flat[0].figure if hasattr(fig_or_axes, "flat") else fig_or_axes.figure
     fig.tight_layout()
+    buf = io.BytesIO()
     try:
-        atomic_write(Path(path), lambda p: fig.savefig(p, dpi=120, format="png"))
+        fig.savefig(buf, dpi=120, format="png")
     finally:
         plt.close(fig)
+    return buf.getvalue()
+
+
+def save(fig_or_axes, path) -> None:
+    """Write the figure as a PNG atomically (complete or absent, never half-written)."""
+    data = png_bytes(fig_or_axes)
+    atomic_write(Path(path), lambda p: Path(p).write_bytes(data))
 
 
 def sweep(ds: xr.Dataset, axes=None):

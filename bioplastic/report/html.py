@@ -19,9 +19,17 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
+import matplotlib.pyplot as plt
+
+from ..analysis.predictions import prediction_sentences
 from ..analysis.statistics import nanmedian
-from ..storage.io import atomic_write_text
+from ..plotting import curves, engines, phase
+from ..plotting import predictions as pfigs
+from ..protocol.yaml12 import load_yaml
+from ..simulate.run import agreement_line
+from ..storage.rebuild import protocol_of
 from . import verdicts as V
+from .text import sweep_note
 
 #: (id, title) of every section, in page order
 SECTIONS = [
@@ -75,9 +83,10 @@ class ReportError(Exception):
 
 @dataclass
 class Run:
-    """The datasets of a run folder (None where the file is missing) and what is missing."""
+    """The datasets of a run (None where missing), what is missing or unreadable, and the folder
+    they come from (only named in the text; ``None`` for datasets made in memory)."""
 
-    out: Path
+    out: Path | None = None
     results: xr.Dataset | None = None
     analysis: xr.Dataset | None = None
     predictions: xr.Dataset | None = None
@@ -87,45 +96,6 @@ class Run:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def expected_files(results: xr.Dataset | None) -> list[str]:
-    """The dataset files this run should have, from its protocol (all of them when unknown)."""
-    names = list(FILES)
-    if results is None:
-        return names
-    try:
-        from ..protocol.load import protocol_from_text
-
-        p = protocol_from_text(results.attrs["protocol"])
-    except Exception:  # noqa: BLE001 - an unreadable protocol: expect everything
-        return names
-    if p.sweep is not None:
-        return ["results.nc"]
-    want = ["results.nc", "analysis.nc", "predictions.nc"]
-    if p.config.brian2.enabled:
-        want += ["brian2.nc", "predictions_brian2.nc"]
-    return want
-
-
-def load_run(out: str | Path, results: xr.Dataset | None = None, analysis: xr.Dataset | None = None) -> Run:
-    """Read what exists of a run folder; a file that cannot be read counts as missing (with its error)."""
-    from ..storage.results import read_dataset
-
-    out = Path(out)
-    run = Run(out, results=results, analysis=analysis)
-    for name in FILES:
-        attr = name[:-3]
-        if getattr(run, attr) is not None:
-            continue
-        path = out / name
-        if path.is_file():
-            try:
-                setattr(run, attr, read_dataset(path))
-            except Exception as exc:  # noqa: BLE001 - a damaged file is reported, not fatal
-                run.errors[name] = f"{type(exc).__name__}: {exc}"
-    run.missing = [f for f in expected_files(run.results) if getattr(run, f[:-3]) is None]
-    return run
-
-
 # --------------------------------------------------------------------------------------------- helpers
 def esc(x) -> str:
     return html.escape(str(x))
@@ -133,8 +103,6 @@ def esc(x) -> str:
 
 def _png(draw: Callable[[], object]) -> str:
     """Draw a figure (a callable returning Axes or an array of Axes) into a base64 PNG."""
-    import matplotlib.pyplot as plt
-
     axes = draw()
     fig = axes.flat[0].figure if hasattr(axes, "flat") else (axes[0].figure if isinstance(axes, (list, tuple)) else axes.figure)
     try:
@@ -146,34 +114,41 @@ def _png(draw: Callable[[], object]) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _fresh_png(out: Path | None, png: str | None, sources: tuple[str, ...]) -> Path | None:
-    """``out/png`` when it exists and is at least as new as every source dataset (written from them
-    by ``write_figures`` in the same run or ``report`` call), else None."""
-    if out is None or png is None or not (out / png).is_file():
-        return None
-    t = (out / png).stat().st_mtime_ns
-    return out / png if all((out / s).is_file() and (out / s).stat().st_mtime_ns <= t for s in sources) else None
+#: the page being rendered: whether figures are drawn, the PNGs already drawn (file name -> bytes),
+#: strict mode, and the failures met (set by :func:`render`)
+_CONTEXT: dict = {"draw": True, "pngs": {}, "strict": False, "failures": []}
 
 
-#: (run folder, whether figures are drawn) of the page being rendered; set by :func:`render`
-_CONTEXT: dict = {"out": None, "draw": True}
+def attempt(what: str, make: Callable[[], str], fallback: Callable[[str], str]) -> str:
+    """``make()``; when it raises: in strict mode the error propagates, otherwise the failure is
+    recorded (``what``: cause) and ``fallback(cause)`` is shown in its place."""
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 - shown as an error; the run is reported incomplete; strict raises
+        if _CONTEXT["strict"]:
+            raise
+        cause = f"{type(exc).__name__}: {exc}"
+        _CONTEXT["failures"].append(f"{what}: {cause}")
+        return fallback(cause)
 
 
 def figure(fig_id: str, title: str, draw: Callable[[], object], caption: str, png: str | None = None,
            sources: tuple[str, ...] = ("results.nc",)) -> str:
-    """An embedded figure: the PNG ``png`` already in the run folder when it is fresh (see
-    :func:`_fresh_png`), else drawn now from the datasets; nothing when the protocol turns figures off."""
+    """An embedded figure: the PNG ``png`` when the caller drew it already (``render(pngs=...)``),
+    else drawn now from the datasets; nothing when the protocol turns figures off."""
     if not _CONTEXT["draw"]:
         return (f"<p class='cap' id='{fig_id}-off'>Figure &ldquo;{esc(title)}&rdquo; not drawn: the protocol sets "
                 "<code>output.figures: false</code>.</p>")
-    try:
-        saved = _fresh_png(_CONTEXT["out"], png, sources)
-        data = base64.b64encode(saved.read_bytes()).decode() if saved is not None else _png(draw)
-    except Exception as exc:  # noqa: BLE001 - one figure failing must not lose the report
-        return (f"<p class='unavailable' id='{fig_id}-failed'>Figure &ldquo;{esc(title)}&rdquo; could not be drawn "
-                f"({esc(type(exc).__name__)}: {esc(exc)}).</p>")
-    return (f"<figure><img id='{fig_id}' src='data:image/png;base64,{data}' alt='{esc(title)}'>"
-            f"<figcaption><b>{esc(title)}.</b> {caption}</figcaption></figure>")
+    saved = _CONTEXT["pngs"].get(png)
+
+    def embed() -> str:
+        data = base64.b64encode(saved).decode() if saved is not None else _png(draw)
+        return (f"<figure><img id='{fig_id}' src='data:image/png;base64,{data}' alt='{esc(title)}'>"
+                f"<figcaption><b>{esc(title)}.</b> {caption}</figcaption></figure>")
+
+    return attempt(f"figure {title!r}", embed, lambda cause: (
+        f"<p class='unavailable error' id='{fig_id}-failed'>Error: figure &ldquo;{esc(title)}&rdquo; could not be drawn "
+        f"({esc(cause)}).</p>"))
 
 
 def unavailable(fname: str, extra: str = "") -> str:
@@ -295,7 +270,7 @@ def _files(run: Run) -> str:
     return table(["file", "content", "status"], rows)
 
 
-STATUS_CLASS = {V.HOLDS: "holds", V.FAILS: "fails", V.INCONCLUSIVE: "inconclusive", V.NOT_TESTED: "untested"}
+STATUS_CLASS = {V.HOLDS: "holds", V.FAILS: "fails", V.INCONCLUSIVE: "inconclusive", V.NOT_TESTED: "untested", V.FAILED: "error"}
 
 
 def _verdicts(vs: list[V.Verdict]) -> str:
@@ -461,48 +436,36 @@ def _engines_table(p1: xr.Dataset, p2: xr.Dataset) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the page
-def build_report(ds: xr.Dataset | None = None, out: str | Path | None = None, analysis: xr.Dataset | None = None) -> Path:
-    """Write ``out/report.html`` from the run's saved datasets (those passed in are used as given,
-    the others read from ``out``). Raises :class:`ReportError` without results.nc. Returns the path."""
-    if out is None:
-        raise ReportError("build_report: the run folder `out` is required")
-    run = load_run(out, ds, analysis)
-    page = render(run)
-    path = Path(out) / "report.html"
-    atomic_write_text(path, page)
-    return path
-
-
-def _not_for_sweeps(protocol, out: Path) -> str:
+def _not_for_sweeps(protocol, out: Path | None) -> str:
     """What the sections of the phase-space analysis and the predictions say for a sweep."""
-    note = None
-    if protocol is not None:
-        from ..training.run import sweep_note
-
-        note = sweep_note(protocol, out)
+    note = sweep_note(protocol, out) if protocol is not None else None
     note = note or ("sweep: the phase-space analysis and the predictions are not computed for sweeps; to get them, run "
                     "the protocol at one point without its sweep (--set sweep=null --set FIELD=VALUE)")
     text = note.removeprefix("sweep: ")
     return f"<p class='unavailable'>{esc(text[0].upper() + text[1:])}.</p>"
 
 
-def render(run: Run) -> str:
-    from ..plotting import curves, engines, phase
-    from ..plotting import predictions as pfigs
-
+def render(run: Run, pngs: dict[str, bytes] | None = None, strict: bool = False) -> tuple[str, list[str]]:
+    """The report page of a run's datasets: ``(html, failures)``. ``pngs``: figures already drawn
+    (file name, e.g. ``learning_curves.png`` -> PNG bytes) are embedded instead of redrawn.
+    A section that fails (a bug or unexpected data) raises with ``strict`` (tests); otherwise it is
+    shown as an error on the page and listed in ``failures`` (the caller reports the run incomplete)."""
     ds = run.results
     if ds is None:
-        raise ReportError(f"no results.nc in {run.out}: nothing to report (run `python -m bioplastic run PROTOCOL "
-                          f"--out {run.out}` first)" + (f"; results.nc unreadable: {run.errors['results.nc']}"
-                                                        if "results.nc" in run.errors else ""))
-    protocol = None
+        raise ReportError("no results dataset: nothing to report" + (
+            f" (results.nc unreadable: {run.errors['results.nc']})" if "results.nc" in run.errors else ""))
+    _CONTEXT.update(pngs=dict(pngs or {}), strict=strict, failures=[], draw=True)
     try:
-        from ..protocol.load import protocol_from_text
+        page = _render(run)
+    finally:
+        failures = list(_CONTEXT["failures"])
+        _CONTEXT.update(pngs={}, strict=False, failures=[])
+    return page, failures
 
-        protocol = protocol_from_text(ds.attrs["protocol"], str(run.out / "results.nc"))
-    except Exception:  # noqa: BLE001 - the report is still useful without the protocol's structure
-        pass
-    _CONTEXT["out"] = run.out
+
+def _render(run: Run) -> str:
+    ds = run.results
+    protocol = attempt("the protocol stored in results.nc", lambda: protocol_of(ds), lambda cause: None)
     _CONTEXT["draw"] = protocol is None or bool(protocol.config.output.figures)
     dims = _sweep_dims(ds)
     first = ds.isel({d: 0 for d in dims}) if dims else ds
@@ -517,7 +480,7 @@ def render(run: Run) -> str:
                                    "need them say so.</p>" if run.missing else "")
     claims = list(protocol.config.claims) if protocol is not None else []
     data = V.RunData(ds, an, pred, V.condition_info(protocol) if protocol is not None else {})
-    body["verdicts"] = _verdicts(V.verdicts(claims, data))
+    body["verdicts"] = _verdicts(V.verdicts(claims, data, strict=_CONTEXT["strict"]))
 
     sweep_note = (f"<p class='cap'>Figures show the first sweep point ({esc(', '.join(f'{d} = {first[d].item()}' for d in dims))}); "
                   "the tables give every point.</p>" if dims else "")
@@ -562,13 +525,8 @@ def render(run: Run) -> str:
         body["phase"] = unavailable("analysis.nc")
 
     if pred is not None:
-        sentences = []
-        try:
-            from ..analysis.predictions import prediction_sentences
-
-            sentences = prediction_sentences(pred)
-        except Exception as exc:  # noqa: BLE001
-            sentences = [f"(the sentences could not be formed: {type(exc).__name__}: {exc})"]
+        sentences = attempt("the prediction sentences", lambda: prediction_sentences(pred),
+                            lambda cause: [f"(error: the sentences could not be formed: {cause})"])
         lesion = ("" if pred.attrs.get("analysis_available", 1) else
                   "<p class='unavailable'>analysis.nc was missing when the predictions were computed: attractor measures are n/a.</p>")
         body["predictions"] = (
@@ -597,12 +555,8 @@ def render(run: Run) -> str:
         body["predictions"] = body["ramping"] = body["timescales"] = unavailable("predictions.nc")
 
     if b2 is not None:
-        try:
-            from ..simulate.run import agreement_line
-
-            line = agreement_line(b2)
-        except Exception as exc:  # noqa: BLE001
-            line = f"(agreement line unavailable: {type(exc).__name__}: {exc})"
+        line = attempt("the torch vs brian2 agreement", lambda: agreement_line(b2),
+                       lambda cause: f"(error: the agreement could not be computed: {cause})")
         engines_tab = (_engines_table(pred, pb2) if pred is not None and pb2 is not None
                        else unavailable("predictions_brian2.nc" if pb2 is None else "predictions.nc",
                                         " (prediction measures torch vs brian2)"))
@@ -621,12 +575,12 @@ def render(run: Run) -> str:
     toc = "".join(f"<li><a href='#{sid}'>{esc(t)}</a></li>" for sid, t in SECTIONS)
     sections = "".join(section(sid, title, body[sid]) for sid, title in SECTIONS)
     crit = ds["iterations_to_criterion"].attrs.get("criterion", float("nan"))
+    folder = f",\nfolder <code>{esc(run.out)}</code>" if run.out is not None else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>bioplastic: {esc(name)}</title>
 <style>{CSS}</style></head><body>
 <h1>bioplastic run: {esc(name)}</h1>
 <p class="meta">{ds.sizes['condition']} condition(s) &times; {ds.sizes['seed']} seed(s), {ds.sizes['iteration']} iterations each;
-criterion: held-out accuracy &ge; {crit:g}. git {esc(ds.attrs.get('git_commit'))}, created {esc(ds.attrs.get('created'))},
-folder <code>{esc(run.out)}</code>.</p>
+criterion: held-out accuracy &ge; {crit:g}. git {esc(ds.attrs.get('git_commit'))}, created {esc(ds.attrs.get('created'))}{folder}.</p>
 <nav><ol>{toc}</ol></nav>
 {sections}
 </body></html>"""
@@ -641,16 +595,11 @@ th{background:#f2f2f2;text-align:left}.brief td:first-child{font-weight:600;whit
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:85%;font-weight:600;color:#fff;vertical-align:middle}
 .badge.holds,.badge.fails,.badge.inconclusive,.badge.untested{color:#fff}.badge.holds{background:#2e7d32}
 .badge.fails{background:#c62828}.badge.inconclusive{background:#9e7700}.badge.untested{background:#777}span.holds{color:#2e7d32;font-weight:600}span.fails{color:#c62828;font-weight:600}
-span.inconclusive{color:#9e7700;font-weight:600}span.untested{color:#777}.verdict{border-left:4px solid #ddd;
+span.inconclusive{color:#9e7700;font-weight:600}.badge.error{background:#6a1b9a}span.error{color:#6a1b9a;font-weight:600}span.untested{color:#777}.verdict{border-left:4px solid #ddd;
 padding:.2em .9em;margin:1em 0}.unavailable{background:#fff4e5;border:1px solid #f0c36d;padding:.5em .8em}
 .ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:85%}
 ul.notes{color:#555;font-size:92%}table.sentences td:first-child{color:#777}"""
 
 
 def _description(ds: xr.Dataset) -> str:
-    from ..protocol.yaml12 import load_yaml
-
-    try:
-        return str(load_yaml(ds.attrs.get("protocol", "")).get("description", "") or "")
-    except Exception:  # noqa: BLE001 - a report is still useful without the description
-        return ""
+    return str(load_yaml(ds.attrs.get("protocol", "")).get("description", "") or "")

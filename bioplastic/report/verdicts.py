@@ -28,15 +28,17 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
-from ..analysis.statistics import nanmedian
+from ..analysis.predictions import prediction_sentences
+from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, clopper_pearson, nanmedian, paired_comparison
+from ..seeds import numpy_rng
 
 HOLDS = "holds"
 FAILS = "does not hold"
 INCONCLUSIVE = "inconclusive"
 NOT_TESTED = "not tested by this run"
+#: the rule itself failed (a bug or unexpected data): an error, not a verdict
+FAILED = "error"
 
-#: significance level of every test and 1 - the CI level
-ALPHA = 0.05
 #: smallest effect of interest on iterations to criterion, as a fraction of the reference median
 ITC_DELTA_FRACTION = 0.10
 #: smallest effect of interest on held-out accuracy (fraction of trials)
@@ -55,8 +57,6 @@ ACTIVITY_TAIL = 0.10
 LOG_ACTIVITY_DELTA = 1.0
 #: claim 2: checkpoints must be at most this fraction of the median search phase apart to time GR events
 GR_RESOLUTION = 0.2
-#: bootstrap resamples (fixed RNG: the report is deterministic)
-N_BOOT = 10000
 
 CLAIMS = {
     1: "Training shows a search phase, then an abrupt drop of the loss.",
@@ -232,23 +232,18 @@ def evidence(label: str, est, lo, hi, p, n, direction: int, delta: float, *, uni
     return Evidence(label, est, lo, hi, p, n, unit, test, status, note)
 
 
-def paired(label: str, treated_s, control_s, direction: int, delta: float, unit: str = "") -> Evidence:
+def verdict_rng(ds: xr.Dataset, claim: int) -> np.random.Generator:
+    """The bootstrap stream of a claim's verdict (from the run's root seed: the report is deterministic)."""
+    return numpy_rng(int(ds.attrs.get("root_seed", 0)), "verdict_bootstrap", claim)
+
+
+def paired(label: str, treated_s, control_s, direction: int, delta: float, unit: str = "", *,
+           rng: np.random.Generator) -> Evidence:
     """A paired (by seed) comparison computed from stored per-network values (median difference,
     bootstrap CI, Wilcoxon; :func:`bioplastic.analysis.statistics.paired_comparison`)."""
-    from ..analysis.statistics import paired_comparison
-
-    r = paired_comparison(treated_s, control_s, np.random.default_rng(0), n_boot=N_BOOT)
+    r = paired_comparison(treated_s, control_s, rng, n_boot=N_BOOT)
     return evidence(label, r["difference"], r["difference_ci_low"], r["difference_ci_high"], r["p_value"],
                     r["n_pairs"], direction, delta, unit=unit)
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    from scipy.stats import beta
-
-    a = (1 - level) / 2
-    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return lo, hi
 
 
 def _power_notes(ev: list[Evidence]) -> list[str]:
@@ -297,7 +292,7 @@ def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: i
     return ev
 
 
-def _search_evidence(sub: xr.Dataset, ref: str, cond: str, where: str) -> Evidence | None:
+def _search_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, rng: np.random.Generator) -> Evidence | None:
     """Search phase (iterations on the plateau), ``cond`` minus ``ref``, paired by seed over the
     networks with a drop in both; None when the results hold no search phase."""
     if "search_phase" not in sub:
@@ -305,7 +300,7 @@ def _search_evidence(sub: xr.Dataset, ref: str, cond: str, where: str) -> Eviden
     a, b = sub["search_phase"].sel(condition=cond).values, sub["search_phase"].sel(condition=ref).values
     delta = ITC_DELTA_FRACTION * nanmedian(b)
     return paired(f"{cond} vs {ref}{where}: search phase (paired difference)", a, b, -1,
-                  delta if np.isfinite(delta) and delta > 0 else 1.0, "iterations")
+                  delta if np.isfinite(delta) and delta > 0 else 1.0, "iterations", rng=rng)
 
 
 def _acc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: int) -> Evidence:
@@ -339,7 +334,7 @@ def _tcr_vs_reference(d: RunData, claim: int, select: Callable[[CondInfo], bool]
         at = f" ({where})" if where else ""
         for c in tcr:
             # "shortens the search phase / iterations to criterion": either measure, per condition
-            pair = [e for e in (_itc_evidence(sub, ref, c, at), _search_evidence(sub, ref, c, at)) if e is not None]
+            pair = [e for e in (_itc_evidence(sub, ref, c, at), _search_evidence(sub, ref, c, at, verdict_rng(d.results, claim))) if e is not None]
             ev += pair
             per_cond.append(combine_any(e.status for e in pair))
         numbers += [f"{c}{at}: median iterations to criterion {_median_ci(sub, c, 'itc')}, "
@@ -438,15 +433,13 @@ def claim_2(d: RunData) -> Verdict:
         return not_tested(2, "analysis.nc (run `bioplastic analyze OUT`)")
     from scipy.stats import binomtest
 
-    from ..analysis.statistics import bootstrap_ci
-
     lead = d.analysis["lead_time"].values.ravel()
     lead = lead[np.isfinite(lead)]
     total = d.analysis["lead_time"].size
     if lead.size == 0:
         return Verdict(2, INCONCLUSIVE, f"inconclusive: none of {total} networks has both a GR event and a drop",
                        numbers=[f"0 of {total} networks have both a GR event and a drop onset"])
-    med, lo, hi = bootstrap_ci(lead, np.random.default_rng(0), n_boot=N_BOOT)
+    med, lo, hi = bootstrap_ci(lead, verdict_rng(d.analysis, 2), n_boot=N_BOOT)
     pos, neg = int((lead > 0).sum()), int((lead < 0).sum())
     p = binomtest(pos, pos + neg).pvalue if pos + neg else np.nan
     ckpt = d.analysis["checkpoint"].values
@@ -593,14 +586,8 @@ def claim_7(d: RunData) -> Verdict:
         ev += [ramp] + slow
         slow_status = (FAILS if any(e.status == FAILS for e in slow) else combine_any(e.status for e in slow))
         per_cond.append(combine_all([ramp.status, slow_status]))
-    numbers = []
-    try:
-        from ..analysis.predictions import prediction_sentences
-
-        numbers = [s for s in prediction_sentences(pred)
-                   if any(k in s for k in ("ramp", "autocorrelation timescale", "Slowest Jacobian"))]
-    except Exception:  # the verdict does not depend on the sentences
-        pass
+    numbers = [s for s in prediction_sentences(pred)
+               if any(k in s for k in ("ramp", "autocorrelation timescale", "Slowest Jacobian"))]
     if "fraction_timescale_long_summary" in pred:
         for c in conds:
             m, lo, hi = pred["fraction_timescale_long_summary"].sel(condition=c).values
@@ -676,14 +663,15 @@ def claim_9(d: RunData) -> Verdict:
     collapse, ev = [], []
     for c in free:
         a = paired(f"{c} vs {ref}: log10 final activity (mean squared one-step change of the state)",
-                   logact[i[c]], logact[i[ref]], -1, LOG_ACTIVITY_DELTA, "log10 units")
-        b = paired(f"{c} vs {ref}: final held-out accuracy", acc[i[c]], acc[i[ref]], -1, ACC_DELTA)
+                   logact[i[c]], logact[i[ref]], -1, LOG_ACTIVITY_DELTA, "log10 units", rng=verdict_rng(res, 9))
+        b = paired(f"{c} vs {ref}: final held-out accuracy", acc[i[c]], acc[i[ref]], -1, ACC_DELTA, rng=verdict_rng(res, 9))
         ev += [a, b]
         collapse.append(combine_all([a.status, b.status]))
     rescue = []
     for k in ctrl:
         for c in free:
-            e = paired(f"{k} vs {c}: final held-out accuracy (control rescues)", acc[i[k]], acc[i[c]], +1, ACC_DELTA)
+            e = paired(f"{k} vs {c}: final held-out accuracy (control rescues)", acc[i[k]], acc[i[c]], +1, ACC_DELTA,
+                       rng=verdict_rng(res, 9))
             ev.append(e)
             rescue.append(e.status)
     notes = _power_notes(ev)
@@ -714,13 +702,16 @@ RULES: dict[int, Callable[[RunData], Verdict]] = {1: claim_1, 2: claim_2, 3: cla
                                                   6: claim_6, 7: claim_7, 8: claim_8, 9: claim_9}
 
 
-def verdicts(claims, data: RunData) -> list[Verdict]:
-    """A verdict for each claim number; a rule that fails on unexpected data gives an inconclusive
-    verdict naming the error rather than no report."""
+def verdicts(claims, data: RunData, strict: bool = False) -> list[Verdict]:
+    """A verdict for each claim number. A rule that fails on unexpected data raises with
+    ``strict`` (tests); otherwise it gives a verdict marked :data:`FAILED` that names the error, so
+    the report is still written and the caller (the pipeline) reports the run as incomplete."""
     out = []
     for n in claims:
         try:
             out.append(RULES[int(n)](data))
-        except Exception as exc:  # noqa: BLE001 - the report must still be written
-            out.append(Verdict(int(n), INCONCLUSIVE, f"inconclusive: the verdict could not be computed ({type(exc).__name__}: {exc})"))
+        except Exception as exc:  # noqa: BLE001 - shown as an error in the report; strict mode raises
+            if strict:
+                raise
+            out.append(Verdict(int(n), FAILED, f"error: the verdict could not be computed ({type(exc).__name__}: {exc})"))
     return out

@@ -7,8 +7,8 @@ and :func:`run_brian2` (the bridge itself), and :func:`simulate_run` (a finished
 """
 from .brian2_bridge import (CODEGENS, SUPPORTED_KINDS, SUPPORTED_RULES, Brian2ExportError, Brian2Result,
                             ExportedNetwork, Plasticity, cython_available, export_network, run_brian2)
-from .engines import agreement, discretisation_error, relative_error, simulate_brian2, simulate_torch
+from .engines import Brian2Engine, agreement, discretisation_error, relative_error, simulate_brian2, simulate_torch
 
-__all__ = ["CODEGENS", "SUPPORTED_KINDS", "SUPPORTED_RULES", "Brian2ExportError", "Brian2Result", "ExportedNetwork",
+__all__ = ["Brian2Engine", "CODEGENS", "SUPPORTED_KINDS", "SUPPORTED_RULES", "Brian2ExportError", "Brian2Result", "ExportedNetwork",
            "Plasticity", "agreement", "cython_available", "discretisation_error", "export_network", "relative_error",
            "run_brian2", "simulate_brian2", "simulate_torch"]

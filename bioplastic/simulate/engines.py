@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..networks import Rollout
 from .brian2_bridge import _members, export_network, run_brian2
 
 VARIABLES: dict[str, tuple[str, str]] = {
@@ -151,3 +152,34 @@ def discretisation_error(net, member: int, inputs_bxtxi: np.ndarray, refine: int
                                                                   f"brian2 at dt_task / refine"})
     out.attrs.update({"task_dt_ms": float(net.dt_ms), "brian2_codegen": ",".join(sorted(used))})
     return out
+
+
+class Brian2Engine:
+    """Simulates the networks in brian2 instead of torch (the same trials and noise): the prediction
+    measures of the independent continuous-time engine. The plasticity's time course is not
+    re-simulated (its timescale is NaN); its trial-end signatures and the lesion are."""
+
+    name = "brian2"
+
+    def __init__(self, codegen: str = "cython", cache_dir: str | Path | None = None, dt_ms: float | None = None,
+                 seed: int = 0):
+        self.codegen, self.cache_dir, self.dt_ms, self.seed = codegen, cache_dir, dt_ms, seed
+        self.codegen_used: set[str] = set()
+
+    @property
+    def attrs(self) -> dict[str, str]:
+        """What the predictions dataset records about this engine."""
+        return {"brian2_codegen": ",".join(sorted(self.codegen_used))}
+
+    def __call__(self, net, inputs_bxtxi, noise):
+        ds = simulate_brian2(net, list(range(net.n_members)), inputs_bxtxi, dt_ms=self.dt_ms, codegen=self.codegen,
+                             cache_dir=self.cache_dir, noise_bxtxn=None if noise is None else noise.double().numpy(),
+                             seed=self.seed)
+        self.codegen_used.add(ds.attrs["brian2_codegen"])
+        as_t = lambda v: torch.from_numpy(np.ascontiguousarray(ds[v].values))  # noqa: E731
+        plast = {}
+        if "F_end" in ds:
+            plast["F_end_exbxnxn"] = as_t("F_end")
+        if "efficacy" in ds:
+            plast["efficacy_exbxtxn"] = as_t("efficacy")
+        return Rollout(as_t("state"), as_t("readout"), plasticity=plast or None)

@@ -1,9 +1,9 @@
-"""Re-simulate a finished run's trained networks in brian2 and torch: ``OUT/brian2.nc``
-(``python -m bioplastic simulate OUT --engine brian2``).
+"""Re-simulate a finished run's trained networks in brian2 and torch: :func:`resimulate` returns
+the dataset the pipeline writes as ``OUT/brian2.nc`` (``python -m bioplastic simulate OUT``).
 
-Every condition's networks are rebuilt from the last checkpoint of ``OUT/results.nc`` (with the
-condition's short-term plasticity, see ``networks/rebuild.py``), in float64, and run on the same
-held-out trials (stream ``analysis``, key 2, of the run's root seed) by both engines. The dataset
+Every condition's networks are rebuilt from the last checkpoint of the results dataset (with the
+condition's short-term plasticity, see ``storage/rebuild.py``), in float64, and run on the same
+held-out trials (random stream ``resimulation_trials`` of the run's root seed) by both engines. The dataset
 holds both engines' states and readouts (dims ``condition, seed, trial, time, unit|output``), the
 relative agreement per network (max norm over trials, time and units), the inputs, and the
 brian2 code-generation target used.
@@ -17,55 +17,46 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..analysis.phase_space import AnalysisError, check_results
 from ..seeds import numpy_rng
+from ..storage.rebuild import protocol_task, trained_network
 from .brian2_bridge import SUPPORTED_KINDS
 from .engines import VARIABLES, relative_error, simulate_brian2, simulate_torch
 
 #: default number of held-out trials re-simulated per network
 DEFAULT_TRIALS = 32
-#: folder (inside the run's output) of brian2's compiled-code cache
-CACHE_DIR = "brian2_cache"
-FILE = "brian2.nc"
 
 
 class SimulateError(Exception):
     """The folder cannot be re-simulated (not a finished run, unsupported model kind)."""
 
 
-def _load(out: Path):
-    from ..analysis.phase_space import AnalysisError, load_run
+def resimulate(ds: xr.Dataset, protocol, trials: int = DEFAULT_TRIALS, codegen: str = "cython",
+               dt_ms: float | None = None, cache_dir: str | Path | None = None,
+               progress: Callable[[str], None] | None = None) -> xr.Dataset:
+    """Re-simulate every condition's trained networks of a results dataset in brian2 and torch.
 
-    try:
-        return load_run(out)
-    except AnalysisError as exc:
-        raise SimulateError(str(exc).replace("phase-space analysis", "re-simulation").replace("analyse", "re-simulate")) from None
-
-
-def simulate_run(out: str | Path, trials: int = DEFAULT_TRIALS, codegen: str = "cython", dt_ms: float | None = None,
-                 progress: Callable[[str], None] | None = None) -> xr.Dataset:
-    """Re-simulate every condition's trained networks; write and return ``OUT/brian2.nc``.
-
-    trials: held-out trials per network; codegen: brian2 target ('cython', cached in
-    ``OUT/brian2_cache``, numpy with a warning if it cannot compile; or 'numpy'); dt_ms: brian2
-    step (default: the task's, so the agreement measures the engines; a divisor of it measures the
-    torch engine's discretisation error instead).
+    protocol: the run's resolved protocol (``protocol_of(ds)``); trials: held-out trials per
+    network; codegen: brian2 target ('cython', its compiled code cached in ``cache_dir``, numpy with
+    a warning if it cannot compile; or 'numpy'); dt_ms: brian2 step (default: the task's, so the
+    agreement measures the engines; a divisor of it measures the torch engine's discretisation
+    error instead); progress(condition name) before each condition.
     """
-    from ..networks.rebuild import protocol_task, trained_network
-    from ..storage.results import write_dataset
-
-    out = Path(out)
     if trials < 1:
         raise SimulateError(f"trials: expected a positive number of trials, got {trials}")
-    ds, protocol = _load(out)
+    try:
+        check_results(ds, "re-simulation")
+    except AnalysisError as exc:
+        raise SimulateError(str(exc)) from None
     bad = {c.name: c.model_kind for c in protocol.conditions if c.model_kind not in SUPPORTED_KINDS}
     if bad:
         raise SimulateError(f"cannot re-simulate {', '.join(f'{k} ({v})' for k, v in bad.items())} in brian2: supported "
                             f"model kinds are {', '.join(SUPPORTED_KINDS)}")
     root = protocol.config.seed
     task = protocol_task(protocol)
-    sample = task.sample(numpy_rng(root, "analysis", 2), trials)
+    sample = task.sample(numpy_rng(root, "resimulation_trials"), trials)
     u = sample.inputs_bxtxi.astype(np.float64)
-    brian2_seed = int(numpy_rng(root, "analysis", 2, 1).integers(2 ** 31 - 1))  # key 2: this module's
+    brian2_seed = int(numpy_rng(root, "brian2_seed").integers(2 ** 31 - 1))
     S = ds.sizes["seed"]
     members = list(range(S))
     per_cond, codegens = [], set()
@@ -74,7 +65,7 @@ def simulate_run(out: str | Path, trials: int = DEFAULT_TRIALS, codegen: str = "
             progress(c.name)
         net, ok = trained_network(ds, protocol, c.name, checkpoint=-1, dtype=torch.float64)
         th = simulate_torch(net, members, u)
-        b2 = simulate_brian2(net, members, u, dt_ms=dt_ms, codegen=codegen, cache_dir=out / CACHE_DIR, seed=brian2_seed)
+        b2 = simulate_brian2(net, members, u, dt_ms=dt_ms, codegen=codegen, cache_dir=cache_dir, seed=brian2_seed)
         codegens.add(b2.attrs["brian2_codegen"])
         part = xr.Dataset({"network_ok": ("seed", ok)})
         for v in ("state", "readout"):
@@ -109,7 +100,6 @@ def simulate_run(out: str | Path, trials: int = DEFAULT_TRIALS, codegen: str = "
                     "task_dt_ms": float(task.dt_ms), "checkpoint": int(ds["checkpoint"].values[-1]),
                     "root_seed": int(root), "brian2_seed": brian2_seed, "trials": int(trials),
                     "brian2_version": b2.attrs["brian2_version"], "protocol": ds.attrs["protocol"]}
-    write_dataset(result, out / FILE)
     return result
 
 

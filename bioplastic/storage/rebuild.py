@@ -9,9 +9,16 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..networks import Network, build_network
+from ..protocol.load import Protocol, protocol_from_text
+from ..regularizers.tcr_plasticity import attach_plasticity
 from ..seeds import numpy_rng
 from ..tasks import Task, build_task
-from .base import Network, build_network
+
+
+def protocol_of(ds: xr.Dataset, source: str = "<results dataset>") -> Protocol:
+    """The resolved protocol a results (or analysis, predictions) dataset was made from."""
+    return protocol_from_text(ds.attrs["protocol"], source)
 
 
 def condition_of(protocol, name: str):
@@ -35,8 +42,6 @@ def trained_network(ds: xr.Dataset, protocol, condition: str, checkpoint: int = 
     TCR short-term plasticity is attached (at its base strength ``eta_F``), as it was in training;
     ``plasticity=False`` gives the same networks with it blocked (a lesion).
     """
-    from ..regularizers.tcr_plasticity import attach_plasticity  # local: regularizers import networks
-
     cond = condition_of(protocol, condition)
     task = protocol_task(protocol)
     S = ds.sizes["seed"]

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..analysis.learning_curves import METRICS, curve_metrics, iterations_to_criterion, metrics_horizon, smooth
-from ..seeds import numpy_rng
 from .io import atomic_write
 
 ENGINE = "h5netcdf"
@@ -117,7 +115,7 @@ def build_dataset(protocol, results) -> xr.Dataset:
         arr = data.setdefault(name, np.full((C, S) + shape, np.nan))
         for r in results:
             for e, m in enumerate(r.members):
-                arr[conds.index(m.condition.name), m.seed_index] = member_values(r, e)
+                arr[conds.index(m.name), m.seed_index] = member_values(r, e)
 
     for key in r0.history:
         put(key, lambda r, e, key=key: r.history[key][e], (len(iters),))
@@ -139,66 +137,8 @@ def build_dataset(protocol, results) -> xr.Dataset:
     ds["diverged_at"] = (("condition", "seed"), data["diverged_at"])
     ds["diverged"] = np.isfinite(ds["diverged_at"])
     ds["final_iteration"] = (("condition", "seed"), data["final_iteration"].astype(np.int64))
-    add_curve_metrics(ds, tr.criterion, tr.loss_smoothing)
-    add_tcr_grad_ratio_search(ds)
-    add_comparisons(ds, protocol.config.seed)
     describe(ds, protocol)
     return ds
-
-
-def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
-    """Learning-curve metrics per network (analysis/learning_curves.py), computed from the stored
-    task-loss curves and held-out accuracies."""
-    C, S = ds.sizes["condition"], ds.sizes["seed"]
-    out = {m: np.full((C, S), np.nan) for m in METRICS + ("iterations_to_criterion", "final_accuracy")}
-    evals = ds["evaluation"].values
-    task = ds["task_loss"].values
-    for c in range(C):
-        for s in range(S):
-            acc = ds["accuracy"].values[c, s]
-            itc = iterations_to_criterion(acc, evals, criterion)
-            out["iterations_to_criterion"][c, s] = itc
-            for m, v in curve_metrics(task[c, s], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
-                out[m][c, s] = v
-            finite = acc[np.isfinite(acc)]
-            diverged = "diverged_at" in ds and np.isfinite(ds["diverged_at"].values[c, s])
-            # a diverged network has no final accuracy (its last finite value predates the divergence)
-            out["final_accuracy"][c, s] = finite[-1] if len(finite) and not diverged else np.nan
-    for m, v in out.items():
-        ds[m] = (("condition", "seed"), v)
-    ds["loss_smoothed"] = (("condition", "seed", "iteration"), np.apply_along_axis(smooth, -1, task, smoothing),
-                           {"window": int(smoothing)})
-    ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
-    ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
-
-
-def add_tcr_grad_ratio_search(ds: xr.Dataset) -> None:
-    """``tcr_grad_ratio_search``: per network, the median TCR / task gradient-norm ratio over the
-    evaluations before its drop onset (read from ``drop_onset``, so after :func:`add_curve_metrics`)."""
-    if "tcr_grad_ratio" not in ds:
-        return
-    ratio = ds["tcr_grad_ratio"].values                                              # (C, S, evaluation)
-    before = ds["evaluation"].values[None, None, :] < ds["drop_onset"].values[..., None]  # NaN onset: none
-    from ..analysis.statistics import nanmedian
-
-    ds["tcr_grad_ratio_search"] = (("condition", "seed"), nanmedian(np.where(before, ratio, np.nan), axis=-1))
-
-
-def add_comparisons(ds: xr.Dataset, root_seed: int) -> None:
-    """Iterations to criterion (``itc_*``) and final held-out accuracy (``acc_*``) per condition with
-    bootstrap CIs, and each condition against the first (the reference, e.g. baseline), paired by
-    seed, with a rank test. Unlearned networks count at the budget; diverged ones are left out."""
-    from ..analysis.statistics import censored, compare_conditions
-
-    budget = ds.sizes["iteration"]
-    itc = censored(ds["iterations_to_criterion"].values, budget)
-    itc = np.where(np.isfinite(ds["diverged_at"].values), np.nan, itc)
-    rng = numpy_rng(root_seed, "analysis", 4)
-    for k, v in compare_conditions(itc, rng).items():
-        ds[f"itc_{k}"] = ("condition", v)
-    acc = np.where(np.isfinite(ds["diverged_at"].values), np.nan, ds["final_accuracy"].values)
-    for k, v in compare_conditions(acc, rng).items():
-        ds[f"acc_{k}"] = ("condition", v)
 
 
 def describe(ds: xr.Dataset, protocol) -> None:

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from bioplastic import load_protocol, run_protocol
-from bioplastic.analysis.phase_space import PARTS_DIR, AnalysisError, analyze_run
+from bioplastic.pipeline import PARTS_DIR, RunError, analyze_run
 from bioplastic.storage.results import read_dataset
 
 ANALYSIS = """
@@ -88,7 +88,7 @@ def test_interrupted_analysis_resumes_to_the_same_result(run_dir):
 
 
 def test_analyze_refuses_folders_that_are_not_finished_runs(tmp_path, run_dir):
-    with pytest.raises(AnalysisError, match="is not a finished run"):
+    with pytest.raises(RunError, match="is not a finished run"):
         analyze_run(tmp_path)
     r = subprocess.run([sys.executable, "-m", "bioplastic", "analyze", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "results.nc is missing" in r.stderr and "Traceback" not in r.stderr

@@ -9,10 +9,11 @@ from scipy import stats
 
 from bioplastic import load_protocol, run_protocol
 from bioplastic.analysis.predictions import (ALPHA, MEASURES, Window, across_trial_autocorrelation, benjamini_hochberg,
-                                             choose_period, compute_predictions, fit_autocorrelation_timescale,
+                                             choose_period, fit_autocorrelation_timescale,
                                              fit_exponential_timescale, paired_or_unpaired, plasticity_course,
                                              plasticity_end, plasticity_signatures, prediction_sentences, ramp_slopes,
                                              _run)
+from bioplastic.pipeline import compute_predictions
 from bioplastic.storage.results import read_dataset
 
 DT = 20.0

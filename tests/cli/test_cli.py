@@ -138,7 +138,7 @@ def test_one_point_sweep_says_what_it_does_not_compute(write_protocol, tmp_path)
     """A sweep (one point here) computes neither the phase-space analysis nor the predictions, and
     says so in one line and in the report; the command it suggests runs that point on its own."""
     from bioplastic.protocol.load import load_protocol
-    from bioplastic.training.run import sweep_note
+    from bioplastic.report.text import sweep_note
 
     text = write_protocol().read_text() + "analysis: {initial_states: 4, trials: 4}\nsweep: {grid: {model.g: [0.8]}}\n"
     path = write_protocol(text, "sweep1.yaml")

@@ -20,7 +20,8 @@ from bioplastic.learning import Batch
 from bioplastic.protocol.errors import ProtocolError
 from bioplastic.protocol.schema import TCRConfig
 from bioplastic.regularizers.tcr_loss import EPS, tcr_term
-from bioplastic.storage.results import VARIABLES, add_tcr_grad_ratio_search
+from bioplastic.analysis.learning_curves import add_tcr_grad_ratio_search
+from bioplastic.storage.results import VARIABLES
 from bioplastic.training.loop import EnsembleTrainer
 from bioplastic.training.units import groups
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bioplastic.cli import main
-from bioplastic.report.html import FIGURES, SECTIONS, ReportError, build_report
+from bioplastic.pipeline import RunError, write_report
+from bioplastic.report.html import FIGURES, SECTIONS
 
 #: the tiny protocol of tests/conftest.py with every dataset: plasticity, analysis, brian2 (numpy)
 COMPLETE = """
@@ -34,12 +35,12 @@ output: {figures: true}  # PNGs written by the run are reused by the report
 @pytest.fixture(scope="module")
 def complete_run(tmp_path_factory) -> Path:
     from bioplastic.protocol.load import load_protocol
-    from bioplastic.training.run import run_protocol
+    from bioplastic.pipeline import run_protocol
 
     folder = tmp_path_factory.mktemp("report")
     path = folder / "p.yaml"
     path.write_text(textwrap.dedent(COMPLETE))
-    _, out = run_protocol(load_protocol(path), folder / "out")
+    _, out = run_protocol(load_protocol(path), folder / "out", strict=True)  # any failing section raises
     return out
 
 
@@ -55,7 +56,8 @@ def test_complete_run_has_every_section_and_figure(complete_run: Path):
     for sid, figs in FIGURES.items():
         for fig in figs:
             assert re.search(rf"<img id='{fig}' src='data:image/png;base64,[A-Za-z0-9+/=]{{100,}}'", found[sid]), (sid, fig)
-    assert "Unavailable" not in page and "could not be drawn" not in page
+    assert "Unavailable" not in page and "could not be drawn" not in page and "could not be computed" not in page
+    assert "could not be formed" not in page and "error:" not in page.lower()
     assert "src='http" not in page and 'src="http' not in page  # self-contained
     # the verdicts of the claims the protocol names, each with a status
     for n in (1, 2, 3, 7, 9):
@@ -99,8 +101,8 @@ def test_no_results_writes_nothing_and_exits_2(tmp_path: Path, capsys):
     assert "results.nc is missing" in err and "Traceback" not in err
     assert not (tmp_path / "report.html").exists()
     assert main(["report", str(tmp_path / "nowhere")]) == 2
-    with pytest.raises(ReportError):
-        build_report(None, tmp_path)
+    with pytest.raises(RunError, match="results.nc is missing"):
+        write_report(tmp_path)
 
 
 def test_damaged_dataset_is_listed_not_fatal(complete_run: Path, tmp_path: Path, capsys):
@@ -116,7 +118,7 @@ def test_damaged_dataset_is_listed_not_fatal(complete_run: Path, tmp_path: Path,
 def test_user_strings_are_escaped_in_the_report(write_protocol, tmp_path):
     """A sweep over a free-text field puts it into the report: escaped, never a live tag."""
     from bioplastic.protocol.load import load_protocol
-    from bioplastic.training.run import run_protocol
+    from bioplastic.pipeline import run_protocol
 
     evil = "<script>alert(1)</script>"
     text = write_protocol().read_text().replace("output:\n  figures: false", "output:\n  figures: true")
@@ -125,3 +127,30 @@ def test_user_strings_are_escaped_in_the_report(write_protocol, tmp_path):
     page = (out / "report.html").read_text()
     assert "<script>alert(1)" not in page
     assert "&lt;script&gt;alert(1)" in page
+
+
+def test_a_failing_section_is_an_error_and_the_run_is_incomplete(complete_run: Path, tmp_path: Path, monkeypatch, capsys):
+    """A bug in a figure is not swallowed: strict mode raises it; otherwise the page shows the error
+    with its cause, every other section is written, and ``report`` exits 1 (incomplete)."""
+    from bioplastic.plotting import phase
+    from bioplastic.pipeline import IncompleteRun
+
+    out = tmp_path / "copy"
+    shutil.copytree(complete_run, out)
+    (out / "report.html").unlink()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the lead-time figure")
+
+    monkeypatch.setattr(phase, "lead_times", broken)
+    with pytest.raises(RuntimeError, match="a bug in the lead-time figure"):
+        write_report(out, strict=True)
+    with pytest.raises(IncompleteRun) as info:
+        write_report(out)
+    assert any("a bug in the lead-time figure" in f for f in info.value.failures)
+    page = (out / "report.html").read_text()
+    assert "RuntimeError: a bug in the lead-time figure" in sections_of(page)["gr"]
+    assert "fig-gr-alignment" in page and "fig-learning-curves" in page
+    assert main(["report", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "incomplete" in err and "a bug in the lead-time figure" in err

@@ -62,10 +62,10 @@ def test_simulate_writes_both_engines_and_their_agreement(run_dir):
     # the plasticity conditions really run differently (same weights would give the same states otherwise)
     s = ds["state_torch"]
     assert float(abs(s.sel(condition="tm") - s.sel(condition="baseline")).max()) > 1e-3
-    # held-out trials from the run's analysis stream
+    # held-out trials from the run's re-simulation stream
     protocol_task = build_task("evidence_accumulation", dict(stimulus_ms=200, delay_min_ms=40, delay_max_ms=100,
                                                              response_ms=60))
-    expected = protocol_task.sample(numpy_rng(7, "analysis", 2), 4).inputs_bxtxi
+    expected = protocol_task.sample(numpy_rng(7, "resimulation_trials"), 4).inputs_bxtxi
     np.testing.assert_array_equal(ds["inputs"].values, expected.astype(np.float64))
     for v in ds.data_vars:
         assert "units" in ds[v].attrs and "long_name" in ds[v].attrs

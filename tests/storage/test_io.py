@@ -2,6 +2,8 @@
 import os
 import stat
 
+from pathlib import Path
+
 import pytest
 
 from bioplastic.storage.io import atomic_write, atomic_write_text
@@ -32,7 +34,6 @@ def test_a_failed_write_leaves_nothing(tmp_path):
 
 def test_figures_are_written_atomically(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
 
     from bioplastic.plotting.curves import save
 
@@ -42,12 +43,13 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["f.png"]  # no temporary file left
 
-    def interrupted(self, path, **kw):  # a kill while the PNG is being written
-        with open(path, "wb") as f:
-            f.write(b"\x89PNG partial")
+    real_write = Path.write_bytes
+
+    def interrupted(self, data):  # a kill while the PNG is being written to disk
+        real_write(self, data[:12])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Figure, "savefig", interrupted)
+    monkeypatch.setattr(Path, "write_bytes", interrupted)
     _, ax = plt.subplots()
     with pytest.raises(KeyboardInterrupt):
         save(ax, tmp_path / "g.png")

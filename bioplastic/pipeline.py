@@ -1,0 +1,318 @@
+"""The run folder and the order of its stages: what ``python -m bioplastic run`` does.
+
+    train -> results.nc -> analysis.nc -> brian2.nc -> predictions.nc (+ predictions_brian2.nc)
+          -> figures (*.png) -> report.html
+
+Every stage below this module is a function of data (datasets and the resolved protocol in, a
+dataset or HTML out); this module alone reads and writes the folder. Each stage's file is written
+atomically and a finished stage is not redone, so an interrupted run - during training, an analysis,
+the figures or the report - resumes with the same command. Nothing in the package imports this
+module except the command line and the public API (``bioplastic/__init__.py``).
+
+Stage failures: a dataset stage that fails raises (nothing half-written). A section of the report
+that fails (a figure, a verdict, the sentences) is shown as an error on the page; the run then ends
+with :class:`IncompleteRun` naming each failure and its cause (exit status 1 on the command line).
+With ``strict=True`` (tests) the first failure raises instead.
+"""
+from __future__ import annotations
+
+import shutil
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Callable, Iterator
+
+import xarray as xr
+
+from .analysis.learning_curves import add_learning_statistics
+from .analysis.phase_space import AnalysisError, analyze
+from .analysis.predictions import DEFAULT_TRIALS, predict
+from .plotting.curves import png_bytes
+from .plotting.figures import figures
+from .protocol.load import Protocol
+from .report.html import FILES, ReportError, Run, render
+from .simulate.engines import Brian2Engine
+from .simulate.run import DEFAULT_TRIALS as RESIMULATED_TRIALS
+from .simulate.run import SimulateError, resimulate
+from .storage.io import atomic_torch_save, atomic_write, atomic_write_text, safe_torch_load
+from .storage.rebuild import protocol_of
+from .storage.results import build_dataset, combine_points, describe, read_dataset, write_dataset
+from .training.executors import Executor, InProcessExecutor
+from .training.loop import EnsembleTrainer
+from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path
+
+__all__ = ["IncompleteRun", "RunError", "analyze_run", "compute_predictions", "load_results", "output_dir",
+           "read_run", "results_dataset", "run_protocol", "simulate_run", "total_work", "train", "write_report"]
+
+RESULTS = "results.nc"
+ANALYSIS = "analysis.nc"
+PREDICTIONS = "predictions.nc"
+BRIAN2 = "brian2.nc"
+PREDICTIONS_BRIAN2 = "predictions_brian2.nc"
+REPORT = "report.html"
+#: finished (condition, checkpoint) parts of an interrupted phase-space analysis
+PARTS_DIR = "analysis_parts"
+#: brian2's compiled-code cache
+CACHE_DIR = "brian2_cache"
+
+
+class RunError(Exception):
+    """The run cannot start or go on (e.g. the output folder holds a different protocol, or a
+    finished run's dataset is missing or unreadable)."""
+
+
+class IncompleteRun(Exception):
+    """Every dataset was written, but parts of the report could not be made (each failure with its
+    cause in ``failures``); the report shows them as errors."""
+
+    def __init__(self, out: Path, failures: list[str]):
+        self.out, self.failures = out, failures
+        super().__init__(f"the run in {out} is incomplete: " + "; ".join(failures))
+
+
+# --------------------------------------------------------------------------------------------- folder
+def output_dir(protocol: Protocol, out: str | Path | None) -> Path:
+    return Path(out) if out is not None else Path(protocol.config.output.dir.replace("{name}", protocol.name))
+
+
+def prepare_output(protocol: Protocol, out: Path) -> bool:
+    """Create ``out`` (or check it holds this protocol). Returns True when training is finished."""
+    saved = out / "protocol.yaml"
+    if saved.exists():
+        if saved.read_text() != protocol.text:
+            raise RunError(f"{out} holds a run of a different protocol (its protocol.yaml differs); "
+                           f"choose another folder with --out, or delete {out} to start over")
+        return (out / RESULTS).exists()
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} exists and is not a bioplastic run folder; choose another folder with --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, protocol.text)
+    return False
+
+
+def expected_files(protocol: Protocol) -> list[str]:
+    """The files a finished run of ``protocol`` holds after training (datasets and the report)."""
+    files = [RESULTS]
+    if protocol.sweep is None:
+        files += [ANALYSIS] * (protocol.config.analysis is not None) + [PREDICTIONS]
+        files += [BRIAN2, PREDICTIONS_BRIAN2] * protocol.config.brian2.enabled
+    return files + [REPORT]
+
+
+class TorchFileCache(MutableMapping):
+    """A mapping whose values are saved as ``folder/KEY.pt`` (atomically; read back with
+    ``weights_only``): how the phase-space analysis keeps finished parts across interruptions."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.pt"
+
+    def __getitem__(self, key: str):
+        if not self._path(key).is_file():
+            raise KeyError(key)
+        return safe_torch_load(self._path(key))
+
+    def __setitem__(self, key: str, value) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(value, self._path(key))
+
+    def __delitem__(self, key: str) -> None:
+        self._path(key).unlink()
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.stem for p in sorted(self.folder.glob("*.pt")))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def load_results(out: str | Path) -> tuple[xr.Dataset, Protocol]:
+    """The results dataset of a finished run folder and its protocol (:class:`RunError` if absent or unreadable)."""
+    path = Path(out) / RESULTS
+    if not path.is_file():
+        raise RunError(f"{out} is not a finished run: {path} is missing (run the protocol first)")
+    try:
+        ds = read_dataset(path)
+    except Exception as exc:  # noqa: BLE001 - h5py/netCDF errors of a truncated or foreign file
+        raise RunError(f"{path} cannot be read ({type(exc).__name__}: {exc}); it may be corrupt") from None
+    if "protocol" not in ds.attrs:
+        raise RunError(f"{path} lacks the protocol attribute; not a bioplastic run")
+    return ds, protocol_of(ds, str(path))
+
+
+def read_run(out: str | Path) -> Run:
+    """What exists of a run folder as datasets; a file that cannot be read counts as missing (with its error)."""
+    out = Path(out)
+    run = Run(out)
+    for name in FILES:
+        path = out / name
+        if path.is_file():
+            try:
+                setattr(run, name[:-3], read_dataset(path))
+            except Exception as exc:  # noqa: BLE001 - a damaged file is reported, not fatal
+                run.errors[name] = f"{type(exc).__name__}: {exc}"
+    try:
+        want = expected_files(protocol_of(run.results)) if run.results is not None else list(FILES)
+    except Exception:  # noqa: BLE001 - an unreadable protocol: expect every dataset
+        want = list(FILES)
+    run.missing = [f for f in want if f in FILES and getattr(run, f[:-3]) is None]
+    return run
+
+
+# --------------------------------------------------------------------------------------------- stages
+def results_dataset(protocol: Protocol, unit_results: list) -> xr.Dataset:
+    """One protocol point's training results as the results dataset: curves, weights, the
+    learning-curve metrics and the comparisons between conditions."""
+    tr = protocol.conditions[0].training
+    ds = build_dataset(protocol, unit_results)
+    add_learning_statistics(ds, tr.criterion, tr.loss_smoothing, protocol.config.seed)
+    describe(ds, protocol)
+    return ds
+
+
+def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
+    """Merge the finished units' results into the run's dataset (deterministic: plan order)."""
+    units = plan_units(protocol)
+    per_point = [results_dataset(point.protocol, [load_result(u, result_path(out, u.id)) for u in units if u.point == i])
+                 for i, point in enumerate(protocol.points)]
+    return combine_points(protocol, per_point)
+
+
+def train(protocol: Protocol, progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
+    """Train every network of the protocol in this process and return the results dataset, with no
+    run folder (nothing is written; nothing resumes). The numbers equal those of
+    :func:`run_protocol` with any executor: the same work units, trained the same way."""
+    units = plan_units(protocol)
+    done = {u.id: EnsembleTrainer(list(u.members), protocol.config.seed).run(None, progress) for u in units}
+    per_point = [results_dataset(point.protocol, [done[u.id] for u in units if u.point == i])
+                 for i, point in enumerate(protocol.points)]
+    return combine_points(protocol, per_point)
+
+
+def total_work(protocol: Protocol) -> int:
+    return sum(u.work for u in plan_units(protocol))
+
+
+def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor: Executor | None = None,
+                 progress: Callable[[int, dict], None] | None = None,
+                 interrupt_at: int | None = None,
+                 analysis_progress: Callable[[int, dict], None] | None = None,
+                 strict: bool = False) -> tuple[xr.Dataset, Path]:
+    """Train every network of the protocol (units already done are skipped; interrupted units resume
+    from their last checkpoint), write ``OUT/results.nc``, then every later stage not yet done.
+    Returns the results dataset and the folder; raises :class:`IncompleteRun` (after writing
+    everything it could) when parts of the report failed."""
+    out = output_dir(protocol, out)
+    if prepare_output(protocol, out):
+        ds = read_dataset(out / RESULTS)
+    else:
+        units = plan_units(protocol)
+        todo = [u for u in units if not result_path(out, u.id).exists()]
+        if progress and len(todo) < len(units):
+            progress(sum(u.work for u in units if u not in todo), {})
+        if executor is None or interrupt_at is not None:
+            executor = InProcessExecutor(interrupt_at)
+        executor.run(protocol.text, todo, out, progress)
+        ds = assemble(protocol, out)
+        write_dataset(ds, out / RESULTS)
+        shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+        shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
+    if not all((out / f).exists() for f in expected_files(protocol)):
+        finish(ds, protocol, out, analysis_progress, strict=strict)  # also after an interruption past training
+    return ds, out
+
+
+def finish(ds: xr.Dataset, protocol: Protocol, out: Path, analysis_progress=None, strict: bool = False) -> None:
+    """After training, each stage the protocol asks for whose file is missing: the phase-space
+    analysis, the brian2 re-simulation, the predictions (torch, and brian2), figures, the report.
+    A sweep gets neither the analysis nor the predictions (``report.text.sweep_note``)."""
+    single = protocol.sweep is None
+    if single and protocol.config.analysis is not None and not (out / ANALYSIS).is_file():
+        analyze_run(out, protocol.config.analysis, analysis_progress, results=(ds, protocol))
+    b2 = protocol.config.brian2
+    if single and b2.enabled and not (out / BRIAN2).is_file():
+        simulate_run(out, trials=b2.trials, codegen=b2.codegen, dt_ms=b2.dt_ms, results=(ds, protocol))
+    if single and not (out / PREDICTIONS).is_file():
+        compute_predictions(out, results=(ds, protocol))
+    if single and b2.enabled and not (out / PREDICTIONS_BRIAN2).is_file():
+        compute_predictions(out, engine=Brian2Engine(b2.codegen, out / CACHE_DIR, b2.dt_ms, seed=protocol.config.seed),
+                            results=(ds, protocol))
+    write_report(out, strict=strict)
+
+
+def analyze_run(out: str | Path, cfg=None, progress: Callable[[int, dict], None] | None = None, *,
+                results: tuple[xr.Dataset, Protocol] | None = None) -> xr.Dataset:
+    """The phase-space analysis of a finished run folder: writes and returns ``OUT/analysis.nc``
+    (finished parts are kept in ``OUT/analysis_parts`` until it is written, so it resumes)."""
+    out = Path(out)
+    ds, protocol = results or load_results(out)
+    analysis = analyze(ds, protocol, cfg or protocol.config.analysis, progress, cache=TorchFileCache(out / PARTS_DIR))
+    write_dataset(analysis, out / ANALYSIS)
+    shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    return analysis
+
+
+def simulate_run(out: str | Path, trials: int = RESIMULATED_TRIALS, codegen: str = "cython",
+                 dt_ms: float | None = None, progress: Callable[[str], None] | None = None, *,
+                 results: tuple[xr.Dataset, Protocol] | None = None) -> xr.Dataset:
+    """The brian2 re-simulation of a finished run folder: writes and returns ``OUT/brian2.nc``."""
+    out = Path(out)
+    ds, protocol = results or load_results(out)
+    result = resimulate(ds, protocol, trials=trials, codegen=codegen, dt_ms=dt_ms, cache_dir=out / CACHE_DIR,
+                        progress=progress)
+    write_dataset(result, out / BRIAN2)
+    return result
+
+
+def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, engine: Brian2Engine | None = None,
+                        write: bool = True, results: tuple[xr.Dataset, Protocol] | None = None) -> xr.Dataset:
+    """The predictions of a finished run folder (with its analysis.nc when present): writes
+    ``OUT/predictions.nc`` (``predictions_brian2.nc`` with a brian2 engine) unless ``write`` is False."""
+    out = Path(out)
+    ds, protocol = results or load_results(out)
+    analysis = read_dataset(out / ANALYSIS) if (out / ANALYSIS).is_file() else None
+    pred = predict(ds, protocol, analysis, trials=trials, engine=engine)
+    if write:
+        write_dataset(pred, out / (PREDICTIONS if engine is None else PREDICTIONS_BRIAN2))
+    return pred
+
+
+def write_figures(run: Run, strict: bool = False) -> dict[str, bytes]:
+    """Draw every figure of the run's datasets; write each as ``OUT/NAME.png`` (atomically) when the
+    protocol asks for figure files. Returns the PNGs (name -> bytes) for the report. A figure that
+    fails is left out (the report tries it again and shows the error with its cause; ``strict`` raises)."""
+    pngs: dict[str, bytes] = {}
+    protocol = protocol_of(run.results)
+    for name, draw in figures(run.results, run.analysis, run.predictions).items():
+        try:
+            pngs[name] = png_bytes(draw())
+        except Exception:  # noqa: BLE001 - the report shows the failure; strict mode raises
+            if strict:
+                raise
+            continue
+        if protocol.config.output.figures and run.out is not None:
+            atomic_write(run.out / name, lambda p, data=pngs[name]: Path(p).write_bytes(data))
+    return pngs
+
+
+def write_report(out: str | Path, strict: bool = False) -> Path:
+    """Figures and ``OUT/report.html`` from the datasets of a run folder, recomputing nothing.
+    Raises :class:`RunError` without results.nc, :class:`IncompleteRun` (after writing the page)
+    when sections failed; with ``strict`` the first failure raises."""
+    out = Path(out)
+    run = read_run(out)
+    if run.results is None:
+        why = f" ({run.errors[RESULTS]})" if RESULTS in run.errors else ""
+        raise RunError(f"no report written: {out / RESULTS} is missing or unreadable{why}; run "
+                       f"`python -m bioplastic run PROTOCOL --out {out}` first (or resume it with the same command)")
+    pngs = write_figures(run, strict)
+    try:
+        page, failures = render(run, pngs, strict=strict)
+    except ReportError as exc:
+        raise RunError(f"no report written: {exc}") from None
+    path = out / REPORT
+    atomic_write_text(path, page)
+    if failures:
+        raise IncompleteRun(out, failures)
+    return path

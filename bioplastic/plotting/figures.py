@@ -1,0 +1,33 @@
+"""Every figure of a run, by file name, as functions of its datasets (the pipeline writes them as
+PNGs next to the datasets; the report embeds the same drawings)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import xarray as xr
+
+from . import curves, phase
+from . import predictions as pfigs
+
+
+def figures(results: xr.Dataset, analysis: xr.Dataset | None = None,
+            predictions: xr.Dataset | None = None) -> dict[str, Callable[[], object]]:
+    """File name -> a function drawing that figure (returns its Axes), for the datasets given.
+    A sweep gets its sweep and regime figures and the curves of its first point."""
+    draw: dict[str, Callable[[], object]] = {}
+    if predictions is not None:
+        draw["ramping_examples.png"] = lambda: pfigs.ramping_examples(predictions)
+        draw["ramp_distributions.png"] = lambda: pfigs.ramp_distributions(predictions)
+        draw["timescale_distributions.png"] = lambda: pfigs.timescale_distributions(predictions)
+    if analysis is not None:
+        draw["gr_alignment.png"] = lambda: phase.gr_alignment(results, analysis)
+        draw["phase_portraits.png"] = lambda: phase.phase_portraits(results, analysis)
+        draw["lead_times.png"] = lambda: phase.lead_times(analysis)
+    first = results
+    if results.attrs.get("sweep_dims"):
+        draw["sweep.png"] = lambda: curves.sweep(results)
+        draw["regimes.png"] = lambda: curves.regimes(results)
+        first = results.isel({d: 0 for d in results.attrs["sweep_dims"].split(",")})
+    draw["learning_curves.png"] = lambda: curves.learning_curves(first)
+    draw["iterations_to_criterion.png"] = lambda: curves.iterations_to_criterion(first)
+    return draw
