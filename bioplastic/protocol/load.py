@@ -197,9 +197,14 @@ def resolve_protocol_path(path: str | Path) -> Path:
         raise ProtocolError(str(exc)) from None
 
 
-def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Protocol:
+def load_protocol(path: str | Path | dict, overrides: list[str] | None = None) -> Protocol:
     """Read, override, validate and resolve a protocol file, or a shipped protocol named without a
-    folder (``load_protocol("evidence_accum")``; bioplastic.resources.shipped_protocols() lists them)."""
+    folder (``load_protocol("evidence_accum")``; bioplastic.resources.shipped_protocols() lists them),
+    or a protocol given as a dict with the fields of a protocol file (no YAML needed; model specs
+    are looked up from the working directory, then the shipped ones)."""
+    if isinstance(path, dict):
+        raw = apply_overrides(copy.deepcopy(path), overrides or [])
+        return protocol_from_data(raw, "<protocol dict>", Path.cwd())
     path = resolve_protocol_path(path)
     raw = apply_overrides(read_yaml_file(path), overrides or [])
     return protocol_from_data(raw, str(path), path.resolve().parent)

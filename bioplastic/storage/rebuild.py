@@ -57,5 +57,5 @@ def trained_network(ds: xr.Dataset, protocol, condition: str, checkpoint: int = 
             ok &= np.isfinite(values.reshape(S, -1)).all(1)
             net.params[k] = torch.as_tensor(np.nan_to_num(values), dtype=dtype)
     if plasticity:
-        attach_plasticity(net, cond)
+        attach_plasticity(net, cond.tcr)
     return net, ok
