@@ -95,9 +95,11 @@ def test_a_diverging_network_is_marked_and_the_others_go_on(write_protocol):
     assert np.isnan(res.history["loss"][1]).all()
     keep = [0, 2, 3]
     np.testing.assert_allclose(res.history["loss"][keep], clean.history["loss"][keep], **TOL)
-    from bioplastic.storage.results import build_dataset
+    from bioplastic.analysis.learning_curves import add_curve_metrics
+    from bioplastic.pipeline import results_dataset
 
-    ds = build_dataset(protocol, [res])
+    ds = results_dataset(protocol, [res])
+    add_curve_metrics(ds, protocol.config.training.criterion, protocol.config.training.loss_smoothing)
     diverged = ds["diverged"].values
     assert diverged.sum() == 1
     assert np.isnan(ds["final_accuracy"].values[diverged]).all()  # no pre-divergence value
