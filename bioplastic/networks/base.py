@@ -66,6 +66,9 @@ class Network(ABC):
     Config: ClassVar[type[Schema]]
     #: names of the dims of each parameter after the leading ensemble dim (storage uses them)
     param_dims: ClassVar[dict[str, tuple[str, ...]]]
+    #: names of the dims of each fixed buffer (connectivity mask, Dale signs, fixed random parts);
+    #: results datasets store the buffers, so a rebuilt network never re-draws them
+    buffer_dims: ClassVar[dict[str, tuple[str, ...]]] = {}
     # -- capabilities (queried through the registry: :func:`kinds_supporting`) --
     #: the recurrent synapses can carry TCR short-term plasticity (regularizers/tcr_plasticity.py)
     supports_plasticity: ClassVar[bool] = False
@@ -92,6 +95,9 @@ class Network(ABC):
             k: torch.as_tensor(np.stack([m[k] for m in members]), dtype=dtype)
             for k in members[0] if k not in self.param_dims
         }
+        undeclared = sorted(set(self.buffers) - set(self.buffer_dims))
+        if undeclared:
+            raise TypeError(f"{type(self).__name__}: buffers {', '.join(undeclared)} have no entry in buffer_dims")
 
     @property
     def n_units(self) -> int:

@@ -38,6 +38,7 @@ class LeakyRateConfig(Schema):
 class LeakyRate(Network):
     kind = "leaky_rate"
     Config = LeakyRateConfig
+    buffer_dims = {"mask": ("unit", "unit_pre"), "sign": ("unit", "unit_pre")}
     param_dims = {"W": ("unit", "unit_pre"), "W_in": ("unit", "input"), "b": ("unit",),
                   "W_out": ("output", "unit"), "b_out": ("output",)}
     supports_plasticity = True

@@ -25,6 +25,7 @@ class LowRankConfig(LeakyRateConfig):
 class LowRank(LeakyRate):
     kind = "low_rank"
     Config = LowRankConfig
+    buffer_dims = {"mask": ("unit", "unit_pre"), "sign": ("unit", "unit_pre"), "chi": ("unit", "unit_pre")}
     param_dims = {"m": ("unit", "rank"), "n": ("unit", "rank"), "W_in": ("unit", "input"), "b": ("unit",),
                   "W_out": ("output", "unit"), "b_out": ("output",)}
     supports_freeze_in = False  # W = m n^T / N + g chi has no full trained matrix to write into

@@ -31,6 +31,7 @@ class PLRNNConfig(Schema):
 class PLRNN(Network):
     kind = "plrnn"
     Config = PLRNNConfig
+    buffer_dims = {"offdiag": ("unit", "unit_pre")}
     param_dims = {"A": ("unit",), "W": ("unit", "unit_pre"), "h": ("unit",), "C": ("unit", "input"),
                   "B": ("output", "unit")}
 

@@ -165,10 +165,7 @@ class ShortTermPlasticity:
 
 def attach_plasticity(net: Network, tcr) -> ShortTermPlasticity | None:
     """Give ``net`` the short-term plasticity of the TCR settings ``tcr`` (a TCRConfig, or any object
-    with ``form`` and ``plasticity``; none unless ``tcr.form == "plasticity"``) and return it.
-
-    (Transition: an object with a ``tcr`` attribute - a protocol's Condition - is read as its ``tcr``.)"""
-    tcr = getattr(tcr, "tcr", tcr)
+    with ``form`` and ``plasticity``; none unless ``tcr.form == "plasticity"``) and return it."""
     net.plasticity = ShortTermPlasticity.from_tcr(tcr, net)
     return net.plasticity
 

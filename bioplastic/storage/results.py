@@ -123,6 +123,8 @@ def build_dataset(protocol, results) -> xr.Dataset:
         put(key, lambda r, e, key=key: r.eval_history[key][e], (len(r0.eval_iterations),))
     for key, arr in r0.weights.items():
         put(f"weight_{key}", lambda r, e, key=key: r.weights[key][e], arr.shape[1:])
+    for key, arr in r0.buffers.items():
+        put(f"buffer_{key}", lambda r, e, key=key: r.buffers[key][e], arr.shape[1:])
     put("diverged_at", lambda r, e: r.diverged_at[e], ())
     put("final_iteration", lambda r, e: r.final_iteration, ())
 
@@ -134,6 +136,8 @@ def build_dataset(protocol, results) -> xr.Dataset:
         ds[key] = (("condition", "seed", dim), data[key])
     for key, dims in r0.param_dims.items():
         ds[f"weight_{key}"] = (("condition", "seed", "checkpoint") + dims, data[f"weight_{key}"])
+    for key, dims in r0.buffer_dims.items():
+        ds[f"buffer_{key}"] = (("condition", "seed") + dims, data[f"buffer_{key}"])
     ds["diverged_at"] = (("condition", "seed"), data["diverged_at"])
     ds["diverged"] = np.isfinite(ds["diverged_at"])
     ds["final_iteration"] = (("condition", "seed"), data["final_iteration"].astype(np.int64))
@@ -147,6 +151,8 @@ def describe(ds: xr.Dataset, protocol) -> None:
         units, long = VARIABLES.get(name, (None, None))
         if name.startswith("weight_"):
             units, long = "1", f"checkpointed parameter {name[len('weight_'):]}"
+        if name.startswith("buffer_"):
+            units, long = "1", f"fixed network buffer {name[len('buffer_'):]} (drawn at initialisation, never trained)"
         ds[name].attrs.update(units=units, long_name=long)
     for name, (units, long) in COORDS.items():
         ds[name].attrs.update(units=units, long_name=long)

@@ -88,6 +88,8 @@ class GroupResult:
     diverged_at: np.ndarray                 # (E,) iteration of divergence, NaN if none
     final_iteration: int
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)      # (E, ...): fixed, drawn at init
+    buffer_dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Interrupted(Exception):
@@ -329,4 +331,5 @@ class EnsembleTrainer:
                     break
         return GroupResult(self.members, self.history, self.eval_iterations, self.eval_history,
                            self.checkpoint_iterations, self.weights, dict(self.net.param_dims), self.diverged_at,
-                           self.k)
+                           self.k, buffers={k: v.double().numpy() for k, v in self.net.buffers.items()},
+                           buffer_dims={k: self.net.buffer_dims[k] for k in self.net.buffers})

@@ -89,6 +89,8 @@ def save_result(result: GroupResult, path: Path) -> None:
         "param_dims": {k: list(v) for k, v in result.param_dims.items()},
         "diverged_at": t(result.diverged_at),
         "final_iteration": int(result.final_iteration),
+        "buffers": {k: t(v) for k, v in result.buffers.items()},
+        "buffer_dims": {k: list(v) for k, v in result.buffer_dims.items()},
     }, path)
 
 
@@ -101,7 +103,9 @@ def load_result(unit: Unit, path: Path) -> GroupResult:
     return GroupResult(list(unit.members), {k: n(v) for k, v in d["history"].items()}, n(d["eval_iterations"]),
                        {k: n(v) for k, v in d["eval_history"].items()}, n(d["checkpoint_iterations"]),
                        {k: n(v) for k, v in d["weights"].items()}, {k: tuple(v) for k, v in d["param_dims"].items()},
-                       n(d["diverged_at"]), int(d["final_iteration"]))
+                       n(d["diverged_at"]), int(d["final_iteration"]),
+                       buffers={k: n(v) for k, v in d["buffers"].items()},
+                       buffer_dims={k: tuple(v) for k, v in d["buffer_dims"].items()})
 
 
 #: how a unit's trainer is run: ``(trainer, unit, state_path, progress, interrupt_at) -> GroupResult``;

@@ -189,7 +189,7 @@ def test_anti_hebbian_time_course_matches_the_update_rule():
     net = build_network("leaky_rate", {"n_units": N, "g": 1.5}, n_inputs=2, n_outputs=1, dt_ms=DT,
                         rngs=[numpy_rng(0, "init", s) for s in range(E)], dtype=torch.float64)
     cfg = PlasticityConfig(eta_F=0.5, tau_F_ms=200.0)
-    attach_plasticity(net, SimpleNamespace(tcr=SimpleNamespace(form="plasticity", plasticity=cfg)))
+    attach_plasticity(net, SimpleNamespace(form="plasticity", plasticity=cfg))
     u = np.random.default_rng(8).standard_normal((B, T, 2))
     roll = _run(net, u, None)
     h = roll.state_exbxtxn.double().numpy()

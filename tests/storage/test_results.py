@@ -45,3 +45,51 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(target, boom)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def made_in_memory():
+    """A tiny single-point run made with the API (no folder): results, analysis, predictions, brian2."""
+    from bioplastic import analyze, predict, resimulate, train
+
+    protocol = load_protocol({
+        "name": "roundtrip", "seed": 3, "seeds": 2,
+        "task": {"kind": "evidence_accumulation", "stimulus_ms": 200, "delay_min_ms": 40, "delay_max_ms": 100,
+                 "response_ms": 60},
+        "model": {"kind": "leaky_rate", "n_units": 8, "connection_prob": 0.5},
+        "training": {"iterations": 6, "batch_size": 4, "checkpoint_every": 3, "eval_every": 3, "eval_trials": 8},
+        "conditions": {"baseline": {}, "tcr_plasticity": {"tcr": {"form": "plasticity"}}},
+        "analysis": {"initial_states": 4, "trials": 4},
+    })
+    results = train(protocol)
+    analysis = analyze(results, protocol)
+    return protocol, {"results": results, "analysis": analysis, "predictions": predict(results, protocol, analysis, trials=16),
+                      "brian2": resimulate(results, protocol, trials=2, codegen="numpy")}
+
+
+@pytest.mark.parametrize("name", ["results", "analysis", "predictions", "brian2"])
+def test_every_dataset_round_trips_identically(made_in_memory, name, tmp_path):
+    ds = made_in_memory[1][name]
+    write_dataset(ds, tmp_path / f"{name}.nc")
+    xr.testing.assert_identical(ds, read_dataset(tmp_path / f"{name}.nc"))
+
+
+def test_buffers_are_stored_and_rebuilt_from_the_dataset(made_in_memory):
+    """results.nc is self-sufficient: the fixed connectivity mask is a variable, and a rebuilt network
+    takes it from the dataset, never from re-drawing the init stream."""
+    from bioplastic import build_network, build_task, trained_network
+    from bioplastic.seeds import numpy_rng
+
+    protocol, data = made_in_memory
+    ds = data["results"]
+    assert ds["buffer_mask"].dims == ("condition", "seed", "unit", "unit_pre")
+    task = build_task("evidence_accumulation", protocol.conditions[0].task.model_dump())
+    drawn = build_network("leaky_rate", protocol.conditions[0].model.model_dump(), n_inputs=task.n_inputs,
+                          n_outputs=task.n_outputs, dt_ms=task.dt_ms, rngs=[numpy_rng(3, "init", s) for s in range(2)])
+    mask = ds["buffer_mask"].sel(condition="baseline").values
+    np.testing.assert_array_equal(mask, drawn.buffers["mask"].numpy())
+    assert 0 < mask.mean() < 1
+    altered = ds.copy(deep=True)
+    altered["buffer_mask"].values[:] = 1 - altered["buffer_mask"].values
+    net, _ = trained_network(altered, protocol, "baseline")
+    np.testing.assert_array_equal(net.buffers["mask"].numpy(), 1 - mask)

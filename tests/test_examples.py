@@ -1,0 +1,18 @@
+"""The example scripts run as a user runs them and do what they say."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def test_notebook_study_runs_without_yaml_or_a_folder(tmp_path):
+    png = tmp_path / "curves.png"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, str(EXAMPLES / "notebook_study.py"), str(png)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "baseline" in r.stdout and "tcr_loss" in r.stdout and "units ramp" in r.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]  # no run folder, no YAML
