@@ -15,8 +15,7 @@ import argparse
 
 import numpy as np
 import torch
-
-from bptt import B, DT, I, N, O, T, TAU, PlainRNN, _time, data, time_plain  # same sizes and loops
+from bptt import DT, TAU, B, I, N, O, PlainRNN, T, _time, data, time_plain  # same sizes and loops
 
 from bioplastic.learning import RULES, Batch
 from bioplastic.networks import build_network

@@ -17,14 +17,13 @@ With ``strict=True`` (tests) the first failure raises instead.
 from __future__ import annotations
 
 import shutil
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
-from typing import Callable, Iterator
 
 import xarray as xr
 
 from .analysis.learning_curves import add_learning_statistics
-from .analysis.phase_space import AnalysisError, analyze
+from .analysis.phase_space import analyze
 from .analysis.predictions import DEFAULT_TRIALS, predict
 from .plotting.curves import png_bytes
 from .plotting.figures import figures
@@ -32,7 +31,7 @@ from .protocol.load import Protocol
 from .report.html import FILES, ReportError, Run, render
 from .simulate.engines import Brian2Engine
 from .simulate.run import DEFAULT_TRIALS as RESIMULATED_TRIALS
-from .simulate.run import SimulateError, resimulate
+from .simulate.run import resimulate
 from .storage.io import atomic_torch_save, atomic_write, atomic_write_text, safe_torch_load
 from .storage.rebuild import protocol_of
 from .storage.results import build_dataset, combine_points, describe, read_dataset, write_dataset

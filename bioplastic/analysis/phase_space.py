@@ -31,20 +31,19 @@ Finished (condition, checkpoint) parts go to an optional cache (the pipeline kee
 """
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import Callable
+from collections.abc import Callable, MutableMapping
 
 import numpy as np
 import torch
 import xarray as xr
 
-from ..storage.rebuild import trained_network
 from ..protocol.schema import AnalysisConfig
 from ..seeds import numpy_rng
+from ..storage.rebuild import trained_network
 from ..tasks import build_task
 from .fixed_points import KIND_NAMES, find_fixed_points, sample_initial_states
-from .statistics import bootstrap_ci
 from .geometry import chamfer_distance, first_gr_event, gr_events, lead_time, linear_cka, participation_ratio, pca_frame, project
+from .statistics import bootstrap_ci
 
 #: trials whose projected trajectories are stored for phase portraits
 PORTRAIT_TRIALS = 8

@@ -83,8 +83,8 @@ condition the same paired way. p-values are not corrected across measures or con
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -1,6 +1,10 @@
 """Learning rules, one per file, registered by name in :data:`RULES`."""
+from . import (  # noqa: F401  (registration of the local rules)
+    bptt,  # noqa: F401  (registration)
+    eprop,
+    node_perturbation,
+    rflo,
+)
 from .base import RULES, Batch, LearningRule, StepResult
-from . import bptt  # noqa: F401  (registration)
-from . import eprop, node_perturbation, rflo  # noqa: F401  (registration of the local rules)
 
 __all__ = ["RULES", "Batch", "LearningRule", "StepResult"]

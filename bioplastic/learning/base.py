@@ -18,7 +18,7 @@ from ..networks import Network
 from ..registry import Registry
 from ..schema_base import Schema
 
-RULES: Registry[type["LearningRule"]] = Registry("learning rule")
+RULES: Registry[type[LearningRule]] = Registry("learning rule")
 
 
 @dataclass
@@ -77,7 +77,7 @@ class LearningRule(ABC):
         """State the rule carries across iterations (saved with every checkpoint); none by default."""
         return {}
 
-    def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook, no state by default
         """Restore :meth:`state_dict` when an interrupted run resumes."""
 
     @abstractmethod

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 from abc import abstractmethod
-from typing import ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch

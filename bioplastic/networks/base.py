@@ -10,8 +10,9 @@ Learning rules, regularizers and analyses are separate objects that call :meth:`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ import torch
 from ..registry import Registry
 from ..schema_base import Schema
 
-NETWORKS: Registry[type["Network"]] = Registry("model kind")
+NETWORKS: Registry[type[Network]] = Registry("model kind")
 
 
 @dataclass

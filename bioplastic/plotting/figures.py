@@ -2,7 +2,7 @@
 PNGs next to the datasets; the report embeds the same drawings)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import xarray as xr
 

@@ -6,8 +6,8 @@ from pydantic_core import PydanticUndefined
 
 from ..networks import NETWORKS
 from ..regularizers import schedules as sch
-from ..tasks import TASKS
 from ..regularizers.tcr_plasticity import PlasticityConfig
+from ..tasks import TASKS
 from .schema import AnalysisConfig, Brian2Config, OutputConfig, ProtocolConfig, SweepConfig, TCRConfig, TrainingConfig
 
 

@@ -21,8 +21,7 @@ from ..registry import UnknownNameError
 from ..resources import UnknownResourceError, models_dir, protocol_path
 from ..tasks import TASKS
 from .errors import ProtocolError, describe, format_validation_error
-from .schema import (CONDITION_KEYS, NAME_RE, SHARED_MODEL, SHARED_TRAINING, ProtocolConfig, SweepConfig, TCRConfig,
-                     TrainingConfig)
+from .schema import CONDITION_KEYS, NAME_RE, SHARED_MODEL, SHARED_TRAINING, ProtocolConfig, SweepConfig, TCRConfig, TrainingConfig
 from .yaml12 import dump_yaml, load_yaml
 
 #: the shipped model specs (the checkout's models/, or the installed package data bioplastic/models/);
@@ -56,7 +55,7 @@ class Point:
     """One point of a sweep: the values of the swept fields, and the protocol they make."""
 
     coords: dict[str, Any]
-    protocol: "Protocol"
+    protocol: Protocol
 
 
 @dataclass(frozen=True)
@@ -374,7 +373,8 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
                                 f"(it fixes the shape of the results); got {getattr(training, key)!r}, the protocol has {getattr(cfg.training, key)!r}")
         for key in SHARED_MODEL:
             if getattr(cmodel, key) != getattr(model, key):
-                problems.append(f"{where}.model.{key}: must be the same in every condition; got {getattr(cmodel, key)!r}, the protocol has {getattr(model, key)!r}")
+                problems.append(f"{where}.model.{key}: must be the same in every condition; got {getattr(cmodel, key)!r}, "
+                                f"the protocol has {getattr(model, key)!r}")
         if tcr.window != "trial" and tcr.window not in TASKS.get(task_kind)(task).period_names:
             periods = ", ".join(("trial",) + TASKS.get(task_kind)(task).period_names)
             problems.append(f"{where if tcr_over else ''}{'.' if tcr_over else ''}tcr.window: expected one of {periods}; got {tcr.window!r}")

@@ -7,7 +7,7 @@ in :attr:`Schedule.state` (saved with every checkpoint so an interrupted run res
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from ..registry import Registry
 from ..schema_base import Schema
 
-SCHEDULES: Registry[type["Schedule"]] = Registry("schedule kind")
+SCHEDULES: Registry[type[Schedule]] = Registry("schedule kind")
 
 
 class _Base(Schema):
@@ -72,8 +72,7 @@ class ActivityFloorConfig(_Base):
     max_factor: float = Field(1.0, gt=0, description="upper bound on the strength, as a fraction of its base value")
 
 
-ScheduleConfig = Annotated[Union[ConstantConfig, WarmupConfig, LinearDecayConfig, CosineDecayConfig, StepConfig,
-                                 AdaptiveConfig, ActivityFloorConfig], Field(discriminator="kind")]
+ScheduleConfig = Annotated[ConstantConfig | WarmupConfig | LinearDecayConfig | CosineDecayConfig | StepConfig | AdaptiveConfig | ActivityFloorConfig, Field(discriminator="kind")]
 
 
 class Schedule:

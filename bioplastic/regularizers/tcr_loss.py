@@ -22,7 +22,8 @@ gradient flows through numerator and denominator.
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 

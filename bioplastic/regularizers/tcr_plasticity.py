@@ -38,7 +38,8 @@ classes say (``supports_plasticity``, ``supports_freeze_in``; networks/base.py).
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -100,7 +101,7 @@ class ShortTermPlasticity:
         self.record_F_abs = False
 
     @classmethod
-    def from_tcr(cls, tcr, network: Network) -> "ShortTermPlasticity | None":
+    def from_tcr(cls, tcr, network: Network) -> ShortTermPlasticity | None:
         """The plasticity ``tcr`` (a TCRConfig, or any object with ``form`` and ``plasticity``) gives
         ``network``'s recurrent synapses: None unless ``tcr.form == "plasticity"``."""
         if tcr.form != "plasticity":

@@ -12,14 +12,13 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
-import xarray as xr
 
 import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
 from ..analysis.predictions import prediction_sentences
 from ..analysis.statistics import nanmedian
@@ -261,7 +260,7 @@ def describe_condition(c, first) -> str:
 
 def _files(run: Run) -> str:
     rows = []
-    for name, (what, cmd) in FILES.items():
+    for name, (what, _) in FILES.items():
         ok = getattr(run, name[:-3]) is not None
         state = ("<span class='ok'>present</span>" if ok else
                  f"<span class='bad'>unreadable: {esc(run.errors[name])}</span>" if name in run.errors else

@@ -21,9 +21,9 @@ suffices; it does not hold only when every part does not hold).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import comb
-from typing import Callable
 
 import numpy as np
 import xarray as xr
@@ -31,6 +31,7 @@ import xarray as xr
 from ..analysis.predictions import prediction_sentences
 from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, clopper_pearson, nanmedian, paired_comparison
 from ..seeds import numpy_rng
+from ..storage.results import sweep_points
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -257,8 +258,6 @@ def _power_notes(ev: list[Evidence]) -> list[str]:
 
 def _points(ds: xr.Dataset):
     """(label, dataset of one sweep point); one unlabelled point without a sweep."""
-    from ..storage.results import sweep_points
-
     dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d and d in ds.dims]
     if not dims:
         yield "", ds

@@ -58,9 +58,9 @@ import contextlib
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -223,7 +223,7 @@ def export_network(net, member: int | Sequence[int] = 0) -> ExportedNetwork:
 def _import_brian2():
     try:
         with _quiet():
-            import brian2
+            import brian2  # here: heavy (seconds to import), only the re-simulation needs it
     except ImportError as exc:  # pragma: no cover - brian2 is a dependency
         raise ImportError(f"the brian2 bridge needs brian2 ({exc}); pip install 'brian2>=2.9' 'numpy<2.4'") from None
     return brian2
@@ -268,7 +268,7 @@ def _session(target: str, cache_dir: Path | None, seed: int | None):
 def cython_available(cache_dir: Path | None = None) -> tuple[bool, str]:
     """Whether brian2's cython target compiles here: (ok, reason if not)."""
     try:
-        import Cython  # noqa: F401
+        import Cython  # noqa: F401 - optional: only brian2's cython target needs it
     except ImportError:
         return False, "Cython is not installed (pip install cython)"
     with _session("cython", cache_dir, None):

@@ -15,9 +15,9 @@ is the end of that step, (t + 1) dt_ms. Attrs: ``engine``, ``dt_ms`` (the simula
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

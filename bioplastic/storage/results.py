@@ -167,7 +167,7 @@ def describe(ds: xr.Dataset, protocol) -> None:
         root_seed=int(protocol.config.seed),
         versions=json.dumps(package_versions()),
         git_commit=git_commit(),
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         device="cpu",
         Conventions="CF-1.8",
     )

@@ -15,7 +15,7 @@ import numpy as np
 from ..registry import Registry
 from ..schema_base import Schema
 
-TASKS: Registry[type["Task"]] = Registry("task kind")
+TASKS: Registry[type[Task]] = Registry("task kind")
 
 
 def steps(ms: float, dt_ms: float) -> int:

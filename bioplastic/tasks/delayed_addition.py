@@ -24,12 +24,6 @@ from ..schema_base import Schema
 from .base import TASKS, Task, Trials, delay_step_range, steps, window_bxt
 
 
-
-
-
-
-
-
 def _marker_ranges(stimulus_steps: int) -> tuple[int, int]:
     """Number of candidate steps for marker 1 (first 10 %) and marker 2 (first half).
 
@@ -58,7 +52,7 @@ class Config(Schema):
     )
 
     @model_validator(mode="after")
-    def _check_timing(self) -> "Config":
+    def _check_timing(self) -> Config:
         for name in ("stimulus_ms", "response_ms"):
             ms = getattr(self, name)
             if steps(ms, self.dt_ms) < 1:

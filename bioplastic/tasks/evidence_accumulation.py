@@ -75,7 +75,7 @@ class Config(Schema):
         return value
 
     @model_validator(mode="after")
-    def _check_timing(self) -> "Config":
+    def _check_timing(self) -> Config:
         for name in ("fixation_ms", "stimulus_ms", "response_ms"):
             ms = getattr(self, name)
             if steps(ms, self.dt_ms) < 1:

@@ -22,8 +22,6 @@ from ..schema_base import Schema
 from .base import TASKS, Task, Trials, steps
 
 
-
-
 class Config(Schema):
     """Configuration of :class:`FlipFlop`. Durations in ms, rounded to steps of ``dt_ms``."""
 
@@ -39,7 +37,7 @@ class Config(Schema):
     )
 
     @model_validator(mode="after")
-    def _check_timing(self) -> "Config":
+    def _check_timing(self) -> Config:
         n = steps(self.trial_ms, self.dt_ms)
         if n < 1:
             raise ValueError(

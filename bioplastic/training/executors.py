@@ -23,8 +23,8 @@ import os
 import queue
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .units import ThrottledProgress, Unit, UnitRunner, run_unit, train
 

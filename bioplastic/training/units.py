@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ class Member(MemberSpec):
     condition: Any = None
 
     @classmethod
-    def of(cls, condition: Condition, seed_index: int) -> "Member":
+    def of(cls, condition: Condition, seed_index: int) -> Member:
         """Seed ``seed_index`` of ``condition``."""
         return cls(name=condition.name, seed_index=int(seed_index), task_kind=condition.task_kind,
                    task=condition.task.model_dump(), model_kind=condition.model_kind, model=condition.model.model_dump(),
