@@ -8,7 +8,7 @@ it; derive predictions for experimentalists. Every result is an xarray Dataset.
 A study in a few lines, no YAML (docs/api.md; examples/notebook_study.py)::
 
     import bioplastic as bp
-    protocol = bp.load_protocol({"name": "demo", "seeds": 4, "task": {"kind": "evidence_accumulation"},
+    protocol = bp.load_protocol({"name": "demo", "seed": 1, "seeds": 4, "task": {"kind": "evidence_accumulation"},
                                  "model": {"kind": "leaky_rate", "n_units": 64},
                                  "training": {"optimizer": "sgd", "lr": 0.03, "iterations": 200},
                                  "conditions": {"baseline": {}, "tcr_loss": {"tcr": {"form": "loss"}}}})
