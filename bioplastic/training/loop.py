@@ -113,6 +113,11 @@ class EnsembleTrainer:
     """Trains the members of one group (all share task, model kind/size and training shape)."""
 
     def __init__(self, members: list[MemberSpec], root_seed: int):
+        #: the networks asked for; a single one trains beside an identical twin (discarded at the end),
+        #: because torch computes a batch of one by other kernels (einsum and bmm squeeze it) whose
+        #: last bits differ: with the twin, a network's numbers never depend on its ensemble-mates
+        self.n_real = len(members)
+        members = list(members) * 2 if len(members) == 1 else list(members)
         self.members, self.root = members, int(root_seed)
         c0 = members[0]
         self.tr = c0.training
@@ -310,7 +315,7 @@ class EnsembleTrainer:
             self.evaluate(0)
             self.snapshot(0)
         elif progress:
-            progress(self.k * len(self.members), {})
+            progress(self.k * self.n_real, {})
         eval_at = {int(k): j for j, k in enumerate(self.eval_iterations)}
         ckpt_at = {int(k): j for j, k in enumerate(self.checkpoint_iterations)}
         while self.k < self.tr.iterations:
@@ -321,7 +326,7 @@ class EnsembleTrainer:
             if self.k in eval_at:
                 self.evaluate(eval_at[self.k])
             if progress:
-                progress(len(self.members), {"loss": float(np.nanmedian(self.history["loss"][:, self.k - 1]))
+                progress(self.n_real, {"loss": float(np.nanmedian(self.history["loss"][:, self.k - 1]))
                                              if self.alive.any() else float("nan")})
             if self.k in ckpt_at:
                 self.snapshot(ckpt_at[self.k])
@@ -330,7 +335,9 @@ class EnsembleTrainer:
                 if self.tr.stop_when_learned and self.all_settled():
                     self.stopped_early = True
                     break
-        return GroupResult(self.members, self.history, self.eval_iterations, self.eval_history,
-                           self.checkpoint_iterations, self.weights, dict(self.net.param_dims), self.diverged_at,
-                           self.k, buffers={k: v.double().numpy() for k, v in self.net.buffers.items()},
+        n = self.n_real
+        return GroupResult(self.members[:n], {k: v[:n] for k, v in self.history.items()}, self.eval_iterations,
+                           {k: v[:n] for k, v in self.eval_history.items()}, self.checkpoint_iterations,
+                           {k: v[:n] for k, v in self.weights.items()}, dict(self.net.param_dims), self.diverged_at[:n],
+                           self.k, buffers={k: v[:n].double().numpy() for k, v in self.net.buffers.items()},
                            buffer_dims={k: self.net.buffer_dims[k] for k in self.net.buffers})
