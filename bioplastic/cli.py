@@ -27,6 +27,7 @@ from .protocol.schema import TCRConfig
 from .regularizers.schedules import SCHEDULES
 from .regularizers.tcr_plasticity import PLASTIC_KINDS, PlasticityConfig
 from .report.text import gr_line, summary, sweep_note
+from .simulate.engines import Brian2Engine
 from .simulate.run import SimulateError, agreement_line
 from .storage.results import read_dataset
 from .tasks import TASKS
@@ -109,29 +110,84 @@ def _incomplete(exc: pipeline.IncompleteRun) -> int:
     return 1
 
 
+class Bars(pipeline.StageProgress):
+    """A progress bar per stage (the training bar, when given, is closed when the next stage starts,
+    so its rate stays that of training), and the stage times at the end."""
+
+    def __init__(self, quiet: bool = False, training=None):
+        self.quiet, self.training, self.bar = quiet, training, None
+
+    def start(self, stage: str, total: int, unit: str) -> None:
+        if self.training is not None:
+            self.training.close()
+            self.training = None
+        self.bar = tqdm(total=total, unit=unit, desc=stage, disable=self.quiet, leave=False)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def end(self, stage: str, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if not self.quiet:
+            tqdm.write(f"{stage}: {seconds:.1f} s")
+
+    def close(self) -> None:
+        for bar in (self.training, self.bar):
+            if bar is not None:
+                bar.close()
+
+
+def times_line(out: Path) -> str:
+    """One line: the wall time of each stage of the run in ``out`` (``OUT/timings.json``)."""
+    times = pipeline.read_times(out)
+    return ("time per stage: " + ", ".join(f"{k} {v:.0f} s" if v >= 10 else f"{k} {v:.1f} s" for k, v in times.items())
+            + f" (total {sum(times.values()):.0f} s)") if times else ""
+
+
 def cmd_analyze(out: Path) -> int:
+    bars = Bars()
     try:
         ds, protocol = pipeline.load_results(out)
-        n = len(protocol.conditions) * ds.sizes["checkpoint"]
-        with tqdm(total=n, unit="checkpoint", desc="fixed points") as bar:
-            analysis = pipeline.analyze_run(out, progress=lambda k, info: bar.update(k), results=(ds, protocol))
-        pipeline.write_report(out)
+        with pipeline.stage(out, bars, "fixed points", len(protocol.conditions) * ds.sizes["checkpoint"],
+                            "checkpoint") as tick:
+            analysis = pipeline.analyze_run(out, progress=tick, results=(ds, protocol))
+        pipeline.write_report(out, stages=bars)
     except (AnalysisError, pipeline.RunError) as exc:
         return _fail(str(exc))
     except pipeline.IncompleteRun as exc:
         return _incomplete(exc)
+    finally:
+        bars.close()
     print(f"{out / pipeline.ANALYSIS}")
     print(gr_line(analysis))
     return 0
 
 
 def cmd_simulate(out: Path, trials: int, codegen: str, dt_ms: float | None) -> int:
+    """Re-simulate in brian2 (OUT/brian2.nc), compute the predictions on brian2's simulation
+    (OUT/predictions_brian2.nc, same trials as the torch predictions), refresh the report."""
+    bars = Bars()
     try:
-        result = pipeline.simulate_run(out, trials=trials, codegen=codegen, dt_ms=dt_ms,
-                                       progress=lambda cond: print(f"re-simulating {cond} ...", file=sys.stderr))
-    except (SimulateError, pipeline.RunError, ValueError) as exc:
+        ds, protocol = pipeline.load_results(out)
+        C = len(protocol.conditions)
+        with pipeline.stage(out, bars, "brian2", C, "condition") as tick:
+            result = pipeline.simulate_run(out, trials=trials, codegen=codegen, dt_ms=dt_ms,
+                                           progress=lambda cond: tick(1), results=(ds, protocol))
+        with pipeline.stage(out, bars, "predictions (brian2)", C, "condition") as tick:
+            engine = Brian2Engine(codegen, out / pipeline.CACHE_DIR, dt_ms, seed=protocol.config.seed)
+            pipeline.compute_predictions(out, engine=engine, results=(ds, protocol), progress=tick)
+        pipeline.write_report(out, stages=bars)
+    except (SimulateError, AnalysisError, pipeline.RunError, ValueError) as exc:
         return _fail(str(exc))
+    except pipeline.IncompleteRun as exc:
+        return _incomplete(exc)
+    finally:
+        bars.close()
     print(out / pipeline.BRIAN2)
+    print(out / pipeline.PREDICTIONS_BRIAN2)
     print(agreement_line(result))
     return 0
 
@@ -200,23 +256,26 @@ def cmd_run(protocol, args) -> int:
 
     t0 = time.perf_counter()
     incomplete = None
+    bars = Bars(args.quiet, training=bar)
     try:
         if hasattr(executor, "dashboard"):
             executor.on_start = lambda text: tqdm.write(f"executor: {text}")
-        ds, out = pipeline.run_protocol(protocol, out, executor=executor, progress=progress)
+        ds, out = pipeline.run_protocol(protocol, out, executor=executor, progress=progress, stages=bars)
     except pipeline.IncompleteRun as exc:
         incomplete = exc
         ds = read_dataset(out / pipeline.RESULTS)
     except (pipeline.RunError, ExecutorError, AnalysisError, SimulateError) as exc:
-        bar.close()
+        bars.close()
         return _fail(str(exc))
     except KeyboardInterrupt:
-        bar.close()
+        bars.close()
         print(f"\ninterrupted; run the same command again to resume from the last checkpoint in {out}/state",
               file=sys.stderr)
         return 130
-    bar.close()
+    bars.close()
     print(f"\n{protocol.name}: done in {time.perf_counter() - t0:.0f} s ({executor.describe()}) -> {out}/results.nc")
+    if times_line(out):
+        print(times_line(out))
     print(summary(ds))
     note = sweep_note(protocol, out)
     if note:

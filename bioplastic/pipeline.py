@@ -16,8 +16,11 @@ With ``strict=True`` (tests) the first failure raises instead.
 """
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import xarray as xr
@@ -26,7 +29,7 @@ from .analysis.learning_curves import add_learning_statistics
 from .analysis.phase_space import analyze
 from .analysis.predictions import DEFAULT_TRIALS, predict
 from .plotting.curves import png_bytes
-from .plotting.figures import figures
+from .plotting.figures import figure_names, figures
 from .protocol.load import Protocol
 from .report.html import FILES, ReportError, Run, render
 from .simulate.engines import Brian2Engine
@@ -48,6 +51,8 @@ PREDICTIONS = "predictions.nc"
 BRIAN2 = "brian2.nc"
 PREDICTIONS_BRIAN2 = "predictions_brian2.nc"
 REPORT = "report.html"
+#: wall time of each stage, in seconds (the last time it ran)
+TIMINGS = "timings.json"
 #: finished (condition, checkpoint) parts of an interrupted phase-space analysis
 PARTS_DIR = "analysis_parts"
 #: brian2's compiled-code cache
@@ -66,6 +71,50 @@ class IncompleteRun(Exception):
     def __init__(self, out: Path, failures: list[str]):
         self.out, self.failures = out, failures
         super().__init__(f"the run in {out} is incomplete: " + "; ".join(failures))
+
+
+class StageProgress:
+    """How the pipeline reports the stages after training (the command line draws a bar for each
+    and prints their times); this base class says nothing. Training reports through ``progress``."""
+
+    def start(self, stage: str, total: int, unit: str) -> None:
+        """A stage begins: ``total`` steps of ``unit``."""
+
+    def advance(self, n: int = 1) -> None:
+        """``n`` more steps of the current stage are done."""
+
+    def end(self, stage: str, seconds: float) -> None:
+        """The stage is done (``seconds`` of wall time)."""
+
+
+def record_time(out: Path, stage: str, seconds: float) -> None:
+    """Add a stage's wall time to ``OUT/timings.json`` (atomically; a rerun stage replaces its time)."""
+    times = read_times(out)
+    times[stage] = round(float(seconds), 2)
+    atomic_write_text(Path(out) / TIMINGS, json.dumps(times, indent=1) + "\n")
+
+
+def read_times(out: Path) -> dict[str, float]:
+    """The recorded stage times of a run folder (empty when none or unreadable)."""
+    path = Path(out) / TIMINGS
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:  # a damaged timings file only loses the old times
+        return {}
+
+
+@contextmanager
+def stage(out: Path | None, stages: StageProgress | None, name: str, total: int, unit: str):
+    """Report a stage's start, steps and end, and record its time when it succeeds. Yields the
+    step callback, in the ``progress(n, info)`` form the stages take."""
+    stages = stages or StageProgress()
+    t0 = time.perf_counter()
+    stages.start(name, total, unit)
+    yield lambda n=1, info=None: stages.advance(n)
+    seconds = time.perf_counter() - t0
+    stages.end(name, seconds)
+    if out is not None:
+        record_time(out, name, seconds)
 
 
 # --------------------------------------------------------------------------------------------- folder
@@ -89,11 +138,14 @@ def prepare_output(protocol: Protocol, out: Path) -> bool:
 
 
 def expected_files(protocol: Protocol) -> list[str]:
-    """The files a finished run of ``protocol`` holds after training (datasets and the report)."""
+    """The files a finished run of ``protocol`` holds after training (datasets, figures, the report)."""
+    single, analysis = protocol.sweep is None, protocol.config.analysis is not None
     files = [RESULTS]
-    if protocol.sweep is None:
-        files += [ANALYSIS] * (protocol.config.analysis is not None) + [PREDICTIONS]
+    if single:
+        files += [ANALYSIS] * analysis + [PREDICTIONS]
         files += [BRIAN2, PREDICTIONS_BRIAN2] * protocol.config.brian2.enabled
+    if protocol.config.output.figures:
+        files += figure_names(sweep=not single, analysis=single and analysis, predictions=single)
     return files + [REPORT]
 
 
@@ -196,12 +248,14 @@ def total_work(protocol: Protocol) -> int:
 def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor: Executor | None = None,
                  progress: Callable[[int, dict], None] | None = None,
                  interrupt_at: int | None = None,
-                 analysis_progress: Callable[[int, dict], None] | None = None,
+                 stages: StageProgress | None = None,
                  strict: bool = False) -> tuple[xr.Dataset, Path]:
     """Train every network of the protocol (units already done are skipped; interrupted units resume
     from their last checkpoint), write ``OUT/results.nc``, then every later stage not yet done.
-    Returns the results dataset and the folder; raises :class:`IncompleteRun` (after writing
-    everything it could) when parts of the report failed."""
+    ``progress(n, info)`` counts trained network-iterations; ``stages`` hears about the stages after
+    training. Every stage's wall time goes to ``OUT/timings.json``. Returns the results dataset and
+    the folder; raises :class:`IncompleteRun` (after writing everything it could) when parts of the
+    report failed."""
     out = output_dir(protocol, out)
     if prepare_output(protocol, out):
         ds = read_dataset(out / RESULTS)
@@ -212,32 +266,40 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
             progress(sum(u.work for u in units if u not in todo), {})
         if executor is None or interrupt_at is not None:
             executor = InProcessExecutor(interrupt_at)
+        t0 = time.perf_counter()
         executor.run(protocol.text, todo, out, progress)
         ds = assemble(protocol, out)
         write_dataset(ds, out / RESULTS)
+        record_time(out, "training", time.perf_counter() - t0)
         shutil.rmtree(out / STATE_DIR, ignore_errors=True)
         shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
     if not all((out / f).exists() for f in expected_files(protocol)):
-        finish(ds, protocol, out, analysis_progress, strict=strict)  # also after an interruption past training
+        finish(ds, protocol, out, stages, strict=strict)  # also after an interruption past training
     return ds, out
 
 
-def finish(ds: xr.Dataset, protocol: Protocol, out: Path, analysis_progress=None, strict: bool = False) -> None:
+def finish(ds: xr.Dataset, protocol: Protocol, out: Path, stages: StageProgress | None = None, strict: bool = False) -> None:
     """After training, each stage the protocol asks for whose file is missing: the phase-space
     analysis, the brian2 re-simulation, the predictions (torch, and brian2), figures, the report.
     A sweep gets neither the analysis nor the predictions (``report.text.sweep_note``)."""
     single = protocol.sweep is None
+    C = len(protocol.conditions)
     if single and protocol.config.analysis is not None and not (out / ANALYSIS).is_file():
-        analyze_run(out, protocol.config.analysis, analysis_progress, results=(ds, protocol))
+        with stage(out, stages, "fixed points", C * ds.sizes["checkpoint"], "checkpoint") as tick:
+            analyze_run(out, protocol.config.analysis, tick, results=(ds, protocol))
     b2 = protocol.config.brian2
     if single and b2.enabled and not (out / BRIAN2).is_file():
-        simulate_run(out, trials=b2.trials, codegen=b2.codegen, dt_ms=b2.dt_ms, results=(ds, protocol))
+        with stage(out, stages, "brian2", C, "condition") as tick:
+            simulate_run(out, trials=b2.trials, codegen=b2.codegen, dt_ms=b2.dt_ms, results=(ds, protocol),
+                         progress=lambda cond: tick(1))
     if single and not (out / PREDICTIONS).is_file():
-        compute_predictions(out, results=(ds, protocol))
+        with stage(out, stages, "predictions", C, "condition") as tick:
+            compute_predictions(out, results=(ds, protocol), progress=tick)
     if single and b2.enabled and not (out / PREDICTIONS_BRIAN2).is_file():
-        compute_predictions(out, engine=Brian2Engine(b2.codegen, out / CACHE_DIR, b2.dt_ms, seed=protocol.config.seed),
-                            results=(ds, protocol))
-    write_report(out, strict=strict)
+        with stage(out, stages, "predictions (brian2)", C, "condition") as tick:
+            compute_predictions(out, engine=Brian2Engine(b2.codegen, out / CACHE_DIR, b2.dt_ms, seed=protocol.config.seed),
+                                results=(ds, protocol), progress=tick)
+    write_report(out, strict=strict, stages=stages)
 
 
 def analyze_run(out: str | Path, cfg=None, progress: Callable[[int, dict], None] | None = None, *,
@@ -265,25 +327,28 @@ def simulate_run(out: str | Path, trials: int = RESIMULATED_TRIALS, codegen: str
 
 
 def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, engine: Brian2Engine | None = None,
-                        write: bool = True, results: tuple[xr.Dataset, Protocol] | None = None) -> xr.Dataset:
+                        write: bool = True, results: tuple[xr.Dataset, Protocol] | None = None,
+                        progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
     """The predictions of a finished run folder (with its analysis.nc when present): writes
     ``OUT/predictions.nc`` (``predictions_brian2.nc`` with a brian2 engine) unless ``write`` is False."""
     out = Path(out)
     ds, protocol = results or load_results(out)
     analysis = read_dataset(out / ANALYSIS) if (out / ANALYSIS).is_file() else None
-    pred = predict(ds, protocol, analysis, trials=trials, engine=engine)
+    pred = predict(ds, protocol, analysis, trials=trials, engine=engine, progress=progress)
     if write:
         write_dataset(pred, out / (PREDICTIONS if engine is None else PREDICTIONS_BRIAN2))
     return pred
 
 
-def write_figures(run: Run, strict: bool = False) -> dict[str, bytes]:
+def write_figures(run: Run, strict: bool = False, progress: Callable[[int, dict], None] | None = None) -> dict[str, bytes]:
     """Draw every figure of the run's datasets; write each as ``OUT/NAME.png`` (atomically) when the
     protocol asks for figure files. Returns the PNGs (name -> bytes) for the report. A figure that
     fails is left out (the report tries it again and shows the error with its cause; ``strict`` raises)."""
     pngs: dict[str, bytes] = {}
     protocol = protocol_of(run.results)
     for name, draw in figures(run.results, run.analysis, run.predictions).items():
+        if progress:
+            progress(1, {})
         try:
             pngs[name] = png_bytes(draw())
         except Exception:  # noqa: BLE001 - the report shows the failure; strict mode raises
@@ -295,7 +360,7 @@ def write_figures(run: Run, strict: bool = False) -> dict[str, bytes]:
     return pngs
 
 
-def write_report(out: str | Path, strict: bool = False) -> Path:
+def write_report(out: str | Path, strict: bool = False, stages: StageProgress | None = None) -> Path:
     """Figures and ``OUT/report.html`` from the datasets of a run folder, recomputing nothing.
     Raises :class:`RunError` without results.nc, :class:`IncompleteRun` (after writing the page)
     when sections failed; with ``strict`` the first failure raises."""
@@ -305,13 +370,16 @@ def write_report(out: str | Path, strict: bool = False) -> Path:
         why = f" ({run.errors[RESULTS]})" if RESULTS in run.errors else ""
         raise RunError(f"no report written: {out / RESULTS} is missing or unreadable{why}; run "
                        f"`python -m bioplastic run PROTOCOL --out {out}` first (or resume it with the same command)")
-    pngs = write_figures(run, strict)
-    try:
-        page, failures = render(run, pngs, strict=strict)
-    except ReportError as exc:
-        raise RunError(f"no report written: {exc}") from None
-    path = out / REPORT
-    atomic_write_text(path, page)
+    with stage(out, stages, "figures", len(figures(run.results, run.analysis, run.predictions)), "figure") as tick:
+        pngs = write_figures(run, strict, tick)
+    with stage(out, stages, "report", 1, "page") as tick:
+        try:
+            page, failures = render(run, pngs, strict=strict)
+        except ReportError as exc:
+            raise RunError(f"no report written: {exc}") from None
+        path = out / REPORT
+        atomic_write_text(path, page)
+        tick(1)
     if failures:
         raise IncompleteRun(out, failures)
     return path

@@ -555,13 +555,14 @@ def _has_plasticity(net) -> bool:
 
 # --------------------------------------------------------------------------------------------- the dataset
 def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, trials: int = DEFAULT_TRIALS,
-            engine: Callable | None = None) -> xr.Dataset:
+            engine: Callable | None = None, progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
     """Every prediction measure (module docstring) of the networks of a results dataset at its last
     checkpoint, as a dataset. ``protocol``: the run's resolved protocol (``protocol_of(ds)``);
     ``analysis``: its phase-space analysis, for the attractor measures (NaN without it);
     ``engine``: what simulates the networks, ``engine(net, inputs_bxtxi, noise) -> Rollout``
     (default: the network's own torch dynamics; ``bioplastic.simulate.Brian2Engine`` re-simulates
-    them in brian2, in float64 - the dataset's ``engine`` attribute says which)."""
+    them in brian2, in float64 - the dataset's ``engine`` attribute says which); ``progress(1, {})``
+    after each condition."""
     check_results(ds, "the predictions")
     root = protocol.config.seed
     task = protocol_task(protocol)
@@ -581,6 +582,8 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
         res = _network_measures(net, ok, tr, task, root, seeds, ramp_w, stat_w, blocked, engine)
         res["net"].update(_attractors(analysis, cond, seeds, ok, task.n_steps * task.dt_ms))
         results.append(res)
+        if progress:
+            progress(1, {})
     N = max(r["unit"]["ramp_slope"].shape[1] for r in results)
     L_ac = results[0]["autocorrelation"].shape[-1]
     L_ramp = results[0]["mean_rate"].shape[-1]

@@ -9,6 +9,17 @@ import xarray as xr
 from . import curves, phase
 from . import predictions as pfigs
 
+PREDICTION_FIGURES = ("ramping_examples.png", "ramp_distributions.png", "timescale_distributions.png")
+ANALYSIS_FIGURES = ("gr_alignment.png", "phase_portraits.png", "lead_times.png")
+SWEEP_FIGURES = ("sweep.png", "regimes.png")
+CURVE_FIGURES = ("learning_curves.png", "iterations_to_criterion.png")
+
+
+def figure_names(sweep: bool, analysis: bool, predictions: bool) -> list[str]:
+    """The file names :func:`figures` gives for a run with these datasets (in the same order)."""
+    return (list(PREDICTION_FIGURES) * predictions + list(ANALYSIS_FIGURES) * analysis
+            + list(SWEEP_FIGURES) * sweep + list(CURVE_FIGURES))
+
 
 def figures(results: xr.Dataset, analysis: xr.Dataset | None = None,
             predictions: xr.Dataset | None = None) -> dict[str, Callable[[], object]]:

@@ -1,0 +1,68 @@
+"""The pipeline: stages in order, each reported with its progress and timed, resumable one by one."""
+from __future__ import annotations
+
+import json
+
+from bioplastic import load_protocol
+from bioplastic.pipeline import REPORT, TIMINGS, StageProgress, run_protocol
+
+WITH_ANALYSIS = """
+name: stages
+seed: 7
+seeds: 2
+task: {kind: evidence_accumulation, stimulus_ms: 200, delay_min_ms: 40, delay_max_ms: 100, response_ms: 60}
+model: {kind: leaky_rate, n_units: 8}
+training: {iterations: 6, batch_size: 4, checkpoint_every: 3, eval_every: 3, eval_trials: 8}
+conditions: {baseline: {}, tcr_loss: {tcr: {form: loss, lambda: 0.5}}}
+analysis: {initial_states: 4, trials: 4}
+output: {figures: true}
+"""
+
+
+class Recorder(StageProgress):
+    def __init__(self):
+        self.events = []
+
+    def start(self, stage, total, unit):
+        self.events.append(["start", stage, total, 0])
+
+    def advance(self, n=1):
+        self.events[-1][3] += n
+
+    def end(self, stage, seconds):
+        assert self.events[-1][1] == stage and seconds >= 0
+        self.events[-1][0] = "done"
+
+
+def test_every_stage_reports_progress_to_its_total_and_is_timed(write_protocol, tmp_path):
+    rec = Recorder()
+    _, out = run_protocol(load_protocol(write_protocol(WITH_ANALYSIS)), tmp_path / "run", stages=rec, strict=True)
+    assert [e[1] for e in rec.events] == ["fixed points", "predictions", "figures", "report"]
+    for state, name, total, done in rec.events:
+        assert state == "done" and done == total > 0, name
+    assert rec.events[0][2] == 2 * 3  # conditions x checkpoints
+    times = json.loads((out / TIMINGS).read_text())
+    assert list(times) == ["training", "fixed points", "predictions", "figures", "report"]
+    assert all(v >= 0 for v in times.values())
+
+
+def test_figures_and_report_are_remade_when_lost(write_protocol, tmp_path):
+    """A kill while figures and report were written: the rerun makes them again (and only them)."""
+    protocol = load_protocol(write_protocol(WITH_ANALYSIS))
+    _, out = run_protocol(protocol, tmp_path / "run", strict=True)
+    (out / REPORT).unlink()
+    (out / "learning_curves.png").unlink()
+    rec = Recorder()
+    run_protocol(protocol, out, stages=rec, strict=True)
+    assert [e[1] for e in rec.events] == ["figures", "report"]
+    assert (out / REPORT).is_file() and (out / "learning_curves.png").is_file()
+
+
+def test_the_expected_figure_names_are_those_drawn(write_protocol, tmp_path):
+    from bioplastic.pipeline import expected_files
+
+    protocol = load_protocol(write_protocol(WITH_ANALYSIS))
+    _, out = run_protocol(protocol, tmp_path / "run", strict=True)
+    drawn = sorted(p.name for p in out.glob("*.png"))
+    assert drawn == sorted(f for f in expected_files(protocol) if f.endswith(".png"))
+    assert all((out / f).is_file() for f in expected_files(protocol))
