@@ -1,6 +1,7 @@
 """Protocol errors: one line per problem, naming the field, what was expected and what was given."""
 from __future__ import annotations
 
+import reprlib
 import types
 import typing
 
@@ -70,9 +71,22 @@ def _clean_loc(loc: tuple, root) -> tuple:
     return tuple(out)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 3, 6, 6, 4, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
 def describe(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A short repr of ``value`` for a message (at most 60 characters). Its cost is bounded, whatever
+    the size of the value: only the first few items of a container are looked at."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # e.g. an int too long for str(), or a broken __repr__
+        text = f"<{type(value).__name__}>"
+    text = text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > 6:
+        text += f" ({len(value)} items)"
+    return text
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "", root: type[BaseModel] | None = None) -> list[str]:

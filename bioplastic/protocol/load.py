@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from ..registry import UnknownNameError
 from ..resources import UnknownResourceError, models_dir, protocol_path
 from ..tasks import TASKS
 from .errors import ProtocolError, describe, format_validation_error
+from .limits import MAX_FILE_BYTES, MAX_NETWORKS, MAX_SWEEP_POINTS, LimitError, memory_problems
 from .schema import CONDITION_KEYS, NAME_RE, SHARED_MODEL, SHARED_TRAINING, ProtocolConfig, SweepConfig, TCRConfig, TrainingConfig
-from .yaml12 import dump_yaml, load_yaml
+from .yaml12 import YamlProblem, dump_yaml, load_yaml
 
 #: the shipped model specs (the checkout's models/, or the installed package data bioplastic/models/);
 #: ``REPO_MODELS.parent / "protocols"`` holds the shipped protocols. See bioplastic.resources.
@@ -96,11 +98,19 @@ class Protocol:
         return [c.name for c in self.conditions]
 
 
-def read_yaml_file(path: Path, what: str = "protocol") -> dict:
+def read_yaml_file(path: Path, what: str = "protocol", field_prefix: str = "") -> dict:
+    """The mapping a YAML file holds; a problem of its structure (a duplicate key, an alias bomb)
+    names its field, under ``field_prefix`` (``model`` for a model spec)."""
     if not path.is_file():
         raise ProtocolError(f"{what} file not found: {path}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ProtocolError(f"{path}: {what} file of {path.stat().st_size} bytes; expected at most {MAX_FILE_BYTES}")
     try:
         data = load_yaml(path.read_text())
+    except YamlProblem as exc:
+        field = f"{field_prefix}.{exc.field}" if field_prefix and exc.field != "(top level)" else exc.field
+        raise ProtocolError(f"{field}: {exc.message}" + (f" (in {what} {path})" if field_prefix else ""),
+                            "" if field_prefix else str(path)) from None
     except Exception as exc:  # yaml.YAMLError and decoding errors
         raise ProtocolError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(data, dict):
@@ -117,6 +127,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise ProtocolError(f"--set {item!r}: expected dotted.key=value, e.g. training.lr=1e-3")
         try:
             value = load_yaml(raw) if raw.strip() else ""
+        except YamlProblem as exc:
+            where = key if exc.field == "(top level)" else f"{key}.{exc.field}"
+            raise ProtocolError(f"--set {where}: {exc.message}") from None
         except Exception:
             value = raw
         node = data
@@ -211,7 +224,10 @@ def load_protocol(path: str | Path | dict, overrides: list[str] | None = None) -
 
 def protocol_from_text(text: str, source: str = "<protocol text>") -> Protocol:
     """A protocol from resolved YAML text (what OUT/protocol.yaml and the dataset hold)."""
-    data = load_yaml(text)
+    try:
+        data = load_yaml(text)
+    except YamlProblem as exc:
+        raise ProtocolError(str(exc), source) from None
     if not isinstance(data, dict):
         raise ProtocolError(f"{source}: expected a mapping at the top level")
     return protocol_from_data(data, source, Path.cwd())
@@ -237,11 +253,24 @@ def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
     base_raw = {k: v for k, v in raw.items() if k != "sweep"}
     base = _resolve(base_raw, source, protocol_dir)
     if sweep_raw is None:
+        _check_memory(base, 1, "", source)
         return base
     problems: list[str] = []
     sweep = _validate(SweepConfig, sweep_raw if isinstance(sweep_raw, dict) else {"grid": sweep_raw}, "sweep", problems)
     if sweep is None:
         raise ProtocolError(problems, source)
+    # the size of the sweep from the lengths of its lists, before any point is made
+    sizes = [(f"grid {k}", len(v)) for k, v in sweep.grid.items()]
+    sizes += [("zip", len(v)) for v in list(sweep.zip.values())[:1]]
+    n_points = math.prod(n for _, n in sizes)
+    if n_points > MAX_SWEEP_POINTS:
+        raise ProtocolError([f"sweep: {n_points} points ({' x '.join(f'{w}: {n}' for w, n in sizes)}); expected at most "
+                             f"{MAX_SWEEP_POINTS} - sweep fewer values"], source)
+    n_nets = n_points * len(base.conditions) * base.config.seeds
+    if n_nets > MAX_NETWORKS:
+        raise ProtocolError([f"sweep: {n_points} points x {len(base.conditions)} condition(s) x {base.config.seeds} seeds "
+                             f"= {n_nets} networks; expected at most {MAX_NETWORKS} - sweep fewer values or reduce seeds"], source)
+    _check_memory(base, n_points, "", source)
     if base.config.brian2.enabled:
         raise ProtocolError(["brian2.enabled: the re-simulation of sweeps is not supported; set it to false for a sweep"], source)
     # each grid entry alone first, so that a problem names the sweep entry that causes it; zipped
@@ -249,7 +278,7 @@ def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
     for key, values in sweep.grid.items():
         for value in values:
             try:
-                _resolve(set_dotted(base_raw, key, value), source, protocol_dir)
+                _check_memory(_resolve(set_dotted(base_raw, key, value), source, protocol_dir), n_points, "", source)
             except ProtocolError as exc:
                 problems.extend(f"sweep.grid.{key} = {value!r}: {p}" for p in exc.problems)
     if problems:
@@ -264,7 +293,9 @@ def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
             try:
                 for key, value in coords.items():
                     point_raw = set_dotted(point_raw, key, value)
-                points.append(Point(coords, _resolve(point_raw, source, protocol_dir)))
+                point = _resolve(point_raw, source, protocol_dir)
+                _check_memory(point, n_points, "", source)
+                points.append(Point(coords, point))
             except ProtocolError as exc:
                 where = ", ".join(f"{k}={v!r}" for k, v in coords.items())
                 problems.extend(f"sweep point {where}: {p}" for p in exc.problems)
@@ -272,6 +303,16 @@ def protocol_from_data(raw: dict, source: str, protocol_dir: Path) -> Protocol:
         raise ProtocolError(list(dict.fromkeys(problems)), source)
     resolved = dict(base.resolved, sweep=sweep.model_dump(mode="json"))
     return Protocol(base.config, base.conditions, resolved, source, sweep, tuple(points))
+
+
+def _check_memory(protocol: Protocol, n_points: int, prefix: str, source: str) -> None:
+    """Refuse a run whose estimated memory exceeds the machine's (bioplastic.protocol.limits)."""
+    try:
+        problems = memory_problems(protocol.conditions, protocol.config.seeds, protocol.config.analysis, n_points)
+    except LimitError as exc:
+        raise ProtocolError(str(exc), source) from None
+    if problems:
+        raise ProtocolError([prefix + p for p in problems], source)
 
 
 def plasticity_problems(tcr: TCRConfig, model_kind: str, training: TrainingConfig, dt_ms: float,
@@ -317,12 +358,15 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
     cfg = _validate(ProtocolConfig, raw, "", problems)
     if cfg is None:
         raise ProtocolError(problems, source)
+    if cfg.seeds * len(cfg.conditions) > MAX_NETWORKS:
+        raise ProtocolError([f"seeds: {cfg.seeds} seeds x {len(cfg.conditions)} conditions = {cfg.seeds * len(cfg.conditions)} "
+                             f"networks; expected at most {MAX_NETWORKS}"], source)
 
     # the model: a spec from models/ with the protocol's keys on top
     model_raw = dict(cfg.model)
     if "spec" in model_raw:
         spec_path = find_model_spec(model_raw.pop("spec"), protocol_dir)
-        model_raw = merge(read_yaml_file(spec_path, "model spec"), model_raw)
+        model_raw = merge(read_yaml_file(spec_path, "model spec", "model"), model_raw)
     model_kind, model = _resolve_kind(NETWORKS, "model", model_raw, problems)
     task_kind, task = _resolve_kind(TASKS, "task", dict(cfg.task), problems)
     if problems:

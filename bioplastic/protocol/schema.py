@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from ..regularizers.schedules import ConstantConfig, ScheduleConfig
 from ..regularizers.tcr_plasticity import PlasticityConfig
 from ..schema_base import Schema
+from .limits import MAX_CONDITIONS, MAX_NETWORKS, MAX_SEEDS
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -48,15 +49,15 @@ class TrainingConfig(Schema):
     lr: float = Field(1e-3, gt=0, description="learning rate")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's (beta1, beta2)")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum")
-    iterations: int = Field(1000, gt=0, description="training iterations (one batch each)")
-    batch_size: int = Field(64, gt=0, description="trials per iteration and network")
+    iterations: int = Field(1000, gt=0, le=100_000_000, description="training iterations (one batch each)")
+    batch_size: int = Field(64, gt=0, le=1_000_000, description="trials per iteration and network")
     clip_grad_norm: float | None = Field(1.0, gt=0, description="clip each network's gradient to this norm (null: no clipping)")
     checkpoint_every: int = Field(100, gt=0, description="save all weights (and the resume state) every K iterations")
     eval_every: int = Field(25, gt=0, description="measure held-out accuracy every K iterations")
-    eval_trials: int = Field(256, gt=0, description="held-out trials per network (a fixed set drawn once per network)")
+    eval_trials: int = Field(256, gt=0, le=1_000_000, description="held-out trials per network (a fixed set drawn once per network)")
     criterion: float = Field(0.95, gt=0, le=1, description="held-out accuracy at which a network counts as having learned")
     stop_when_learned: bool = Field(False, description="stop an ensemble at the first checkpoint where every network has learned at least 6 * loss_smoothing iterations earlier (the learning-curve metrics are then what a full run gives)")
-    ensemble_size: int = Field(4, gt=0, description="at most this many networks train together in one work unit (compatible networks are split evenly into units of at most this size; results do not depend on the executor)")
+    ensemble_size: int = Field(4, gt=0, le=MAX_NETWORKS, description="at most this many networks train together in one work unit (compatible networks are split evenly into units of at most this size; results do not depend on the executor)")
     loss_smoothing: int = Field(25, gt=0, description="moving-average window (iterations) for the learning-curve metrics (search phase, drop onset and width, abruptness; docs/science.md)")
     dtype: Literal["float32", "float64"] = Field("float32", description="floating-point type of the simulation")
 
@@ -91,12 +92,12 @@ class OutputConfig(Schema):
 class AnalysisConfig(Schema):
     """Phase-space analysis of every checkpoint (science.md §5): fixed and slow points, GR metrics and events."""
 
-    initial_states: int = Field(128, gt=0, description="initial states per network, checkpoint and input context for the fixed-point search")
+    initial_states: int = Field(128, gt=0, le=1_000_000, description="initial states per network, checkpoint and input context for the fixed-point search")
     noise_std: float = Field(0.05, ge=0, description="std of the noise added to the states sampled from trajectories (state units)")
     contexts: list[Literal["zero", "inputs"]] = Field(default_factory=lambda: ["zero"],
                                                       description="constant input contexts: 'zero' (no input) and/or 'inputs' (each input channel alone at 1)")
-    trials: int = Field(32, gt=0, description="held-out trials whose trajectories seed the search and define the geometry (the same trials at every checkpoint)")
-    pca_components: int = Field(3, gt=0, description="dimensions of the fixed PCA frame (final checkpoint's trajectories) in which fixed-point sets are compared")
+    trials: int = Field(32, gt=0, le=1_000_000, description="held-out trials whose trajectories seed the search and define the geometry (the same trials at every checkpoint)")
+    pca_components: int = Field(3, gt=0, le=1_000, description="dimensions of the fixed PCA frame (final checkpoint's trajectories) in which fixed-point sets are compared")
     gr_baseline: int = Field(3, gt=0, description="GR event rule: checkpoints that form the baseline (median and MAD)")
     gr_threshold: float = Field(3.0, ge=0, description="GR event rule: an event where a GR metric exceeds baseline + threshold * MAD")
     gr_min_change: float = Field(0.01, ge=0, description="GR event rule: an event also needs the metric above this floor: 1 - CKA for "
@@ -109,7 +110,7 @@ class Brian2Config(Schema):
 
     enabled: bool = Field(False, description="after training, re-simulate every condition's trained networks in brian2 and torch (writes brian2.nc; the predictions are computed on both)")
     dt_ms: float | None = Field(None, gt=0, description="brian2 integration step (ms); null: the task's step (then the engines must agree to 1e-6); a divisor of it approaches the continuous-time limit")
-    trials: int = Field(32, gt=0, description="held-out trials re-simulated per network")
+    trials: int = Field(32, gt=0, le=1_000_000, description="held-out trials re-simulated per network")
     codegen: Literal["cython", "numpy"] = Field("cython", description="brian2 code generation: cython (compiled, cached in OUT/brian2_cache; falls back to numpy with a warning when no compiler works) or numpy")
 
 
@@ -147,7 +148,7 @@ class ProtocolConfig(Schema):
     description: str = Field("", description="free text shown in reports")
     claims: list[int] = Field(default_factory=list, description="the claims of science.md §7 (numbers 1-9) this protocol tests; the report gives each a verdict (holds / does not hold / inconclusive) with its numbers")
     seed: int = Field(ge=0, lt=2 ** 63, description="root seed; every random stream of the run derives from it (below 2^63: it is stored as a 64-bit integer)")
-    seeds: int = Field(3, gt=0, description="networks per condition (seed index 0..seeds-1, shared across conditions: paired design)")
+    seeds: int = Field(3, gt=0, le=MAX_SEEDS, description="networks per condition (seed index 0..seeds-1, shared across conditions: paired design)")
     task: dict[str, Any] = Field(description="the task: `kind` (see `bioplastic list`) and its settings (docs/tasks.md)")
     model: dict[str, Any] = Field(description="the network: `spec` (a file in models/) and/or `kind`, plus settings that override the spec")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -177,6 +178,8 @@ class ProtocolConfig(Schema):
     def _conditions(cls, v):
         if not v:
             raise ValueError("expected at least one condition, e.g. {baseline: {}}")
+        if len(v) > MAX_CONDITIONS:
+            raise ValueError(f"expected at most {MAX_CONDITIONS} conditions, got {len(v)}")
         for k in v:
             _check_name(k, "a condition name")
         return v

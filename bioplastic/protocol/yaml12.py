@@ -4,6 +4,11 @@ PyYAML implements YAML 1.1, where ``1e-3`` is a string (no dot), ``yes``/``no``/
 booleans and ``010`` is octal 8. Protocols are written by people who expect ``1e-3`` to be a number,
 ``yes`` to be the word yes, and ``010`` to be ten, which is what YAML 1.2 says. Only the implicit
 resolvers for bool, int and float change; everything else is ``yaml.SafeLoader``.
+
+Two guards run on the composed document, before anything is built from it (a :class:`YamlProblem`
+names the field): a key given twice in one mapping is refused (PyYAML keeps the last one silently),
+and aliases (``*name``) may not expand the document beyond :data:`MAX_YAML_VALUES` values (a
+"billion laughs" document of a few lines expands to 10^9 values) nor refer to themselves.
 """
 from __future__ import annotations
 
@@ -11,9 +16,101 @@ import re
 
 import yaml
 
+#: at most this many values (scalars, lists and mappings, aliases expanded) in one YAML document
+MAX_YAML_VALUES = 100_000
+
+
+class YamlProblem(yaml.YAMLError):
+    """A problem of the document's structure at ``field`` (dotted path; "(top level)" for the root)."""
+
+    def __init__(self, field: str, message: str):
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")
+
+
+def _key_text(node) -> str:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else f"<{node.tag.rsplit(':', 1)[-1]} key>"
+
+
+def _children(node, path: str):
+    """(child node, its path) of a collection node; mapping keys are not fields, only their values."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield value, f"{path}.{_key_text(key)}" if path else _key_text(key)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            yield value, f"{path}.{i}" if path else str(i)
+
+
+def _line(node) -> int:
+    return node.start_mark.line + 1
+
+
+def check_document(root) -> None:
+    """Refuse duplicate keys, recursive aliases and alias expansion beyond MAX_YAML_VALUES.
+
+    Work is proportional to the written document, not to its expansion: every distinct node is
+    visited once, and expanded sizes are memoised per node (capped just above the bound)."""
+    cap = MAX_YAML_VALUES + 1
+    size: dict[int, int] = {}
+    first_path: dict[int, str] = {id(root): ""}
+    on_stack: set[int] = set()
+    stack = [(root, False)]
+    while stack:  # iterative post-order: deep documents do not exhaust Python's recursion
+        node, done = stack.pop()
+        nid = id(node)
+        if done:
+            on_stack.discard(nid)
+            total = 1
+            if isinstance(node, yaml.MappingNode):
+                total += sum(size[id(k)] + size[id(v)] for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                total += sum(size[id(v)] for v in node.value)
+            size[nid] = min(total, cap)
+            continue
+        if nid in size:
+            continue
+        if nid in on_stack:
+            raise YamlProblem(first_path.get(nid) or "(top level)",
+                              f"an alias refers to the value that contains it (line {_line(node)}); recursive values are not allowed")
+        path = first_path.get(nid, "")
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, _ in node.value:
+                if key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                text = _key_text(key)
+                if text in seen:
+                    where = f"{path}.{text}" if path else text
+                    raise YamlProblem(where, f"duplicate key: given on line {seen[text]} and again on line {_line(key)}; "
+                                             "a key may appear only once in a mapping")
+                seen[text] = _line(key)
+        on_stack.add(nid)
+        stack.append((node, True))
+        if isinstance(node, yaml.MappingNode):
+            for key, _ in node.value:
+                stack.append((key, False))
+        for child, child_path in _children(node, path):
+            first_path.setdefault(id(child), child_path)
+            stack.append((child, False))
+    if size[id(root)] > MAX_YAML_VALUES:
+        node, path = root, ""
+        while True:  # name the innermost value that is too large
+            big = [(c, p) for c, p in _children(node, path) if size[id(c)] > MAX_YAML_VALUES]
+            if not big:
+                break
+            node, path = big[0]
+        raise YamlProblem(path or "(top level)",
+                          f"this value (line {_line(node)}) expands to more than {MAX_YAML_VALUES} values through YAML "
+                          "aliases (*name); a protocol needs far fewer - write the values out")
+
 
 class Yaml12Loader(yaml.SafeLoader):
-    pass
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            check_document(node)
+        return node
 
 
 Yaml12Loader.yaml_implicit_resolvers = {
@@ -44,6 +141,8 @@ def _construct_float(loader, node):
     text = loader.construct_scalar(node).lower()
     if text.endswith("inf"):
         return float("-inf") if text.startswith("-") else float("inf")
+    if text.endswith("nan"):
+        return float("nan")  # refused by the schemas (finite numbers only), which name the field
     return float(text)
 
 
