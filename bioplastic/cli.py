@@ -23,6 +23,7 @@ from .networks import NETWORKS
 from .protocol.docs import schema_text
 from .protocol.errors import ProtocolError
 from .protocol.load import REPO_MODELS, load_protocol
+from .protocol.paths import check_output_dir
 from .protocol.schema import TCRConfig
 from .regularizers.schedules import SCHEDULES
 from .regularizers.tcr_plasticity import PLASTIC_KINDS, PlasticityConfig
@@ -244,6 +245,8 @@ def cmd_run(protocol, args) -> int:
     except ExecutorError as exc:
         return _fail(str(exc))
     out = pipeline.output_dir(protocol, args.out)
+    if args.out is not None:
+        check_output_dir(out)
     # a kill (SIGTERM) stops like Ctrl-C: the last checkpoint is on disk, nothing half-written
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     bar = tqdm(total=pipeline.total_work(protocol), unit="net-it", disable=args.quiet, smoothing=0.05,

@@ -31,6 +31,7 @@ from .analysis.predictions import DEFAULT_TRIALS, predict
 from .plotting.curves import png_bytes
 from .plotting.figures import figure_names, figures
 from .protocol.load import Protocol
+from .protocol.paths import check_output_dir
 from .report.html import FILES, ReportError, Run, render
 from .simulate.engines import Brian2Engine
 from .simulate.run import DEFAULT_TRIALS as RESIMULATED_TRIALS
@@ -130,6 +131,7 @@ def prepare_output(protocol: Protocol, out: Path) -> bool:
             raise RunError(f"{out} holds a run of a different protocol (its protocol.yaml differs); "
                            f"choose another folder with --out, or delete {out} to start over")
         return (out / RESULTS).exists()
+    check_output_dir(out)
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out} exists and is not a bioplastic run folder; choose another folder with --out")
     out.mkdir(parents=True, exist_ok=True)
