@@ -151,6 +151,10 @@ class FixedPoints:
     u_exi:             (E, I) the constant input context of each member
     tol_q_e, slow_q_e: (E,) the thresholds on q that were used
     state_scale_e:     (E,) the state scale of each member (state units)
+    hits_exp:          (E, P) int, how many initial states' Newton searches ended at the point (within
+                       the slow-point de-duplication radius; 0 for points found otherwise, e.g. by
+                       Levenberg-Marquardt from a failed search or by a targeted search; -1 padding)
+    n_starts_e:        (E,) the number of initial states the hits count from
     """
 
     x_expxs: np.ndarray
@@ -169,6 +173,8 @@ class FixedPoints:
     dt_ms: float
     method: str
     kind_names: tuple[str, ...] = field(default=KIND_NAMES)
+    hits_exp: np.ndarray | None = None
+    n_starts_e: np.ndarray | None = None
 
     @property
     def n_points_e(self) -> np.ndarray:
@@ -187,6 +193,21 @@ class FixedPoints:
             out[name] = (fx & (self.kind_exp == code)).sum(1)
         return out
 
+    def coverage(self) -> dict[str, np.ndarray]:
+        """Per member (E,), how completely the initial states covered the fixed points, from how
+        many searches found each fixed point (species-richness estimators over the ``hits``):
+
+        - ``singletons``: fixed points found by exactly one search (f1), ``doubletons`` (f2);
+        - ``unseen_probability``: Good-Turing estimate of the probability that one more initial
+          state would find a fixed point not yet found, f1 / n_starts;
+        - ``chao1``: bias-corrected Chao1 estimate of the number of fixed points reachable from such
+          initial states, ``n_found + f1 (f1 - 1) / (2 (f2 + 1))`` (counting only points found by
+          the searches; a count is a lower bound when chao1 exceeds it).
+        """
+        hits = self.hits_exp if self.hits_exp is not None else np.zeros(self.valid_exp.shape, int)
+        n = self.n_starts_e if self.n_starts_e is not None else np.zeros(len(hits))
+        return coverage_estimates(hits, self.is_fixed_exp, n)
+
     def member(self, e: int) -> dict[str, np.ndarray]:
         """The valid points of member ``e`` (unpadded arrays)."""
         v = self.valid_exp[e]
@@ -194,6 +215,18 @@ class FixedPoints:
                 "is_slow_p": self.is_slow_exp[e, v], "eigenvalues_pxs": self.eigenvalues_expxs[e, v],
                 "tau_ms_pxs": self.tau_ms_expxs[e, v], "n_unstable_p": self.n_unstable_exp[e, v],
                 "kind_p": self.kind_exp[e, v]}
+
+
+def coverage_estimates(hits_xp, is_fixed_xp, n_starts_x) -> dict[str, np.ndarray]:
+    """:meth:`FixedPoints.coverage` for any leading shape ``x`` (points on the last axis)."""
+    hits = np.where(np.asarray(is_fixed_xp, bool), np.asarray(hits_xp), 0)
+    f1, f2 = (hits == 1).sum(-1).astype(float), (hits == 2).sum(-1).astype(float)
+    found = (hits > 0).sum(-1).astype(float)
+    n = np.asarray(n_starts_x, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unseen = np.where(n > 0, f1 / n, np.nan)
+    return {"singletons": f1, "doubletons": f2, "unseen_probability": unseen,
+            "chao1": np.where(n > 0, found + f1 * (f1 - 1) / (2 * (f2 + 1)), np.nan)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -669,6 +702,7 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
         # 1. search: damped Newton from every initial state
         x, G, q, status = _damped_newton(system, x, mi, q_search_b, opts.max_step_rtol * scale_b,
                                          max_iter=max_iter, opts=opts)
+        ends, ends_mi, ends_ok = x.clone(), mi.clone(), status == _CONVERGED  # for the hits
         # 2. merge the states that reached the same point
         keep = _dedup_members(x, q, mi, opts.dedup_rtol * scale_b)
         x, G, q, status, mi, scale_b = x[keep], G[keep], q[keep], status[keep], mi[keep], scale_b[keep]
@@ -700,8 +734,95 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
         radius = np.where(fixed, opts.dedup_rtol, opts.slow_dedup_rtol) * sn[sel]
         k = sel[deduplicate(xn[sel], qn[sel], radius)]
         points.append(dict(x_pxs=xn[k], q_p=qn[k], J_pxsxs=Jn[k]))
-    return _assemble(points, E, S, u.numpy(), tol_q_e, slow_q_e, scale_e.numpy(), network.dt_ms,
-                     "newton_lm", opts.unit_circle_tol, opts.dedup_rtol)
+    fp = _assemble(points, E, S, u.numpy(), tol_q_e, slow_q_e, scale_e.numpy(), network.dt_ms,
+                   "newton_lm", opts.unit_circle_tol, opts.dedup_rtol)
+    fp.hits_exp = _hits(fp, ends.numpy(), ends_mi.numpy(), ends_ok.numpy(), opts.slow_dedup_rtol)
+    fp.n_starts_e = np.full(E, K)
+    return fp
+
+
+def _hits(fp: FixedPoints, ends_bxs: np.ndarray, mi_b: np.ndarray, ok_b: np.ndarray, rtol: float) -> np.ndarray:
+    """(E, P) how many converged Newton searches ended within ``rtol * scale`` of each point (-1: padding)."""
+    hits = np.where(fp.valid_exp, 0, -1)
+    for e in range(fp.valid_exp.shape[0]):
+        v = np.flatnonzero(fp.valid_exp[e])
+        ends = ends_bxs[(mi_b == e) & ok_b]
+        if len(v) == 0 or len(ends) == 0:
+            continue
+        d = np.linalg.norm(ends[:, None, :] - fp.x_expxs[e, v][None], axis=-1)   # (ends, points)
+        nearest = d.argmin(1)
+        close = d[np.arange(len(ends)), nearest] <= rtol * fp.state_scale_e[e]
+        hits[e, v] = np.bincount(nearest[close], minlength=len(v))
+    return hits
+
+
+def merge_fixed_points(a: FixedPoints, b: FixedPoints, options: FixedPointOptions = None) -> FixedPoints:
+    """The points of ``a`` and of ``b`` (two searches of the same members and context, with the same
+    thresholds: e.g. ``b`` a targeted search for saddles), de-duplicated as the finder does (a point
+    of ``b`` already in ``a`` is dropped); hits and starts are those of ``a``."""
+    opts = options or DEFAULTS
+    E, S = a.x_expxs.shape[0], a.x_expxs.shape[2]
+    rows = []
+    for e in range(E):
+        pa, pb = a.member(e), b.member(e)
+        x = np.concatenate([pa["x_pxs"], pb["x_pxs"]])
+        q = np.concatenate([pa["q_p"], pb["q_p"]])
+        fixed = np.concatenate([pa["is_fixed_p"], pb["is_fixed_p"]])
+        scale = a.state_scale_e[e]
+        radius = np.where(fixed, opts.dedup_rtol, opts.slow_dedup_rtol) * scale
+        # points of a first (they keep their hits): dedup b's points against a's and each other
+        from_a = np.arange(len(x)) < len(pa["q_p"])
+        order = np.r_[np.flatnonzero(from_a), np.flatnonzero(~from_a)[deduplicate(x[~from_a], q[~from_a], radius[~from_a])]]
+        keep = []
+        for i in order:
+            if all(np.linalg.norm(x[i] - x[j]) > max(radius[i], radius[j]) for j in keep):
+                keep.append(i)
+        keep = np.asarray(keep, int)
+        hits = np.concatenate([a.hits_exp[e, a.valid_exp[e]] if a.hits_exp is not None else np.zeros(len(pa["q_p"]), int),
+                               np.zeros(len(pb["q_p"]), int)])
+        cat = {k: np.concatenate([pa[k], pb[k]])[keep] for k in pa}
+        grid = np.round(cat["x_pxs"] / (a.x_expxs.dtype.type(opts.dedup_rtol) * scale)) if len(keep) else cat["x_pxs"]
+        order = np.lexsort(tuple(grid[:, ::-1].T) + (cat["n_unstable_p"], ~cat["is_fixed_p"])) if len(keep) else keep
+        rows.append(({k: v[order] for k, v in cat.items()}, hits[keep][order]))
+    P = max([len(r[1]) for r in rows] + [0])
+    out = FixedPoints(
+        x_expxs=np.full((E, P, S), np.nan), q_exp=np.full((E, P), np.nan), valid_exp=np.zeros((E, P), bool),
+        is_fixed_exp=np.zeros((E, P), bool), is_slow_exp=np.zeros((E, P), bool),
+        eigenvalues_expxs=np.full((E, P, S), np.nan + 1j * np.nan), tau_ms_expxs=np.full((E, P, S), np.nan),
+        n_unstable_exp=np.full((E, P), -1, dtype=np.int64), kind_exp=np.full((E, P), -1, dtype=np.int64),
+        u_exi=a.u_exi, tol_q_e=a.tol_q_e, slow_q_e=a.slow_q_e, state_scale_e=a.state_scale_e, dt_ms=a.dt_ms,
+        method=a.method, hits_exp=np.full((E, P), -1, dtype=np.int64), n_starts_e=a.n_starts_e)
+    for e, (r, hits) in enumerate(rows):
+        n = len(hits)
+        out.x_expxs[e, :n], out.q_exp[e, :n], out.valid_exp[e, :n] = r["x_pxs"], r["q_p"], True
+        out.is_fixed_exp[e, :n], out.is_slow_exp[e, :n] = r["is_fixed_p"], r["is_slow_p"]
+        out.eigenvalues_expxs[e, :n], out.tau_ms_expxs[e, :n] = r["eigenvalues_pxs"], r["tau_ms_pxs"]
+        out.n_unstable_exp[e, :n], out.kind_exp[e, :n], out.hits_exp[e, :n] = r["n_unstable_p"], r["kind_p"], hits
+    return out
+
+
+def segment_starts(fp: FixedPoints, fractions=(0.25, 0.5, 0.75)) -> np.ndarray | None:
+    """Initial states for a targeted saddle search: points on the segments between every pair of
+    stable fixed points of a member (a saddle usually sits on the boundary between two attractors'
+    basins, near such a segment). (E, K, S), members with fewer pairs padded by repeating their
+    segment points or, without any pair, their first point; None when no member has two stable points."""
+    E, _, S = fp.x_expxs.shape
+    per = []
+    for e in range(E):
+        stable = fp.x_expxs[e][fp.valid_exp[e] & fp.is_fixed_exp[e] & (fp.kind_exp[e] == STABLE)]
+        pts = [stable[i] + f * (stable[j] - stable[i]) for i in range(len(stable)) for j in range(i + 1, len(stable))
+               for f in fractions]
+        per.append(np.asarray(pts).reshape(-1, S))
+    K = max(len(p) for p in per)
+    if K == 0:
+        return None
+    out = np.empty((E, K, S))
+    for e, pts in enumerate(per):
+        if len(pts) == 0:
+            v = fp.x_expxs[e][fp.valid_exp[e]]
+            pts = v[:1] if len(v) else np.zeros((1, S))
+        out[e] = pts[np.arange(K) % len(pts)]
+    return out
 
 
 def plrnn_exact_fixed_points(network: Network, u_exi, max_units: int = 12, *,

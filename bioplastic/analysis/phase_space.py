@@ -41,7 +41,7 @@ from ..protocol.schema import AnalysisConfig
 from ..seeds import numpy_rng
 from ..storage.rebuild import trained_network
 from ..tasks import build_task
-from .fixed_points import KIND_NAMES, find_fixed_points, sample_initial_states
+from .fixed_points import KIND_NAMES, coverage_estimates, find_fixed_points, merge_fixed_points, sample_initial_states, segment_starts
 from .geometry import chamfer_distance, first_gr_event, gr_events, lead_time, linear_cka, participation_ratio, pca_frame, project
 from .statistics import bootstrap_ci
 
@@ -81,20 +81,38 @@ def check_results(ds: xr.Dataset, what: str = "the phase-space analysis") -> Non
         raise AnalysisError(f"checkpointed weights {', '.join(bad)} hold non-finite values; the file is corrupt")
 
 
-def _analyse_condition_checkpoint(net, ok, j, trials, ctxs, cfg, root, n_seeds) -> dict:
-    """Fixed points (per context) and trajectories of all seeds of one condition at checkpoint j
-    (``net`` holds that checkpoint's parameters; members with ``ok`` False are masked later)."""
+def _trajectories(net, trials, n_seeds: int) -> np.ndarray:
+    """Full dynamical states (E, trial, time, S) of the network on the analysis trials."""
     with torch.no_grad():
         u = torch.as_tensor(trials.inputs_bxtxi, dtype=net.dtype).expand(n_seeds, *trials.inputs_bxtxi.shape)
-        states = net.run(u.contiguous()).full_state.double().numpy()
-    part = {"states": states, "ok": ok, "fp": {}}
-    for c, (name, u_i) in enumerate(ctxs):
-        rng = numpy_rng(root, "fixed_point_starts", j, c)
-        x0 = sample_initial_states(states, cfg.initial_states, noise_std=cfg.noise_std, rng=rng)
-        fp = find_fixed_points(net, np.repeat(u_i[None], n_seeds, 0), x0)
-        part["fp"][name] = {k: getattr(fp, k) for k in ("x_expxs", "q_exp", "valid_exp", "is_fixed_exp", "is_slow_exp",
-                                                         "eigenvalues_expxs", "tau_ms_expxs", "n_unstable_exp", "kind_exp")}
-    return part
+        return net.run(u.contiguous()).full_state.double().numpy()
+
+
+def shared_pool(states: list[np.ndarray], oks: list[np.ndarray], n_states: int, noise_std: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """Initial states for the fixed-point search at one checkpoint, the same for every condition:
+    drawn from the trajectories of all conditions' networks of each seed (networks that diverged
+    or stopped there are left out), so that counts compare between conditions (at checkpoint 0,
+    where the weights are equal, they are equal). (E = seeds, n_states, S)."""
+    X = np.concatenate(states, axis=1)                                               # (E, C*B, T, S)
+    valid = np.concatenate([np.broadcast_to(ok[:, None, None], s.shape[:3]) for s, ok in zip(states, oks)], axis=1)
+    none = ~valid.any((1, 2))
+    valid[none] = True  # a seed missing in every condition: sampled anyway, masked out later
+    return sample_initial_states(X, n_states, noise_std=noise_std, rng=rng, valid_exbxt=valid)
+
+
+FP_FIELDS = ("x_expxs", "q_exp", "valid_exp", "is_fixed_exp", "is_slow_exp", "eigenvalues_expxs", "tau_ms_expxs",
+             "n_unstable_exp", "kind_exp", "hits_exp")
+
+
+def _fixed_points(net, u_exi: np.ndarray, x0: np.ndarray):
+    """The search from the shared pool, then a targeted search for saddles from the segments between
+    pairs of stable points, merged."""
+    fp = find_fixed_points(net, u_exi, x0)
+    seg = segment_starts(fp)
+    if seg is not None:
+        fp = merge_fixed_points(fp, find_fixed_points(net, u_exi, seg, tol_q=fp.tol_q_e, slow_q=fp.slow_q_e))
+    return fp
 
 
 def analyze(ds: xr.Dataset, protocol, cfg: AnalysisConfig | None = None,
@@ -117,19 +135,30 @@ def analyze(ds: xr.Dataset, protocol, cfg: AnalysisConfig | None = None,
     S, K = ds.sizes["seed"], ds.sizes["checkpoint"]
     cache = {} if cache is None else cache
     parts: dict[tuple[int, int], dict] = {}
-    for ci, c in enumerate(protocol.conditions):
-        for j in range(K):
-            key = f"c{ci}-k{j}"
-            if key in cache:
-                parts[ci, j] = _from_torch(cache[key])
-            else:
-                # trajectories with the condition's short-term plasticity; the fixed points are those of the
-                # long-term weights (the one-step map has F = 0, the efficacies at every trial's start)
-                net, ok = trained_network(ds, protocol, c.name, checkpoint=j)
-                if net.plasticity is not None:
-                    net.plasticity.record_F_end = False
-                parts[ci, j] = _analyse_condition_checkpoint(net, ok, j, trials, ctxs, cfg, root, S)
-                cache[key] = _to_torch(parts[ci, j])
+    for j in range(K):
+        todo = [ci for ci in range(len(protocol.conditions)) if f"c{ci}-k{j}" not in cache]
+        for ci in range(len(protocol.conditions)):
+            if ci not in todo:
+                parts[ci, j] = _from_torch(cache[f"c{ci}-k{j}"])
+                if progress:
+                    progress(1, {})
+        if not todo:
+            continue
+        # trajectories with each condition's short-term plasticity (the GR metrics compare them); the
+        # fixed points are those of the long-term weights (the one-step map has F = 0)
+        nets = [trained_network(ds, protocol, c.name, checkpoint=j) for c in protocol.conditions]
+        states = [_trajectories(net, trials, S) for net, _ in nets]
+        oks = [ok for _, ok in nets]
+        pools = [shared_pool(states, oks, cfg.initial_states, cfg.noise_std, numpy_rng(root, "fixed_point_starts", j, x))
+                 for x in range(len(ctxs))]
+        for ci in todo:
+            net, ok = nets[ci]
+            part = {"states": states[ci], "ok": ok, "fp": {}}
+            for x, (name, u_i) in enumerate(ctxs):
+                fp = _fixed_points(net, np.repeat(u_i[None], S, 0), pools[x])
+                part["fp"][name] = {k: getattr(fp, k) for k in FP_FIELDS} | {"n_starts_e": fp.n_starts_e}
+            parts[ci, j] = part
+            cache[f"c{ci}-k{j}"] = _to_torch(part)
             if progress:
                 progress(1, {})
     return assemble(ds, protocol, parts, ctxs, cfg)
@@ -159,10 +188,11 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
            "fp_is_fixed": np.zeros(shape, bool), "fp_is_slow": np.zeros(shape, bool),
            "fp_eig_real": np.full(shape + (D,), np.nan), "fp_eig_imag": np.full(shape + (D,), np.nan),
            "fp_tau_ms": np.full(shape + (D,), np.nan), "fp_n_unstable": np.full(shape, -1),
-           "fp_kind": np.full(shape, -1)}
+           "fp_kind": np.full(shape, -1), "fp_hits": np.full(shape, -1)}
     src = {"fp_x": "x_expxs", "fp_q": "q_exp", "fp_valid": "valid_exp", "fp_is_fixed": "is_fixed_exp",
            "fp_is_slow": "is_slow_exp", "fp_tau_ms": "tau_ms_expxs", "fp_n_unstable": "n_unstable_exp",
-           "fp_kind": "kind_exp"}
+           "fp_kind": "kind_exp", "fp_hits": "hits_exp"}
+    n_starts = int(parts[0, 0]["fp"][names[0]]["n_starts_e"][0])
     for (ci, j), part in parts.items():
         for x, n in enumerate(names):
             fp = part["fp"][n]
@@ -245,6 +275,9 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
                              "context": names, "fp": np.arange(P), "unit": np.arange(D), "mode": np.arange(D),
                              "trial": np.arange(n_tr), "time": np.arange(T), "pc": np.arange(n_pc)})
     out["fp_x"] = (dims5 + ("unit",), arr["fp_x"], {"units": "1", "long_name": "fixed or slow point (state space)"})
+    out["fp_hits"] = (dims5, arr["fp_hits"], {"units": "1", "long_name": "searches from the shared pool of initial states "
+                                                                          "that ended at the point (0: found by the targeted "
+                                                                          "saddle search only; -1: padding)"})
     out["fp_q"] = (dims5, arr["fp_q"], {"units": "1", "long_name": "q = 1/2 ||F(x) - x||^2 at the point"})
     out["fp_valid"] = (dims5, arr["fp_valid"], {"units": "1", "long_name": "a point is present (padding otherwise)"})
     out["fp_is_fixed"] = (dims5, arr["fp_is_fixed"], {"units": "1", "long_name": "q below the fixed-point tolerance"})
@@ -260,7 +293,18 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
                             {"units": "1", "long_name": f"trajectories of the first {n_tr} analysis trials in the PCA frame of the final checkpoint"})
     dims3 = ("condition", "seed", "checkpoint")
     for k, v in counts.items():
-        out[k] = (dims3, v, {"units": "1", "long_name": f"number of {k[2:]} points (zero-input context)"})
+        out[k] = (dims3, v, {"units": "1", "long_name": f"number of {k[2:]} points found (zero-input context); a lower "
+                                                         "bound of the number there are (see n_fixed_chao1)"})
+    zero_hits = arr["fp_hits"][:, :, :, zero]
+    cov = coverage_estimates(zero_hits, arr["fp_is_fixed"][:, :, :, zero], np.full((C, S, K), n_starts))
+    missing = ~np.array([[parts[ci, j]["ok"] for j in range(K)] for ci in range(C)]).transpose(0, 2, 1)
+    out["n_fixed_chao1"] = (dims3, np.where(missing, np.nan, cov["chao1"]),
+                            {"units": "1", "long_name": "Chao1 estimate of the number of fixed points the search's initial "
+                                                        "states reach (zero input), from how many searches found each: above "
+                                                        "n_fixed, the count is incomplete"})
+    out["fp_unseen_probability"] = (dims3, np.where(missing, np.nan, cov["unseen_probability"]),
+                                    {"units": "1", "long_name": "Good-Turing probability that one more initial state "
+                                                                "finds a fixed point not yet found (zero input)"})
     long = {"fp_distance": "Chamfer distance between the fixed points of consecutive checkpoints (PCA frame of the final trajectories)",
             "trajectory_change": "1 - linear CKA between the trajectories of consecutive checkpoints",
             "fp_count_change": "|change| of the number of fixed points between consecutive checkpoints",
@@ -299,6 +343,10 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
     out.attrs["analysis"] = str(cfg.model_dump())
     out.attrs["gr_min_change"] = float(cfg.gr_min_change)
+    out.attrs["n_initial_states"] = n_starts
+    out.attrs["initial_states"] = ("a pool shared by every condition at a checkpoint: states drawn from the trajectories "
+                                   "of all conditions' networks of the seed, plus a targeted search for saddles from the "
+                                   "segments between pairs of stable points")
     return out
 
 

@@ -686,7 +686,8 @@ SENTENCES = {
                             "{cond} vs {b_est} ({b_ci}) in {base}", "ms"),
     "attractor_slow_tau_ms": ("Slowest Jacobian mode at the attractors (median time constant): {est} ({ci}) with {cond} vs "
                               "{b_est} ({b_ci}) in {base}", "ms"),
-    "n_attractors": ("Attractors (stable fixed points, zero input): {est} ({ci}) with {cond} vs {b_est} ({b_ci}) in {base}", "num"),
+    "n_attractors": ("Attractors found (stable fixed points, zero input; a lower bound): {est} ({ci}) with {cond} vs "
+                     "{b_est} ({b_ci}) in {base}", "num"),
     "participation_ratio": ("Participation ratio (dimensionality) of the activity: {est} ({ci}) with {cond} vs {b_est} "
                             "({b_ci}) in {base}", "num"),
     "accuracy": ("Held-out accuracy: {est} ({ci}) with {cond} vs {b_est} ({b_ci}) in {base}", "pct"),

@@ -390,7 +390,25 @@ def _gr_table(an: xr.Dataset) -> str:
             row.append("; ".join(f"{kind} {fmt(med[f'n_{kind}_before_drop'], 'num')} &rarr; "
                                  f"{fmt(med[f'n_{kind}_after_drop'], 'num')}" for kind in ("stable", "saddle")))
     return (f"<p>Lead time = drop onset minus the first GR event (iterations; &gt; 0: GR first). {esc(rule)}</p>"
-            + table(head, rows))
+            + table(head, rows) + _search_note(an))
+
+
+def _search_note(an: xr.Dataset) -> str:
+    """How the fixed points were sought, and whether their counts are complete (Chao1 above the count)."""
+    if "n_fixed_chao1" not in an:
+        return ""
+    last = an.isel(checkpoint=-1)
+    found = ((an["fp_hits"] > 0) & an["fp_is_fixed"]).isel(checkpoint=-1).sel(context="zero").sum("fp").values
+    chao = last["n_fixed_chao1"].values
+    ok = np.isfinite(chao)
+    short = int((chao[ok] > found[ok] + 1e-9).sum())
+    unseen = nanmedian(last["fp_unseen_probability"].values)
+    return (f"<p class='cap'>Fixed points are sought from {an.attrs.get('n_initial_states', '?')} initial states per network "
+            "and checkpoint, drawn from the trajectories of every condition's network of the same seed (so counts compare "
+            "between conditions), plus a targeted search for saddles between pairs of stable points. Counts are of the "
+            f"points found, lower bounds: at the last checkpoint the Chao1 estimate exceeds the count in {short} of "
+            f"{int(ok.sum())} networks; median probability that one more initial state finds a new point "
+            f"{fmt(unseen, 'num')}.</p>")
 
 
 def _prediction_numbers(pred: xr.Dataset) -> str:
