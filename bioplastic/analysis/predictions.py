@@ -102,7 +102,14 @@ DEFAULT_TRIALS = 128
 #: ramping is measured in the first of these periods that every trial has with >= MIN_PERIOD_STEPS steps
 RAMP_PERIODS = ("delay", "stimulus", "trial")
 #: autocorrelation timescales are measured in the first of these (stationary) periods
-STATIONARY_PERIODS = ("delay", "fixation", "trial")
+STATIONARY_PERIODS = ("delay", "fixation")
+#: a period counts as input-free when no input exceeds this in any trial
+INPUT_FREE_TOL = 1e-12
+#: timescales are measured only in an input-free period of at least this many steps in every trial
+MIN_TIMESCALE_STEPS = 5
+#: when more than this fraction of units (median over seeds) is longer than measurable, that fraction
+#: is the headline of the timescale sentence (the median of the fitted units is then biased low)
+LONG_HEADLINE = 0.5
 MIN_PERIOD_STEPS = 3
 #: Pearson correlations of a pair of steps need at least this many trials
 MIN_TRIALS_PER_PAIR = 8
@@ -164,6 +171,23 @@ def choose_period(periods: dict[str, np.ndarray], preference, n_steps: int,
             B = len(next(iter(periods.values()))) if periods else 0
             return Window("trial", np.zeros(B, int), np.full(B, n_steps))
     raise ValueError(f"no period of {preference} has {min_steps} steps in every trial; the task has {sorted(periods)}")
+
+
+def input_free_period(trials, preference=STATIONARY_PERIODS, min_steps: int = MIN_TIMESCALE_STEPS) -> Window | None:
+    """The first period (``preference`` first, then the task's other periods) that every trial has
+    with at least ``min_steps`` steps and in which no trial has any input; None when there is none
+    (e.g. flip-flop, whose pulses may come at any step)."""
+    names = list(preference) + [n for n in trials.periods if n not in preference]
+    u = np.abs(np.asarray(trials.inputs_bxtxi))
+    for name in names:
+        if name not in trials.periods:
+            continue
+        se = np.asarray(trials.periods[name]).astype(int)
+        if (se[:, 1] - se[:, 0]).min() < min_steps:
+            continue
+        if all(u[b, se[b, 0]:se[b, 1]].max(initial=0.0) <= INPUT_FREE_TOL for b in range(len(se))):
+            return Window(name, se[:, 0], se[:, 1])
+    return None
 
 
 def aligned(values_bxtxn: np.ndarray, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -488,7 +512,7 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
                                                       "timescale_amplitude", "timescale_offset")}
     per_unit["ramping"] = np.zeros((E, N), bool)
     per_unit["timescale_status"] = np.ones((E, N), int)
-    L_ac = int((stat_w.stop_b - stat_w.start_b).max())
+    L_ac = int((stat_w.stop_b - stat_w.start_b).max()) if stat_w is not None else 1
     L_ramp = int((ramp_w.stop_b - ramp_w.start_b).max())
     ac_all = np.full((E, N, L_ac), np.nan)
     mean_rate = np.full((E, N, L_ramp), np.nan)
@@ -510,16 +534,17 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
         R, M = aligned(rate[e], ramp_w)
         cnt = M.sum(0)
         mean_rate[e] = np.where(cnt[:, None] > 0, R.sum(0) / np.maximum(cnt, 1)[:, None], np.nan).T
-        ac, pairs = across_trial_autocorrelation(rate[e], stat_w)
-        ac_all[e] = ac.T
-        for n in range(N):
-            tf = fit_autocorrelation_timescale(ac[:, n], pairs, dt, trials.n_trials)
-            per_unit["timescale_ms"][e, n], per_unit["timescale_amplitude"][e, n] = tf.tau_ms, tf.amplitude
-            per_unit["timescale_offset"][e, n], per_unit["timescale_status"][e, n] = tf.offset, tf.status
-        st = per_unit["timescale_status"][e]
-        out["fraction_timescale_fitted"][e] = (st == 0).mean()
-        out["fraction_timescale_long"][e] = (st == 3).mean()
-        out["timescale_median_ms"][e] = np.median(per_unit["timescale_ms"][e][st == 0]) if (st == 0).any() else np.nan
+        if stat_w is not None:  # no input-free period: no timescales (status 1, no data)
+            ac, pairs = across_trial_autocorrelation(rate[e], stat_w)
+            ac_all[e] = ac.T
+            for n in range(N):
+                tf = fit_autocorrelation_timescale(ac[:, n], pairs, dt, trials.n_trials)
+                per_unit["timescale_ms"][e, n], per_unit["timescale_amplitude"][e, n] = tf.tau_ms, tf.amplitude
+                per_unit["timescale_offset"][e, n], per_unit["timescale_status"][e, n] = tf.offset, tf.status
+            st = per_unit["timescale_status"][e]
+            out["fraction_timescale_fitted"][e] = (st == 0).mean()
+            out["fraction_timescale_long"][e] = (st == 3).mean()
+            out["timescale_median_ms"][e] = np.median(per_unit["timescale_ms"][e][st == 0]) if (st == 0).any() else np.nan
         out["participation_ratio"][e] = participation_ratio(rate[e])
     score = task.score(roll.output_exbxtxo.detach().double().numpy(), trials)
     out["accuracy"] = np.where(ok, score.mean(-1), np.nan)
@@ -568,7 +593,9 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
     task = protocol_task(protocol)
     tr = task.sample(numpy_rng(root, "prediction_trials"), int(trials))
     ramp_w = choose_period(tr.periods, RAMP_PERIODS, task.n_steps)
-    stat_w = choose_period(tr.periods, STATIONARY_PERIODS, task.n_steps, min_steps=5)
+    stat_w = input_free_period(tr)
+    ts_period = stat_w.name if stat_w is not None else "none"
+    ts_where = f"the {ts_period} period" if stat_w is not None else "no period (the task has no input-free period)"
     conds = protocol.condition_names
     seeds = ds["seed"].values
     C, S = len(conds), len(seeds)
@@ -604,7 +631,7 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
         "ramp_slope_se": ("1/s", "cluster-robust (by trial) standard error of the ramp slope"),
         "ramp_p_value": ("1", "two-sided p-value of the ramp slope (t-test, cluster-robust SE, trials - 1 df)"),
         "ramping": ("1", f"significant ramp: Benjamini-Hochberg FDR {ALPHA} across the network's units"),
-        "timescale_ms": ("ms", f"single-unit autocorrelation timescale in the {stat_w.name} period (NaN unless fitted)"),
+        "timescale_ms": ("ms", f"single-unit autocorrelation timescale in {ts_where} (NaN unless fitted)"),
         "timescale_amplitude": ("1", "A of the fit A (exp(-lag/tau) + B)"),
         "timescale_offset": ("1", "B of the fit A (exp(-lag/tau) + B)"),
         "timescale_status": ("1", "0 fitted, 1 no data, 2 fit failed, 3 longer than measurable"),
@@ -618,7 +645,7 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
     for c, r in enumerate(results):
         n = r["autocorrelation"].shape[1]
         ac[c, :, :n], mr[c, :, :n] = r["autocorrelation"], r["mean_rate"]
-    pred["autocorrelation"] = (cu + ("lag",), ac, {"units": "1", "long_name": f"across-trial autocorrelation of the rate in the {stat_w.name} period, mean over step pairs per lag"})
+    pred["autocorrelation"] = (cu + ("lag",), ac, {"units": "1", "long_name": f"across-trial autocorrelation of the rate in {ts_where}, mean over step pairs per lag"})
     pred["mean_rate"] = (cu + ("period_time",), mr, {"units": "1", "long_name": f"trial-averaged rate from the onset of the {ramp_w.name} period"})
     for k, (units, long) in MEASURES.items():
         pred[k] = (("condition", "seed"), np.stack([r["net"][k] for r in results]), {"units": units, "long_name": long})
@@ -649,7 +676,8 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
     for name, (units, long) in coords.items():
         pred[name].attrs.update(units=units, long_name=long)
     pred.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
-    pred.attrs.update(ramp_period=ramp_w.name, timescale_period=stat_w.name, alpha=ALPHA, n_trials=int(trials),
+    pred.attrs.update(ramp_period=ramp_w.name, timescale_period=ts_period,
+                      timescale_window_ms=float((stat_w.stop_b - stat_w.start_b).min() * task.dt_ms) if stat_w is not None else float("nan"), alpha=ALPHA, n_trials=int(trials),
                       baseline=conds[0], checkpoint=int(ds["checkpoint"].values[-1]),
                       analysis_available=int(analysis is not None),
                       plasticity_course=("decay from its peak after stimulus offset" if "stimulus" in tr.periods
@@ -694,6 +722,20 @@ SENTENCES = {
 }
 
 
+#: the timescale sentence when most units are longer than measurable
+LONG_SENTENCE = ("{est} ({ci}) of units keep a trial-specific level through the {timescale_period} (autocorrelation "
+                 "timescale longer than measurable in a window of {window}) with {cond} vs {b_est} ({b_ci}) in {base}; "
+                 "the median timescale of the remaining, fitted units would be biased low", "pct")
+
+
+def _long_dominates(pred: xr.Dataset) -> bool:
+    """Whether most units of some condition (median over seeds) are longer than measurable."""
+    if "fraction_timescale_long_summary" not in pred:
+        return False
+    med = pred["fraction_timescale_long_summary"].values[:, 0]
+    return bool(np.any(med[np.isfinite(med)] > LONG_HEADLINE))
+
+
 def prediction_sentences(pred: xr.Dataset) -> list[str]:
     """The predictions in words, each with its numbers: medians over seeds with 95 % bootstrap CIs,
     the effect against the baseline condition with its CI and p-value, and the number of seeds.
@@ -701,8 +743,17 @@ def prediction_sentences(pred: xr.Dataset) -> list[str]:
     conds = [str(c) for c in pred["condition"].values]
     base = conds[0]
     periods = {k: pred.attrs.get(k, "period") for k in ("ramp_period", "timescale_period")}
+    window = float(pred.attrs.get("timescale_window_ms", float("nan")))
+    periods["window"] = f"at least {window:.0f} ms" if np.isfinite(window) else "the period"
     lines = []
     for m, (template, kind) in SENTENCES.items():
+        if m == "timescale_median_ms" and pred.attrs.get("timescale_period") == "none":
+            lines.append("Single-unit autocorrelation timescales are not measured: the task has no input-free period "
+                         f"of at least {MIN_TIMESCALE_STEPS} steps in every trial, and in periods with input they would "
+                         "mostly reflect input-driven transients.")
+            continue
+        if m == "timescale_median_ms" and _long_dominates(pred):
+            m, (template, kind) = "fraction_timescale_long", LONG_SENTENCE
         if f"{m}_summary" not in pred:
             continue
         summ, eff = pred[f"{m}_summary"].values, pred[f"{m}_effect"].values
