@@ -1,6 +1,6 @@
 """Phase-space analysis of a finished run: from its checkpoints only, resumable, clear errors."""
-import subprocess
-import sys
+import shutil
+import textwrap
 
 import numpy as np
 import pytest
@@ -9,6 +9,7 @@ import xarray as xr
 from bioplastic import load_protocol, run_protocol
 from bioplastic.pipeline import PARTS_DIR, RunError, analyze_run
 from bioplastic.storage.results import read_dataset
+from conftest import TINY, train_once
 
 ANALYSIS = """
 analysis:
@@ -18,14 +19,20 @@ analysis:
 """
 
 
+@pytest.fixture(scope="module")
+def analysed_run(tmp_path_factory):
+    """TINY with ANALYSIS, trained and analysed once for this module; tests read it or copy it."""
+    return train_once(tmp_path_factory, "analysed", textwrap.dedent(TINY) + ANALYSIS)
+
+
 @pytest.fixture
-def run_dir(write_protocol, tmp_path):
-    text = write_protocol().read_text() + ANALYSIS
-    _, out = run_protocol(load_protocol(write_protocol(text, "a.yaml")), tmp_path / "run")
-    return out
+def run_dir(analysed_run, tmp_path):
+    """A private copy of the analysed run: tests may delete or rewrite its files."""
+    return shutil.copytree(analysed_run, tmp_path / "run")
 
 
-def test_run_with_analysis_section_writes_analysis(run_dir):
+def test_run_with_analysis_section_writes_analysis(analysed_run):
+    run_dir = analysed_run
     a = read_dataset(run_dir / "analysis.nc")
     for var in ("fp_x", "fp_q", "fp_kind", "fp_eig_real", "fp_tau_ms", "n_stable", "n_saddle", "fp_distance",
                 "trajectory_change", "participation_ratio", "gr_event", "first_gr_event", "lead_time"):
@@ -87,16 +94,16 @@ def test_interrupted_analysis_resumes_to_the_same_result(run_dir):
     assert not (run_dir / PARTS_DIR).exists()
 
 
-def test_analyze_refuses_folders_that_are_not_finished_runs(tmp_path, run_dir):
+def test_analyze_refuses_folders_that_are_not_finished_runs(tmp_path, analysed_run, cli):
     with pytest.raises(RunError, match="is not a finished run"):
         analyze_run(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "bioplastic", "analyze", str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode == 2 and "results.nc is missing" in r.stderr and "Traceback" not in r.stderr
+    code, _, err = cli("analyze", tmp_path)
+    assert code == 2 and "results.nc is missing" in err and "Traceback" not in err
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "results.nc").write_bytes((run_dir / "results.nc").read_bytes()[:2000])
-    r = subprocess.run([sys.executable, "-m", "bioplastic", "analyze", str(broken)], capture_output=True, text=True)
-    assert r.returncode == 2 and "may be corrupt" in r.stderr and "Traceback" not in r.stderr
+    (broken / "results.nc").write_bytes((analysed_run / "results.nc").read_bytes()[:2000])
+    code, _, err = cli("analyze", broken)
+    assert code == 2 and "may be corrupt" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("kind", ["plrnn", "lstm"])

@@ -273,7 +273,7 @@ output:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def pred_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pred")
     path = tmp / "p.yaml"
     path.write_text(RUN)
@@ -282,16 +282,16 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_pred(tiny_run):
-    before = (tiny_run / "results.nc").read_bytes()
-    pred = compute_predictions(tiny_run, trials=24)
-    assert (tiny_run / "results.nc").read_bytes() == before
+def tiny_pred(pred_run):
+    before = (pred_run / "results.nc").read_bytes()
+    pred = compute_predictions(pred_run, trials=24)
+    assert (pred_run / "results.nc").read_bytes() == before
     return pred
 
 
-def test_predictions_nc_of_a_tiny_run(tiny_run, tiny_pred):
+def test_predictions_nc_of_a_tiny_run(pred_run, tiny_pred):
     pred = tiny_pred
-    stored = read_dataset(tiny_run / "predictions.nc")
+    stored = read_dataset(pred_run / "predictions.nc")
     import xarray as xr
     xr.testing.assert_identical(stored, pred)  # the file holds what was returned
     for name in list(stored.data_vars) + list(stored.coords):
@@ -311,7 +311,7 @@ def test_predictions_nc_of_a_tiny_run(tiny_run, tiny_pred):
     # fraction_ramping is the fraction of BH-significant units
     np.testing.assert_allclose(stored["fraction_ramping"], stored["ramping"].mean("unit"))
     # attractors come from analysis.nc's final checkpoint
-    a = read_dataset(tiny_run / "analysis.nc").isel(checkpoint=-1)
+    a = read_dataset(pred_run / "analysis.nc").isel(checkpoint=-1)
     np.testing.assert_array_equal(stored["n_attractors"], a["n_stable"])
     # plasticity signatures and the lesion only where the networks are plastic
     plastic = stored["condition"] == "tcr_plasticity"
@@ -324,7 +324,7 @@ def test_predictions_nc_of_a_tiny_run(tiny_run, tiny_pred):
     np.testing.assert_allclose(stored["accuracy_effect"].sel(condition="tcr_loss", statistic="estimate"),
                                np.median(stored["accuracy"].sel(condition="tcr_loss") - stored["accuracy"].sel(condition="baseline")))
     # deterministic
-    again = compute_predictions(tiny_run, trials=24, write=False)
+    again = compute_predictions(pred_run, trials=24, write=False)
     np.testing.assert_array_equal(again["ramp_slope"], pred["ramp_slope"])
     text = prediction_sentences(stored)
     assert any("of units ramp during the delay with tcr_plasticity vs" in s for s in text)
@@ -344,8 +344,8 @@ def test_prediction_figures_draw_from_the_dataset(tiny_pred):
         plt.close(axes[0].figure)
 
 
-def test_predictions_without_analysis_nc(tiny_run, tmp_path):
-    shutil.copy(tiny_run / "results.nc", tmp_path / "results.nc")
+def test_predictions_without_analysis_nc(pred_run, tmp_path):
+    shutil.copy(pred_run / "results.nc", tmp_path / "results.nc")
     pred = compute_predictions(tmp_path, trials=16)
     assert (tmp_path / "predictions.nc").is_file()
     assert np.isnan(pred["n_attractors"]).all() and np.isnan(pred["attractor_slow_tau_ms"]).all()

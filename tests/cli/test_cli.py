@@ -1,4 +1,5 @@
-"""The command line as a user meets it: exit codes, messages, files written."""
+"""The command line as a user meets it: exit codes, messages, files written. ``cli`` (tests/conftest.py)
+runs ``python -m bioplastic`` in this process; the kill test runs a separate process."""
 import re
 import subprocess
 import sys
@@ -6,69 +7,68 @@ import sys
 import pytest
 import xarray as xr
 
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "bioplastic", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+from bioplastic import load_protocol, run_protocol
 
 
-def test_bad_protocol_exits_2_with_a_message_and_writes_nothing(write_protocol, tmp_path):
+def test_bad_protocol_exits_2_with_a_message_and_writes_nothing(write_protocol, tmp_path, cli):
     path = write_protocol("name: x\nseed: 1\ntask: {kind: evidence_accumulation}\nmodel: {kind: leaky_rate}\n"
                           "training: {lrr: 1}\n")
-    r = cli("run", path, "--out", tmp_path / "out")
-    assert r.returncode == 2
-    assert "training.lrr: unknown key" in r.stderr and "Traceback" not in r.stderr
+    code, _, err = cli("run", path, "--out", tmp_path / "out")
+    assert code == 2
+    assert "training.lrr: unknown key" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_protocol_file(tmp_path):
-    r = cli("validate", tmp_path / "nope.yaml")
-    assert r.returncode == 2 and "protocol file not found" in r.stderr and "Traceback" not in r.stderr
+def test_missing_protocol_file(tmp_path, cli):
+    code, _, err = cli("validate", tmp_path / "nope.yaml")
+    assert code == 2 and "protocol file not found" in err and "Traceback" not in err
 
 
-def test_run_writes_dataset_protocol_and_figures_then_refuses_another_protocol(write_protocol, tmp_path):
+def test_run_writes_dataset_protocol_and_figures_then_refuses_another_protocol(write_protocol, tmp_path, cli):
     path = write_protocol()
     out = tmp_path / "run"
-    r = cli("run", path, "--out", out, "--set", "output.figures=true", "--quiet")
-    assert r.returncode == 0, r.stderr
+    code, stdout, err = cli("run", path, "--out", out, "--set", "output.figures=true", "--quiet", "--executor", "inprocess")
+    assert code == 0, err
     assert {"results.nc", "protocol.yaml", "learning_curves.png", "iterations_to_criterion.png"} <= {p.name for p in out.iterdir()}
-    assert "baseline" in r.stdout and "tcr_loss" in r.stdout
+    assert "baseline" in stdout and "tcr_loss" in stdout
     with xr.open_dataset(out / "results.nc", engine="h5netcdf") as ds:
         assert ds.attrs["root_seed"] == 7 and "name: tiny" in ds.attrs["protocol"]
-    again = cli("run", path, "--out", out, "--quiet", "--set", "output.figures=true")
-    assert again.returncode == 0  # complete: nothing retrained
-    other = cli("run", path, "--out", out, "--set", "seed=8", "--quiet")
-    assert other.returncode == 2 and "different protocol" in other.stderr
+    code, _, _ = cli("run", path, "--out", out, "--quiet", "--set", "output.figures=true")
+    assert code == 0  # complete: nothing retrained
+    code, _, err = cli("run", path, "--out", out, "--set", "seed=8", "--quiet")
+    assert code == 2 and "different protocol" in err
 
 
-def test_list_and_schema():
-    r = cli("list")
-    assert r.returncode == 0 and "evidence_accumulation" in r.stdout and "leaky_rate" in r.stdout and "adaptive" in r.stdout
-    assert "tcr forms:  none, loss, plasticity" in r.stdout and "anti_hebbian, tsodyks_markram" in r.stdout
-    assert "bioplausible" in r.stdout and "freeze_in" in r.stdout
-    r = cli("schema")
-    assert r.returncode == 0
+def test_list_and_schema(cli):
+    code, out, _ = cli("list")
+    assert code == 0 and "evidence_accumulation" in out and "leaky_rate" in out and "adaptive" in out
+    assert "tcr forms:  none, loss, plasticity" in out and "anti_hebbian, tsodyks_markram" in out
+    assert "bioplausible" in out and "freeze_in" in out
+    code, out, _ = cli("schema")
+    assert code == 0
     for field in ("training.lr", "tcr.lambda", "tcr.schedule.target_ratio", "task.delay_min_ms", "model.g",
                   "tcr.plasticity.eta_F", "tcr.plasticity.kappa", "brian2.enabled"):
-        assert field in r.stdout
+        assert field in out
 
 
 @pytest.mark.parametrize("args", [["run", "protocols/evidence_accum.yaml", "--set", "training.lr=0"],
                                   ["validate", "protocols/evidence_accum.yaml", "--set", "model.kind=cnn"]])
-def test_bad_overrides_exit_2(args):
-    r = cli(*args)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+def test_bad_overrides_exit_2(args, cli):
+    code, _, err = cli(*args)
+    assert code == 2 and "Traceback" not in err
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(write_protocol, tmp_path):
-    """SIGTERM in the middle of training, then the same command again: same numbers as a straight run."""
+def test_killed_run_resumes_to_the_uninterrupted_result(write_protocol, tmp_path, cli):
+    """SIGTERM in the middle of training (a separate ``python -m bioplastic run`` process), then the
+    same command again: same numbers as a straight run (trained in this process; every executor gives
+    identical numbers, tests/training/test_sweeps.py)."""
     import signal
     import time
 
     text = write_protocol().read_text().replace("iterations: 12", "iterations: 400").replace("checkpoint_every: 4", "checkpoint_every: 20")
     path = write_protocol(text, "long.yaml")
     straight = tmp_path / "straight"
-    assert cli("run", path, "--out", straight, "--quiet").returncode == 0
+    run_protocol(load_protocol(path), straight)
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "bioplastic", "run", str(path), "--out", str(out), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -80,7 +80,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(write_protocol, tmp_path
     _, err = proc.communicate(timeout=180)  # generous: a loaded machine slows the workers' shutdown
     assert proc.returncode == 130 and "run the same command again" in err
     assert not (out / "results.nc").exists()
-    assert cli("run", path, "--out", out, "--quiet").returncode == 0
+    code, _, err = cli("run", path, "--out", out, "--quiet")
+    assert code == 0, err
     with xr.open_dataset(straight / "results.nc", engine="h5netcdf") as a, \
             xr.open_dataset(out / "results.nc", engine="h5netcdf") as b:
         xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
@@ -117,15 +118,15 @@ analysis: {initial_states: 4, trials: 4}
 """
 
 
-def test_one_condition_run_completes_with_its_predictions(write_protocol, tmp_path):
+def test_one_condition_run_completes_with_its_predictions(write_protocol, tmp_path, cli):
     """One condition, no sweep: analysis, predictions (one-element list attributes) and the report."""
     from bioplastic.analysis.predictions import prediction_sentences
     from bioplastic.storage.results import read_dataset
 
     text = write_protocol().read_text().split("conditions:")[0] + ONE_CONDITION
     out = tmp_path / "one"
-    r = cli("run", write_protocol(text, "one.yaml"), "--out", out, "--quiet")
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    code, _, err = cli("run", write_protocol(text, "one.yaml"), "--out", out, "--quiet", "--executor", "inprocess")
+    assert code == 0 and "Traceback" not in err, err
     assert {"analysis.nc", "predictions.nc", "report.html"} <= {p.name for p in out.iterdir()}
     pred = read_dataset(out / "predictions.nc")
     assert pred.sizes["condition"] == 1
@@ -134,7 +135,7 @@ def test_one_condition_run_completes_with_its_predictions(write_protocol, tmp_pa
     assert "could not be formed" not in page and "not computed for sweeps" not in page
 
 
-def test_one_point_sweep_says_what_it_does_not_compute(write_protocol, tmp_path):
+def test_one_point_sweep_says_what_it_does_not_compute(write_protocol, tmp_path, cli):
     """A sweep (one point here) computes neither the phase-space analysis nor the predictions, and
     says so in one line and in the report; the command it suggests runs that point on its own."""
     from bioplastic.protocol.load import load_protocol
@@ -143,10 +144,10 @@ def test_one_point_sweep_says_what_it_does_not_compute(write_protocol, tmp_path)
     text = write_protocol().read_text() + "analysis: {initial_states: 4, trials: 4}\nsweep: {grid: {model.g: [0.8]}}\n"
     path = write_protocol(text, "sweep1.yaml")
     out = tmp_path / "sweep1"
-    r = cli("run", path, "--out", out, "--quiet")
-    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("sweep: ")]
-    assert len(lines) == 1 and "not computed for sweeps" in lines[0], r.stdout
+    code, stdout, err = cli("run", path, "--out", out, "--quiet", "--executor", "inprocess")
+    assert code == 0 and "Traceback" not in err, err
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("sweep: ")]
+    assert len(lines) == 1 and "not computed for sweeps" in lines[0], stdout
     assert f"--set sweep=null --set model.g=0.8 --out {out}_point" in lines[0]
     assert not (out / "analysis.nc").exists() and not (out / "predictions.nc").exists()
     page = (out / "report.html").read_text()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,35 +12,9 @@ from bioplastic.cli import main
 from bioplastic.pipeline import RunError, write_report
 from bioplastic.report.html import FIGURES, SECTIONS
 
-#: the tiny protocol of tests/conftest.py with every dataset: plasticity, analysis, brian2 (numpy)
-COMPLETE = """
-name: tiny
-claims: [1, 2, 3, 7, 9]
-seed: 7
-seeds: 2
-task: {kind: evidence_accumulation, stimulus_ms: 200, delay_min_ms: 40, delay_max_ms: 100, response_ms: 60}
-model: {kind: leaky_rate, n_units: 12, g: 1.5}
-training: {lr: 1e-2, iterations: 12, batch_size: 8, checkpoint_every: 4, eval_every: 3, eval_trials: 16, dtype: float64}
-conditions:
-  baseline: {}
-  tcr_loss: {tcr: {form: loss, lambda: 0.5}}
-  tcr_plasticity: {tcr: {form: plasticity, plasticity: {eta_F: 0.05}}}
-analysis: {initial_states: 4, trials: 4}
-brian2: {enabled: true, trials: 2, codegen: numpy}
-output: {figures: true}  # PNGs written by the run are reused by the report
-"""
-
-
-@pytest.fixture(scope="module")
-def complete_run(tmp_path_factory) -> Path:
-    from bioplastic.protocol.load import load_protocol
-    from bioplastic.pipeline import run_protocol
-
-    folder = tmp_path_factory.mktemp("report")
-    path = folder / "p.yaml"
-    path.write_text(textwrap.dedent(COMPLETE))
-    _, out = run_protocol(load_protocol(path), folder / "out", strict=True)  # any failing section raises
-    return out
+# complete_run (tests/conftest.py, session-scoped, strict=True): the tiny protocol with every dataset
+# (plasticity, analysis, predictions, brian2 with numpy, figures). It is shared: tests that change a
+# run folder work on a copy.
 
 
 def sections_of(page: str) -> dict[str, str]:
@@ -69,7 +42,8 @@ def test_complete_run_has_every_section_and_figure(complete_run: Path):
     assert "tcr_plasticity" in found["protocol"] and "anti-Hebbian" in found["protocol"]
 
 
-def test_report_command_rebuilds_without_recomputing(complete_run: Path, capsys):
+def test_report_command_rebuilds_without_recomputing(complete_run: Path, tmp_path: Path, capsys):
+    complete_run = shutil.copytree(complete_run, tmp_path / "copy")  # the report is rewritten: not in the shared run
     stamps = {p.name: p.stat().st_mtime_ns for p in complete_run.glob("*.nc")}
     assert main(["report", str(complete_run)]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in complete_run.glob("*.nc")} == stamps

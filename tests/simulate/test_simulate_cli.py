@@ -1,7 +1,6 @@
 """``python -m bioplastic simulate OUT --engine brian2``: a finished run's networks re-simulated in
 brian2 and torch, OUT/brian2.nc, the agreement line, and the exit-2 paths."""
-import subprocess
-import sys
+import signal
 
 import numpy as np
 import pytest
@@ -31,24 +30,24 @@ output: {figures: false}
 """
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "bioplastic", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
+    """PROTOCOL run by ``python -m bioplastic run`` (in this process) once for this module; the tests
+    below write brian2.nc into it in turn."""
     folder = tmp_path_factory.mktemp("b2run")
     (folder / "p.yaml").write_text(PROTOCOL)
-    r = cli("run", folder / "p.yaml", "--out", folder / "out", "--quiet", "--executor", "inprocess")
-    assert r.returncode == 0, r.stderr
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["run", str(folder / "p.yaml"), "--out", str(folder / "out"), "--quiet", "--executor", "inprocess"]) == 0
+    finally:
+        signal.signal(signal.SIGTERM, handler)
     return folder / "out"
 
 
-def test_simulate_writes_both_engines_and_their_agreement(run_dir):
-    r = cli("simulate", run_dir, "--engine", "brian2", "--trials", 4, "--codegen", "numpy")
-    assert r.returncode == 0, r.stderr
-    assert "brian2 (numpy) vs torch, 4 trials x 6 networks: agreement" in r.stdout
+def test_simulate_writes_both_engines_and_their_agreement(run_dir, cli):
+    code, stdout, stderr = cli("simulate", run_dir, "--engine", "brian2", "--trials", 4, "--codegen", "numpy")
+    assert code == 0, stderr
+    assert "brian2 (numpy) vs torch, 4 trials x 6 networks: agreement" in stdout
     ds = read_dataset(run_dir / "brian2.nc")
     assert list(ds["condition"].values) == ["baseline", "anti_hebbian", "tm"]
     assert ds.attrs["brian2_codegen"] == "numpy" and ds.attrs["dt_ms"] == ds.attrs["task_dt_ms"]
@@ -69,7 +68,7 @@ def test_simulate_writes_both_engines_and_their_agreement(run_dir):
     np.testing.assert_array_equal(ds["inputs"].values, expected.astype(np.float64))
     for v in ds.data_vars:
         assert "units" in ds[v].attrs and "long_name" in ds[v].attrs
-    assert agreement_line(ds) in r.stdout
+    assert agreement_line(ds) in stdout
 
 
 def test_finer_brian2_step_reports_the_discretisation_error(run_dir, tmp_path, capsys):

@@ -1,4 +1,5 @@
 """Sweeps and executors: same numbers whatever runs them; killed workers lose only their unit."""
+import textwrap
 import time
 
 import numpy as np
@@ -6,8 +7,10 @@ import pytest
 import xarray as xr
 
 from bioplastic import load_protocol, run_protocol
+from bioplastic.storage.results import read_dataset
 from bioplastic.training.executors import DaskExecutor, ExecutorError, LocalPoolExecutor
 from bioplastic.training.units import plan_units
+from conftest import TINY
 from faults import KillOnce
 
 SWEEP = """
@@ -22,15 +25,26 @@ def sweep_protocol(write_protocol):
     return load_protocol(write_protocol(write_protocol().read_text() + SWEEP, "sweep.yaml"))
 
 
+@pytest.fixture(scope="module")
+def sweep_ref(tmp_path_factory):
+    """The sweep trained in this process, once for this module: the reference every executor must equal."""
+    folder = tmp_path_factory.mktemp("sweep_ref")
+    (folder / "sweep.yaml").write_text(textwrap.dedent(TINY) + SWEEP)
+    ds, _ = run_protocol(load_protocol(folder / "sweep.yaml"), folder / "sweep")
+    return ds
+
+
 def _same(a, b):
     xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
 
 
-def test_sweep_dims_and_points_equal_single_runs(sweep_protocol, write_protocol, tmp_path):
-    ds, _ = run_protocol(sweep_protocol, tmp_path / "sweep")
+def test_sweep_dims_and_points_equal_single_runs(sweep_ref, write_protocol, tiny_run):
+    ds = sweep_ref
     assert ds["loss"].dims[:3] == ("model.g", "condition", "seed")
     assert list(ds["model.g"].values) == [0.5, 1.5]
-    single, _ = run_protocol(load_protocol(write_protocol(), ["model.g=1.5"]), tmp_path / "single")
+    # the single run at model.g=1.5 is TINY (g: 1.5), run once per session (tests/conftest.py)
+    single = read_dataset(tiny_run / "results.nc")
+    assert single.attrs["protocol"] == load_protocol(write_protocol(), ["model.g=1.5"]).text
     _same(ds.sel({"model.g": 1.5}, drop=True)[["loss", "accuracy", "weight_W"]], single[["loss", "accuracy", "weight_W"]])
     assert ds.attrs["sweep_dims"] == "model.g" and "sweep:" in ds.attrs["protocol"]
 
@@ -42,16 +56,16 @@ def test_units_split_ensembles_evenly(sweep_protocol):
     assert [len(u.members) for u in plan_units(p)] == [2, 2, 2, 2]
 
 
-def test_local_pool_equals_in_process_and_survives_a_killed_worker(sweep_protocol, tmp_path):
-    ref, _ = run_protocol(sweep_protocol, tmp_path / "ref")
+def test_local_pool_equals_in_process_and_survives_a_killed_worker(sweep_protocol, sweep_ref, tmp_path):
+    ref = sweep_ref
     pooled, _ = run_protocol(sweep_protocol, tmp_path / "pool",
                              executor=LocalPoolExecutor(2, runner=KillOnce(str(tmp_path / "killed-once"))))
     assert (tmp_path / "killed-once").exists()  # a worker did die mid-unit
     _same(ref, pooled)
 
 
-def test_dask_local_cluster_equals_local_and_survives_a_killed_worker(sweep_protocol, tmp_path):
-    ref, _ = run_protocol(sweep_protocol, tmp_path / "ref")
+def test_dask_local_cluster_equals_local_and_survives_a_killed_worker(sweep_protocol, sweep_ref, tmp_path):
+    ref = sweep_ref
     executor = DaskExecutor(workers=2, runner=KillOnce(str(tmp_path / "killed-once")))
     ds, _ = run_protocol(sweep_protocol, tmp_path / "dask", executor=executor)
     assert (tmp_path / "killed-once").exists()

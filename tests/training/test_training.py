@@ -6,6 +6,7 @@ import xarray as xr
 
 from bioplastic import load_protocol, run_protocol
 from bioplastic.seeds import torch_generator
+from bioplastic.storage.results import read_dataset
 from bioplastic.training.loop import EnsembleTrainer, Interrupted
 from bioplastic.training.optim import EnsembleOptimizer, clip_per_member
 from bioplastic.training.units import groups
@@ -71,9 +72,10 @@ def test_same_seed_same_numbers_and_other_seed_other_numbers(write_protocol):
     assert not np.allclose(a.history["loss"], c.history["loss"])
 
 
-def test_interrupted_run_resumes_to_identical_results(write_protocol, tmp_path):
+def test_interrupted_run_resumes_to_identical_results(write_protocol, tmp_path, tiny_run):
     protocol = load_protocol(write_protocol())
-    straight, _ = run_protocol(protocol, tmp_path / "straight")
+    straight = read_dataset(tiny_run / "results.nc")  # TINY run straight through (tests/conftest.py)
+    assert straight.attrs["protocol"] == protocol.text
     with pytest.raises(Interrupted):
         run_protocol(protocol, tmp_path / "resumed", interrupt_at=6)  # last checkpoint: iteration 4
     assert list((tmp_path / "resumed" / "state").glob("p000-g0-u*.pt"))
