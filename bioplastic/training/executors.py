@@ -4,10 +4,16 @@ cluster. All produce the same numbers: a unit's result depends on the protocol a
 - ``inprocess``: one unit after another, here (torch may use every core inside each unit).
 - ``local``: a pool of worker processes, by default one per core, each single-threaded (at these
   network sizes one thread per process is faster than threads inside one process). A worker that
-  dies loses only its unit, which is re-run from its last checkpoint.
+  dies loses only its unit, which is re-run from its last checkpoint. Ctrl-C (KeyboardInterrupt, and
+  SIGTERM where the command line turns it into one) or any error stops the pool at once: queued units
+  are cancelled and the workers terminated; each unit's last checkpoint stays on disk. Workers die
+  with the process that started them (``kill -9`` of it included): on Linux by ``PR_SET_PDEATHSIG``,
+  elsewhere (and as a second line) by a thread in each worker that exits when its parent changes.
 - ``dask``: ``dask.distributed``: a ``LocalCluster`` by default, or an existing cluster given by its
-  scheduler address. Tasks of a lost worker are re-run by the scheduler. The output folder must be
-  visible to every worker (a shared filesystem on a cluster).
+  scheduler address (``tcp://HOST:PORT``; checked by :func:`check_scheduler_address`, and asked who
+  it is within the connection timeout before the client connects, so that a wrong address or a
+  server that is not a Dask scheduler fails clearly and in time). Tasks of a lost worker are re-run
+  by the scheduler. The output folder must be visible to every worker (a shared filesystem on a cluster).
 
 Every executor runs a unit's trainer through ``runner`` (a :data:`~bioplastic.training.units.UnitRunner`,
 by default :func:`~bioplastic.training.units.train`); a replacement must be picklable by reference
@@ -16,14 +22,22 @@ processes can import. Tests use it to kill a worker mid-unit.
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
+import ctypes
 import hashlib
 import multiprocessing as mp
 import os
 import queue
+import re
+import signal
+import socket
+import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 
 from .units import ThrottledProgress, Unit, UnitRunner, run_unit, train
@@ -66,6 +80,58 @@ class InProcessExecutor(Executor):
             run_unit(protocol_text, unit.id, str(out), progress, interrupt_at=self.interrupt_at, runner=self.runner)
 
 
+# --------------------------------------------------------------------------------------------- local pool
+#: how often a worker's watchdog checks that its parent is alive (the portable fallback)
+WATCHDOG_INTERVAL_S = 0.5
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies. False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - no libc / no prctl
+        return False
+
+
+def _watch_parent(parent_pid: int, interval_s: float = WATCHDOG_INTERVAL_S) -> None:
+    """Exit this process as soon as ``parent_pid`` is no longer its parent (it died; we were re-parented)."""
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        time.sleep(interval_s)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Initializer of the pool's worker processes (and of its progress manager): die when the process
+    that started them dies, however it dies; ignore SIGINT (Ctrl-C reaches the whole process group:
+    the parent alone decides, and terminates the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # the parent died before the death signal was set
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="bioplastic-parent-watchdog", daemon=True).start()
+
+
+def stop_pool(pool: cf.ProcessPoolExecutor, grace_s: float = 2.0) -> None:
+    """Stop ``pool`` now: cancel its queued futures, terminate its workers (SIGTERM, then SIGKILL
+    after ``grace_s``), without waiting for running units."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # (no public accessor before Python 3.14)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
+
+
 def _pool_worker(protocol_text: str, unit_id: str, out: str, q, threads: int, runner: UnitRunner) -> str:
     reporter = ThrottledProgress(lambda n, info: q.put((n, info))) if q is not None else None
     try:
@@ -94,7 +160,11 @@ class LocalPoolExecutor(Executor):
         workers = min(self.workers, len(units))
         threads = max(1, cpu_count() // workers)
         ctx = mp.get_context("spawn")  # no fork after torch/OpenMP started threads
-        manager = ctx.Manager() if progress else None
+        me = os.getpid()
+        manager = None
+        if progress:
+            manager = SyncManager(ctx=ctx)
+            manager.start(die_with_parent, (me,))
         q = manager.Queue() if manager else None
         stop = threading.Event()
 
@@ -111,7 +181,8 @@ class LocalPoolExecutor(Executor):
         pending = list(units)
         try:
             for attempt in range(self.max_restarts + 1):
-                with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(me,))
+                try:
                     futures = {pool.submit(_pool_worker, protocol_text, u.id, str(out), q, threads, self.runner): u for u in pending}
                     broken = False
                     for fut in cf.as_completed(futures):
@@ -120,6 +191,10 @@ class LocalPoolExecutor(Executor):
                             pending.remove(futures[fut])
                         except cf.process.BrokenProcessPool:
                             broken = True
+                except BaseException:  # Ctrl-C, SIGTERM, a failing unit: stop now, not after the queue
+                    stop_pool(pool)
+                    raise
+                pool.shutdown(wait=True)
                 if not broken:
                     return
                 if attempt == self.max_restarts:
@@ -133,13 +208,88 @@ class LocalPoolExecutor(Executor):
                 manager.shutdown()
 
 
+# --------------------------------------------------------------------------------------------- dask
+#: the address schemes of dask.distributed that reach another process (``inproc://`` does not)
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+_ADDRESS = re.compile(r"^(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?"
+                      r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
+                      r":(?P<port>[0-9]{1,5})/?$")
+
+
+def check_scheduler_address(address: str) -> str:
+    """The Dask scheduler address ``address`` (``tcp://HOST:PORT``, ``tls://``, ``ws://``, ``wss://``,
+    ``ucx://``; a bare ``HOST:PORT`` means ``tcp://``), normalized; :class:`ExecutorError` naming
+    ``--scheduler`` if it is not one."""
+    text = str(address).strip()
+    m = _ADDRESS.match(text)
+    scheme = (m.group("scheme") or "tcp").lower() if m else None
+    if m is None or scheme not in SCHEDULER_SCHEMES or not 0 < int(m.group("port")) < 65536:
+        why = (f"the scheme {scheme}:// is not one of {', '.join(s + '://' for s in SCHEDULER_SCHEMES)}"
+               if m is not None and scheme not in SCHEDULER_SCHEMES else
+               "the port must be 1 to 65535" if m is not None else "it needs SCHEME://HOST:PORT")
+        raise ExecutorError(f"--scheduler {address!r} is not a Dask scheduler address ({why}); "
+                            f"expected e.g. tcp://10.0.0.5:8786 (the address the scheduler prints when it starts)")
+    return f"{scheme}://{m.group('host')}:{int(m.group('port'))}"
+
+
+def probe_scheduler(address: str, timeout_s: float) -> None:
+    """Ask the server at ``address`` who it is, within ``timeout_s`` seconds in all (a thread with its
+    own event loop, so this works under a running loop too). Raises :class:`ExecutorError` when
+    nothing answers in time, the connection is refused, or the server is not a Dask scheduler
+    (dask's client would wait a minute, or read the bytes of another protocol as a frame length and
+    fail with a MemoryError)."""
+    m = _ADDRESS.match(address)
+    if m and (m.group("scheme") or "tcp").lower() == "tcp":  # refused at once: say so at once
+        host = m.group("host").strip("[]")
+        try:
+            socket.create_connection((host, int(m.group("port"))), timeout=timeout_s).close()
+        except OSError as exc:
+            why = "connection refused" if isinstance(exc, ConnectionRefusedError) else f"{type(exc).__name__}: {exc}"
+            raise ExecutorError(f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({why}); "
+                                f"is the scheduler running, and is --scheduler right?") from None
+
+    async def identity():
+        from distributed.core import rpc  # here: dask.distributed is heavy and only this executor needs it
+        from distributed.security import Security
+
+        async with rpc(address, timeout=timeout_s, connection_args=Security().get_connection_args("client")) as r:
+            return await r.identity()
+
+    answer: list = []
+
+    def ask():
+        try:
+            answer.append(asyncio.run(asyncio.wait_for(identity(), timeout_s)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            answer.append(exc)
+
+    thread = threading.Thread(target=ask, name="bioplastic-dask-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s + 2)
+    reply = answer[0] if answer else TimeoutError()
+    if isinstance(reply, dict) and reply.get("type") == "Scheduler":
+        return
+    if isinstance(reply, TimeoutError | asyncio.TimeoutError):
+        raise ExecutorError(f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s: nothing answered "
+                            f"as a Dask scheduler (is --scheduler the scheduler's address, not its dashboard or another service?)")
+    what = (f"it answered as a {reply.get('type')}" if isinstance(reply, dict) else
+            # dask reads another protocol's first bytes as a frame length: an absurd allocation
+            "it answered in another protocol" if isinstance(reply, MemoryError) else
+            "it closed the connection without answering" if type(reply).__name__ == "CommClosedError" else
+            f"{type(reply).__name__}: {str(reply)[:200]}")
+    raise ExecutorError(f"--scheduler {address}: the server there is not a Dask scheduler ({what}); "
+                        f"give the address the scheduler prints when it starts, e.g. tcp://HOST:8786")
+
+
 class DaskExecutor(Executor):
-    """dask.distributed: a LocalCluster (``scheduler=None``) or an existing cluster's scheduler."""
+    """dask.distributed: a LocalCluster (``scheduler=None``) or an existing cluster's scheduler
+    (its address is checked here: :class:`ExecutorError` if malformed)."""
 
     name = "dask"
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None, connect_timeout_s: float = 10,
                  runner: UnitRunner = train):
+        scheduler = check_scheduler_address(scheduler) if scheduler else None
         self.scheduler, self.workers, self.timeout = scheduler, workers, connect_timeout_s
         self.runner = runner
         self.dashboard = ""
@@ -154,10 +304,12 @@ class DaskExecutor(Executor):
         except ImportError as exc:  # pragma: no cover - distributed is a dependency
             raise ExecutorError("the dask executor needs dask.distributed: pip install 'dask[distributed]'") from exc
         if self.scheduler:
+            probe_scheduler(self.scheduler, self.timeout)
             try:
                 return Client(self.scheduler, timeout=f"{self.timeout}s"), None
-            except (OSError, TimeoutError) as exc:
-                raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler} within {self.timeout:g} s: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - any failure to connect is the scheduler's address or state
+                raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler} within {self.timeout:g} s: "
+                                    f"{type(exc).__name__}: {exc}") from None
         cluster = LocalCluster(n_workers=self.workers or cpu_count(), threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address="127.0.0.1:0")  # loopback only
         return Client(cluster), cluster
@@ -192,6 +344,8 @@ def make_executor(name: str, workers: int | None = None, scheduler: str | None =
                   runner: UnitRunner = train) -> Executor:
     if scheduler and name not in ("dask", "local"):
         raise ExecutorError("--scheduler needs --executor dask")
+    if scheduler:
+        scheduler = check_scheduler_address(scheduler)
     if scheduler or name == "dask":
         return DaskExecutor(scheduler, workers, runner=runner)
     if name == "local":

@@ -165,6 +165,8 @@ class EnsembleTrainer:
         self.k = 0
         self.eval_trials = [self.task.sample(numpy_rng(self.root, "eval_data", s), self.tr.eval_trials)
                             for s in self.seed_idx]
+        #: training.stop_when_learned decided to stop at iteration k (saved in the resume state, so a
+        #: run killed between that checkpoint's state and its result file does not train further)
         self.stopped_early = False
 
     # -- pieces of an iteration ---------------------------------------------------------------
@@ -285,6 +287,7 @@ class EnsembleTrainer:
             "learned": t(self.learned),
             "schedules": [{k: t(v) for k, v in s.state_dict().items()} for _, s in self.schedules + self.eta_schedules],
             "rule": self.rule.state_dict(),
+            "stopped_early": bool(self.stopped_early),
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -305,6 +308,11 @@ class EnsembleTrainer:
         for (_, s), sd in zip(self.schedules + self.eta_schedules, d["schedules"]):
             s.load_state_dict({k: v.numpy() for k, v in sd.items()})
         self.rule.load_state_dict(d.get("rule", {}))
+        if "stopped_early" in d:
+            self.stopped_early = bool(d["stopped_early"])
+        else:  # a resume state from before the decision was saved: decide again (same inputs, same answer)
+            at_checkpoint = self.k in {int(k) for k in self.checkpoint_iterations}
+            self.stopped_early = bool(self.tr.stop_when_learned and self.k > 0 and at_checkpoint and self.all_settled())
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, state_path: Path | None = None, progress: Callable[[int, dict], None] | None = None,
@@ -318,7 +326,7 @@ class EnsembleTrainer:
             progress(self.k * self.n_real, {})
         eval_at = {int(k): j for j, k in enumerate(self.eval_iterations)}
         ckpt_at = {int(k): j for j, k in enumerate(self.checkpoint_iterations)}
-        while self.k < self.tr.iterations:
+        while self.k < self.tr.iterations and not self.stopped_early:
             if interrupt_at is not None and self.k >= interrupt_at:
                 raise Interrupted(f"stopped at iteration {self.k}")
             self.train_step(self.k)
@@ -330,11 +338,10 @@ class EnsembleTrainer:
                                              if self.alive.any() else float("nan")})
             if self.k in ckpt_at:
                 self.snapshot(ckpt_at[self.k])
+                # decided before the state is saved, and saved with it: a resumed trainer stops at once
+                self.stopped_early = bool(self.tr.stop_when_learned and self.all_settled())
                 if state_path is not None:
                     atomic_torch_save(self.state_dict(), state_path)
-                if self.tr.stop_when_learned and self.all_settled():
-                    self.stopped_early = True
-                    break
         n = self.n_real
         return GroupResult(self.members[:n], {k: v[:n] for k, v in self.history.items()}, self.eval_iterations,
                            {k: v[:n] for k, v in self.eval_history.items()}, self.checkpoint_iterations,

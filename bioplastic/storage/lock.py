@@ -1,0 +1,96 @@
+"""One writer per run folder: ``with run_lock(out): ...`` holds ``OUT/.lock`` while a command writes there.
+
+The lock is an OS-level file lock (``filelock``: ``flock`` on Unix, ``LockFileEx`` on Windows), taken
+without waiting: a second process that asks for the folder while another holds it gets
+:class:`RunLockedError` at once, naming the holder's PID. The kernel releases the lock when its holder
+exits, however it exits (``kill -9`` included), so a lock is never stale: the next command takes it
+over without any cleanup. The holder's PID is written to ``OUT/.lock.owner`` for the message (the
+lock file itself is not used for it: some filelock versions truncate it when another process tries)
+and removed on release.
+
+The lock is re-entrant within a process (nested ``run_lock`` of one folder, e.g. a run that then
+analyses and reports, holds it once). ``OUT/.lock`` stays in the folder after release (it holds no data).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+__all__ = ["LOCK_FILES", "LOCK_NAME", "OWNER_NAME", "RunLockedError", "lock_owner", "run_lock"]
+
+LOCK_NAME = ".lock"
+OWNER_NAME = ".lock.owner"
+#: the files the lock leaves in a run folder (not data: a folder holding only these is empty)
+LOCK_FILES = (LOCK_NAME, OWNER_NAME)
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the run folder's lock (another bioplastic command is writing there)."""
+
+    def __init__(self, out: Path, pid: int | None = None):
+        self.out, self.pid = Path(out), pid
+        who = f" (PID {pid})" if pid else ""
+        super().__init__(f"another bioplastic process{who} is writing to {out}; wait for it to finish, "
+                         f"or choose another output folder (--out)")
+
+
+_held: dict[Path, tuple[FileLock, int]] = {}  # folder -> (its lock, nesting depth), in this process
+_guard = threading.Lock()
+
+
+def lock_owner(out: str | Path) -> int | None:
+    """The PID recorded by the last holder of ``out``'s lock (``None`` if none is recorded; the
+    process may have ended since: only a failed :func:`run_lock` says the lock is held)."""
+    try:
+        return int((Path(out) / OWNER_NAME).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@contextmanager
+def run_lock(out: str | Path, create: bool = True) -> Iterator[Path]:
+    """Hold ``OUT/.lock`` for the body; raise :class:`RunLockedError` at once if another process holds it.
+
+    ``create``: make the folder (and its parents) if missing; with ``create=False`` a missing folder
+    is not locked (there is nothing to protect: the command fails by itself) and is not created.
+    Yields the folder.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        if not create:
+            yield out
+            return
+        out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
+    with _guard:
+        if key in _held:  # re-entrant within this process
+            lock, depth = _held[key]
+            _held[key] = (lock, depth + 1)
+        else:
+            lock = FileLock(str(key / LOCK_NAME), timeout=0)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                raise RunLockedError(out, lock_owner(key)) from None
+            _held[key] = (lock, 1)
+            try:
+                (key / OWNER_NAME).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+            except OSError:  # the PID is only for the message
+                pass
+    try:
+        yield out
+    finally:
+        with _guard:
+            lock, depth = _held[key]
+            if depth > 1:
+                _held[key] = (lock, depth - 1)
+            else:
+                del _held[key]
+                (key / OWNER_NAME).unlink(missing_ok=True)  # before the release: never a successor's
+                lock.release()
