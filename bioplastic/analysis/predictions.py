@@ -103,6 +103,12 @@ DEFAULT_TRIALS = 128
 RAMP_PERIODS = ("delay", "stimulus", "trial")
 #: autocorrelation timescales are measured in the first of these (stationary) periods
 STATIONARY_PERIODS = ("delay", "fixation")
+#: the ramp window ends where fewer than this many trials are still in the period (variable delays)
+MIN_TRIALS_AT_TIME = 10
+#: condition labels that name the choice of a trial, in order of preference
+CHOICE_LABELS = ("choice", "side", "action")
+#: choice-resolved ramp class codes per unit
+RAMP_CLASSES = "none buildup decay"
 #: a period counts as input-free when no input exceeds this in any trial
 INPUT_FREE_TOL = 1e-12
 #: timescales are measured only in an input-free period of at least this many steps in every trial
@@ -129,6 +135,11 @@ MEASURES: dict[str, tuple[str, str]] = {
     "fraction_ramping": ("1", "fraction of units with a significant ramp (cluster-robust t-test, Benjamini-Hochberg FDR 0.05)"),
     "fraction_ramping_uncorrected": ("1", "fraction of units with ramp p-value < 0.05 (no multiple-comparison correction)"),
     "median_abs_ramp_slope": ("1/s", "median over units of |ramp slope| (rate units per second)"),
+    "fraction_buildup": ("1", "fraction of units whose rate builds up (moves away from its pre-stimulus level) over the ramp period for their preferred choice (significant, FDR 0.05)"),
+    "fraction_decay": ("1", "fraction of units whose rate decays back towards its pre-stimulus level over the ramp period for their preferred choice (significant, FDR 0.05)"),
+    "fraction_opposite_ramps": ("1", "fraction of units with significant ramps of opposite sign for the two choices (a pooled slope cancels them)"),
+    "population_ramp_slope": ("1/s", "slope of the choice-signed projection of the population rate on the choice axis over the ramp period (trial fixed effects)"),
+    "population_ramp_p_value": ("1", "two-sided p-value of population_ramp_slope (cluster-robust t-test by trial)"),
     "timescale_median_ms": ("ms", "median single-unit autocorrelation timescale over fitted units"),
     "fraction_timescale_fitted": ("1", "fraction of units whose autocorrelation timescale was fitted"),
     "fraction_timescale_long": ("1", "fraction of units whose autocorrelation timescale exceeds the measurable range"),
@@ -202,6 +213,84 @@ def aligned(values_bxtxn: np.ndarray, window: Window) -> tuple[np.ndarray, np.nd
     idx = np.minimum(window.start_b[:, None] + k[None, :], T - 1)
     out = X[np.arange(B)[:, None], idx] * mask[..., None]
     return out, mask
+
+
+def trials_at_time(window: Window) -> np.ndarray:
+    """(L,) how many trials are still in the period at each step since its onset."""
+    lengths = window.stop_b - window.start_b
+    return (np.arange(int(lengths.max()))[:, None] < lengths[None, :]).sum(1)
+
+
+def cut_window(window: Window, min_trials: int = MIN_TRIALS_AT_TIME) -> Window:
+    """The window ended at the last step since onset where at least ``min_trials`` trials remain
+    (with a variable delay the last steps rest on a few long trials)."""
+    n = trials_at_time(window)
+    keep = int(np.flatnonzero(n >= min(min_trials, len(window.start_b)))[-1]) + 1
+    return Window(window.name, window.start_b, np.minimum(window.stop_b, window.start_b + keep))
+
+
+def choice_of(trials) -> np.ndarray | None:
+    """The per-trial choice label (first of :data:`CHOICE_LABELS` the task has, with 2-8 values), or None."""
+    for name in CHOICE_LABELS:
+        if name in trials.conditions:
+            c = np.asarray(trials.conditions[name])
+            if 2 <= len(np.unique(c)) <= 8:
+                return c
+    return None
+
+
+def _subset(window: Window, sel: np.ndarray) -> Window:
+    return Window(window.name, window.start_b[sel], window.stop_b[sel])
+
+
+def choice_resolved_ramps(rate_bxtxn, window: Window, choice_b, baseline_n, dt_ms: float) -> dict[str, np.ndarray]:
+    """Ramps per choice, classified against each unit's pre-stimulus level ``baseline_n``.
+
+    Per choice g: the slope of each unit (trial fixed effects, :func:`ramp_slopes`, on the trials of
+    g) and its mean rate over the window, ``d_g = mean - baseline``. A unit's preferred choice is the
+    one with the largest ``|d_g|``. For it, a significant slope (Benjamini-Hochberg across units) is
+    a **build-up** when it moves the rate away from the baseline (``sign(slope) = sign(d)``) and a
+    **decay** when it moves it back (e.g. the relaxation after the stimulus ends). **Opposite ramps**:
+    significant slopes of opposite sign for the two extreme choices (they cancel in a pooled slope).
+    The **population ramp**: rates projected on the choice axis (mean over the window for the
+    largest choice minus the smallest, unit length), signed by the choice, regressed on time.
+    Returns per unit ``ramp_class`` (0 none, 1 build-up, 2 decay), ``preferred_choice``,
+    ``slope_preferred``; per network ``fraction_buildup``, ``fraction_decay``,
+    ``fraction_opposite_ramps``, ``population_ramp_slope``, ``population_ramp_p_value``.
+    """
+    rate = np.asarray(rate_bxtxn, float)
+    choice_b = np.asarray(choice_b)
+    values = np.unique(choice_b)
+    N = rate.shape[2]
+    slopes, sig, dev = [], [], []
+    for g in values:
+        sel = choice_b == g
+        fit = ramp_slopes(rate[sel], _subset(window, sel), dt_ms)
+        R, M = aligned(rate[sel], _subset(window, sel))
+        mean_g = (R * M[..., None]).sum((0, 1)) / max(M.sum(), 1)
+        slopes.append(fit.slope_n)
+        sig.append(benjamini_hochberg(fit.p_n))
+        dev.append(mean_g - baseline_n)
+    slopes, sig, dev = np.array(slopes), np.array(sig), np.array(dev)      # (G, N)
+    pref = np.argmax(np.abs(dev), axis=0)
+    s, d, k = slopes[pref, np.arange(N)], dev[pref, np.arange(N)], sig[pref, np.arange(N)]
+    cls = np.where(k & (np.sign(s) == np.sign(d)) & (s != 0), 1, np.where(k & (np.sign(s) == -np.sign(d)) & (s != 0), 2, 0))
+    lo, hi = 0, len(values) - 1
+    opposite = sig[lo] & sig[hi] & (np.sign(slopes[lo]) * np.sign(slopes[hi]) < 0)
+    R, M = aligned(rate, window)
+    Mf = M[..., None].astype(float)
+    means = np.array([(R[choice_b == g] * Mf[choice_b == g]).sum((0, 1)) / max(Mf[choice_b == g].sum(), 1) for g in values])
+    axis = means[hi] - means[lo]
+    norm = np.linalg.norm(axis)
+    pop = ramp_slopes(np.zeros(rate.shape[:2] + (1,)), window, dt_ms) if norm == 0 else None
+    if norm > 0:
+        sign_b = np.where(choice_b == values[hi], 1.0, np.where(choice_b == values[lo], -1.0, 0.0))
+        proj = (rate @ (axis / norm)) * sign_b[:, None]                     # (B, T)
+        pop = ramp_slopes(proj[..., None], window, dt_ms)
+    return {"ramp_class": cls, "preferred_choice": values[pref].astype(float), "slope_preferred": s,
+            "fraction_buildup": float((cls == 1).mean()), "fraction_decay": float((cls == 2).mean()),
+            "fraction_opposite_ramps": float(opposite.mean()),
+            "population_ramp_slope": float(pop.slope_n[0]), "population_ramp_p_value": float(pop.p_n[0])}
 
 
 @dataclass(frozen=True)
@@ -512,12 +601,17 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
                                                       "timescale_amplitude", "timescale_offset")}
     per_unit["ramping"] = np.zeros((E, N), bool)
     per_unit["timescale_status"] = np.ones((E, N), int)
+    per_unit["ramp_class"] = np.full((E, N), -1)
+    per_unit["ramp_preferred_choice"] = np.full((E, N), np.nan)
+    per_unit["ramp_slope_preferred"] = np.full((E, N), np.nan)
+    choice_b = choice_of(trials)
     L_ac = int((stat_w.stop_b - stat_w.start_b).max()) if stat_w is not None else 1
     L_ramp = int((ramp_w.stop_b - ramp_w.start_b).max())
     ac_all = np.full((E, N, L_ac), np.nan)
     mean_rate = np.full((E, N, L_ramp), np.nan)
     for k in ("fraction_ramping", "fraction_ramping_uncorrected", "median_abs_ramp_slope", "timescale_median_ms",
-              "fraction_timescale_fitted", "fraction_timescale_long", "participation_ratio"):
+              "fraction_timescale_fitted", "fraction_timescale_long", "participation_ratio", "fraction_buildup",
+              "fraction_decay", "fraction_opposite_ramps", "population_ramp_slope", "population_ramp_p_value"):
         out[k] = np.full(E, np.nan)
     for e in range(E):
         if not ok[e]:
@@ -531,6 +625,13 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
             out["fraction_ramping"][e] = rej[finite].mean()
             out["fraction_ramping_uncorrected"][e] = (fit.p_n[finite] < ALPHA).mean()
             out["median_abs_ramp_slope"][e] = np.median(np.abs(fit.slope_n[finite]))
+        if choice_b is not None:
+            cr = choice_resolved_ramps(rate[e], ramp_w, choice_b, _baseline(rate[e], trials), dt)
+            per_unit["ramp_class"][e] = cr["ramp_class"]
+            per_unit["ramp_preferred_choice"][e], per_unit["ramp_slope_preferred"][e] = cr["preferred_choice"], cr["slope_preferred"]
+            for k in ("fraction_buildup", "fraction_decay", "fraction_opposite_ramps", "population_ramp_slope",
+                      "population_ramp_p_value"):
+                out[k][e] = cr[k]
         R, M = aligned(rate[e], ramp_w)
         cnt = M.sum(0)
         mean_rate[e] = np.where(cnt[:, None] > 0, R.sum(0) / np.maximum(cnt, 1)[:, None], np.nan).T
@@ -574,6 +675,16 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     return {"net": out, "unit": per_unit, "autocorrelation": ac_all, "mean_rate": mean_rate}
 
 
+def _baseline(rate_bxtxn: np.ndarray, trials) -> np.ndarray:
+    """Each unit's pre-stimulus level: its mean rate in the fixation period, else at the first step."""
+    if "fixation" in trials.periods:
+        se = np.asarray(trials.periods["fixation"]).astype(int)
+        if (se[:, 1] > se[:, 0]).all():
+            R, M = aligned(rate_bxtxn, Window("fixation", se[:, 0], se[:, 1]))
+            return (R * M[..., None]).sum((0, 1)) / M.sum()
+    return rate_bxtxn[:, 0].mean(0)
+
+
 def _has_plasticity(net) -> bool:
     return getattr(net, "plasticity", None) is not None
 
@@ -592,7 +703,8 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
     root = protocol.config.seed
     task = protocol_task(protocol)
     tr = task.sample(numpy_rng(root, "prediction_trials"), int(trials))
-    ramp_w = choose_period(tr.periods, RAMP_PERIODS, task.n_steps)
+    full_ramp_w = choose_period(tr.periods, RAMP_PERIODS, task.n_steps)
+    ramp_w = cut_window(full_ramp_w)
     stat_w = input_free_period(tr)
     ts_period = stat_w.name if stat_w is not None else "none"
     ts_where = f"the {ts_period} period" if stat_w is not None else "no period (the task has no input-free period)"
@@ -635,11 +747,22 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
         "timescale_amplitude": ("1", "A of the fit A (exp(-lag/tau) + B)"),
         "timescale_offset": ("1", "B of the fit A (exp(-lag/tau) + B)"),
         "timescale_status": ("1", "0 fitted, 1 no data, 2 fit failed, 3 longer than measurable"),
+        "ramp_class": ("1", f"choice-resolved ramp over the {ramp_w.name} period for the unit's preferred choice: 0 none, "
+                            "1 build-up (away from the pre-stimulus level), 2 decay (back towards it); -1 not measured"),
+        "ramp_preferred_choice": ("1", "the choice whose trials move the unit furthest from its pre-stimulus level"),
+        "ramp_slope_preferred": ("1/s", "ramp slope on the trials of the preferred choice (trial fixed effects)"),
     }
     for k, (units, long) in unit_attrs.items():
-        fill = False if k == "ramping" else (1 if k == "timescale_status" else np.nan)
+        fill = False if k == "ramping" else (1 if k == "timescale_status" else (-1 if k == "ramp_class" else np.nan))
         pred[k] = (cu, stack_unit(k, fill), {"units": units, "long_name": long})
     pred["timescale_status"].attrs.update(flag_values=[0, 1, 2, 3], flag_meanings=STATUS_MEANINGS)
+    pred["ramp_class"].attrs.update(flag_values=[-1, 0, 1, 2], flag_meanings="not_measured " + RAMP_CLASSES)
+    n_at = trials_at_time(full_ramp_w)
+    pred["trials_at_time"] = (("period_time_full",), n_at,
+                              {"units": "1", "long_name": f"held-out trials still in the {ramp_w.name} period at each step since its "
+                                                          f"onset; ramps use the steps with at least {MIN_TRIALS_AT_TIME}"})
+    pred.coords["period_time_full"] = np.arange(len(n_at)) * task.dt_ms
+    pred["period_time_full"].attrs.update(units="ms", long_name=f"time since the onset of the {ramp_w.name} period (every step)")
     ac = np.full((C, S, N, L_ac), np.nan)
     mr = np.full((C, S, N, L_ramp), np.nan)
     for c, r in enumerate(results):
@@ -676,7 +799,8 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
     for name, (units, long) in coords.items():
         pred[name].attrs.update(units=units, long_name=long)
     pred.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
-    pred.attrs.update(ramp_period=ramp_w.name, timescale_period=ts_period,
+    pred.attrs.update(ramp_period=ramp_w.name, ramp_window_ms=float(len(trials_at_time(ramp_w)) * task.dt_ms),
+                      min_trials_at_time=MIN_TRIALS_AT_TIME, timescale_period=ts_period,
                       timescale_window_ms=float((stat_w.stop_b - stat_w.start_b).min() * task.dt_ms) if stat_w is not None else float("nan"), alpha=ALPHA, n_trials=int(trials),
                       baseline=conds[0], checkpoint=int(ds["checkpoint"].values[-1]),
                       analysis_available=int(analysis is not None),
@@ -710,6 +834,11 @@ def _p(p: float) -> str:
 #: measure -> (sentence template, value kind); {est} {ci} {cond} {b_est} {b_ci} {base} are filled in
 SENTENCES = {
     "fraction_ramping": ("{est} ({ci}) of units ramp during the {ramp_period} with {cond} vs {b_est} ({b_ci}) in {base}", "pct"),
+    "fraction_buildup": ("{est} ({ci}) of units build up their activity during the {ramp_period} for their preferred choice "
+                         "(away from their pre-stimulus level; decays after the stimulus are not counted) with {cond} vs "
+                         "{b_est} ({b_ci}) in {base}", "pct"),
+    "population_ramp_slope": ("The population activity along the choice axis ramps at {est} per second ({ci}) during the "
+                              "{ramp_period} with {cond} vs {b_est} ({b_ci}) in {base}", "num"),
     "timescale_median_ms": ("Median single-unit autocorrelation timescale during the {timescale_period}: {est} ({ci}) with "
                             "{cond} vs {b_est} ({b_ci}) in {base}", "ms"),
     "attractor_slow_tau_ms": ("Slowest Jacobian mode at the attractors (median time constant): {est} ({ci}) with {cond} vs "

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from bioplastic import analyze, build_network, load_protocol, train
-from bioplastic.analysis.fixed_points import (SADDLE, STABLE, coverage_estimates, find_fixed_points,
-                                              merge_fixed_points, segment_starts)
+from bioplastic.analysis.fixed_points import SADDLE, STABLE, coverage_estimates, find_fixed_points, merge_fixed_points, segment_starts
 
 
 def test_coverage_estimates_match_their_formulas():
