@@ -156,7 +156,7 @@ def cmd_analyze(out: Path) -> int:
                             "checkpoint") as tick:
             analysis = pipeline.analyze_run(out, progress=tick, results=(ds, protocol))
         pipeline.write_report(out, stages=bars)
-    except (AnalysisError, pipeline.RunError) as exc:
+    except (AnalysisError, pipeline.RunError, pipeline.RunLockedError) as exc:
         return _fail(str(exc))
     except pipeline.IncompleteRun as exc:
         return _incomplete(exc)
@@ -181,7 +181,7 @@ def cmd_simulate(out: Path, trials: int, codegen: str, dt_ms: float | None) -> i
             engine = Brian2Engine(codegen, out / pipeline.CACHE_DIR, dt_ms, seed=protocol.config.seed)
             pipeline.compute_predictions(out, engine=engine, results=(ds, protocol), progress=tick)
         pipeline.write_report(out, stages=bars)
-    except (SimulateError, AnalysisError, pipeline.RunError, ValueError) as exc:
+    except (SimulateError, AnalysisError, pipeline.RunError, pipeline.RunLockedError, ValueError) as exc:
         return _fail(str(exc))
     except pipeline.IncompleteRun as exc:
         return _incomplete(exc)
@@ -208,7 +208,7 @@ def cmd_report(out: Path) -> int:
                   f"To make it: {pipeline.FILES[name][1].replace('OUT', str(out))}", file=sys.stderr)
     try:
         path = pipeline.write_report(out)
-    except (pipeline.RunError, OSError) as exc:
+    except (pipeline.RunError, pipeline.RunLockedError, OSError) as exc:
         return _fail(str(exc))
     except pipeline.IncompleteRun as exc:
         return _incomplete(exc)
@@ -267,7 +267,7 @@ def cmd_run(protocol, args) -> int:
     except pipeline.IncompleteRun as exc:
         incomplete = exc
         ds = read_dataset(out / pipeline.RESULTS)
-    except (pipeline.RunError, ExecutorError, AnalysisError, SimulateError) as exc:
+    except (pipeline.RunError, pipeline.RunLockedError, ExecutorError, AnalysisError, SimulateError) as exc:
         bars.close()
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -37,13 +37,14 @@ from .simulate.engines import Brian2Engine
 from .simulate.run import DEFAULT_TRIALS as RESIMULATED_TRIALS
 from .simulate.run import resimulate
 from .storage.io import atomic_torch_save, atomic_write, atomic_write_text, safe_torch_load
+from .storage.lock import LOCK_FILES, RunLockedError, run_lock
 from .storage.rebuild import protocol_of
 from .storage.results import build_dataset, combine_points, describe, read_dataset, write_dataset
 from .training.executors import Executor, InProcessExecutor
 from .training.loop import EnsembleTrainer
 from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path
 
-__all__ = ["IncompleteRun", "RunError", "analyze_run", "compute_predictions", "load_results", "output_dir",
+__all__ = ["IncompleteRun", "RunError", "RunLockedError", "analyze_run", "compute_predictions", "load_results", "output_dir",
            "read_run", "results_dataset", "run_protocol", "simulate_run", "total_work", "train", "write_report"]
 
 RESULTS = "results.nc"
@@ -132,7 +133,7 @@ def prepare_output(protocol: Protocol, out: Path) -> bool:
                            f"choose another folder with --out, or delete {out} to start over")
         return (out / RESULTS).exists()
     check_output_dir(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name not in LOCK_FILES for p in out.iterdir()):
         raise RunError(f"{out} exists and is not a bioplastic run folder; choose another folder with --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, protocol.text)
@@ -259,6 +260,13 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
     the folder; raises :class:`IncompleteRun` (after writing everything it could) when parts of the
     report failed."""
     out = output_dir(protocol, out)
+    if not (out / "protocol.yaml").exists():
+        check_output_dir(out)  # before the lock creates the folder
+    with run_lock(out):  # one writer per run folder; a second run is refused (RunLockedError)
+        return _run_locked(protocol, out, executor, progress, interrupt_at, stages, strict)
+
+
+def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at, stages, strict) -> tuple[xr.Dataset, Path]:
     if prepare_output(protocol, out):
         ds = read_dataset(out / RESULTS)
     else:
@@ -309,6 +317,11 @@ def analyze_run(out: str | Path, cfg=None, progress: Callable[[int, dict], None]
     """The phase-space analysis of a finished run folder: writes and returns ``OUT/analysis.nc``
     (finished parts are kept in ``OUT/analysis_parts`` until it is written, so it resumes)."""
     out = Path(out)
+    with run_lock(out, create=False):
+        return _analyze_locked(out, cfg, progress, results)
+
+
+def _analyze_locked(out: Path, cfg, progress, results) -> xr.Dataset:
     ds, protocol = results or load_results(out)
     analysis = analyze(ds, protocol, cfg or protocol.config.analysis, progress, cache=TorchFileCache(out / PARTS_DIR))
     write_dataset(analysis, out / ANALYSIS)
@@ -321,6 +334,11 @@ def simulate_run(out: str | Path, trials: int = RESIMULATED_TRIALS, codegen: str
                  results: tuple[xr.Dataset, Protocol] | None = None) -> xr.Dataset:
     """The brian2 re-simulation of a finished run folder: writes and returns ``OUT/brian2.nc``."""
     out = Path(out)
+    with run_lock(out, create=False):
+        return _simulate_locked(out, trials, codegen, dt_ms, progress, results)
+
+
+def _simulate_locked(out: Path, trials, codegen, dt_ms, progress, results) -> xr.Dataset:
     ds, protocol = results or load_results(out)
     result = resimulate(ds, protocol, trials=trials, codegen=codegen, dt_ms=dt_ms, cache_dir=out / CACHE_DIR,
                         progress=progress)
@@ -367,6 +385,11 @@ def write_report(out: str | Path, strict: bool = False, stages: StageProgress | 
     Raises :class:`RunError` without results.nc, :class:`IncompleteRun` (after writing the page)
     when sections failed; with ``strict`` the first failure raises."""
     out = Path(out)
+    with run_lock(out, create=False):
+        return _report_locked(out, strict, stages)
+
+
+def _report_locked(out: Path, strict: bool, stages: StageProgress | None) -> Path:
     run = read_run(out)
     if run.results is None:
         why = f" ({run.errors[RESULTS]})" if RESULTS in run.errors else ""
