@@ -28,10 +28,12 @@ from ..protocol.yaml12 import load_yaml
 from ..simulate.run import agreement_line
 from ..storage.rebuild import protocol_of
 from . import verdicts as V
+from .bottom_line import bottom_line
 from .text import sweep_note
 
 #: (id, title) of every section, in page order
 SECTIONS = [
+    ("bottom", "The bottom line"),
     ("protocol", "The protocol in brief"),
     ("files", "What this report is built from"),
     ("verdicts", "Claims tested by this run: verdicts"),
@@ -492,6 +494,12 @@ def _render(run: Run) -> str:
     swept = bool(dims) or bool(ds.attrs.get("sweep_dims")) or (protocol is not None and protocol.sweep is not None)
     not_for_sweeps = _not_for_sweeps(protocol, run.out) if swept else ""
 
+    lines = attempt("the bottom line", lambda: bottom_line(first, an, pred), lambda cause: [f"(error: {cause})"])
+    body["bottom"] = ("<p>What these simulations predict, each with its number and what would test it (seeds are the "
+                      "independent samples; details below).</p><ol class='bottom'>"
+                      + "".join(f"<li>{esc(s)}</li>" for s in lines) + "</ol>") if lines else (
+                      "<p class='unavailable'>No prediction can be stated yet (no abrupt-learning metrics, analysis or "
+                      "predictions in this run).</p>")
     body["protocol"] = (f"<p>{esc(_description(ds))}</p>" + _protocol_in_brief(run, protocol))
     body["files"] = _files(run) + (f"<p class='unavailable'>Missing: {esc(', '.join(run.missing))}. The sections that "
                                    "need them say so.</p>" if run.missing else "")
@@ -615,7 +623,7 @@ th{background:#f2f2f2;text-align:left}.brief td:first-child{font-weight:600;whit
 span.inconclusive{color:#9e7700;font-weight:600}.badge.error{background:#6a1b9a}span.error{color:#6a1b9a;font-weight:600}span.untested{color:#777}.verdict{border-left:4px solid #ddd;
 padding:.2em .9em;margin:1em 0}.unavailable{background:#fff4e5;border:1px solid #f0c36d;padding:.5em .8em}
 .ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:85%}
-ul.notes{color:#555;font-size:92%}table.sentences td:first-child{color:#777}"""
+ul.notes{color:#555;font-size:92%}table.sentences td:first-child{color:#777}ol.bottom li{margin:.35em 0}"""
 
 
 def _description(ds: xr.Dataset) -> str:

@@ -1,0 +1,105 @@
+"""The bottom line: a few sentences an experimentalist can act on, each with its number, CI and n,
+and the recording or manipulation that would test it. Every number is one the datasets already
+hold (the same medians, CIs and tests as the rest of the report), so a quantity reads the same
+everywhere."""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..analysis.statistics import CI_LEVEL, bootstrap_ci, nanmedian, paired_comparison
+from ..seeds import numpy_rng
+
+#: at most this many sentences
+MAX_SENTENCES = 6
+CI = f"{100 * CI_LEVEL:.0f} % CI"
+
+
+def _rng(ds: xr.Dataset, claim: int) -> np.random.Generator:
+    """The bootstrap stream of the claim's verdict: the bottom line quotes the verdicts' own numbers."""
+    return numpy_rng(int(ds.attrs.get("root_seed", 0)), "verdict_bootstrap", claim)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def _learning(results: xr.Dataset) -> list[str]:
+    if "abrupt" not in results or results.attrs.get("sweep_dims"):
+        return []
+    ref = str(results["condition"].values[0])
+    r = results.sel(condition=ref)
+    ab = r["abrupt"].values
+    n = int(np.isfinite(ab).sum())
+    if n == 0:
+        return []
+    k = int(np.nansum(ab))
+    out = [f"Learning is abrupt in {k} of {n} {ref} networks: they sit at chance for a median of "
+           f"{nanmedian(r['search_phase'].values):.0f} iterations, then improve within "
+           f"{nanmedian(r['drop_width'].values):.0f}. Test: track single-session performance across training "
+           "and look for a long flat stretch followed by a jump, not a gradual rise."]
+    for c in results["condition"].values[1:]:
+        d = paired_comparison(results["search_phase"].sel(condition=c).values, r["search_phase"].values,
+                              _rng(results, 3))
+        if np.isfinite(d["difference"]) and d["p_value"] < 1 - CI_LEVEL:
+            out.append(f"With {c}, the search phase changes by {d['difference']:+.0f} iterations ({CI} "
+                       f"{d['difference_ci_low']:+.0f} to {d['difference_ci_high']:+.0f}; Wilcoxon p = {d['p_value']:.2g}; "
+                       f"n = {int(d['n_pairs'])} paired networks). Test: compare learning curves with the manipulation "
+                       "that stands for it on and off, in the same animals.")
+    return out
+
+
+def _restructuring(analysis: xr.Dataset | None) -> list[str]:
+    if analysis is None or "lead_time" not in analysis:
+        return []
+    lead = analysis["lead_time"].values.ravel()
+    lead = lead[np.isfinite(lead)]
+    if lead.size < 3:
+        return []
+    med, lo, hi = bootstrap_ci(lead, _rng(analysis, 2))
+    ckpt = np.diff(analysis["checkpoint"].values[:2])[0] if analysis.sizes["checkpoint"] > 1 else np.nan
+    when = (f"a median of {med:.0f} iterations before the drop" if lo > 0 else
+             f"around the drop, not clearly before it at this resolution (median lead {med:.0f} iterations)")
+    return [f"The geometry of the population activity restructures {when} ({CI} {lo:.0f} to {hi:.0f}; "
+            f"{int((lead > 0).sum())} of {lead.size} networks restructure first; checkpoints every {ckpt:.0f} "
+            "iterations). Test: record the population across the learning jump and compare its trajectories "
+            "session by session: they should change before performance does."]
+
+
+def _predictions(pred: xr.Dataset | None) -> list[str]:
+    if pred is None:
+        return []
+    conds = [str(c) for c in pred["condition"].values]
+    out = []
+    period = pred.attrs.get("ramp_period", "delay")
+    if "fraction_buildup_summary" in pred:
+        s = pred["fraction_buildup_summary"].values
+        c = int(np.nanargmax(s[:, 0])) if np.isfinite(s[:, 0]).any() else None
+        if c is not None:
+            n = int(np.isfinite(pred["fraction_buildup"].values[c]).sum())
+            out.append(f"{_pct(s[c, 0])} of units ({CI} {_pct(s[c, 1])} to {_pct(s[c, 2])}; n = {n} networks, {conds[c]}) "
+                       f"build up their activity during the {period} for their preferred choice. Test: record single "
+                       f"units in the {period}, sort trials by choice, and separate build-up from the decay after the "
+                       "stimulus.")
+    if "lesion_effect" in pred:
+        les = pred["lesion_effect"].values
+        for c, cond in enumerate(conds):
+            if np.isfinite(les[c, 0]):
+                n = int(np.isfinite(pred["accuracy_plasticity_blocked"].values[c]).sum())
+                out.append(f"Blocking the short-term plasticity of trained {cond} networks changes accuracy by "
+                           f"{100 * les[c, 0]:+.0f} points ({CI} {100 * les[c, 1]:+.0f} to {100 * les[c, 2]:+.0f}; "
+                           f"Wilcoxon p = {les[c, 3]:.2g}; n = {n} networks). Test: block fast synaptic plasticity after "
+                           "learning (pharmacologically or optogenetically) and measure performance.")
+    if "fraction_timescale_long_summary" in pred and pred.attrs.get("timescale_period", "none") != "none":
+        s = pred["fraction_timescale_long_summary"].values
+        c = int(np.nanargmax(s[:, 0])) if np.isfinite(s[:, 0]).any() else None
+        if c is not None and s[c, 0] > 0.5:
+            out.append(f"{_pct(s[c, 0])} of units ({CI} {_pct(s[c, 1])} to {_pct(s[c, 2])}; {conds[c]}) hold a "
+                       f"trial-specific level through the {pred.attrs['timescale_period']}, longer than its duration "
+                       "can measure. Test: across-trial autocorrelations of delay activity should not decay within it.")
+    return out
+
+
+def bottom_line(results: xr.Dataset, analysis: xr.Dataset | None = None, predictions: xr.Dataset | None = None) -> list[str]:
+    """At most :data:`MAX_SENTENCES` sentences, learning first, then geometry, then recordings."""
+    return (_learning(results) + _restructuring(analysis) + _predictions(predictions))[:MAX_SENTENCES]

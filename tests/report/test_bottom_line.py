@@ -1,0 +1,47 @@
+"""The bottom line quotes the datasets' own numbers, says what would test each, and never claims a
+lead the CI does not support."""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from bioplastic.report.bottom_line import MAX_SENTENCES, bottom_line
+
+
+def results(search_ref, search_tcr, abrupt=1.0):
+    S = len(search_ref)
+    ds = xr.Dataset({"abrupt": (("condition", "seed"), np.full((2, S), abrupt)),
+                     "search_phase": (("condition", "seed"), np.array([search_ref, search_tcr], float)),
+                     "drop_width": (("condition", "seed"), np.full((2, S), 12.0))},
+                    coords={"condition": ["baseline", "tcr"], "seed": np.arange(S)})
+    ds.attrs["root_seed"] = 3
+    return ds
+
+
+def analysis(lead):
+    ds = xr.Dataset({"lead_time": (("condition", "seed"), np.array([lead], float))},
+                    coords={"condition": ["baseline"], "checkpoint": [0, 10, 20]})
+    ds.attrs["root_seed"] = 3
+    return ds
+
+
+def test_learning_and_a_significant_speed_up_are_stated_with_numbers_and_a_test():
+    ref = [60, 50, 46, 108, 145, 53, 66, 49, 66, 72]
+    lines = bottom_line(results(ref, [r - 12 for r in ref]))
+    assert lines[0].startswith("Learning is abrupt in 10 of 10 baseline networks") and "Test:" in lines[0]
+    assert "median of 63 iterations" in lines[0]
+    assert "With tcr, the search phase changes by -12 iterations" in lines[1] and "n = 10 paired networks" in lines[1]
+
+
+def test_no_effect_no_sentence_and_at_most_six():
+    ref = [60, 50, 46, 108, 145, 53, 66, 49, 66, 72]
+    assert len(bottom_line(results(ref, ref))) == 1
+    assert len(bottom_line(results(ref, [r - 12 for r in ref]), analysis([5] * 10))) <= MAX_SENTENCES
+
+
+def test_a_lead_whose_ci_includes_zero_is_not_called_a_lead():
+    ref = [60, 50, 46, 108, 145, 53, 66, 49, 66, 72]
+    before = bottom_line(results(ref, ref), analysis([10, 20, 10, 30, 10, 20, 10, 10, 20, 10]))[-1]
+    assert "before the drop" in before and "not clearly" not in before
+    mixed = bottom_line(results(ref, ref), analysis([10, -10, 0, 20, -20, 0, 10, -10, 0, 5]))[-1]
+    assert "not clearly before it" in mixed
