@@ -182,8 +182,12 @@ def find_model_spec(spec: Any, protocol_dir: Path) -> Path:
     raise ProtocolError(f"model.spec: no model spec {spec!r} in models/; expected one of: {', '.join(known) or '(none found)'}")
 
 
-def _resolve_kind(registry, section: str, data: dict, problems: list[str]):
-    """Validate a ``{kind: ..., **settings}`` section against the registered class's Config."""
+def _resolve_kind(registry, section: str, data: dict, problems: list[str], protocol_dir: Path | None = None):
+    """Validate a ``{kind: ..., **settings}`` section against the registered class's Config.
+
+    ``kind`` is a built-in name, an optional kind, an entry point, or a module path
+    ``package.module:Class`` (imported from sys.path, else from ``protocol_dir``); see
+    bioplastic.registry. Returns (kind, validated config) or (None, None) with the problem recorded."""
     if not isinstance(data, dict):
         problems.append(f"{section}: expected a mapping with a `kind`, got {describe(data)}")
         return None, None
@@ -191,14 +195,27 @@ def _resolve_kind(registry, section: str, data: dict, problems: list[str]):
     if kind is None:
         problems.append(f"{section}.kind: required, but missing; expected one of: {', '.join(registry.names())}")
         return None, None
-    try:
-        cls = registry.get(kind)
-    except UnknownNameError as exc:
-        problems.append(f"{section}.kind: {exc}")
+    cls = _lookup(registry, f"{section}.kind", kind, problems, protocol_dir)
+    if cls is None:
         return None, None
     if "kind" not in cls.Config.model_fields:
         data = {k: v for k, v in data.items() if k != "kind"}
+    elif kind not in registry.names():
+        # a class found by module path or entry point keeps its own `kind` field (e.g. a Literal of its
+        # short name); the protocol names it by the path, which the resolved protocol keeps
+        own = cls.Config.model_fields["kind"].default
+        data = {k: v for k, v in data.items() if k != "kind"} | ({"kind": own} if isinstance(own, str) else {})
     return kind, _validate(cls.Config, data, section, problems)
+
+
+def _lookup(registry, where: str, name: Any, problems: list[str], protocol_dir: Path | None = None):
+    """The class ``registry`` has for ``name`` (a module path is imported, from ``protocol_dir`` if it
+    is not on sys.path), or None with the problem recorded under ``where``."""
+    try:
+        return registry.get(name, search=[protocol_dir] if protocol_dir is not None else [])
+    except UnknownNameError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
 
 
 def resolve_protocol_path(path: str | Path) -> Path:
@@ -367,11 +384,17 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
     if "spec" in model_raw:
         spec_path = find_model_spec(model_raw.pop("spec"), protocol_dir)
         model_raw = merge(read_yaml_file(spec_path, "model spec", "model"), model_raw)
-    model_kind, model = _resolve_kind(NETWORKS, "model", model_raw, problems)
-    task_kind, task = _resolve_kind(TASKS, "task", dict(cfg.task), problems)
+    model_kind, model = _resolve_kind(NETWORKS, "model", model_raw, problems, protocol_dir)
+    task_kind, task = _resolve_kind(TASKS, "task", dict(cfg.task), problems, protocol_dir)
+    if task is not None and task_kind not in TASKS.names():
+        try:  # a task from outside is built once here, so that its own errors name the section
+            TASKS.get(task_kind)(task)
+        except Exception as exc:  # noqa: BLE001 - any error of the task's constructor
+            problems.append(f"task: building {task_kind} failed: {type(exc).__name__}: {exc}")
     if problems:
         raise ProtocolError(problems, source)
-    base_model = model.model_dump(mode="json")
+    # the kind as the protocol names it (a module path stays a module path: workers import it again)
+    base_model = {**model.model_dump(mode="json"), "kind": model_kind}
     base_tcr = raw.get("tcr", {}) or {}
     base_training = raw.get("training", {}) or {}
 
@@ -391,23 +414,22 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
         # an error in a key the condition sets is reported under the condition; others under the base
         tcr = _validate(TCRConfig, merge(base_tcr, tcr_over), f"{where}.tcr" if tcr_over else "tcr", problems)
         training = _validate(TrainingConfig, merge(base_training, tr_over), f"{where}.training" if tr_over else "training", problems)
-        cmodel = model
+        cmodel, cmodel_kind = model, model_kind
         if model_over:
             if "spec" in model_over:
                 problems.append(f"{where}.model.spec: a condition cannot change the model spec; override its settings instead")
                 continue
-            _, cmodel = _resolve_kind(NETWORKS, f"{where}.model", merge(base_model, model_over), problems)
+            cmodel_kind, cmodel = _resolve_kind(NETWORKS, f"{where}.model", merge(base_model, model_over), problems, protocol_dir)
         if len(problems) > n0:
             continue
         if training is not None:
             rule_where = f"{where}.training" if tr_over else "training"
-            if training.rule not in RULES:
-                problems.append(f"{rule_where}.rule: {UnknownNameError('learning rule', training.rule, RULES.names())}")
+            rule_cls = _lookup(RULES, f"{rule_where}.rule", training.rule, problems, protocol_dir)
+            if rule_cls is None:
                 continue
-            rule_cls = RULES.get(training.rule)
-            if rule_cls.supports is not None and (cmodel.kind if cmodel else None) not in rule_cls.supports:
+            if rule_cls.supports is not None and (cmodel_kind if cmodel else None) not in rule_cls.supports:
                 problems.append(f"{rule_where}.rule: {training.rule} supports the model kinds {', '.join(rule_cls.supports)}; "
-                                f"the model is {cmodel.kind}")
+                                f"the model is {cmodel_kind}")
             _validate(rule_cls.Config, training.rule_options, f"{rule_where}.rule_options", problems)
             if len(problems) > n0:
                 continue
@@ -415,10 +437,11 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
             if getattr(training, key) != getattr(cfg.training, key):
                 problems.append(f"{where}.training.{key}: must be the same in every condition "
                                 f"(it fixes the shape of the results); got {getattr(training, key)!r}, the protocol has {getattr(cfg.training, key)!r}")
-        for key in SHARED_MODEL:
-            if getattr(cmodel, key) != getattr(model, key):
-                problems.append(f"{where}.model.{key}: must be the same in every condition; got {getattr(cmodel, key)!r}, "
-                                f"the protocol has {getattr(model, key)!r}")
+        for key in SHARED_MODEL:  # a model found by module path may have no `kind` field: compare the kinds as named
+            got, base = (cmodel_kind, model_kind) if key == "kind" else (getattr(cmodel, key, None), getattr(model, key, None))
+            if got != base:
+                problems.append(f"{where}.model.{key}: must be the same in every condition; got {got!r}, "
+                                f"the protocol has {base!r}")
         if tcr.window != "trial" and tcr.window not in TASKS.get(task_kind)(task).period_names:
             periods = ", ".join(("trial",) + TASKS.get(task_kind)(task).period_names)
             problems.append(f"{where if tcr_over else ''}{'.' if tcr_over else ''}tcr.window: expected one of {periods}; got {tcr.window!r}")
@@ -428,10 +451,10 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
             problems.append(f"{where + '.' if own else ''}tcr.normalize: expected {' or '.join(supported)} with "
                             f"training.rule {training.rule} (variance needs bptt); got {tcr.normalize!r}")
         if tcr.form == "plasticity":
-            problems.extend(plasticity_problems(tcr, cmodel.kind, training, TASKS.get(task_kind)(task).dt_ms,
+            problems.extend(plasticity_problems(tcr, cmodel_kind, training, TASKS.get(task_kind)(task).dt_ms,
                                                 f"{where}.tcr" if tcr_over else "tcr",
                                                 f"{where}.training" if tr_over else "training"))
-        conditions.append(Condition(name, task_kind, task, model_kind, cmodel, training, tcr))
+        conditions.append(Condition(name, task_kind, task, cmodel_kind, cmodel, training, tcr))
     if cfg.brian2.enabled:
         problems.extend(brian2_problems(cfg, model_kind, TASKS.get(task_kind)(task).dt_ms))
     if problems:
