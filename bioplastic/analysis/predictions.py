@@ -107,6 +107,10 @@ STATIONARY_PERIODS = ("delay", "fixation")
 MIN_TRIALS_AT_TIME = 10
 #: condition labels that name the choice of a trial, in order of preference
 CHOICE_LABELS = ("choice", "side", "action")
+#: condition labels that give a trial's evidence strength (for the psychometric curve), in order of preference
+STRENGTH_LABELS = ("coherence", "evidence", "difficulty")
+#: example held-out trials stored per network (inputs, target, output)
+EXAMPLE_TRIALS = 4
 #: choice-resolved ramp class codes per unit
 RAMP_CLASSES = "none buildup decay"
 #: a period counts as input-free when no input exceeds this in any trial
@@ -237,6 +241,41 @@ def choice_of(trials) -> np.ndarray | None:
             if 2 <= len(np.unique(c)) <= 8:
                 return c
     return None
+
+
+def strength_of(trials) -> np.ndarray | None:
+    """The per-trial evidence strength (first of :data:`STRENGTH_LABELS` the task has, with 2-12 values), or None."""
+    for name in STRENGTH_LABELS:
+        if name in trials.conditions:
+            c = np.asarray(trials.conditions[name], float)
+            if 2 <= len(np.unique(c)) <= 12:
+                return c
+    return None
+
+
+def choice_sorted(rate_exbxtxn: np.ndarray, window: Window, choice_b: np.ndarray, ok_e: np.ndarray) -> dict[str, np.ndarray]:
+    """Trial-averaged rates from the window's onset sorted by choice: ``psth_by_choice`` (E, N, choice,
+    L), and the population projection on each network's choice axis (the difference of the choices'
+    mean rates over the window, unit length), ``projection_by_choice`` (E, choice, L); NaN where no
+    trial of the choice is still in the window, and for missing networks."""
+    values = np.unique(choice_b)
+    E, _, _, N = rate_exbxtxn.shape
+    L = int((window.stop_b - window.start_b).max())
+    psth = np.full((E, N, len(values), L), np.nan)
+    proj = np.full((E, len(values), L), np.nan)
+    for e in range(E):
+        if not ok_e[e]:
+            continue
+        R, M = aligned(rate_exbxtxn[e], window)
+        for g, v in enumerate(values):
+            sel = choice_b == v
+            cnt = M[sel].sum(0)
+            psth[e, :, g] = np.where(cnt > 0, (R[sel] * M[sel][..., None]).sum(0).T / np.maximum(cnt, 1), np.nan)
+        means = np.nanmean(psth[e], axis=-1)                           # (N, choice)
+        axis = means[:, -1] - means[:, 0]
+        if np.linalg.norm(axis) > 0:
+            proj[e] = np.einsum("ngl,n->gl", psth[e], axis / np.linalg.norm(axis))
+    return {"psth_by_choice": psth, "projection_by_choice": proj, "choice_values": values.astype(float)}
 
 
 def _subset(window: Window, sel: np.ndarray) -> Window:
@@ -647,8 +686,16 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
             out["fraction_timescale_long"][e] = (st == 3).mean()
             out["timescale_median_ms"][e] = np.median(per_unit["timescale_ms"][e][st == 0]) if (st == 0).any() else np.nan
         out["participation_ratio"][e] = participation_ratio(rate[e])
-    score = task.score(roll.output_exbxtxo.detach().double().numpy(), trials)
+    outputs = roll.output_exbxtxo.detach().double().numpy()
+    score = task.score(outputs, trials)
     out["accuracy"] = np.where(ok, score.mean(-1), np.nan)
+    figs = {"example_output": np.where(ok[:, None, None, None], outputs[:, :EXAMPLE_TRIALS], np.nan)}
+    strength = strength_of(trials)
+    if strength is not None:
+        levels = np.unique(strength)
+        figs["accuracy_by_strength"] = np.where(ok[:, None], np.stack([score[:, strength == s].mean(-1) for s in levels], 1), np.nan)
+    if choice_b is not None:
+        figs.update(choice_sorted(rate, ramp_w, choice_b, ok))
     plast = getattr(roll, "plasticity", None)
     end = plasticity_end(plast)
     if end is None:
@@ -672,7 +719,48 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
         if per_unit[k].dtype.kind == "f":
             per_unit[k][~ok] = np.nan
     per_unit["timescale_status"][~ok] = 1
-    return {"net": out, "unit": per_unit, "autocorrelation": ac_all, "mean_rate": mean_rate}
+    return {"net": out, "unit": per_unit, "autocorrelation": ac_all, "mean_rate": mean_rate, "figures": figs}
+
+
+def _figure_data(pred: xr.Dataset, results: list[dict], trials, N: int, period: str) -> None:
+    """What the figures of the field need: example trials, the psychometric curve, choice-sorted PSTHs."""
+    k = min(EXAMPLE_TRIALS, trials.n_trials)
+    pred.coords["example_trial"] = np.arange(k)
+    pred["example_input"] = (("example_trial", "time", "input"), trials.inputs_bxtxi[:k].astype(float),
+                             {"units": "1", "long_name": "inputs of the example held-out trials"})
+    pred["example_target"] = (("example_trial", "time", "output"), trials.targets_bxtxo[:k].astype(float),
+                              {"units": "1", "long_name": "targets of the example trials"})
+    pred["example_mask"] = (("example_trial", "time", "output"), trials.mask_bxtxo[:k].astype(float),
+                            {"units": "1", "long_name": "loss mask of the example trials (1: scored)"})
+    pred["example_output"] = (("condition", "seed", "example_trial", "time", "output"),
+                              np.stack([r["figures"]["example_output"] for r in results]),
+                              {"units": "1", "long_name": "outputs of the trained networks on the example trials"})
+    strength = strength_of(trials)
+    if strength is not None:
+        pred.coords["strength"] = np.unique(strength)
+        pred["strength"].attrs.update(units="1", long_name="evidence strength of the trial (e.g. coherence)")
+        pred["accuracy_by_strength"] = (("condition", "seed", "strength"), np.stack([r["figures"]["accuracy_by_strength"] for r in results]),
+                                        {"units": "1", "long_name": "held-out accuracy by evidence strength (psychometric curve)"})
+    if "psth_by_choice" in results[0]["figures"]:
+        psth = np.full((len(results),) + results[0]["figures"]["psth_by_choice"].shape[:1] + (N,)
+                       + results[0]["figures"]["psth_by_choice"].shape[2:], np.nan)
+        for c, r in enumerate(results):
+            psth[c, :, :r["figures"]["psth_by_choice"].shape[1]] = r["figures"]["psth_by_choice"]
+        L = psth.shape[-1]
+        pred.coords["choice"] = results[0]["figures"]["choice_values"]
+        pred["choice"].attrs.update(units="1", long_name="the trial's choice (the task's label)")
+        pred["psth_by_choice"] = (("condition", "seed", "unit", "choice", "period_time"), psth[..., :L],
+                                  {"units": "1", "long_name": f"trial-averaged rate by choice from the onset of the {period} period"})
+        pred["projection_by_choice"] = (("condition", "seed", "choice", "period_time"),
+                                        np.stack([r["figures"]["projection_by_choice"] for r in results]),
+                                        {"units": "1", "long_name": "population rate projected on the network's choice axis, by choice"})
+    pred.coords["time"] = np.arange(trials.inputs_bxtxi.shape[1])
+    pred["time"].attrs.update(units="", long_name="time step of the trial")
+    pred.coords["input"] = np.arange(trials.inputs_bxtxi.shape[2])
+    pred["input"].attrs.update(units="", long_name="input channel")
+    pred.coords["output"] = np.arange(trials.targets_bxtxo.shape[2])
+    pred["output"].attrs.update(units="", long_name="output channel")
+    pred["example_trial"].attrs.update(units="", long_name="example held-out trial")
 
 
 def _baseline(rate_bxtxn: np.ndarray, trials) -> np.ndarray:
@@ -770,6 +858,7 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
         ac[c, :, :n], mr[c, :, :n] = r["autocorrelation"], r["mean_rate"]
     pred["autocorrelation"] = (cu + ("lag",), ac, {"units": "1", "long_name": f"across-trial autocorrelation of the rate in {ts_where}, mean over step pairs per lag"})
     pred["mean_rate"] = (cu + ("period_time",), mr, {"units": "1", "long_name": f"trial-averaged rate from the onset of the {ramp_w.name} period"})
+    _figure_data(pred, results, tr, N, ramp_w.name)
     for k, (units, long) in MEASURES.items():
         pred[k] = (("condition", "seed"), np.stack([r["net"][k] for r in results]), {"units": units, "long_name": long})
     pred["attractor_type"] = (("condition", "seed"), np.stack([r["net"]["attractor_type"] for r in results]).astype(int),

@@ -4,15 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import xarray as xr
 
-from . import curves, phase
+from ..storage.rebuild import protocol_of, trained_network
+from . import curves, field, phase
 from . import predictions as pfigs
 
-PREDICTION_FIGURES = ("ramping_examples.png", "ramp_distributions.png", "timescale_distributions.png")
-ANALYSIS_FIGURES = ("gr_alignment.png", "phase_portraits.png", "lead_times.png")
+PREDICTION_FIGURES = ("ramping_examples.png", "ramp_distributions.png", "timescale_distributions.png", "psychometric.png",
+                      "choice_psth.png", "example_trials.png")
+ANALYSIS_FIGURES = ("gr_alignment.png", "phase_portraits.png", "lead_times.png", "spectra.png")
 SWEEP_FIGURES = ("sweep.png", "regimes.png")
-CURVE_FIGURES = ("learning_curves.png", "iterations_to_criterion.png")
+CURVE_FIGURES = ("learning_curves.png", "iterations_to_criterion.png", "loss_overlay.png")
+
+
+def recurrent_weights(results: xr.Dataset) -> dict[str, np.ndarray]:
+    """Per condition, the effective recurrent weights (seeds, N, N) at the last checkpoint, rebuilt
+    from the dataset (empty for kinds without one matrix, e.g. the LSTM)."""
+    protocol = protocol_of(results)
+    out = {}
+    for cond in protocol.condition_names:
+        net, ok = trained_network(results, protocol, cond, plasticity=False)
+        try:
+            W = net.recurrent_weights().detach().double().numpy()
+        except NotImplementedError:
+            return {}
+        out[cond] = np.where(ok[:, None, None], W, np.nan)
+    return out
 
 
 def figure_names(sweep: bool, analysis: bool, predictions: bool) -> list[str]:
@@ -30,10 +48,14 @@ def figures(results: xr.Dataset, analysis: xr.Dataset | None = None,
         draw["ramping_examples.png"] = lambda: pfigs.ramping_examples(predictions)
         draw["ramp_distributions.png"] = lambda: pfigs.ramp_distributions(predictions)
         draw["timescale_distributions.png"] = lambda: pfigs.timescale_distributions(predictions)
+        draw["psychometric.png"] = lambda: field.psychometric(predictions)
+        draw["choice_psth.png"] = lambda: field.choice_psth(predictions)
+        draw["example_trials.png"] = lambda: field.example_trials(predictions)
     if analysis is not None:
         draw["gr_alignment.png"] = lambda: phase.gr_alignment(results, analysis)
         draw["phase_portraits.png"] = lambda: phase.phase_portraits(results, analysis)
         draw["lead_times.png"] = lambda: phase.lead_times(analysis)
+        draw["spectra.png"] = lambda: field.spectra(analysis, recurrent_weights(results))
     first = results
     if results.attrs.get("sweep_dims"):
         draw["sweep.png"] = lambda: curves.sweep(results)
@@ -41,4 +63,5 @@ def figures(results: xr.Dataset, analysis: xr.Dataset | None = None,
         first = results.isel({d: 0 for d in results.attrs["sweep_dims"].split(",")})
     draw["learning_curves.png"] = lambda: curves.learning_curves(first)
     draw["iterations_to_criterion.png"] = lambda: curves.iterations_to_criterion(first)
+    draw["loss_overlay.png"] = lambda: field.loss_overlay(first)
     return draw

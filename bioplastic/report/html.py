@@ -23,7 +23,9 @@ import xarray as xr
 from ..analysis.predictions import prediction_sentences
 from ..analysis.statistics import nanmedian
 from ..plotting import curves, engines, phase
+from ..plotting import field as ffigs
 from ..plotting import predictions as pfigs
+from ..plotting.figures import recurrent_weights
 from ..protocol.yaml12 import load_yaml
 from ..simulate.run import agreement_line
 from ..storage.rebuild import protocol_of
@@ -50,11 +52,12 @@ SECTIONS = [
 ]
 #: section id -> the figure ids it promises (each an <img id=...> when its data exist)
 FIGURES = {
-    "learning": ["fig-learning-curves"],
+    "learning": ["fig-learning-curves", "fig-loss-overlay"],
+    "accuracy": ["fig-psychometric", "fig-example-trials"],
     "speed": ["fig-iterations-to-criterion"],
     "gr": ["fig-gr-alignment", "fig-lead-times"],
-    "phase": ["fig-phase-portraits"],
-    "ramping": ["fig-ramping-examples", "fig-ramp-distributions"],
+    "phase": ["fig-phase-portraits", "fig-spectra"],
+    "ramping": ["fig-ramping-examples", "fig-ramp-distributions", "fig-choice-psth"],
     "timescales": ["fig-timescale-distributions"],
     "brian2": ["fig-engine-agreement"],
 }
@@ -515,7 +518,10 @@ def _render(run: Run) -> str:
         "search phase on the plateau; black: the drop, 10-90 %), held-out accuracy (middle; dashed: the criterion), and "
         "a timeline per seed (bottom: grey search phase, coloured drop, | criterion reached; networks without abrupt "
         "learning are labelled why).",
-        "learning_curves.png")
+        "learning_curves.png") + figure(
+        "fig-loss-overlay", "All conditions on one panel", lambda: ffigs.loss_overlay(first),
+        "Median smoothed task loss over seeds (line) and the interquartile range (band) of every condition; colours "
+        "are the conditions' in every figure.", "loss_overlay.png")
     speed = _speed_table(ds)
     if dims:
         speed += figure("fig-sweep", "Iterations to criterion across the sweep", lambda: curves.sweep(ds),
@@ -526,6 +532,14 @@ def _render(run: Run) -> str:
         "bootstrap 95 % CI; p: Wilcoxon signed-rank test against the first condition, paired by seed.",
         "iterations_to_criterion.png") + _abrupt_table(ds)
     body["accuracy"] = _accuracy_table(ds)
+    if pred is not None:
+        body["accuracy"] += figure(
+            "fig-psychometric", "Psychometric curve", lambda: ffigs.psychometric(pred),
+            "Held-out accuracy of the trained networks against the trial's evidence strength: median over seeds (dots) "
+            "and each seed (faint).", "psychometric.png", ("predictions.nc",)) + figure(
+            "fig-example-trials", "Example trials", lambda: ffigs.example_trials(pred),
+            "Two held-out trials: inputs (top), target on the scored steps (thick grey) and each condition's output, "
+            "seed 0 (bottom).", "example_trials.png", ("predictions.nc",))
 
     if an is not None:
         body["gr"] = _gr_table(an) + figure(
@@ -542,7 +556,11 @@ def _render(run: Run) -> str:
             "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
             "Seed 0 of each condition at the start, at the last checkpoint before its drop, the first after it, and at the "
             "end: trajectories (grey) and fixed points "
-            "(legend) in the PCA frame of the final checkpoint's trajectories.", "phase_portraits.png", ("results.nc", "analysis.nc"))
+            "(legend) in the PCA frame of the final checkpoint's trajectories.", "phase_portraits.png", ("results.nc", "analysis.nc")) + figure(
+            "fig-spectra", "Spectra", lambda: ffigs.spectra(an, recurrent_weights(ds)),
+            "Eigenvalues of the recurrent weights (left) and of the one-step map's Jacobian at the attractors (right), "
+            "last checkpoint, every seed; a mode near the unit circle (dashed) is slow.", "spectra.png",
+            ("results.nc", "analysis.nc"))
     elif swept:
         body["gr"] = body["phase"] = not_for_sweeps
     else:
@@ -568,7 +586,13 @@ def _render(run: Run) -> str:
             "ramping_examples.png", ("predictions.nc",)) + figure(
             "fig-ramp-distributions", "Ramp slopes", lambda: pfigs.ramp_distributions(pred),
             "Left: ramp slopes of all units of all seeds. Right: fraction of significantly ramping units per network "
-            "(cluster-robust t-test, Benjamini-Hochberg FDR 5 %), median and 95 % CI.", "ramp_distributions.png", ("predictions.nc",))
+            "(cluster-robust t-test, Benjamini-Hochberg FDR 5 %), median and 95 % CI.", "ramp_distributions.png", ("predictions.nc",)) + figure(
+            "fig-choice-psth", "Activity sorted by choice", lambda: ffigs.choice_psth(pred),
+            f"Per condition (rows), trial-averaged rates from the onset of the {esc(pred.attrs.get('ramp_period', 'period'))} "
+            "by choice (line style) of three example units of seed 0 (build-up units first; the title says how each is "
+            "classified) and the population projected on the choice axis (right; bold: seed 0, faint: the other seeds). "
+            f"Only steps where at least {esc(pred.attrs.get('min_trials_at_time', 10))} trials remain.",
+            "choice_psth.png", ("predictions.nc",))
         body["timescales"] = figure(
             "fig-timescale-distributions", "Single-unit autocorrelation timescales", lambda: pfigs.timescale_distributions(pred),
             f"Left: fitted timescales during the {esc(pred.attrs.get('timescale_period', 'period'))} (log axis; legend: "

@@ -1,0 +1,176 @@
+"""The figures of the field, drawn from the saved datasets: conditions overlaid on one loss panel,
+the psychometric curve, choice-sorted PSTHs of example units and of the population's choice axis,
+example trials, and the spectra of the recurrent weights and of the Jacobian at the attractors.
+One colour per condition, the same in every figure here (:func:`condition_color`)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from ..analysis.statistics import nanmedian  # noqa: E402
+from .curves import COLORS  # noqa: E402
+
+#: line styles of the choices (two-choice tasks: solid and dashed)
+CHOICE_STYLES = ("--", "-", ":", "-.")
+
+
+def _no_data(ax, text: str):
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True, transform=ax.transAxes)
+    ax.set_axis_off()
+    return ax
+
+
+def condition_color(ds: xr.Dataset, cond) -> str:
+    """The colour of a condition: its position in the dataset's conditions (the same across figures)."""
+    return COLORS[list(map(str, ds["condition"].values)).index(str(cond)) % len(COLORS)]
+
+
+def loss_overlay(results: xr.Dataset, ax=None):
+    """Every condition on one panel: the median over seeds of the smoothed task loss (line) and the
+    range between the 25th and 75th percentiles (band), log axis."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.6))
+    it = results["iteration"].values
+    for cond in results["condition"].values:
+        v = results["loss_smoothed"].sel(condition=cond).values
+        with np.errstate(all="ignore"):
+            q25, med, q75 = (np.nanpercentile(v, q, axis=0) for q in (25, 50, 75))
+        col = condition_color(results, cond)
+        ax.plot(it, med, color=col, lw=1.8, label=f"{cond} (median of {v.shape[0]})")
+        ax.fill_between(it, q25, q75, color=col, alpha=0.2, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("task loss (smoothed)")
+    ax.set_title("all conditions: median and interquartile range over seeds", fontsize=9)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def psychometric(pred: xr.Dataset, ax=None):
+    """Held-out accuracy against evidence strength per condition: median over seeds (line, dots) and
+    each seed (faint)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 3.6))
+    if "accuracy_by_strength" not in pred:
+        return _no_data(ax, "no psychometric curve: the task's trials have no evidence-strength label")
+    x = pred["strength"].values
+    for cond in pred["condition"].values:
+        v = pred["accuracy_by_strength"].sel(condition=cond).values
+        col = condition_color(pred, cond)
+        for row in v:
+            ax.plot(x, row, color=col, alpha=0.15, lw=0.8)
+        ax.plot(x, nanmedian(v, axis=0), "o-", color=col, lw=1.8, label=str(cond))
+    ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("evidence strength (coherence)")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0.4, 1.02)
+    ax.set_title("psychometric curve (median over seeds; faint: each seed)", fontsize=9)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def _example_units(sub: xr.Dataset, n: int) -> list[int]:
+    """Units with a build-up ramp, steepest first (then any ramping units)."""
+    cls = sub["ramp_class"].values
+    slope = np.abs(np.nan_to_num(sub["ramp_slope_preferred"].values))
+    order = [u for u in np.argsort(-slope) if cls[u] == 1]
+    return (order + [u for u in np.argsort(-slope) if u not in order])[:n]
+
+
+def choice_psth(pred: xr.Dataset, n_units: int = 3, axes=None):
+    """Rows: conditions. Columns: ``n_units`` example units of the first seed (build-up units first)
+    and the population projection on the choice axis (every seed faint, seed 0 bold); line style:
+    choice. Time from the ramp period's onset; only steps where enough trials remain."""
+    conds = list(pred["condition"].values)
+    if "psth_by_choice" not in pred:
+        _, ax = plt.subplots(figsize=(5, 2.5)) if axes is None else (None, np.asarray(axes).flat[0])
+        return _no_data(ax, "no choice-sorted activity: the task's trials have no choice label")
+    if axes is None:
+        _, axes = plt.subplots(len(conds), n_units + 1, figsize=(3.1 * (n_units + 1), 2.5 * len(conds)), squeeze=False)
+    t = pred["period_time"].values
+    period = pred.attrs.get("ramp_period", "period")
+    choices = pred["choice"].values
+    for i, cond in enumerate(conds):
+        col = condition_color(pred, cond)
+        sub = pred.sel(condition=cond).isel(seed=0)
+        for j, u in enumerate(_example_units(sub, n_units)):
+            ax = axes[i, j]
+            for g, ch in enumerate(choices):
+                ax.plot(t, sub["psth_by_choice"].values[u, g], color=col, ls=CHOICE_STYLES[g % 4], label=f"choice {ch:+g}")
+            kind = {1: "build-up", 2: "decay", 0: "no ramp"}.get(int(sub["ramp_class"].values[u]), "")
+            ax.set_title(f"{cond}: unit {u} ({kind})", fontsize=8)
+        ax = axes[i, n_units]
+        for s in range(pred.sizes["seed"]):
+            for g, _ch in enumerate(choices):
+                ax.plot(t, pred["projection_by_choice"].sel(condition=cond).values[s, g], color=col,
+                        ls=CHOICE_STYLES[g % 4], lw=1.8 if s == 0 else 0.6, alpha=1.0 if s == 0 else 0.3)
+        ax.set_title(f"{cond}: population, choice axis", fontsize=8)
+        axes[i, 0].set_ylabel("rate (trial average)")
+    for ax in axes[-1]:
+        ax.set_xlabel(f"time from {period} onset (ms)")
+    axes[0, 0].legend(fontsize=7)
+    return axes
+
+
+def example_trials(pred: xr.Dataset, n_trials: int = 2, axes=None):
+    """Columns: example held-out trials. Top: inputs; bottom: target (black, scored steps thick) and
+    each condition's output (seed 0)."""
+    k = min(n_trials, pred.sizes["example_trial"])
+    if axes is None:
+        _, axes = plt.subplots(2, k, figsize=(4.4 * k, 4.4), sharex=True, squeeze=False)
+    t = pred["time"].values
+    for j in range(k):
+        ax = axes[0, j]
+        for c in range(pred.sizes["input"]):
+            ax.plot(t, pred["example_input"].values[j, :, c], lw=1.0, label=f"input {c}")
+        ax.set_title(f"example trial {j}", fontsize=9)
+        ax = axes[1, j]
+        for o in range(pred.sizes["output"]):
+            target = pred["example_target"].values[j, :, o]
+            scored = pred["example_mask"].values[j, :, o] > 0
+            ax.plot(t, np.where(scored, target, np.nan), color="k", lw=3, alpha=0.5, label="target (scored)")
+            for cond in pred["condition"].values:
+                ax.plot(t, pred["example_output"].sel(condition=cond).values[0, j, :, o], color=condition_color(pred, cond),
+                        lw=1.2, label=f"{cond} output")
+        ax.set_xlabel("time step")
+    axes[0, 0].set_ylabel("input")
+    axes[1, 0].set_ylabel("output")
+    axes[0, 0].legend(fontsize=7)
+    axes[1, 0].legend(fontsize=7)
+    return axes
+
+
+def spectra(analysis: xr.Dataset, weights: dict | None = None, axes=None):
+    """Left: eigenvalues of the effective recurrent weight matrix at the last checkpoint (``weights``:
+    condition -> (seeds, N, N) array; unit circle dashed). Right: eigenvalues of the one-step map's
+    Jacobian at the attractors (stable fixed points, zero input) at the last checkpoint; a mode near
+    the unit circle is slow."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9.6, 4.2))
+    circle = np.exp(1j * np.linspace(0, 2 * np.pi, 200))
+    for ax in axes:
+        ax.plot(circle.real, circle.imag, color="0.6", ls="--", lw=0.8)
+        ax.set_aspect("equal")
+        ax.set_xlabel("real part")
+    for cond, W in (weights or {}).items():
+        lam = np.linalg.eigvals(W[np.isfinite(W).all((1, 2))])
+        axes[0].plot(lam.real.ravel(), lam.imag.ravel(), ".", ms=2, alpha=0.5, color=condition_color(analysis, cond),
+                     label=str(cond))
+    axes[0].set_title("recurrent weights W (last checkpoint, every seed)", fontsize=9)
+    axes[0].set_ylabel("imaginary part")
+    last = analysis.isel(checkpoint=-1).sel(context="zero") if "context" in analysis.dims else analysis.isel(checkpoint=-1)
+    for cond in analysis["condition"].values:
+        a = last.sel(condition=cond)
+        stable = (a["fp_kind"] == 0) & a["fp_is_fixed"] & a["fp_valid"]
+        re = a["fp_eig_real"].values[stable.values]
+        im = a["fp_eig_imag"].values[stable.values]
+        axes[1].plot(re.ravel(), im.ravel(), ".", ms=3, alpha=0.5, color=condition_color(analysis, cond), label=str(cond))
+    axes[1].set_title("Jacobian at the attractors (last checkpoint, zero input)", fontsize=9)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, markerscale=4)
+    return axes
