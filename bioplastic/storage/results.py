@@ -7,18 +7,24 @@ Dims: ``condition``, ``seed``, ``iteration``, ``evaluation``, ``checkpoint`` and
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import h5py
 import numpy as np
 import xarray as xr
 
-from .io import atomic_write
+from .io import DamagedFileError, atomic_write
 
 ENGINE = "h5netcdf"
+#: global attribute holding the SHA-256 of the file's stored content (see :func:`content_digest`)
+CHECKSUM_ATTR = "bioplastic_content_sha256"
+#: HDF5 attributes holding object references (addresses, not content): left out of the digest
+_REFERENCE_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST"}
 
 #: (units, long_name) of every variable the results dataset can hold
 VARIABLES: dict[str, tuple[str, str]] = {
@@ -173,13 +179,115 @@ def describe(ds: xr.Dataset, protocol) -> None:
     )
 
 
+def _feed_value(h, value) -> None:
+    """Hash one stored value (an attribute or a variable's data) unambiguously: dtype, shape, bytes."""
+    a = np.asarray(value)
+    if a.dtype.kind in "OSU":  # strings (variable length or fixed): each one length-prefixed
+        items = [x.encode() if isinstance(x, str) else bytes(x) if isinstance(x, bytes | np.bytes_) else repr(x).encode()
+                 for x in a.ravel().tolist()]
+        h.update(f"str{a.shape}:".encode())
+        for x in items:
+            h.update(len(x).to_bytes(8, "little") + x)
+    else:
+        h.update(f"{a.dtype.str}{a.shape}:".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+
+
+def content_digest(f: h5py.File) -> str:
+    """SHA-256 over what an HDF5 file stores: every group's and dataset's attributes (all of them:
+    the protocol text, units, long names, ...) and every dataset's values, read as stored (no
+    netCDF decoding, so it does not depend on the xarray version). Reading a dataset also checks its
+    fletcher32 checksums. Leaves out :data:`CHECKSUM_ATTR` and attributes of object references."""
+    h = hashlib.sha256()
+    objects: list[tuple[str, h5py.HLObject]] = [("/", f)]
+    f.visititems(lambda name, obj: objects.append((name, obj)))
+    for name, obj in sorted(objects, key=lambda t: t[0]):
+        h.update(f"\0{type(obj).__name__}:{name}\0".encode())
+        for key in sorted(obj.attrs):
+            if key == CHECKSUM_ATTR or key in _REFERENCE_ATTRS:
+                continue
+            h.update(f"@{key}=".encode())
+            _feed_value(h, obj.attrs[key])
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind != "V":
+            try:
+                data = obj[()]
+            except OSError as exc:  # a fletcher32 mismatch reads as "filter returned failure"
+                raise OSError(f"variable {name!r} cannot be read, e.g. its checksum does not match ({exc})") from exc
+            _feed_value(h, data)
+    return h.hexdigest()
+
+
+def _checked_encoding(ds: xr.Dataset) -> dict[str, dict]:
+    """fletcher32 (HDF5's per-chunk checksum; needs a chunked layout, which h5py picks) for every
+    numeric or boolean variable with at least one dimension; scalars and strings cannot take a
+    filter and are covered by the content digest only."""
+    enc = {}
+    for name, var in ds.variables.items():
+        if var.ndim and var.dtype.kind in "biufc" and var.size:
+            keep = {k: v for k, v in var.encoding.items() if k not in ("contiguous", "chunksizes", "preferred_chunks")}
+            enc[name] = {**keep, "fletcher32": True}
+    return enc
+
+
 def write_dataset(ds: xr.Dataset, path: Path) -> None:
-    atomic_write(Path(path), lambda p: ds.to_netcdf(p, engine=ENGINE))
+    """Write ``ds`` atomically with h5netcdf: numeric variables with fletcher32 checksums, and the
+    SHA-256 of the stored content (:func:`content_digest`) in the global attribute
+    :data:`CHECKSUM_ATTR`, so that :func:`read_dataset` refuses a damaged file."""
+    ds = ds.copy(deep=False)
+    ds.attrs.pop(CHECKSUM_ATTR, None)
+    enc = _checked_encoding(ds)  # replaces these variables' encodings (a layout read from a file is chosen afresh)
+
+    def write(p: Path) -> None:
+        ds.to_netcdf(p, engine=ENGINE, encoding=enc)
+        with h5py.File(p, "r+") as f:
+            f.attrs[CHECKSUM_ATTR] = "sha256:" + content_digest(f)
+
+    atomic_write(Path(path), write)
+
+
+def verify_dataset(path: Path) -> bool:
+    """Check a dataset file's checksums; raise :class:`DamagedFileError` when it is unreadable or
+    they do not match. Returns False for a file without the content digest (written by an older
+    version of bioplastic: nothing to check it against), True for a verified one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        with h5py.File(path, "r") as f:
+            stored = f.attrs.get(CHECKSUM_ATTR)
+            if stored is None:
+                filtered = []
+                f.visititems(lambda name, obj: filtered.append(name) if isinstance(obj, h5py.Dataset) and obj.fletcher32 else None)
+                if filtered:
+                    raise DamagedFileError(path, f"its checksum attribute {CHECKSUM_ATTR} is missing, yet its variables "
+                                                 f"carry checksums ({', '.join(filtered[:3])}): the file was altered")
+                return False
+            stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+            got = "sha256:" + content_digest(f)
+    except DamagedFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py/HDF5 errors of truncated or garbled files, fletcher32 failures
+        raise DamagedFileError(path, f"unreadable ({type(exc).__name__}: {exc})") from exc
+    if got != stored:
+        raise DamagedFileError(path, f"wrong checksum: its content hashes to {got[:19]}..., the file records "
+                                     f"{stored[:19]}... (data or attributes were altered)")
+    return True
 
 
 def read_dataset(path: Path) -> xr.Dataset:
-    with xr.open_dataset(path, engine=ENGINE) as ds:
-        return ds.load()
+    """Read a dataset written by :func:`write_dataset`, verified (:func:`verify_dataset`) and
+    loaded into memory at once; :class:`DamagedFileError` for any damage or read failure. A file
+    without checksums (an older bioplastic) is read unverified. The checksum attribute is not in
+    the returned dataset (it equals the one written)."""
+    path = Path(path)
+    verify_dataset(path)
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            ds = ds.load()
+    except Exception as exc:  # noqa: BLE001 - any read failure of an existing file is damage
+        raise DamagedFileError(path, f"unreadable ({type(exc).__name__}: {exc})") from exc
+    ds.attrs.pop(CHECKSUM_ATTR, None)
+    return ds
 
 
 def combine_points(protocol, datasets: list[xr.Dataset]) -> xr.Dataset:

@@ -6,6 +6,11 @@ the protocol only, never on the executor, so every executor produces the same nu
 from the resolved protocol text and its id alone (a few hundred bytes to ship to a worker); it
 resumes from ``OUT/state/<id>.pt`` and, when done, writes ``OUT/units/<id>.pt`` atomically.
 
+Both files carry a checksum (:func:`~bioplastic.storage.io.atomic_torch_save`). A damaged resume
+state is deleted with a :class:`~bioplastic.storage.io.DamagedFileWarning` and its unit starts
+again from iteration 0: training is counter-based, so the numbers equal an uninterrupted run's. A
+damaged result file is found by :func:`verified_results`, deleted, and its unit trained again.
+
 This module is the seam between protocols and training: :class:`Member` makes the trainer's plain
 :class:`~bioplastic.training.loop.MemberSpec` from a protocol's condition.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +28,7 @@ import numpy as np
 import torch
 
 from ..protocol.load import Condition, Protocol, protocol_from_text
-from ..storage.io import atomic_torch_save, safe_torch_load
+from ..storage.io import DamagedFileError, DamagedFileWarning, atomic_torch_save, safe_torch_load, verify_torch_file
 from .loop import EnsembleTrainer, GroupResult, MemberSpec
 
 STATE_DIR, UNITS_DIR = "state", "units"
@@ -78,6 +84,34 @@ def result_path(out: Path, unit_id: str) -> Path:
     return Path(out) / UNITS_DIR / f"{unit_id}.pt"
 
 
+def state_path(out: Path, unit_id: str) -> Path:
+    return Path(out) / STATE_DIR / f"{unit_id}.pt"
+
+
+def discard_if_damaged(path: Path, consequence: str) -> bool:
+    """Delete ``path`` when it exists and is damaged (:class:`DamagedFileError`), warning with a
+    :class:`DamagedFileWarning` that names the file, what is wrong and ``consequence``. Returns True
+    when it was deleted."""
+    path = Path(path)
+    try:
+        verify_torch_file(path)
+        return False
+    except FileNotFoundError:
+        return False
+    except DamagedFileError as exc:
+        path.unlink(missing_ok=True)
+        warnings.warn(f"{exc}; deleted it: {consequence}", DamagedFileWarning, stacklevel=3)
+        return True
+
+
+def verified_results(protocol: Protocol, out: Path) -> list[str]:
+    """Check the finished units' result files of a run folder (``OUT/units/*.pt``): delete each
+    damaged one (with a :class:`DamagedFileWarning`) so that its unit is trained again. Returns the
+    ids of the deleted ones, in plan order (empty when all are sound)."""
+    return [u.id for u in plan_units(protocol)
+            if discard_if_damaged(result_path(out, u.id), f"work unit {u.id} is trained again (same numbers)")]
+
+
 def save_result(result: GroupResult, path: Path) -> None:
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     atomic_torch_save({
@@ -130,7 +164,8 @@ def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int
     if unit is None:
         raise ValueError(f"no work unit {unit_id!r} in this protocol")
     out_path = Path(out)
-    state = out_path / STATE_DIR / f"{unit_id}.pt"
+    state = state_path(out_path, unit_id)
+    discard_if_damaged(state, f"work unit {unit_id} restarts from iteration 0 (same numbers as an uninterrupted run)")
     trainer = EnsembleTrainer(list(unit.members), protocol.config.seed)
     result = runner(trainer, unit, state, progress, interrupt_at)
     save_result(result, result_path(out_path, unit_id))
