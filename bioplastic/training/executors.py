@@ -49,11 +49,49 @@ class ExecutorError(RuntimeError):
     """The executor could not run (e.g. the Dask scheduler is unreachable)."""
 
 
-def cpu_count() -> int:
+def _env_int(name: str) -> int | None:
     try:
-        return len(os.sched_getaffinity(0))
+        value = int(os.environ.get(name, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _cgroup_cpus(root: str = "/sys/fs/cgroup") -> int | None:
+    """The CPU quota of this process's cgroup (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), rounded up; None: no quota."""
+    try:
+        quota, period = Path(root, "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path(root, "cpu", "cpu.cfs_quota_us").read_text())
+        period = int(Path(root, "cpu", "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else max(1, -(-quota // period))
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_count() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota and by
+    ``SLURM_CPUS_PER_TASK`` (a batch job's share of a shared node)."""
+    try:
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    for cap in (_cgroup_cpus(), _env_int("SLURM_CPUS_PER_TASK")):
+        if cap is not None:
+            n = min(n, cap)
+    return max(1, n)
+
+
+def threads_per_worker(workers: int) -> int:
+    """torch threads for each of ``workers`` processes: the cores divided among them, and at most
+    ``OMP_NUM_THREADS`` when it is set (so that workers never spin against each other or against
+    what the user reserved for other work)."""
+    threads = max(1, cpu_count() // max(1, workers))
+    omp = _env_int("OMP_NUM_THREADS")
+    return min(threads, omp) if omp else threads
 
 
 class Executor(ABC):
@@ -158,7 +196,7 @@ class LocalPoolExecutor(Executor):
         if not units:
             return
         workers = min(self.workers, len(units))
-        threads = max(1, cpu_count() // workers)
+        threads = threads_per_worker(workers)
         ctx = mp.get_context("spawn")  # no fork after torch/OpenMP started threads
         me = os.getpid()
         manager = None
