@@ -2,7 +2,6 @@
 README promises. They train real networks for minutes. Thresholds are on fractions and medians over
 the protocol's 10 seeds, so that a last-bit difference on another CPU (which can move one network's
 drop by an iteration or two) cannot flip them."""
-import numpy as np
 import pytest
 
 from bioplastic import load_protocol, run_protocol

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bioplastic import load_protocol, run_protocol
+from bioplastic import load_protocol
 from bioplastic.storage.io import atomic_write
 from bioplastic.storage.results import read_dataset, write_dataset
 
 
 @pytest.fixture
-def ds(write_protocol, tmp_path):
-    ds, _ = run_protocol(load_protocol(write_protocol()), tmp_path / "run")
-    return ds
+def ds(tiny_run):
+    """The TINY protocol's results (trained once per session, tests/conftest.py); read, never changed."""
+    return read_dataset(tiny_run / "results.nc")
 
 
 def test_round_trip_is_identical(ds, tmp_path):
