@@ -30,6 +30,7 @@ from .regularizers.tcr_plasticity import PLASTIC_KINDS, PlasticityConfig
 from .report.text import gr_line, summary, sweep_note
 from .simulate.engines import Brian2Engine
 from .simulate.run import SimulateError, agreement_line
+from .storage.io import DamagedFileError
 from .storage.results import read_dataset
 from .tasks import TASKS
 from .training.executors import ExecutorError, make_executor
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(protocol, args)
     except ProtocolError as exc:
         return _fail(str(exc))
+    except DamagedFileError as exc:  # a file that cannot be recomputed from what precedes it
+        return _fail(f"{exc}; delete it and run the same command again")
 
 
 def _incomplete(exc: pipeline.IncompleteRun) -> int:

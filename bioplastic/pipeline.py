@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,13 +37,13 @@ from .report.html import FILES, ReportError, Run, render
 from .simulate.engines import Brian2Engine
 from .simulate.run import DEFAULT_TRIALS as RESIMULATED_TRIALS
 from .simulate.run import resimulate
-from .storage.io import atomic_torch_save, atomic_write, atomic_write_text, safe_torch_load
+from .storage.io import DamagedFileError, DamagedFileWarning, atomic_torch_save, atomic_write, atomic_write_text, safe_torch_load
 from .storage.lock import LOCK_FILES, RunLockedError, run_lock
 from .storage.rebuild import protocol_of
-from .storage.results import build_dataset, combine_points, describe, read_dataset, write_dataset
+from .storage.results import build_dataset, combine_points, describe, read_dataset, verify_dataset, write_dataset
 from .training.executors import Executor, InProcessExecutor
 from .training.loop import EnsembleTrainer
-from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path
+from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path, verified_results
 
 __all__ = ["IncompleteRun", "RunError", "RunLockedError", "analyze_run", "compute_predictions", "load_results", "output_dir",
            "read_run", "results_dataset", "run_protocol", "simulate_run", "total_work", "train", "write_report"]
@@ -163,9 +164,15 @@ class TorchFileCache(MutableMapping):
         return self.folder / f"{key}.pt"
 
     def __getitem__(self, key: str):
-        if not self._path(key).is_file():
+        path = self._path(key)
+        if not path.is_file():
             raise KeyError(key)
-        return safe_torch_load(self._path(key))
+        try:
+            return safe_torch_load(path)
+        except DamagedFileError as exc:  # computed again, never read
+            path.unlink(missing_ok=True)
+            warnings.warn(f"{exc}; deleted it: this analysis part is computed again", DamagedFileWarning, stacklevel=2)
+            raise KeyError(key) from None
 
     def __setitem__(self, key: str, value) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -268,9 +275,14 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
 
 def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at, stages, strict) -> tuple[xr.Dataset, Path]:
     if prepare_output(protocol, out):
-        ds = read_dataset(out / RESULTS)
+        try:
+            ds = read_dataset(out / RESULTS)
+        except DamagedFileError as exc:
+            raise RunError(f"{exc}; the trained units it was made from are gone: delete {out / RESULTS} and run again "
+                           "to retrain") from None
     else:
         units = plan_units(protocol)
+        verified_results(protocol, out)  # a damaged unit result counts as not done (deleted, with a warning)
         todo = [u for u in units if not result_path(out, u.id).exists()]
         if progress and len(todo) < len(units):
             progress(sum(u.work for u in units if u not in todo), {})
@@ -278,34 +290,52 @@ def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at,
             executor = InProcessExecutor(interrupt_at)
         t0 = time.perf_counter()
         executor.run(protocol.text, todo, out, progress)
+        redo = verified_results(protocol, out)
+        if redo:  # damaged between their writing and now: trained again
+            executor.run(protocol.text, [u for u in units if u.id in redo], out, progress)
         ds = assemble(protocol, out)
         write_dataset(ds, out / RESULTS)
         record_time(out, "training", time.perf_counter() - t0)
         shutil.rmtree(out / STATE_DIR, ignore_errors=True)
         shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
-    if not all((out / f).exists() for f in expected_files(protocol)):
+    if not all((out / f).exists() for f in expected_files(protocol)) or not all(
+            done(out / f) for f in expected_files(protocol) if f.endswith(".nc") and f != RESULTS):
         finish(ds, protocol, out, stages, strict=strict)  # also after an interruption past training
     return ds, out
 
 
+def done(path: Path) -> bool:
+    """Whether a stage's dataset is there and intact; a damaged one is deleted (with a warning) so
+    that its stage runs again from the datasets before it."""
+    if not path.is_file():
+        return False
+    try:
+        verify_dataset(path)
+        return True
+    except DamagedFileError as exc:
+        path.unlink(missing_ok=True)
+        warnings.warn(f"{exc}; deleted it: this stage runs again", DamagedFileWarning, stacklevel=2)
+        return False
+
+
 def finish(ds: xr.Dataset, protocol: Protocol, out: Path, stages: StageProgress | None = None, strict: bool = False) -> None:
-    """After training, each stage the protocol asks for whose file is missing: the phase-space
-    analysis, the brian2 re-simulation, the predictions (torch, and brian2), figures, the report.
-    A sweep gets neither the analysis nor the predictions (``report.text.sweep_note``)."""
+    """After training, each stage the protocol asks for whose file is missing (or damaged): the
+    phase-space analysis, the brian2 re-simulation, the predictions (torch, and brian2), figures,
+    the report. A sweep gets neither the analysis nor the predictions (``report.text.sweep_note``)."""
     single = protocol.sweep is None
     C = len(protocol.conditions)
-    if single and protocol.config.analysis is not None and not (out / ANALYSIS).is_file():
+    if single and protocol.config.analysis is not None and not done(out / ANALYSIS):
         with stage(out, stages, "fixed points", C * ds.sizes["checkpoint"], "checkpoint") as tick:
             analyze_run(out, protocol.config.analysis, tick, results=(ds, protocol))
     b2 = protocol.config.brian2
-    if single and b2.enabled and not (out / BRIAN2).is_file():
+    if single and b2.enabled and not done(out / BRIAN2):
         with stage(out, stages, "brian2", C, "condition") as tick:
             simulate_run(out, trials=b2.trials, codegen=b2.codegen, dt_ms=b2.dt_ms, results=(ds, protocol),
                          progress=lambda cond: tick(1))
-    if single and not (out / PREDICTIONS).is_file():
+    if single and not done(out / PREDICTIONS):
         with stage(out, stages, "predictions", C, "condition") as tick:
             compute_predictions(out, results=(ds, protocol), progress=tick)
-    if single and b2.enabled and not (out / PREDICTIONS_BRIAN2).is_file():
+    if single and b2.enabled and not done(out / PREDICTIONS_BRIAN2):
         with stage(out, stages, "predictions (brian2)", C, "condition") as tick:
             compute_predictions(out, engine=Brian2Engine(b2.codegen, out / CACHE_DIR, b2.dt_ms, seed=protocol.config.seed),
                                 results=(ds, protocol), progress=tick)
@@ -353,7 +383,7 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, engine
     ``OUT/predictions.nc`` (``predictions_brian2.nc`` with a brian2 engine) unless ``write`` is False."""
     out = Path(out)
     ds, protocol = results or load_results(out)
-    analysis = read_dataset(out / ANALYSIS) if (out / ANALYSIS).is_file() else None
+    analysis = read_dataset(out / ANALYSIS) if done(out / ANALYSIS) else None
     pred = predict(ds, protocol, analysis, trials=trials, engine=engine, progress=progress)
     if write:
         write_dataset(pred, out / (PREDICTIONS if engine is None else PREDICTIONS_BRIAN2))
