@@ -103,7 +103,8 @@ DEFAULT_TRIALS = 128
 RAMP_PERIODS = ("delay", "stimulus", "trial")
 #: autocorrelation timescales are measured in the first of these (stationary) periods
 STATIONARY_PERIODS = ("delay", "fixation")
-#: the ramp window ends where fewer than this many trials are still in the period (variable delays)
+#: the ramp window ends where fewer than this many trials (or than a quarter of them, whichever is
+#: more) are still in the period: with variable delays the last steps rest on a few long trials
 MIN_TRIALS_AT_TIME = 10
 #: condition labels that name the choice of a trial, in order of preference
 CHOICE_LABELS = ("choice", "side", "action")
@@ -226,10 +227,11 @@ def trials_at_time(window: Window) -> np.ndarray:
 
 
 def cut_window(window: Window, min_trials: int = MIN_TRIALS_AT_TIME) -> Window:
-    """The window ended at the last step since onset where at least ``min_trials`` trials remain
-    (with a variable delay the last steps rest on a few long trials)."""
+    """The window ended at the last step since onset where at least ``min_trials`` trials, and a
+    quarter of the trials, remain (with a variable delay the last steps rest on a few long trials)."""
     n = trials_at_time(window)
-    keep = int(np.flatnonzero(n >= min(min_trials, len(window.start_b)))[-1]) + 1
+    need = min(max(min_trials, -(-len(window.start_b) // 4)), len(window.start_b))
+    keep = int(np.flatnonzero(n >= need)[-1]) + 1
     return Window(window.name, window.start_b, np.minimum(window.stop_b, window.start_b + keep))
 
 

@@ -14,6 +14,8 @@ import xarray as xr  # noqa: E402
 from ..analysis.statistics import nanmedian  # noqa: E402
 from .curves import COLORS  # noqa: E402
 
+#: markers of the conditions where points overlap
+MARKERS = ("o", "s", "^", "D", "v")
 #: line styles of the choices (two-choice tasks: solid and dashed)
 CHOICE_STYLES = ("--", "-", ":", "-.")
 
@@ -58,12 +60,15 @@ def psychometric(pred: xr.Dataset, ax=None):
     if "accuracy_by_strength" not in pred:
         return _no_data(ax, "no psychometric curve: the task's trials have no evidence-strength label")
     x = pred["strength"].values
-    for cond in pred["condition"].values:
+    conds = list(pred["condition"].values)
+    shift = 0.012 * (np.ptp(x) or 1.0)  # conditions side by side, so that equal curves stay visible
+    for c, cond in enumerate(conds):
         v = pred["accuracy_by_strength"].sel(condition=cond).values
         col = condition_color(pred, cond)
+        xc = x + (c - (len(conds) - 1) / 2) * shift
         for row in v:
-            ax.plot(x, row, color=col, alpha=0.15, lw=0.8)
-        ax.plot(x, nanmedian(v, axis=0), "o-", color=col, lw=1.8, label=str(cond))
+            ax.plot(xc, row, color=col, alpha=0.15, lw=0.8)
+        ax.plot(xc, nanmedian(v, axis=0), MARKERS[c % len(MARKERS)] + "-", color=col, lw=1.8, label=str(cond))
     ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
     ax.set_xlabel("evidence strength (coherence)")
     ax.set_ylabel("held-out accuracy")
@@ -168,7 +173,9 @@ def spectra(analysis: xr.Dataset, weights: dict | None = None, axes=None):
         stable = (a["fp_kind"] == 0) & a["fp_is_fixed"] & a["fp_valid"]
         re = a["fp_eig_real"].values[stable.values]
         im = a["fp_eig_imag"].values[stable.values]
-        axes[1].plot(re.ravel(), im.ravel(), ".", ms=3, alpha=0.5, color=condition_color(analysis, cond), label=str(cond))
+        c = list(analysis["condition"].values).index(cond)
+        axes[1].plot(re.ravel(), im.ravel(), MARKERS[c % len(MARKERS)], ms=3, mfc="none", alpha=0.5,
+                     color=condition_color(analysis, cond), label=str(cond))
     axes[1].set_title("Jacobian at the attractors (last checkpoint, zero input)", fontsize=9)
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:

@@ -552,11 +552,12 @@ def _pred_evidence(pred: xr.Dataset, m: str, cond: str, direction: int, delta: f
 
 
 def claim_7(d: RunData) -> Verdict:
-    """Per TCR condition against the no-TCR reference (predictions.nc): more ramping units
-    (fraction_ramping, delta 5 percentage points) and slower dynamics (either the single-unit
-    autocorrelation timescale or the attractors' slowest mode longer, delta 10 % of the reference;
-    combine_any of the two, none may not hold). Per condition combine_all(ramping, slow); over TCR
-    conditions combine_all."""
+    """Per TCR condition against the no-TCR reference (predictions.nc): more ramping units - units
+    that build up activity for their preferred choice (fraction_buildup; fraction_ramping in
+    datasets without it), delta 5 percentage points - and slower dynamics (the single-unit
+    autocorrelation timescale or the attractors' slowest mode longer, delta 10 % of the reference,
+    or more units longer than measurable, delta 5 points; combine_any, none may not hold). Per
+    condition combine_all(ramping, slow); over TCR conditions combine_all."""
     pred = d.predictions
     if not _has(pred, "fraction_ramping_effect"):
         return not_tested(7, "predictions.nc (compute_predictions)")
@@ -573,11 +574,15 @@ def claim_7(d: RunData) -> Verdict:
 
     ev, per_cond, notes = [], [], []
     for c in tcr:
-        ramp = _pred_evidence(pred, "fraction_ramping", c, +1, RAMP_DELTA, "")
+        ramp = _pred_evidence(pred, "fraction_buildup" if "fraction_buildup_effect" in pred else "fraction_ramping",
+                              c, +1, RAMP_DELTA, "")
         slow = []
-        for m in ("timescale_median_ms", "attractor_slow_tau_ms"):
+        for m in ("timescale_median_ms", "fraction_timescale_long", "attractor_slow_tau_ms"):
+            if f"{m}_effect" not in pred:
+                continue
             r = ref_median(m)
-            e = _pred_evidence(pred, m, c, +1, TAU_DELTA_FRACTION * r if np.isfinite(r) and r > 0 else 1.0, "ms")
+            delta = RAMP_DELTA if m == "fraction_timescale_long" else TAU_DELTA_FRACTION * r if np.isfinite(r) and r > 0 else 1.0
+            e = _pred_evidence(pred, m, c, +1, delta, "" if m == "fraction_timescale_long" else "ms")
             if e is not None and np.isfinite(e.estimate):
                 slow.append(e)
             elif e is not None:
@@ -586,7 +591,8 @@ def claim_7(d: RunData) -> Verdict:
         slow_status = (FAILS if any(e.status == FAILS for e in slow) else combine_any(e.status for e in slow))
         per_cond.append(combine_all([ramp.status, slow_status]))
     numbers = [s for s in prediction_sentences(pred)
-               if any(k in s for k in ("ramp", "autocorrelation timescale", "Slowest Jacobian"))]
+               if any(k in s for k in ("ramp", "build up", "autocorrelation timescale", "longer than measurable",
+                                       "Slowest Jacobian"))]
     if "fraction_timescale_long_summary" in pred:
         for c in conds:
             m, lo, hi = pred["fraction_timescale_long_summary"].sel(condition=c).values

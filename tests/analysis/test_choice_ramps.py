@@ -36,10 +36,12 @@ def test_a_pooled_slope_misses_opposite_ramps():
     assert abs(pooled.slope_n[0]) < 0.05 and pooled.p_n[0] > 0.01  # cancelled: why the ramp is resolved by choice
 
 
-def test_the_window_ends_where_fewer_than_the_minimum_of_trials_remain():
+def test_the_window_ends_where_fewer_than_the_minimum_or_a_quarter_of_the_trials_remain():
     lengths = np.r_[np.full(30, 10), np.full(5, 20)]  # 30 trials of 10 steps, 5 of 20
     w = Window("delay", np.zeros(35, int), lengths)
     assert trials_at_time(w).tolist() == [35] * 10 + [5] * 10
     cut = cut_window(w, min_trials=10)
     assert (cut.stop_b == 10).all()
-    assert (cut_window(w, min_trials=5).stop_b == lengths).all()
+    assert (cut_window(w, min_trials=5).stop_b == 10).all()  # 5 trials are fewer than a quarter of 35
+    few = np.r_[np.full(12, 10), np.full(4, 20)]       # 4 of 16 trials are a quarter
+    assert (cut_window(Window("delay", np.zeros(16, int), few), min_trials=4).stop_b == few).all()
