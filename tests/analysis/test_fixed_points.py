@@ -6,9 +6,18 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from bioplastic.analysis.fixed_points import (DEFAULTS, KIND_NAMES, SADDLE, STABLE, UNSTABLE, FixedPointOptions,
-                                              find_fixed_points, plrnn_exact_fixed_points, sample_initial_states,
-                                              time_constants_ms)
+from bioplastic.analysis.fixed_points import (
+    DEFAULTS,
+    KIND_NAMES,
+    SADDLE,
+    STABLE,
+    UNSTABLE,
+    FixedPointOptions,
+    find_fixed_points,
+    plrnn_exact_fixed_points,
+    sample_initial_states,
+    time_constants_ms,
+)
 from bioplastic.networks import build_network
 
 DT = 20.0

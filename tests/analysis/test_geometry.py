@@ -4,8 +4,17 @@ import pytest
 from scipy.spatial import procrustes as scipy_procrustes
 from scipy.stats import ortho_group
 
-from bioplastic.analysis.geometry import (chamfer_distance, first_gr_event, gr_events, lead_time, linear_cka,
-                                          participation_ratio, pca_frame, procrustes_distance, project)
+from bioplastic.analysis.geometry import (
+    chamfer_distance,
+    first_gr_event,
+    gr_events,
+    lead_time,
+    linear_cka,
+    participation_ratio,
+    pca_frame,
+    procrustes_distance,
+    project,
+)
 
 
 def _rng(seed=0):

@@ -2,8 +2,7 @@
 import numpy as np
 
 from bioplastic.analysis.learning_curves import HORIZON_WINDOWS, curve_metrics, iterations_to_criterion, metrics_horizon
-from bioplastic.regularizers.schedules import (AdaptiveConfig, CosineDecayConfig, LinearDecayConfig, StepConfig,
-                                               WarmupConfig, build_schedule)
+from bioplastic.regularizers.schedules import AdaptiveConfig, CosineDecayConfig, LinearDecayConfig, StepConfig, WarmupConfig, build_schedule
 
 
 def test_step_drop_metrics():

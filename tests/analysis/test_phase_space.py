@@ -5,11 +5,11 @@ import textwrap
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import TINY, train_once
 
 from bioplastic import load_protocol, run_protocol
 from bioplastic.pipeline import PARTS_DIR, RunError, analyze_run
 from bioplastic.storage.results import read_dataset
-from conftest import TINY, train_once
 
 ANALYSIS = """
 analysis:

@@ -8,11 +8,23 @@ import torch
 from scipy import stats
 
 from bioplastic import load_protocol, run_protocol
-from bioplastic.analysis.predictions import (ALPHA, MEASURES, Window, across_trial_autocorrelation, benjamini_hochberg,
-                                             choose_period, fit_autocorrelation_timescale,
-                                             fit_exponential_timescale, paired_or_unpaired, plasticity_course,
-                                             plasticity_end, plasticity_signatures, prediction_sentences, ramp_slopes,
-                                             _run)
+from bioplastic.analysis.predictions import (
+    ALPHA,
+    MEASURES,
+    Window,
+    _run,
+    across_trial_autocorrelation,
+    benjamini_hochberg,
+    choose_period,
+    fit_autocorrelation_timescale,
+    fit_exponential_timescale,
+    paired_or_unpaired,
+    plasticity_course,
+    plasticity_end,
+    plasticity_signatures,
+    prediction_sentences,
+    ramp_slopes,
+)
 from bioplastic.pipeline import compute_predictions
 from bioplastic.storage.results import read_dataset
 

@@ -134,9 +134,9 @@ def test_truncated_rules_equal_the_truncated_autograd_gradient(rule_name, kind, 
     res = rule.step(batch, alive(2))
     B_fb = None if feedback == "symmetric" else rule.feedback_exnxo
     expected = torch.autograd.grad(truncated_oracle(net, batch, B_fb), list(net.params.values()))
-    for (name, p), g in zip(net.params.items(), expected):
+    for (name, _), g in zip(net.params.items(), expected):
         assert g.abs().max() > 0, name
-        torch.testing.assert_close(res.grads[name], g, **ORACLE, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(res.grads[name], g, **ORACLE, msg=lambda m, name=name: f"{name}: {m}")
     # the rule reports the network's own loss (the same forward pass as BPTT)
     bptt = make_rule("bptt", net).step(batch, alive(2))
     torch.testing.assert_close(res.loss_e, bptt.loss_e, **ORACLE)
@@ -393,7 +393,7 @@ def test_a_member_in_an_ensemble_gets_the_update_it_gets_alone(rule_name, kind, 
     res1 = make_rule(rule_name, alone, **options).step(select(batch, [1]), alive(1))
     torch.testing.assert_close(res3.loss_e[1:2], res1.loss_e, **ORACLE)
     for k in res1.grads:
-        torch.testing.assert_close(res3.grads[k][1:2], res1.grads[k], **ORACLE, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(res3.grads[k][1:2], res1.grads[k], **ORACLE, msg=lambda m, k=k: f"{k}: {m}")
         torch.testing.assert_close(together.params[k][1:2].detach(), alone.params[k].detach(), **ORACLE)
 
 
@@ -403,7 +403,7 @@ def test_float32_agrees_with_float64(rule_name, kind, settings, options):
     res = [make_rule(rule_name, n, **options).step(make_batch(dtype=n.dtype), alive(2)) for n in nets]
     assert res[0].grads["W_in" if "W_in" in res[0].grads else "C"].dtype == torch.float32
     for k in res[1].grads:
-        torch.testing.assert_close(res[0].grads[k].double(), res[1].grads[k], **DTYPES, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(res[0].grads[k].double(), res[1].grads[k], **DTYPES, msg=lambda m, k=k: f"{k}: {m}")
     for k in nets[1].params:
         torch.testing.assert_close(nets[0].params[k].detach().double(), nets[1].params[k].detach(), **DTYPES)
 

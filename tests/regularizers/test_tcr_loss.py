@@ -16,11 +16,11 @@ import xarray as xr
 from pydantic import ValidationError
 
 from bioplastic import load_protocol
+from bioplastic.analysis.learning_curves import add_tcr_grad_ratio_search
 from bioplastic.learning import Batch
 from bioplastic.protocol.errors import ProtocolError
 from bioplastic.protocol.schema import TCRConfig
 from bioplastic.regularizers.tcr_loss import EPS, tcr_term
-from bioplastic.analysis.learning_curves import add_tcr_grad_ratio_search
 from bioplastic.storage.results import VARIABLES
 from bioplastic.training.loop import EnsembleTrainer
 from bioplastic.training.units import groups
@@ -78,7 +78,7 @@ def test_bptt_gradient_equals_a_hand_written_autograd_loop(normalize):
     expected = torch.autograd.grad((task + batch.lambda_e * term).sum(), list(net.params.values()))
     for (name, _), g in zip(net.params.items(), expected):
         assert g.abs().max() > 0, name
-        torch.testing.assert_close(res.grads[name], g, **ORACLE, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(res.grads[name], g, **ORACLE, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_raw_form_is_unchanged_and_normalised_form_is_scale_free():

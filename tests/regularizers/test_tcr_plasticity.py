@@ -3,8 +3,7 @@ plasticity update against the one-step TCR gradient (science.md §3)."""
 import pytest
 import torch
 
-from bioplastic.regularizers.tcr_plasticity import (PlasticityConfig, ShortTermPlasticity,
-                                                    plastic_recurrence_reference)
+from bioplastic.regularizers.tcr_plasticity import PlasticityConfig, ShortTermPlasticity, plastic_recurrence_reference
 
 E, B, T, N = 2, 3, 11, 5
 

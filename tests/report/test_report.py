@@ -91,8 +91,8 @@ def test_damaged_dataset_is_listed_not_fatal(complete_run: Path, tmp_path: Path,
 
 def test_user_strings_are_escaped_in_the_report(write_protocol, tmp_path):
     """A sweep over a free-text field puts it into the report: escaped, never a live tag."""
-    from bioplastic.protocol.load import load_protocol
     from bioplastic.pipeline import run_protocol
+    from bioplastic.protocol.load import load_protocol
 
     evil = "<script>alert(1)</script>"
     text = write_protocol().read_text().replace("output:\n  figures: false", "output:\n  figures: true")
@@ -106,8 +106,8 @@ def test_user_strings_are_escaped_in_the_report(write_protocol, tmp_path):
 def test_a_failing_section_is_an_error_and_the_run_is_incomplete(complete_run: Path, tmp_path: Path, monkeypatch, capsys):
     """A bug in a figure is not swallowed: strict mode raises it; otherwise the page shows the error
     with its cause, every other section is written, and ``report`` exits 1 (incomplete)."""
-    from bioplastic.plotting import phase
     from bioplastic.pipeline import IncompleteRun
+    from bioplastic.plotting import phase
 
     out = tmp_path / "copy"
     shutil.copytree(complete_run, out)

@@ -7,8 +7,16 @@ import xarray as xr
 
 from bioplastic.networks import build_network
 from bioplastic.regularizers.tcr_plasticity import PlasticityConfig, ShortTermPlasticity
-from bioplastic.simulate import (Brian2ExportError, agreement, brian2_bridge, cython_available, discretisation_error,
-                                 export_network, simulate_brian2, simulate_torch)
+from bioplastic.simulate import (
+    Brian2ExportError,
+    agreement,
+    brian2_bridge,
+    cython_available,
+    discretisation_error,
+    export_network,
+    simulate_brian2,
+    simulate_torch,
+)
 
 #: same Euler step in float64: both engines do the same arithmetic up to rounding order
 TOL = 1e-6

@@ -1,7 +1,6 @@
 """Atomic writes: complete or absent, with ordinary permissions; figures are written the same way."""
 import os
 import stat
-
 from pathlib import Path
 
 import pytest

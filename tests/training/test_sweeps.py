@@ -5,13 +5,13 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import TINY
+from faults import KillOnce
 
 from bioplastic import load_protocol, run_protocol
 from bioplastic.storage.results import read_dataset
 from bioplastic.training.executors import DaskExecutor, ExecutorError, LocalPoolExecutor
 from bioplastic.training.units import plan_units
-from conftest import TINY
-from faults import KillOnce
 
 SWEEP = """
 sweep:
