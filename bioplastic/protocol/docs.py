@@ -12,6 +12,7 @@ from ..regularizers.tcr_plasticity import PlasticityConfig
 from ..tasks import TASKS
 from .limits import MAX_CONDITIONS, MAX_FILE_BYTES, MAX_NETWORKS, MAX_SEEDS, MAX_SWEEP_POINTS, MEMORY_ENV
 from .schema import AnalysisConfig, Brian2Config, OutputConfig, ProtocolConfig, SweepConfig, TCRConfig, TrainingConfig
+from .yaml12 import MAX_YAML_VALUES
 
 
 def _type_name(tp) -> str:
@@ -64,8 +65,6 @@ def sections() -> list[tuple[str, list[tuple[str, str, str, str]]]]:
 
 def limits_text() -> list[str]:
     """The limits every protocol is checked against when it is validated (Markdown lines)."""
-    from .yaml12 import MAX_YAML_VALUES
-
     return ["## Limits", "",
             "Checked when a protocol is validated (`validate` and `run`), before anything is expanded, trained or written; "
             "a protocol beyond them is refused (exit status 2) with a message naming the field:", "",

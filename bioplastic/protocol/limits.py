@@ -12,6 +12,9 @@ import os
 import re
 from dataclasses import dataclass
 
+from ..networks import NETWORKS
+from ..tasks import TASKS
+
 #: at most this many networks per condition (``seeds``)
 MAX_SEEDS = 10_000
 #: at most this many conditions
@@ -104,9 +107,6 @@ def estimate_memory(conditions, seeds: int, analysis, n_points: int = 1) -> list
     the weights saved at every checkpoint and the learning curves of all networks (held together
     when results.nc is written), and the fixed-point search's Jacobians and trajectories.
     ``conditions`` are resolved :class:`~bioplastic.protocol.load.Condition` objects of one point."""
-    from ..networks import NETWORKS
-    from ..tasks import TASKS
-
     c0 = conditions[0]
     tr, model = c0.training, c0.model
     task_cls = TASKS.get(c0.task_kind)
