@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
@@ -15,6 +16,14 @@ from ..storage.io import atomic_write  # noqa: E402
 from ..storage.results import sweep_points  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def shade(color, k: int, n: int):
+    """The k-th of n shades of ``color``, from lighter to darker: seeds keep their condition's hue, so
+    that colour means condition in every figure."""
+    rgb = np.array(mcolors.to_rgb(color))
+    f = -0.45 + 0.8 * k / max(n - 1, 1)      # -0.45 (lighter) .. +0.35 (darker)
+    return tuple(rgb + (1 - rgb) * -f if f < 0 else rgb * (1 - f))
 
 
 def learning_curves(ds: xr.Dataset, axes=None):
@@ -36,7 +45,7 @@ def learning_curves(ds: xr.Dataset, axes=None):
         c = ds.sel(condition=cond)
         n_abrupt = int(np.nansum(c["abrupt"].values)) if "abrupt" in c else 0
         for row, s in enumerate(seeds):
-            color = COLORS[int(s) % len(COLORS)]
+            color = shade(COLORS[j % len(COLORS)], row, len(seeds))  # the condition's hue, one shade per seed
             x = c.sel(seed=s)
             raw = x["task_loss"] if "task_loss" in x else x["loss"]
             top.plot(it, raw, lw=0.4, color=color, alpha=0.2)

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from .curves import COLORS  # noqa: E402
+from .curves import COLORS, shade  # noqa: E402
 
 KIND_STYLE = {0: ("stable", "o", "k"), 1: ("saddle", "x", "tab:red"), 2: ("unstable", "s", "tab:purple")}
 
@@ -28,8 +28,9 @@ def gr_alignment(results: xr.Dataset, analysis: xr.Dataset, axes=None):
     floor = analysis.attrs.get("gr_min_change", None)
     for j, cond in enumerate(conds):
         top, mid, bottom = axes[0, j], axes[1, j], axes[2, j]
-        for s in analysis["seed"].values:
-            color = COLORS[int(s) % len(COLORS)]
+        seeds = list(analysis["seed"].values)
+        for s in seeds:
+            color = shade(COLORS[j % len(COLORS)], seeds.index(s), len(seeds))  # the condition's hue, a shade per seed
             loss = results["loss_smoothed"].sel(condition=cond, seed=s)
             top.plot(results["iteration"], loss, color=color, lw=1)
             ev = it[analysis["gr_event"].sel(condition=cond, seed=s).values]

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from ..analysis.statistics import nanmedian  # noqa: E402
-from .curves import COLORS  # noqa: E402
+from .curves import COLORS, shade  # noqa: E402
 
 
 def _first_seed_with(pred: xr.Dataset, cond, var: str):
@@ -41,7 +41,7 @@ def ramping_examples(pred: xr.Dataset, n_units: int = 3, axes=None):
         order = np.argsort(-np.abs(np.where(ramp, slope, 0)))
         shown = [u for u in order[:n_units] if ramp[u]]
         for k, u in enumerate(shown):
-            ax.plot(t, sub["mean_rate"].values[u], color=COLORS[k % len(COLORS)], lw=1.5,
+            ax.plot(t, sub["mean_rate"].values[u], color=shade(COLORS[j % len(COLORS)], k, n_units), lw=1.5,
                     label=f"unit {u}: {slope[u]:+.2f} /s")
         flat = np.flatnonzero(~ramp & np.isfinite(slope))
         if len(flat):
@@ -71,11 +71,11 @@ def ramp_distributions(pred: xr.Dataset, axes=None):
     bins = np.linspace(-lim, lim, 41) if lim > 0 else 41
     for j, cond in enumerate(conds):
         v = pred["ramp_slope"].sel(condition=cond).values.ravel()
-        r = pred["ramping"].sel(condition=cond).values.ravel().astype(bool)
         ok = np.isfinite(v)
         if ok.any():
+            med = float(pred["fraction_ramping_summary"].sel(condition=cond).values[0])  # the table's number
             left.hist(np.clip(v[ok], -lim, lim), bins=bins, histtype="step", lw=1.5, color=COLORS[j % len(COLORS)],
-                      label=f"{cond} ({100 * r[ok].mean():.0f} % ramp)")
+                      label=f"{cond} ({100 * med:.0f} % ramp, median over seeds)")
     left.set_xlabel(f"ramp slope during the {pred.attrs.get('ramp_period', 'period')} (rate units / s)")
     left.set_ylabel("units (all seeds)")
     left.legend(fontsize=7)
@@ -114,11 +114,13 @@ def timescale_distributions(pred: xr.Dataset, axes=None):
         bins = np.logspace(np.log10(finite.min()), np.log10(finite.max()) + 1e-9, 30)
         for j, cond in enumerate(conds):
             v = pred["timescale_ms"].sel(condition=cond).values.ravel()
-            st = pred["timescale_status"].sel(condition=cond).values.ravel()
             ok = np.isfinite(v)
             if ok.any():
+                fitted, long = (float(pred[f"{m}_summary"].sel(condition=cond).values[0])
+                                for m in ("fraction_timescale_fitted", "fraction_timescale_long"))
                 left.hist(v[ok], bins=bins, histtype="step", lw=1.5, color=COLORS[j % len(COLORS)],
-                          label=f"{cond} ({100 * (st == 0).mean():.0f} % fitted, {100 * (st == 3).mean():.0f} % too long to measure)")
+                          label=f"{cond} ({100 * fitted:.0f} % fitted, {100 * long:.0f} % too long to measure; "
+                                "medians over seeds)")
         left.set_xscale("log")
         # plain numbers on the log axis (a narrow range otherwise shows only minor "2 x 10^2" labels)
         left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))

@@ -514,7 +514,7 @@ def _render(run: Run) -> str:
                   "the tables give every point.</p>" if dims else "")
     body["learning"] = sweep_note + figure(
         "fig-learning-curves", "Learning curves", lambda: curves.learning_curves(first),
-        "Per condition (columns), every seed: task loss (top, log axis; faint: raw, bold: smoothed; grey band: the "
+        "Per condition (columns), every seed (shades of the condition's colour): task loss (top, log axis; faint: raw, bold: smoothed; grey band: the "
         "search phase on the plateau; black: the drop, 10-90 %), held-out accuracy (middle; dashed: the criterion), and "
         "a timeline per seed (bottom: grey search phase, coloured drop, | criterion reached; networks without abrupt "
         "learning are labelled why).",
@@ -545,7 +545,7 @@ def _render(run: Run) -> str:
         body["gr"] = _gr_table(an) + figure(
             "fig-gr-alignment", "Geometric restructuring and the loss drop", lambda: phase.gr_alignment(ds, an),
             "Top: smoothed task loss with each network's first GR event (large triangle; later events small) and drop onset "
-            "(dot), one colour per seed. Middle: the trajectory change between consecutive checkpoints (1 - CKA, log scale; "
+            "(dot), one shade of the condition's colour per seed. Middle: the trajectory change between consecutive checkpoints (1 - CKA, log scale; "
             "dotted: the event floor). Bottom: the number of stable (solid) and saddle (dashed) fixed points with zero "
             "input at each checkpoint.", "gr_alignment.png",
             ("results.nc", "analysis.nc")) + figure(
