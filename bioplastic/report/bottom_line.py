@@ -73,14 +73,21 @@ def _predictions(pred: xr.Dataset | None) -> list[str]:
     out = []
     period = pred.attrs.get("ramp_period", "delay")
     if "fraction_buildup_summary" in pred:
-        s = pred["fraction_buildup_summary"].values
-        c = int(np.nanargmax(s[:, 0])) if np.isfinite(s[:, 0]).any() else None
-        if c is not None:
-            n = int(np.isfinite(pred["fraction_buildup"].values[c]).sum())
-            out.append(f"{_pct(s[c, 0])} of units ({CI} {_pct(s[c, 1])} to {_pct(s[c, 2])}; n = {n} networks, {conds[c]}) "
-                       f"build up their activity during the {period} for their preferred choice. Test: record single "
-                       f"units in the {period}, sort trials by choice, and separate build-up from the decay after the "
-                       "stimulus.")
+        s, eff = pred["fraction_buildup_summary"].values, pred["fraction_buildup_effect"].values
+        sig = [c for c in range(1, len(conds)) if np.isfinite(eff[c, 3]) and eff[c, 3] < 1 - CI_LEVEL]
+        test = (f"Test: record single units in the {period}, sort trials by choice, and separate build-up from the "
+                "decay after the stimulus.")
+        if sig:
+            c = max(sig, key=lambda k: abs(eff[k, 0]))
+            n = int((np.isfinite(pred["fraction_buildup"].values[c]) & np.isfinite(pred["fraction_buildup"].values[0])).sum())
+            out.append(f"{_pct(s[c, 0])} of units build up their activity during the {period} for their preferred choice "
+                       f"with {conds[c]}, against {_pct(s[0, 0])} with {conds[0]} ({100 * eff[c, 0]:+.0f} points, {CI} "
+                       f"{100 * eff[c, 1]:+.0f} to {100 * eff[c, 2]:+.0f}; Wilcoxon p = {eff[c, 3]:.2g}; n = {n} paired "
+                       f"networks). {test}")
+        elif np.isfinite(s[0, 0]):
+            n = int(np.isfinite(pred["fraction_buildup"].values[0]).sum())
+            out.append(f"{_pct(s[0, 0])} of units ({CI} {_pct(s[0, 1])} to {_pct(s[0, 2])}; n = {n} networks, {conds[0]}) "
+                       f"build up their activity during the {period} for their preferred choice. {test}")
     if "lesion_effect" in pred:
         les = pred["lesion_effect"].values
         for c, cond in enumerate(conds):
