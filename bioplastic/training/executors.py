@@ -348,9 +348,13 @@ class DaskExecutor(Executor):
             except Exception as exc:  # noqa: BLE001 - any failure to connect is the scheduler's address or state
                 raise ExecutorError(f"cannot reach the Dask scheduler at {self.scheduler} within {self.timeout:g} s: "
                                     f"{type(exc).__name__}: {exc}") from None
-        cluster = LocalCluster(n_workers=self.workers or cpu_count(), threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address="127.0.0.1:0")  # loopback only
-        return Client(cluster), cluster
+        try:
+            cluster = LocalCluster(n_workers=self.workers or cpu_count(), threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address="127.0.0.1:0")  # loopback only
+            return Client(cluster), cluster
+        except Exception as exc:  # noqa: BLE001 - a worker that dies while the cluster starts, no free port, ...
+            raise ExecutorError(f"the local Dask cluster could not start ({type(exc).__name__}: {exc}); run the same "
+                                "command again (finished units are kept), or use --executor local") from None
 
     on_start: Callable[[str], None] | None = None
 
