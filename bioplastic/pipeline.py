@@ -235,9 +235,12 @@ def results_dataset(protocol: Protocol, unit_results: list) -> xr.Dataset:
 def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
     """Merge the finished units' results into the run's dataset (deterministic: plan order)."""
     units = plan_units(protocol)
-    per_point = [results_dataset(point.protocol, [load_result(u, result_path(out, u.id)) for u in units if u.point == i])
+    done = {u.id: load_result(u, result_path(out, u.id)) for u in units}
+    per_point = [results_dataset(point.protocol, [done[u.id] for u in units if u.point == i])
                  for i, point in enumerate(protocol.points)]
-    return combine_points(protocol, per_point)
+    ds = combine_points(protocol, per_point)
+    ds.attrs["unit_seconds"] = json.dumps({u.id: round(done[u.id].seconds, 2) for u in units})
+    return ds
 
 
 def train(protocol: Protocol, progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:

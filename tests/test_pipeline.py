@@ -44,6 +44,10 @@ def test_every_stage_reports_progress_to_its_total_and_is_timed(write_protocol, 
     times = json.loads((out / TIMINGS).read_text())
     assert list(times) == ["training", "fixed points", "predictions", "figures", "report"]
     assert all(v >= 0 for v in times.values())
+    from bioplastic.storage.results import read_dataset
+
+    units = json.loads(read_dataset(out / "results.nc").attrs["unit_seconds"])
+    assert set(units) == {"p000-g0-u0"} and units["p000-g0-u0"] > 0  # one unit: both conditions share it
 
 
 def test_figures_and_report_are_remade_when_lost(write_protocol, tmp_path):

@@ -91,6 +91,7 @@ class GroupResult:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     buffers: dict[str, np.ndarray] = field(default_factory=dict)      # (E, ...): fixed, drawn at init
     buffer_dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    seconds: float = float("nan")                                    # wall time of the (last) training run
 
 
 class Interrupted(Exception):

@@ -126,6 +126,7 @@ def save_result(result: GroupResult, path: Path) -> None:
         "final_iteration": int(result.final_iteration),
         "buffers": {k: t(v) for k, v in result.buffers.items()},
         "buffer_dims": {k: list(v) for k, v in result.buffer_dims.items()},
+        "seconds": float(result.seconds),
     }, path)
 
 
@@ -140,7 +141,8 @@ def load_result(unit: Unit, path: Path) -> GroupResult:
                        {k: n(v) for k, v in d["weights"].items()}, {k: tuple(v) for k, v in d["param_dims"].items()},
                        n(d["diverged_at"]), int(d["final_iteration"]),
                        buffers={k: n(v) for k, v in d["buffers"].items()},
-                       buffer_dims={k: tuple(v) for k, v in d["buffer_dims"].items()})
+                       buffer_dims={k: tuple(v) for k, v in d["buffer_dims"].items()},
+                       seconds=float(d.get("seconds", float("nan"))))
 
 
 #: how a unit's trainer is run: ``(trainer, unit, state_path, progress, interrupt_at) -> GroupResult``;
@@ -167,7 +169,9 @@ def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int
     state = state_path(out_path, unit_id)
     discard_if_damaged(state, f"work unit {unit_id} restarts from iteration 0 (same numbers as an uninterrupted run)")
     trainer = EnsembleTrainer(list(unit.members), protocol.config.seed)
+    t0 = time.perf_counter()
     result = runner(trainer, unit, state, progress, interrupt_at)
+    result.seconds = time.perf_counter() - t0  # this process's part (a resumed unit: since the resume)
     save_result(result, result_path(out_path, unit_id))
     state.unlink(missing_ok=True)
     return unit_id
