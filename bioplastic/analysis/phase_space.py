@@ -43,6 +43,7 @@ from ..storage.rebuild import trained_network
 from ..tasks import build_task
 from .fixed_points import KIND_NAMES, coverage_estimates, find_fixed_points, merge_fixed_points, sample_initial_states, segment_starts
 from .geometry import chamfer_distance, first_gr_event, gr_events, lead_time, linear_cka, participation_ratio, pca_frame, project
+from .labels import choice_of
 from .statistics import bootstrap_ci
 
 #: trials whose projected trajectories are stored for phase portraits
@@ -161,7 +162,12 @@ def analyze(ds: xr.Dataset, protocol, cfg: AnalysisConfig | None = None,
             cache[f"c{ci}-k{j}"] = _to_torch(part)
             if progress:
                 progress(1, {})
-    return assemble(ds, protocol, parts, ctxs, cfg)
+    result = assemble(ds, protocol, parts, ctxs, cfg)
+    choice = choice_of(trials)
+    if choice is not None:  # the choice of each stored trajectory (phase portraits colour by it)
+        result["trial_choice"] = (("trial",), np.asarray(choice[:result.sizes["trial"]], float),
+                                  {"units": "1", "long_name": "the choice of the analysis trial (the task's label)"})
+    return result
 
 
 def _to_torch(part: dict) -> dict:

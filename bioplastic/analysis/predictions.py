@@ -94,6 +94,7 @@ from scipy import optimize, stats
 from ..seeds import numpy_rng, torch_generator
 from ..storage.rebuild import protocol_task, trained_network
 from .geometry import participation_ratio
+from .labels import choice_of, strength_of
 from .phase_space import check_results
 from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, paired_comparison
 
@@ -106,10 +107,6 @@ STATIONARY_PERIODS = ("delay", "fixation")
 #: the ramp window ends where fewer than this many trials (or than a quarter of them, whichever is
 #: more) are still in the period: with variable delays the last steps rest on a few long trials
 MIN_TRIALS_AT_TIME = 10
-#: condition labels that name the choice of a trial, in order of preference
-CHOICE_LABELS = ("choice", "side", "action")
-#: condition labels that give a trial's evidence strength (for the psychometric curve), in order of preference
-STRENGTH_LABELS = ("coherence", "evidence", "difficulty")
 #: example held-out trials stored per network (inputs, target, output)
 EXAMPLE_TRIALS = 4
 #: choice-resolved ramp class codes per unit
@@ -233,26 +230,6 @@ def cut_window(window: Window, min_trials: int = MIN_TRIALS_AT_TIME) -> Window:
     need = min(max(min_trials, -(-len(window.start_b) // 4)), len(window.start_b))
     keep = int(np.flatnonzero(n >= need)[-1]) + 1
     return Window(window.name, window.start_b, np.minimum(window.stop_b, window.start_b + keep))
-
-
-def choice_of(trials) -> np.ndarray | None:
-    """The per-trial choice label (first of :data:`CHOICE_LABELS` the task has, with 2-8 values), or None."""
-    for name in CHOICE_LABELS:
-        if name in trials.conditions:
-            c = np.asarray(trials.conditions[name])
-            if 2 <= len(np.unique(c)) <= 8:
-                return c
-    return None
-
-
-def strength_of(trials) -> np.ndarray | None:
-    """The per-trial evidence strength (first of :data:`STRENGTH_LABELS` the task has, with 2-12 values), or None."""
-    for name in STRENGTH_LABELS:
-        if name in trials.conditions:
-            c = np.asarray(trials.conditions[name], float)
-            if 2 <= len(np.unique(c)) <= 12:
-                return c
-    return None
 
 
 def choice_sorted(rate_exbxtxn: np.ndarray, window: Window, choice_b: np.ndarray, ok_e: np.ndarray) -> dict[str, np.ndarray]:
@@ -691,7 +668,7 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     outputs = roll.output_exbxtxo.detach().double().numpy()
     score = task.score(outputs, trials)
     out["accuracy"] = np.where(ok, score.mean(-1), np.nan)
-    figs = {"example_output": np.where(ok[:, None, None, None], outputs[:, :EXAMPLE_TRIALS], np.nan)}
+    figs: dict[str, np.ndarray] = {"example_output": np.where(ok[:, None, None, None], outputs[:, :EXAMPLE_TRIALS], np.nan)}
     strength = strength_of(trials)
     if strength is not None:
         levels = np.unique(strength)
@@ -710,6 +687,9 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
         t_from = int(trials.periods["stimulus"][:, 1].min()) - 1 if "stimulus" in trials.periods else 0
         steps, course = plasticity_course(net, trials.inputs_bxtxi, noise, plast, max(t_from, 0))
         sig = plasticity_signatures(end, steps * dt, course, from_peak="stimulus" in trials.periods)
+        full = np.full((E, trials.inputs_bxtxi.shape[1]), np.nan)
+        full[:, steps] = np.where(ok[:, None], course, np.nan)
+        figs["plasticity_course"] = full
     out.update({k: np.where(ok, v, np.nan) for k, v in sig.items()})
     out["accuracy_plasticity_blocked"] = np.full(E, np.nan)
     if blocked_net is not None:
@@ -756,7 +736,15 @@ def _figure_data(pred: xr.Dataset, results: list[dict], trials, N: int, period: 
         pred["projection_by_choice"] = (("condition", "seed", "choice", "period_time"),
                                         np.stack([r["figures"]["projection_by_choice"] for r in results]),
                                         {"units": "1", "long_name": "population rate projected on the network's choice axis, by choice"})
-    pred.coords["time"] = np.arange(trials.inputs_bxtxi.shape[1])
+    T = trials.inputs_bxtxi.shape[1]
+    if any("plasticity_course" in r["figures"] for r in results):
+        course = np.stack([r["figures"].get("plasticity_course", np.full((len(r["figures"]["example_output"]), T), np.nan))
+                           for r in results])
+        pred["plasticity_course"] = (("condition", "seed", "time"), course,
+                                     {"units": "1", "long_name": "mean |short-term change| over trials and synapses (F, or "
+                                                                 "efficacy minus 1) at each step, from the stimulus offset "
+                                                                 "(NaN where not measured)"})
+    pred.coords["time"] = np.arange(T)
     pred["time"].attrs.update(units="", long_name="time step of the trial")
     pred.coords["input"] = np.arange(trials.inputs_bxtxi.shape[2])
     pred["input"].attrs.update(units="", long_name="input channel")

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from ..analysis.statistics import nanmedian  # noqa: E402
-from .curves import COLORS  # noqa: E402
+from .curves import COLORS, shade  # noqa: E402
 
 #: markers of the conditions where points overlap
 MARKERS = ("o", "s", "^", "D", "v")
@@ -147,6 +147,31 @@ def example_trials(pred: xr.Dataset, n_trials: int = 2, axes=None):
     axes[0, 0].legend(fontsize=7)
     axes[1, 0].legend(fontsize=7)
     return axes
+
+
+def plasticity_course(pred: xr.Dataset, ax=None):
+    """The fast efficacies' time course: mean |short-term change| over trials and synapses (anti-
+    Hebbian F, or Tsodyks-Markram efficacy minus 1) against time in the trial, per condition with
+    plasticity, every seed (shades of the condition's colour)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.4))
+    if "plasticity_course" not in pred:
+        return _no_data(ax, "no short-term plasticity in this protocol's conditions")
+    dt = float(pred["lag"].values[1] - pred["lag"].values[0]) if pred.sizes.get("lag", 0) > 1 else 1.0
+    t = pred["time"].values * dt
+    for cond in pred["condition"].values:
+        v = pred["plasticity_course"].sel(condition=cond).values
+        if not np.isfinite(v).any():
+            continue
+        col = condition_color(pred, cond)
+        for s, row in enumerate(v):
+            ok = np.isfinite(row)
+            ax.plot(t[ok], row[ok], "-", color=shade(col, s, len(v)), lw=1.0, label=str(cond) if s == 0 else None)
+    ax.set_xlabel("time in the trial (ms)")
+    ax.set_ylabel("mean |short-term change|")
+    ax.set_title(f"fast efficacies from the stimulus offset ({pred.attrs.get('plasticity_course', '')})", fontsize=9)
+    ax.legend(fontsize=8)
+    return ax
 
 
 def spectra(analysis: xr.Dataset, weights: dict | None = None, axes=None):

@@ -12,7 +12,7 @@ from . import curves, field, phase
 from . import predictions as pfigs
 
 PREDICTION_FIGURES = ("ramping_examples.png", "ramp_distributions.png", "timescale_distributions.png", "psychometric.png",
-                      "choice_psth.png", "example_trials.png")
+                      "choice_psth.png", "example_trials.png", "plasticity_course.png")
 ANALYSIS_FIGURES = ("gr_alignment.png", "phase_portraits.png", "lead_times.png", "spectra.png")
 SWEEP_FIGURES = ("sweep.png", "regimes.png")
 CURVE_FIGURES = ("learning_curves.png", "iterations_to_criterion.png", "loss_overlay.png")
@@ -51,6 +51,7 @@ def figures(results: xr.Dataset, analysis: xr.Dataset | None = None,
         draw["psychometric.png"] = lambda: field.psychometric(predictions)
         draw["choice_psth.png"] = lambda: field.choice_psth(predictions)
         draw["example_trials.png"] = lambda: field.example_trials(predictions)
+        draw["plasticity_course.png"] = lambda: field.plasticity_course(predictions)
     if analysis is not None:
         draw["gr_alignment.png"] = lambda: phase.gr_alignment(results, analysis)
         draw["phase_portraits.png"] = lambda: phase.phase_portraits(results, analysis)

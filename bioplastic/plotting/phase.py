@@ -73,8 +73,9 @@ def portrait_checkpoints(results: xr.Dataset, analysis: xr.Dataset, cond) -> lis
 
 def phase_portraits(results: xr.Dataset, analysis: xr.Dataset, axes=None):
     """Seed 0 of each condition (rows) at the checkpoints of :func:`portrait_checkpoints` (columns:
-    start, just before the drop, just after it, end): stored trajectories and fixed points (zero
-    input) on the first two axes of the final checkpoint's PCA frame."""
+    start, just before the drop, just after it, end): stored trajectories (shades of the condition's
+    colour by the trial's choice, when the task has one) and fixed points (zero input) on the first
+    two axes of the final checkpoint's PCA frame."""
     conds = list(analysis["condition"].values)
     cols = {c: portrait_checkpoints(results, analysis, c) for c in conds}
     n_cols = max(len(v) for v in cols.values())
@@ -86,8 +87,12 @@ def phase_portraits(results: xr.Dataset, analysis: xr.Dataset, axes=None):
             ax = axes[i, j]
             a = analysis.sel(condition=cond).isel(seed=0, checkpoint=k)
             traj = a["trajectory_pc"].values
+            choice = analysis["trial_choice"].values if "trial_choice" in analysis else None
+            values = list(np.unique(choice)) if choice is not None else []
             for b in range(traj.shape[0]):
-                ax.plot(traj[b, :, 0], traj[b, :, min(1, traj.shape[-1] - 1)], color="0.65", lw=0.6)
+                color = (shade(COLORS[i % len(COLORS)], values.index(choice[b]), len(values)) if choice is not None
+                         else "0.65")
+                ax.plot(traj[b, :, 0], traj[b, :, min(1, traj.shape[-1] - 1)], color=color, lw=0.7)
             f = a.sel(context=ctx)
             fixed = f["fp_valid"].values & f["fp_is_fixed"].values
             pts, kinds = f["fp_pc"].values[fixed], f["fp_kind"].values[fixed]
@@ -110,6 +115,10 @@ def phase_portraits(results: xr.Dataset, analysis: xr.Dataset, axes=None):
                 ax.set_xlabel("PC 1")
     handles = [plt.Line2D([], [], marker=m, color=c, ls="", mfc=c if code == 0 else "none", label=n)
                for code, (n, m, c) in KIND_STYLE.items()]
+    if "trial_choice" in analysis:
+        values = list(np.unique(analysis["trial_choice"].values))
+        handles += [plt.Line2D([], [], color=shade(COLORS[0], k, len(values)), label=f"trajectory, choice {v:+g}")
+                    for k, v in enumerate(values)]
     axes[0, -1].legend(handles=handles, fontsize=7, loc="best")
     return axes
 

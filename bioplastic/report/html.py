@@ -58,6 +58,7 @@ FIGURES = {
     "gr": ["fig-gr-alignment", "fig-lead-times"],
     "phase": ["fig-phase-portraits", "fig-spectra"],
     "ramping": ["fig-ramping-examples", "fig-ramp-distributions", "fig-choice-psth"],
+    "predictions": ["fig-plasticity-course"],
     "timescales": ["fig-timescale-distributions"],
     "brian2": ["fig-engine-agreement"],
 }
@@ -555,7 +556,7 @@ def _render(run: Run) -> str:
         body["phase"] = figure(
             "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
             "Seed 0 of each condition at the start, at the last checkpoint before its drop, the first after it, and at the "
-            "end: trajectories (grey) and fixed points "
+            "end: trajectories (shades of the condition's colour by the trial's choice) and fixed points "
             "(legend) in the PCA frame of the final checkpoint's trajectories.", "phase_portraits.png", ("results.nc", "analysis.nc")) + figure(
             "fig-spectra", "Spectra", lambda: ffigs.spectra(an, recurrent_weights(ds)),
             "Eigenvalues of the recurrent weights (left) and of the one-step map's Jacobian at the attractors (right), "
@@ -578,7 +579,11 @@ def _render(run: Run) -> str:
             "samples; CIs are percentile bootstrap over seeds; effects are against the first condition.</p>"
             + table(["", "prediction in words, with its numbers"],
                     [[str(k + 1), esc(s)] for k, s in enumerate(sentences)], "sentences")
-            + "<h3>The numbers</h3>" + _prediction_numbers(pred) + lesion)
+            + "<h3>The numbers</h3>" + _prediction_numbers(pred) + lesion + figure(
+                "fig-plasticity-course", "Fast efficacies over the trial", lambda: ffigs.plasticity_course(pred),
+                "Mean |short-term change| of the recurrent synapses (anti-Hebbian F, or Tsodyks-Markram efficacy minus 1) "
+                "over trials and synapses, from the stimulus offset, every seed of each condition with plasticity.",
+                "plasticity_course.png", ("predictions.nc",)))
         body["ramping"] = figure(
             "fig-ramping-examples", "Ramping examples", lambda: pfigs.ramping_examples(pred),
             f"Trial-averaged rate from the onset of the {esc(pred.attrs.get('ramp_period', 'period'))} of the ramping units "
