@@ -879,7 +879,7 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
         pred[name].attrs.update(units=units, long_name=long)
     pred.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
     pred.attrs.update(ramp_period=ramp_w.name, ramp_window_ms=float(len(trials_at_time(ramp_w)) * task.dt_ms),
-                      min_trials_at_time=MIN_TRIALS_AT_TIME, timescale_period=ts_period,
+                      min_trials_at_time=MIN_TRIALS_AT_TIME, timescale_period=ts_period, dt_ms=float(task.dt_ms),
                       timescale_window_ms=float((stat_w.stop_b - stat_w.start_b).min() * task.dt_ms) if stat_w is not None else float("nan"), alpha=ALPHA, n_trials=int(trials),
                       baseline=conds[0], checkpoint=int(ds["checkpoint"].values[-1]),
                       analysis_available=int(analysis is not None),
@@ -926,7 +926,8 @@ SENTENCES = {
                      "{b_est} ({b_ci}) in {base}", "num"),
     "participation_ratio": ("Participation ratio (dimensionality) of the activity: {est} ({ci}) with {cond} vs {b_est} "
                             "({b_ci}) in {base}", "num"),
-    "accuracy": ("Held-out accuracy: {est} ({ci}) with {cond} vs {b_est} ({b_ci}) in {base}", "pct"),
+    "accuracy": ("Held-out accuracy on the predictions' own trials (not those of results.nc's final accuracy): {est} "
+                 "({ci}) with {cond} vs {b_est} ({b_ci}) in {base}", "pct"),
 }
 
 

@@ -30,7 +30,7 @@ def learning_curves(ds: xr.Dataset, axes=None):
     """Per condition (columns): the task loss (top; raw faint, smoothed bold, one colour per seed)
     with each seed's search phase drawn as a grey band along its curve and its drop in bold
     black; held-out accuracy (middle) with the criterion dashed; and a timeline per seed (bottom):
-    search phase (grey), drop (the seed's colour), criterion reached (|), "no plateau" where a
+    search phase (grey), drop (the seed's colour), criterion reached (|), "plateau < 1 window" where a
     network learned without a search phase. Returns the (3, conditions) array of Axes."""
     conds = list(ds["condition"].values)
     seeds = list(ds["seed"].values)
@@ -89,7 +89,7 @@ def _not_abrupt(x: xr.Dataset) -> str:
     if not np.isfinite(search):
         return "no drop"
     if search < window:
-        return "no plateau"
+        return "plateau < 1 window"
     return "drop not abrupt"
 
 

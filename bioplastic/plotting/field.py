@@ -127,7 +127,7 @@ def example_trials(pred: xr.Dataset, n_trials: int = 2, axes=None):
     k = min(n_trials, pred.sizes["example_trial"])
     if axes is None:
         _, axes = plt.subplots(2, k, figsize=(4.4 * k, 4.4), sharex=True, squeeze=False)
-    t = pred["time"].values
+    t = pred["time"].values * float(pred.attrs.get("dt_ms", 1.0))
     for j in range(k):
         ax = axes[0, j]
         for c in range(pred.sizes["input"]):
@@ -141,7 +141,7 @@ def example_trials(pred: xr.Dataset, n_trials: int = 2, axes=None):
             for cond in pred["condition"].values:
                 ax.plot(t, pred["example_output"].sel(condition=cond).values[0, j, :, o], color=condition_color(pred, cond),
                         lw=1.2, label=f"{cond} output")
-        ax.set_xlabel("time step")
+        ax.set_xlabel("time in the trial (ms)")
     axes[0, 0].set_ylabel("input")
     axes[1, 0].set_ylabel("output")
     axes[0, 0].legend(fontsize=7)
@@ -157,8 +157,7 @@ def plasticity_course(pred: xr.Dataset, ax=None):
         _, ax = plt.subplots(figsize=(6.0, 3.4))
     if "plasticity_course" not in pred:
         return _no_data(ax, "no short-term plasticity in this protocol's conditions")
-    dt = float(pred["lag"].values[1] - pred["lag"].values[0]) if pred.sizes.get("lag", 0) > 1 else 1.0
-    t = pred["time"].values * dt
+    t = pred["time"].values * float(pred.attrs.get("dt_ms", 1.0))
     for cond in pred["condition"].values:
         v = pred["plasticity_course"].sel(condition=cond).values
         if not np.isfinite(v).any():
@@ -169,7 +168,8 @@ def plasticity_course(pred: xr.Dataset, ax=None):
             ax.plot(t[ok], row[ok], "-", color=shade(col, s, len(v)), lw=1.0, label=str(cond) if s == 0 else None)
     ax.set_xlabel("time in the trial (ms)")
     ax.set_ylabel("mean |short-term change|")
-    ax.set_title(f"fast efficacies from the stimulus offset ({pred.attrs.get('plasticity_course', '')})", fontsize=9)
+    ax.set_title(f"fast efficacies, measured from the stimulus offset ({pred.attrs.get('plasticity_course', '')}); "
+                 "one line per seed", fontsize=8)
     ax.legend(fontsize=8)
     return ax
 

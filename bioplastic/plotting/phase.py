@@ -113,13 +113,16 @@ def phase_portraits(results: xr.Dataset, analysis: xr.Dataset, axes=None):
                 ax.set_ylabel("PC 2")
             if i == len(conds) - 1:
                 ax.set_xlabel("PC 1")
+    for i, cond in enumerate(conds):  # a condition with fewer distinct checkpoints leaves empty panels
+        for j in range(len(cols[cond]), n_cols):
+            axes[i, j].set_axis_off()
     handles = [plt.Line2D([], [], marker=m, color=c, ls="", mfc=c if code == 0 else "none", label=n)
                for code, (n, m, c) in KIND_STYLE.items()]
     if "trial_choice" in analysis:
         values = list(np.unique(analysis["trial_choice"].values))
         handles += [plt.Line2D([], [], color=shade(COLORS[0], k, len(values)), label=f"trajectory, choice {v:+g}")
                     for k, v in enumerate(values)]
-    axes[0, -1].legend(handles=handles, fontsize=7, loc="best")
+    axes[0, len(cols[conds[0]]) - 1].legend(handles=handles, fontsize=7, loc="best")
     return axes
 
 

@@ -124,8 +124,11 @@ def timescale_distributions(pred: xr.Dataset, axes=None):
         left.set_xscale("log")
         # plain numbers on the log axis (a narrow range otherwise shows only minor "2 x 10^2" labels)
         left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        left.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        left.tick_params(axis="x", which="minor", labelsize=7)
+        # minor labels only where the range is narrow (under a decade), thinned so that they never collide
+        narrow = finite.max() / finite.min() < 10
+        left.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4))
+                                       if narrow else matplotlib.ticker.NullFormatter())
+        left.tick_params(axis="x", which="minor", labelsize=6)
         # legend above the axes: inside, it hides the bars
         left.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, frameon=False)
     else:

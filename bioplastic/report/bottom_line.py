@@ -34,9 +34,11 @@ def _learning(results: xr.Dataset) -> list[str]:
     if n == 0:
         return []
     k = int(np.nansum(ab))
+    if k == 0:
+        return []
     out = [f"Learning is abrupt in {k} of {n} {ref} networks: they sit at chance for a median of "
-           f"{nanmedian(r['search_phase'].values):.0f} iterations, then improve within "
-           f"{nanmedian(r['drop_width'].values):.0f}. Test: track single-session performance across training "
+           f"{nanmedian(r['search_phase'].values[ab == 1]):.0f} iterations, then improve within "
+           f"{nanmedian(r['drop_width'].values[ab == 1]):.0f}. Test: track single-session performance across training "
            "and look for a long flat stretch followed by a jump, not a gradual rise."]
     for c in results["condition"].values[1:]:
         d = paired_comparison(results["search_phase"].sel(condition=c).values, r["search_phase"].values,
@@ -91,7 +93,7 @@ def _predictions(pred: xr.Dataset | None) -> list[str]:
     if "lesion_effect" in pred:
         les = pred["lesion_effect"].values
         for c, cond in enumerate(conds):
-            if np.isfinite(les[c, 0]):
+            if np.isfinite(les[c, 0]) and les[c, 3] < 1 - CI_LEVEL:
                 n = int(np.isfinite(pred["accuracy_plasticity_blocked"].values[c]).sum())
                 out.append(f"Blocking the short-term plasticity of trained {cond} networks changes accuracy by "
                            f"{100 * les[c, 0]:+.0f} points ({CI} {100 * les[c, 1]:+.0f} to {100 * les[c, 2]:+.0f}; "
@@ -107,6 +109,29 @@ def _predictions(pred: xr.Dataset | None) -> list[str]:
     return out
 
 
+def caveats(results: xr.Dataset) -> list[str]:
+    """What limits every sentence of the bottom line: networks that did not learn, too few seeds."""
+    out = []
+    if "learned" in results and not results.attrs.get("sweep_dims"):
+        learned = results["learned"].values.astype(bool)
+        if not learned.any():
+            out.append("No network reached the criterion: the recordings below would be of untrained networks, so no "
+                       "prediction is stated (train longer, e.g. --set training.iterations=300).")
+        elif not learned.all():
+            out.append(f"{int(learned.sum())} of {learned.size} networks reached the criterion; the predictions include "
+                       "those that did not.")
+    S = results.sizes.get("seed", 0)
+    if 0 < S < 6:
+        out.append(f"With {S} seeds no paired test can reach p < 0.05 and the CIs are too narrow to trust; use "
+                   "--set seeds=10 or more for predictions.")
+    return out
+
+
 def bottom_line(results: xr.Dataset, analysis: xr.Dataset | None = None, predictions: xr.Dataset | None = None) -> list[str]:
-    """At most :data:`MAX_SENTENCES` sentences, learning first, then geometry, then recordings."""
-    return (_learning(results) + _restructuring(analysis) + _predictions(predictions))[:MAX_SENTENCES]
+    """At most :data:`MAX_SENTENCES` sentences, learning first, then geometry, then recordings;
+    nothing but the caveat when no network learned. Every sentence's number is finite and, for a
+    comparison, significant."""
+    if "learned" in results and not results.attrs.get("sweep_dims") and not results["learned"].values.any():
+        return []
+    lines = _learning(results) + _restructuring(analysis) + _predictions(predictions)
+    return [s for s in lines if "nan" not in s.split()][:MAX_SENTENCES]

@@ -30,7 +30,7 @@ from ..protocol.yaml12 import load_yaml
 from ..simulate.run import agreement_line
 from ..storage.rebuild import protocol_of
 from . import verdicts as V
-from .bottom_line import bottom_line
+from .bottom_line import bottom_line, caveats
 from .text import sweep_note
 
 #: (id, title) of every section, in page order
@@ -499,11 +499,12 @@ def _render(run: Run) -> str:
     not_for_sweeps = _not_for_sweeps(protocol, run.out) if swept else ""
 
     lines = attempt("the bottom line", lambda: bottom_line(first, an, pred), lambda cause: [f"(error: {cause})"])
-    body["bottom"] = ("<p>What these simulations predict, each with its number and what would test it (seeds are the "
-                      "independent samples; details below).</p><ol class='bottom'>"
-                      + "".join(f"<li>{esc(s)}</li>" for s in lines) + "</ol>") if lines else (
-                      "<p class='unavailable'>No prediction can be stated yet (no abrupt-learning metrics, analysis or "
-                      "predictions in this run).</p>")
+    warn = "".join(f"<p class='unavailable'>{esc(c)}</p>" for c in caveats(first))
+    body["bottom"] = warn + (("<p>What these simulations predict, each with its number and what would test it (seeds "
+                              "are the independent samples; details below).</p><ol class='bottom'>"
+                              + "".join(f"<li>{esc(s)}</li>" for s in lines) + "</ol>") if lines else (
+                      "<p class='unavailable'>No prediction can be stated from this run (no abrupt learning, no "
+                      "significant effect, or no analysis and predictions).</p>"))
     body["protocol"] = (f"<p>{esc(_description(ds))}</p>" + _protocol_in_brief(run, protocol))
     body["files"] = _files(run) + (f"<p class='unavailable'>Missing: {esc(', '.join(run.missing))}. The sections that "
                                    "need them say so.</p>" if run.missing else "")

@@ -45,3 +45,16 @@ def test_a_lead_whose_ci_includes_zero_is_not_called_a_lead():
     assert "before the drop" in before and "not clearly" not in before
     mixed = bottom_line(results(ref, ref), analysis([10, -10, 0, 20, -20, 0, 10, -10, 0, 5]))[-1]
     assert "not clearly before it" in mixed
+
+
+def test_untrained_networks_give_no_prediction_and_a_caveat():
+    ref = [60, 50, 46, 108, 145, 53, 66, 49, 66, 72]
+    ds = results(ref, ref, abrupt=0.0)
+    ds["learned"] = (("condition", "seed"), np.zeros((2, 10), bool))
+    assert bottom_line(ds, analysis([5] * 10)) == []
+    from bioplastic.report.bottom_line import caveats
+
+    assert "No network reached the criterion" in caveats(ds)[0]
+    few = results(ref[:2], ref[:2])
+    assert any("With 2 seeds" in c for c in caveats(few))
+    assert not any("nan" in s.split() for s in bottom_line(results(ref, ref, abrupt=0.0)))
