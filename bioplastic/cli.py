@@ -252,6 +252,9 @@ def cmd_run(protocol, args) -> int:
         check_output_dir(out)
     # a kill (SIGTERM) stops like Ctrl-C: the last checkpoint is on disk, nothing half-written
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    resuming = sorted((out / "state").glob("*.pt")) if (out / "protocol.yaml").is_file() else []
+    if resuming and not args.quiet:
+        print(f"resuming {len(resuming)} work unit(s) from their last checkpoint in {out / 'state'}", file=sys.stderr)
     bar = tqdm(total=pipeline.total_work(protocol), unit="net-it", disable=args.quiet, smoothing=0.05,
                desc=f"{protocol.name}: {len(protocol.conditions)} cond x {protocol.config.seeds} seeds")
 
