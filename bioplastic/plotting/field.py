@@ -168,8 +168,7 @@ def plasticity_course(pred: xr.Dataset, ax=None):
             ax.plot(t[ok], row[ok], "-", color=shade(col, s, len(v)), lw=1.0, label=str(cond) if s == 0 else None)
     ax.set_xlabel("time in the trial (ms)")
     ax.set_ylabel("mean |short-term change|")
-    ax.set_title(f"fast efficacies, measured from the stimulus offset ({pred.attrs.get('plasticity_course', '')}); "
-                 "one line per seed", fontsize=8)
+    ax.set_title("fast efficacies after the stimulus offset (one line per seed)", fontsize=9)
     ax.legend(fontsize=8)
     return ax
 
