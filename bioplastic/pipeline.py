@@ -33,6 +33,7 @@ from .plotting.curves import png_bytes
 from .plotting.figures import figure_names, figures
 from .protocol.load import Protocol
 from .protocol.paths import check_output_dir
+from .protocol.yaml12 import load_yaml
 from .report.html import FILES, ReportError, Run, render
 from .simulate.engines import Brian2Engine
 from .simulate.run import DEFAULT_TRIALS as RESIMULATED_TRIALS
@@ -130,7 +131,7 @@ def prepare_output(protocol: Protocol, out: Path) -> bool:
     saved = out / "protocol.yaml"
     if saved.exists():
         if saved.read_text() != protocol.text:
-            raise RunError(f"{out} holds a run of a different protocol (its protocol.yaml differs); "
+            raise RunError(f"{out} holds a run of a different protocol ({protocol_difference(saved.read_text(), protocol.text)}); "
                            f"choose another folder with --out, or delete {out} to start over")
         return (out / RESULTS).exists()
     check_output_dir(out)
@@ -139,6 +140,24 @@ def prepare_output(protocol: Protocol, out: Path) -> bool:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, protocol.text)
     return False
+
+
+def _flat(data, prefix: str = "") -> dict:
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: data}
+
+
+def protocol_difference(old_text: str, new_text: str, at_most: int = 4) -> str:
+    """The fields in which two resolved protocols differ, e.g. ``seeds: 2 -> 3`` (at most ``at_most``)."""
+    try:
+        old, new = _flat(load_yaml(old_text)), _flat(load_yaml(new_text))
+    except Exception:  # noqa: BLE001 - an unreadable saved protocol: say so instead
+        return "its protocol.yaml cannot be read"
+    diff = [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+    more = f", and {len(diff) - at_most} more" if len(diff) > at_most else ""
+    return ("it differs in " + "; ".join(diff[:at_most]) + more) if diff else "its protocol.yaml differs in layout"
 
 
 def expected_files(protocol: Protocol) -> list[str]:

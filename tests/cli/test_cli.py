@@ -36,7 +36,7 @@ def test_run_writes_dataset_protocol_and_figures_then_refuses_another_protocol(w
     code, _, _ = cli("run", path, "--out", out, "--quiet", "--set", "output.figures=true")
     assert code == 0  # complete: nothing retrained
     code, _, err = cli("run", path, "--out", out, "--set", "seed=8", "--quiet")
-    assert code == 2 and "different protocol" in err
+    assert code == 2 and "different protocol" in err and "seed: 7 -> 8" in err  # names what differs
 
 
 def test_list_and_schema(cli):
