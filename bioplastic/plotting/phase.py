@@ -139,7 +139,8 @@ def lead_times(analysis: xr.Dataset, ax=None):
         ax.plot(x[: ok.sum()], v[ok], "o", color=COLORS[j % len(COLORS)])
         if ok.any():
             ax.hlines(np.median(v[ok]), j - 0.25, j + 0.25, color="k")
-        labels.append(f"{cond}\n({(~ok).sum()} n/a)")
+        labels.append(f"{cond}\n{ok.sum()} of {ok.size} networks" + (f"\n({(~ok).sum()} without a GR\nevent or a drop)"
+                                                                      if (~ok).any() else ""))
     ax.axhline(0, color="0.5", lw=0.8, ls="--")
     ax.set_xticks(range(analysis.sizes["condition"]), labels)
     ax.set_ylabel("lead time (iterations)\n> 0: GR before the drop")
