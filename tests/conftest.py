@@ -117,3 +117,24 @@ def cli(capsys):
         return code, out, err
 
     return call
+
+
+@pytest.fixture(scope="session")
+def api_run():
+    """A tiny single-point run made with the Python API (no folder), once per session: its protocol
+    and datasets (results, analysis, predictions, brian2 via the numpy target). Read, never change."""
+    from bioplastic import analyze, load_protocol, predict, resimulate, train
+
+    protocol = load_protocol({
+        "name": "api_run", "seed": 3, "seeds": 2,
+        "task": {"kind": "evidence_accumulation", "stimulus_ms": 200, "delay_min_ms": 40, "delay_max_ms": 100,
+                 "response_ms": 60},
+        "model": {"kind": "leaky_rate", "n_units": 8, "connection_prob": 0.5},
+        "training": {"iterations": 6, "batch_size": 4, "checkpoint_every": 3, "eval_every": 3, "eval_trials": 8},
+        "conditions": {"baseline": {}, "tcr_plasticity": {"tcr": {"form": "plasticity"}}},
+        "analysis": {"initial_states": 4, "trials": 4},
+    })
+    results = train(protocol)
+    analysis = analyze(results, protocol)
+    return protocol, {"results": results, "analysis": analysis, "predictions": predict(results, protocol, analysis, trials=16),
+                      "brian2": resimulate(results, protocol, trials=2, codegen="numpy")}

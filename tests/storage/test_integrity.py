@@ -144,23 +144,9 @@ def test_a_damaged_analysis_part_is_never_returned(tmp_path, damage):
 
 # -------------------------------------------------------------------------------------------- datasets
 @pytest.fixture(scope="module")
-def datasets():
-    """A tiny single-point run's datasets, made with the API: results, analysis, predictions, brian2."""
-    from bioplastic import analyze, predict, resimulate, train
-
-    protocol = load_protocol({
-        "name": "integrity", "seed": 3, "seeds": 2,
-        "task": {"kind": "evidence_accumulation", "stimulus_ms": 200, "delay_min_ms": 40, "delay_max_ms": 100,
-                 "response_ms": 60},
-        "model": {"kind": "leaky_rate", "n_units": 8, "connection_prob": 0.5},
-        "training": {"iterations": 6, "batch_size": 4, "checkpoint_every": 3, "eval_every": 3, "eval_trials": 8},
-        "conditions": {"baseline": {}, "tcr_plasticity": {"tcr": {"form": "plasticity"}}},
-        "analysis": {"initial_states": 4, "trials": 4},
-    })
-    results = train(protocol)
-    analysis = analyze(results, protocol)
-    return {"results": results, "analysis": analysis, "predictions": predict(results, protocol, analysis, trials=16),
-            "brian2": resimulate(results, protocol, trials=2, codegen="numpy")}
+def datasets(api_run):
+    """A tiny single-point run's datasets, made with the API (tests/conftest.py): results, analysis, predictions, brian2."""
+    return api_run[1]
 
 
 def largest_chunk(path):

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bioplastic import load_protocol
 from bioplastic.storage.io import atomic_write
 from bioplastic.storage.results import read_dataset, write_dataset
 
@@ -48,23 +47,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def made_in_memory():
-    """A tiny single-point run made with the API (no folder): results, analysis, predictions, brian2."""
-    from bioplastic import analyze, predict, resimulate, train
-
-    protocol = load_protocol({
-        "name": "roundtrip", "seed": 3, "seeds": 2,
-        "task": {"kind": "evidence_accumulation", "stimulus_ms": 200, "delay_min_ms": 40, "delay_max_ms": 100,
-                 "response_ms": 60},
-        "model": {"kind": "leaky_rate", "n_units": 8, "connection_prob": 0.5},
-        "training": {"iterations": 6, "batch_size": 4, "checkpoint_every": 3, "eval_every": 3, "eval_trials": 8},
-        "conditions": {"baseline": {}, "tcr_plasticity": {"tcr": {"form": "plasticity"}}},
-        "analysis": {"initial_states": 4, "trials": 4},
-    })
-    results = train(protocol)
-    analysis = analyze(results, protocol)
-    return protocol, {"results": results, "analysis": analysis, "predictions": predict(results, protocol, analysis, trials=16),
-                      "brian2": resimulate(results, protocol, trials=2, codegen="numpy")}
+def made_in_memory(api_run):
+    """A tiny single-point run made with the API (no folder; tests/conftest.py): protocol and datasets."""
+    return api_run
 
 
 @pytest.mark.parametrize("name", ["results", "analysis", "predictions", "brian2"])
