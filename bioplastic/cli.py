@@ -31,6 +31,7 @@ from .report.text import gr_line, summary, sweep_note
 from .simulate.engines import Brian2Engine
 from .simulate.run import SimulateError, agreement_line
 from .storage.io import DamagedFileError
+from .storage.lock import RunLockedError, run_lock
 from .storage.results import read_dataset
 from .tasks import TASKS
 from .training.executors import ExecutorError, make_executor
@@ -248,8 +249,16 @@ def cmd_run(protocol, args) -> int:
     except ExecutorError as exc:
         return _fail(str(exc))
     out = pipeline.output_dir(protocol, args.out)
-    if args.out is not None:
-        check_output_dir(out)
+    if not (out / "protocol.yaml").exists():
+        check_output_dir(out)  # before the lock creates the folder
+    try:
+        with run_lock(out):  # taken before any output, so a refused second run prints nothing else
+            return _run(protocol, args, executor, out)
+    except RunLockedError as exc:
+        return _fail(str(exc))
+
+
+def _run(protocol, args, executor, out: Path) -> int:
     # a kill (SIGTERM) stops like Ctrl-C: the last checkpoint is on disk, nothing half-written
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     resuming = sorted((out / "state").glob("*.pt")) if (out / "protocol.yaml").is_file() else []
