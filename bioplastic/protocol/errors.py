@@ -1,6 +1,7 @@
 """Protocol errors: one line per problem, naming the field, what was expected and what was given."""
 from __future__ import annotations
 
+import difflib
 import reprlib
 import types
 import typing
@@ -98,7 +99,9 @@ def format_validation_error(exc: ValidationError, prefix: str = "", root: type[B
         kind = err["type"]
         if kind == "extra_forbidden":
             allowed = _allowed_keys(root, loc[:-1])
-            hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = (f"; allowed keys here: {', '.join(allowed)}" if allowed else "") + (
+                f" (did you mean {close[0]}?)" if close else "")
             lines.append(f"{path}: unknown key{hint}")
         elif kind == "missing":
             lines.append(f"{path}: required, but missing")

@@ -43,6 +43,7 @@ def test_leading_zero_integer_is_decimal(write_protocol):
 def test_unknown_keys_are_refused_with_their_dotted_path(write_protocol):
     problems = _errors(write_protocol, BASE + "training: {lrr: 0.1}\ncolour: red\n")
     assert "training.lrr: unknown key; allowed keys here: " in problems[0] or "training.lrr" in " ".join(problems)
+    assert any("training.lrr: unknown key" in p and p.endswith("(did you mean lr?)") for p in problems)
     assert any(p.startswith("colour: unknown key") for p in problems)
     assert any("lr" in p and "allowed keys" in p for p in problems)
 
