@@ -28,7 +28,6 @@ from .protocol.schema import TCRConfig
 from .regularizers.schedules import SCHEDULES
 from .regularizers.tcr_plasticity import PLASTIC_KINDS, PlasticityConfig
 from .report.text import gr_line, summary, sweep_note
-from .simulate.engines import Brian2Engine
 from .simulate.run import SimulateError, agreement_line
 from .storage.io import DamagedFileError
 from .storage.lock import RunLockedError, run_lock
@@ -156,9 +155,7 @@ def cmd_analyze(out: Path) -> int:
     bars = Bars()
     try:
         ds, protocol = pipeline.load_results(out)
-        with pipeline.stage(out, bars, "fixed points", len(protocol.conditions) * ds.sizes["checkpoint"],
-                            "checkpoint") as tick:
-            analysis = pipeline.analyze_run(out, progress=tick, results=(ds, protocol))
+        analysis = pipeline.analysis_stage(out, ds, protocol, bars)
         pipeline.write_report(out, stages=bars)
     except (AnalysisError, pipeline.RunError, pipeline.RunLockedError) as exc:
         return _fail(str(exc))
@@ -177,13 +174,7 @@ def cmd_simulate(out: Path, trials: int, codegen: str, dt_ms: float | None) -> i
     bars = Bars()
     try:
         ds, protocol = pipeline.load_results(out)
-        C = len(protocol.conditions)
-        with pipeline.stage(out, bars, "brian2", C, "condition") as tick:
-            result = pipeline.simulate_run(out, trials=trials, codegen=codegen, dt_ms=dt_ms,
-                                           progress=lambda cond: tick(1), results=(ds, protocol))
-        with pipeline.stage(out, bars, "predictions (brian2)", C, "condition") as tick:
-            engine = Brian2Engine(codegen, out / pipeline.CACHE_DIR, dt_ms, seed=protocol.config.seed)
-            pipeline.compute_predictions(out, engine=engine, results=(ds, protocol), progress=tick)
+        result = pipeline.brian2_stages(out, ds, protocol, trials, codegen, dt_ms, bars)
         pipeline.write_report(out, stages=bars)
     except (SimulateError, AnalysisError, pipeline.RunError, pipeline.RunLockedError, ValueError) as exc:
         return _fail(str(exc))

@@ -1,6 +1,6 @@
 """The run folder and the order of its stages: what ``python -m bioplastic run`` does.
 
-    train -> results.nc -> analysis.nc -> brian2.nc -> predictions.nc (+ predictions_brian2.nc)
+    train -> results.nc -> analysis.nc -> predictions.nc -> brian2.nc (+ predictions_brian2.nc)
           -> figures (*.png) -> report.html
 
 Every stage below this module is a function of data (datasets and the resolved protocol in, a
@@ -326,6 +326,11 @@ def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at,
     return ds, out
 
 
+def _damaged(path: Path, exc: DamagedFileError) -> None:
+    path.unlink(missing_ok=True)
+    warnings.warn(f"{exc}; deleted it: this stage runs again", DamagedFileWarning, stacklevel=3)
+
+
 def done(path: Path) -> bool:
     """Whether a stage's dataset is there and intact; a damaged one is deleted (with a warning) so
     that its stage runs again from the datasets before it."""
@@ -335,9 +340,19 @@ def done(path: Path) -> bool:
         verify_dataset(path)
         return True
     except DamagedFileError as exc:
-        path.unlink(missing_ok=True)
-        warnings.warn(f"{exc}; deleted it: this stage runs again", DamagedFileWarning, stacklevel=2)
+        _damaged(path, exc)
         return False
+
+
+def intact(path: Path) -> xr.Dataset | None:
+    """The dataset at ``path`` when it is there and intact (read once); a damaged one is deleted, as by :func:`done`."""
+    if not path.is_file():
+        return None
+    try:
+        return read_dataset(path)
+    except DamagedFileError as exc:
+        _damaged(path, exc)
+        return None
 
 
 def finish(ds: xr.Dataset, protocol: Protocol, out: Path, stages: StageProgress | None = None, strict: bool = False) -> None:
@@ -347,21 +362,37 @@ def finish(ds: xr.Dataset, protocol: Protocol, out: Path, stages: StageProgress 
     single = protocol.sweep is None
     C = len(protocol.conditions)
     if single and protocol.config.analysis is not None and not done(out / ANALYSIS):
-        with stage(out, stages, "fixed points", C * ds.sizes["checkpoint"], "checkpoint") as tick:
-            analyze_run(out, protocol.config.analysis, tick, results=(ds, protocol))
-    b2 = protocol.config.brian2
-    if single and b2.enabled and not done(out / BRIAN2):
-        with stage(out, stages, "brian2", C, "condition") as tick:
-            simulate_run(out, trials=b2.trials, codegen=b2.codegen, dt_ms=b2.dt_ms, results=(ds, protocol),
-                         progress=lambda cond: tick(1))
+        analysis_stage(out, ds, protocol, stages)
     if single and not done(out / PREDICTIONS):
         with stage(out, stages, "predictions", C, "condition") as tick:
             compute_predictions(out, results=(ds, protocol), progress=tick)
-    if single and b2.enabled and not done(out / PREDICTIONS_BRIAN2):
-        with stage(out, stages, "predictions (brian2)", C, "condition") as tick:
-            compute_predictions(out, engine=Brian2Engine(b2.codegen, out / CACHE_DIR, b2.dt_ms, seed=protocol.config.seed),
-                                results=(ds, protocol), progress=tick)
+    b2 = protocol.config.brian2
+    if single and b2.enabled:
+        brian2_stages(out, ds, protocol, b2.trials, b2.codegen, b2.dt_ms, stages, only_missing=True)
     write_report(out, strict=strict, stages=stages)
+
+
+def analysis_stage(out: Path, ds: xr.Dataset, protocol: Protocol, stages: StageProgress | None = None) -> xr.Dataset:
+    """The phase-space analysis as a reported, timed stage (``analysis.nc``)."""
+    with stage(out, stages, "fixed points", len(protocol.conditions) * ds.sizes["checkpoint"], "checkpoint") as tick:
+        return analyze_run(out, protocol.config.analysis, tick, results=(ds, protocol))
+
+
+def brian2_stages(out: Path, ds: xr.Dataset, protocol: Protocol, trials: int, codegen: str, dt_ms: float | None,
+                  stages: StageProgress | None = None, only_missing: bool = False) -> xr.Dataset | None:
+    """The brian2 re-simulation (``brian2.nc``) and the predictions on brian2's simulation
+    (``predictions_brian2.nc``) as reported, timed stages; with ``only_missing`` a stage whose file
+    is there and intact is skipped. Returns the re-simulation dataset when it ran."""
+    C, result = len(protocol.conditions), None
+    if not (only_missing and done(out / BRIAN2)):
+        with stage(out, stages, "brian2", C, "condition") as tick:
+            result = simulate_run(out, trials=trials, codegen=codegen, dt_ms=dt_ms, results=(ds, protocol),
+                                  progress=lambda cond: tick(1))
+    if not (only_missing and done(out / PREDICTIONS_BRIAN2)):
+        with stage(out, stages, "predictions (brian2)", C, "condition") as tick:
+            compute_predictions(out, engine=Brian2Engine(codegen, out / CACHE_DIR, dt_ms, seed=protocol.config.seed),
+                                results=(ds, protocol), progress=tick)
+    return result
 
 
 def analyze_run(out: str | Path, cfg=None, progress: Callable[[int, dict], None] | None = None, *,
@@ -405,7 +436,7 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, engine
     ``OUT/predictions.nc`` (``predictions_brian2.nc`` with a brian2 engine) unless ``write`` is False."""
     out = Path(out)
     ds, protocol = results or load_results(out)
-    analysis = read_dataset(out / ANALYSIS) if done(out / ANALYSIS) else None
+    analysis = intact(out / ANALYSIS)
     pred = predict(ds, protocol, analysis, trials=trials, engine=engine, progress=progress)
     if write:
         write_dataset(pred, out / (PREDICTIONS if engine is None else PREDICTIONS_BRIAN2))
