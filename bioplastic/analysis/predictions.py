@@ -232,11 +232,21 @@ def cut_window(window: Window, min_trials: int = MIN_TRIALS_AT_TIME) -> Window:
     return Window(window.name, window.start_b, np.minimum(window.stop_b, window.start_b + keep))
 
 
+def choice_means(rate_bxtxn: np.ndarray, window: Window, choice_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The choices (sorted) and each unit's mean rate over the window's steps of each choice's
+    trials, (choice, N). The choice axis of a network is the last row minus the first."""
+    values = np.unique(choice_b)
+    R, M = aligned(rate_bxtxn, window)
+    Mf = M[..., None].astype(float)
+    return values, np.array([(R[choice_b == g] * Mf[choice_b == g]).sum((0, 1)) / max(Mf[choice_b == g].sum(), 1)
+                             for g in values])
+
+
 def choice_sorted(rate_exbxtxn: np.ndarray, window: Window, choice_b: np.ndarray, ok_e: np.ndarray) -> dict[str, np.ndarray]:
     """Trial-averaged rates from the window's onset sorted by choice: ``psth_by_choice`` (E, N, choice,
-    L), and the population projection on each network's choice axis (the difference of the choices'
-    mean rates over the window, unit length), ``projection_by_choice`` (E, choice, L); NaN where no
-    trial of the choice is still in the window, and for missing networks."""
+    L), and the population projection on each network's choice axis (:func:`choice_means`, unit
+    length), ``projection_by_choice`` (E, choice, L); NaN where no trial of the choice is still in the
+    window, and for missing networks."""
     values = np.unique(choice_b)
     E, _, _, N = rate_exbxtxn.shape
     L = int((window.stop_b - window.start_b).max())
@@ -250,8 +260,8 @@ def choice_sorted(rate_exbxtxn: np.ndarray, window: Window, choice_b: np.ndarray
             sel = choice_b == v
             cnt = M[sel].sum(0)
             psth[e, :, g] = np.where(cnt > 0, (R[sel] * M[sel][..., None]).sum(0).T / np.maximum(cnt, 1), np.nan)
-        means = np.nanmean(psth[e], axis=-1)                           # (N, choice)
-        axis = means[:, -1] - means[:, 0]
+        means = choice_means(rate_exbxtxn[e], window, choice_b)[1]    # (choice, N)
+        axis = means[-1] - means[0]
         if np.linalg.norm(axis) > 0:
             proj[e] = np.einsum("ngl,n->gl", psth[e], axis / np.linalg.norm(axis))
     return {"psth_by_choice": psth, "projection_by_choice": proj, "choice_values": values.astype(float)}
@@ -278,33 +288,22 @@ def choice_resolved_ramps(rate_bxtxn, window: Window, choice_b, baseline_n, dt_m
     """
     rate = np.asarray(rate_bxtxn, float)
     choice_b = np.asarray(choice_b)
-    values = np.unique(choice_b)
+    values, means = choice_means(rate, window, choice_b)                  # (G, N)
     N = rate.shape[2]
-    slopes, sig, dev = [], [], []
-    for g in values:
-        sel = choice_b == g
-        fit = ramp_slopes(rate[sel], _subset(window, sel), dt_ms)
-        R, M = aligned(rate[sel], _subset(window, sel))
-        mean_g = (R * M[..., None]).sum((0, 1)) / max(M.sum(), 1)
-        slopes.append(fit.slope_n)
-        sig.append(benjamini_hochberg(fit.p_n))
-        dev.append(mean_g - baseline_n)
-    slopes, sig, dev = np.array(slopes), np.array(sig), np.array(dev)      # (G, N)
+    fits = [ramp_slopes(rate[choice_b == g], _subset(window, choice_b == g), dt_ms) for g in values]
+    slopes = np.array([f.slope_n for f in fits])
+    sig = np.array([benjamini_hochberg(f.p_n) for f in fits])
+    dev = means - baseline_n
     pref = np.argmax(np.abs(dev), axis=0)
     s, d, k = slopes[pref, np.arange(N)], dev[pref, np.arange(N)], sig[pref, np.arange(N)]
     cls = np.where(k & (np.sign(s) == np.sign(d)) & (s != 0), 1, np.where(k & (np.sign(s) == -np.sign(d)) & (s != 0), 2, 0))
     lo, hi = 0, len(values) - 1
     opposite = sig[lo] & sig[hi] & (np.sign(slopes[lo]) * np.sign(slopes[hi]) < 0)
-    R, M = aligned(rate, window)
-    Mf = M[..., None].astype(float)
-    means = np.array([(R[choice_b == g] * Mf[choice_b == g]).sum((0, 1)) / max(Mf[choice_b == g].sum(), 1) for g in values])
     axis = means[hi] - means[lo]
     norm = np.linalg.norm(axis)
-    pop = ramp_slopes(np.zeros(rate.shape[:2] + (1,)), window, dt_ms) if norm == 0 else None
-    if norm > 0:
-        sign_b = np.where(choice_b == values[hi], 1.0, np.where(choice_b == values[lo], -1.0, 0.0))
-        proj = (rate @ (axis / norm)) * sign_b[:, None]                     # (B, T)
-        pop = ramp_slopes(proj[..., None], window, dt_ms)
+    sign_b = np.where(choice_b == values[hi], 1.0, np.where(choice_b == values[lo], -1.0, 0.0))
+    proj = (rate @ (axis / norm)) * sign_b[:, None] if norm > 0 else np.zeros(rate.shape[:2])  # (B, T)
+    pop = ramp_slopes(proj[..., None], window, dt_ms)  # no choice axis: a constant, slope 0
     return {"ramp_class": cls, "preferred_choice": values[pref].astype(float), "slope_preferred": s,
             "fraction_buildup": float((cls == 1).mean()), "fraction_decay": float((cls == 2).mean()),
             "fraction_opposite_ramps": float(opposite.mean()),

@@ -45,3 +45,16 @@ def test_the_window_ends_where_fewer_than_the_minimum_or_a_quarter_of_the_trials
     assert (cut_window(w, min_trials=5).stop_b == 10).all()  # 5 trials are fewer than a quarter of 35
     few = np.r_[np.full(12, 10), np.full(4, 20)]       # 4 of 16 trials are a quarter
     assert (cut_window(Window("delay", np.zeros(16, int), few), min_trials=4).stop_b == few).all()
+
+
+def test_the_figures_use_the_same_choice_axis_as_the_population_ramp():
+    from bioplastic.analysis.predictions import choice_means, choice_sorted
+
+    rate, choice, w = synthetic()
+    values, means = choice_means(rate, w, choice)
+    axis = (means[-1] - means[0]) / np.linalg.norm(means[-1] - means[0])
+    fig = choice_sorted(rate[None], w, choice, np.array([True]))
+    np.testing.assert_allclose(fig["projection_by_choice"][0], np.einsum("ngl,n->gl", fig["psth_by_choice"][0], axis))
+    # the population ramp regresses the same projection, signed by choice: build-up for choice +1
+    proj_plus = fig["projection_by_choice"][0, list(values).index(1)]
+    assert proj_plus[-1] > proj_plus[0]
