@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ..analysis.statistics import CI_LEVEL, bootstrap_ci, nanmedian, paired_comparison
+from ..analysis.statistics import CI_LEVEL, bootstrap_ci, nanmedian
 from ..seeds import numpy_rng
+from .verdicts import search_phase_evidence
 
 #: at most this many sentences
 MAX_SENTENCES = 6
@@ -41,12 +42,11 @@ def _learning(results: xr.Dataset) -> list[str]:
            f"{nanmedian(r['drop_width'].values[ab == 1]):.0f}. Test: track single-session performance across training "
            "and look for a long flat stretch followed by a jump, not a gradual rise."]
     for c in results["condition"].values[1:]:
-        d = paired_comparison(results["search_phase"].sel(condition=c).values, r["search_phase"].values,
-                              _rng(results, 3))
-        if np.isfinite(d["difference"]) and d["p_value"] < 1 - CI_LEVEL:
-            out.append(f"With {c}, the search phase changes by {d['difference']:+.0f} iterations ({CI} "
-                       f"{d['difference_ci_low']:+.0f} to {d['difference_ci_high']:+.0f}; Wilcoxon p = {d['p_value']:.2g}; "
-                       f"n = {int(d['n_pairs'])} paired networks). Test: compare learning curves with the manipulation "
+        e = search_phase_evidence(results, ref, str(c), "", _rng(results, 3))  # claim 3's own comparison
+        if np.isfinite(e.estimate) and e.p_value < 1 - CI_LEVEL:
+            out.append(f"With {c}, the search phase changes by {e.estimate:+.0f} iterations ({CI} "
+                       f"{e.ci_low:+.0f} to {e.ci_high:+.0f}; Wilcoxon p = {e.p_value:.2g}; "
+                       f"n = {int(e.n)} paired networks). Test: compare learning curves with the manipulation "
                        "that stands for it on and off, in the same animals.")
     return out
 

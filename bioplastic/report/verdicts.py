@@ -291,7 +291,7 @@ def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: i
     return ev
 
 
-def _search_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, rng: np.random.Generator) -> Evidence | None:
+def search_phase_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, rng: np.random.Generator) -> Evidence | None:
     """Search phase (iterations on the plateau), ``cond`` minus ``ref``, paired by seed over the
     networks with a drop in both; None when the results hold no search phase."""
     if "search_phase" not in sub:
@@ -333,7 +333,7 @@ def _tcr_vs_reference(d: RunData, claim: int, select: Callable[[CondInfo], bool]
         at = f" ({where})" if where else ""
         for c in tcr:
             # "shortens the search phase / iterations to criterion": either measure, per condition
-            pair = [e for e in (_itc_evidence(sub, ref, c, at), _search_evidence(sub, ref, c, at, verdict_rng(d.results, claim))) if e is not None]
+            pair = [e for e in (_itc_evidence(sub, ref, c, at), search_phase_evidence(sub, ref, c, at, verdict_rng(d.results, claim))) if e is not None]
             ev += pair
             per_cond.append(combine_any(e.status for e in pair))
         numbers += [f"{c}{at}: median iterations to criterion {_median_ci(sub, c, 'itc')}, "
