@@ -576,6 +576,15 @@ def time_constants_ms(eigenvalues: np.ndarray, dt_ms: float) -> np.ndarray:
     return np.where(np.isnan(mod), np.nan, tau)
 
 
+def point_order(x_pxs: np.ndarray, n_unstable_p: np.ndarray, fixed_p: np.ndarray, grid: float) -> np.ndarray:
+    """The deterministic order of a member's points: fixed before slow, then by ``n_unstable``, then
+    lexicographically by the coordinates rounded to ``grid`` (robust to rounding noise)."""
+    if len(x_pxs) == 0:
+        return np.zeros(0, int)
+    rounded = np.round(x_pxs / grid)
+    return np.lexsort(tuple(rounded[:, ::-1].T) + (n_unstable_p, ~np.asarray(fixed_p, bool)))
+
+
 def _assemble(points: list[dict], E: int, S: int, u_exi: np.ndarray, tol_q_e, slow_q_e, scale_e, dt_ms: float,
               method: str, unit_circle_tol: float, dedup_rtol: float) -> FixedPoints:
     """points[e] = dict(x_pxs, q_p, J_pxsxs) of member e (already de-duplicated)."""
@@ -586,10 +595,7 @@ def _assemble(points: list[dict], E: int, S: int, u_exi: np.ndarray, tol_q_e, sl
         n_uns = (np.abs(lam) > 1 + unit_circle_tol).sum(1) if len(lam) else np.zeros(0, int)
         fixed = pe["q_p"] <= tol_q_e[e]
         kind = np.where(n_uns == 0, STABLE, np.where(n_uns == S, UNSTABLE, SADDLE))
-        # lexicographic on coordinates rounded to the de-duplication grid (robust to rounding noise)
-        grid = np.round(pe["x_pxs"] / (dedup_rtol * scale_e[e])) if len(fixed) else pe["x_pxs"]
-        keys = tuple(grid[:, ::-1].T) + (n_uns, ~fixed)
-        order = np.lexsort(keys) if len(fixed) else np.zeros(0, int)
+        order = point_order(pe["x_pxs"], n_uns, fixed, dedup_rtol * scale_e[e])
         rows.append(dict(x=pe["x_pxs"][order], q=pe["q_p"][order], fixed=fixed[order], lam=lam[order],
                          n_uns=n_uns[order], kind=kind[order]))
     P = max([len(r["q"]) for r in rows] + [0])
@@ -781,8 +787,7 @@ def merge_fixed_points(a: FixedPoints, b: FixedPoints, options: FixedPointOption
         hits = np.concatenate([a.hits_exp[e, a.valid_exp[e]] if a.hits_exp is not None else np.zeros(len(pa["q_p"]), int),
                                np.zeros(len(pb["q_p"]), int)])
         cat = {k: np.concatenate([pa[k], pb[k]])[keep] for k in pa}
-        grid = np.round(cat["x_pxs"] / (a.x_expxs.dtype.type(opts.dedup_rtol) * scale)) if len(keep) else cat["x_pxs"]
-        order = np.lexsort(tuple(grid[:, ::-1].T) + (cat["n_unstable_p"], ~cat["is_fixed_p"])) if len(keep) else keep
+        order = point_order(cat["x_pxs"], cat["n_unstable_p"], cat["is_fixed_p"], opts.dedup_rtol * scale)
         rows.append(({k: v[order] for k, v in cat.items()}, hits[keep][order]))
     P = max([len(r[1]) for r in rows] + [0])
     out = FixedPoints(
