@@ -77,3 +77,27 @@ def test_counts_at_the_first_checkpoint_do_not_depend_on_the_condition():
     by_pool = ((an["fp_hits"] > 0) & an["fp_is_fixed"]).sel(context="zero").sum("fp")
     chao1 = an["n_fixed_chao1"]
     assert bool((chao1.isnull() | (chao1 >= by_pool)).all()) and bool((chao1 >= 1).any())
+
+
+def test_a_seeds_fixed_points_do_not_depend_on_how_many_seeds_the_run_has():
+    """Seeds 0 and 1 get the same fixed points in a run of 2 seeds and in a run of 3: their training
+    is the same (tests/test_determinism.py) and a seed's initial states never depend on later seeds."""
+    def run(seeds):
+        protocol = load_protocol({
+            "name": "seeds", "seed": 4, "seeds": seeds,
+            "task": {"kind": "evidence_accumulation", "stimulus_ms": 200, "delay_min_ms": 40, "delay_max_ms": 100,
+                     "response_ms": 60},
+            "model": {"kind": "leaky_rate", "n_units": 12, "g": 1.6},
+            "training": {"iterations": 4, "batch_size": 4, "checkpoint_every": 2, "eval_every": 2, "eval_trials": 8},
+            "conditions": {"baseline": {}},
+            "analysis": {"initial_states": 8, "trials": 4},
+        })
+        return analyze(train(protocol), protocol).isel(seed=[0, 1])
+
+    two, three = run(2), run(3)
+    for v in ("n_stable", "n_saddle", "n_fixed"):
+        np.testing.assert_array_equal(two[v], three[v], err_msg=v)
+    P = two.sizes["fp"]  # points are padded to the most any seed has: a third seed may pad more
+    assert not three["fp_valid"].isel(fp=slice(P, None)).any()
+    np.testing.assert_array_equal(two["fp_hits"], three["fp_hits"].isel(fp=slice(0, P)))
+    np.testing.assert_allclose(two["fp_x"], three["fp_x"].isel(fp=slice(0, P)), rtol=1e-9, atol=1e-12)
