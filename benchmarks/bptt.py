@@ -16,6 +16,7 @@ import torch
 
 from bioplastic.networks import build_network
 from bioplastic.regularizers.tcr_loss import tcr_term
+from bioplastic.training.allocator import keep_freed_memory
 from bioplastic.training.loop import masked_mse
 from bioplastic.training.optim import EnsembleOptimizer, clip_per_member
 
@@ -108,7 +109,11 @@ def _time(step, repeats):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--malloc-default", action="store_true",
+                    help="leave glibc's malloc as it is (training keeps freed memory; bioplastic/training/allocator.py)")
     args = ap.parse_args()
+    kept = False if args.malloc_default else keep_freed_memory()
+    print(f"freed memory kept in the process (as in training): {'yes' if kept else 'no'}")
     gen = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; N={N} B={B} T={T} float32 Adam")
     print(f"{'case':<26}{'plain ms/net':>14}{'bioplastic ms/net':>19}{'ratio':>8}")

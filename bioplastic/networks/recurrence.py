@@ -36,7 +36,7 @@ def phi(name: str, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Te
 def phi_prime(name: str, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """Derivative of phi at ``h`` (``r = phi(h)`` given to save work)."""
     if name == "tanh":
-        return 1 - r * r
+        return torch.addcmul(r.new_ones(()), r, r, value=-1)  # 1 - r^2 in one pass
     if name == "relu":
         return (h > 0).to(h.dtype)
     if name == "softplus":
@@ -53,63 +53,94 @@ def _phi_step(phi_name: str, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor
     return phi(phi_name, h, out=out)
 
 
+def _tanh_units(W_exnxn: torch.Tensor, drive_exbxtxn: torch.Tensor, h0_exbxn: torch.Tensor):
+    """The tanh recurrence in doubled units, where one sigmoid per step is the whole nonlinearity.
+
+    With ``z = 2h`` and ``s = sigmoid(z)``, ``tanh(h) = 2s - 1``, so ``W tanh(h) = 2W s - W 1`` and
+
+        z_t = d z_{t-1} + (4W) s_{t-1} + (2 drive_t - 2 W 1)
+
+    (torch's tanh is ~5-10x slower than its sigmoid on small CPU tensors, and the affine map from
+    ``s`` to ``tanh`` moves into the weights and the drive). Returns the transposed step weights,
+    the drive in doubled units (a new contiguous tensor that becomes ``z``) and ``z0``."""
+    Wt = W_exnxn.transpose(1, 2).mul(4).contiguous()
+    offset = W_exnxn.sum(2).mul(-2)[:, None, None, :]  # -2 W 1, (E, 1, 1, N)
+    z = torch.add(offset, drive_exbxtxn, alpha=2, out=drive_exbxtxn.new_empty(drive_exbxtxn.shape))
+    return Wt, z, torch.mul(h0_exbxn, 2)
+
+
 class _Recurrence(torch.autograd.Function):
-    # Layout: states are kept as (E, B, T, N), the layout callers use, so that no full-size
-    # permuted copies are made (on CPU every pass over a full (E, B, T, N) tensor costs as much as
-    # many per-step operations, which work on cache-resident (E, B, N) slices). R holds
-    # phi(h_{t-1}) at index t (R[:, :, 0] = phi(h0)), and the backward buffer D holds delta_t at index
-    # t with a zero row at T, so dW = D^T R is one matrix product over views.
+    # Layout: inside, states are kept time-major per member, (E, T, B, N), so that each step's
+    # (E, B, N) slice is one contiguous block per member (cache- and TLB-friendly; the (E, B, T, N)
+    # layout callers use scatters a step over B rows far apart); callers get (E, B, T, N) views.
+    # R holds phi(h_{t-1}) at index t (R[:, 0] = phi(h0)), and the backward buffer D holds delta_t at
+    # index t with a zero block at T, so dW = D^T R is one matrix product over views.
+    # Each step is one matrix product and two elementwise operations in both directions; everything
+    # that does not depend on the previous step (phi'(h), the outside gradients) is done once over
+    # the whole tensor.
     @staticmethod
     def forward(ctx, decay_exn, W_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str):
         E, B, T, N = drive_exbxtxn.shape
-        Wt = W_exnxn.transpose(1, 2).contiguous()
         d = decay_exn.unsqueeze(1)  # (E, 1, N)
-        hs = drive_exbxtxn.contiguous().clone()
-        R = drive_exbxtxn.new_empty((E, B, T + 1, N))
-        _phi_step(phi_name, h0_exbxn, R[:, :, 0])
-        h = h0_exbxn
+        R = drive_exbxtxn.new_empty((E, T + 1, B, N))
+        drive = drive_exbxtxn.transpose(1, 2)
+        tanh = phi_name == "tanh"
+        if tanh:  # hs holds z = 2h and R holds s = sigmoid(z) until the loop ends
+            Wt, hs, h = _tanh_units(W_exnxn, drive, h0_exbxn)
+            torch.sigmoid(h, out=R[:, 0])
+        else:
+            Wt, hs, h = W_exnxn.transpose(1, 2).contiguous(), drive.contiguous(), h0_exbxn
+            if hs.data_ptr() == drive_exbxtxn.data_ptr():
+                hs = hs.clone()
+            phi(phi_name, h, out=R[:, 0])
         for t in range(T):
-            ht = hs[:, :, t]
-            ht.addcmul_(d, h).baddbmm_(R[:, :, t], Wt)
+            ht = hs[:, t]
+            ht.addcmul_(d, h).baddbmm_(R[:, t], Wt)
             h = ht
-            _phi_step(phi_name, h, R[:, :, t + 1])
+            if tanh:
+                torch.sigmoid(h, out=R[:, t + 1])
+            else:
+                phi(phi_name, h, out=R[:, t + 1])
+        if tanh:
+            hs.mul_(0.5)
+            R.lerp_(R.new_ones(()), -1.0)  # 2 s - 1 in one pass
         ctx.save_for_backward(decay_exn, W_exnxn, h0_exbxn, hs, R)
         ctx.phi_name = phi_name
-        return hs, R[:, :, 1:]
+        return hs.transpose(1, 2), R[:, 1:].transpose(1, 2)
 
     @staticmethod
     def backward(ctx, grad_h_exbxtxn, grad_r_exbxtxn):
         decay, W, h0, hs, R = ctx.saved_tensors
-        E, B, T, N = hs.shape
-        D = hs.new_empty((E, B, T + 1, N))
-        D[:, :, T] = 0
-        if grad_h_exbxtxn is not None:
-            D[:, :, :T] = grad_h_exbxtxn
-        else:
-            D[:, :, :T] = 0
-        d = decay.unsqueeze(1)
+        E, T, B, N = hs.shape
         name = ctx.phi_name
-        m = None
-        for t in range(T - 1, -1, -1):
-            dt = D[:, :, t]
-            dphi = phi_prime(name, hs[:, :, t], R[:, :, t + 1])  # phi'(h_t)
-            if grad_r_exbxtxn is not None:
-                dt.addcmul_(grad_r_exbxtxn[:, :, t], dphi)
-            if m is not None:  # recurrent part from t + 1
-                dt.addcmul_(d, D[:, :, t + 1]).addcmul_(dphi, m)
-            m = torch.bmm(dt, W)  # rows of W^T delta_t, used at t - 1
-        delta0 = D[:, :, 0]
+        dphi = phi_prime(name, hs, R[:, 1:])  # phi'(h_t) for every t at once
+        D = hs.new_empty((E, T + 1, B, N))
+        D[:, T] = 0
+        g_h = grad_h_exbxtxn.transpose(1, 2) if grad_h_exbxtxn is not None else None
+        if grad_r_exbxtxn is not None:  # g_t = dL/dh_t + phi'(h_t) dL/dr_t, in one pass
+            torch.addcmul(g_h if g_h is not None else D.new_zeros(()), grad_r_exbxtxn.transpose(1, 2), dphi, out=D[:, :T])
+        elif g_h is not None:
+            D[:, :T] = g_h
+        else:
+            D[:, :T] = 0
+        d = decay.unsqueeze(1)
+        m = hs.new_empty((E, B, N))  # W^T delta_{t+1}, as rows
+        for t in range(T - 2, -1, -1):
+            nxt = D[:, t + 1]
+            torch.bmm(nxt, W, out=m)
+            D[:, t].addcmul_(d, nxt).addcmul_(dphi[:, t], m)
+        delta0 = D[:, 0]
         dh0 = None
         if ctx.needs_input_grad[3]:
-            dh0 = torch.addcmul(d * delta0, phi_prime(name, h0, R[:, :, 0]), m)
+            dh0 = torch.addcmul(d * delta0, phi_prime(name, h0, R[:, 0]), torch.bmm(delta0, W))
         ddecay = None
         if ctx.needs_input_grad[0]:
-            h_prev = torch.cat([h0.unsqueeze(2), hs[:, :, :-1]], 2)
-            ddecay = (D[:, :, :T] * h_prev).sum(dim=(1, 2))
+            h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], 1)
+            ddecay = (D[:, :T] * h_prev).sum(dim=(1, 2))
         dW = None
         if ctx.needs_input_grad[1]:
-            dW = torch.bmm(D.view(E, B * (T + 1), N).transpose(1, 2), R.view(E, B * (T + 1), N))
-        return ddecay, dW, D[:, :, :T], dh0, None
+            dW = torch.bmm(D.view(E, (T + 1) * B, N).transpose(1, 2), R.view(E, (T + 1) * B, N))
+        return ddecay, dW, D[:, :T].transpose(1, 2), dh0, None
 
 
 def recurrence(decay_exn: torch.Tensor, W_exnxn: torch.Tensor, drive_exbxtxn: torch.Tensor,

@@ -106,3 +106,20 @@ def test_one_step_map_reproduces_run_under_constant_input(kind):
     for t in range(5):
         x = net.one_step(x, u)
         torch.testing.assert_close(x[..., :net.n_units], roll.state_exbxtxn[:, :, t, :net.n_units], **TOL)
+
+
+@pytest.mark.parametrize("phi", PHIS)
+@pytest.mark.parametrize("uses", ["states", "rates"])
+def test_fused_recurrence_gradients_when_only_states_or_only_rates_are_used(phi, uses):
+    """The backward pass gets None for the output the loss does not use (each path tested)."""
+    g = torch.Generator().manual_seed(1)
+    E, B, T, N = 2, 3, 7, 4
+    args = [torch.rand(E, N, generator=g, **F64), torch.randn(E, N, N, generator=g, **F64) / N ** 0.5,
+            torch.randn(E, B, T, N, generator=g, **F64), torch.randn(E, B, N, generator=g, **F64)]
+    args = [a.requires_grad_() for a in args]
+    w = torch.randn(E, B, T, N, generator=g, **F64)
+    pick = 0 if uses == "states" else 1
+    fused = torch.autograd.grad((recurrence(*args, phi)[pick] * w).sum(), args)
+    plain = torch.autograd.grad((recurrence_reference(*args, phi)[pick] * w).sum(), args)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, **TOL)
