@@ -18,6 +18,7 @@ from tqdm import tqdm
 from . import pipeline
 from .analysis.phase_space import AnalysisError
 from .analysis.predictions import prediction_sentences
+from .device import DEVICES, DeviceError, resolve_device
 from .learning import RULES
 from .networks import NETWORKS
 from .protocol.docs import schema_text
@@ -50,12 +51,18 @@ def _parser() -> argparse.ArgumentParser:
                           "dask: a dask.distributed LocalCluster, or the cluster given by --scheduler")
     run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     run.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="address of a running Dask scheduler (implies --executor dask)")
+    run.add_argument("--device", choices=DEVICES,
+                     help="where to train and analyse: sets training.device (cpu, the default: the same numbers everywhere; "
+                          "cuda: a GPU, the same numbers to float tolerance; auto: a GPU when torch sees one)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     val = sub.add_parser("validate", help="check a protocol and print it resolved (models, defaults, conditions)")
     val.add_argument("protocol")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
     ana = sub.add_parser("analyze", help="phase-space analysis of a finished run's checkpoints (writes OUT/analysis.nc; no retraining)")
     ana.add_argument("out", help="a finished run's folder (holding results.nc)")
+    ana.add_argument("--device", choices=DEVICES,
+                     help="where the fixed-point search runs (default: the run's training.device; cuda: a GPU, auto: a GPU when "
+                          "torch sees one)")
     sim = sub.add_parser("simulate", help="re-simulate a finished run's trained networks in brian2 and torch (writes OUT/brian2.nc)")
     sim.add_argument("out", help="a finished run's folder (holding results.nc)")
     sim.add_argument("--engine", choices=("brian2",), default="brian2", help="the independent simulator (brian2)")
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return cmd_list()
         if args.command == "analyze":
-            return cmd_analyze(Path(args.out))
+            return cmd_analyze(Path(args.out), args.device)
         if args.command == "report":
             return cmd_report(Path(args.out))
         if args.command == "simulate":
@@ -92,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "schema":
             print(schema_text(markdown=args.markdown))
             return 0
-        protocol = load_protocol(args.protocol, args.overrides)
+        device = [f"training.device={args.device}"] if getattr(args, "device", None) else []
+        protocol = load_protocol(args.protocol, args.overrides + device)
         if args.command == "validate":
             print(protocol.text.rstrip("\n"), flush=True)
             points = f" x {len(protocol.points)} sweep points" if protocol.sweep is not None else ""
@@ -104,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except DamagedFileError as exc:  # a file that cannot be recomputed from what precedes it
         return _fail(f"{exc}; delete it and run the same command again")
+    except DeviceError as exc:  # training.device (or --device) asks for a GPU torch does not see
+        return _fail(str(exc))
 
 
 def _incomplete(exc: pipeline.IncompleteRun) -> int:
@@ -151,13 +161,15 @@ def times_line(out: Path) -> str:
             + f" (total {sum(times.values()):.0f} s)") if times else ""
 
 
-def cmd_analyze(out: Path) -> int:
+def cmd_analyze(out: Path, device: str | None = None) -> int:
+    if device is not None:
+        resolve_device(device, "--device")  # DeviceError before anything starts
     bars = Bars()
     try:
         ds, protocol = pipeline.load_results(out)
-        analysis = pipeline.analysis_stage(out, ds, protocol, bars)
+        analysis = pipeline.analysis_stage(out, ds, protocol, bars, device=device)
         pipeline.write_report(out, stages=bars)
-    except (AnalysisError, pipeline.RunError, pipeline.RunLockedError) as exc:
+    except (AnalysisError, pipeline.RunError, pipeline.RunLockedError, DeviceError) as exc:
         return _fail(str(exc))
     except pipeline.IncompleteRun as exc:
         return _incomplete(exc)
@@ -239,6 +251,8 @@ def cmd_run(protocol, args) -> int:
         executor = make_executor("dask" if args.scheduler else args.executor, args.workers, args.scheduler)
     except ExecutorError as exc:
         return _fail(str(exc))
+    if not executor.remote:  # (a cluster's workers resolve training.device on their own machines)
+        pipeline.check_device(protocol)  # DeviceError (exit 2) before anything is written
     out = pipeline.output_dir(protocol, args.out)
     if not (out / "protocol.yaml").exists():
         check_output_dir(out)  # before the lock creates the folder
@@ -273,7 +287,7 @@ def _run(protocol, args, executor, out: Path) -> int:
     except pipeline.IncompleteRun as exc:
         incomplete = exc
         ds = read_dataset(out / pipeline.RESULTS)
-    except (pipeline.RunError, pipeline.RunLockedError, ExecutorError, AnalysisError, SimulateError) as exc:
+    except (pipeline.RunError, pipeline.RunLockedError, ExecutorError, AnalysisError, SimulateError, DeviceError) as exc:
         bars.close()
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ import xarray as xr
 from .analysis.learning_curves import add_learning_statistics
 from .analysis.phase_space import analyze
 from .analysis.predictions import DEFAULT_TRIALS, predict
+from .device import DeviceError, resolve_device
 from .plotting.curves import png_bytes
 from .plotting.figures import figure_names, figures
 from .protocol.load import Protocol
@@ -46,8 +47,9 @@ from .training.executors import Executor, InProcessExecutor
 from .training.loop import EnsembleTrainer
 from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path, verified_results
 
-__all__ = ["IncompleteRun", "RunError", "RunLockedError", "analyze_run", "compute_predictions", "load_results", "output_dir",
-           "read_run", "results_dataset", "run_protocol", "simulate_run", "total_work", "train", "write_report"]
+__all__ = ["DeviceError", "IncompleteRun", "RunError", "RunLockedError", "analyze_run", "check_device", "compute_predictions",
+           "load_results", "output_dir", "read_run", "results_dataset", "run_protocol", "simulate_run", "total_work", "train",
+           "write_report"]
 
 RESULTS = "results.nc"
 ANALYSIS = "analysis.nc"
@@ -277,6 +279,13 @@ def total_work(protocol: Protocol) -> int:
     return sum(u.work for u in plan_units(protocol))
 
 
+def check_device(protocol: Protocol) -> None:
+    """:class:`DeviceError` now, before anything is written, when a point of the protocol asks for a
+    ``training.device`` this machine cannot give (``cuda`` where torch sees no CUDA device)."""
+    for point in protocol.points:
+        resolve_device(point.protocol.config.training.device)
+
+
 def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor: Executor | None = None,
                  progress: Callable[[int, dict], None] | None = None,
                  interrupt_at: int | None = None,
@@ -287,7 +296,11 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
     ``progress(n, info)`` counts trained network-iterations; ``stages`` hears about the stages after
     training. Every stage's wall time goes to ``OUT/timings.json``. Returns the results dataset and
     the folder; raises :class:`IncompleteRun` (after writing everything it could) when parts of the
-    report failed."""
+    report failed, :class:`DeviceError` (before writing anything) when ``training.device`` asks for
+    a device torch does not see here; with an executor whose workers run on other machines (a Dask
+    cluster) each worker resolves the device itself."""
+    if not getattr(executor, "remote", False):
+        check_device(protocol)
     out = output_dir(protocol, out)
     if not (out / "protocol.yaml").exists():
         check_output_dir(out)  # before the lock creates the folder
@@ -372,10 +385,12 @@ def finish(ds: xr.Dataset, protocol: Protocol, out: Path, stages: StageProgress 
     write_report(out, strict=strict, stages=stages)
 
 
-def analysis_stage(out: Path, ds: xr.Dataset, protocol: Protocol, stages: StageProgress | None = None) -> xr.Dataset:
-    """The phase-space analysis as a reported, timed stage (``analysis.nc``)."""
+def analysis_stage(out: Path, ds: xr.Dataset, protocol: Protocol, stages: StageProgress | None = None,
+                   device: str | None = None) -> xr.Dataset:
+    """The phase-space analysis as a reported, timed stage (``analysis.nc``), on ``device`` (default:
+    the protocol's ``training.device``)."""
     with stage(out, stages, "fixed points", len(protocol.conditions) * ds.sizes["checkpoint"], "checkpoint") as tick:
-        return analyze_run(out, protocol.config.analysis, tick, results=(ds, protocol))
+        return analyze_run(out, protocol.config.analysis, tick, results=(ds, protocol), device=device)
 
 
 def brian2_stages(out: Path, ds: xr.Dataset, protocol: Protocol, trials: int, codegen: str, dt_ms: float | None,
@@ -396,17 +411,19 @@ def brian2_stages(out: Path, ds: xr.Dataset, protocol: Protocol, trials: int, co
 
 
 def analyze_run(out: str | Path, cfg=None, progress: Callable[[int, dict], None] | None = None, *,
-                results: tuple[xr.Dataset, Protocol] | None = None) -> xr.Dataset:
+                results: tuple[xr.Dataset, Protocol] | None = None, device: str | None = None) -> xr.Dataset:
     """The phase-space analysis of a finished run folder: writes and returns ``OUT/analysis.nc``
-    (finished parts are kept in ``OUT/analysis_parts`` until it is written, so it resumes)."""
+    (finished parts are kept in ``OUT/analysis_parts`` until it is written, so it resumes), on
+    ``device`` (default: the protocol's ``training.device``)."""
     out = Path(out)
     with run_lock(out, create=False):
-        return _analyze_locked(out, cfg, progress, results)
+        return _analyze_locked(out, cfg, progress, results, device)
 
 
-def _analyze_locked(out: Path, cfg, progress, results) -> xr.Dataset:
+def _analyze_locked(out: Path, cfg, progress, results, device) -> xr.Dataset:
     ds, protocol = results or load_results(out)
-    analysis = analyze(ds, protocol, cfg or protocol.config.analysis, progress, cache=TorchFileCache(out / PARTS_DIR))
+    analysis = analyze(ds, protocol, cfg or protocol.config.analysis, progress, cache=TorchFileCache(out / PARTS_DIR),
+                       device=device)
     write_dataset(analysis, out / ANALYSIS)
     shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
     return analysis
@@ -431,13 +448,14 @@ def _simulate_locked(out: Path, trials, codegen, dt_ms, progress, results) -> xr
 
 def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, engine: Brian2Engine | None = None,
                         write: bool = True, results: tuple[xr.Dataset, Protocol] | None = None,
-                        progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
+                        progress: Callable[[int, dict], None] | None = None, device: str | None = None) -> xr.Dataset:
     """The predictions of a finished run folder (with its analysis.nc when present): writes
-    ``OUT/predictions.nc`` (``predictions_brian2.nc`` with a brian2 engine) unless ``write`` is False."""
+    ``OUT/predictions.nc`` (``predictions_brian2.nc`` with a brian2 engine) unless ``write`` is False;
+    the torch simulations run on ``device`` (default: the protocol's ``training.device``)."""
     out = Path(out)
     ds, protocol = results or load_results(out)
     analysis = intact(out / ANALYSIS)
-    pred = predict(ds, protocol, analysis, trials=trials, engine=engine, progress=progress)
+    pred = predict(ds, protocol, analysis, trials=trials, engine=engine, progress=progress, device=device)
     if write:
         write_dataset(pred, out / (PREDICTIONS if engine is None else PREDICTIONS_BRIAN2))
     return pred

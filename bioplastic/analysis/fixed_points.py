@@ -36,6 +36,10 @@ network's own rounding). All defaults live in :data:`DEFAULTS`.
 
 PLRNN: :func:`plrnn_exact_fixed_points` solves every linear region exactly (Durstewitz 2017).
 
+Device: the search runs where the network's parameters are (``network.to("cuda")``: on the GPU, to
+float tolerance of the CPU's results); index bookkeeping, de-duplication, the eigenvalues and the
+returned :class:`FixedPoints` are numpy on the CPU.
+
 Ordering (deterministic): per member, fixed points first, then slow points; within each group by
 ``n_unstable`` ascending, then lexicographically by the coordinates. Eigenvalues (and the time
 constants, aligned with them) by modulus descending, ties by real then imaginary part descending.
@@ -241,16 +245,16 @@ class _Layout:
     a reshape of the flat batch (no copy)."""
 
     def __init__(self, mi_b: torch.Tensor, n_members: int):
-        mi = mi_b.numpy()
+        mi = mi_b.cpu().numpy()
         members, starts, counts = np.unique(mi, return_index=True, return_counts=True)
         self.mi_b, self.n = mi_b, len(mi)
-        self.members = torch.from_numpy(members)
+        self.members = torch.from_numpy(members).to(mi_b.device)
         self.all_members = len(members) == n_members
         self.kmax = int(counts.max()) if len(counts) else 0
         self.uniform = bool(len(counts) == 0 or (counts == self.kmax).all())
         if not self.uniform:
-            self.row = torch.from_numpy(np.repeat(np.arange(len(members)), counts))
-            self.col = torch.from_numpy(np.arange(len(mi)) - np.repeat(starts, counts))
+            self.row = torch.from_numpy(np.repeat(np.arange(len(members)), counts)).to(mi_b.device)
+            self.col = torch.from_numpy(np.arange(len(mi)) - np.repeat(starts, counts)).to(mi_b.device)
 
     def take(self, t_exy: torch.Tensor) -> torch.Tensor:
         """The rows of a per-member tensor for the members present."""
@@ -332,7 +336,7 @@ class _AutogradSystem:
         f, S = self._f(lay), x_bxs.shape[1]
         X = lay.to_grid(x_bxs)
         M, K = X.shape[:2]
-        eye = torch.eye(S, dtype=F64)
+        eye = torch.eye(S, dtype=F64, device=x_bxs.device)
         blocks = []
         step = max(1, self.chunk // max(1, M))
         with torch.enable_grad():
@@ -374,7 +378,7 @@ def _check_system(system, net64: Network, u_exi: torch.Tensor, x_exkxs: torch.Te
         return
     E, K, S = x_exkxs.shape
     k = min(K, 4)
-    lay = _Layout(torch.arange(E).repeat_interleave(k), E)
+    lay = _Layout(torch.arange(E, device=x_exkxs.device).repeat_interleave(k), E)
     ref = net64.one_step(x_exkxs[:, :k], u_exi).reshape(E * k, S)
     err = (system.F(x_exkxs[:, :k].reshape(E * k, S), lay) - ref).abs().max()
     if not bool(err <= 1e-10 * (1 + ref.abs().max())):
@@ -396,14 +400,17 @@ def _residual(system, x_bxs, lay):
 
 
 def _solve(A_bxsxs: torch.Tensor, rhs_bxs: torch.Tensor) -> torch.Tensor:
-    """Solve ``A x = rhs`` per state (NaN where A is singular). numpy's batched LAPACK solve is
-    about twice as fast as torch's for many small systems; torch's solve_ex is the fallback."""
-    try:
-        return torch.from_numpy(np.linalg.solve(A_bxsxs.numpy(), rhs_bxs.numpy()[..., None])[..., 0])
-    except np.linalg.LinAlgError:
-        x, info = torch.linalg.solve_ex(A_bxsxs, rhs_bxs)
-        x[info != 0] = float("nan")
-        return x
+    """Solve ``A x = rhs`` per state (NaN where A is singular). On the CPU numpy's batched LAPACK
+    solve is about twice as fast as torch's for many small systems; torch's solve_ex is the
+    fallback, and the solver on other devices (a GPU)."""
+    if A_bxsxs.device.type == "cpu":
+        try:
+            return torch.from_numpy(np.linalg.solve(A_bxsxs.numpy(), rhs_bxs.numpy()[..., None])[..., 0])
+        except np.linalg.LinAlgError:
+            pass
+    x, info = torch.linalg.solve_ex(A_bxsxs, rhs_bxs)
+    x[info != 0] = float("nan")
+    return x
 
 
 def _damped_newton(system, x_bxs, mi_b, q_stop_b, max_step_b, *, max_iter: int, opts: FixedPointOptions):
@@ -417,7 +424,7 @@ def _damped_newton(system, x_bxs, mi_b, q_stop_b, max_step_b, *, max_iter: int, 
     """
     x = x_bxs.clone()
     G, q = _residual(system, x, _Layout(mi_b, system.n_members))
-    status = torch.full((len(x),), _RUNNING, dtype=torch.int8)
+    status = torch.full((len(x),), _RUNNING, dtype=torch.int8, device=x.device)
     status[q <= q_stop_b] = _CONVERGED
     status[~torch.isfinite(q)] = _STALLED
     q_window = q.clone()
@@ -436,7 +443,7 @@ def _damped_newton(system, x_bxs, mi_b, q_stop_b, max_step_b, *, max_iter: int, 
         singular = ~torch.isfinite(dx).all(-1)
         t = shorten.clone()  # the step as a fraction of the full Newton step
         done = singular.clone()
-        accepted = torch.zeros(len(idx), dtype=torch.bool)
+        accepted = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
         for _ in range(opts.line_search_steps):
             todo = torch.nonzero(~done).squeeze(1)
             if todo.numel() == 0:
@@ -450,7 +457,7 @@ def _damped_newton(system, x_bxs, mi_b, q_stop_b, max_step_b, *, max_iter: int, 
             accepted[good] = True
             done[good] = True
             t[todo[~ok]] *= 0.5
-        new = torch.full((len(idx),), _RUNNING, dtype=torch.int8)
+        new = torch.full((len(idx),), _RUNNING, dtype=torch.int8, device=x.device)
         new[~accepted] = _STALLED
         new[q[idx] <= q_stop_b[idx]] = _CONVERGED
         status[idx] = new
@@ -468,10 +475,10 @@ def _levenberg_marquardt(system, x_bxs, mi_b, scale_b, q_stop_b, q_keep_b, *, ma
     x = x_bxs.clone()
     G, q = _residual(system, x, _Layout(mi_b, system.n_members))
     B = len(x)
-    mu = torch.full((B,), float("nan"), dtype=F64)
-    nu = torch.full((B,), 2.0, dtype=F64)
-    rejections = torch.zeros(B, dtype=torch.long)
-    status = torch.full((B,), _RUNNING, dtype=torch.int8)
+    mu = torch.full((B,), float("nan"), dtype=F64, device=x.device)
+    nu = torch.full((B,), 2.0, dtype=F64, device=x.device)
+    rejections = torch.zeros(B, dtype=torch.long, device=x.device)
+    status = torch.full((B,), _RUNNING, dtype=torch.int8, device=x.device)
     status[q <= q_stop_b] = _CONVERGED
     status[~torch.isfinite(q)] = _STALLED
     q_window = q.clone()
@@ -508,7 +515,7 @@ def _levenberg_marquardt(system, x_bxs, mi_b, scale_b, q_stop_b, q_keep_b, *, ma
         x[idx[ok]], G[idx[ok]], q[idx[ok]] = xn[ok], Gn[ok], qn[ok]
         small_step = ok & (dx.norm(dim=-1) <= opts.step_rtol * sa)
         flat = ok & ((qa - qn) <= opts.q_rtol * qa) & (pred <= opts.q_rtol * qa)
-        new = torch.full((len(idx),), _RUNNING, dtype=torch.int8)
+        new = torch.full((len(idx),), _RUNNING, dtype=torch.int8, device=x.device)
         new[small_step | flat | (rejections[idx] >= opts.max_rejections)] = _STALLED
         new[q[idx] <= q_stop_b[idx]] = _CONVERGED
         status[idx] = new
@@ -546,9 +553,10 @@ def deduplicate(x_nxs: np.ndarray, q_n: np.ndarray, radius_n) -> np.ndarray:
 
 def _dedup_members(x_bxs: torch.Tensor, q_b: torch.Tensor, mi_b: torch.Tensor, radius_b: torch.Tensor) -> torch.Tensor:
     """:func:`deduplicate` within each member; returns the kept flat indices, sorted."""
-    xn, qn, mn, rn = x_bxs.numpy(), q_b.numpy(), mi_b.numpy(), radius_b.numpy()
+    xn, qn, mn, rn = (t.cpu().numpy() for t in (x_bxs, q_b, mi_b, radius_b))
     keep = [sel[deduplicate(xn[sel], qn[sel], rn[sel])] for e in np.unique(mn) for sel in [np.flatnonzero(mn == e)]]
-    return torch.as_tensor(np.sort(np.concatenate(keep)) if keep else np.zeros(0, int), dtype=torch.long)
+    return torch.as_tensor(np.sort(np.concatenate(keep)) if keep else np.zeros(0, int), dtype=torch.long,
+                           device="cpu").to(x_bxs.device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -680,6 +688,7 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
     u, x0 = _check_inputs(network, u_exi, x0_exkxs)
     if not isinstance(options, FixedPointOptions):
         raise ValueError(f"options must be a FixedPointOptions; got {type(options).__name__}")
+    u, x0 = u.to(network.device), x0.to(network.device)  # (the search runs where the network is)
     opts = options
     max_iter = opts.max_iter if max_iter is None else int(max_iter)
     if max_iter < 1:
@@ -690,18 +699,18 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
     scale_e = torch.clamp(torch.sqrt((norms_exk ** 2).mean(1)), min=opts.scale_floor)
     tol_q_e = _per_member(tol_q, E, "tol_q")
     if tol_q_e is None:
-        tol_q_e = (0.5 * (opts.fixed_eps_factor * eps_net * scale_e) ** 2).numpy()
+        tol_q_e = (0.5 * (opts.fixed_eps_factor * eps_net * scale_e) ** 2).cpu().numpy()
     slow_q_e = _per_member(slow_q, E, "slow_q")
     if slow_q_e is None:
-        slow_q_e = (0.5 * (opts.slow_rtol * scale_e) ** 2).numpy()
+        slow_q_e = (0.5 * (opts.slow_rtol * scale_e) ** 2).cpu().numpy()
     slow_q_e = np.maximum(slow_q_e, tol_q_e)
-    tol_q_t, slow_q_t = torch.as_tensor(tol_q_e), torch.as_tensor(slow_q_e)
+    tol_q_t, slow_q_t = (torch.as_tensor(v, device="cpu").to(x0.device) for v in (tol_q_e, slow_q_e))
 
     system, net64 = _system(network, u, opts)
     with torch.no_grad():
         _check_system(system, net64, u, x0)
         x = x0.reshape(E * K, S)
-        mi = torch.arange(E).repeat_interleave(K)
+        mi = torch.arange(E, device=x0.device).repeat_interleave(K)
         scale_b = scale_e[mi]
         q_solve_b = torch.minimum(0.5 * (opts.solve_rtol * scale_b) ** 2, tol_q_t[mi])
         q_search_b = torch.maximum(0.5 * (opts.search_rtol * scale_b) ** 2, q_solve_b)
@@ -730,19 +739,19 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
         good = torch.isfinite(q) & torch.isfinite(x).all(-1) & (q <= slow_q_t[mi])
         good &= x.norm(dim=-1) <= opts.outlier_factor * max_norm_e[mi]
         x, q, mi, scale_b = x[good], q[good], mi[good], scale_b[good]
-        J_all = system.jacobian_F(x, _Layout(mi, E)) if len(x) else torch.zeros(0, S, S, dtype=F64)
+        J_all = system.jacobian_F(x, _Layout(mi, E)) if len(x) else torch.zeros(0, S, S, dtype=F64, device=x.device)
 
     points = []
-    xn, qn, min_, sn, Jn = x.numpy(), q.numpy(), mi.numpy(), scale_b.numpy(), J_all.numpy()
+    xn, qn, min_, sn, Jn = (t.cpu().numpy() for t in (x, q, mi, scale_b, J_all))
     for e in range(E):
         sel = np.flatnonzero(min_ == e)
         fixed = qn[sel] <= tol_q_e[e]
         radius = np.where(fixed, opts.dedup_rtol, opts.slow_dedup_rtol) * sn[sel]
         k = sel[deduplicate(xn[sel], qn[sel], radius)]
         points.append(dict(x_pxs=xn[k], q_p=qn[k], J_pxsxs=Jn[k]))
-    fp = _assemble(points, E, S, u.numpy(), tol_q_e, slow_q_e, scale_e.numpy(), network.dt_ms,
+    fp = _assemble(points, E, S, u.cpu().numpy(), tol_q_e, slow_q_e, scale_e.cpu().numpy(), network.dt_ms,
                    "newton_lm", opts.unit_circle_tol, opts.dedup_rtol)
-    fp.hits_exp = _hits(fp, ends.numpy(), ends_mi.numpy(), ends_ok.numpy(), opts.slow_dedup_rtol)
+    fp.hits_exp = _hits(fp, ends.cpu().numpy(), ends_mi.cpu().numpy(), ends_ok.cpu().numpy(), opts.slow_dedup_rtol)
     fp.n_starts_e = np.full(E, K)
     return fp
 
@@ -848,6 +857,7 @@ def plrnn_exact_fixed_points(network: Network, u_exi, max_units: int = 12, *,
         raise ValueError(f"plrnn_exact_fixed_points needs a PLRNN; got kind {getattr(network, 'kind', None)!r}. "
                          "Use find_fixed_points for other kinds")
     u, _ = _check_inputs(network, u_exi)
+    u = u.to(network.device)
     N = network.n_units
     if N > max_units:
         raise ValueError(f"the exact PLRNN solver enumerates 2^N linear regions; N = {N} units exceeds "
@@ -858,7 +868,7 @@ def plrnn_exact_fixed_points(network: Network, u_exi, max_units: int = 12, *,
     p = net.params
     A, W = p["A"], net.recurrent_weights()
     c = torch.einsum("ei,eni->en", u, p["C"]) + p["h"]
-    D_rxn = torch.tensor([[(r >> i) & 1 for i in range(N)] for r in range(2 ** N)], dtype=F64)  # (2^N, N)
+    D_rxn = torch.tensor([[(r >> i) & 1 for i in range(N)] for r in range(2 ** N)], dtype=F64, device=u.device)  # (2^N, N)
     eps_net = float(torch.finfo(network.dtype).eps)
     points, scales, tol_q_e, slow_q_e = [], [], [], []
     with torch.no_grad():
@@ -878,12 +888,12 @@ def plrnn_exact_fixed_points(network: Network, u_exi, max_units: int = 12, *,
             Fz = A[e] * z + torch.relu(z) @ W[e].T + c[e]
             q = 0.5 * ((Fz - z) ** 2).sum(-1)
             z, q = z[q <= slow_q_e[-1]], q[q <= slow_q_e[-1]]  # drop numerically meaningless solutions
-            zn, qn = z.numpy(), q.numpy()
+            zn, qn = z.cpu().numpy(), q.cpu().numpy()
             keep = deduplicate(zn, qn, np.full(len(zn), opts.dedup_rtol * scale))
-            zk = z[keep]
+            zk = z[torch.as_tensor(keep, device="cpu").to(z.device)]
             J = W[e][None] * (zk > 0).to(F64)[:, None, :] + torch.diag(A[e])[None]
-            points.append(dict(x_pxs=zn[keep], q_p=qn[keep], J_pxsxs=J.numpy()))
-    return _assemble(points, E, N, u.numpy(), np.array(tol_q_e), np.array(slow_q_e), np.array(scales),
+            points.append(dict(x_pxs=zn[keep], q_p=qn[keep], J_pxsxs=J.cpu().numpy()))
+    return _assemble(points, E, N, u.cpu().numpy(), np.array(tol_q_e), np.array(slow_q_e), np.array(scales),
                      network.dt_ms, "plrnn_exact", opts.unit_circle_tol, opts.dedup_rtol)
 
 

@@ -28,6 +28,9 @@ after ``drop_onset + drop_width`` (both from results.nc; NaN when there is no dr
 
 Finished (condition, checkpoint) parts go to an optional cache (the pipeline keeps them in
 ``OUT/analysis_parts``), so an interrupted analysis resumes.
+
+The torch work (trajectories, the fixed-point search) runs on the protocol's ``training.device``
+or the ``device`` given; everything returned is numpy on the CPU (attribute ``device`` says where).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..device import device_label, device_scope, resolve_device
 from ..protocol.schema import AnalysisConfig
 from ..seeds import numpy_rng
 from ..storage.rebuild import trained_network
@@ -85,8 +89,9 @@ def check_results(ds: xr.Dataset, what: str = "the phase-space analysis") -> Non
 def _trajectories(net, trials, n_seeds: int) -> np.ndarray:
     """Full dynamical states (E, trial, time, S) of the network on the analysis trials."""
     with torch.no_grad():
-        u = torch.as_tensor(trials.inputs_bxtxi, dtype=net.dtype).expand(n_seeds, *trials.inputs_bxtxi.shape)
-        return net.run(u.contiguous()).full_state.double().numpy()
+        u = torch.as_tensor(trials.inputs_bxtxi, dtype=net.dtype, device="cpu").to(net.device)
+        u = u.expand(n_seeds, *trials.inputs_bxtxi.shape)
+        return net.run(u.contiguous()).full_state.double().cpu().numpy()
 
 
 def shared_pool(states: list[np.ndarray], oks: list[np.ndarray], n_states: int, noise_std: float,
@@ -117,16 +122,27 @@ def _fixed_points(net, u_exi: np.ndarray, x0: np.ndarray):
 
 
 def analyze(ds: xr.Dataset, protocol, cfg: AnalysisConfig | None = None,
-            progress: Callable[[int, dict], None] | None = None, cache: MutableMapping | None = None) -> xr.Dataset:
+            progress: Callable[[int, dict], None] | None = None, cache: MutableMapping | None = None,
+            device: str | torch.device | None = None) -> xr.Dataset:
     """The phase-space analysis of every checkpoint of a results dataset (module docstring).
 
     ``protocol``: the run's resolved protocol (``protocol_of(ds)`` reads it back from the dataset);
     ``cfg``: the analysis settings (default: the protocol's ``analysis:``, else defaults).
     ``cache``: an optional mapping keyed by ``"c{condition}-k{checkpoint}"`` that holds finished
     (condition, checkpoint) parts, so an interrupted analysis resumes (the pipeline passes a folder
-    of files); ``progress(1, {})`` is called after each part.
+    of files); ``progress(1, {})`` is called after each part. ``device``: where the torch work runs
+    (``cpu``, ``cuda``, ``auto`` or a torch device; default: the protocol's ``training.device``).
     """
     check_results(ds)
+    field = "training.device" if device is None else "device"
+    device = resolve_device(protocol.config.training.device if device is None else device, field)
+    with device_scope(device):
+        result = _analyze(ds, protocol, cfg, progress, cache, device)
+    result.attrs["device"] = device_label(device)
+    return result
+
+
+def _analyze(ds, protocol, cfg, progress, cache, device) -> xr.Dataset:
     cfg = cfg or protocol.config.analysis or AnalysisConfig()
     root = protocol.config.seed
     task_cond = protocol.conditions[0]
@@ -147,7 +163,7 @@ def analyze(ds: xr.Dataset, protocol, cfg: AnalysisConfig | None = None,
             continue
         # trajectories with each condition's short-term plasticity (the GR metrics compare them); the
         # fixed points are those of the long-term weights (the one-step map has F = 0)
-        nets = [trained_network(ds, protocol, c.name, checkpoint=j) for c in protocol.conditions]
+        nets = [trained_network(ds, protocol, c.name, checkpoint=j, device=device) for c in protocol.conditions]
         states = [_trajectories(net, trials, S) for net, _ in nets]
         oks = [ok for _, ok in nets]
         pools = [shared_pool(states, oks, cfg.initial_states, cfg.noise_std, numpy_rng(root, "fixed_point_starts", j, x))

@@ -91,6 +91,7 @@ import torch
 import xarray as xr
 from scipy import optimize, stats
 
+from ..device import device_label, device_scope, resolve_device
 from ..seeds import numpy_rng, torch_generator
 from ..storage.rebuild import protocol_task, trained_network
 from .geometry import participation_ratio
@@ -512,21 +513,22 @@ def paired_or_unpaired(a_s, b_s, rng: np.random.Generator, n_boot: int = N_BOOT,
 # --------------------------------------------------------------------------------------------- simulation
 def rates_of(net, rollout) -> np.ndarray:
     """The firing rate (E, B, T, N) of a rollout (module docstring), as the network class defines it."""
-    return net.rates(rollout).double().numpy()
+    return net.rates(rollout).double().cpu().numpy()
 
 
 def _run(net, inputs_bxtxi, noise):
-    u = torch.as_tensor(inputs_bxtxi, dtype=net.dtype).expand(net.n_members, *inputs_bxtxi.shape)
+    """The network's own torch dynamics, where the network is (the inputs and noise are moved there)."""
+    u = torch.as_tensor(inputs_bxtxi, dtype=net.dtype, device="cpu").to(net.device).expand(net.n_members, *inputs_bxtxi.shape)
     with torch.no_grad():
-        return net.run(u.contiguous(), None if noise is None else noise.to(net.dtype))
+        return net.run(u.contiguous(), None if noise is None else noise.to(net.dtype).to(net.device))
 
 
 def _noise(net, root: int, n_trials: int, n_steps: int, seeds) -> torch.Tensor | None:
     if not net.needs_noise:
         return None
     shape = (n_trials, n_steps, net.n_units)
-    return torch.stack([torch.randn(shape, generator=torch_generator(root, "prediction_noise", int(s)), dtype=torch.float64)
-                        for s in seeds])
+    return torch.stack([torch.randn(shape, generator=torch_generator(root, "prediction_noise", int(s)), dtype=torch.float64,
+                                    device="cpu") for s in seeds])
 
 
 def plasticity_end(plast: dict | None) -> np.ndarray | None:
@@ -536,10 +538,10 @@ def plasticity_end(plast: dict | None) -> np.ndarray | None:
     if not plast:
         return None
     if "F_end_exbxnxn" in plast:
-        end = plast["F_end_exbxnxn"].detach().double().numpy()
+        end = plast["F_end_exbxnxn"].detach().double().cpu().numpy()
         return end.reshape(end.shape[0], -1)
     if "efficacy_exbxtxn" in plast:
-        change = plast["efficacy_exbxtxn"].detach().double().numpy()[:, :, -1] - 1.0  # s = 1 at rest
+        change = plast["efficacy_exbxtxn"].detach().double().cpu().numpy()[:, :, -1] - 1.0  # s = 1 at rest
         return change.reshape(change.shape[0], -1)
     return None
 
@@ -552,15 +554,15 @@ def plasticity_course(net, inputs_bxtxi, noise, plast: dict, t_from: int) -> tup
     at :data:`PLASTICITY_POINTS` steps at most."""
     T = inputs_bxtxi.shape[1]
     if "efficacy_exbxtxn" in plast:
-        eff = plast["efficacy_exbxtxn"].detach().double().numpy()
+        eff = plast["efficacy_exbxtxn"].detach().double().cpu().numpy()
         return np.arange(t_from, T), np.abs(eff[:, :, t_from:] - 1.0).mean((1, 3))
     if "F_abs_exbxt" in plast:  # a per-step record, when the plasticity keeps one
-        return np.arange(t_from, T), plast["F_abs_exbxt"].detach().double().numpy()[:, :, t_from:].mean(1)
+        return np.arange(t_from, T), plast["F_abs_exbxt"].detach().double().cpu().numpy()[:, :, t_from:].mean(1)
     steps = np.unique(np.linspace(t_from, T - 1, min(PLASTICITY_POINTS, T - t_from)).round().astype(int))
     course = []
     for t in steps:
         cut = _run(net, inputs_bxtxi[:, :t + 1], None if noise is None else noise[:, :, :t + 1])
-        course.append(np.abs(cut.plasticity["F_end_exbxnxn"].detach().double().numpy()).mean((1, 2, 3)))
+        course.append(np.abs(cut.plasticity["F_end_exbxnxn"].detach().double().cpu().numpy()).mean((1, 2, 3)))
     return steps, np.stack(course, 1)
 
 
@@ -664,7 +666,7 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
             out["fraction_timescale_long"][e] = (st == 3).mean()
             out["timescale_median_ms"][e] = np.median(per_unit["timescale_ms"][e][st == 0]) if (st == 0).any() else np.nan
         out["participation_ratio"][e] = participation_ratio(rate[e])
-    outputs = roll.output_exbxtxo.detach().double().numpy()
+    outputs = roll.output_exbxtxo.detach().double().cpu().numpy()
     score = task.score(outputs, trials)
     out["accuracy"] = np.where(ok, score.mean(-1), np.nan)
     figs: dict[str, np.ndarray] = {"example_output": np.where(ok[:, None, None, None], outputs[:, :EXAMPLE_TRIALS], np.nan)}
@@ -693,7 +695,7 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     out["accuracy_plasticity_blocked"] = np.full(E, np.nan)
     if blocked_net is not None:
         roll_b = run(blocked_net, trials.inputs_bxtxi, noise)
-        out["accuracy_plasticity_blocked"] = np.where(ok, task.score(roll_b.output_exbxtxo.detach().double().numpy(),
+        out["accuracy_plasticity_blocked"] = np.where(ok, task.score(roll_b.output_exbxtxo.detach().double().cpu().numpy(),
                                                                      trials).mean(-1), np.nan)
     out["lesion_accuracy_drop"] = out["accuracy"] - out["accuracy_plasticity_blocked"]
     for k in per_unit:
@@ -768,15 +770,29 @@ def _has_plasticity(net) -> bool:
 
 # --------------------------------------------------------------------------------------------- the dataset
 def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, trials: int = DEFAULT_TRIALS,
-            engine: Callable | None = None, progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
+            engine: Callable | None = None, progress: Callable[[int, dict], None] | None = None,
+            device: str | torch.device | None = None) -> xr.Dataset:
     """Every prediction measure (module docstring) of the networks of a results dataset at its last
     checkpoint, as a dataset. ``protocol``: the run's resolved protocol (``protocol_of(ds)``);
     ``analysis``: its phase-space analysis, for the attractor measures (NaN without it);
     ``engine``: what simulates the networks, ``engine(net, inputs_bxtxi, noise) -> Rollout``
     (default: the network's own torch dynamics; ``bioplastic.simulate.Brian2Engine`` re-simulates
     them in brian2, in float64 - the dataset's ``engine`` attribute says which); ``progress(1, {})``
-    after each condition."""
+    after each condition. ``device``: where the torch simulations run (``cpu``, ``cuda``, ``auto`` or a
+    torch device; default: the protocol's ``training.device``); with an ``engine`` the networks stay
+    on the CPU (the engine simulates them)."""
     check_results(ds, "the predictions")
+    if engine is not None:
+        device = torch.device("cpu")
+    field = "training.device" if device is None else "device"
+    device = resolve_device(protocol.config.training.device if device is None else device, field)
+    with device_scope(device):
+        pred = _predict(ds, protocol, analysis, trials, engine, progress, device)
+    pred.attrs["device"] = device_label(device)
+    return pred
+
+
+def _predict(ds, protocol, analysis, trials, engine, progress, device) -> xr.Dataset:
     root = protocol.config.seed
     task = protocol_task(protocol)
     tr = task.sample(numpy_rng(root, "prediction_trials"), int(trials))
@@ -791,10 +807,10 @@ def predict(ds: xr.Dataset, protocol, analysis: xr.Dataset | None = None, *, tri
     results = []
     dtype = torch.float64 if engine is not None else None  # brian2 simulates in double precision
     for cond in conds:
-        net, ok = trained_network(ds, protocol, cond, plasticity=True, dtype=dtype)
+        net, ok = trained_network(ds, protocol, cond, plasticity=True, dtype=dtype, device=device)
         if net.plasticity is not None:  # the time course of |F| from the one rollout
             net.plasticity.record_F_abs = True
-        blocked = trained_network(ds, protocol, cond, plasticity=False, dtype=dtype)[0] if _has_plasticity(net) else None
+        blocked = trained_network(ds, protocol, cond, plasticity=False, dtype=dtype, device=device)[0] if _has_plasticity(net) else None
         res = _network_measures(net, ok, tr, task, root, seeds, ramp_w, stat_w, blocked, engine)
         res["net"].update(_attractors(analysis, cond, seeds, ok, task.n_steps * task.dt_ms))
         results.append(res)

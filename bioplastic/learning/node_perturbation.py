@@ -71,7 +71,7 @@ def batch_key(batch: Batch, e: int) -> int:
     """A 64-bit hash of member e's trials (inputs, targets, mask; as float32 so dtypes agree)."""
     digest = hashlib.sha256()
     for x in (batch.inputs_exbxtxi, batch.targets_exbxtxo, batch.mask_exbxtxo):
-        digest.update(x[e].detach().to(torch.float32).contiguous().numpy().tobytes())
+        digest.update(x[e].detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
     return int.from_bytes(digest.digest()[:8], "little")
 
 
@@ -95,8 +95,8 @@ class NodePerturbation(LearningRule):
         dt = torch.float64
         n_labels = len(config.trial_type)
         #: running baseline state: known trial types (K, labels), per member Rbar and visit counts (E, K)
-        self.type_keys = torch.zeros(1 if n_labels == 0 else 0, n_labels, dtype=dt)
-        self.baseline_exk = torch.zeros(network.n_members, self.type_keys.shape[0], dtype=dt)
+        self.type_keys = torch.zeros(1 if n_labels == 0 else 0, n_labels, dtype=dt, device=network.device)
+        self.baseline_exk = torch.zeros(network.n_members, self.type_keys.shape[0], dtype=dt, device=network.device)
         self.count_exk = torch.zeros_like(self.baseline_exk)
 
     # -- resume state --------------------------------------------------------------------------
@@ -106,9 +106,10 @@ class NodePerturbation(LearningRule):
     def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
         if not d:  # a state saved without the rule's: start the running baseline afresh
             return
-        self.type_keys = d["type_keys"].to(torch.float64).clone()
-        self.baseline_exk = d["baseline"].to(torch.float64).clone()
-        self.count_exk = d["count"].to(torch.float64).clone()
+        device = self.network.device
+        self.type_keys = d["type_keys"].to(device, torch.float64).clone()
+        self.baseline_exk = d["baseline"].to(device, torch.float64).clone()
+        self.count_exk = d["count"].to(device, torch.float64).clone()
 
     # -- the rule ------------------------------------------------------------------------------
     def perturbation(self, batch: Batch) -> torch.Tensor:
@@ -116,7 +117,7 @@ class NodePerturbation(LearningRule):
         E, B, T = batch.inputs_exbxtxi.shape[:3]
         xs = [np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.config.seed, batch_key(batch, e)])))
               .standard_normal((B, T, self.network.n_units)) for e in range(E)]
-        return (self.config.sigma * torch.from_numpy(np.stack(xs))).to(self.network.dtype)
+        return (self.config.sigma * torch.from_numpy(np.stack(xs))).to(self.network.dtype).to(batch.inputs_exbxtxi.device)
 
     def step(self, batch: Batch, alive_e: torch.Tensor) -> StepResult:
         return self.estimate(batch, alive_e, self.perturbation(batch))
@@ -146,7 +147,7 @@ class NodePerturbation(LearningRule):
         # one batched recurrence: [unperturbed trials | perturbed trials] along the trial axis
         drives = [drive.detach(), drive.detach() + a * xi_exbxtxn] if unperturbed else [drive.detach() + a * xi_exbxtxn]
         both = torch.cat(drives, 1)
-        h0 = torch.zeros(E, both.shape[1], net.n_units, dtype=net.dtype)
+        h0 = torch.zeros(E, both.shape[1], net.n_units, dtype=net.dtype, device=u.device)
         with torch.no_grad():  # (with short-term plasticity, when the network has it)
             h_all, r_all, info = net.recur(a * W.detach(), both)
         # the presynaptic factor of the recurrent synapses: r, or s * r under Tsodyks-Markram STP
@@ -185,7 +186,7 @@ class NodePerturbation(LearningRule):
         names = self.config.trial_type
         E, B = batch.inputs_exbxtxi.shape[:2]
         if not names:
-            return torch.zeros(E, B, dtype=torch.long)
+            return torch.zeros(E, B, dtype=torch.long, device=batch.inputs_exbxtxi.device)
         conds = getattr(batch, "conditions", None)
         missing = [n for n in names if conds is None or n not in conds]
         if missing:
@@ -194,6 +195,7 @@ class NodePerturbation(LearningRule):
                              f"the batch carries {have or 'no condition labels'} (missing {missing}); use labels the "
                              f"task provides, or trial_type: [] for one running baseline")
         vals = torch.stack([torch.as_tensor(np.asarray(conds[n]), dtype=torch.float64).reshape(E, B) for n in names], -1)
+        vals = vals.to(self.type_keys.device)
         rows = vals.reshape(E * B, -1)
         new = torch.unique(rows, dim=0)
         if self.type_keys.shape[0]:
@@ -201,7 +203,7 @@ class NodePerturbation(LearningRule):
             new = new[~known]
         if new.shape[0]:
             self.type_keys = torch.cat([self.type_keys, new])
-            pad = torch.zeros(E, new.shape[0], dtype=torch.float64)
+            pad = torch.zeros(E, new.shape[0], dtype=torch.float64, device=new.device)
             self.baseline_exk = torch.cat([self.baseline_exk, pad], 1)
             self.count_exk = torch.cat([self.count_exk, pad.clone()], 1)
         return (rows[:, None, :] == self.type_keys[None]).all(-1).to(torch.long).argmax(1).reshape(E, B)
@@ -212,7 +214,7 @@ class NodePerturbation(LearningRule):
         idx = self.trial_types(batch)
         K = self.type_keys.shape[0]
         R = torch.where(bcast(live_e, R_exb), R_exb, 0).to(torch.float64)
-        n = torch.zeros(R.shape[0], K, dtype=torch.float64).scatter_add_(1, idx, torch.ones_like(R))
+        n = torch.zeros(R.shape[0], K, dtype=torch.float64, device=R.device).scatter_add_(1, idx, torch.ones_like(R))
         mean = torch.zeros_like(n).scatter_add_(1, idx, R) / n.clamp_min(1)
         seen = self.count_exk > 0
         before = torch.where(seen, self.baseline_exk, mean)

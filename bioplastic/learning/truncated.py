@@ -41,7 +41,7 @@ def member_key(network: Network, e: int) -> int:
     digest = hashlib.sha256()
     for name in sorted(network.params):
         digest.update(name.encode())
-        digest.update(network.params[name][e].detach().to(torch.float32).contiguous().numpy().tobytes())
+        digest.update(network.params[name][e].detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
     return int.from_bytes(digest.digest()[:8], "little")
 
 
@@ -62,7 +62,7 @@ def random_feedback(network: Network, seed: int, member_keys: Sequence[MemberKey
         raise ValueError(f"member_keys: expected one key per ensemble member ({E}), got {len(keys)}")
     mats = [np.random.Generator(np.random.PCG64(seed_sequence(seed, k))).normal(0.0, 1.0 / np.sqrt(N), (N, O))
             for k in keys]
-    return torch.as_tensor(np.stack(mats), dtype=network.dtype)
+    return torch.as_tensor(np.stack(mats), dtype=network.dtype).to(network.device)
 
 
 def tcr_local_signal(state_exbxtxn: torch.Tensor, window_exbxt: torch.Tensor, lambda_e: torch.Tensor) -> torch.Tensor:
@@ -126,9 +126,10 @@ class _Trace:
     onto N post units from M presynaptic factors. Stored per presynaptic factor, (E, B, M), when the
     decay is one number (leaky rate: the trace does not depend on the post unit), else (E, B, N, M)."""
 
-    def __init__(self, E: int, B: int, N: int, M: int, per_unit: bool, dtype: torch.dtype):
+    def __init__(self, E: int, B: int, N: int, M: int, per_unit: bool, dtype: torch.dtype,
+                 device: torch.device | None = None):
         self.per_unit = per_unit
-        self.eps = torch.zeros((E, B, N, M) if per_unit else (E, B, M), dtype=dtype)
+        self.eps = torch.zeros((E, B, N, M) if per_unit else (E, B, M), dtype=dtype, device=device)
 
     def update(self, decay: float | torch.Tensor, x_exbxm: torch.Tensor) -> None:
         if self.per_unit:
@@ -219,7 +220,7 @@ class TruncatedRule(LearningRule):
     def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
         """Restore the feedback; an empty dict (a state saved without it) keeps the re-derived one."""
         if self.feedback_exnxo is not None and "feedback" in d:
-            self.feedback_exnxo = d["feedback"].to(self.network.dtype).clone()
+            self.feedback_exnxo = d["feedback"].to(self.network.device, self.network.dtype).clone()
 
     # -- the rule ------------------------------------------------------------------------------
     def step(self, batch: Batch, alive_e: torch.Tensor) -> StepResult:
@@ -240,14 +241,14 @@ class TruncatedRule(LearningRule):
             decay, W, drive = self.decay(), net.recurrent_weights(), self.drive(u, noise)
         d = decay.detach() if isinstance(decay, torch.Tensor) else decay
         c = self.rec_scale
-        h0 = torch.zeros(E, B, net.n_units, dtype=net.dtype)
+        h0 = torch.zeros(E, B, net.n_units, dtype=net.dtype, device=u.device)
         pre = info = None
         with torch.no_grad():
             if getattr(net, "plasticity", None) is not None:  # rate networks with TCR short-term plasticity
                 h, r, info = net.recur(c * W.detach(), drive.detach())
                 pre = info.get("pre_exbxtxn")  # s * r under Tsodyks-Markram STP (the synapses' presynaptic factor)
             else:
-                d_exn = d if isinstance(d, torch.Tensor) else torch.full((E, net.n_units), d, dtype=net.dtype)
+                d_exn = d if isinstance(d, torch.Tensor) else torch.full((E, net.n_units), d, dtype=net.dtype, device=u.device)
                 h, r = recurrence(d_exn, c * W.detach(), drive.detach(), h0, self.phi_name)
         with torch.enable_grad():
             y = self.readout(r if self.reads_rate else h)
@@ -284,10 +285,10 @@ class TruncatedRule(LearningRule):
         per_unit = isinstance(self.decay(), torch.Tensor)
         with torch.no_grad():
             factors0 = self.input_factors(u[:, :, 0])
-        rec_trace = _Trace(E, B, N, N, per_unit, dt)
-        in_traces = {name: _Trace(E, B, N, x.shape[-1], per_unit, dt) for name, x, _ in factors0}
-        decay_trace = torch.zeros(E, B, N, dtype=dt)
-        h = torch.zeros(E, B, N, dtype=dt)
+        rec_trace = _Trace(E, B, N, N, per_unit, dt, u.device)
+        in_traces = {name: _Trace(E, B, N, x.shape[-1], per_unit, dt, u.device) for name, x, _ in factors0}
+        decay_trace = torch.zeros(E, B, N, dtype=dt, device=u.device)
+        h = torch.zeros(E, B, N, dtype=dt, device=u.device)
         r_prev = phi(self.phi_name, h)
         hs, rs = [], []
         for t in range(T):

@@ -89,11 +89,11 @@ class Network(ABC):
         self.plasticity = None
         members = [self.init_member(rng) for rng in rngs]
         self.params: dict[str, torch.Tensor] = {
-            k: torch.as_tensor(np.stack([m[k] for m in members]), dtype=dtype).requires_grad_(True)
+            k: torch.as_tensor(np.stack([m[k] for m in members]), dtype=dtype, device="cpu").requires_grad_(True)
             for k in self.param_dims
         }
         self.buffers: dict[str, torch.Tensor] = {
-            k: torch.as_tensor(np.stack([m[k] for m in members]), dtype=dtype)
+            k: torch.as_tensor(np.stack([m[k] for m in members]), dtype=dtype, device="cpu")
             for k in members[0] if k not in self.param_dims
         }
         undeclared = sorted(set(self.buffers) - set(self.buffer_dims))
@@ -103,6 +103,25 @@ class Network(ABC):
     @property
     def n_units(self) -> int:
         return int(self.config.n_units)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters are (the members are created on the CPU; :meth:`to` moves them)."""
+        return next(iter(self.params.values())).device
+
+    def to(self, device: torch.device | str) -> Network:
+        """Move the parameters, buffers and the attached plasticity's state to ``device``, in place
+        (the ``params`` and ``buffers`` dicts stay the same objects; a parameter stays a leaf that
+        requires grad). The values are copied exactly. Returns the network."""
+        device = torch.device(device)
+        for tensors in (self.params, self.buffers):
+            for k, v in tensors.items():
+                if v.device != device:
+                    tensors[k] = v.detach().to(device).requires_grad_(v.requires_grad)
+        eta = getattr(self.plasticity, "eta_e", None)
+        if isinstance(eta, torch.Tensor) and eta.device != device:
+            self.plasticity.eta_e = eta.to(device)
+        return self
 
     @abstractmethod
     def init_member(self, rng: np.random.Generator) -> dict[str, np.ndarray]:

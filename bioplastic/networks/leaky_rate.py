@@ -93,7 +93,7 @@ class LeakyRate(Network):
     def rate_map(self, u_exi):
         """``d = 1 - alpha``, ``weights = alpha W``, ``offset = alpha (W_in u + b)``."""
         a, p = self.alpha, self.params
-        d = torch.full((self.n_members, self.full_state_dim()), 1.0 - a, dtype=self.dtype)
+        d = torch.full((self.n_members, self.full_state_dim()), 1.0 - a, dtype=self.dtype, device=p["W_in"].device)
         c = a * (torch.einsum("ei,eni->en", u_exi, p["W_in"]) + p["b"])
         return RateMap(d, a * self.recurrent_weights(), c, self.config.phi)
 
@@ -104,8 +104,8 @@ class LeakyRate(Network):
         """States from a drive, with ``Wc = alpha W`` given (rules pass a detached one):
         ``(h, r, plasticity signatures or None)``; the short-term plasticity acts when attached."""
         E, B, _, N = drive_exbxtxn.shape
-        decay = torch.full((E, N), 1.0 - self.alpha, dtype=self.dtype)
-        h0 = torch.zeros(E, B, N, dtype=self.dtype)
+        decay = torch.full((E, N), 1.0 - self.alpha, dtype=self.dtype, device=drive_exbxtxn.device)
+        h0 = torch.zeros(E, B, N, dtype=self.dtype, device=drive_exbxtxn.device)
         if self.plasticity is not None:
             return self.plasticity.run(decay, Wc_exnxn, drive_exbxtxn, h0, self.config.phi, self.alpha)
         h, r = recurrence(decay, Wc_exnxn, drive_exbxtxn, h0, self.config.phi)

@@ -68,7 +68,7 @@ class LSTM(Network):
         if noise_exbxtxn is not None and self.config.sigma_h > 0:
             x = x.clone()
             x[..., 2 * N:3 * N] += self.config.sigma_h * noise_exbxtxn
-        h = torch.zeros(E, B, N, dtype=self.dtype)
+        h = torch.zeros(E, B, N, dtype=self.dtype, device=x.device)
         c = torch.zeros_like(h)
         hs, cs = [], []
         for t in range(T):

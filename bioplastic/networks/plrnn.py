@@ -70,6 +70,6 @@ class PLRNN(Network):
         drive = torch.einsum("ebti,eni->ebtn", inputs_exbxtxi, p["C"]) + p["h"][:, None, None, :]
         if noise_exbxtxn is not None and self.config.sigma_h > 0:
             drive = drive + self.config.sigma_h * noise_exbxtxn
-        z0 = torch.zeros(E, B, self.n_units, dtype=self.dtype)
+        z0 = torch.zeros(E, B, self.n_units, dtype=self.dtype, device=drive.device)
         z, _ = recurrence(p["A"], self.recurrent_weights(), drive, z0, "relu")
         return Rollout(z, torch.einsum("ebtn,eon->ebto", z, p["B"]))

@@ -437,6 +437,10 @@ def _resolve(raw: dict, source: str, protocol_dir: Path) -> Protocol:
             if getattr(training, key) != getattr(cfg.training, key):
                 problems.append(f"{where}.training.{key}: must be the same in every condition "
                                 f"(it fixes the shape of the results); got {getattr(training, key)!r}, the protocol has {getattr(cfg.training, key)!r}")
+        if training.device != cfg.training.device:
+            problems.append(f"{where}.training.device: must be the same in every condition (conditions are compared "
+                            f"on one device: a GPU's numbers differ from the CPU's in the last bits); got "
+                            f"{training.device!r}, the protocol has {cfg.training.device!r}")
         for key in SHARED_MODEL:  # a model found by module path may have no `kind` field: compare the kinds as named
             got, base = (cmodel_kind, model_kind) if key == "kind" else (getattr(cmodel, key, None), getattr(model, key, None))
             if got != base:

@@ -60,6 +60,11 @@ class TrainingConfig(Schema):
     ensemble_size: int = Field(4, gt=0, le=MAX_NETWORKS, description="at most this many networks train together in one work unit (compatible networks are split evenly into units of at most this size; results do not depend on the executor)")
     loss_smoothing: int = Field(25, gt=0, description="moving-average window (iterations) for the learning-curve metrics (search phase, drop onset and width, abruptness; docs/science.md)")
     dtype: Literal["float32", "float64"] = Field("float32", description="floating-point type of the simulation")
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="where training, fixed points and predictions run: cpu (the same numbers on every machine); "
+                           "cuda (a GPU: the same numbers as cpu to float tolerance, not bit for bit; an error where torch "
+                           "sees no CUDA device); auto (cuda when torch sees one, else cpu). The results record where it "
+                           "ran (attribute `device`); `--device` on the command line sets it")
 
     @field_validator("adam_betas", mode="before")
     @classmethod

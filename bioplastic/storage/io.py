@@ -131,8 +131,9 @@ def verify_torch_file(path: Path) -> None:
     _verified_payload(path)
 
 
-def safe_torch_load(path: Path):
+def safe_torch_load(path: Path, map_location="cpu"):
     """Load a file of :func:`atomic_torch_save`: verified first (:class:`DamagedFileError` for a wrong
     checksum, a truncated file or one without the header), then tensors and plain containers only
-    (``weights_only``, never arbitrary unpickled objects)."""
-    return torch.load(io.BytesIO(_verified_payload(path)), weights_only=True)
+    (``weights_only``, never arbitrary unpickled objects), onto ``map_location`` (the CPU by
+    default, whatever device a tensor was saved from; the training loop moves what it needs)."""
+    return torch.load(io.BytesIO(_verified_payload(path)), weights_only=True, map_location=map_location)

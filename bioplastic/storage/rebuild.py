@@ -34,13 +34,15 @@ def protocol_task(protocol) -> Task:
 
 
 def trained_network(ds: xr.Dataset, protocol, condition: str, checkpoint: int = -1,
-                    dtype: torch.dtype | None = None, plasticity: bool = True) -> tuple[Network, np.ndarray]:
+                    dtype: torch.dtype | None = None, plasticity: bool = True,
+                    device: torch.device | str = "cpu") -> tuple[Network, np.ndarray]:
     """The ``seeds`` networks of ``condition`` (E = seeds) at checkpoint index ``checkpoint``.
 
     Returns ``(network, ok_e)``; members whose checkpoint holds non-finite values (diverged, or
     stopped before it) get zeros and ``ok_e`` False. With ``plasticity`` (default) the condition's
     TCR short-term plasticity is attached (at its base strength ``eta_F``), as it was in training;
-    ``plasticity=False`` gives the same networks with it blocked (a lesion).
+    ``plasticity=False`` gives the same networks with it blocked (a lesion). ``device``: where the
+    network's tensors go (the CPU by default; the values are the dataset's, exactly).
     """
     cond = condition_of(protocol, condition)
     task = protocol_task(protocol)
@@ -61,4 +63,4 @@ def trained_network(ds: xr.Dataset, protocol, condition: str, checkpoint: int = 
                 net.buffers[k] = torch.as_tensor(ds[f"buffer_{k}"].sel(condition=condition).values, dtype=dtype)
     if plasticity:
         attach_plasticity(net, cond.tcr)
-    return net, ok
+    return net.to(device), ok

@@ -148,7 +148,14 @@ def build_dataset(protocol, results) -> xr.Dataset:
     ds["diverged"] = np.isfinite(ds["diverged_at"])
     ds["final_iteration"] = (("condition", "seed"), data["final_iteration"].astype(np.int64))
     describe(ds, protocol)
+    ds.attrs["device"] = devices_of([getattr(r, "device", "cpu") for r in results])
     return ds
+
+
+def devices_of(labels) -> str:
+    """The ``device`` attribute: where the networks trained (``cpu``, ``cuda:0 (NAME)``; several,
+    comma-separated, when units trained on different devices, e.g. ``auto`` on a run resumed elsewhere)."""
+    return ", ".join(sorted({str(x) for x in labels})) or "cpu"
 
 
 def describe(ds: xr.Dataset, protocol) -> None:
@@ -174,7 +181,6 @@ def describe(ds: xr.Dataset, protocol) -> None:
         versions=json.dumps(package_versions()),
         git_commit=git_commit(),
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        device="cpu",
         Conventions="CF-1.8",
     )
 
@@ -297,6 +303,7 @@ def combine_points(protocol, datasets: list[xr.Dataset]) -> xr.Dataset:
         ds = datasets[0]
         ds.attrs["sweep_dims"] = ""
         return ds
+    devices = devices_of(label.strip() for d in datasets for label in d.attrs.get("device", "cpu").split(", "))
     grid = list(protocol.sweep.grid)
     zipped = protocol.sweep.zip
     ds = xr.concat(datasets, dim="sweep_point", join="outer", combine_attrs="drop_conflicts", data_vars="all",
@@ -323,6 +330,7 @@ def combine_points(protocol, datasets: list[xr.Dataset]) -> xr.Dataset:
     if zipped:
         ds["zip"].attrs.update(units="", long_name="index of the zipped sweep values")
     ds.attrs["sweep_dims"] = ",".join(index_names)
+    ds.attrs["device"] = devices
     return ds
 
 

@@ -96,6 +96,8 @@ def threads_per_worker(workers: int) -> int:
 
 class Executor(ABC):
     name: str
+    #: the workers run on other machines (a Dask cluster's): each resolves ``training.device`` itself
+    remote: bool = False
     #: how each unit's trainer is run (see the module docstring)
     runner: UnitRunner = staticmethod(train)
 
@@ -329,6 +331,7 @@ class DaskExecutor(Executor):
                  runner: UnitRunner = train):
         scheduler = check_scheduler_address(scheduler) if scheduler else None
         self.scheduler, self.workers, self.timeout = scheduler, workers, connect_timeout_s
+        self.remote = scheduler is not None
         self.runner = runner
         self.dashboard = ""
 

@@ -5,6 +5,10 @@ Per iteration k every member s draws its own batch from the counter-based stream
 its ensemble, nor on whether the run was interrupted and resumed. Every ``checkpoint_every``
 iterations the weights are snapshotted and the full training state is written atomically to a
 resume file; an interrupted run restarts from the last one and finishes with the same numbers.
+
+On a GPU (``training.device``; device.py) the parameters, buffers, optimizer state, batches
+and noise live on the device, but every random number is drawn on the CPU as it always is and then
+moved there; resume states and results are CPU tensors and numpy arrays, wherever it trained.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import numpy as np
 import torch
 
 from ..analysis.learning_curves import HORIZON_WINDOWS, iterations_to_criterion
+from ..device import device_label, device_scope, resolve_device, to_cpu
 from ..learning import RULES, Batch, LearningRule, StepResult
 from ..learning.bptt import masked_mse
 from ..networks import Network, build_network
@@ -49,7 +54,7 @@ class MemberSpec:
     training: the training settings: a ``TrainingConfig`` (protocol/schema.py) or any object with its
           attributes (rule, rule_options, optimizer, lr, adam_betas, momentum, iterations, batch_size,
           clip_grad_norm, checkpoint_every, eval_every, eval_trials, criterion, stop_when_learned,
-          loss_smoothing, dtype)
+          loss_smoothing, dtype; and device, which defaults to cpu where it is missing)
     tcr: the TCR settings: a ``TCRConfig`` or any object with its attributes (form, lambda_, normalize,
           window, schedule, plasticity - a regularizers.tcr_plasticity.PlasticityConfig)
 
@@ -92,14 +97,15 @@ class GroupResult:
     buffers: dict[str, np.ndarray] = field(default_factory=dict)      # (E, ...): fixed, drawn at init
     buffer_dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
     seconds: float = float("nan")                                    # wall time of the (last) training run
+    device: str = "cpu"                                              # where it trained (device.device_label)
 
 
 class Interrupted(Exception):
     """Training stopped on request (tests use it to simulate Ctrl-C at a given iteration)."""
 
 
-def _stack_trials(trials: list[Trials], dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    as_t = lambda key: torch.from_numpy(np.stack([getattr(t, key) for t in trials])).to(dtype)  # noqa: E731
+def _stack_trials(trials: list[Trials], dtype, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    as_t = lambda key: torch.from_numpy(np.stack([getattr(t, key) for t in trials])).to(dtype).to(device)  # noqa: E731
     return as_t("inputs_bxtxi"), as_t("targets_bxtxo"), as_t("mask_bxtxo")
 
 
@@ -111,9 +117,13 @@ def window_mask(trials: Trials, window: str, n_steps: int) -> np.ndarray:
 
 
 class EnsembleTrainer:
-    """Trains the members of one group (all share task, model kind/size and training shape)."""
+    """Trains the members of one group (all share task, model kind/size and training shape).
 
-    def __init__(self, members: list[MemberSpec], root_seed: int):
+    ``device``: where to train (a ``training.device`` value or a torch device); default: the
+    members' ``training.device`` (``cpu`` when their training settings have none).
+    :class:`~bioplastic.device.DeviceError` when it names a device torch cannot see."""
+
+    def __init__(self, members: list[MemberSpec], root_seed: int, device: str | torch.device | None = None):
         #: the networks asked for; a single one trains beside an identical twin (discarded at the end),
         #: because torch computes a batch of one by other kernels (einsum and bmm squeeze it) whose
         #: last bits differ: with the twin, a network's numbers never depend on its ensemble-mates
@@ -123,22 +133,32 @@ class EnsembleTrainer:
         c0 = members[0]
         self.tr = c0.training
         self.dtype = torch.float64 if self.tr.dtype == "float64" else torch.float32
+        self.device = resolve_device(getattr(self.tr, "device", "cpu") if device is None else device)
+        self.device_label = device_label(self.device)
         self.task: Task = build_task(c0.task_kind, dict(c0.task))
         self.seed_idx = [m.seed_index for m in members]
-        E = len(members)
         # the members share the model (see MemberSpec), so one config serves all
         self.net: Network = build_network(
             c0.model_kind, dict(c0.model), n_inputs=self.task.n_inputs, n_outputs=self.task.n_outputs,
             dt_ms=self.task.dt_ms, rngs=[numpy_rng(self.root, "init", s) for s in self.seed_idx], dtype=self.dtype)
+        with device_scope(self.device):
+            self._build(members)
+
+    def _build(self, members: list[MemberSpec]) -> None:
+        """Everything after the network's initial weights (drawn on the CPU), on the device."""
+        c0, E = members[0], len(members)
+        self.net.to(self.device)
         self.rule: LearningRule = RULES.get(self.tr.rule)(RULES.get(self.tr.rule).Config(**self.tr.rule_options), self.net)
         self.opt = EnsembleOptimizer(self.net.params, self.tr.optimizer, [c.training.lr for c in members],
                                      betas=self.tr.adam_betas, momentum=self.tr.momentum)
-        self.clip_e = torch.tensor([c.training.clip_grad_norm or float("inf") for c in members], dtype=self.dtype)
+        self.clip_e = self._t(torch.tensor([c.training.clip_grad_norm or float("inf") for c in members], dtype=self.dtype,
+                                           device="cpu"))
         # one schedule per condition, over that condition's members: lambda(k) of the TCR loss, and
         # eta_F(k) of the TCR plasticity (conditions with plasticity train in their own ensembles)
         self.plasticity: ShortTermPlasticity | None = attach_plasticity(self.net, c0.tcr)
         if self.plasticity is not None:
             self.plasticity.record_for_training()
+            self.net.to(self.device)  # (the plasticity's state)
         self.schedules: list[tuple[np.ndarray, Schedule]] = []
         self.eta_schedules: list[tuple[np.ndarray, Schedule]] = []
         for name in dict.fromkeys(c.name for c in members):
@@ -175,6 +195,10 @@ class EnsembleTrainer:
     def alive(self) -> np.ndarray:
         return np.isnan(self.diverged_at)
 
+    def _t(self, x: torch.Tensor) -> torch.Tensor:
+        """A tensor made on the CPU (as every number the loop feeds in is), on the training device."""
+        return x.to(self.device)
+
     def lambdas(self, k: int, schedules=None) -> np.ndarray:
         lam = np.zeros(len(self.members))
         for idx, sched in (self.schedules if schedules is None else schedules):
@@ -186,31 +210,36 @@ class EnsembleTrainer:
             return None
         key = (lambda s: (s,)) if k is None else (lambda s: (s, k))  # noqa: E731
         shape = (n_trials, self.task.n_steps, self.net.n_units)
-        return torch.stack([torch.randn(shape, generator=torch_generator(self.root, stream, *key(s)), dtype=self.dtype)
-                            for s in self.seed_idx])
+        return self._t(torch.stack([torch.randn(shape, generator=torch_generator(self.root, stream, *key(s)), dtype=self.dtype,
+                                                device="cpu") for s in self.seed_idx]))
 
     def batch(self, k: int):
         trials = [self.task.sample(numpy_rng(self.root, "train_data", s, k), self.tr.batch_size) for s in self.seed_idx]
-        u, y, m = _stack_trials(trials, self.dtype)
+        u, y, m = _stack_trials(trials, self.dtype, self.device)
         win = torch.from_numpy(np.stack([window_mask(t, w, self.task.n_steps) for t, w in zip(trials, self.windows)]))
         labels = {k: np.stack([t.conditions[k] for t in trials]) for k in trials[0].conditions}
-        return u, y, m, win.to(self.dtype), labels
+        return u, y, m, self._t(win.to(self.dtype)), labels
 
     def train_step(self, k: int) -> StepResult:
         """Iteration k: the rule's step, the optimizer's update, then the plasticity's own changes of
         the weights (freeze-in, weight noise); returns the rule's step result."""
+        with device_scope(self.device):
+            return self._train_step(k)
+
+    def _train_step(self, k: int) -> StepResult:
         u, y, m, win, labels = self.batch(k)
-        lam = torch.as_tensor(self.lambdas(k), dtype=self.dtype)
-        eta = torch.as_tensor(self.lambdas(k, self.eta_schedules), dtype=self.dtype)
+        lam = self._t(torch.as_tensor(self.lambdas(k), dtype=self.dtype, device="cpu"))
+        eta = self._t(torch.as_tensor(self.lambdas(k, self.eta_schedules), dtype=self.dtype, device="cpu"))
         if self.plasticity is not None:
             self.plasticity.eta_e = eta
         j_eval = self.eval_index.get(k)  # an evaluated iteration: measure the TCR / task gradient ratio on this batch
         measure = j_eval is not None and bool((lam > 0).any())
         batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam, labels, self.normalize, measure)
-        res = self.rule.step(batch, torch.as_tensor(self.alive))
+        alive_t = self._t(torch.as_tensor(self.alive, device="cpu"))
+        res = self.rule.step(batch, alive_t)
         loss, task_loss, term, grads = res.loss_e, res.task_loss_e, res.term_e, res.grads
         names = list(self.net.params)
-        finite = torch.as_tensor(self.alive) & torch.isfinite(loss)
+        finite = alive_t & torch.isfinite(loss)
         for g in grads.values():
             finite &= torch.isfinite(g.flatten(1)).all(1)
         norms = clip_per_member(grads, self.clip_e)
@@ -218,31 +247,32 @@ class EnsembleTrainer:
             grads[name] = torch.where(finite.reshape((-1,) + (1,) * (grads[name].dim() - 1)), grads[name], 0)
         self.opt.step(grads)
         if self.plasticity is None:
-            stp_size = torch.full((len(self.members),), float("nan"), dtype=self.dtype)
+            stp_size = torch.full((len(self.members),), float("nan"), dtype=self.dtype, device="cpu")
         else:
-            stp_size = self.plasticity.after_update(self.net, res.plasticity, torch.as_tensor(self.alive),
+            stp_size = self.plasticity.after_update(self.net, res.plasticity, alive_t,
                                                     root_seed=self.root, seed_indices=self.seed_idx, iteration=k)
         with torch.no_grad():  # a member whose parameters left the finite range diverged too
             for p in self.net.params.values():
                 finite &= torch.isfinite(p.flatten(1)).all(1)
-        newly = self.alive & ~finite.numpy()
+        newly = self.alive & ~finite.cpu().numpy()
         if newly.any():
             self.diverge(np.flatnonzero(newly), k)
         rec = {"loss": loss, "task_loss": task_loss, "tcr_loss": term, "lambda_tcr": lam, "grad_norm": norms,
                "eta_F": eta, "stp_size": stp_size}
         alive_np = self.alive
         for key, v in rec.items():
-            self.history[key][:, k] = np.where(alive_np, v.detach().double().numpy(), np.nan)
+            self.history[key][:, k] = np.where(alive_np, v.detach().double().cpu().numpy(), np.nan)
         if measure and res.tcr_grad_ratio_e is not None:
-            self.eval_history["tcr_grad_ratio"][:, j_eval] = np.where(alive_np, res.tcr_grad_ratio_e.double().numpy(), np.nan)
+            self.eval_history["tcr_grad_ratio"][:, j_eval] = np.where(alive_np, res.tcr_grad_ratio_e.double().cpu().numpy(), np.nan)
+        task_np, term_np = task_loss.detach().cpu().numpy(), term.detach().cpu().numpy()
         for idx, sched in self.schedules + self.eta_schedules:
-            sched.observe(k, task_loss.detach().numpy()[idx], term.detach().numpy()[idx], self.learned[idx])
+            sched.observe(k, task_np[idx], term_np[idx], self.learned[idx])
         return res
 
     def diverge(self, idx: np.ndarray, k: int) -> None:
         """Mark members diverged at iteration k: parameters and optimizer state zeroed, frozen."""
         self.diverged_at[idx] = k
-        dead = torch.as_tensor(np.isin(np.arange(len(self.members)), idx))
+        dead = self._t(torch.as_tensor(np.isin(np.arange(len(self.members)), idx), device="cpu"))
         with torch.no_grad():
             for p in self.net.params.values():
                 p[dead] = 0
@@ -250,18 +280,22 @@ class EnsembleTrainer:
 
     @torch.no_grad()
     def evaluate(self, j: int) -> None:
-        u, y, m = _stack_trials(self.eval_trials, self.dtype)
+        with device_scope(self.device):
+            self._evaluate(j)
+
+    def _evaluate(self, j: int) -> None:
+        u, y, m = _stack_trials(self.eval_trials, self.dtype, self.device)
         roll = self.net.run(u, self.noise("eval_data", None, self.tr.eval_trials))
-        out = roll.output_exbxtxo.double().numpy()
+        out = roll.output_exbxtxo.double().cpu().numpy()
         acc = np.array([self.task.accuracy(out[e], t) for e, t in enumerate(self.eval_trials)])
         alive = self.alive
         self.eval_history["accuracy"][:, j] = np.where(alive, acc, np.nan)
-        self.eval_history["eval_loss"][:, j] = np.where(alive, masked_mse(roll.output_exbxtxo, y, m).double().numpy(), np.nan)
+        self.eval_history["eval_loss"][:, j] = np.where(alive, masked_mse(roll.output_exbxtxo, y, m).double().cpu().numpy(), np.nan)
         self.learned |= alive & (acc >= self.tr.criterion)
 
     def snapshot(self, j: int) -> None:
         for k, p in self.net.params.items():
-            self.weights[k][:, j] = p.detach().double().numpy()
+            self.weights[k][:, j] = p.detach().double().cpu().numpy()
 
     def all_settled(self) -> bool:
         """Every network diverged, or learned at least HORIZON_WINDOWS + 1 smoothing windows ago: the
@@ -275,19 +309,21 @@ class EnsembleTrainer:
 
     # -- resume state -------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """The full training state, as CPU tensors wherever it trains (a resume state written on a
+        GPU machine loads anywhere)."""
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
         return {
             "k": self.k,
             "members": [m.label for m in self.members],
-            "params": {k: v.detach().clone() for k, v in self.net.params.items()},
-            "opt": self.opt.state_dict(),
+            "params": {k: v.detach().cpu().clone() for k, v in self.net.params.items()},
+            "opt": to_cpu(self.opt.state_dict()),
             "history": {k: t(v) for k, v in self.history.items()},
             "eval_history": {k: t(v) for k, v in self.eval_history.items()},
             "weights": {k: t(v) for k, v in self.weights.items()},
             "diverged_at": t(self.diverged_at),
             "learned": t(self.learned),
             "schedules": [{k: t(v) for k, v in s.state_dict().items()} for _, s in self.schedules + self.eta_schedules],
-            "rule": self.rule.state_dict(),
+            "rule": to_cpu(self.rule.state_dict()),
             "stopped_early": bool(self.stopped_early),
         }
 
@@ -318,6 +354,10 @@ class EnsembleTrainer:
     # -- the loop -----------------------------------------------------------------------------
     def run(self, state_path: Path | None = None, progress: Callable[[int, dict], None] | None = None,
             interrupt_at: int | None = None) -> GroupResult:
+        with device_scope(self.device):
+            return self._run(state_path, progress, interrupt_at)
+
+    def _run(self, state_path, progress, interrupt_at) -> GroupResult:
         if state_path is not None and state_path.exists():
             self.load_state_dict(safe_torch_load(state_path))
         if self.k == 0:
@@ -347,5 +387,5 @@ class EnsembleTrainer:
         return GroupResult(self.members[:n], {k: v[:n] for k, v in self.history.items()}, self.eval_iterations,
                            {k: v[:n] for k, v in self.eval_history.items()}, self.checkpoint_iterations,
                            {k: v[:n] for k, v in self.weights.items()}, dict(self.net.param_dims), self.diverged_at[:n],
-                           self.k, buffers={k: v[:n].double().numpy() for k, v in self.net.buffers.items()},
-                           buffer_dims={k: self.net.buffer_dims[k] for k in self.net.buffers})
+                           self.k, buffers={k: v[:n].double().cpu().numpy() for k, v in self.net.buffers.items()},
+                           buffer_dims={k: self.net.buffer_dims[k] for k in self.net.buffers}, device=self.device_label)

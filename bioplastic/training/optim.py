@@ -33,8 +33,9 @@ class EnsembleOptimizer:
     def __init__(self, params: dict[str, torch.Tensor], kind: str, lr_e, betas=(0.9, 0.999), momentum=0.0,
                  eps: float = 1e-8):
         self.params, self.kind = params, kind
-        dtype = next(iter(params.values())).dtype
-        self.lr_e = torch.as_tensor(np.asarray(lr_e, float), dtype=dtype)
+        first = next(iter(params.values()))
+        # (made on the CPU, as the numbers always were, then moved to the parameters' device)
+        self.lr_e = torch.as_tensor(np.asarray(lr_e, float), dtype=first.dtype, device="cpu").to(first.device)
         self.betas, self.momentum, self.eps = betas, momentum, eps
         self.step_count = 0
         self.state = {f"{n}.{s}": torch.zeros_like(p) for n, p in params.items()

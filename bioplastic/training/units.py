@@ -127,6 +127,7 @@ def save_result(result: GroupResult, path: Path) -> None:
         "buffers": {k: t(v) for k, v in result.buffers.items()},
         "buffer_dims": {k: list(v) for k, v in result.buffer_dims.items()},
         "seconds": float(result.seconds),
+        "device": str(result.device),
     }, path)
 
 
@@ -142,7 +143,7 @@ def load_result(unit: Unit, path: Path) -> GroupResult:
                        n(d["diverged_at"]), int(d["final_iteration"]),
                        buffers={k: n(v) for k, v in d["buffers"].items()},
                        buffer_dims={k: tuple(v) for k, v in d["buffer_dims"].items()},
-                       seconds=float(d.get("seconds", float("nan"))))
+                       seconds=float(d.get("seconds", float("nan"))), device=str(d.get("device", "cpu")))
 
 
 #: how a unit's trainer is run: ``(trainer, unit, state_path, progress, interrupt_at) -> GroupResult``;
@@ -158,7 +159,11 @@ def train(trainer: EnsembleTrainer, unit: Unit, state: Path, progress: Callable[
 
 def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int, dict], None] | None = None,
              threads: int | None = None, interrupt_at: int | None = None, runner: UnitRunner = train) -> str:
-    """Train one unit (resuming if its state exists) and write its result. Returns the unit id."""
+    """Train one unit (resuming if its state exists) and write its result. Returns the unit id.
+
+    The unit trains on its ``training.device``, resolved in the process that runs it (the protocol
+    text carries the setting to every worker; ``auto`` takes that machine's GPU when it has one,
+    ``cuda`` raises :class:`~bioplastic.device.DeviceError` where torch sees none)."""
     if threads:
         torch.set_num_threads(threads)
     protocol = protocol_from_text(protocol_text)
