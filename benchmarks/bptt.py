@@ -3,6 +3,8 @@
 Leaky tanh rate network, N = 100, batch 64, T = 100 steps, float32, Adam, masked MSE on the last
 10 steps; for 1 network and for an ensemble of 8 (the plain loop trains the 8 one after another).
 Prints the time per iteration and per network, and the ratio bioplastic / plain (lower is better).
+Where torch sees a CUDA device it then times bioplastic on the GPU and on the CPU for ensembles of
+1 to 64 networks and prints the smallest ensemble size at which the GPU is faster per network.
 
     python benchmarks/bptt.py [--repeats 30]
 """
@@ -124,6 +126,72 @@ def main():
             label = f"E={E}" + (" + TCR loss" if tcr else "")
             print(f"{label:<26}{plain * 1e3:>14.2f}{ours * 1e3:>19.2f}{ours / plain:>8.2f}")
     print("ratio = bioplastic time / plain time per network (target <= 0.33)")
+    gpu_figures(args.repeats)
+
+
+# --------------------------------------------------------------------------------------------- GPU
+#: ensemble sizes timed on the GPU and on the CPU
+GPU_ENSEMBLES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def time_bioplastic_on(device: torch.device, E: int, repeats: int, gen) -> float:
+    """Seconds per BPTT iteration of an ensemble of E networks (no TCR) on ``device``; the
+    weights and data are drawn on the CPU and moved there, as training does."""
+    net = build_network("leaky_rate", {"n_units": N, "g": 1.5, "tau_ms": TAU}, n_inputs=I, n_outputs=O, dt_ms=DT,
+                        rngs=[np.random.default_rng(e) for e in range(E)]).to(device)
+    opt = EnsembleOptimizer(net.params, "adam", [1e-3] * E)
+    clip = torch.ones(E).to(device)
+    u, y, m = (x.to(device) for x in data(E, gen))
+    params = list(net.params.values())
+    names = list(net.params)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step():
+        roll = net.run(u)
+        loss = masked_mse(roll.output_exbxtxo, y, m)
+        grads = dict(zip(names, torch.autograd.grad(loss.sum(), params)))
+        clip_per_member(grads, clip)
+        opt.step(grads)
+
+    def block():  # a block of steps, timed to the end of the device's work
+        for _ in range(repeats):
+            step()
+        sync()
+
+    step()
+    sync()
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        block()
+        best = min(best, (time.perf_counter() - t0) / repeats)
+    return best
+
+
+def gpu_figures(repeats: int) -> None:
+    """bioplastic's BPTT per network on the GPU and on the CPU for each ensemble size, and the
+    smallest ensemble size at which the GPU is faster per network; one line when no GPU is visible."""
+    if not torch.cuda.is_available():
+        print("GPU figures skipped: no CUDA device visible (torch.cuda.is_available() is False)")
+        return
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    gen = torch.Generator().manual_seed(0)
+    reps = max(2, repeats // 4)
+    print(f"\nGPU: {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}); bioplastic BPTT per network, "
+          f"N={N} B={B} T={T} float32 Adam, CPU with {torch.get_num_threads()} threads")
+    print(f"{'E':>4}{'cpu ms/net':>13}{'gpu ms/net':>13}{'gpu/cpu':>9}")
+    overtakes = None
+    for E in GPU_ENSEMBLES:
+        c = time_bioplastic_on(cpu, E, reps, gen) / E
+        g = time_bioplastic_on(gpu, E, reps, gen) / E
+        if overtakes is None and g < c:
+            overtakes = E
+        print(f"{E:>4}{c * 1e3:>13.2f}{g * 1e3:>13.2f}{g / c:>9.2f}")
+    if overtakes is None:
+        print(f"the GPU is not faster per network than the CPU at any ensemble size up to {GPU_ENSEMBLES[-1]}")
+    else:
+        print(f"the GPU overtakes the CPU per network at ensemble size E = {overtakes} (training.ensemble_size; "
+              f"training.device: cuda)")
 
 
 if __name__ == "__main__":
