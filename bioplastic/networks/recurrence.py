@@ -47,8 +47,8 @@ def phi_prime(name: str, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 def _phi_step(phi_name: str, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """phi(h) into ``out`` for one step (small, cache-resident tensors)."""
     if phi_name == "tanh":
-        # torch's tanh is ~4x slower than its sigmoid on small CPU tensors: tanh(h) = 2 sigmoid(2h) - 1
-        torch.sigmoid(torch.mul(h, 2), out=out)
+        # torch's tanh is ~5x slower than its sigmoid on small CPU tensors: tanh(h) = 2 sigmoid(2h) - 1
+        torch.sigmoid(torch.mul(h, 2, out=out), out=out)
         return out.mul_(2).sub_(1)
     return phi(phi_name, h, out=out)
 

@@ -212,6 +212,7 @@ class _PlasticRecurrence(torch.autograd.Function):
             DH = drive_exbxtxn.new_empty((E, B, T, N))  # dh_t = h_t - h_{t-1}
             DHv = DH.view(E * B, T, N)
             ceta = (-c * eta).expand(E, B, 1).reshape(E * B, 1, 1)
+            scale = ceta * rev  # (E B, 1, T): -c eta rho^(t-1-s), the weight of step s's increment at step t
             F_abs = drive_exbxtxn.new_empty((E, B, T)) if stp.record_F_abs else None
             if mode == "dense":
                 F = drive_exbxtxn.new_zeros((E * B, N, N))
@@ -235,9 +236,10 @@ class _PlasticRecurrence(torch.autograd.Function):
                     if t % K == 0:
                         F_ckpt.append(F.clone())
                     ht.add_(torch.bmm(F, r_prev.reshape(E * B, N, 1)).view(E, B, N), alpha=c)
-                elif t > 0:  # (elementwise products beat batched matrix-vector products at these shapes)
-                    coef = (Rv[:, :t] * Rv[:, t:t + 1]).sum(-1).mul_(rev[T - t:]).mul_(ceta.view(-1, 1))
-                    ht.add_((DHv[:, :t] * coef.unsqueeze(-1)).sum(1).view(E, B, N))
+                elif t > 0:  # row-vector products: batched BLAS reads the history without copies
+                    # (torch's in-place baddbmm_ loops over the E B trials one product at a time)
+                    coef = torch.bmm(Rv[:, t:t + 1], Rv[:, :t].transpose(1, 2)).mul_(scale[..., T - t:])
+                    ht.add_(torch.bmm(coef, DHv[:, :t]).view(E, B, N))
             _phi_step(phi_name, ht, R[:, :, t + 1])
             if mode != "tm":
                 dh = torch.sub(ht, h_prev, out=DH[:, :, t])
@@ -271,7 +273,7 @@ class _PlasticRecurrence(torch.autograd.Function):
                         F_abs[:, :, t] = Fr.abs().mean((1, 2)).view(E, B)
                 info["F_abs_exbxt"] = F_abs
             saved = [DH]
-            ctx.rev, ctx.ceta, ctx.rho, ctx.eta, ctx.F_max = rev, ceta, rho, eta, cfg.F_max
+            ctx.scale, ctx.rho, ctx.eta, ctx.F_max = scale, rho, eta, cfg.F_max
         ctx.save_for_backward(decay_exn, Wc_exnxn, h0_exbxn, hs, R, *saved)
         ctx.phi_name, ctx.c, ctx.mode, ctx.K, ctx.F_ckpt = phi_name, c, mode, K, F_ckpt
         return hs, R[:, :, 1:]
@@ -299,6 +301,11 @@ class _PlasticRecurrence(torch.autograd.Function):
         D = hs.new_zeros((E, B, T + 1, N))
         if grad_h is not None:
             D[:, :, :T] = grad_h
+        dphi = phi_prime(name, hs, R[:, :, 1:])  # phi'(h_t) for every t at once
+        if grad_r is not None:
+            D[:, :, :T].addcmul_(grad_r, dphi)
+        if mode == "factored":
+            DHv, Rv = DH.view(E * B, T, N), R.view(E * B, T + 1, N)
         Fs: dict[int, torch.Tensor] = {}
         m = None  # dL/d r_t through step t + 1
         for t in range(T - 1, -1, -1):
@@ -306,11 +313,8 @@ class _PlasticRecurrence(torch.autograd.Function):
                 t0 = (t // K) * K
                 Fs = {t0 + i: F for i, F in enumerate(_PlasticRecurrence._segment(ctx, DH, R, t0, t))}
             delta = D[:, :, t]
-            dphi = phi_prime(name, hs[:, :, t], R[:, :, t + 1])
-            if grad_r is not None:
-                delta.addcmul_(grad_r[:, :, t], dphi)
             if m is not None:
-                delta.addcmul_(d, D[:, :, t + 1]).addcmul_(dphi, m)
+                delta.addcmul_(d, D[:, :, t + 1]).addcmul_(dphi[:, :, t], m)
             # dL/d r_{t-1} through step t: s_{t-1} (Wc^T delta_t) + c F_{t-1}^T delta_t
             m = torch.bmm(delta, Wc)
             if mode == "tm":
@@ -318,9 +322,8 @@ class _PlasticRecurrence(torch.autograd.Function):
             elif mode == "dense":
                 m.add_(torch.bmm(delta.reshape(E * B, 1, N), Fs[t]).view(E, B, N), alpha=c)
             elif t > 0:
-                DHv, Rv = DH.view(E * B, T, N), R.view(E * B, T + 1, N)
-                coef = (DHv[:, :t] * delta.reshape(E * B, 1, N)).sum(-1).mul_(ctx.rev[T - t:]).mul_(ctx.ceta.view(-1, 1))
-                m.add_((Rv[:, :t] * coef.unsqueeze(-1)).sum(1).view(E, B, N))
+                coef = torch.bmm(delta.reshape(E * B, 1, N), DHv[:, :t].transpose(1, 2)).mul_(ctx.scale[..., T - t:])
+                m.add_(torch.bmm(coef, Rv[:, :t]).view(E, B, N))
         dh0 = None
         if ctx.needs_input_grad[3]:
             dh0 = torch.addcmul(d * D[:, :, 0], phi_prime(name, h0, R[:, :, 0]), m)
