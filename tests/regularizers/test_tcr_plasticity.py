@@ -44,6 +44,26 @@ def test_forward_and_gradient_match_autograd_loop(rule, phi_name, F_max):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("F_max", [None, 0.05])
+def test_members_simulated_in_groups_match_the_oracle_and_one_pass(monkeypatch, F_max):
+    """An ensemble larger than one pass's history budget is simulated a group of members at a time:
+    the same states, efficacies and gradients as the oracle, and bit for bit as one pass."""
+    test = test_forward_and_gradient_match_autograd_loop
+    monkeypatch.setattr(ShortTermPlasticity, "PASS_BYTES", 1)  # one member per pass
+    stp = ShortTermPlasticity(PlasticityConfig(F_max=F_max), 20.0, E, torch.float64)
+    assert stp.members_per_pass(_inputs()[2]) == 1
+    test("anti_hebbian", "tanh", F_max)
+    decay, Wc, drive, h0 = _inputs()
+    stp.eta_e = torch.tensor([2.0, 0.7], dtype=torch.float64)
+    grouped = stp.run(decay, Wc, drive, h0, "tanh", 0.2)
+    monkeypatch.setattr(ShortTermPlasticity, "PASS_BYTES", 2 ** 40)
+    assert stp.members_per_pass(drive) == E
+    whole = stp.run(decay, Wc, drive, h0, "tanh", 0.2)
+    for a, b in zip(grouped[:2], whole[:2]):
+        assert torch.equal(a, b)
+    assert torch.equal(grouped[2]["F_end_exbxnxn"], whole[2]["F_end_exbxnxn"])
+
+
 def test_gradient_segments_cover_long_trials():
     """T much longer than the checkpoint segment: recomputed F must match at every step."""
     global T
