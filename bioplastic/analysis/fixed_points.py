@@ -568,7 +568,7 @@ def _eig_sorted(J_pxsxs: np.ndarray) -> np.ndarray:
     if len(J_pxsxs) == 0:
         return np.zeros((0, J_pxsxs.shape[-1]), complex)
     # torch's LAPACK (numpy's OpenBLAS geev can be 100x slower when torch's threads are spinning)
-    lam = torch.linalg.eigvals(torch.as_tensor(J_pxsxs)).numpy().astype(complex)
+    lam = torch.linalg.eigvals(torch.as_tensor(J_pxsxs, device="cpu")).numpy().astype(complex)
     out = np.empty_like(lam)
     for i, li in enumerate(lam):
         out[i] = li[np.lexsort((-li.imag, -li.real, -np.abs(li)))]
@@ -632,7 +632,7 @@ def _as_f64(a, name: str) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a.detach().to(F64, copy=True)
     try:
-        return torch.as_tensor(np.array(a, dtype=float), dtype=F64)
+        return torch.as_tensor(np.array(a, dtype=float), dtype=F64, device="cpu")
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be a numeric array or tensor; got {type(a).__name__}") from err
 

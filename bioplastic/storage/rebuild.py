@@ -57,10 +57,10 @@ def trained_network(ds: xr.Dataset, protocol, condition: str, checkpoint: int = 
         for k in net.params:
             values = ds[f"weight_{k}"].sel(condition=condition).isel(checkpoint=checkpoint).values
             ok &= np.isfinite(values.reshape(S, -1)).all(1)
-            net.params[k] = torch.as_tensor(np.nan_to_num(values), dtype=dtype)
+            net.params[k] = torch.as_tensor(np.nan_to_num(values), dtype=dtype, device="cpu")
         for k in net.buffers:  # the stored buffers, never re-drawn (datasets without them: the init stream's)
             if f"buffer_{k}" in ds:
-                net.buffers[k] = torch.as_tensor(ds[f"buffer_{k}"].sel(condition=condition).values, dtype=dtype)
+                net.buffers[k] = torch.as_tensor(ds[f"buffer_{k}"].sel(condition=condition).values, dtype=dtype, device="cpu")
     if plasticity:
         attach_plasticity(net, cond.tcr)
     return net.to(device), ok

@@ -285,3 +285,24 @@ def test_fixed_points_on_cuda_equal_the_cpus():
     cpu, gpu = plrnn_exact_fixed_points(plrnn, np.zeros((2, 2))), plrnn_exact_fixed_points(copy.deepcopy(plrnn).to("cuda"), np.zeros((2, 2)))
     np.testing.assert_array_equal(gpu.valid_exp, cpu.valid_exp)
     np.testing.assert_allclose(gpu.x_expxs, cpu.x_expxs, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("kind", ["leaky_rate", "lstm", "plrnn"])
+def test_the_fixed_point_search_runs_where_the_network_is_whatever_the_default_device(kind):
+    """The analyses run inside a device scope (torch's default device set to the GPU); the finder must
+    follow the network's device and keep its numpy steps on the CPU. A CPU network searched inside
+    a scope of another device (meta: it holds no numbers) gives the same points as outside it."""
+    net = build_network(kind, {"n_units": 5}, n_inputs=2, n_outputs=1, dt_ms=10.0,
+                        rngs=[np.random.default_rng(e) for e in range(2)])
+    S = net.full_state_dim()
+    x0 = sample_initial_states(np.random.default_rng(0).normal(0, 0.5, (2, 3, 6, S)), 6, noise_std=0.05,
+                               rng=np.random.default_rng(1))
+    u = np.zeros((2, 2))
+    plain = find_fixed_points(net, u, x0)
+    with device_scope(torch.device("meta")):
+        scoped = find_fixed_points(net, u, x0)
+        exact = plrnn_exact_fixed_points(net, u) if kind == "plrnn" else None
+    np.testing.assert_array_equal(scoped.x_expxs, plain.x_expxs)
+    np.testing.assert_array_equal(scoped.eigenvalues_expxs, plain.eigenvalues_expxs)
+    if exact is not None:
+        np.testing.assert_array_equal(exact.x_expxs, plrnn_exact_fixed_points(net, u).x_expxs)
