@@ -257,7 +257,7 @@ def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
     """Merge the finished units' results into the run's dataset (deterministic: plan order)."""
     units = plan_units(protocol)
     done = {u.id: load_result(u, result_path(out, u.id)) for u in units}
-    per_point = [results_dataset(point.protocol, [done[u.id] for u in units if u.point == i])
+    per_point = [results_dataset(point.protocol, [done[u.id].of_point(i) for u in units if i in u.points])
                  for i, point in enumerate(protocol.points)]
     ds = combine_points(protocol, per_point)
     ds.attrs["unit_seconds"] = json.dumps({u.id: round(done[u.id].seconds, 2) for u in units})
@@ -270,7 +270,7 @@ def train(protocol: Protocol, progress: Callable[[int, dict], None] | None = Non
     :func:`run_protocol` with any executor: the same work units, trained the same way."""
     units = plan_units(protocol)
     done = {u.id: EnsembleTrainer(list(u.members), protocol.config.seed).run(None, progress) for u in units}
-    per_point = [results_dataset(point.protocol, [done[u.id] for u in units if u.point == i])
+    per_point = [results_dataset(point.protocol, [done[u.id].of_point(i) for u in units if i in u.points])
                  for i, point in enumerate(protocol.points)]
     return combine_points(protocol, per_point)
 

@@ -78,16 +78,32 @@ class Network(ABC):
     supports_freeze_in: ClassVar[bool] = False
     #: the network has a rate-neuron form in brian2 (simulate/brian2_bridge.py)
     supports_brian2: ClassVar[bool] = False
+    #: settings read only when the initial parameters and buffers are drawn (gains, scales): networks
+    #: that differ only in these train in one ensemble, each member drawn with its own settings
+    init_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Schema, n_inputs: int, n_outputs: int, dt_ms: float,
-                 rngs: Sequence[np.random.Generator], dtype: torch.dtype = torch.float32):
+                 rngs: Sequence[np.random.Generator], dtype: torch.dtype = torch.float32,
+                 member_configs: Sequence[Schema] | None = None):
         self.config = config
         self.n_inputs, self.n_outputs, self.dt_ms = n_inputs, n_outputs, float(dt_ms)
         self.n_members = len(rngs)
         self.dtype = dtype
         #: TCR short-term plasticity of the recurrent synapses (regularizers/tcr_plasticity.py); None: off
         self.plasticity = None
-        members = [self.init_member(rng) for rng in rngs]
+        configs = list(member_configs) if member_configs is not None else [config] * len(rngs)
+        if len(configs) != len(rngs):
+            raise ValueError(f"member_configs: expected one per member ({len(rngs)}), got {len(configs)}")
+        for i, c in enumerate(configs):
+            differ = sorted(k for k in type(config).model_fields if getattr(c, k) != getattr(config, k))
+            if set(differ) - self.init_fields:
+                raise ValueError(f"member_configs[{i}] differs from the ensemble's settings in {', '.join(differ)}; "
+                                 f"members may differ only in {', '.join(sorted(self.init_fields)) or 'nothing'}")
+        members = []
+        for c, rng in zip(configs, rngs):  # init_member reads self.config: the member's own, while it is drawn
+            self.config = c
+            members.append(self.init_member(rng))
+        self.config = config
         self.params: dict[str, torch.Tensor] = {
             k: torch.as_tensor(np.stack([m[k] for m in members]), dtype=dtype, device="cpu").requires_grad_(True)
             for k in self.param_dims
@@ -183,6 +199,10 @@ def kind_supports(kind: str, capability: str) -> bool:
 
 
 def build_network(kind: str, params: dict, *, n_inputs: int, n_outputs: int, dt_ms: float,
-                  rngs: Sequence[np.random.Generator], dtype: torch.dtype = torch.float32) -> Network:
+                  rngs: Sequence[np.random.Generator], dtype: torch.dtype = torch.float32,
+                  member_params: Sequence[dict] | None = None) -> Network:
+    """E = len(rngs) networks of ``kind`` with settings ``params``; ``member_params`` (one dict per
+    member) may give members their own values of the class's ``init_fields``."""
     cls = NETWORKS.get(kind)
-    return cls(cls.Config(**params), n_inputs, n_outputs, dt_ms, rngs, dtype)
+    members = None if member_params is None else [cls.Config(**m) for m in member_params]
+    return cls(cls.Config(**params), n_inputs, n_outputs, dt_ms, rngs, dtype, members)

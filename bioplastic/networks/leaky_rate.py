@@ -44,6 +44,7 @@ class LeakyRate(Network):
     supports_plasticity = True
     supports_freeze_in = True
     supports_brian2 = True
+    init_fields = frozenset({"g", "input_scale", "output_scale", "connection_prob"})
 
     @property
     def alpha(self) -> float:

@@ -29,6 +29,7 @@ class LowRank(LeakyRate):
     param_dims = {"m": ("unit", "rank"), "n": ("unit", "rank"), "W_in": ("unit", "input"), "b": ("unit",),
                   "W_out": ("output", "unit"), "b_out": ("output",)}
     supports_freeze_in = False  # W = m n^T / N + g chi has no full trained matrix to write into
+    init_fields = LeakyRate.init_fields | {"rank_scale"}  # (g scales the fixed part chi when it is drawn)
 
     def init_member(self, rng):
         c, N = self.config, self.n_units

@@ -27,6 +27,7 @@ class LSTM(Network):
     Config = LSTMConfig
     param_dims = {"W_ih": ("gate_unit", "input"), "W_hh": ("gate_unit", "unit_pre"), "b": ("gate_unit",),
                   "W_out": ("output", "unit"), "b_out": ("output",)}
+    init_fields = frozenset({"forget_bias"})
 
     def init_member(self, rng):
         N, I, O = self.n_units, self.n_inputs, self.n_outputs

@@ -34,6 +34,7 @@ class PLRNN(Network):
     buffer_dims = {"offdiag": ("unit", "unit_pre")}
     param_dims = {"A": ("unit",), "W": ("unit", "unit_pre"), "h": ("unit",), "C": ("unit", "input"),
                   "B": ("output", "unit")}
+    init_fields = frozenset({"a_init", "g", "input_scale"})
 
     def init_member(self, rng):
         c, N, I, O = self.config, self.n_units, self.n_inputs, self.n_outputs

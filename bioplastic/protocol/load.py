@@ -44,12 +44,18 @@ class Condition:
     tcr: TCRConfig
 
     def group_key(self) -> str:
-        """Conditions with equal keys train together in one ensemble (see training.run)."""
+        """Conditions with equal keys - of one sweep point or of several - train together in one
+        ensemble (training/units.py). Members may differ in the settings the trainer applies per
+        member: ``lr``, ``clip_grad_norm``, ``adam_betas``, ``momentum``, the TCR loss settings, the
+        plasticity's ``eta_F`` and its schedule, and the model settings read only when the initial
+        weights are drawn (the network class's ``init_fields``, e.g. a leaky network's ``g``)."""
         training = self.training.model_dump(mode="json", exclude={"lr", "clip_grad_norm", "adam_betas", "momentum"})
         # networks with short-term plasticity simulate differently: they train in their own ensembles
-        plasticity = self.tcr.plasticity.model_dump(mode="json") if self.tcr.form == "plasticity" else None
-        return json.dumps([self.task_kind, self.task.model_dump(mode="json"), self.model_kind,
-                           self.model.model_dump(mode="json"), training, plasticity], sort_keys=True)
+        plasticity = (self.tcr.plasticity.model_dump(mode="json", exclude={"eta_F", "schedule"})
+                      if self.tcr.form == "plasticity" else None)
+        model = self.model.model_dump(mode="json", exclude=set(NETWORKS.get(self.model_kind).init_fields))
+        return json.dumps([self.task_kind, self.task.model_dump(mode="json"), self.model_kind, model, training,
+                           plasticity], sort_keys=True)
 
 
 @dataclass(frozen=True)

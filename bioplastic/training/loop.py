@@ -13,7 +13,7 @@ moved there; resume states and results are CPU tensors and numpy arrays, whereve
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..seeds import numpy_rng, torch_generator
 from ..storage.io import atomic_torch_save, safe_torch_load
 from ..tasks import Task, Trials, build_task
 from ..tasks.base import window_bxt
+from .allocator import keep_freed_memory
 from .optim import EnsembleOptimizer, clip_per_member
 
 #: per-iteration records, each (E, iterations)
@@ -45,8 +46,9 @@ class MemberSpec:
     """One network to train, in plain configs (the training layer knows no protocol objects;
     training/units.py makes these from a protocol's conditions).
 
-    name: the network's condition; members of one name share their TCR schedules, and the network is
-          called ``name/seed_index`` in resume states and results
+    name: the network's condition; members of one name and point share their TCR schedules, and the
+          network is called ``name/seed_index`` (``name/seed_index@point`` beyond point 0) in resume
+          states and results
     seed_index: s; the network's random streams (initial weights, data, noise) are keyed by (root seed, s),
           so seed s starts from the same weights in every condition (paired design)
     task_kind, task: the task's kind and settings (tasks.build_task)
@@ -58,8 +60,13 @@ class MemberSpec:
     tcr: the TCR settings: a ``TCRConfig`` or any object with its attributes (form, lambda_, normalize,
           window, schedule, plasticity - a regularizers.tcr_plasticity.PlasticityConfig)
 
-    Members trained in one ensemble must share the task, the model, the training shape (all but
-    ``lr``, ``clip_grad_norm``, ``adam_betas``, ``momentum``) and the plasticity settings.
+    point: the sweep point the network belongs to (0 without a sweep); compatible networks of
+          different points train in one ensemble
+
+    Members trained in one ensemble must share the task, the model (all but the model class's
+    ``init_fields``, which each member draws its initial weights with), the training shape (all but
+    ``lr``, ``clip_grad_norm``, ``adam_betas``, ``momentum``) and the plasticity settings (all but
+    ``eta_F`` and its schedule).
     """
 
     name: str
@@ -71,10 +78,12 @@ class MemberSpec:
     training: Any
     tcr: Any
 
+    point: int = 0
+
     @property
     def label(self) -> str:
-        """``name/seed_index``."""
-        return f"{self.name}/{self.seed_index}"
+        """``name/seed_index``, and ``@point`` beyond point 0."""
+        return f"{self.name}/{self.seed_index}" + (f"@{self.point}" if self.point else "")
 
 
 def schedule_points(every: int, total: int) -> np.ndarray:
@@ -98,6 +107,14 @@ class GroupResult:
     buffer_dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
     seconds: float = float("nan")                                    # wall time of the (last) training run
     device: str = "cpu"                                              # where it trained (device.device_label)
+
+    def of_point(self, point: int) -> GroupResult:
+        """The members of sweep point ``point`` only (an ensemble may hold several points)."""
+        idx = np.array([e for e, m in enumerate(self.members) if getattr(m, "point", 0) == point], dtype=int)
+        take = lambda d: {k: v[idx] for k, v in d.items()}  # noqa: E731
+        return replace(self, members=[self.members[e] for e in idx], history=take(self.history),
+                       eval_history=take(self.eval_history), weights=take(self.weights),
+                       diverged_at=self.diverged_at[idx], extra=take(self.extra), buffers=take(self.buffers))
 
 
 class Interrupted(Exception):
@@ -137,10 +154,13 @@ class EnsembleTrainer:
         self.device_label = device_label(self.device)
         self.task: Task = build_task(c0.task_kind, dict(c0.task))
         self.seed_idx = [m.seed_index for m in members]
-        # the members share the model (see MemberSpec), so one config serves all
+        keep_freed_memory()
+        # the members share the model (see MemberSpec) but for the settings of the initial draw
+        own = [dict(m.model) for m in members]
         self.net: Network = build_network(
             c0.model_kind, dict(c0.model), n_inputs=self.task.n_inputs, n_outputs=self.task.n_outputs,
-            dt_ms=self.task.dt_ms, rngs=[numpy_rng(self.root, "init", s) for s in self.seed_idx], dtype=self.dtype)
+            dt_ms=self.task.dt_ms, rngs=[numpy_rng(self.root, "init", s) for s in self.seed_idx], dtype=self.dtype,
+            member_params=own if any(m != own[0] for m in own) else None)
         with device_scope(self.device):
             self._build(members)
 
@@ -153,7 +173,7 @@ class EnsembleTrainer:
                                      betas=self.tr.adam_betas, momentum=self.tr.momentum)
         self.clip_e = self._t(torch.tensor([c.training.clip_grad_norm or float("inf") for c in members], dtype=self.dtype,
                                            device="cpu"))
-        # one schedule per condition, over that condition's members: lambda(k) of the TCR loss, and
+        # one schedule per condition and point, over its members: lambda(k) of the TCR loss, and
         # eta_F(k) of the TCR plasticity (conditions with plasticity train in their own ensembles)
         self.plasticity: ShortTermPlasticity | None = attach_plasticity(self.net, c0.tcr)
         if self.plasticity is not None:
@@ -161,8 +181,8 @@ class EnsembleTrainer:
             self.net.to(self.device)  # (the plasticity's state)
         self.schedules: list[tuple[np.ndarray, Schedule]] = []
         self.eta_schedules: list[tuple[np.ndarray, Schedule]] = []
-        for name in dict.fromkeys(c.name for c in members):
-            idx = np.array([i for i, c in enumerate(members) if c.name == name])
+        for key in dict.fromkeys((c.point, c.name) for c in members):
+            idx = np.array([i for i, c in enumerate(members) if (c.point, c.name) == key])
             c = members[idx[0]]
             lam = c.tcr.lambda_ if c.tcr.form == "loss" else 0.0
             self.schedules.append((idx, build_schedule(c.tcr.schedule, np.full(len(idx), lam))))

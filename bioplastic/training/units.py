@@ -1,8 +1,11 @@
 """Work units: the pieces a run is cut into, and running one of them anywhere.
 
-A unit is a group of compatible networks (same task, model and training shape) of one sweep point,
-at most ``training.ensemble_size`` of them, trained together as one ensemble. The plan depends on
-the protocol only, never on the executor, so every executor produces the same numbers. A unit runs
+A unit is a group of compatible networks (same task, model and training shape; see
+:meth:`~bioplastic.protocol.load.Condition.group_key`), at most ``training.ensemble_size`` of them,
+trained together as one ensemble. Compatible networks of different sweep points share units (a sweep
+of gains, learning rates or TCR strengths packs into full ensembles); a network's numbers do not
+depend on its ensemble-mates. The plan depends on the protocol only, never on the executor, so every
+executor produces the same numbers. A unit runs
 from the resolved protocol text and its id alone (a few hundred bytes to ship to a worker); it
 resumes from ``OUT/state/<id>.pt`` and, when done, writes ``OUT/units/<id>.pt`` atomically.
 
@@ -42,18 +45,22 @@ class Member(MemberSpec):
     condition: Any = None
 
     @classmethod
-    def of(cls, condition: Condition, seed_index: int) -> Member:
-        """Seed ``seed_index`` of ``condition``."""
+    def of(cls, condition: Condition, seed_index: int, point: int = 0) -> Member:
+        """Seed ``seed_index`` of ``condition`` (of sweep point ``point``)."""
         return cls(name=condition.name, seed_index=int(seed_index), task_kind=condition.task_kind,
                    task=condition.task.model_dump(), model_kind=condition.model_kind, model=condition.model.model_dump(),
-                   training=condition.training, tcr=condition.tcr, condition=condition)
+                   training=condition.training, tcr=condition.tcr, point=int(point), condition=condition)
 
 
 @dataclass(frozen=True)
 class Unit:
     id: str
-    point: int
     members: tuple[Member, ...]
+
+    @property
+    def points(self) -> set[int]:
+        """The sweep points this unit's networks belong to."""
+        return {m.point for m in self.members}
 
     @property
     def work(self) -> int:
@@ -62,21 +69,25 @@ class Unit:
 
 
 def groups(protocol: Protocol) -> list[list[Member]]:
-    """Members (condition x seed) of a sweep-free protocol, grouped by compatibility."""
+    """Members (point x condition x seed) grouped by compatibility, across sweep points; groups in
+    order of first appearance, members in point, condition, seed order."""
     out: dict[str, list[Member]] = {}
-    for c in protocol.conditions:
-        out.setdefault(c.group_key(), []).extend(Member.of(c, s) for s in range(protocol.config.seeds))
+    for i, point in enumerate(protocol.points):
+        for c in point.protocol.conditions:
+            out.setdefault(c.group_key(), []).extend(Member.of(c, s, i) for s in range(point.protocol.config.seeds))
     return list(out.values())
 
 
 def plan_units(protocol: Protocol) -> list[Unit]:
-    """Every unit of the run, in a fixed order: point, group, chunk."""
+    """Every unit of the run, in a fixed order: group, chunk (members split evenly into chunks of at
+    most ``training.ensemble_size``). Unit ids: ``p000-g<group>-u<chunk>`` without a sweep,
+    ``sweep-g<group>-u<chunk>`` with one."""
     units = []
-    for i, point in enumerate(protocol.points):
-        for j, members in enumerate(groups(point.protocol)):
-            size = members[0].training.ensemble_size
-            for c, idx in enumerate(np.array_split(np.arange(len(members)), math.ceil(len(members) / size))):
-                units.append(Unit(f"p{i:03d}-g{j}-u{c}", i, tuple(members[k] for k in idx)))
+    prefix = "p000" if len(protocol.points) == 1 else "sweep"
+    for j, members in enumerate(groups(protocol)):
+        size = members[0].training.ensemble_size
+        for c, idx in enumerate(np.array_split(np.arange(len(members)), math.ceil(len(members) / size))):
+            units.append(Unit(f"{prefix}-g{j}-u{c}", tuple(members[k] for k in idx)))
     return units
 
 

@@ -50,3 +50,28 @@ def test_rates_of_a_rollout(kind, rate):
     r = net.rates(roll)
     assert not r.requires_grad
     torch.testing.assert_close(r, rate(roll.state_exbxtxn.detach()))
+
+
+@pytest.mark.parametrize("kind", NETWORKS.names())
+def test_members_with_their_own_init_settings_draw_as_they_would_alone(kind):
+    """A member given its own values of the class's init_fields starts from the weights it would
+    have alone; any other setting must be shared (a clear error names it)."""
+    cls = NETWORKS.get(kind)
+    assert cls.init_fields <= set(cls.Config.model_fields), "init_fields must name settings"
+    base = {"n_units": 6}
+    other = dict(base, **{f: _changed(cls.Config().model_dump()[f]) for f in cls.init_fields})
+    kw = dict(n_inputs=2, n_outputs=1, dt_ms=20)
+    mixed = build_network(kind, base, rngs=[np.random.default_rng(0), np.random.default_rng(1)],
+                          member_params=[base, other], **kw)
+    alone = build_network(kind, other, rngs=[np.random.default_rng(1)], **kw)
+    for k, v in alone.params.items():
+        assert torch.equal(mixed.params[k][1], v[0]), k
+    if cls.init_fields:
+        first = build_network(kind, base, rngs=[np.random.default_rng(1)], **kw)
+        assert any(not torch.equal(first.params[k][0], v[0]) for k, v in alone.params.items())
+    with pytest.raises(ValueError, match=r"member_configs\[1\] differs .* in n_units"):
+        build_network(kind, base, rngs=[np.random.default_rng(0)] * 2, member_params=[base, {"n_units": 7}], **kw)
+
+
+def _changed(value):
+    return value * 0.5 if value not in (0, None) else 0.3

@@ -8,7 +8,7 @@ import xarray as xr
 from conftest import TINY
 from faults import KillOnce
 
-from bioplastic import load_protocol, run_protocol
+from bioplastic import load_protocol, run_protocol, train
 from bioplastic.storage.results import read_dataset
 from bioplastic.training.executors import DaskExecutor, ExecutorError, LocalPoolExecutor
 from bioplastic.training.units import plan_units
@@ -50,10 +50,49 @@ def test_sweep_dims_and_points_equal_single_runs(sweep_ref, write_protocol, tiny
 
 
 def test_units_split_ensembles_evenly(sweep_protocol):
-    units = plan_units(sweep_protocol)  # per point: 2 conditions x 2 seeds in one group, ensemble_size 4
-    assert [u.id for u in units] == ["p000-g0-u0", "p001-g0-u0"]
+    units = plan_units(sweep_protocol)  # g only draws the initial weights: both points are one group of 8
+    assert [u.id for u in units] == ["sweep-g0-u0", "sweep-g0-u1"]
+    assert [u.points for u in units] == [{0}, {1}]
     p = load_protocol(sweep_protocol.source, ["training.ensemble_size=3"])
-    assert [len(u.members) for u in plan_units(p)] == [2, 2, 2, 2]
+    units = plan_units(p)
+    assert [len(u.members) for u in units] == [3, 3, 2]
+    assert units[1].points == {0, 1} and {m.model["g"] for m in units[1].members} == {0.5, 1.5}
+    assert [m.label for m in units[1].members] == ["tcr_loss/1", "baseline/0@1", "baseline/1@1"]
+
+
+PACKED = """
+conditions:
+  baseline: {}
+  tcr_loss:
+    tcr: {form: loss, lambda: 0.5}
+  plastic:
+    tcr: {form: plasticity, plasticity: {eta_F: 0.1}}
+sweep:
+  zip:
+    model.g: [0.5, 1.5]
+    training.lr: [0.01, 0.02]
+    conditions.tcr_loss.tcr.lambda: [0.5, 1.0]
+    conditions.plastic.tcr.plasticity.eta_F: [0.05, 0.2]
+"""
+
+
+def test_points_packed_into_one_ensemble_train_as_they_would_alone(write_protocol):
+    """Networks of different sweep points (gain, learning rate, TCR strength, eta_F) share
+    ensembles, and each point's numbers equal that point run as a protocol of its own, bit for bit."""
+    text = TINY.split("conditions:")[0] + PACKED
+    sweep = load_protocol(write_protocol(text, "packed.yaml"), ["training.ensemble_size=8"])
+    units = plan_units(sweep)
+    assert len(units) == 2 and all(u.points == {0, 1} for u in units)  # one ensemble per group, both points
+    ds = train(sweep)
+    alone_text = TINY.split("conditions:")[0] + PACKED.split("sweep:")[0]
+    for i, (g, lr, lam, eta) in enumerate([(0.5, 0.01, 0.5, 0.05), (1.5, 0.02, 1.0, 0.2)]):
+        alone = train(load_protocol(write_protocol(alone_text, "alone.yaml"), [
+            f"model.g={g}", f"training.lr={lr}", f"conditions.tcr_loss.tcr.lambda={lam}",
+            f"conditions.plastic.tcr.plasticity.eta_F={eta}"]))
+        point = ds.isel(zip=i)
+        for v in ("loss", "accuracy", "lambda_tcr", "eta_F", "weight_W", "weight_W_out", "buffer_mask"):
+            np.testing.assert_array_equal(point[v].transpose(*alone[v].dims).values, alone[v].values, err_msg=f"point {i}: {v}")
+        assert point["eta_F"].sel(condition="plastic").values[:, 0].tolist() == [eta, eta]
 
 
 def test_local_pool_equals_in_process_and_survives_a_killed_worker(sweep_protocol, sweep_ref, tmp_path):

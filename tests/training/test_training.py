@@ -134,9 +134,17 @@ def test_gradient_clipping_is_per_network():
 
 
 def test_members_in_other_groups_when_the_model_differs(write_protocol):
-    text = write_protocol().read_text().replace("    tcr: {form: loss, lambda: 0.5}", "    model: {g: 0.5}")
+    text = write_protocol().read_text().replace("    tcr: {form: loss, lambda: 0.5}", "    model: {tau_ms: 50}")
     protocol = load_protocol(write_protocol(text, "q.yaml"))
     assert [len(g) for g in groups(protocol)] == [2, 2]
+
+
+def test_members_share_a_group_when_only_initial_draw_settings_differ(write_protocol):
+    """g, input_scale, output_scale and connection_prob only draw the initial weights (init_fields)."""
+    text = write_protocol().read_text().replace("    tcr: {form: loss, lambda: 0.5}",
+                                                "    model: {g: 0.5, output_scale: 0.1, connection_prob: 0.5}")
+    protocol = load_protocol(write_protocol(text, "q.yaml"))
+    assert [len(g) for g in groups(protocol)] == [4]
 
 
 @pytest.mark.parametrize("overrides", [["training.rule=rflo"],
