@@ -66,5 +66,5 @@ def tcr_term(state_exbxtxn: torch.Tensor, window_exbxt: torch.Tensor,
     scaled = _variance(state_exbxtxn, window_exbxt)
     if all(m == "variance" for m in modes):
         return scaled
-    use = torch.tensor([m == "variance" for m in modes])
+    use = torch.tensor([m == "variance" for m in modes], device=state_exbxtxn.device)
     return torch.where(use, scaled, _raw(state_exbxtxn, window_exbxt))

@@ -164,7 +164,7 @@ class ShortTermPlasticity:
         nothing changes and the result is NaN."""
         E = len(seed_indices)
         if info is None or "F_end_exbxnxn" not in info:
-            return torch.full((E,), float("nan"), dtype=self.dtype)
+            return torch.full((E,), float("nan"), dtype=self.dtype, device=network.device)
         F_end = info["F_end_exbxnxn"]
         self.freeze_in(network, F_end, alive_e)
         self.weight_noise(network, alive_e, root_seed=root_seed, seed_indices=seed_indices, iteration=iteration)
@@ -184,7 +184,8 @@ class ShortTermPlasticity:
         if self.config.sigma_w > 0:
             N = network.n_units
             xi = torch.stack([torch.randn((N, N), generator=torch_generator(root_seed, "weight_noise", s, iteration),
-                                          dtype=self.dtype) for s in seed_indices])
+                                          dtype=self.dtype, device="cpu") for s in seed_indices])
+            xi = xi.to(network.params["W"].device)  # drawn on the CPU: the same noise on every device
             alive = alive_e.reshape(-1, 1, 1)
             network.params["W"].add_(torch.where(alive, (self.config.sigma_w / N ** 0.5) * xi, 0))
 
@@ -242,7 +243,7 @@ class _PlasticRecurrence(torch.autograd.Function):
         if mode != "tm":
             rho = 1.0 - stp.dt_ms / cfg.tau_F_ms
             eta = stp.eta_e.to(hs.dtype)[:, None, None]  # (E, 1, 1)
-            rev = rho ** torch.arange(T - 1, -1, -1, dtype=torch.float64).to(hs.dtype)  # rho^(T-1) .. rho^0
+            rev = rho ** torch.arange(T - 1, -1, -1, dtype=torch.float64, device=hs.device).to(hs.dtype)  # rho^(T-1) .. rho^0
             DH = drive_exbxtxn.new_empty((E, B, T, N))  # dh_t = h_t - h_{t-1}
             DHv = DH.view(E * B, T, N)
             ceta = (-c * eta).expand(E, B, 1).reshape(E * B, 1, 1)
@@ -252,8 +253,8 @@ class _PlasticRecurrence(torch.autograd.Function):
                 F = drive_exbxtxn.new_zeros((E * B, N, N))
         else:
             U, dt = cfg.U, stp.dt_ms
-            u = torch.full((E, B, N), U, dtype=hs.dtype)
-            x = torch.ones((E, B, N), dtype=hs.dtype)
+            u = hs.new_full((E, B, N), U)
+            x = hs.new_ones((E, B, N))
             S = drive_exbxtxn.new_empty((E, B, T + 1, N))  # S[:, :, t] = s_{t-1}
             S[:, :, 0] = 1.0
             rate = dt * cfg.max_rate_hz / 1000.0
