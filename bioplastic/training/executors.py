@@ -40,7 +40,7 @@ from collections.abc import Callable
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 
-from .units import ThrottledProgress, Unit, UnitRunner, run_unit, train
+from .units import ThrottledProgress, Unit, UnitRunner, longest_first, run_unit, train
 
 Progress = Callable[[int, dict], None]
 
@@ -218,7 +218,7 @@ class LocalPoolExecutor(Executor):
         drainer = threading.Thread(target=drain, daemon=True) if q is not None else None
         if drainer:
             drainer.start()
-        pending = list(units)
+        pending = longest_first(units)
         try:
             for attempt in range(self.max_restarts + 1):
                 pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(me,))
@@ -374,7 +374,7 @@ class DaskExecutor(Executor):
             digest = hashlib.sha1(protocol_text.encode()).hexdigest()[:12]
             futures = {client.submit(run_unit, protocol_text, u.id, str(Path(out).resolve()), None, 1, None, self.runner,
                                      key=f"bioplastic-{u.id}-{digest}", pure=False, retries=3): u
-                       for u in units}
+                       for u in longest_first(units)}
             for fut in as_completed(futures):
                 fut.result()
                 if progress:

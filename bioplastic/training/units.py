@@ -58,6 +58,12 @@ class Unit:
     members: tuple[Member, ...]
 
     @property
+    def cost(self) -> float:
+        """Relative cost, for starting the longest units first (numbers never depend on the order):
+        network-iterations, with TCR plasticity counted ~2.5 times (benchmarks/rules.py)."""
+        return self.work * (2.5 if self.members[0].tcr.form == "plasticity" else 1.0)
+
+    @property
     def points(self) -> set[int]:
         """The sweep points this unit's networks belong to."""
         return {m.point for m in self.members}
@@ -89,6 +95,12 @@ def plan_units(protocol: Protocol) -> list[Unit]:
         for c, idx in enumerate(np.array_split(np.arange(len(members)), math.ceil(len(members) / size))):
             units.append(Unit(f"{prefix}-g{j}-u{c}", tuple(members[k] for k in idx)))
     return units
+
+
+def longest_first(units: list[Unit]) -> list[Unit]:
+    """The units in the order a pool should start them: by :attr:`Unit.cost`, largest first (plan
+    order among equals), so that no worker is left with a long unit while the others idle."""
+    return sorted(units, key=lambda u: -u.cost)
 
 
 def result_path(out: Path, unit_id: str) -> Path:

@@ -11,7 +11,7 @@ from faults import KillOnce
 from bioplastic import load_protocol, run_protocol, train
 from bioplastic.storage.results import read_dataset
 from bioplastic.training.executors import DaskExecutor, ExecutorError, LocalPoolExecutor
-from bioplastic.training.units import plan_units
+from bioplastic.training.units import longest_first, plan_units
 
 SWEEP = """
 sweep:
@@ -177,3 +177,12 @@ def test_sweeping_the_number_of_seeds_is_refused(write_protocol):
         load_protocol(write_protocol(text, "seeds.yaml"))
     assert any(p.startswith("sweep.grid: seeds: cannot sweep over the number of networks") for p in info.value.problems), \
         info.value.problems
+
+
+def test_pools_start_the_longest_units_first(write_protocol):
+    """Plasticity units cost ~2.5 times as much per network-iteration; larger units more."""
+    text = TINY.split("conditions:")[0] + PACKED.split("sweep:")[0]
+    units = plan_units(load_protocol(write_protocol(text, "cost.yaml"), ["seeds=3", "training.ensemble_size=4"]))
+    assert [len(u.members) for u in units] == [3, 3, 3]  # baseline + tcr_loss (6 -> 3, 3), plastic (3)
+    order = longest_first(units)
+    assert order[0] is units[2] and order[1:] == units[:2]
