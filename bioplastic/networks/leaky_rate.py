@@ -76,9 +76,12 @@ class LeakyRate(Network):
         W_in, b = self.params["W_in"], self.params["b"]
         if not self.config.train_input:
             W_in, b = W_in.detach(), b.detach()
-        d = a * (torch.einsum("ebti,eni->ebtn", inputs_exbxtxi, W_in) + b[:, None, None, :])
+        E, B, T, I = inputs_exbxtxi.shape
+        # a (W_in u + b) as one batched product over every trial and step (one pass over the output)
+        d = torch.baddbmm(b.unsqueeze(1), inputs_exbxtxi.reshape(E, B * T, I), W_in.transpose(1, 2), beta=a, alpha=a)
+        d = d.view(E, B, T, -1)
         if noise_exbxtxn is not None and self.config.sigma_h > 0:
-            d = d + (self.config.sigma_h * a ** 0.5) * noise_exbxtxn
+            d = torch.add(d, noise_exbxtxn, alpha=self.config.sigma_h * a ** 0.5)
         return d
 
     def readout(self, r_exbxtxn):
