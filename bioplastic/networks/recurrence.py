@@ -93,14 +93,15 @@ class _Recurrence(torch.autograd.Function):
             if hs.data_ptr() == drive_exbxtxn.data_ptr():
                 hs = hs.clone()
             phi(phi_name, h, out=R[:, 0])
+        hl, Rl = hs.unbind(1), R.unbind(1)  # every step's views at once (cheaper than slicing per step)
         for t in range(T):
-            ht = hs[:, t]
-            ht.addcmul_(d, h).baddbmm_(R[:, t], Wt)
+            ht = hl[t]
+            ht.addcmul_(d, h).baddbmm_(Rl[t], Wt)
             h = ht
             if tanh:
-                torch.sigmoid(h, out=R[:, t + 1])
+                torch.sigmoid(h, out=Rl[t + 1])
             else:
-                phi(phi_name, h, out=R[:, t + 1])
+                phi(phi_name, h, out=Rl[t + 1])
         if tanh:
             hs.mul_(0.5)
             R.lerp_(R.new_ones(()), -1.0)  # 2 s - 1 in one pass
@@ -125,10 +126,10 @@ class _Recurrence(torch.autograd.Function):
             D[:, :T] = 0
         d = decay.unsqueeze(1)
         m = hs.new_empty((E, B, N))  # W^T delta_{t+1}, as rows
+        Dl, dphil = D.unbind(1), dphi.unbind(1)
         for t in range(T - 2, -1, -1):
-            nxt = D[:, t + 1]
-            torch.bmm(nxt, W, out=m)
-            D[:, t].addcmul_(d, nxt).addcmul_(dphi[:, t], m)
+            torch.bmm(Dl[t + 1], W, out=m)
+            Dl[t].addcmul_(d, Dl[t + 1]).addcmul_(dphil[t], m)
         delta0 = D[:, 0]
         dh0 = None
         if ctx.needs_input_grad[3]:
