@@ -95,8 +95,10 @@ def _predictions(pred: xr.Dataset | None) -> list[str]:
         for c, cond in enumerate(conds):
             if np.isfinite(les[c, 0]) and les[c, 3] < 1 - CI_LEVEL:
                 n = int(np.isfinite(pred["accuracy_plasticity_blocked"].values[c]).sum())
+                # lesion_effect is with minus without plasticity; blocking changes accuracy by its negative
+                # (one decimal: accuracies are multiples of 1/eval_trials, often under a point apart)
                 out.append(f"Blocking the short-term plasticity of trained {cond} networks changes accuracy by "
-                           f"{100 * les[c, 0]:+.0f} points ({CI} {100 * les[c, 1]:+.0f} to {100 * les[c, 2]:+.0f}; "
+                           f"{-100 * les[c, 0]:+.1f} points ({CI} {-100 * les[c, 2]:+.1f} to {-100 * les[c, 1]:+.1f}; "
                            f"Wilcoxon p = {les[c, 3]:.2g}; n = {n} networks). Test: block fast synaptic plasticity after "
                            "learning (pharmacologically or optogenetically) and measure performance.")
     if "fraction_timescale_long_summary" in pred and pred.attrs.get("timescale_period", "none") != "none":

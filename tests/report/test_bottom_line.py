@@ -58,3 +58,15 @@ def test_untrained_networks_give_no_prediction_and_a_caveat():
     few = results(ref[:2], ref[:2])
     assert any("With 2 seeds" in c for c in caveats(few))
     assert not any("nan" in s.split() for s in bottom_line(results(ref, ref, abrupt=0.0)))
+
+
+def test_blocking_the_plasticity_is_stated_as_the_change_blocking_makes():
+    """lesion_effect is with minus without plasticity: blocking that raises accuracy by 1.6 points
+    (CI 1.6 to 2.3) is a positive change, and quantised accuracies keep their decimal."""
+    ref = [60, 50, 46, 108, 145, 53, 66, 49, 66, 72]
+    pred = xr.Dataset({"lesion_effect": (("condition", "statistic"), np.array([[np.nan] * 4, [-0.015625, -0.0234375, -0.015625, 0.002]])),
+                       "accuracy_plasticity_blocked": (("condition", "seed"), np.vstack([np.full(10, np.nan), np.ones(10)]))},
+                      coords={"condition": ["baseline", "tcr"]})
+    lines = bottom_line(results(ref, ref), predictions=pred)
+    line = next(s for s in lines if s.startswith("Blocking"))
+    assert "changes accuracy by +1.6 points (95 % CI +1.6 to +2.3; Wilcoxon p = 0.002; n = 10 networks)" in line
