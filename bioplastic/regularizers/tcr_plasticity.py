@@ -257,14 +257,20 @@ class _PlasticRecurrence(torch.autograd.Function):
             x = hs.new_ones((E, B, N))
             S = drive_exbxtxn.new_empty((E, B, T + 1, N))  # S[:, :, t] = s_{t-1}
             S[:, :, 0] = 1.0
+            P = drive_exbxtxn.new_empty((E, B, T + 1, N))  # P[:, :, t] = s_{t-1} r_{t-1}, the synapses' input
             rate = dt * cfg.max_rate_hz / 1000.0
+            # u_t = u (1 - dt/tau_f - U R) + dt U/tau_f + U R and x_t = x (1 - dt/tau_d - u R) + dt/tau_d
+            # (the update of the module docstring, rearranged into few in-place operations per step)
+            keep_u, rest_u = 1.0 - dt / cfg.tau_facilitation_ms, dt * U / cfg.tau_facilitation_ms
+            keep_x, rest_x = hs.new_tensor(1.0 - dt / cfg.tau_depression_ms), dt / cfg.tau_depression_ms
+            q, g = hs.new_empty((E, B, N)), hs.new_empty((E, B, N))
         h_prev = h0_exbxn
         for t in range(T):
             r_prev = R[:, :, t]
             ht = hs[:, :, t]
             ht.addcmul_(d, h_prev)
             if mode == "tm":
-                ht.baddbmm_(r_prev * S[:, :, t], Wt)
+                ht.baddbmm_(torch.mul(r_prev, S[:, :, t], out=P[:, :, t]), Wt)
             else:
                 ht.baddbmm_(r_prev, Wt)
                 if mode == "dense":
@@ -283,16 +289,17 @@ class _PlasticRecurrence(torch.autograd.Function):
                     if stp.record_F_abs:
                         F_abs[:, :, t] = F.abs().mean((1, 2)).view(E, B)
             else:
-                R_pre = r_prev.clamp(min=0) * rate
-                u_new = (u + dt * (U - u) / cfg.tau_facilitation_ms + U * (1 - u) * R_pre).clamp_(0, 1)
-                x = (x + dt * (1 - x) / cfg.tau_depression_ms - u * x * R_pre).clamp_(0, 1)
-                u = u_new
-                S[:, :, t + 1] = u * x / U
+                torch.clamp(r_prev, min=0, out=q).mul_(rate)  # R_{t-1} dt
+                x.mul_(torch.addcmul(keep_x, u, q, value=-1, out=g)).add_(rest_x).clamp_(0, 1)  # with u_{t-1}
+                q.mul_(U)
+                u.mul_(torch.sub(keep_u, q, out=g)).add_(q).add_(rest_u).clamp_(0, 1)
+                torch.mul(u, x, out=S[:, :, t + 1]).div_(U)
             h_prev = ht
         if mode == "tm":
+            torch.mul(R[:, :, T], S[:, :, T], out=P[:, :, T])
             info["efficacy_exbxtxn"] = S[:, :, 1:].clone()
-            info["pre_exbxtxn"] = S[:, :, 1:] * R[:, :, 1:]
-            saved = [S]
+            info["pre_exbxtxn"] = P[:, :, 1:].clone()
+            saved = [S, P]
         else:
             if stp.record_F_end:
                 if mode == "dense":
@@ -330,7 +337,7 @@ class _PlasticRecurrence(torch.autograd.Function):
         decay, Wc, h0, hs, R, *rest = ctx.saved_tensors
         E, B, T, N = hs.shape
         name, c, K, mode = ctx.phi_name, ctx.c, ctx.K, ctx.mode
-        S = rest[0] if mode == "tm" else None
+        S, P = (rest[0], rest[1]) if mode == "tm" else (None, R)
         DH = rest[0] if mode != "tm" else None
         d = decay.unsqueeze(1)
         D = hs.new_zeros((E, B, T + 1, N))
@@ -368,7 +375,6 @@ class _PlasticRecurrence(torch.autograd.Function):
             ddecay = (D[:, :, :T] * h_prev).sum(dim=(1, 2))
         dWc = None
         if ctx.needs_input_grad[1]:
-            P = R if S is None else R * S
             dWc = torch.bmm(D.view(E, B * (T + 1), N).transpose(1, 2), P.view(E, B * (T + 1), N))
         return ddecay, dWc, D[:, :, :T], dh0, None, None, None, None
 
