@@ -1,15 +1,68 @@
-"""Shared fixtures: tiny protocols that train in a second or two."""
+"""Shared fixtures: tiny protocols that train in a second or two.
+
+The suite runs on two pytest-xdist workers (``-n 2`` in pyproject.toml). Each worker is a separate
+process, so each would build every session fixture once; the run folders and the API run are built
+once per test session instead (:func:`shared`), under a file lock in the folder the workers share. A
+worker takes the torch threads the project's own policy gives it (the cores divided among the
+workers, at most ``OMP_NUM_THREADS``)."""
 from __future__ import annotations
 
+import gc
+import os
+import pickle
+import shutil
 import signal
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
-from bioplastic.cli import main
-from bioplastic.pipeline import run_protocol
-from bioplastic.protocol.load import load_protocol
+# bioplastic (and with it torch) is imported where it is used, not here: this file is also loaded by
+# the process that only hands tests to the xdist workers, and that import (~3 s) would delay them.
+
+
+def pytest_configure(config) -> None:
+    if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # an xdist worker: never more threads than its share of the cores
+        import torch
+
+        from bioplastic.training.executors import threads_per_worker
+
+        torch.set_num_threads(threads_per_worker(int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session) -> None:
+    """Everything imported and collected so far (torch, matplotlib, xarray, the tests) and brian2
+    (with sympy; imported here, as the bridge imports it, not in the first test that simulates) lives
+    to the end of the session: move it out of the garbage collector's reach. brian2 calls
+    ``gc.collect()`` before every simulation, and a full collection that walks all of it costs ~0.4 s;
+    objects the tests make later are collected as usual."""
+    from bioplastic.simulate.brian2_bridge import _import_brian2
+
+    _import_brian2()
+    gc.collect()
+    gc.freeze()
+
+
+def shared(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """``build(folder)`` once per test session, in a fresh folder, and that folder. Under pytest-xdist
+    the workers share it: the first to need it builds it under a file lock, the others wait for it
+    and then read it (so it is never built twice, and never read half-built)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    root = tmp_path_factory.getbasetemp().parent  # the session's temporary folder, above every worker's
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed left behind
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 TINY = """
 name: tiny
@@ -73,29 +126,37 @@ output: {figures: true}  # PNGs written by the run are reused by the report
 """
 
 
-def train_once(tmp_path_factory, name: str, text: str, **kwargs) -> Path:
-    """Run a protocol through ``bioplastic.pipeline.run_protocol`` into a fresh temporary folder and
-    return the run folder. Session-scoped fixtures share the folder: a test that changes it copies it
-    first (``shutil.copytree(run, tmp_path / ...)``)."""
-    folder = tmp_path_factory.mktemp(name)
+def train_into(folder: Path, text: str, **kwargs) -> Path:
+    """Run a protocol through ``bioplastic.pipeline.run_protocol`` into ``folder / "out"`` and return
+    that run folder."""
+    from bioplastic.pipeline import run_protocol
+    from bioplastic.protocol.load import load_protocol
+
     path = folder / "p.yaml"
     path.write_text(textwrap.dedent(text))
     _, out = run_protocol(load_protocol(path), folder / "out", **kwargs)
     return out
 
 
+def train_once(tmp_path_factory, name: str, text: str, **kwargs) -> Path:
+    """Run a protocol through ``bioplastic.pipeline.run_protocol`` into a fresh temporary folder and
+    return the run folder. Session-scoped fixtures share the folder: a test that changes it copies it
+    first (``shutil.copytree(run, tmp_path / ...)``)."""
+    return train_into(tmp_path_factory.mktemp(name), text, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """TINY run once per session (results.nc, protocol.yaml, report.html). Shared: read it, or copy it
     before changing anything in it."""
-    return train_once(tmp_path_factory, "tiny", TINY)
+    return shared(tmp_path_factory, "tiny", lambda folder: train_into(folder, TINY)) / "out"
 
 
 @pytest.fixture(scope="session")
 def complete_run(tmp_path_factory) -> Path:
     """COMPLETE run once per session with ``strict=True`` (a failing report section raises). Shared:
     read it, or copy it before changing anything in it."""
-    return train_once(tmp_path_factory, "complete", COMPLETE, strict=True)
+    return shared(tmp_path_factory, "complete", lambda folder: train_into(folder, COMPLETE, strict=True)) / "out"
 
 
 @pytest.fixture
@@ -103,6 +164,8 @@ def cli(capsys):
     """``python -m bioplastic ARGS`` in this process: returns (exit code, stdout, stderr). The SIGTERM
     handler that ``run`` installs is put back afterwards. Tests of a separate process (a kill, the
     installed package) use a subprocess instead."""
+
+    from bioplastic.cli import main
 
     def call(*args):
         capsys.readouterr()  # start from empty buffers
@@ -120,9 +183,20 @@ def cli(capsys):
 
 
 @pytest.fixture(scope="session")
-def api_run():
+def api_run(tmp_path_factory):
     """A tiny single-point run made with the Python API (no folder), once per session: its protocol
-    and datasets (results, analysis, predictions, brian2 via the numpy target). Read, never change."""
+    and datasets (results, analysis, predictions, brian2 via the numpy target). Read, never change.
+    Under pytest-xdist the workers share it pickled (a pickled dataset is identical, encodings too)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _make_api_run()
+
+    def build(folder):
+        (folder / "api_run.pkl").write_bytes(pickle.dumps(_make_api_run()))
+
+    return pickle.loads((shared(tmp_path_factory, "api_run", build) / "api_run.pkl").read_bytes())
+
+
+def _make_api_run():
     from bioplastic import analyze, load_protocol, predict, resimulate, train
 
     protocol = load_protocol({

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
+@pytest.mark.integration
 def test_notebook_study_runs_without_yaml_or_a_folder(tmp_path):
     png = tmp_path / "curves.png"
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -81,6 +81,7 @@ def _copy_sources(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not (importlib.util.find_spec("pip") and importlib.util.find_spec("setuptools")),
                     reason="building the wheel offline (--no-build-isolation) needs pip and setuptools here")
 def test_the_wheel_runs_a_shipped_protocol_outside_the_checkout(tmp_path):

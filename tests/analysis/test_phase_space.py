@@ -11,6 +11,9 @@ from bioplastic import load_protocol, run_protocol
 from bioplastic.pipeline import PARTS_DIR, RunError, analyze_run
 from bioplastic.storage.results import read_dataset
 
+# one pytest-xdist worker runs this module, so that its module-scoped run (analysed_run) is made once
+pytestmark = pytest.mark.xdist_group("phase_space")
+
 ANALYSIS = """
 analysis:
   initial_states: 16

@@ -28,6 +28,9 @@ from bioplastic.analysis.predictions import (
 from bioplastic.pipeline import compute_predictions
 from bioplastic.storage.results import read_dataset
 
+# one pytest-xdist worker runs this module, so that its module-scoped run (pred_run) is made once
+pytestmark = pytest.mark.xdist_group("predictions")
+
 DT = 20.0
 
 

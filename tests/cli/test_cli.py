@@ -58,6 +58,7 @@ def test_bad_overrides_exit_2(args, cli):
     assert code == 2 and "Traceback" not in err
 
 
+@pytest.mark.integration
 def test_killed_run_resumes_to_the_uninterrupted_result(write_protocol, tmp_path, cli):
     """SIGTERM in the middle of training (a separate ``python -m bioplastic run`` process), then the
     same command again: same numbers as a straight run (trained in this process; every executor gives

@@ -40,6 +40,7 @@ def _validate_subprocess(path: Path, *args, timeout=60):
                           text=True, timeout=timeout, env=env, cwd=path.parent)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("where", ["seeds: BOMB\n", "sweep:\n  grid:\n    model.g: BOMB\n"])
 def test_alias_bomb_is_refused_quickly_naming_the_field(write_protocol, where):
     path = write_protocol(BASE + where.replace("BOMB", BOMB))
@@ -73,6 +74,7 @@ def test_describe_truncates_without_building_a_full_repr():
     assert describe(10 ** 5000)  # too long for str(): still described
 
 
+@pytest.mark.integration
 def test_huge_sweep_grid_is_refused_before_expanding(write_protocol):
     vals = "[" + ", ".join(str(0.01 * (i + 1)) for i in range(100)) + "]"
     path = write_protocol(BASE + f"sweep:\n  grid:\n    model.g: {vals}\n    training.lr: {vals}\n    tcr.lambda: {vals}\n")

@@ -12,6 +12,9 @@ from bioplastic.simulate.run import agreement_line
 from bioplastic.storage.results import read_dataset, write_dataset
 from bioplastic.tasks import build_task
 
+# one pytest-xdist worker runs this module, so that its module-scoped run (run_dir) is made once
+pytestmark = pytest.mark.xdist_group("simulate_cli")
+
 TOL = 1e-6
 PROTOCOL = """
 name: tiny_b2

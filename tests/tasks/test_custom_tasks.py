@@ -290,6 +290,7 @@ def _run_example(tmp_path, *executor: str) -> Path:
     return out
 
 
+@pytest.mark.integration
 def test_example_protocol_runs_from_the_command_line(tmp_path):
     """As a user runs it, from another folder: the module is found beside the protocol, also by the
     worker process of the local pool (it copies sys.path, where the protocol's folder was added)."""

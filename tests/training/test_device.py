@@ -127,6 +127,7 @@ def test_device_cpu_gives_the_numbers_of_no_flag_bit_for_bit(write_protocol, tmp
 
 
 # --------------------------------------------------------------------------------------------- workers
+@pytest.mark.integration
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible: cuda would not fail in the workers")
 def test_worker_processes_train_on_the_protocols_device(write_protocol, tmp_path):
     """The protocol text carries training.device to each worker, which resolves it itself: asked for

@@ -105,6 +105,7 @@ with run_lock(sys.argv[1]):
 """
 
 
+@pytest.mark.integration
 def test_a_second_writer_is_refused_at_once_and_a_dead_holder_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], env=ENV, stdout=subprocess.PIPE, text=True)
@@ -138,6 +139,7 @@ def test_the_lock_is_reentrant_in_a_process_and_does_not_create_a_missing_folder
 
 
 # --------------------------------------------------------------------------------------------- Ctrl-C and kill -9
+@pytest.mark.integration
 @pytest.mark.skipif(not HAS_PROC, reason="finds worker processes in /proc")
 def test_ctrl_c_stops_the_local_pool_at_once_and_keeps_the_checkpoints(tmp_path):
     proc, out, kids = _start_slow_run(tmp_path)
@@ -158,6 +160,7 @@ def test_ctrl_c_stops_the_local_pool_at_once_and_keeps_the_checkpoints(tmp_path)
     assert not list((out / "units").glob("*.pt"))  # no unit finished
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not HAS_PROC, reason="finds worker processes in /proc")
 def test_workers_die_with_a_killed_parent(tmp_path):
     proc, out, kids = _start_slow_run(tmp_path)

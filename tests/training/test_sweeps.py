@@ -95,6 +95,7 @@ def test_points_packed_into_one_ensemble_train_as_they_would_alone(write_protoco
         assert point["eta_F"].sel(condition="plastic").values[:, 0].tolist() == [eta, eta]
 
 
+@pytest.mark.integration
 def test_local_pool_equals_in_process_and_survives_a_killed_worker(sweep_protocol, sweep_ref, tmp_path):
     ref = sweep_ref
     pooled, _ = run_protocol(sweep_protocol, tmp_path / "pool",
@@ -103,6 +104,7 @@ def test_local_pool_equals_in_process_and_survives_a_killed_worker(sweep_protoco
     _same(ref, pooled)
 
 
+@pytest.mark.integration
 def test_dask_local_cluster_equals_local_and_survives_a_killed_worker(sweep_protocol, sweep_ref, tmp_path):
     ref = sweep_ref
     executor = DaskExecutor(workers=2, runner=KillOnce(str(tmp_path / "killed-once")))

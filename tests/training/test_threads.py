@@ -28,6 +28,7 @@ def test_slurm_and_cgroup_quotas_cap_the_cores(monkeypatch, tmp_path):
     assert executors._cgroup_cpus(str(tmp_path)) is None
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
 def test_a_restricted_affinity_is_seen():
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
