@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+
+import pytest
 
 from bioplastic import load_protocol
 from bioplastic.pipeline import REPORT, TIMINGS, StageProgress, run_protocol
+
+# one pytest-xdist worker runs this module, so that its module-scoped run (staged_run) is made once
+pytestmark = pytest.mark.xdist_group("pipeline")
 
 WITH_ANALYSIS = """
 name: stages
@@ -34,13 +40,24 @@ class Recorder(StageProgress):
         self.events[-1][0] = "done"
 
 
-def test_every_stage_reports_progress_to_its_total_and_is_timed(write_protocol, tmp_path):
+@pytest.fixture(scope="module")
+def staged_run(tmp_path_factory):
+    """WITH_ANALYSIS run once for this module (strict), with a Recorder listening: (protocol, run
+    folder, the recorded stage events). Shared: tests that change the folder work on a copy."""
+    folder = tmp_path_factory.mktemp("stages")
+    (folder / "p.yaml").write_text(WITH_ANALYSIS)
+    protocol = load_protocol(folder / "p.yaml")
     rec = Recorder()
-    _, out = run_protocol(load_protocol(write_protocol(WITH_ANALYSIS)), tmp_path / "run", stages=rec, strict=True)
-    assert [e[1] for e in rec.events] == ["fixed points", "predictions", "figures", "report"]
-    for state, name, total, done in rec.events:
+    _, out = run_protocol(protocol, folder / "run", stages=rec, strict=True)
+    return protocol, out, rec.events
+
+
+def test_every_stage_reports_progress_to_its_total_and_is_timed(staged_run):
+    _, out, events = staged_run
+    assert [e[1] for e in events] == ["fixed points", "predictions", "figures", "report"]
+    for state, name, total, done in events:
         assert state == "done" and done == total > 0, name
-    assert rec.events[0][2] == 2 * 3  # conditions x checkpoints
+    assert events[0][2] == 2 * 3  # conditions x checkpoints
     times = json.loads((out / TIMINGS).read_text())
     assert list(times) == ["training", "fixed points", "predictions", "figures", "report"]
     assert all(v >= 0 for v in times.values())
@@ -50,10 +67,10 @@ def test_every_stage_reports_progress_to_its_total_and_is_timed(write_protocol, 
     assert set(units) == {"p000-g0-u0"} and units["p000-g0-u0"] > 0  # one unit: both conditions share it
 
 
-def test_figures_and_report_are_remade_when_lost(write_protocol, tmp_path):
+def test_figures_and_report_are_remade_when_lost(staged_run, tmp_path):
     """A kill while figures and report were written: the rerun makes them again (and only them)."""
-    protocol = load_protocol(write_protocol(WITH_ANALYSIS))
-    _, out = run_protocol(protocol, tmp_path / "run", strict=True)
+    protocol, out, _ = staged_run
+    out = shutil.copytree(out, tmp_path / "run")  # files are deleted: not in the shared run
     (out / REPORT).unlink()
     (out / "learning_curves.png").unlink()
     rec = Recorder()
@@ -62,11 +79,10 @@ def test_figures_and_report_are_remade_when_lost(write_protocol, tmp_path):
     assert (out / REPORT).is_file() and (out / "learning_curves.png").is_file()
 
 
-def test_the_expected_figure_names_are_those_drawn(write_protocol, tmp_path):
+def test_the_expected_figure_names_are_those_drawn(staged_run):
     from bioplastic.pipeline import expected_files
 
-    protocol = load_protocol(write_protocol(WITH_ANALYSIS))
-    _, out = run_protocol(protocol, tmp_path / "run", strict=True)
+    protocol, out, _ = staged_run
     drawn = sorted(p.name for p in out.glob("*.png"))
     assert drawn == sorted(f for f in expected_files(protocol) if f.endswith(".png"))
     assert all((out / f).is_file() for f in expected_files(protocol))

@@ -79,9 +79,10 @@ def tiny(write_protocol):
 
 
 @pytest.fixture
-def straight(tiny, tmp_path):
-    """The uninterrupted run's results dataset."""
-    ds, _ = run_protocol(tiny, tmp_path / "straight")
+def straight(tiny, tiny_run):
+    """The uninterrupted run's results dataset: TINY run straight through once per session (tests/conftest.py)."""
+    ds = read_dataset(tiny_run / "results.nc")
+    assert ds.attrs["protocol"] == tiny.text  # the very protocol the tests below resume
     return ds
 
 

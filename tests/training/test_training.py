@@ -4,7 +4,7 @@ import pytest
 import torch
 import xarray as xr
 
-from bioplastic import load_protocol, run_protocol
+from bioplastic import load_protocol, run_protocol, train
 from bioplastic.seeds import torch_generator
 from bioplastic.storage.results import read_dataset
 from bioplastic.training.loop import EnsembleTrainer, Interrupted
@@ -153,7 +153,7 @@ def test_members_share_a_group_when_only_initial_draw_settings_differ(write_prot
 def test_local_rules_resume_to_identical_results(write_protocol, tmp_path, overrides):
     """The rule's own state (random feedback, running reward baselines) travels with the resume state."""
     protocol = load_protocol(write_protocol(), overrides)
-    straight, _ = run_protocol(protocol, tmp_path / "straight")
+    straight = train(protocol)  # run_protocol's numbers (bioplastic.train), without a second run folder and report
     with pytest.raises(Interrupted):
         run_protocol(protocol, tmp_path / "resumed", interrupt_at=6)
     resumed, _ = run_protocol(protocol, tmp_path / "resumed")
@@ -258,7 +258,7 @@ def test_plastic_training_with_freeze_in_and_weight_noise_equals_a_hand_written_
 
 def test_plastic_run_with_freeze_in_and_controller_resumes_to_identical_results(write_protocol, tmp_path):
     protocol = _plastic_protocol(write_protocol, "freeze")
-    straight, _ = run_protocol(protocol, tmp_path / "straight")
+    straight = train(protocol)  # run_protocol's numbers (bioplastic.train), without a second run folder and report
     with pytest.raises(Interrupted):
         run_protocol(protocol, tmp_path / "resumed", interrupt_at=6)
     resumed, _ = run_protocol(protocol, tmp_path / "resumed")
@@ -274,7 +274,7 @@ def test_stop_when_learned_leaves_the_curve_metrics_unchanged(write_protocol, tm
 
     text = TINY.replace("  dtype: float64", "  dtype: float64\n  criterion: 0.01\n  loss_smoothing: 1\n"
                         "  checkpoint_every: 2").replace("  checkpoint_every: 4\n", "")
-    full, _ = run_protocol(load_protocol(write_protocol(text, "full.yaml")), tmp_path / "full")
+    full = train(load_protocol(write_protocol(text, "full.yaml")))  # run_protocol's numbers, without a run folder and report
     stop_text = text.replace("  criterion: 0.01", "  criterion: 0.01\n  stop_when_learned: true")
     stopped, _ = run_protocol(load_protocol(write_protocol(stop_text, "stop.yaml")), tmp_path / "stop")
     assert (full["iterations_to_criterion"] == 0).all()
