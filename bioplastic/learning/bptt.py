@@ -36,14 +36,22 @@ class BPTT(LearningRule):
         net = self.network
         roll = net.run(batch.inputs_exbxtxi, batch.noise_exbxtxn)
         task_loss = masked_mse(roll.output_exbxtxo, batch.targets_exbxtxo, batch.mask_exbxtxo)
-        term = tcr_term(roll.state_exbxtxn, batch.window_exbxt, batch.tcr_normalize)
+        if bool((batch.lambda_e > 0).any()):
+            term = tcr_term(roll.state_exbxtxn, batch.window_exbxt, batch.tcr_normalize)
+        else:  # recorded, but no member trains on it: no backward pass through it (same gradients)
+            with torch.no_grad():
+                term = tcr_term(roll.state_exbxtxn, batch.window_exbxt, batch.tcr_normalize)
         loss = task_loss + batch.lambda_e * term
         live = alive_e & torch.isfinite(loss)
         names = list(net.params)
         params = [net.params[n] for n in names]
         measure = batch.measure_tcr_grad_ratio
         grads = torch.autograd.grad(torch.where(live, loss, 0).sum(), params, retain_graph=measure)
-        ratio = tcr_grad_ratio(task_loss, batch.lambda_e * term, live & (batch.lambda_e > 0), params) if measure else None
+        ratio = None
+        if measure:
+            measured = live & (batch.lambda_e > 0)
+            ratio = (tcr_grad_ratio(task_loss, batch.lambda_e * term, measured, params) if term.requires_grad
+                     else torch.full_like(task_loss.detach(), float("nan")))
         return StepResult(loss, task_loss, term, dict(zip(names, grads)), ratio, roll.plasticity)
 
 
