@@ -57,7 +57,7 @@ class TrainingConfig(Schema):
     eval_trials: int = Field(256, gt=0, le=1_000_000, description="held-out trials per network (a fixed set drawn once per network)")
     criterion: float = Field(0.95, gt=0, le=1, description="held-out accuracy at which a network counts as having learned")
     stop_when_learned: bool = Field(False, description="stop an ensemble at the first checkpoint where every network has learned at least 6 * loss_smoothing iterations earlier (the learning-curve metrics are then what a full run gives)")
-    ensemble_size: int = Field(4, gt=0, le=MAX_NETWORKS, description="at most this many networks train together in one work unit (compatible networks are split evenly into units of at most this size; results do not depend on the executor)")
+    ensemble_size: int = Field(4, gt=0, le=MAX_NETWORKS, description="at most this many networks train together in one work unit (compatible networks, of every sweep point, are split evenly into units of at most this size; results do not depend on the executor or on a network's ensemble-mates)")
     loss_smoothing: int = Field(25, gt=0, description="moving-average window (iterations) for the learning-curve metrics (search phase, drop onset and width, abruptness; docs/science.md)")
     dtype: Literal["float32", "float64"] = Field("float32", description="floating-point type of the simulation")
     device: Literal["cpu", "cuda", "auto"] = Field(
