@@ -32,18 +32,29 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(threads_per_worker(int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
+# brian2 calls gc.collect() before every simulation; a full collection that walks every object of
+# torch, sympy, matplotlib, xarray and the tests costs ~0.2-0.4 s, several hundred times a session.
+# What lives to the end of the session is moved out of the collector's reach (gc.freeze) instead:
+# what is imported and collected before the first test, and after each test module whatever
+# survives a collection (modules imported lazily, caches; the module's own fixtures are gone by
+# then), so that the collections only walk what the tests made since.
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session) -> None:
-    """Everything imported and collected so far (torch, matplotlib, xarray, the tests) and brian2
-    (with sympy; imported here, as the bridge imports it, not in the first test that simulates) lives
-    to the end of the session: move it out of the garbage collector's reach. brian2 calls
-    ``gc.collect()`` before every simulation, and a full collection that walks all of it costs ~0.4 s;
-    objects the tests make later are collected as usual."""
     from bioplastic.simulate.brian2_bridge import _import_brian2
 
-    _import_brian2()
+    _import_brian2()  # as the bridge imports it (quietly), not inside the first test that simulates
     gc.collect()
     gc.freeze()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if nextitem is not None and nextitem.path != item.path:  # the module's fixtures are torn down
+        gc.collect()
+        gc.freeze()
 
 
 def shared(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
