@@ -33,7 +33,7 @@ def pytest_configure(config) -> None:
 
 
 # brian2 calls gc.collect() before every simulation; a full collection that walks every object of
-# torch, sympy, matplotlib, xarray and the tests costs ~0.2-0.4 s, several hundred times a session.
+# torch, sympy, matplotlib, xarray and the tests costs ~0.2-0.4 s, about a hundred times per worker.
 # What lives to the end of the session is moved out of the collector's reach (gc.freeze) instead:
 # what is imported and collected before the first test, and after each test module whatever
 # survives a collection (modules imported lazily, caches; the module's own fixtures are gone by
@@ -74,6 +74,7 @@ def shared(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path
             build(folder)
             done.touch()
     return folder
+
 
 TINY = """
 name: tiny
