@@ -34,7 +34,7 @@ def time_rule(E, repeats, gen, rule="bptt", plasticity: dict | None = None):
     opt = EnsembleOptimizer(net.params, "adam", [1e-3] * E)
     clip = torch.ones(E)
     u, y, m = data(E, gen)
-    batch = Batch(u, y, m, torch.ones(E, B, T), None, torch.zeros(E))
+    batch = Batch(u, y, m, torch.ones(E, B, T), None, torch.zeros(E), tcr_trains=False)  # lambda 0, as the trainer says
     alive = torch.ones(E, dtype=torch.bool)
 
     def step():

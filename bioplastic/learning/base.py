@@ -30,7 +30,9 @@ class Batch:
     conditions: the trials' condition labels, name -> (E, B) array (difficulty, side, ...);
     tcr_normalize: the form of the TCR term (``tcr.normalize``), one for all members or one per member;
     measure_tcr_grad_ratio: ask the rule for ||grad(lambda * term)|| / ||grad(task loss)|| per member
-    (a measurement on this batch: it must not change the update).
+    (a measurement on this batch: it must not change the update);
+    tcr_trains: False when every lambda is 0 (the loop knows it without reading tensors): the rule
+    may then record the TCR term without taking it into the gradient (the same update).
     """
 
     inputs_exbxtxi: torch.Tensor
@@ -42,6 +44,7 @@ class Batch:
     conditions: dict[str, np.ndarray] | None = None
     tcr_normalize: str | tuple[str, ...] = "none"
     measure_tcr_grad_ratio: bool = False
+    tcr_trains: bool = True
 
 
 @dataclass

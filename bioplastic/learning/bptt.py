@@ -36,7 +36,7 @@ class BPTT(LearningRule):
         net = self.network
         roll = net.run(batch.inputs_exbxtxi, batch.noise_exbxtxn)
         task_loss = masked_mse(roll.output_exbxtxo, batch.targets_exbxtxo, batch.mask_exbxtxo)
-        if bool((batch.lambda_e > 0).any()):
+        if batch.tcr_trains:
             term = tcr_term(roll.state_exbxtxn, batch.window_exbxt, batch.tcr_normalize)
         else:  # recorded, but no member trains on it: no backward pass through it (same gradients)
             with torch.no_grad():

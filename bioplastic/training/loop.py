@@ -64,9 +64,8 @@ class MemberSpec:
           different points train in one ensemble
 
     Members trained in one ensemble must share the task, the model (all but the model class's
-    ``init_fields``, which each member draws its initial weights with), the training shape (all but
-    ``lr``, ``clip_grad_norm``, ``adam_betas``, ``momentum``) and the plasticity settings (all but
-    ``eta_F`` and its schedule).
+    ``init_fields``, which each member draws its initial weights with), the training settings (all
+    but ``lr`` and ``clip_grad_norm``) and the plasticity settings (all but ``eta_F`` and its schedule).
     """
 
     name: str
@@ -189,6 +188,11 @@ class EnsembleTrainer:
             if self.plasticity is not None:
                 p = c.tcr.plasticity
                 self.eta_schedules.append((idx, build_schedule(p.schedule, np.full(len(idx), p.eta_F))))
+        if self.plasticity is not None:  # each member's own eta_F until the first step's schedule value
+            eta0 = np.zeros(E)
+            for idx, _ in self.eta_schedules:
+                eta0[idx] = members[idx[0]].tcr.plasticity.eta_F
+            self.plasticity.eta_e = self._t(torch.as_tensor(eta0, dtype=self.dtype, device="cpu"))
         self.windows = [c.tcr.window for c in members]
         self.normalize = tuple(c.tcr.normalize for c in members)
         bad = sorted(set(self.normalize) - set(self.rule.tcr_normalizations))
@@ -248,13 +252,16 @@ class EnsembleTrainer:
 
     def _train_step(self, k: int) -> StepResult:
         u, y, m, win, labels = self.batch(k)
-        lam = self._t(torch.as_tensor(self.lambdas(k), dtype=self.dtype, device="cpu"))
+        lam_np = self.lambdas(k)
+        lam = self._t(torch.as_tensor(lam_np, dtype=self.dtype, device="cpu"))
         eta = self._t(torch.as_tensor(self.lambdas(k, self.eta_schedules), dtype=self.dtype, device="cpu"))
         if self.plasticity is not None:
             self.plasticity.eta_e = eta
         j_eval = self.eval_index.get(k)  # an evaluated iteration: measure the TCR / task gradient ratio on this batch
-        measure = j_eval is not None and bool((lam > 0).any())
-        batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam, labels, self.normalize, measure)
+        trains = bool((lam_np > 0).any())
+        measure = j_eval is not None and trains
+        batch = Batch(u, y, m, win, self.noise("train_noise", k, self.tr.batch_size), lam, labels, self.normalize,
+                      measure, trains)
         alive_t = self._t(torch.as_tensor(self.alive, device="cpu"))
         res = self.rule.step(batch, alive_t)
         loss, task_loss, term, grads = res.loss_e, res.task_loss_e, res.term_e, res.grads

@@ -80,7 +80,10 @@ def groups(protocol: Protocol) -> list[list[Member]]:
     out: dict[str, list[Member]] = {}
     for i, point in enumerate(protocol.points):
         for c in point.protocol.conditions:
-            out.setdefault(c.group_key(), []).extend(Member.of(c, s, i) for s in range(point.protocol.config.seeds))
+            # stop_when_learned stops an ensemble when all its networks have learned: points stay apart,
+            # so that when a point's training ends never depends on another point's networks
+            key = c.group_key() + (f"|point {i}" if c.training.stop_when_learned else "")
+            out.setdefault(key, []).extend(Member.of(c, s, i) for s in range(point.protocol.config.seeds))
     return list(out.values())
 
 
@@ -127,12 +130,30 @@ def discard_if_damaged(path: Path, consequence: str) -> bool:
         return True
 
 
+def discard_if_stale(path: Path, unit: Unit, consequence: str) -> bool:
+    """Delete ``path`` (a resume state or result file of ``unit``) when it holds other networks than
+    the unit's - written by an earlier version whose work plan grouped the networks differently -
+    warning with a :class:`DamagedFileWarning`. Returns True when it was deleted."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    held, expected = list(safe_torch_load(path)["members"]), [m.label for m in unit.members]
+    if held == expected:
+        return False
+    path.unlink(missing_ok=True)
+    warnings.warn(f"{path} holds networks {held}, not this work unit's {expected} (an earlier work plan); "
+                  f"deleted it: {consequence}", DamagedFileWarning, stacklevel=3)
+    return True
+
+
 def verified_results(protocol: Protocol, out: Path) -> list[str]:
     """Check the finished units' result files of a run folder (``OUT/units/*.pt``): delete each
-    damaged one (with a :class:`DamagedFileWarning`) so that its unit is trained again. Returns the
-    ids of the deleted ones, in plan order (empty when all are sound)."""
+    damaged one, or one that holds other networks than its unit (an earlier work plan), with a
+    :class:`DamagedFileWarning`, so that its unit is trained again. Returns the ids of the deleted
+    ones, in plan order (empty when all are sound)."""
+    again = lambda u: f"work unit {u.id} is trained again (same numbers)"  # noqa: E731
     return [u.id for u in plan_units(protocol)
-            if discard_if_damaged(result_path(out, u.id), f"work unit {u.id} is trained again (same numbers)")]
+            if discard_if_damaged(result_path(out, u.id), again(u)) or discard_if_stale(result_path(out, u.id), u, again(u))]
 
 
 def save_result(result: GroupResult, path: Path) -> None:
@@ -195,7 +216,8 @@ def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int
         raise ValueError(f"no work unit {unit_id!r} in this protocol")
     out_path = Path(out)
     state = state_path(out_path, unit_id)
-    discard_if_damaged(state, f"work unit {unit_id} restarts from iteration 0 (same numbers as an uninterrupted run)")
+    restart = f"work unit {unit_id} restarts from iteration 0 (same numbers as an uninterrupted run)"
+    discard_if_damaged(state, restart) or discard_if_stale(state, unit, restart)
     trainer = EnsembleTrainer(list(unit.members), protocol.config.seed)
     t0 = time.perf_counter()
     result = runner(trainer, unit, state, progress, interrupt_at)

@@ -9,9 +9,10 @@ from conftest import TINY
 from faults import KillOnce
 
 from bioplastic import load_protocol, run_protocol, train
+from bioplastic.storage.io import DamagedFileWarning, atomic_torch_save, safe_torch_load
 from bioplastic.storage.results import read_dataset
-from bioplastic.training.executors import DaskExecutor, ExecutorError, LocalPoolExecutor
-from bioplastic.training.units import longest_first, plan_units
+from bioplastic.training.executors import DaskExecutor, ExecutorError, InProcessExecutor, LocalPoolExecutor
+from bioplastic.training.units import longest_first, plan_units, result_path, verified_results
 
 SWEEP = """
 sweep:
@@ -90,7 +91,7 @@ def test_points_packed_into_one_ensemble_train_as_they_would_alone(write_protoco
             f"model.g={g}", f"training.lr={lr}", f"conditions.tcr_loss.tcr.lambda={lam}",
             f"conditions.plastic.tcr.plasticity.eta_F={eta}"]))
         point = ds.isel(zip=i)
-        for v in ("loss", "accuracy", "lambda_tcr", "eta_F", "weight_W", "weight_W_out", "buffer_mask"):
+        for v in ("loss", "accuracy", "eval_loss", "lambda_tcr", "eta_F", "weight_W", "weight_W_out", "buffer_mask"):
             np.testing.assert_array_equal(point[v].transpose(*alone[v].dims).values, alone[v].values, err_msg=f"point {i}: {v}")
         assert point["eta_F"].sel(condition="plastic").values[:, 0].tolist() == [eta, eta]
 
@@ -188,3 +189,30 @@ def test_pools_start_the_longest_units_first(write_protocol):
     assert [len(u.members) for u in units] == [3, 3, 3]  # baseline + tcr_loss (6 -> 3, 3), plastic (3)
     order = longest_first(units)
     assert order[0] is units[2] and order[1:] == units[:2]
+
+
+def test_points_stay_apart_when_a_setting_is_one_per_ensemble(write_protocol):
+    """The optimizer's momentum is one per ensemble (points with equal momentum still pack), and
+    stop_when_learned stops an ensemble when all of its networks have learned (points never pack)."""
+    base = TINY.replace("  lr: 1e-2\n", "  lr: 1e-2\n  optimizer: sgd\n") + "sweep:\n  grid:\n    model.g: [0.5, 1.5]\n"
+    units = plan_units(load_protocol(write_protocol(base + "    training.momentum: [0.0, 0.9]\n", "m.yaml"),
+                                     ["training.ensemble_size=8"]))
+    assert all(len({m.training.momentum for m in u.members}) == 1 for u in units)
+    assert sorted(len(u.points) for u in units) == [2, 2]
+    stop = load_protocol(write_protocol(base, "s.yaml"), ["training.ensemble_size=8", "training.stop_when_learned=true"])
+    assert [len(u.points) for u in plan_units(stop)] == [1, 1]
+
+
+def test_result_files_of_an_earlier_work_plan_are_trained_again(write_protocol, tmp_path):
+    """A unit's result file that holds other networks (written when the plan grouped them otherwise)
+    is deleted with a warning naming both lists, and the unit is trained again."""
+    protocol = load_protocol(write_protocol())
+    out = tmp_path / "run"
+    InProcessExecutor().run(protocol.text, plan_units(protocol), out)
+    unit = plan_units(protocol)[0]
+    d = safe_torch_load(result_path(out, unit.id))
+    d["members"] = ["baseline/0", "baseline/0"]
+    atomic_torch_save(d, result_path(out, unit.id))
+    with pytest.warns(DamagedFileWarning, match=r"holds networks \['baseline/0', 'baseline/0'\], not this work unit's"):
+        assert verified_results(protocol, out) == [unit.id]
+    assert not result_path(out, unit.id).exists()
