@@ -8,8 +8,11 @@ T 100) ~1.5x slower. Raising the mmap threshold to its maximum (32 MiB on 64-bit
 threshold well above it makes malloc reuse the same heap memory every iteration instead.
 
 The cost: memory freed by the process stays mapped to it until it exits (bounded by the largest
-working set it has had). Set ``BIOPLASTIC_KEEP_FREED_MEMORY=0`` to leave malloc as it is. Numbers do
-not depend on it. Elsewhere than glibc (macOS, musl) nothing is changed.
+working set it has had). Set ``BIOPLASTIC_KEEP_FREED_MEMORY=0`` to leave malloc as it is; it is also
+left alone where the environment already tunes it (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``
+or ``MALLOC_TOP_PAD_`` set: e.g. Dask's nanny sets a small trim threshold for its workers, whose memory
+monitor counts kept memory as unmanaged). Numbers do not depend on it. Elsewhere than glibc (macOS,
+musl) nothing is changed.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ def keep_freed_memory() -> bool:
     _done = False
     if os.environ.get("BIOPLASTIC_KEEP_FREED_MEMORY", "1").strip() in ("0", "false", "no", "off"):
         return False
+    if any(k in os.environ for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")):
+        return False  # tuned by whoever started this process
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

@@ -16,7 +16,8 @@ def fresh(monkeypatch):
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_applied_on_glibc(fresh, monkeypatch):
-    monkeypatch.delenv("BIOPLASTIC_KEEP_FREED_MEMORY", raising=False)
+    for k in ("BIOPLASTIC_KEEP_FREED_MEMORY", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_"):
+        monkeypatch.delenv(k, raising=False)
     assert allocator.keep_freed_memory() is True
     assert allocator.keep_freed_memory() is True  # once per process, then remembered
 
@@ -24,4 +25,11 @@ def test_applied_on_glibc(fresh, monkeypatch):
 @pytest.mark.parametrize("value", ["0", "off", "false"])
 def test_opt_out_leaves_malloc_alone(fresh, monkeypatch, value):
     monkeypatch.setenv("BIOPLASTIC_KEEP_FREED_MEMORY", value)
+    assert allocator.keep_freed_memory() is False
+
+
+def test_malloc_tuned_by_the_environment_is_left_alone(fresh, monkeypatch):
+    """e.g. a Dask nanny's worker, started with MALLOC_TRIM_THRESHOLD_=65536"""
+    monkeypatch.delenv("BIOPLASTIC_KEEP_FREED_MEMORY", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     assert allocator.keep_freed_memory() is False
