@@ -108,6 +108,7 @@ class _Recurrence(torch.autograd.Function):
             hs.mul_(0.5)
             R.lerp_(R.new_ones(()), -1.0)  # 2 s - 1 in one pass
         ctx.save_for_backward(decay_exn, W_exnxn, h0_exbxn, hs, R)
+        ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not a tensor of zeros
         ctx.phi_name = phi_name
         return hs.transpose(1, 2), R[:, 1:].transpose(1, 2)
 

@@ -317,6 +317,7 @@ class _PlasticRecurrence(torch.autograd.Function):
             saved = [DH]
             ctx.scale, ctx.rho, ctx.eta, ctx.F_max = scale, rho, eta, cfg.F_max
         ctx.save_for_backward(decay_exn, Wc_exnxn, h0_exbxn, hs, R, *saved)
+        ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not a tensor of zeros
         ctx.phi_name, ctx.c, ctx.mode, ctx.K, ctx.F_ckpt = phi_name, c, mode, K, F_ckpt
         return hs, R[:, :, 1:]
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..protocol.load import Condition, Protocol, protocol_from_text
-from ..storage.io import DamagedFileError, DamagedFileWarning, atomic_torch_save, safe_torch_load, verify_torch_file
+from ..storage.io import DamagedFileError, DamagedFileWarning, atomic_torch_save, safe_torch_load
 from .loop import EnsembleTrainer, GroupResult, MemberSpec
 
 STATE_DIR, UNITS_DIR = "state", "units"
@@ -114,36 +114,30 @@ def state_path(out: Path, unit_id: str) -> Path:
     return Path(out) / STATE_DIR / f"{unit_id}.pt"
 
 
-def discard_if_damaged(path: Path, consequence: str) -> bool:
-    """Delete ``path`` when it exists and is damaged (:class:`DamagedFileError`), warning with a
-    :class:`DamagedFileWarning` that names the file, what is wrong and ``consequence``. Returns True
-    when it was deleted."""
+def _discard(path: Path, why: str, consequence: str) -> bool:
+    path.unlink(missing_ok=True)
+    warnings.warn(f"{why}; deleted it: {consequence}", DamagedFileWarning, stacklevel=4)
+    return True
+
+
+def discard_if_unusable(path: Path, unit: Unit, consequence: str) -> bool:
+    """Delete ``path`` (a resume state or result file of ``unit``) when it exists and is damaged
+    (:class:`DamagedFileError`) or holds other networks than the unit's - written by an earlier
+    version whose work plan grouped the networks differently - warning with a
+    :class:`DamagedFileWarning` that names the file, what is wrong and ``consequence``. Reads the
+    file once. Returns True when it was deleted."""
     path = Path(path)
     try:
-        verify_torch_file(path)
-        return False
+        held = list(safe_torch_load(path)["members"])
     except FileNotFoundError:
         return False
     except DamagedFileError as exc:
-        path.unlink(missing_ok=True)
-        warnings.warn(f"{exc}; deleted it: {consequence}", DamagedFileWarning, stacklevel=3)
-        return True
-
-
-def discard_if_stale(path: Path, unit: Unit, consequence: str) -> bool:
-    """Delete ``path`` (a resume state or result file of ``unit``) when it holds other networks than
-    the unit's - written by an earlier version whose work plan grouped the networks differently -
-    warning with a :class:`DamagedFileWarning`. Returns True when it was deleted."""
-    path = Path(path)
-    if not path.exists():
-        return False
-    held, expected = list(safe_torch_load(path)["members"]), [m.label for m in unit.members]
+        return _discard(path, str(exc), consequence)
+    expected = [m.label for m in unit.members]
     if held == expected:
         return False
-    path.unlink(missing_ok=True)
-    warnings.warn(f"{path} holds networks {held}, not this work unit's {expected} (an earlier work plan); "
-                  f"deleted it: {consequence}", DamagedFileWarning, stacklevel=3)
-    return True
+    return _discard(path, f"{path} holds networks {held}, not this work unit's {expected} (an earlier work plan)",
+                    consequence)
 
 
 def verified_results(protocol: Protocol, out: Path) -> list[str]:
@@ -151,9 +145,8 @@ def verified_results(protocol: Protocol, out: Path) -> list[str]:
     damaged one, or one that holds other networks than its unit (an earlier work plan), with a
     :class:`DamagedFileWarning`, so that its unit is trained again. Returns the ids of the deleted
     ones, in plan order (empty when all are sound)."""
-    again = lambda u: f"work unit {u.id} is trained again (same numbers)"  # noqa: E731
     return [u.id for u in plan_units(protocol)
-            if discard_if_damaged(result_path(out, u.id), again(u)) or discard_if_stale(result_path(out, u.id), u, again(u))]
+            if discard_if_unusable(result_path(out, u.id), u, f"work unit {u.id} is trained again (same numbers)")]
 
 
 def save_result(result: GroupResult, path: Path) -> None:
@@ -216,8 +209,7 @@ def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int
         raise ValueError(f"no work unit {unit_id!r} in this protocol")
     out_path = Path(out)
     state = state_path(out_path, unit_id)
-    restart = f"work unit {unit_id} restarts from iteration 0 (same numbers as an uninterrupted run)"
-    discard_if_damaged(state, restart) or discard_if_stale(state, unit, restart)
+    discard_if_unusable(state, unit, f"work unit {unit_id} restarts from iteration 0 (same numbers as an uninterrupted run)")
     trainer = EnsembleTrainer(list(unit.members), protocol.config.seed)
     t0 = time.perf_counter()
     result = runner(trainer, unit, state, progress, interrupt_at)
