@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ..schema_base import Schema
 from .base import NETWORKS, Network, RateMap, Rollout
-from .recurrence import phi, recurrence
+from .recurrence import batched_affine, phi, recurrence
 
 
 class LeakyRateConfig(Schema):
@@ -76,16 +76,15 @@ class LeakyRate(Network):
         W_in, b = self.params["W_in"], self.params["b"]
         if not self.config.train_input:
             W_in, b = W_in.detach(), b.detach()
-        E, B, T, I = inputs_exbxtxi.shape
-        # a (W_in u + b) as one batched product over every trial and step (one pass over the output)
-        d = torch.baddbmm(b.unsqueeze(1), inputs_exbxtxi.reshape(E, B * T, I), W_in.transpose(1, 2), beta=a, alpha=a)
-        d = d.view(E, B, T, -1)
+        # a (W_in u + b) as one batched product over every trial and step, stored time-major as the
+        # recurrence reads it (one pass over the output)
+        d = batched_affine(inputs_exbxtxi, W_in, b, beta=a, alpha=a, time_major_out=True)
         if noise_exbxtxn is not None and self.config.sigma_h > 0:
-            d = torch.add(d, noise_exbxtxn, alpha=self.config.sigma_h * a ** 0.5)
+            d = d.add_(noise_exbxtxn, alpha=self.config.sigma_h * a ** 0.5)
         return d
 
     def readout(self, r_exbxtxn):
-        return torch.einsum("ebtn,eon->ebto", r_exbxtxn, self.params["W_out"]) + self.params["b_out"][:, None, None, :]
+        return batched_affine(r_exbxtxn, self.params["W_out"], self.params["b_out"])
 
     def one_step(self, x_exkxs, u_exi):
         a = self.alpha

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from ..schema_base import Schema
 from .base import NETWORKS, Network, RateMap, Rollout
-from .recurrence import recurrence
+from .recurrence import batched_affine, recurrence
 
 
 class PLRNNConfig(Schema):
@@ -68,9 +68,9 @@ class PLRNN(Network):
     def run(self, inputs_exbxtxi, noise_exbxtxn=None):
         E, B = inputs_exbxtxi.shape[:2]
         p = self.params
-        drive = torch.einsum("ebti,eni->ebtn", inputs_exbxtxi, p["C"]) + p["h"][:, None, None, :]
+        drive = batched_affine(inputs_exbxtxi, p["C"], p["h"], time_major_out=True)  # stored as the recurrence reads it
         if noise_exbxtxn is not None and self.config.sigma_h > 0:
-            drive = drive + self.config.sigma_h * noise_exbxtxn
+            drive = drive.add_(noise_exbxtxn, alpha=self.config.sigma_h)
         z0 = torch.zeros(E, B, self.n_units, dtype=self.dtype, device=drive.device)
         z, _ = recurrence(p["A"], self.recurrent_weights(), drive, z0, "relu")
-        return Rollout(z, torch.einsum("ebtn,eon->ebto", z, p["B"]))
+        return Rollout(z, batched_affine(z, p["B"]))

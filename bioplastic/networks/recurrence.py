@@ -147,6 +147,31 @@ class _Recurrence(torch.autograd.Function):
         return ddecay, dW, D[:, :T].transpose(1, 2), dh0, None
 
 
+def time_major(x_exbxtxk: torch.Tensor) -> bool:
+    """Whether an (E, B, T, K) tensor is a view of time-major (E, T, B, K) storage, as the recurrences return."""
+    return not x_exbxtxk.is_contiguous() and x_exbxtxk.transpose(1, 2).is_contiguous()
+
+
+def batched_affine(x_exbxtxk: torch.Tensor, W_exmxk: torch.Tensor, b_exm: torch.Tensor | None = None,
+                   *, beta: float = 1.0, alpha: float = 1.0, time_major_out: bool | None = None) -> torch.Tensor:
+    """``beta b + alpha W x`` per member, trial and step: (E, B, T, M), as one batched matrix product.
+
+    Computed in the layout ``x`` is stored in (time-major storage gives a time-major result, as a
+    transposed view), or time-major when ``time_major_out`` says so, so that no pass copies the
+    states into another layout (einsum on a time-major view copies it, ~3x the product's time)."""
+    E, B, T, K = x_exbxtxk.shape
+    tm = time_major(x_exbxtxk) if time_major_out is None else time_major_out
+    x = x_exbxtxk.transpose(1, 2) if tm else x_exbxtxk
+    x = x.reshape(E, B * T, K)
+    Wt = W_exmxk.transpose(1, 2)
+    if b_exm is None:
+        y = torch.bmm(x, Wt) if alpha == 1 else torch.bmm(x, Wt).mul_(alpha)
+    else:
+        y = torch.baddbmm(b_exm.unsqueeze(1), x, Wt, beta=beta, alpha=alpha)
+    M = W_exmxk.shape[1]
+    return y.view(E, T, B, M).transpose(1, 2) if tm else y.view(E, B, T, M)
+
+
 def recurrence(decay_exn: torch.Tensor, W_exnxn: torch.Tensor, drive_exbxtxn: torch.Tensor,
                h0_exbxn: torch.Tensor, phi_name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the recurrence; returns (h, phi(h)), each (E, B, T, N). Differentiable in all four tensors."""

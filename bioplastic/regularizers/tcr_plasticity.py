@@ -235,7 +235,7 @@ class _PlasticRecurrence(torch.autograd.Function):
         mode = "tm" if cfg.rule == "tsodyks_markram" else ("dense" if cfg.F_max is not None else "factored")
         Wt = Wc_exnxn.transpose(1, 2).contiguous()
         d = decay_exn.unsqueeze(1)
-        hs = drive_exbxtxn.contiguous().clone()
+        hs = drive_exbxtxn.clone(memory_format=torch.contiguous_format)
         R = drive_exbxtxn.new_empty((E, B, T + 1, N))  # R[:, :, t] = r_{t-1}
         _phi_step(phi_name, h0_exbxn, R[:, :, 0])
         Rv = R.view(E * B, T + 1, N)
