@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bioplastic.networks import NETWORKS, build_network
-from bioplastic.networks.recurrence import PHIS, recurrence, recurrence_reference
+from bioplastic.networks.recurrence import PHIS, batched_affine, recurrence, recurrence_reference, time_major
 from bioplastic.regularizers.tcr_loss import tcr_term
 
 F64 = dict(dtype=torch.float64)
@@ -123,3 +123,34 @@ def test_fused_recurrence_gradients_when_only_states_or_only_rates_are_used(phi,
     plain = torch.autograd.grad((recurrence_reference(*args, phi)[pick] * w).sum(), args)
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("time_major_storage", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_batched_affine_matches_einsum_in_either_layout(time_major_storage, bias):
+    g = torch.Generator().manual_seed(3)
+    E, B, T, K, M = 3, 4, 5, 6, 2
+    x = torch.randn(E, T, B, K, generator=g, **F64).transpose(1, 2) if time_major_storage \
+        else torch.randn(E, B, T, K, generator=g, **F64)
+    W, b = torch.randn(E, M, K, generator=g, **F64), torch.randn(E, M, generator=g, **F64)
+    want = 0.5 * b[:, None, None, :] * bias + 2.0 * torch.einsum("ebtk,emk->ebtm", x, W)
+    got = batched_affine(x, W, b if bias else None, beta=0.5, alpha=2.0)
+    torch.testing.assert_close(got, want, **TOL)
+    # the result keeps the storage order of x (the recurrences' time-major states stay time-major)
+    assert time_major(got) == time_major_storage and (got.is_contiguous() != time_major_storage)
+    forced = batched_affine(x, W, b if bias else None, beta=0.5, alpha=2.0, time_major_out=True)
+    torch.testing.assert_close(forced, want, **TOL)
+    assert time_major(forced)
+
+
+def test_tcr_term_gives_the_same_in_either_layout():
+    """The term computes on time-major views; batch-major input gives the same values and gradients."""
+    g = torch.Generator().manual_seed(4)
+    h = torch.randn(2, 3, 7, 4, generator=g, **F64)
+    w = (torch.rand(2, 3, 7, generator=g, **F64) > 0.3).to(torch.float64)
+    hs = [h.clone().requires_grad_(), h.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()]
+    for norm in ("none", "variance"):
+        vals = [tcr_term(x, w, norm) for x in hs]
+        grads = [torch.autograd.grad(v.sum(), x)[0] for v, x in zip(vals, hs)]
+        torch.testing.assert_close(vals[0], vals[1], **TOL)
+        torch.testing.assert_close(grads[0], grads[1], **TOL)
