@@ -255,14 +255,16 @@ class _PlasticRecurrence(torch.autograd.Function):
             U, dt = cfg.U, stp.dt_ms
             u = hs.new_full((E, B, N), U)
             x = hs.new_ones((E, B, N))
-            S = drive_exbxtxn.new_empty((E, B, T + 1, N))  # S[:, :, t] = s_{t-1}
-            S[:, :, 0] = 1.0
-            P = drive_exbxtxn.new_empty((E, B, T + 1, N))  # P[:, :, t] = s_{t-1} r_{t-1}, the synapses' input
+            # During the run S holds U s = u x (the 1 / U moves into the step weights) and P = U s r
+            S = drive_exbxtxn.new_empty((E, B, T + 1, N))  # S[:, :, t] = U s_{t-1}
+            S[:, :, 0] = U
+            P = drive_exbxtxn.new_empty((E, B, T + 1, N))  # P[:, :, t] = U s_{t-1} r_{t-1}, the synapses' input
+            Wt = Wt / U
             rate = dt * cfg.max_rate_hz / 1000.0
-            # u_t = u (1 - dt/tau_f - U R) + dt U/tau_f + U R and x_t = x (1 - dt/tau_d - u R) + dt/tau_d
+            # u_t = u (1 - dt/tau_f - U R) + (dt U/tau_f + U R) and x_t = x (1 - dt/tau_d - u R) + dt/tau_d
             # (the update of the module docstring, rearranged into few in-place operations per step)
-            keep_u, rest_u = 1.0 - dt / cfg.tau_facilitation_ms, dt * U / cfg.tau_facilitation_ms
-            keep_x, rest_x = hs.new_tensor(1.0 - dt / cfg.tau_depression_ms), dt / cfg.tau_depression_ms
+            keep_u, rest_u = hs.new_tensor(1.0 - dt / cfg.tau_facilitation_ms), dt * U / cfg.tau_facilitation_ms
+            keep_x, rest_x = hs.new_tensor(1.0 - dt / cfg.tau_depression_ms), hs.new_tensor(dt / cfg.tau_depression_ms)
             q, g = hs.new_empty((E, B, N)), hs.new_empty((E, B, N))
         h_prev = h0_exbxn
         for t in range(T):
@@ -290,13 +292,16 @@ class _PlasticRecurrence(torch.autograd.Function):
                         F_abs[:, :, t] = F.abs().mean((1, 2)).view(E, B)
             else:
                 torch.clamp(r_prev, min=0, out=q).mul_(rate)  # R_{t-1} dt
-                x.mul_(torch.addcmul(keep_x, u, q, value=-1, out=g)).add_(rest_x).clamp_(0, 1)  # with u_{t-1}
+                torch.addcmul(keep_x, u, q, value=-1, out=g)  # with u_{t-1}
+                torch.addcmul(rest_x, x, g, out=x).clamp_(0, 1)
                 q.mul_(U)
-                u.mul_(torch.sub(keep_u, q, out=g)).add_(q).add_(rest_u).clamp_(0, 1)
-                torch.mul(u, x, out=S[:, :, t + 1]).div_(U)
+                torch.sub(keep_u, q, out=g)
+                torch.addcmul(q.add_(rest_u), u, g, out=u).clamp_(0, 1)
+                torch.mul(u, x, out=S[:, :, t + 1])
             h_prev = ht
         if mode == "tm":
             torch.mul(R[:, :, T], S[:, :, T], out=P[:, :, T])
+            S.div_(U), P.div_(U)  # s and s r
             info["efficacy_exbxtxn"] = S[:, :, 1:].clone()
             info["pre_exbxtxn"] = P[:, :, 1:].clone()
             saved = [S, P]
