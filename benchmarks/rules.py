@@ -69,6 +69,21 @@ def time_plain_plastic(E, repeats, gen):
     return time_plain(E, repeats, gen, model_cls=PlainPlasticRNN)
 
 
+def history_floor(repeats: int) -> tuple[float, float]:
+    """The least time per network the unclipped anti-Hebbian simulation adds to BPTT on this machine.
+
+    Every step t reads each trial's history of rates and state steps, 2 t N numbers, once forward
+    (``r_t . r_s`` then the weighted sum of ``dh_s``) and once backward (``delta_t . dh_s`` then the
+    weighted sum of ``r_s``): ``4 B N T (T - 1) / 2`` numbers per iteration and network. The floor
+    is that many bytes at the read bandwidth this core reaches on the batch's history at mid-trial
+    (measured with a plain sum over a block of that size). Returns (seconds, GB/s)."""
+    x = torch.randn(B, T // 2, 2 * N)
+    seconds = _time(lambda: x.sum(), repeats * 20)
+    bandwidth = x.numel() * x.element_size() / seconds
+    numbers = 4 * B * N * T * (T - 1) / 2
+    return numbers * x.element_size() / bandwidth, bandwidth / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
@@ -93,7 +108,13 @@ def main():
         times[name] = fn() / E
         ref = times.get("bioplastic BPTT", times[name])
         print(f"{name:<28}{times[name] * 1e3:>9.2f}{times[name] / ref:>19.2f}{times[name] / times['plain PyTorch BPTT']:>14.2f}")
+    bptt = times["bioplastic BPTT"]
+    floor, gbs = history_floor(args.repeats)
+    print(f"{'  floor: BPTT + history':<28}{(bptt + floor) * 1e3:>9.2f}{(bptt + floor) / bptt:>19.2f}"
+          f"{(bptt + floor) / times['plain PyTorch BPTT']:>14.2f}   (history read at {gbs:.0f} GB/s)")
     print("targets: rflo <= 2.0 x bioplastic BPTT; BPTT + TCR plasticity <= 1.5 x bioplastic BPTT")
+    print("floor: the unclipped anti-Hebbian path reads every trial's history of rates and state steps at every step, "
+          "forward and backward; at this core's read bandwidth that alone costs the floor's excess over BPTT")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""How far two runs of the same protocol differ, network by network (e.g. before and after a change
+of the arithmetic): the learning-curve metrics of every network and their medians per condition.
+
+    python scripts/compare_runs.py OLD_RUN_DIR NEW_RUN_DIR
+
+Reads ``results.nc`` of both folders. For each metric it prints how many networks have the same
+value, how many differ and by how much at most, and then the median per sweep point and condition in
+both runs. Exits with status 1 when the folders hold different protocols or networks.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+METRICS = ("search_phase", "iterations_to_criterion", "drop_width", "abrupt", "learned", "final_accuracy")
+
+
+def _load(folder: str) -> xr.Dataset:
+    path = Path(folder) / "results.nc"
+    if not path.is_file():
+        sys.exit(f"{folder}: no results.nc (expected a finished run folder)")
+    return xr.load_dataset(path)
+
+
+def _per_network(a: xr.DataArray, b: xr.DataArray) -> str:
+    x, y = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    both_nan = np.isnan(x) & np.isnan(y)
+    same = both_nan | (x == y)
+    differ = ~same
+    one_nan = np.isnan(x) != np.isnan(y)
+    size = np.abs(x - y)[differ & ~one_nan]
+    text = f"{same.sum():4d} same, {differ.sum():3d} differ"
+    if size.size:
+        text += f" (by at most {size.max():.4g}, median {np.median(size):.4g})"
+    if one_nan.any():
+        text += f"; {one_nan.sum()} defined in one run only"
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("old")
+    ap.add_argument("new")
+    args = ap.parse_args()
+    old, new = _load(args.old), _load(args.new)
+    if old.attrs.get("protocol_name") != new.attrs.get("protocol_name"):
+        print(f"different protocols: {old.attrs.get('protocol_name')!r} and {new.attrs.get('protocol_name')!r}")
+        return 1
+    dims = [d for d in old["search_phase"].dims]
+    if dims != list(new["search_phase"].dims) or any(old.sizes[d] != new.sizes[d] for d in dims):
+        print(f"different networks: {dict(old['search_phase'].sizes)} and {dict(new['search_phase'].sizes)}")
+        return 1
+    print(f"{old.attrs.get('protocol_name')}: {int(np.prod([old.sizes[d] for d in dims]))} networks; "
+          f"old {old.attrs.get('git_commit', '?')[:10]} ({old.attrs.get('created', '?')}), "
+          f"new {new.attrs.get('git_commit', '?')[:10]} ({new.attrs.get('created', '?')})")
+    metrics = [m for m in METRICS if m in old and m in new]
+    for m in metrics:
+        print(f"  {m:<24}{_per_network(old[m], new[m])}")
+    groups = [d for d in dims if d != "seed"]
+    print(f"\nmedians over seeds ({', '.join(groups)}): old -> new")
+    med_old = {m: old[m].astype(float).median("seed") for m in metrics}
+    med_new = {m: new[m].astype(float).median("seed") for m in metrics}
+    stacked = med_old[metrics[0]].stack(group=groups)
+    for key in stacked["group"].values:
+        sel = dict(zip(groups, key if isinstance(key, tuple) else (key,)))
+        label = ", ".join(str(v) for v in sel.values())
+        parts = [f"{m} {float(med_old[m].sel(sel)):.4g} -> {float(med_new[m].sel(sel)):.4g}" for m in metrics
+                 if m not in ("abrupt", "learned")]
+        counts = [f"{m} {int(old[m].sel(sel).sum())} -> {int(new[m].sel(sel).sum())}" for m in ("abrupt", "learned") if m in metrics]
+        print(f"  {label:<28}" + "; ".join(parts + counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
