@@ -9,6 +9,8 @@ graph (readout, TCR term, input projection, low-rank parametrisation) is torch a
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..regularizers.tcr_loss import tcr_term
@@ -50,7 +52,7 @@ class BPTT(LearningRule):
         ratio = None
         if measure:
             measured = live & (batch.lambda_e > 0)
-            ratio = (tcr_grad_ratio(task_loss, batch.lambda_e * term, measured, params) if term.requires_grad
+            ratio = (tcr_grad_ratio(grads, batch.lambda_e * term, measured, params) if term.requires_grad
                      else torch.full_like(task_loss.detach(), float("nan")))
         return StepResult(loss, task_loss, term, dict(zip(names, grads)), ratio, roll.plasticity)
 
@@ -64,14 +66,14 @@ def member_norms(grads, like: torch.Tensor) -> torch.Tensor:
     return sq.sqrt()
 
 
-def tcr_grad_ratio(task_loss_e: torch.Tensor, weighted_term_e: torch.Tensor, measured_e: torch.Tensor,
+def tcr_grad_ratio(grads: Sequence[torch.Tensor], weighted_term_e: torch.Tensor, measured_e: torch.Tensor,
                    params: list[torch.Tensor]) -> torch.Tensor:
     """``||grad(lambda * term)|| / ||grad(task loss)||`` per member over all parameters, from the
-    graph of the step's forward pass (two extra backward passes; the update is not touched).
-    NaN where ``measured_e`` is False."""
-    g_tcr = torch.autograd.grad(torch.where(measured_e, weighted_term_e, 0).sum(), params,
-                                retain_graph=True, allow_unused=True)
-    g_task = torch.autograd.grad(torch.where(measured_e, task_loss_e, 0).sum(), params, allow_unused=True)
-    like = task_loss_e.detach()
+    graph of the step's forward pass and the step's gradients ``grads`` of task loss + lambda * term
+    (one extra backward pass, for the term; the task gradient is their difference; the update is not
+    touched). NaN where ``measured_e`` is False."""
+    g_tcr = torch.autograd.grad(torch.where(measured_e, weighted_term_e, 0).sum(), params, allow_unused=True)
+    g_task = [g if t is None else g - t for g, t in zip(grads, g_tcr)]
+    like = weighted_term_e.detach()
     ratio = member_norms(g_tcr, like) / member_norms(g_task, like)
     return torch.where(measured_e, ratio, float("nan"))
