@@ -1,9 +1,11 @@
 """How far two runs of the same protocol differ, network by network (e.g. before and after a change
 of the arithmetic): the learning-curve metrics of every network and their medians per condition.
 
-    python scripts/compare_runs.py OLD_RUN_DIR NEW_RUN_DIR
+    python scripts/compare_runs.py OLD_RUN_DIR NEW_RUN_DIR [--recompute]
 
-Reads ``results.nc`` of both folders. For each metric it prints how many networks have the same
+Reads ``results.nc`` of both folders. ``--recompute`` first recomputes both runs' learning-curve
+metrics from their stored loss curves and accuracies with this version's definitions, so that a
+change of the definitions between the runs does not show as a change of the numbers. For each metric it prints how many networks have the same
 value, how many differ and by how much at most, and then the median per sweep point and condition in
 both runs. Exits with status 1 when the folders hold different protocols or networks.
 """
@@ -15,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+import yaml
+
+from bioplastic.analysis.learning_curves import add_curve_metrics
 
 METRICS = ("search_phase", "iterations_to_criterion", "drop_width", "abrupt", "learned", "final_accuracy")
 
@@ -24,6 +29,21 @@ def _load(folder: str) -> xr.Dataset:
     if not path.is_file():
         sys.exit(f"{folder}: no results.nc (expected a finished run folder)")
     return xr.load_dataset(path)
+
+
+def recompute(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its learning-curve metrics recomputed by this version (per sweep point)."""
+    tr = yaml.safe_load(ds.attrs["protocol"])["training"]  # the run's own resolved protocol
+    sweep = [d for d in ds["search_phase"].dims if d not in ("condition", "seed")]
+    out = {m: ds[m].copy() for m in METRICS}
+    points = [{}] if not sweep else [dict(zip(sweep, key if isinstance(key, tuple) else (key,)))
+                                     for key in ds[sweep].stack(point=sweep)["point"].values]
+    for sel in points:
+        part = ds.sel(sel).copy()
+        add_curve_metrics(part, tr["criterion"], tr["loss_smoothing"])
+        for m in METRICS:
+            out[m].loc[sel] = part[m].transpose(*out[m].sel(sel).dims).values
+    return ds.assign(out)
 
 
 def _per_network(a: xr.DataArray, b: xr.DataArray) -> str:
@@ -45,8 +65,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old")
     ap.add_argument("new")
+    ap.add_argument("--recompute", action="store_true",
+                    help="recompute both runs' learning-curve metrics with this version's definitions first")
     args = ap.parse_args()
     old, new = _load(args.old), _load(args.new)
+    if args.recompute:
+        old, new = recompute(old), recompute(new)
     if old.attrs.get("protocol_name") != new.attrs.get("protocol_name"):
         print(f"different protocols: {old.attrs.get('protocol_name')!r} and {new.attrs.get('protocol_name')!r}")
         return 1
