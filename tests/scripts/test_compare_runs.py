@@ -39,3 +39,20 @@ def test_runs_of_different_protocols_are_refused(tiny_run, tmp_path):
     out = compare(tiny_run, other)
     assert out.returncode == 1 and "different protocols" in out.stdout
     assert "no results.nc" in compare(tiny_run, tmp_path / "missing").stderr
+
+
+def test_recompute_applies_the_current_definitions_to_both_runs(tiny_run, tmp_path):
+    """A stored metric that disagrees with its loss curve (as after a change of the definitions) shows
+    as a difference, and --recompute computes it again from the curve."""
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    ds = xr.load_dataset(tiny_run / "results.nc")
+    first = {d: 0 for d in ds["search_phase"].dims}
+    ds["search_phase"][first] = ds["search_phase"][first].fillna(0) + 1000
+    ds.to_netcdf(edited / "results.nc")
+    line = lambda out: next(s for s in out.stdout.splitlines() if s.strip().startswith("search_phase"))  # noqa: E731
+    assert " 1 differ" in line(compare(tiny_run, edited))
+    again = subprocess.run([sys.executable, str(SCRIPT), str(tiny_run), str(edited), "--recompute"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert " 0 differ" in line(again)
