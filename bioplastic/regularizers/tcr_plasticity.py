@@ -291,10 +291,9 @@ class _PlasticRecurrence(torch.autograd.Function):
                     if stp.record_F_abs:
                         F_abs[:, :, t] = F.abs().mean((1, 2)).view(E, B)
             else:
-                torch.clamp(r_prev, min=0, out=q).mul_(rate)  # R_{t-1} dt
-                torch.addcmul(keep_x, u, q, value=-1, out=g)  # with u_{t-1}
+                torch.clamp(r_prev, min=0, out=q).mul_(U * rate)  # U R_{t-1} dt
+                torch.addcmul(keep_x, u, q, value=-1 / U, out=g)  # with u_{t-1}
                 torch.addcmul(rest_x, x, g, out=x).clamp_(0, 1)
-                q.mul_(U)
                 torch.sub(keep_u, q, out=g)
                 torch.addcmul(q.add_(rest_u), u, g, out=u).clamp_(0, 1)
                 torch.mul(u, x, out=S[:, :, t + 1])
