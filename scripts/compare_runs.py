@@ -12,6 +12,7 @@ both runs. Exits with status 1 when the folders hold different protocols or netw
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import xarray as xr
 import yaml
 
+from bioplastic import load_protocol
 from bioplastic.analysis.learning_curves import add_curve_metrics
 
 METRICS = ("search_phase", "iterations_to_criterion", "drop_width", "abrupt", "learned", "final_accuracy")
@@ -31,18 +33,47 @@ def _load(folder: str) -> xr.Dataset:
     return xr.load_dataset(path)
 
 
-def recompute(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with its learning-curve metrics recomputed by this version (per sweep point)."""
-    tr = yaml.safe_load(ds.attrs["protocol"])["training"]  # the run's own resolved protocol
+CURVE_SETTINGS = ("training.criterion", "training.loss_smoothing")
+
+
+def _point_settings(ds: xr.Dataset) -> list[tuple[dict, float, int]]:
+    """Each sweep point of ``ds`` as (index selection, criterion, smoothing): the settings the run
+    computed that point's metrics with (its first condition's training settings, as the pipeline
+    does), from the run's own resolved protocol."""
+    spec = yaml.safe_load(ds.attrs["protocol"])
     sweep = [d for d in ds["search_phase"].dims if d not in ("condition", "seed")]
+    try:
+        points = load_protocol(spec).points
+    except Exception as err:  # noqa: BLE001 - a protocol this version no longer accepts
+        swept = [c for c in ds.coords if c in CURVE_SETTINGS]
+        if swept:
+            sys.exit(f"cannot recompute: this version cannot read the run's protocol ({err}) and the run sweeps {swept}")
+        tr = spec["training"]
+        points = None
+    out = []
+    for index in itertools.product(*(range(ds.sizes[d]) for d in sweep)):
+        sel = dict(zip(sweep, index))
+        if points is None:
+            out.append((sel, tr["criterion"], tr["loss_smoothing"]))
+            continue
+        here = {c: ds[c].isel({d: i for d, i in sel.items() if d in ds[c].dims}).item()
+                for c in ds.coords if set(ds[c].dims) and set(ds[c].dims) <= set(sweep)}
+        match = [pt for pt in points if all(k in here and here[k] == v for k, v in pt.coords.items())]
+        if len(match) != 1:
+            sys.exit(f"cannot recompute: the sweep point {here} matches {len(match)} points of the run's protocol")
+        tr = match[0].protocol.conditions[0].training
+        out.append((sel, tr.criterion, tr.loss_smoothing))
+    return out
+
+
+def recompute(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its learning-curve metrics recomputed by this version, point by point."""
     out = {m: ds[m].copy() for m in METRICS}
-    points = [{}] if not sweep else [dict(zip(sweep, key if isinstance(key, tuple) else (key,)))
-                                     for key in ds[sweep].stack(point=sweep)["point"].values]
-    for sel in points:
-        part = ds.sel(sel).copy()
-        add_curve_metrics(part, tr["criterion"], tr["loss_smoothing"])
+    for sel, criterion, smoothing in _point_settings(ds):
+        part = ds.isel(sel).copy()
+        add_curve_metrics(part, criterion, smoothing)
         for m in METRICS:
-            out[m].loc[sel] = part[m].transpose(*out[m].sel(sel).dims).values
+            out[m][sel] = part[m].transpose(*out[m].isel(sel).dims).values
     return ds.assign(out)
 
 
@@ -77,6 +108,10 @@ def main() -> int:
     dims = [d for d in old["search_phase"].dims]
     if dims != list(new["search_phase"].dims) or any(old.sizes[d] != new.sizes[d] for d in dims):
         print(f"different networks: {dict(old['search_phase'].sizes)} and {dict(new['search_phase'].sizes)}")
+        return 1
+    differ = [c for c in old["search_phase"].coords if c not in new.coords or not np.array_equal(old[c].values, new[c].values)]
+    if differ:
+        print(f"different networks: the runs' coordinates {differ} differ")
         return 1
     print(f"{old.attrs.get('protocol_name')}: {int(np.prod([old.sizes[d] for d in dims]))} networks; "
           f"old {old.attrs.get('git_commit', '?')[:10]} ({old.attrs.get('created', '?')}), "

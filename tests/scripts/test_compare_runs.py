@@ -1,9 +1,12 @@
 """scripts/compare_runs.py: the network-by-network comparison of two runs of one protocol."""
+import importlib.util
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_runs.py"
@@ -56,3 +59,45 @@ def test_recompute_applies_the_current_definitions_to_both_runs(tiny_run, tmp_pa
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert " 0 differ" in line(again)
+
+
+def _script_module():
+    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recompute_uses_each_sweep_points_own_curve_settings(tmp_path):
+    """A sweep over training.loss_smoothing: each point is recomputed with its own smoothing window."""
+    from conftest import TINY
+
+    from bioplastic import load_protocol, run_protocol
+    from bioplastic.analysis.learning_curves import add_curve_metrics
+
+    (tmp_path / "p.yaml").write_text(textwrap.dedent(TINY) + "sweep:\n  grid:\n    training.loss_smoothing: [1, 4]\n")
+    ds, _ = run_protocol(load_protocol(tmp_path / "p.yaml", ["training.iterations=40"]), tmp_path / "out")
+    # curves with a plateau and a drop whose timing differs by network, so every metric is defined
+    k = np.arange(ds.sizes["iteration"])
+    onset = 10 + 3 * np.arange(ds["task_loss"][..., 0].size).reshape(ds["task_loss"].shape[:-1])
+    ds["task_loss"] = ds["task_loss"].dims, np.where(k < onset[..., None], 1.0, 0.01)
+    module = _script_module()
+    got = module.recompute(ds)
+    for smoothing in (1, 4):
+        want = ds.sel({"training.loss_smoothing": smoothing}).copy()
+        add_curve_metrics(want, want["iterations_to_criterion"].attrs.get("criterion", 0.95), smoothing)
+        for m in module.METRICS:
+            np.testing.assert_array_equal(got[m].sel({"training.loss_smoothing": smoothing}).values, want[m].values, err_msg=m)
+    assert np.isfinite(got["search_phase"]).all()
+    assert not np.array_equal(got["drop_width"].sel({"training.loss_smoothing": 1}).values,
+                              got["drop_width"].sel({"training.loss_smoothing": 4}).values)
+
+
+def test_runs_with_other_sweep_values_are_refused(tiny_run, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    ds = xr.load_dataset(tiny_run / "results.nc")
+    ds = ds.assign_coords(seed=ds["seed"].values + 100)
+    ds.to_netcdf(other / "results.nc")
+    out = compare(tiny_run, other)
+    assert out.returncode == 1 and "coordinates ['seed'] differ" in out.stdout
