@@ -48,7 +48,9 @@ class BPTT(LearningRule):
         names = list(net.params)
         params = [net.params[n] for n in names]
         measure = batch.measure_tcr_grad_ratio
-        grads = torch.autograd.grad(torch.where(live, loss, 0).sum(), params, retain_graph=measure)
+        # a parameter the loss does not use (W_in and b with train_input false) gets a zero gradient
+        grads = torch.autograd.grad(torch.where(live, loss, 0).sum(), params, retain_graph=measure, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
         ratio = None
         if measure:
             measured = live & (batch.lambda_e > 0)
@@ -71,7 +73,9 @@ def tcr_grad_ratio(grads: Sequence[torch.Tensor], weighted_term_e: torch.Tensor,
     """``||grad(lambda * term)|| / ||grad(task loss)||`` per member over all parameters, from the
     graph of the step's forward pass and the step's gradients ``grads`` of task loss + lambda * term
     (one extra backward pass, for the term; the task gradient is their difference; the update is not
-    touched). NaN where ``measured_e`` is False."""
+    touched). NaN where ``measured_e`` is False. The difference costs precision where the term's
+    gradient dominates: in float32 the ratio's relative error is ~6e-8 times the ratio (measured:
+    5e-6 at a ratio of 100, 3e-4 at 1e4), against ~3e-7 for two separate passes."""
     g_tcr = torch.autograd.grad(torch.where(measured_e, weighted_term_e, 0).sum(), params, allow_unused=True)
     g_task = [g if t is None else g - t for g, t in zip(grads, g_tcr)]
     like = weighted_term_e.detach()
