@@ -32,7 +32,7 @@ from .analysis.predictions import DEFAULT_TRIALS, predict
 from .device import DeviceError, resolve_device
 from .plotting.curves import png_bytes
 from .plotting.figures import figure_names, figures
-from .protocol.load import Protocol
+from .protocol.load import Protocol, protocol_from_text
 from .protocol.paths import check_output_dir
 from .protocol.yaml12 import load_yaml
 from .report.html import FILES, ReportError, Run, render
@@ -128,13 +128,35 @@ def output_dir(protocol: Protocol, out: str | Path | None) -> Path:
     return Path(out) if out is not None else Path(protocol.config.output.dir.replace("{name}", protocol.name))
 
 
+class EarlierVersionWarning(UserWarning):
+    """A run folder was started by an earlier version of bioplastic (its protocol.yaml lacks fields
+    this version added); the run goes on with it."""
+
+
+def _same_protocol_of_an_earlier_version(saved_text: str, protocol: Protocol) -> bool:
+    """Whether ``saved_text`` (an OUT/protocol.yaml) is ``protocol`` as an earlier version of
+    bioplastic wrote it: read by this version, with the fields it lacks at their defaults, it
+    resolves to the same protocol. (A field whose default changed keeps the value written then, so
+    it still differs.)"""
+    try:
+        return protocol_from_text(saved_text).text == protocol.text
+    except Exception:  # noqa: BLE001 - a protocol this version no longer accepts is another protocol
+        return False
+
+
 def prepare_output(protocol: Protocol, out: Path) -> bool:
     """Create ``out`` (or check it holds this protocol). Returns True when training is finished."""
     saved = out / "protocol.yaml"
     if saved.exists():
-        if saved.read_text() != protocol.text:
-            raise RunError(f"{out} holds a run of a different protocol ({protocol_difference(saved.read_text(), protocol.text)}); "
-                           f"choose another folder with --out, or delete {out} to start over")
+        text = saved.read_text()
+        if text != protocol.text:
+            if not _same_protocol_of_an_earlier_version(text, protocol):
+                raise RunError(f"{out} holds a run of a different protocol ({protocol_difference(text, protocol.text)}); "
+                               f"choose another folder with --out, or delete {out} to start over")
+            warnings.warn(f"{out} was started by an earlier version of bioplastic ({protocol_difference(text, protocol.text)}: "
+                          "fields added since, at their defaults); the run goes on, and the networks trained before "
+                          "keep their numbers", EarlierVersionWarning, stacklevel=3)
+            atomic_write_text(saved, protocol.text)
         return (out / RESULTS).exists()
     check_output_dir(out)
     if out.exists() and any(p.name not in LOCK_FILES for p in out.iterdir()):

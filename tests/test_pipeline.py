@@ -86,3 +86,34 @@ def test_the_expected_figure_names_are_those_drawn(staged_run):
     drawn = sorted(p.name for p in out.glob("*.png"))
     assert drawn == sorted(f for f in expected_files(protocol) if f.endswith(".png"))
     assert all((out / f).is_file() for f in expected_files(protocol))
+
+
+def _without_device(text: str) -> str:
+    """A resolved protocol as versions before ``training.device`` wrote it."""
+    lines = text.splitlines(keepends=True)
+    assert "  device: cpu\n" in lines
+    return "".join(line for line in lines if line != "  device: cpu\n")
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_run_folder_of_an_earlier_version_goes_on(tiny_run, write_protocol, tmp_path, finished):
+    """A folder whose protocol.yaml lacks a field added since (at its default) is the same protocol:
+    the run goes on, with a warning, and the file is brought up to date; another value is refused."""
+    from bioplastic.pipeline import EarlierVersionWarning, RunError
+    from bioplastic.storage.results import read_dataset
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run, out)
+    if not finished:  # training to be finished: the unit results are there, the dataset is not
+        (out / "results.nc").unlink()
+    protocol = load_protocol(write_protocol())
+    (out / "protocol.yaml").write_text(_without_device(protocol.text))
+    with pytest.warns(EarlierVersionWarning, match="earlier version.*training.device"):
+        ds, _ = run_protocol(protocol, out)
+    assert (out / "protocol.yaml").read_text() == protocol.text
+    reference = read_dataset(tiny_run / "results.nc")
+    for v in ("loss", "accuracy", "weight_W"):
+        assert (ds[v].values == reference[v].values).all(), v
+    (out / "protocol.yaml").write_text(_without_device(load_protocol(write_protocol(), ["seed=8"]).text))
+    with pytest.raises(RunError, match="different protocol.*seed: 8 -> 7"):
+        run_protocol(protocol, out)
