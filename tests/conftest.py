@@ -1,6 +1,7 @@
 """Shared fixtures: tiny protocols that train in a second or two.
 
-The suite runs on two pytest-xdist workers (``-n 2`` in pyproject.toml). Each worker is a separate
+The suite runs on pytest-xdist workers, one per core up to 8 (``-n auto`` in pyproject.toml; two on
+the 2-core machines this project is developed and checked on). Each worker is a separate
 process, so each would build every session fixture once; the run folders and the API run are built
 once per test session instead (:func:`shared`), under a file lock in the folder the workers share. A
 worker takes the torch threads the project's own policy gives it (the cores divided among the
@@ -21,6 +22,16 @@ from filelock import FileLock
 
 # bioplastic (and with it torch) is imported where it is used, not here: this file is also loaded by
 # the process that only hands tests to the xdist workers, and that import (~3 s) would delay them.
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject.toml): one worker per core this process may use (its CPU affinity),
+    at most 8 - each worker holds its own torch, brian2 and matplotlib (~0.5-1 GB)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 def pytest_configure(config) -> None:
