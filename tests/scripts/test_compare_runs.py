@@ -1,5 +1,7 @@
 """scripts/compare_runs.py: the network-by-network comparison of two runs of one protocol."""
+import contextlib
 import importlib.util
+import io
 import shutil
 import subprocess
 import sys
@@ -12,8 +14,29 @@ import xarray as xr
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_runs.py"
 
 
-def compare(a, b):
-    return subprocess.run([sys.executable, str(SCRIPT), str(a), str(b)], capture_output=True, text=True)
+def _script_module():
+    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compare(a, b, *more):
+    """The script's command line, run in this process: (returncode, stdout, stderr)."""
+    module, out, err = _script_module(), io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = [str(SCRIPT), str(a), str(b), *more]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = module.main()
+            except SystemExit as exc:  # sys.exit("message"): the message goes to stderr, status 1
+                code = exc.code if isinstance(exc.code, int) else 1
+                if isinstance(exc.code, str):
+                    err.write(exc.code)
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
 
 
 def test_a_run_equals_itself_and_a_changed_network_is_counted(tiny_run, tmp_path):
@@ -55,17 +78,9 @@ def test_recompute_applies_the_current_definitions_to_both_runs(tiny_run, tmp_pa
     ds.to_netcdf(edited / "results.nc")
     line = lambda out: next(s for s in out.stdout.splitlines() if s.strip().startswith("search_phase"))  # noqa: E731
     assert " 1 differ" in line(compare(tiny_run, edited))
-    again = subprocess.run([sys.executable, str(SCRIPT), str(tiny_run), str(edited), "--recompute"],
-                           capture_output=True, text=True)
+    again = compare(tiny_run, edited, "--recompute")
     assert again.returncode == 0, again.stderr
     assert " 0 differ" in line(again)
-
-
-def _script_module():
-    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_recompute_uses_each_sweep_points_own_curve_settings(tmp_path):
