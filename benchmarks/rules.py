@@ -5,7 +5,9 @@ Adam, clipping), next to plain BPTT.
 Rows: a plain PyTorch autograd loop (the reference), bioplastic BPTT, bioplastic rflo (trial-summed),
 bioplastic BPTT + TCR plasticity (anti-Hebbian unclipped = factorised; clipped = explicit F;
 Tsodyks-Markram), and a plain PyTorch autograd loop with anti-Hebbian plasticity (F detached, formed
-at every step). Targets (issue): rflo <= 2x bioplastic BPTT; plasticity adds <= 50 %.
+at every step). Targets (issue): rflo <= 2x bioplastic BPTT; plasticity adds <= 50 %. The last
+row is the floor of the unclipped anti-Hebbian algorithm on this machine: BPTT plus the bytes of
+history it must read per iteration, at the read bandwidth a plain sum reaches here.
 
     python benchmarks/rules.py [--repeats 10] [--ensemble 1]
 """
