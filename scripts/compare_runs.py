@@ -22,6 +22,8 @@ import yaml
 
 from bioplastic import load_protocol
 from bioplastic.analysis.learning_curves import add_curve_metrics
+from bioplastic.storage.io import DamagedFileError
+from bioplastic.storage.results import read_dataset
 
 METRICS = ("search_phase", "iterations_to_criterion", "drop_width", "abrupt", "learned", "final_accuracy")
 
@@ -30,7 +32,10 @@ def _load(folder: str) -> xr.Dataset:
     path = Path(folder) / "results.nc"
     if not path.is_file():
         sys.exit(f"{folder}: no results.nc (expected a finished run folder)")
-    return xr.load_dataset(path)
+    try:
+        return read_dataset(path)  # verified against its checksums
+    except DamagedFileError as exc:
+        sys.exit(str(exc))
 
 
 CURVE_SETTINGS = ("training.criterion", "training.loss_smoothing")

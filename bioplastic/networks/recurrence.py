@@ -44,12 +44,17 @@ def phi_prime(name: str, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown nonlinearity {name!r}; expected one of {PHIS}")
 
 
+def _tanh_from_sigmoid_(s: torch.Tensor) -> torch.Tensor:
+    """``s <- 2 s - 1`` in one pass (tanh(h) from s = sigmoid(2h)), in place."""
+    return s.lerp_(s.new_ones(()), -1.0)
+
+
 def _phi_step(phi_name: str, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """phi(h) into ``out`` for one step (small, cache-resident tensors)."""
     if phi_name == "tanh":
         # torch's tanh is ~5x slower than its sigmoid on small CPU tensors: tanh(h) = 2 sigmoid(2h) - 1
         torch.sigmoid(torch.mul(h, 2, out=out), out=out)
-        return out.lerp_(out.new_ones(()), -1.0)  # 2 s - 1 in one pass
+        return _tanh_from_sigmoid_(out)
     return phi(phi_name, h, out=out)
 
 
@@ -106,7 +111,7 @@ class _Recurrence(torch.autograd.Function):
                 phi(phi_name, h, out=Rl[t + 1])
         if tanh:
             hs.mul_(0.5)
-            R.lerp_(R.new_ones(()), -1.0)  # 2 s - 1 in one pass
+            _tanh_from_sigmoid_(R)
         ctx.save_for_backward(decay_exn, W_exnxn, h0_exbxn, hs, R)
         ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not a tensor of zeros
         ctx.phi_name = phi_name

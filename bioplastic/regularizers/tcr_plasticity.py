@@ -300,7 +300,8 @@ class _PlasticRecurrence(torch.autograd.Function):
             h_prev = ht
         if mode == "tm":
             torch.mul(R[:, :, T], S[:, :, T], out=P[:, :, T])
-            S.div_(U), P.div_(U)  # s and s r
+            S.div_(U)  # s
+            P.div_(U)  # s r
             info["efficacy_exbxtxn"] = S[:, :, 1:].clone()
             info["pre_exbxtxn"] = P[:, :, 1:].clone()
             saved = [S, P]

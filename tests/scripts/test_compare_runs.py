@@ -9,7 +9,8 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
+
+from bioplastic.storage.results import read_dataset, write_dataset
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_runs.py"
 
@@ -46,10 +47,10 @@ def test_a_run_equals_itself_and_a_changed_network_is_counted(tiny_run, tmp_path
     changed = tmp_path / "changed"
     changed.mkdir()
     shutil.copy(tiny_run / "protocol.yaml", changed)
-    ds = xr.load_dataset(tiny_run / "results.nc")
+    ds = read_dataset(tiny_run / "results.nc")
     first = {d: 0 for d in ds["final_accuracy"].dims}
     ds["final_accuracy"][first] = ds["final_accuracy"][first] - 0.25
-    ds.to_netcdf(changed / "results.nc")
+    write_dataset(ds, changed / "results.nc")
     out = compare(tiny_run, changed)
     assert out.returncode == 0, out.stderr
     line = next(s for s in out.stdout.splitlines() if s.strip().startswith("final_accuracy"))
@@ -59,9 +60,9 @@ def test_a_run_equals_itself_and_a_changed_network_is_counted(tiny_run, tmp_path
 def test_runs_of_different_protocols_are_refused(tiny_run, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
-    ds = xr.load_dataset(tiny_run / "results.nc")
+    ds = read_dataset(tiny_run / "results.nc")
     ds.attrs["protocol_name"] = "something_else"
-    ds.to_netcdf(other / "results.nc")
+    write_dataset(ds, other / "results.nc")
     out = compare(tiny_run, other)
     assert out.returncode == 1 and "different protocols" in out.stdout
     assert "no results.nc" in compare(tiny_run, tmp_path / "missing").stderr
@@ -72,10 +73,10 @@ def test_recompute_applies_the_current_definitions_to_both_runs(tiny_run, tmp_pa
     as a difference, and --recompute computes it again from the curve."""
     edited = tmp_path / "edited"
     edited.mkdir()
-    ds = xr.load_dataset(tiny_run / "results.nc")
+    ds = read_dataset(tiny_run / "results.nc")
     first = {d: 0 for d in ds["search_phase"].dims}
     ds["search_phase"][first] = ds["search_phase"][first].fillna(0) + 1000
-    ds.to_netcdf(edited / "results.nc")
+    write_dataset(ds, edited / "results.nc")
     line = lambda out: next(s for s in out.stdout.splitlines() if s.strip().startswith("search_phase"))  # noqa: E731
     assert " 1 differ" in line(compare(tiny_run, edited))
     again = compare(tiny_run, edited, "--recompute")
@@ -111,8 +112,8 @@ def test_recompute_uses_each_sweep_points_own_curve_settings(tmp_path):
 def test_runs_with_other_sweep_values_are_refused(tiny_run, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
-    ds = xr.load_dataset(tiny_run / "results.nc")
+    ds = read_dataset(tiny_run / "results.nc")
     ds = ds.assign_coords(seed=ds["seed"].values + 100)
-    ds.to_netcdf(other / "results.nc")
+    write_dataset(ds, other / "results.nc")
     out = compare(tiny_run, other)
     assert out.returncode == 1 and "coordinates ['seed'] differ" in out.stdout
