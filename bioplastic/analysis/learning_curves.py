@@ -36,7 +36,7 @@ from ..seeds import numpy_rng
 from .statistics import censored, compare_conditions, nanmedian
 
 METRICS = ("plateau_start", "plateau_loss", "final_loss", "drop_onset", "drop_time", "drop_width",
-           "abruptness", "search_phase", "abrupt")
+           "abruptness", "search_phase", "abrupt", "plateau_noise", "drop_departure")
 #: a drop counts as abrupt when its 10-90 % width is at most this fraction of the search phase
 ABRUPT_RATIO = 1 / 3
 #: end of the initial transient: the loss falls by less than this fraction of its remaining drop per window
@@ -51,6 +51,17 @@ PLATEAU_DROP = 0.5
 #: SGD's batch noise alone moves a smoothed plateau (window 10, batch 32) by 10-20 %, which must not
 #: count as a drop (measured on low-rank networks that never learned)
 MIN_DROP = 0.3
+#: the drop onset lies at least this many plateau-noise SDs below the plateau level, and the departure
+#: (the width-free onset) exactly this many: on a long Adam plateau the smoothed loss wanders with an SD of
+#: ~0.01 while 10 % of a drop from 1/6 is 0.016, so noise alone crossed the 10 % level hundreds of
+#: iterations early (delayed addition, LSTM)
+NOISE_SDS = 3.0
+#: the onset level is never set deeper than this fraction of the drop (a plateau as noisy as its drop)
+MAX_ONSET_FRACTION = 0.4
+#: the plateau's noise is estimated only from at least this many smoothed values (else taken as 0)
+MIN_NOISE_POINTS = 5
+#: rounds of the plateau-noise estimate (each on the stretch before the previous round's departure)
+NOISE_ROUNDS = 3
 
 
 def smooth(loss_k: np.ndarray, window: int) -> np.ndarray:
@@ -77,6 +88,26 @@ def _plateau_start(s: np.ndarray, window: int, l_final: float) -> int:
     return 0
 
 
+def _leaves_for_good(s: np.ndarray, level: float, start: int, stop: int) -> int:
+    """Index into ``s`` at which it leaves ``[level, inf)`` for good before ``stop``: one past the last
+    index in ``[start, stop)`` where ``s >= level`` (``start`` when there is none). Noise that dips
+    below ``level`` and comes back up before ``stop`` is not a departure."""
+    above = np.flatnonzero(s[start:stop] >= level)
+    return start + int(above[-1]) + 1 if len(above) else start
+
+
+def plateau_noise(s_plateau: np.ndarray) -> float:
+    """The noise of a stretch of the smoothed loss: 1.4826 x the median absolute deviation (the SD of
+    Gaussian noise, unmoved by a few outliers) of its residuals from a straight line, so that a steady
+    decline through the stretch is not counted as noise (wander about the line is)."""
+    y = np.asarray(s_plateau, float)
+    if len(y) < 2:
+        return 0.0
+    x = np.arange(len(y), dtype=float)
+    r = y - np.polyval(np.polyfit(x, y, 1), x)
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
 def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
                   horizon: float | None = None) -> dict[str, float]:
     """Metrics of one task-loss curve (iterations are indices into ``loss_k``); ``horizon``: last
@@ -94,20 +125,47 @@ def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
     out["abrupt"] = 0.0
     tp = _plateau_start(s, window, l_final)
     l_plateau = float(np.median(s[tp:tp + window + 1]))
-    drop = l_plateau - l_final
     out.update(plateau_start=float(idx[tp]), plateau_loss=l_plateau)
+    if not l_plateau - l_final > min_drop * abs(l_plateau):
+        return out
+    n = len(s)
+    # The plateau: from t_p until the loss leaves it for good. Its level and its own noise (the robust
+    # spread of the smoothed loss about a line) are estimated from that stretch, which depends on them:
+    # a few rounds, so that neither one window's wander on a long plateau nor the curvature at the
+    # start of a wide drop is taken for the plateau.
+    drop = l_plateau - l_final
+    half = int(np.argmax((np.arange(n) >= tp) & (s < l_plateau - 0.5 * drop)))
+    plateau_end, noise = _leaves_for_good(s, l_plateau - 0.1 * drop, tp, half), 0.0
+    for _ in range(NOISE_ROUNDS):
+        if plateau_end - tp < MIN_NOISE_POINTS:
+            break
+        l_plateau = float(np.median(s[tp:plateau_end]))
+        noise = plateau_noise(s[tp:plateau_end])
+        drop = l_plateau - l_final
+        half = int(np.argmax((np.arange(n) >= tp) & (s < l_plateau - 0.5 * drop)))
+        plateau_end = _leaves_for_good(s, l_plateau - min(NOISE_SDS * noise, MAX_ONSET_FRACTION * drop), tp, half)
+    drop = l_plateau - l_final
+    out["plateau_loss"] = l_plateau
     if not drop > min_drop * abs(l_plateau):
         return out
-    after = np.arange(len(s)) >= tp
-    onset = int(np.argmax(after & (s < l_plateau - 0.1 * drop)))
-    end = int(np.argmax((np.arange(len(s)) >= onset) & (s < l_plateau - 0.9 * drop)))
-    slope = np.gradient(s) if len(s) > 1 else np.zeros(1)
+    # the loss passes halfway to its final level (for the first time) at `half`; the drop began before
+    half = int(np.argmax((np.arange(n) >= tp) & (s < l_plateau - 0.5 * drop)))
+    # onset: where the loss leaves the plateau for good, at least NOISE_SDS noise SDs below it (and at
+    # least 10 % of the drop, as before), never deeper than MAX_ONSET_FRACTION of the drop
+    onset = _leaves_for_good(s, l_plateau - min(max(0.1 * drop, NOISE_SDS * noise), MAX_ONSET_FRACTION * drop), tp, half)
+    # departure: where the loss leaves the plateau's noise band (NOISE_SDS SDs below its level) for good;
+    # the band depends on the noise, not on the drop, so a wider drop that starts at the same time
+    # departs at nearly the same time, while its 10 % onset comes later
+    departure = min(_leaves_for_good(s, l_plateau - min(NOISE_SDS * noise, MAX_ONSET_FRACTION * drop), tp, half), onset)
+    end = int(np.argmax((np.arange(n) >= onset) & (s < l_plateau - 0.9 * drop)))
+    slope = np.gradient(s) if n > 1 else np.zeros(1)
     steepest = onset + int(np.argmin(slope[onset:end + 1]))
     search = float(idx[onset] - idx[tp])
     width = float(idx[end] - idx[onset])
     out.update(drop_onset=float(idx[onset]), drop_time=float(idx[steepest]), drop_width=width,
                search_phase=search, abruptness=width / search if search > 0 else np.inf,
-               abrupt=float(search >= window and width <= ABRUPT_RATIO * search))
+               abrupt=float(search >= window and width <= ABRUPT_RATIO * search),
+               plateau_noise=noise, drop_departure=float(idx[departure]))
     return out
 
 

@@ -118,3 +118,110 @@ def test_criterion_at_the_start_of_the_drop_still_sees_the_drop():
     curve = 0.05 + 0.95 / (1 + np.exp((k - 160) / 4))
     m = curve_metrics(curve, 10, horizon=metrics_horizon(150, 10))
     assert m["abrupt"] == 1 and 140 <= m["drop_onset"] <= 155 and m["final_loss"] < 0.1
+
+
+# --------------------------------------------------------------------------------- long noisy plateaus
+# Adam on delayed addition (LSTM, batch 32): the plateau sits at 1/6 ("output the mean") for ~2000
+# iterations with per-batch noise of SD ~0.025 and a slow wander, so that the smoothed loss (window 10)
+# moves with an SD of ~0.01 - as far as 10 % of the drop (0.016) lies below the plateau.
+PLATEAU = 1 / 6
+
+
+def _adam_noise(n, seed, white=0.025, wander=0.008, corr=100, drift=0.0):
+    """Per-batch noise of a long Adam plateau: white noise, an AR(1) wander with correlation time
+    ``corr`` iterations and stationary SD ``wander``, and an optional linear drift (total over n)."""
+    rng = np.random.default_rng(seed)
+    a = np.exp(-1 / corr)
+    x = np.zeros(n)
+    eps = rng.standard_normal(n) * wander * np.sqrt(1 - a * a)
+    for t in range(1, n):
+        x[t] = a * x[t - 1] + eps[t]
+    return white * rng.standard_normal(n) + x + drift * np.arange(n) / n
+
+
+def _logistic_drop(k, onset, width, high, low):
+    """From ``high`` to ``low``, with its 10 % point at ``onset`` and a 10-90 % width ``width``."""
+    tau = width / (2 * np.log(9))
+    mid = onset + width / 2
+    return low + (high - low) / (1 + np.exp((k - mid) / tau))
+
+
+def _scale(curve):
+    """Noise proportional to the loss, as a batch MSE's is (it shrinks with the loss)."""
+    return curve / PLATEAU
+
+
+def test_smoothed_plateau_noise_is_that_of_real_runs():
+    from bioplastic.analysis.learning_curves import smooth
+
+    sds = [np.std(smooth(PLATEAU + _adam_noise(2000, seed), 10)[100:-100]) for seed in range(10)]
+    assert 0.007 <= np.median(sds) <= 0.013
+
+
+def test_long_noisy_plateau_then_drop_onset_is_not_faked_by_noise():
+    k = np.arange(3000)
+    clean = _logistic_drop(k, 2000, 300, PLATEAU, 0.004)
+    old_style_early = 0
+    for seed in range(20):
+        loss = clean + _scale(clean) * _adam_noise(len(k), seed)
+        m = curve_metrics(loss, window=10)
+        assert abs(m["search_phase"] - 2000) <= 200, (seed, m)       # within 10 % of the curve's 2000
+        # (the onset level sits deeper than 10 % of the drop when the plateau is this noisy: narrower)
+        assert 150 <= m["drop_width"] <= 400, (seed, m)
+        assert m["abrupt"] == 1
+        assert 0.004 <= m["plateau_noise"] <= 0.02
+        assert m["drop_departure"] <= m["drop_onset"]
+        # the first crossing of the 10 % level (the earlier rule) comes hundreds of iterations early
+        from bioplastic.analysis.learning_curves import smooth
+        s = smooth(loss, 10)
+        first = int(np.argmax(s < m["plateau_loss"] - 0.1 * (m["plateau_loss"] - m["final_loss"])))
+        old_style_early += first < 1800
+    assert old_style_early >= 5  # the case is one the old rule got wrong
+
+
+def test_long_noisy_plateau_after_an_initial_transient():
+    # learning the target's mean first (1.2 -> 1/6 within ~20 iterations), then the plateau and the drop
+    k = np.arange(3000)
+    clean = _logistic_drop(k, 2000, 300, PLATEAU, 0.004) + (1.2 - PLATEAU) * np.exp(-k / 5)
+    for seed in range(20):
+        m = curve_metrics(clean + _scale(clean) * _adam_noise(len(k), seed), window=10)
+        assert 5 <= m["plateau_start"] <= 80, (seed, m)
+        assert abs(m["search_phase"] - (2000 - m["plateau_start"])) <= 200, (seed, m)
+        assert np.isclose(m["plateau_loss"], PLATEAU, atol=0.025)  # (the transient's tail lifts it a little)
+        assert m["abrupt"] == 1
+
+
+def test_long_noisy_plateau_with_a_slow_drift_then_drop():
+    # the plateau itself creeps down by 0.01 over its 2000 iterations
+    k = np.arange(3000)
+    clean = _logistic_drop(k, 2000, 300, PLATEAU, 0.004)
+    for seed in range(20):
+        loss = clean + _scale(clean) * _adam_noise(len(k), seed, drift=-0.01 * len(k) / 2000)
+        m = curve_metrics(loss, window=10)
+        assert abs(m["search_phase"] - 2000) <= 200, (seed, m)
+        assert m["abrupt"] == 1
+
+
+def test_slow_noisy_decline_is_not_abrupt():
+    # no drop: the loss declines steadily from the plateau level to 0.02 over 2500 iterations
+    k = np.arange(3000)
+    clean = np.maximum(PLATEAU - (PLATEAU - 0.02) * k / 2500, 0.02)
+    for seed in range(20):
+        m = curve_metrics(clean + _scale(clean) * _adam_noise(len(k), seed), window=10)
+        assert m["abrupt"] == 0, (seed, m)
+
+
+def test_departure_does_not_move_with_the_drop_width():
+    # the same start of the drop (a smooth ramp from iteration 500), ever wider: the 10 % onset moves
+    # later with the width, the departure from the plateau's noise band stays put
+    k = np.arange(1500)
+    deps, onsets = [], []
+    for width in (10, 20, 40, 80, 160):
+        ramp = np.clip((k - 500) / (1.25 * width), 0, 1)
+        clean = 1.0 - 0.9 * ramp * ramp * (3 - 2 * ramp)   # smoothstep: 10-90 % width ~ width
+        m = curve_metrics(clean + 0.002 * np.random.default_rng(width).standard_normal(len(k)), window=5)
+        deps.append(m["drop_departure"])
+        onsets.append(m["drop_onset"])
+    assert onsets[-1] - onsets[0] > 30
+    assert max(deps) - min(deps) <= 0.3 * (onsets[-1] - onsets[0])
+    assert all(495 <= d <= 530 for d in deps), deps  # (the centered window sees the drop a little early)
