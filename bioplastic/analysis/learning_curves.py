@@ -213,6 +213,45 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
                            {"window": int(smoothing)})
     ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
     ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
+    if "task_loss_output" in ds:
+        add_output_curve_metrics(ds, criterion, smoothing)
+
+
+#: per-output metrics (``output_<metric>``, dims condition x seed x output)
+OUTPUT_METRICS = METRICS + ("iterations_to_criterion",)
+
+
+def add_output_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
+    """The learning-curve metrics of each output's own task-loss curve (``task_loss_output``), for
+    tasks with several outputs: ``output_<metric>`` per network and output; each output's horizon
+    comes from its own held-out accuracy (``accuracy_output``) where the task scores outputs alone,
+    else from the network's. Per network: ``abrupt_outputs`` (how many outputs drop abruptly) and
+    ``drop_stagger`` (the spread, last minus first, of the outputs' drop onsets)."""
+    loss = ds["task_loss_output"].values                                  # (C, S, iteration, O)
+    C, S, _, O = loss.shape
+    acc = ds["accuracy_output"].values if "accuracy_output" in ds else np.full((C, S, ds.sizes["evaluation"], O), np.nan)
+    evals = ds["evaluation"].values
+    out = {m: np.full((C, S, O), np.nan) for m in OUTPUT_METRICS}
+    for c in range(C):
+        for s in range(S):
+            for o in range(O):
+                if np.isfinite(acc[c, s, :, o]).any():
+                    itc = iterations_to_criterion(acc[c, s, :, o], evals, criterion)
+                else:
+                    itc = float(ds["iterations_to_criterion"].values[c, s])
+                out["iterations_to_criterion"][c, s, o] = itc
+                for m, v in curve_metrics(loss[c, s, :, o], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
+                    out[m][c, s, o] = v
+    for m, v in out.items():
+        ds[f"output_{m}"] = (("condition", "seed", "output"), v)
+    dropped = np.isfinite(out["drop_onset"])
+    ds["abrupt_outputs"] = (("condition", "seed"), np.where(np.isfinite(out["abrupt"]).any(-1),
+                                                            np.nansum(out["abrupt"], -1), np.nan))
+    onsets = np.where(dropped, out["drop_onset"], np.nan)
+    with np.errstate(invalid="ignore"):
+        stagger = np.where(dropped.sum(-1) >= 2, np.nanmax(np.where(dropped, onsets, -np.inf), -1)
+                           - np.nanmin(np.where(dropped, onsets, np.inf), -1), np.nan)
+    ds["drop_stagger"] = (("condition", "seed"), stagger)
 
 
 def add_tcr_grad_ratio_search(ds: xr.Dataset) -> None:

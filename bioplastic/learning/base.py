@@ -49,7 +49,8 @@ class Batch:
 
 @dataclass
 class StepResult:
-    """loss_e = task_loss_e + lambda_e * term_e (each (E,)); grads: parameter name -> update direction
+    """loss_e = task_loss_e + lambda_e * term_e (each (E,)); task_loss_exo: the task loss per output
+    (bptt.output_mse; None for one output); grads: parameter name -> update direction
     with the parameter's shape (descending it lowers the loss); tcr_grad_ratio_e: (E,) when the batch
     asked for it and the rule measures it (NaN for members without the TCR term), else None;
     plasticity: the detached signatures of the short-term plasticity from the step's simulation of
@@ -62,6 +63,8 @@ class StepResult:
     grads: dict[str, torch.Tensor]
     tcr_grad_ratio_e: torch.Tensor | None = None
     plasticity: dict[str, torch.Tensor] | None = None
+    #: (E, O) task loss of each output on its own scored steps (None: a single output)
+    task_loss_exo: torch.Tensor | None = None
 
 
 class LearningRule(ABC):

@@ -24,6 +24,16 @@ def masked_mse(output_exbxtxo, target_exbxtxo, mask_exbxtxo) -> torch.Tensor:
     return err.sum((1, 2, 3)) / mask_exbxtxo.sum((1, 2, 3)).clamp_min(1)
 
 
+@torch.no_grad()
+def output_mse(output_exbxtxo, target_exbxtxo, mask_exbxtxo) -> torch.Tensor | None:
+    """Mean squared error over each output's own scored steps, per member and output: (E, O); None
+    for a single output (it is the task loss). Recorded only: no gradient flows through it."""
+    if output_exbxtxo.shape[-1] < 2:
+        return None
+    err = (output_exbxtxo.detach() - target_exbxtxo).square() * mask_exbxtxo
+    return err.sum((1, 2)) / mask_exbxtxo.sum((1, 2)).clamp_min(1)
+
+
 class BPTTConfig(Schema):
     """BPTT has no options."""
 
@@ -56,7 +66,8 @@ class BPTT(LearningRule):
             measured = live & (batch.lambda_e > 0)
             ratio = (tcr_grad_ratio(grads, batch.lambda_e * term, measured, params) if term.requires_grad
                      else torch.full_like(task_loss.detach(), float("nan")))
-        return StepResult(loss, task_loss, term, dict(zip(names, grads)), ratio, roll.plasticity)
+        return StepResult(loss, task_loss, term, dict(zip(names, grads)), ratio, roll.plasticity,
+                          output_mse(roll.output_exbxtxo, batch.targets_exbxtxo, batch.mask_exbxtxo))
 
 
 def member_norms(grads, like: torch.Tensor) -> torch.Tensor:

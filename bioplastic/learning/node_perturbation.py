@@ -42,7 +42,7 @@ from ..networks.recurrence import phi
 from ..regularizers.tcr_loss import tcr_term
 from ..schema_base import Schema
 from .base import RULES, Batch, LearningRule, StepResult
-from .bptt import masked_mse
+from .bptt import masked_mse, output_mse
 from .truncated import bcast, chain_to_params, outer_sum, shift_in
 
 
@@ -179,7 +179,8 @@ class NodePerturbation(LearningRule):
             grads = chain_to_params(net, [(W, dW), (drive, G_drive), (y_s, e)])
         grads = {k: torch.where(bcast(live, g), g, 0) for k, g in grads.items()}
         # (with plasticity: the signatures of both runs, unperturbed and perturbed trials)
-        return StepResult(loss, task.detach(), term.detach(), grads, plasticity=info)
+        return StepResult(loss, task.detach(), term.detach(), grads, plasticity=info,
+                          task_loss_exo=output_mse(y_s, batch.targets_exbxtxo, batch.mask_exbxtxo))
 
     def trial_types(self, batch: Batch) -> torch.Tensor:
         """Index (E, B) of each trial's type in ``type_keys``, adding types not seen before."""

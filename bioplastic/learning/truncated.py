@@ -25,7 +25,7 @@ from ..networks.recurrence import phi, phi_prime, recurrence
 from ..regularizers.tcr_loss import tcr_term
 from ..schema_base import Schema
 from .base import Batch, LearningRule, StepResult
-from .bptt import masked_mse
+from .bptt import masked_mse, output_mse
 
 #: a member key: an int, or a tuple of ints (e.g. (root seed, seed index))
 MemberKey = int | Sequence[int]
@@ -266,7 +266,8 @@ class TruncatedRule(LearningRule):
         with torch.enable_grad():
             grads = chain_to_params(net, pairs)
         grads = {k: torch.where(bcast(live, g), g, 0) for k, g in grads.items()}
-        return StepResult(loss, task.detach(), term.detach(), grads, plasticity=info)
+        return StepResult(loss, task.detach(), term.detach(), grads, plasticity=info,
+                          task_loss_exo=output_mse(y, batch.targets_exbxtxo, batch.mask_exbxtxo))
 
     def online_step(self, batch: Batch, alive_e: torch.Tensor) -> StepResult:
         """Run the trial step by step, updating the recurrent and input parameters (and a trained
@@ -339,4 +340,4 @@ class TruncatedRule(LearningRule):
         # the parameters changed in place get zero update directions: the optimizer must not apply them again
         grads = {n: torch.zeros_like(p) for n, p in net.params.items()}
         grads.update({n: torch.where(bcast(live, g), g, 0) for n, g in readout_grads.items()})
-        return StepResult(loss, task.detach(), term.detach(), grads)
+        return StepResult(loss, task.detach(), term.detach(), grads, task_loss_exo=output_mse(y, target, mask))

@@ -36,6 +36,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "eta_F": ("1", "learning rate eta_F(k) of the TCR short-term plasticity (0: none)"),
     "stp_size": ("1", "mean |F| of the fast synaptic efficacies at trial end (NaN: no anti-Hebbian plasticity)"),
     "accuracy": ("1", "held-out accuracy (fraction of correct trials)"),
+    "task_loss_output": ("1", "task loss of each output on its own scored steps, training batch (tasks with several outputs)"),
+    "accuracy_output": ("1", "held-out accuracy of each output alone (tasks with several outputs; NaN where the task scores its outputs only together)"),
     "eval_loss": ("1", "held-out task loss"),
     "tcr_grad_ratio": ("1", "||grad(lambda * TCR term)|| / ||grad(task loss)|| over all parameters on the evaluated iteration's training batch (bptt with lambda > 0; else NaN)"),
     "tcr_grad_ratio_search": ("1", "median of tcr_grad_ratio over the evaluations before drop_onset (NaN: no drop onset or no ratio)"),
@@ -57,6 +59,18 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "abruptness": ("1", "drop width / search phase (small: abrupt)"),
     "search_phase": ("iterations", "iterations on the plateau: drop onset minus plateau_start"),
     "abrupt": ("1", "1: a search phase of at least one smoothing window, then a drop at most 1/3 as wide; 0: not (no plateau or no drop)"),
+    **{f"output_{m}": (u, f"per output, on its own task-loss curve (task_loss_output): {d}")
+       for m, (u, d) in (("plateau_start", ("iterations", "start of the plateau")),
+                         ("plateau_loss", ("1", "plateau level")), ("plateau_noise", ("1", "plateau noise")),
+                         ("final_loss", ("1", "lowest smoothed loss up to its horizon")),
+                         ("drop_onset", ("iterations", "drop onset")), ("drop_departure", ("iterations", "width-free drop onset")),
+                         ("drop_time", ("iterations", "steepest descent within the drop")),
+                         ("drop_width", ("iterations", "10-90 % width of the drop")),
+                         ("abruptness", ("1", "drop width / search phase")), ("search_phase", ("iterations", "iterations on the plateau")),
+                         ("abrupt", ("1", "1: a search phase, then an abrupt drop (as for the whole network)")),
+                         ("iterations_to_criterion", ("iterations", "first evaluation where the output's own held-out accuracy reaches the criterion (the network's where the task scores outputs only together)")))},
+    "abrupt_outputs": ("1", "number of outputs whose own task-loss curve drops abruptly (output_abrupt)"),
+    "drop_stagger": ("iterations", "spread of the outputs' drop onsets: last minus first (NaN: fewer than two outputs with a drop)"),
     "itc_median": ("iterations", "median iterations to criterion over seeds (unlearned networks counted at the budget)"),
     "itc_ci_low": ("iterations", "bootstrap 95 % CI of itc_median, lower end"),
     "itc_ci_high": ("iterations", "bootstrap 95 % CI of itc_median, upper end"),
@@ -126,9 +140,9 @@ def build_dataset(protocol, results) -> xr.Dataset:
                 arr[conds.index(m.name), m.seed_index] = member_values(r, e)
 
     for key in r0.history:
-        put(key, lambda r, e, key=key: r.history[key][e], (len(iters),))
+        put(key, lambda r, e, key=key: r.history[key][e], r0.history[key].shape[1:])
     for key in r0.eval_history:
-        put(key, lambda r, e, key=key: r.eval_history[key][e], (len(r0.eval_iterations),))
+        put(key, lambda r, e, key=key: r.eval_history[key][e], r0.eval_history[key].shape[1:])
     for key, arr in r0.weights.items():
         put(f"weight_{key}", lambda r, e, key=key: r.weights[key][e], arr.shape[1:])
     for key, arr in r0.buffers.items():
@@ -141,7 +155,7 @@ def build_dataset(protocol, results) -> xr.Dataset:
                             "checkpoint": r0.checkpoint_iterations.astype(np.int64)})
     for key in list(r0.history) + list(r0.eval_history):
         dim = "iteration" if key in r0.history else "evaluation"
-        ds[key] = (("condition", "seed", dim), data[key])
+        ds[key] = (("condition", "seed", dim) + ("output",) * (data[key].ndim - 3), data[key])
     for key, dims in r0.param_dims.items():
         ds[f"weight_{key}"] = (("condition", "seed", "checkpoint") + dims, data[f"weight_{key}"])
     for key, dims in r0.buffer_dims.items():

@@ -103,6 +103,11 @@ class Task(ABC):
     def accuracy(self, outputs_bxtxo: np.ndarray, trials: Trials) -> float:
         return float(np.mean(self.score(outputs_bxtxo, trials)))
 
+    def output_accuracy(self, outputs_bxtxo: np.ndarray, trials: Trials) -> np.ndarray | None:
+        """Held-out accuracy of each output channel alone, (n_outputs,); None where the task scores
+        its outputs only together (e.g. a choice read from several channels)."""
+        return None
+
 
 def build_task(kind: str, params: dict) -> Task:
     """Build a task from its kind and a dict of config values (validated by its ``Config``)."""

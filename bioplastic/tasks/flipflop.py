@@ -125,3 +125,10 @@ class FlipFlop(Task):
         hit = (np.sign(np.asarray(outputs_bxtxo)) == trials.targets_bxtxo) & mask
         n_scored = mask.sum(axis=(-2, -1))
         return np.where(n_scored > 0, hit.sum(axis=(-2, -1)) / np.maximum(n_scored, 1), 1.0)
+
+    def output_accuracy(self, outputs_bxtxo: np.ndarray, trials: Trials) -> np.ndarray:
+        """Per bit: the fraction of its scored steps, over all trials, where sign(output) == target."""
+        mask = trials.mask_bxtxo > 0
+        hit = (np.sign(np.asarray(outputs_bxtxo)) == trials.targets_bxtxo) & mask
+        n_scored = mask.sum(axis=(-3, -2))
+        return np.where(n_scored > 0, hit.sum(axis=(-3, -2)) / np.maximum(n_scored, 1), 1.0)

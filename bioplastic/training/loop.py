@@ -39,6 +39,11 @@ HISTORY = ("loss", "task_loss", "tcr_loss", "lambda_tcr", "grad_norm", "eta_F", 
 #: per-evaluation records, each (E, evaluations); tcr_grad_ratio is measured on the training batch of
 #: the evaluated iteration (NaN at the last evaluation, after the last batch)
 EVAL_HISTORY = ("accuracy", "eval_loss", "tcr_grad_ratio")
+#: per-output records of tasks with several outputs: task loss per iteration, (E, iterations, output),
+#: and held-out accuracy per evaluation, (E, evaluations, output) (NaN where the task scores its
+#: outputs only together)
+OUTPUT_HISTORY = "task_loss_output"
+OUTPUT_EVAL_HISTORY = "accuracy_output"
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,10 @@ class EnsembleTrainer:
         self.checkpoint_iterations = schedule_points(self.tr.checkpoint_every, self.tr.iterations)
         self.history = {k: np.full((E, self.tr.iterations), np.nan) for k in HISTORY}
         self.eval_history = {k: np.full((E, len(self.eval_iterations)), np.nan) for k in EVAL_HISTORY}
+        O = self.task.n_outputs
+        if O > 1:
+            self.history[OUTPUT_HISTORY] = np.full((E, self.tr.iterations, O), np.nan)
+            self.eval_history[OUTPUT_EVAL_HISTORY] = np.full((E, len(self.eval_iterations), O), np.nan)
         self.weights = {k: np.full((E, len(self.checkpoint_iterations)) + tuple(v.shape[1:]), np.nan)
                         for k, v in self.net.params.items()}
         self.diverged_at = np.full(E, np.nan)
@@ -289,6 +298,8 @@ class EnsembleTrainer:
         alive_np = self.alive
         for key, v in rec.items():
             self.history[key][:, k] = np.where(alive_np, v.detach().double().cpu().numpy(), np.nan)
+        if OUTPUT_HISTORY in self.history and res.task_loss_exo is not None:
+            self.history[OUTPUT_HISTORY][:, k] = np.where(alive_np[:, None], res.task_loss_exo.double().cpu().numpy(), np.nan)
         if measure and res.tcr_grad_ratio_e is not None:
             self.eval_history["tcr_grad_ratio"][:, j_eval] = np.where(alive_np, res.tcr_grad_ratio_e.double().cpu().numpy(), np.nan)
         task_np, term_np = task_loss.detach().cpu().numpy(), term.detach().cpu().numpy()
@@ -318,6 +329,10 @@ class EnsembleTrainer:
         alive = self.alive
         self.eval_history["accuracy"][:, j] = np.where(alive, acc, np.nan)
         self.eval_history["eval_loss"][:, j] = np.where(alive, masked_mse(roll.output_exbxtxo, y, m).double().cpu().numpy(), np.nan)
+        if OUTPUT_EVAL_HISTORY in self.eval_history:
+            per = [self.task.output_accuracy(out[e], t) for e, t in enumerate(self.eval_trials)]
+            if per[0] is not None:
+                self.eval_history[OUTPUT_EVAL_HISTORY][:, j] = np.where(alive[:, None], np.stack(per), np.nan)
         self.learned |= alive & (acc >= self.tr.criterion)
 
     def snapshot(self, j: int) -> None:

@@ -225,3 +225,43 @@ def test_departure_does_not_move_with_the_drop_width():
     assert onsets[-1] - onsets[0] > 30
     assert max(deps) - min(deps) <= 0.3 * (onsets[-1] - onsets[0])
     assert all(495 <= d <= 530 for d in deps), deps  # (the centered window sees the drop a little early)
+
+
+def test_staggered_bits_are_abrupt_per_output_though_their_average_is_not():
+    # 3-bit flip-flop under plain SGD: each bit drops within ~30 iterations, at staggered times
+    import xarray as xr
+
+    from bioplastic.analysis.learning_curves import add_curve_metrics
+
+    k = np.arange(500)
+    onsets = (190, 245, 305)
+    bits = np.stack([_logistic_drop(k, t, 30, 1.0, 0.05) for t in onsets], -1)  # (iteration, output)
+    rng = np.random.default_rng(0)
+    bits = bits * (1 + 0.03 * rng.standard_normal(bits.shape))
+    ds = xr.Dataset({"task_loss": (("condition", "seed", "iteration"), bits.mean(-1)[None, None]),
+                     "task_loss_output": (("condition", "seed", "iteration", "output"), bits[None, None]),
+                     "accuracy": (("condition", "seed", "evaluation"), np.full((1, 1, 2), np.nan)),
+                     "diverged_at": (("condition", "seed"), np.full((1, 1), np.nan))},
+                    coords={"evaluation": [0, 499]})
+    add_curve_metrics(ds, criterion=0.95, smoothing=5)
+    assert ds["abrupt"].item() == 0                   # the average declines over ~150 iterations
+    np.testing.assert_array_equal(ds["output_abrupt"].values[0, 0], [1, 1, 1])
+    np.testing.assert_allclose(ds["output_drop_onset"].values[0, 0], onsets, atol=6)
+    assert ds["abrupt_outputs"].item() == 3
+    assert abs(ds["drop_stagger"].item() - (305 - 190)) <= 8
+
+
+def test_outputs_without_a_drop_have_no_stagger():
+    import xarray as xr
+
+    from bioplastic.analysis.learning_curves import add_curve_metrics
+
+    k = np.arange(300)
+    bits = np.stack([_logistic_drop(k, 150, 20, 1.0, 0.05), np.full(len(k), 1.0)], -1)
+    ds = xr.Dataset({"task_loss": (("condition", "seed", "iteration"), bits.mean(-1)[None, None]),
+                     "task_loss_output": (("condition", "seed", "iteration", "output"), bits[None, None]),
+                     "accuracy": (("condition", "seed", "evaluation"), np.full((1, 1, 1), np.nan)),
+                     "diverged_at": (("condition", "seed"), np.full((1, 1), np.nan))},
+                    coords={"evaluation": [0]})
+    add_curve_metrics(ds, criterion=0.95, smoothing=5)
+    assert ds["abrupt_outputs"].item() == 1 and np.isnan(ds["drop_stagger"].item())
