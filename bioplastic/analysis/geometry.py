@@ -206,6 +206,29 @@ def first_gr_event(metric_c, checkpoints_c, **rule) -> float:
     return float(ev[0]) if len(ev) else float("nan")
 
 
+def gr_growth(metric_k, checkpoints_k, start: float, stop: float, min_points: int = 4) -> float:
+    """Threshold-free growth of a GR metric through the plateau: the Spearman rank correlation of the
+    metric with the iteration over the checkpoints in ``[start, stop)`` (e.g. from the plateau start
+    to the drop's departure): +1 when the restructuring grows steadily through the search phase.
+    NaN with fewer than ``min_points`` finite values there or a constant metric."""
+    from scipy.stats import spearmanr
+
+    m = np.asarray(metric_k, float)
+    it = np.asarray(checkpoints_k, float)
+    if not (np.isfinite(start) and np.isfinite(stop)):
+        return float("nan")
+    keep = (it >= start) & (it < stop) & np.isfinite(m)
+    if keep.sum() < min_points or np.ptp(m[keep]) == 0:
+        return float("nan")
+    return float(spearmanr(it[keep], m[keep]).statistic)
+
+
+def lead_key(analysis) -> str:
+    """The analysis variable claim 2 and the report rest on: ``lead_time_departure`` (free of the
+    drop's width), or ``lead_time`` in an analysis written before it existed."""
+    return "lead_time_departure" if "lead_time_departure" in analysis else "lead_time"
+
+
 def lead_time(first_event_iteration, drop_onset):
     """Drop onset minus the first GR event (iterations): > 0 when restructuring precedes the drop.
     NaN where either is NaN. Works elementwise on arrays (e.g. one value per network)."""

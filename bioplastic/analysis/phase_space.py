@@ -46,7 +46,7 @@ from ..seeds import numpy_rng
 from ..storage.rebuild import trained_network
 from ..tasks import build_task
 from .fixed_points import KIND_NAMES, coverage_estimates, find_fixed_points, merge_fixed_points, sample_initial_states, segment_starts
-from .geometry import chamfer_distance, first_gr_event, gr_events, lead_time, linear_cka, participation_ratio, pca_frame, project
+from .geometry import chamfer_distance, first_gr_event, gr_events, gr_growth, lead_time, linear_cka, participation_ratio, pca_frame, project
 from .labels import choice_of
 from .statistics import bootstrap_ci
 
@@ -288,6 +288,13 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
             first[ci, s] = np.nanmin(firsts) if np.isfinite(firsts).any() else np.nan
     onset = ds["drop_onset"].sel(condition=conds).values
     lead = lead_time(first, onset)
+    # the width-free lead: to the drop's departure from the plateau's noise band (results.nc), which a
+    # wider drop starting at the same time does not move (science.md §5)
+    departure = ds["drop_departure"].sel(condition=conds).values if "drop_departure" in ds else np.full((C, S), np.nan)
+    lead_departure = lead_time(first, departure)
+    start = ds["plateau_start"].sel(condition=conds).values if "plateau_start" in ds else np.zeros((C, S))
+    growth = np.array([[gr_growth(gr["trajectory_change"][ci, s], checkpoints, start[ci, s], departure[ci, s])
+                        for s in range(S)] for ci in range(C)])
     width = ds["drop_width"].sel(condition=conds).values if "drop_width" in ds else np.full((C, S), np.nan)
     ok_csk = np.array([[parts[ci, j]["ok"] for j in range(K)] for ci in range(C)]).transpose(0, 2, 1)
     at_drop = _counts_at_drop(counts, ok_csk, checkpoints, onset, width)
@@ -349,6 +356,13 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out["first_gr_event"] = (("condition", "seed"), first, {"units": "iterations", "long_name": "iteration of the first GR event (NaN: none)"})
     out["drop_onset"] = (("condition", "seed"), onset, {"units": "iterations", "long_name": "drop onset (from results.nc)"})
     out["lead_time"] = (("condition", "seed"), lead, {"units": "iterations", "long_name": "drop onset minus first GR event (> 0: GR precedes the drop)"})
+    out["drop_departure"] = (("condition", "seed"), departure, {"units": "iterations", "long_name": "width-free drop onset: departure from the plateau's noise band (from results.nc)"})
+    out["lead_time_departure"] = (("condition", "seed"), lead_departure,
+                                  {"units": "iterations", "long_name": "drop departure minus first GR event (> 0: GR precedes the drop); "
+                                                                       "free of the drop's width, unlike lead_time"})
+    out["gr_growth"] = (("condition", "seed"), growth,
+                        {"units": "1", "long_name": "Spearman correlation of trajectory_change with the iteration over the checkpoints "
+                                                    "from plateau_start to drop_departure (> 0: restructuring grows through the search phase)"})
     for name, long_name in (("condition", "experimental condition"), ("seed", "seed index"), ("checkpoint", "iteration of the checkpoint"),
                             ("context", "constant input context of the fixed-point search"), ("fp", "point index (padded)"),
                             ("unit", "state dimension"), ("mode", "eigenmode index (by modulus descending)"),
@@ -360,6 +374,10 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out["lead_time_median"] = (("condition",), stats[:, 0], {"units": "iterations", "long_name": "median lead time over networks with a GR event and a drop"})
     out["lead_time_ci"] = (("condition", "bound"), stats[:, 1:], {"units": "iterations", "long_name": "95 % percentile-bootstrap CI of the median lead time (10000 resamples)"})
     out["fraction_gr_first"] = (("condition",), frac, {"units": "1", "long_name": "fraction of networks (with a GR event and a drop) whose lead time is positive"})
+    stats_dep = np.array([bootstrap_ci(lead_departure[ci], numpy_rng(protocol.config.seed, "lead_time_departure_bootstrap", ci))
+                          for ci in range(C)])
+    out["lead_time_departure_median"] = (("condition",), stats_dep[:, 0], {"units": "iterations", "long_name": "median lead_time_departure over networks with a GR event and a drop"})
+    out["lead_time_departure_ci"] = (("condition", "bound"), stats_dep[:, 1:], {"units": "iterations", "long_name": "95 % percentile-bootstrap CI of lead_time_departure_median (10000 resamples)"})
     out.coords["bound"] = ["low", "high"]
     out["bound"].attrs.update(units="", long_name="confidence interval bound")
     out.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})

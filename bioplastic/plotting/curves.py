@@ -31,13 +31,16 @@ def learning_curves(ds: xr.Dataset, axes=None):
     with each seed's search phase drawn as a grey band along its curve and its drop in bold
     black; held-out accuracy (middle) with the criterion dashed; and a timeline per seed (bottom):
     search phase (grey), drop (the seed's colour), criterion reached (|), "plateau < 1 window" where a
-    network learned without a search phase. Returns the (3, conditions) array of Axes."""
+    network learned without a search phase. A task with several outputs gets a fourth row: the same
+    timeline for each output's own curve (one thin bar per output and seed), whose drops may come at
+    staggered times. Returns the (3 or 4, conditions) array of Axes."""
     conds = list(ds["condition"].values)
     seeds = list(ds["seed"].values)
+    per_output = "output_drop_onset" in ds
     if axes is None:
-        _, axes = plt.subplots(3, len(conds), figsize=(4.4 * len(conds), 7.2 + 0.16 * len(seeds)), sharex=True,
-                               sharey="row", squeeze=False,
-                               gridspec_kw={"height_ratios": [3, 2, 0.8 + 0.18 * len(seeds)]})
+        heights = [3, 2, 0.8 + 0.18 * len(seeds)] + [0.8 + 0.12 * len(seeds) * ds.sizes.get("output", 1)] * per_output
+        _, axes = plt.subplots(len(heights), len(conds), figsize=(4.4 * len(conds), 1.2 * sum(heights) + 1.0), sharex=True,
+                               sharey="row", squeeze=False, gridspec_kw={"height_ratios": heights})
     crit = ds["iterations_to_criterion"].attrs.get("criterion", np.nan)
     it = ds["iteration"].values
     for j, cond in enumerate(conds):
@@ -78,9 +81,40 @@ def learning_curves(ds: xr.Dataset, axes=None):
     axes[2, 0].set_xlim(it[0], it[-1])
     axes[2, 0].text(0, -0.9, "grey: search phase   colour: drop (10-90 %)   |: criterion reached", fontsize=7,
                     transform=axes[2, 0].get_yaxis_transform(), va="bottom")
+    if per_output:
+        for j, cond in enumerate(conds):
+            output_timeline(ds.sel(condition=cond), axes[3, j], COLORS[j % len(COLORS)])
+            axes[2, j].set_xlabel("")
+        axes[3, 0].set_ylabel("each output's own curve\nhatched: drop not abrupt", fontsize=7)
     if len(seeds) <= 12:
         axes[0, -1].legend(fontsize=6.5, loc="lower left", ncol=2)
     return axes
+
+
+def output_timeline(c: xr.Dataset, ax, color) -> None:
+    """One condition's per-output timeline: for each seed, one thin bar per output (search phase grey,
+    drop in the condition's colour, darker for later outputs), and its stagger on the right."""
+    seeds = list(c["seed"].values)
+    O = c.sizes["output"]
+    it = c["iteration"].values
+    h = 0.8 / O
+    for row, s in enumerate(seeds):
+        x = c.sel(seed=s)
+        for o in range(O):
+            tp, onset, width = (float(x[f"output_{k}"].values[o]) for k in ("plateau_start", "drop_onset", "drop_width"))
+            y = row - 0.4 + o * h
+            if np.isfinite(onset):
+                ax.broken_barh([(tp, onset - tp)], (y, 0.85 * h), color="0.75")
+                ax.broken_barh([(onset, max(width, 1))], (y, 0.85 * h), color=shade(color, o, O),
+                               hatch=None if float(x["output_abrupt"].values[o]) == 1 else "///")
+        stagger = float(x["drop_stagger"]) if "drop_stagger" in x else np.nan
+        k = int(np.nansum(x["output_abrupt"].values))
+        ax.text(it[-1], row, f"{k}/{O} abrupt" + (f", stagger {stagger:.0f}" if np.isfinite(stagger) else "") + " ",
+                ha="right", va="center", fontsize=6, color="0.2", bbox=dict(fc="white", ec="none", alpha=0.75, pad=0.4))
+    ax.set_yticks(range(len(seeds)), [f"seed {s}" for s in seeds], fontsize=7)
+    ax.set_ylim(len(seeds) - 0.5, -0.5)
+    ax.set_xlabel("iteration")
+    ax.set_title(f"per output (0..{O - 1} top to bottom)", fontsize=7)
 
 
 def _not_abrupt(x: xr.Dataset) -> str:

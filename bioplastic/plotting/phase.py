@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from ..analysis.geometry import lead_key  # noqa: E402
 from .curves import COLORS, shade  # noqa: E402
 
 KIND_STYLE = {0: ("stable", "o", "k"), 1: ("saddle", "x", "tab:red"), 2: ("unstable", "s", "tab:purple")}
@@ -127,21 +128,34 @@ def phase_portraits(results: xr.Dataset, analysis: xr.Dataset, axes=None):
 
 
 def lead_times(analysis: xr.Dataset, ax=None):
-    """Lead time (drop onset minus first GR event) per condition, one dot per network; networks with
-    no GR event or no drop are counted in the label."""
+    """Lead time per condition, one dot per network: to the drop's departure from the plateau's noise
+    band (filled; free of the drop's width) and, where the analysis has it, to the 10 % onset (open,
+    beside it); networks with no GR event or no drop are counted in the label."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.8 + 1.4 * analysis.sizes["condition"], 3.6))
+        _, ax = plt.subplots(figsize=(1.8 + 1.6 * analysis.sizes["condition"], 3.6))
     labels = []
+    key = lead_key(analysis)
     for j, cond in enumerate(analysis["condition"].values):
-        v = analysis["lead_time"].sel(condition=cond).values
+        v = analysis[key].sel(condition=cond).values
         ok = np.isfinite(v)
-        x = j + np.linspace(-0.15, 0.15, max(1, ok.sum()))
-        ax.plot(x[: ok.sum()], v[ok], "o", color=COLORS[j % len(COLORS)])
+        x = j - 0.12 + np.linspace(-0.1, 0.1, max(1, ok.sum()))
+        ax.plot(x[: ok.sum()], v[ok], "o", color=COLORS[j % len(COLORS)],
+                label=("to the departure" if key != "lead_time" else "to the onset") if j == 0 else None)
         if ok.any():
-            ax.hlines(np.median(v[ok]), j - 0.25, j + 0.25, color="k")
+            ax.hlines(np.median(v[ok]), j - 0.25, j + 0.01, color="k")
+        if key != "lead_time":
+            w = analysis["lead_time"].sel(condition=cond).values
+            okw = np.isfinite(w)
+            xw = j + 0.12 + np.linspace(-0.1, 0.1, max(1, okw.sum()))
+            ax.plot(xw[: okw.sum()], w[okw], "o", mfc="none", color=COLORS[j % len(COLORS)],
+                    label="to the 10 % onset" if j == 0 else None)
+            if okw.any():
+                ax.hlines(np.median(w[okw]), j + 0.01, j + 0.25, color="k", ls=":")
         labels.append(f"{cond}\n{ok.sum()} of {ok.size} networks" + (f"\n({(~ok).sum()} without a GR\nevent or a drop)"
                                                                       if (~ok).any() else ""))
     ax.axhline(0, color="0.5", lw=0.8, ls="--")
     ax.set_xticks(range(analysis.sizes["condition"]), labels)
     ax.set_ylabel("lead time (iterations)\n> 0: GR before the drop")
+    if key != "lead_time":
+        ax.legend(fontsize=7, loc="best")
     return ax

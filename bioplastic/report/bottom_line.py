@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ..analysis.geometry import lead_key
 from ..analysis.statistics import CI_LEVEL, bootstrap_ci, nanmedian
 from ..seeds import numpy_rng
 from .verdicts import search_phase_evidence
@@ -54,7 +55,7 @@ def _learning(results: xr.Dataset) -> list[str]:
 def _restructuring(analysis: xr.Dataset | None) -> list[str]:
     if analysis is None or "lead_time" not in analysis:
         return []
-    lead = analysis["lead_time"].values.ravel()
+    lead = analysis[lead_key(analysis)].values.ravel()
     lead = lead[np.isfinite(lead)]
     if lead.size < 3:
         return []

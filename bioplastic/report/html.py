@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from ..analysis.geometry import lead_key
 from ..analysis.predictions import prediction_sentences
 from ..analysis.statistics import nanmedian
 from ..plotting import curves, engines, phase
@@ -370,22 +371,55 @@ def _abrupt_table(ds: xr.Dataset) -> str:
                      "median search phase (iterations on the plateau)", "median drop width, 10-90 % (iterations)",
                      "median abruptness (width / search phase; small: abrupt)"], rows)
             + "<p>Definitions: docs/science.md, section 5 (measured on the task loss, from the plateau, "
-              "up to criterion + 5 smoothing windows).</p>")
+              "up to criterion + 5 smoothing windows).</p>" + _output_table(ds))
+
+
+def _output_table(ds: xr.Dataset) -> str:
+    """Per output, for tasks with several: how many networks each output drops abruptly in, and the
+    stagger between the outputs' drops."""
+    if "output_abrupt" not in ds:
+        return ""
+    O = ds.sizes["output"]
+    rows = []
+    for cond in ds["condition"].values:
+        c = ds.sel(condition=cond)
+        ab = c["output_abrupt"].values                                    # (seed, output)
+        per = ", ".join(f"{int(np.nansum(ab[:, o]))}/{int(np.isfinite(ab[:, o]).sum())}" for o in range(O))
+        k = c["abrupt_outputs"].values
+        st = c["drop_stagger"].values
+        onsets = "; ".join("&ndash;" if not np.isfinite(row).any() else " / ".join("&ndash;" if not np.isfinite(x) else f"{x:.0f}" for x in row)
+                           for row in c["output_drop_onset"].values)
+        rows.append([esc(cond), per, f"{int((k == O).sum())}/{int(np.isfinite(k).sum())}",
+                     f"{int((k >= 1).sum())}/{int(np.isfinite(k).sum())}",
+                     fmt(nanmedian(st), "it") if np.isfinite(st).any() else "n/a", onsets])
+    return ("<h3>Per output</h3>"
+            + table(["condition", f"abrupt, output by output (0..{O - 1}; networks)", "every output abrupt", "at least one output abrupt",
+                     "median stagger (last minus first output's drop onset)", "drop onsets per seed (output 0 / 1 / ...)"], rows)
+            + "<p class='cap'>Each output's own task loss (on its scored steps) through the same metrics. The outputs of one "
+              "network can each drop abruptly at different times, while their average declines slowly.</p>")
 
 
 def _gr_table(an: xr.Dataset) -> str:
     rows = []
+    key = lead_key(an)
     for cond in an["condition"].values:
         a = an.sel(condition=cond)
-        lead = a["lead_time"].values
+        lead = a[key].values
         ok = np.isfinite(lead)
-        lo, hi = a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan)
-        rows.append([esc(cond), f"{int(ok.sum())}/{lead.size}", f"{int((lead[ok] > 0).sum())}/{int(ok.sum())}",
-                     f"{fmt(float(a['lead_time_median']), 'it')}{ci(lo, hi, 'it')}" if ok.any() else "n/a",
-                     ", ".join("&ndash;" if not np.isfinite(x) else f"{x:+.0f}" for x in lead)])
+        lo, hi = a[f"{key}_ci"].values if f"{key}_ci" in a else (np.nan, np.nan)
+        row = [esc(cond), f"{int(ok.sum())}/{lead.size}", f"{int((lead[ok] > 0).sum())}/{int(ok.sum())}",
+               f"{fmt(float(a[f'{key}_median']), 'it')}{ci(lo, hi, 'it')}" if ok.any() else "n/a",
+               ", ".join("&ndash;" if not np.isfinite(x) else f"{x:+.0f}" for x in lead)]
+        if key != "lead_time":  # the earlier measure beside it: the lead to the 10 % onset
+            olo, ohi = a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan)
+            row.append(f"{fmt(float(a['lead_time_median']), 'it')}{ci(olo, ohi, 'it')}" if np.isfinite(a["lead_time"].values).any() else "n/a")
+        rows.append(row)
     rule = an["gr_event"].attrs.get("rule", "") if "gr_event" in an else ""
-    head = ["condition", "networks with a GR event and a drop", "positive lead time", "median lead, iterations [95 % CI]",
-            "per seed"]
+    what = "departure" if key != "lead_time" else "onset"
+    head = ["condition", "networks with a GR event and a drop", "positive lead time",
+            f"median lead to the drop {what}, iterations [95 % CI]", "per seed"]
+    if key != "lead_time":
+        head.append("median lead to the 10 % onset (grows with the drop's width)")
     at_drop = all(f"n_{k}_{w}_drop" in an for k in ("stable", "saddle") for w in ("before", "after"))
     if at_drop:
         head.append("fixed points (zero input) before &rarr; after the drop, median over networks with a drop")
@@ -395,7 +429,10 @@ def _gr_table(an: xr.Dataset) -> str:
             med = {v: nanmedian(a[v].values) for v in names}
             row.append("; ".join(f"{kind} {fmt(med[f'n_{kind}_before_drop'], 'num')} &rarr; "
                                  f"{fmt(med[f'n_{kind}_after_drop'], 'num')}" for kind in ("stable", "saddle")))
-    return (f"<p>Lead time = drop onset minus the first GR event (iterations; &gt; 0: GR first). {esc(rule)}</p>"
+    defined = ("drop departure (where the loss leaves the plateau's noise band for good; a wider drop that starts at "
+               "the same time does not move it) minus the first GR event" if key != "lead_time" else
+               "drop onset minus the first GR event")
+    return (f"<p>Lead time = {defined} (iterations; &gt; 0: GR first). {esc(rule)}</p>"
             + table(head, rows) + _search_note(an))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..analysis.geometry import lead_key
 from ..analysis.statistics import nanmedian
 from ..protocol.load import Protocol
 from ..storage.results import sweep_points
@@ -35,14 +36,16 @@ def sweep_note(protocol: Protocol, out: str | Path | None = None) -> str | None:
 
 def gr_line(analysis) -> str:
     lines = []
+    key = lead_key(analysis)
+    what = "departure" if key != "lead_time" else "onset"
     for cond in analysis["condition"].values:
-        lead = analysis["lead_time"].sel(condition=cond).values
+        lead = analysis[key].sel(condition=cond).values
         ok = np.isfinite(lead)
-        med = float(analysis["lead_time_median"].sel(condition=cond))
-        lo, hi = analysis["lead_time_ci"].sel(condition=cond).values
+        med = float(analysis[f"{key}_median"].sel(condition=cond))
+        lo, hi = analysis[f"{key}_ci"].sel(condition=cond).values
         ci = f"{med:+.1f} iterations (95 % CI {lo:+.1f} to {hi:+.1f})" if ok.any() else "n/a"
-        lines.append(f"GR before the drop, {cond}: lead > 0 in {(lead[ok] > 0).sum()}/{ok.sum()} networks with both a "
-                     f"GR event and a drop ({lead.size} analysed); median lead {ci}")
+        lines.append(f"GR before the drop {what}, {cond}: lead > 0 in {(lead[ok] > 0).sum()}/{ok.sum()} networks with "
+                     f"both a GR event and a drop ({lead.size} analysed); median lead {ci}")
     return "\n".join(lines)
 
 

@@ -424,38 +424,78 @@ def claim_1(d: RunData) -> Verdict:
     return Verdict(1, status, reason, ev, numbers, notes)
 
 
+def _width_correlation(lead: np.ndarray, width: np.ndarray) -> tuple[float, float, int]:
+    """Spearman correlation of lead times with drop widths over networks with both (rho, p, n)."""
+    from scipy.stats import spearmanr
+
+    ok = np.isfinite(lead) & np.isfinite(width)
+    if ok.sum() < 3 or np.ptp(lead[ok]) == 0 or np.ptp(width[ok]) == 0:
+        return np.nan, np.nan, int(ok.sum())
+    r = spearmanr(lead[ok], width[ok])
+    return float(r.statistic), float(r.pvalue), int(ok.sum())
+
+
 def claim_2(d: RunData) -> Verdict:
-    """GR precedes the drop: lead times (drop onset minus first GR event) of all networks with both,
-    pooled over conditions; median with bootstrap CI, exact sign test of the fraction positive.
-    Smallest effect of interest: one checkpoint interval (the resolution of a lead time)."""
+    """GR precedes the drop: lead times (the drop's departure from the plateau's noise band minus the
+    first GR event) of all networks with both, pooled over conditions; median with bootstrap CI,
+    exact sign test of the fraction positive. The departure, unlike the 10 % onset, does not move
+    when the same drop is wider (science.md §5), so the verdict rests on it; the onset's lead and
+    both leads' Spearman correlation with the drop width are stated beside it. Smallest effect of
+    interest: one checkpoint interval (the resolution of a lead time)."""
     if not _has(d.analysis, "lead_time"):
         return not_tested(2, "analysis.nc (run `bioplastic analyze OUT`)")
     from scipy.stats import binomtest
 
-    lead = d.analysis["lead_time"].values.ravel()
-    lead = lead[np.isfinite(lead)]
-    total = d.analysis["lead_time"].size
-    if lead.size == 0:
+    width_free = _has(d.analysis, "lead_time_departure")
+    key = "lead_time_departure" if width_free else "lead_time"
+    what = "drop departure" if width_free else "drop onset"
+    lead_cs = d.analysis[key].values
+    lead = lead_cs.ravel()
+    total = lead.size
+    if not np.isfinite(lead).any():
         return Verdict(2, INCONCLUSIVE, f"inconclusive: none of {total} networks has both a GR event and a drop",
                        numbers=[f"0 of {total} networks have both a GR event and a drop onset"])
+    width = (d.results["drop_width"].sel(condition=d.analysis["condition"].values).values.ravel()
+             if _has(d.results, "drop_width") else np.full(total, np.nan))
+    onset_lead = d.analysis["lead_time"].values.ravel()
+    lead = lead[np.isfinite(lead)]
     med, lo, hi = bootstrap_ci(lead, verdict_rng(d.analysis, 2), n_boot=N_BOOT)
     pos, neg = int((lead > 0).sum()), int((lead < 0).sum())
     p = binomtest(pos, pos + neg).pvalue if pos + neg else np.nan
     ckpt = d.analysis["checkpoint"].values
     step = float(np.median(np.diff(ckpt))) if ckpt.size > 1 else 1.0
-    ev = evidence("median lead time (drop onset minus first GR event), all networks", med, lo, hi, p, lead.size, +1, step,
+    ev = evidence(f"median lead time ({what} minus first GR event), all networks", med, lo, hi, p, lead.size, +1, step,
                   unit="iterations", min_p=min_p_sign(pos + neg), test="sign test")
-    numbers = [f"{lead.size} of {total} networks have both a GR event and a drop; GR comes first in {pos} "
-               f"({100 * pos / lead.size:.0f} %), after the drop in {neg}, at the same checkpoint in {lead.size - pos - neg}"]
+    numbers = [f"{lead.size} of {total} networks have both a GR event and a drop; GR comes before the {what} in {pos} "
+               f"({100 * pos / lead.size:.0f} %), after it in {neg}, at the same checkpoint in {lead.size - pos - neg}"]
+    rho_on, p_on, n_on = _width_correlation(onset_lead, width)
+    if width_free:
+        rho_dep, p_dep, _ = _width_correlation(d.analysis[key].values.ravel(), width)
+        ok = np.isfinite(onset_lead)
+        numbers.append(f"lead to the 10 % drop onset (earlier measure): median {nanmedian(onset_lead):.0f} iterations, "
+                       f"positive in {int((onset_lead[ok] > 0).sum())}/{int(ok.sum())}")
+        numbers.append(f"correlation with the drop width (Spearman, {n_on} networks): lead to the onset rho = {rho_on:.2f} "
+                       f"(p = {p_on:.2g}); lead to the departure rho = {rho_dep:.2f} (p = {p_dep:.2g})")
+    else:
+        numbers.append(f"correlation of the lead with the drop width (Spearman, {n_on} networks): rho = {rho_on:.2f} (p = {p_on:.2g})")
+    median_key = f"{key}_median"
     for cond in d.analysis["condition"].values:
         a = d.analysis.sel(condition=cond)
-        lc = a["lead_time"].values
+        lc = a[key].values
         if np.isfinite(lc).any():
-            clo, chi = (a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan))
-            cmed = float(a["lead_time_median"]) if "lead_time_median" in a else float(nanmedian(lc))
+            clo, chi = (a[f"{key}_ci"].values if f"{key}_ci" in a else (np.nan, np.nan))
+            cmed = float(a[median_key]) if median_key in a else float(nanmedian(lc))
             numbers.append(f"{cond}: {int((lc > 0).sum())}/{int(np.isfinite(lc).sum())} positive, median lead "
                            f"{cmed:.0f} iterations" + (f" (95 % CI {clo:.0f} to {chi:.0f})" if np.isfinite(clo) else ""))
+    if _has(d.analysis, "gr_growth"):
+        gg = d.analysis["gr_growth"].values.ravel()
+        if np.isfinite(gg).any():
+            numbers.append(f"growth of the trajectory change through the search phase (Spearman with the iteration, "
+                           f"threshold-free): median {nanmedian(gg):.2f}, above 0 in {int((gg > 0).sum())}/{int(np.isfinite(gg).sum())} networks")
     notes = [f"Lead times are resolved to one checkpoint interval ({step:.0f} iterations)."]
+    if width_free:
+        notes.append("The verdict uses the lead to the drop's departure from the plateau's noise band, which a wider drop "
+                     "starting at the same time does not move; the lead to the 10 % onset grows with the drop's width.")
     search = d.results["search_phase"].values if _has(d.results, "search_phase") else np.array([np.nan])
     if np.isfinite(search).any() and step > GR_RESOLUTION * nanmedian(search):
         notes.append(f"Checkpoints are {step:.0f} iterations apart, more than {GR_RESOLUTION:g} of the median search "
@@ -463,8 +503,9 @@ def claim_2(d: RunData) -> Verdict:
                      "training.checkpoint_every.")
     if min_p_sign(pos + neg) >= ALPHA:
         notes.append(f"Too few networks: with {pos + neg} non-zero lead times the sign test cannot reach p < {ALPHA:g}.")
-    return Verdict(2, ev.status, f"{ev.status}: median lead {med:.0f} iterations (95 % CI {lo:.0f} to {hi:.0f}), "
-                                 f"GR first in {pos}/{lead.size} networks, sign test p = {p:.2g}", [ev], numbers, notes)
+    return Verdict(2, ev.status, f"{ev.status}: median lead {med:.0f} iterations before the {what} (95 % CI {lo:.0f} to "
+                                 f"{hi:.0f}), GR first in {pos}/{lead.size} networks, sign test p = {p:.2g}; "
+                                 f"lead to the 10 % onset vs drop width: Spearman rho = {rho_on:.2f}", [ev], numbers, notes)
 
 
 def claim_3(d: RunData) -> Verdict:

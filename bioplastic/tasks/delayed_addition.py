@@ -24,6 +24,10 @@ from ..schema_base import Schema
 from .base import TASKS, Task, Trials, delay_step_range, steps, window_bxt
 
 
+#: the target (the sum of two U(0, 1) values) spans [0, 2]
+TARGET_RANGE = 2.0
+
+
 def _marker_ranges(stimulus_steps: int) -> tuple[int, int]:
     """Number of candidate steps for marker 1 (first 10 %) and marker 2 (first half).
 
@@ -44,12 +48,25 @@ class Config(Schema):
     )
     delay_max_ms: float = Field(300.0, ge=0, description="longest delay between stimulus and go cue, ms")
     response_ms: float = Field(100.0, gt=0, description="response window (go cue on, target and mask on), ms")
-    tolerance: float = Field(
+    relative_tolerance: float = Field(
         0.04,
         gt=0,
-        description="a trial is correct when |mean output over the response window - target| < tolerance "
-        "(same units as the target; 0.04 is Hochreiter's criterion)",
+        le=1,
+        description="a trial is correct when |mean output over the response window - target| < relative_tolerance "
+        "x the target's range (2: the sum of two U(0, 1) values); 0.04 is Hochreiter & Schmidhuber's criterion, "
+        "0.04 of their target range of 1, i.e. an absolute error below 0.08 here",
     )
+    tolerance: float | None = Field(
+        None,
+        gt=0,
+        description="absolute tolerance in target units, used instead of relative_tolerance when set "
+        "(0.04: this task's criterion before it was put on the target's scale)",
+    )
+
+    @property
+    def absolute_tolerance(self) -> float:
+        """The largest absolute error of a correct trial (target units)."""
+        return float(self.tolerance) if self.tolerance is not None else TARGET_RANGE * float(self.relative_tolerance)
 
     @model_validator(mode="after")
     def _check_timing(self) -> Config:
@@ -170,7 +187,8 @@ class DelayedAddition(Task):
         return Trials(inputs, targets, mask, periods, conditions)
 
     def score(self, outputs_bxtxo: np.ndarray, trials: Trials) -> np.ndarray:
-        """1 where |mean output over the response window - target| < ``tolerance``.
+        """1 where |mean output over the response window - target| < the absolute tolerance
+        (``relative_tolerance`` x the target's range 2, or ``tolerance`` when set).
 
         ``outputs_bxtxo`` may carry leading axes (e.g. ensemble): (..., trial, time, output) ->
         (..., trial).
@@ -180,4 +198,4 @@ class DelayedAddition(Task):
         n_window_b = in_window_bxt.sum(axis=1)
         mean_out = (np.asarray(outputs_bxtxo, dtype=np.float64)[..., 0] * in_window_bxt).sum(axis=-1) / n_window_b
         target_b = (trials.targets_bxtxo[..., 0].astype(np.float64) * in_window_bxt).sum(axis=-1) / n_window_b
-        return (np.abs(mean_out - target_b) < self.config.tolerance).astype(np.float64)
+        return (np.abs(mean_out - target_b) < self.config.absolute_tolerance).astype(np.float64)

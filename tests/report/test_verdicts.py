@@ -223,3 +223,44 @@ def test_a_significant_effect_below_the_smallest_of_interest_says_so():
     assert e.status == HOLDS and "smaller than the smallest effect of interest (6.3 iterations)" in e.note
     big = V.evidence("x", -12.0, -20.0, -8.0, 0.002, 10, -1, 6.3, unit="iterations")
     assert big.status == HOLDS and not big.note
+
+
+def _same_start_wider_drops(gr_event: float, widths) -> RunData:
+    """Networks whose drops all start at iteration 500, ever wider, each with its first GR event at
+    ``gr_event``: the learning-curve metrics are measured on the synthetic curves."""
+    from bioplastic.analysis.learning_curves import curve_metrics
+
+    k = np.arange(1500)
+    onset, departure, width = [], [], []
+    for i, w in enumerate(widths):
+        ramp = np.clip((k - 500) / (1.25 * w), 0, 1)
+        curve = 1.0 - 0.9 * ramp * ramp * (3 - 2 * ramp) + 0.002 * np.random.default_rng(i).standard_normal(len(k))
+        m = curve_metrics(curve, window=5)
+        onset.append(m["drop_onset"])
+        departure.append(m["drop_departure"])
+        width.append(m["drop_width"])
+    seeds = np.arange(len(widths))
+    an = xr.Dataset(coords={"condition": ["baseline"], "seed": seeds, "checkpoint": np.arange(0, 1500, 10)})
+    an["lead_time"] = (("condition", "seed"), np.array([onset]) - gr_event)
+    an["lead_time_departure"] = (("condition", "seed"), np.array([departure]) - gr_event)
+    res = xr.Dataset({"drop_width": (("condition", "seed"), np.array([width]))},
+                     coords={"condition": ["baseline"], "seed": seeds})
+    return RunData(res, an, conditions=INFO)
+
+
+def test_claim2_rests_on_the_width_free_lead():
+    widths = [10, 20, 40, 60, 80, 100, 120, 140, 160, 180]
+    # GR 10 iterations after the drops start: the 10 % onset of every drop wider than ~40 comes later
+    # still, so the onset's lead is positive for most networks - carried by the width alone
+    late = _same_start_wider_drops(510, widths)
+    assert (late.analysis["lead_time"].values > 0).sum() >= 7
+    v = V.claim_2(late)
+    assert v.status == FAILS, v.reason
+    assert "rho = 1.00" in v.reason or "rho = 0.9" in v.reason  # the onset's lead follows the width
+    # GR 40 iterations before the drops start: holds, and the width-free lead is the same for all
+    early = _same_start_wider_drops(460, widths)
+    v = V.claim_2(early)
+    assert v.status == HOLDS, v.reason
+    dep = early.analysis["lead_time_departure"].values
+    assert np.ptp(dep) <= 0.5 * np.ptp(early.analysis["lead_time"].values) and np.ptp(early.analysis["lead_time"].values) >= 30
+    assert any("correlation with the drop width" in n for n in v.numbers)

@@ -304,12 +304,19 @@ def test_addition_target_is_the_sum_of_the_marked_values():
 
 
 def test_addition_score_uses_the_tolerance():
+    # the default: Hochreiter & Schmidhuber's 0.04 of the target's range, which is 2 here: |error| < 0.08
     task, trials = sample("delayed_addition", n_trials=64)
     mask = trials.mask_bxtxo
-    np.testing.assert_array_equal(task.score(trials.targets_bxtxo + 0.03 * mask, trials), 1.0)
-    np.testing.assert_array_equal(task.score(trials.targets_bxtxo - 0.05 * mask, trials), 0.0)
-    loose = build_task("delayed_addition", {"tolerance": 0.1})
-    np.testing.assert_array_equal(loose.score(trials.targets_bxtxo - 0.05 * mask, trials), 1.0)
+    np.testing.assert_array_equal(task.score(trials.targets_bxtxo + 0.07 * mask, trials), 1.0)
+    np.testing.assert_array_equal(task.score(trials.targets_bxtxo - 0.09 * mask, trials), 0.0)
+    assert task.config.absolute_tolerance == 0.08
+    strict = build_task("delayed_addition", {"relative_tolerance": 0.02})
+    np.testing.assert_array_equal(strict.score(trials.targets_bxtxo + 0.05 * mask, trials), 0.0)
+    np.testing.assert_array_equal(strict.score(trials.targets_bxtxo + 0.035 * mask, trials), 1.0)
+    # the earlier absolute criterion, 0.04, is a field
+    old = build_task("delayed_addition", {"tolerance": 0.04})
+    np.testing.assert_array_equal(old.score(trials.targets_bxtxo + 0.03 * mask, trials), 1.0)
+    np.testing.assert_array_equal(old.score(trials.targets_bxtxo - 0.05 * mask, trials), 0.0)
 
 
 # ---------------------------------------------------------------- flip-flop
@@ -391,6 +398,8 @@ def test_flipflop_score_is_the_fraction_of_correct_scored_steps():
         ("evidence_accumulation", {"dt_ms": 40.0, "delay_min_ms": 100.0, "delay_max_ms": 110.0}, "no multiple"),
         ("delayed_addition", {"tolerance": 0.0}, "greater than 0"),
         ("delayed_addition", {"tolerance": -0.04}, "greater than 0"),
+        ("delayed_addition", {"relative_tolerance": 0.0}, "greater than 0"),
+        ("delayed_addition", {"relative_tolerance": 1.5}, "less than or equal to 1"),
         ("delayed_addition", {"response_ms": -100.0}, "greater than 0"),
         ("delayed_addition", {"delay_min_ms": 400.0}, "larger than delay_max_ms"),
         ("delayed_addition", {"stimulus_ms": 60.0}, "at least 2 steps"),
