@@ -111,9 +111,18 @@ def plateau_noise(s_plateau: np.ndarray) -> float:
 def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
                   horizon: float | None = None) -> dict[str, float]:
     """Metrics of one task-loss curve (iterations are indices into ``loss_k``); ``horizon``: last
-    iteration taken into account (None: all)."""
+    iteration taken into account (None: all). A curve with no finite value (a network whose loss was
+    NaN from the start) gets NaN everywhere; a curve shorter than two smoothing windows is refused."""
+    loss_k = np.asarray(loss_k, float)
+    if loss_k.ndim != 1:
+        raise ValueError(f"loss_k: expected one curve (1-D, one value per iteration), got shape {loss_k.shape}")
+    if int(window) < 1:
+        raise ValueError(f"window: expected a smoothing window of at least 1 iteration, got {window}")
+    if len(loss_k) < 2 * window:
+        raise ValueError(f"loss_k has {len(loss_k)} iterations; the learning-curve metrics need at least two smoothing "
+                         f"windows (2 x window = {2 * window}): train longer or use a window of at most {len(loss_k) // 2}")
     out = {m: np.nan for m in METRICS}
-    s_all = smooth(np.asarray(loss_k, float), window)
+    s_all = smooth(loss_k, window)
     idx = np.flatnonzero(np.isfinite(s_all))
     if horizon is not None and np.isfinite(horizon):
         idx = idx[idx <= horizon]
@@ -179,6 +188,25 @@ def metrics_horizon(itc: float, window: int) -> float | None:
     return float(itc) + HORIZON_WINDOWS * window if np.isfinite(itc) else None
 
 
+def network_metrics(results: xr.Dataset, condition: str, seed: int, output: int | None = None) -> dict[str, float]:
+    """The learning-curve metrics of one network of a results dataset, as stored (``output``: of that
+    output's own curve, for tasks with several outputs). Unknown names get an error listing the known."""
+    def check(name, value, known):
+        if value not in list(known):
+            raise ValueError(f"{name}: expected one of {', '.join(map(str, known))}; got {value!r}")
+
+    check("condition", condition, results["condition"].values)
+    check("seed", seed, results["seed"].values)
+    x = results.sel(condition=condition, seed=seed)
+    if output is None:
+        return {m: float(x[m]) for m in METRICS if m in x}
+    if "output_abrupt" not in results:
+        raise ValueError(f"output: this run's task has {results.sizes.get('output', 1)} output(s) and no per-output "
+                         f"curves; ask without output=")
+    check("output", output, range(results.sizes["output"]))
+    return {m: float(x[f"output_{m}"].values[output]) for m in OUTPUT_METRICS}
+
+
 # --------------------------------------------------------------------------------------------- datasets
 def add_learning_statistics(ds: xr.Dataset, criterion: float, smoothing: int, root_seed: int) -> xr.Dataset:
     """Add every learning-curve metric, the TCR gradient ratio of the search phase and the
@@ -189,31 +217,53 @@ def add_learning_statistics(ds: xr.Dataset, criterion: float, smoothing: int, ro
     return ds
 
 
+class ShortRunWarning(UserWarning):
+    """A run too short for its smoothing window: no learning-curve metrics."""
+
+
+#: why a network has (or lacks) learning-curve metrics: the values of ``curve_metrics_status``
+STATUS = {0: "computed", 1: "no finite task loss (NaN from the first iteration)", 2: "run shorter than two smoothing windows"}
+
+
 def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
     """Learning-curve metrics per network (analysis/learning_curves.py), computed from the stored
-    task-loss curves and held-out accuracies."""
+    task-loss curves and held-out accuracies. A run shorter than two smoothing windows gets no curve
+    metrics (NaN; a warning names ``training.loss_smoothing``); a network whose loss is NaN throughout
+    gets none either; ``curve_metrics_status`` says which applies to each network."""
+    import warnings
+
     C, S = ds.sizes["condition"], ds.sizes["seed"]
     out = {m: np.full((C, S), np.nan) for m in METRICS + ("iterations_to_criterion", "final_accuracy")}
+    status = np.zeros((C, S), np.int8)
     evals = ds["evaluation"].values
     task = ds["task_loss"].values
+    short = task.shape[-1] < 2 * smoothing
+    if short:
+        warnings.warn(f"training.loss_smoothing = {smoothing} needs at least {2 * smoothing} iterations for the "
+                      f"learning-curve metrics; this run has {task.shape[-1]}: they are not computed (set "
+                      f"training.loss_smoothing <= {max(1, task.shape[-1] // 2)} or train longer)", ShortRunWarning, stacklevel=2)
     for c in range(C):
         for s in range(S):
             acc = ds["accuracy"].values[c, s]
             itc = iterations_to_criterion(acc, evals, criterion)
             out["iterations_to_criterion"][c, s] = itc
-            for m, v in curve_metrics(task[c, s], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
-                out[m][c, s] = v
+            status[c, s] = 2 if short else 0 if np.isfinite(task[c, s]).any() else 1
+            if status[c, s] == 0:
+                for m, v in curve_metrics(task[c, s], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
+                    out[m][c, s] = v
             finite = acc[np.isfinite(acc)]
             diverged = "diverged_at" in ds and np.isfinite(ds["diverged_at"].values[c, s])
             # a diverged network has no final accuracy (its last finite value predates the divergence)
             out["final_accuracy"][c, s] = finite[-1] if len(finite) and not diverged else np.nan
     for m, v in out.items():
         ds[m] = (("condition", "seed"), v)
+    ds["curve_metrics_status"] = (("condition", "seed"), status,
+                                  {"flag_values": list(STATUS), "flag_meanings": " ".join(v.replace(" ", "_") for v in STATUS.values())})
     ds["loss_smoothed"] = (("condition", "seed", "iteration"), np.apply_along_axis(smooth, -1, task, smoothing),
                            {"window": int(smoothing)})
     ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
     ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
-    if "task_loss_output" in ds:
+    if "task_loss_output" in ds and not short:
         add_output_curve_metrics(ds, criterion, smoothing)
 
 
@@ -240,6 +290,8 @@ def add_output_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -
                 else:
                     itc = float(ds["iterations_to_criterion"].values[c, s])
                 out["iterations_to_criterion"][c, s, o] = itc
+                if not np.isfinite(loss[c, s, :, o]).any():
+                    continue
                 for m, v in curve_metrics(loss[c, s, :, o], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
                     out[m][c, s, o] = v
     for m, v in out.items():

@@ -265,3 +265,41 @@ def test_outputs_without_a_drop_have_no_stagger():
                     coords={"evaluation": [0]})
     add_curve_metrics(ds, criterion=0.95, smoothing=5)
     assert ds["abrupt_outputs"].item() == 1 and np.isnan(ds["drop_stagger"].item())
+
+
+def test_bad_requests_get_errors_naming_the_field():
+    import pytest
+    import xarray as xr
+
+    from bioplastic.analysis.learning_curves import ShortRunWarning, add_curve_metrics, network_metrics
+
+    with pytest.raises(ValueError, match="two smoothing windows .2 x window = 20.*at most 7"):
+        curve_metrics(np.ones(15), window=10)
+    with pytest.raises(ValueError, match="window: expected a smoothing window of at least 1"):
+        curve_metrics(np.ones(15), window=0)
+    # a network whose loss is NaN throughout gets no metrics, and says why; a run too short gets none either
+    k = np.arange(300)
+    good = _logistic_drop(k, 150, 20, 1.0, 0.05)
+    loss = np.stack([good, np.full(len(k), np.nan)])[None]
+    ds = xr.Dataset({"task_loss": (("condition", "seed", "iteration"), loss),
+                     "accuracy": (("condition", "seed", "evaluation"), np.full((1, 2, 1), np.nan)),
+                     "diverged_at": (("condition", "seed"), np.array([[np.nan, 0.0]]))},
+                    coords={"condition": ["baseline"], "seed": [0, 1], "evaluation": [0]})
+    add_curve_metrics(ds, 0.95, 10)
+    assert ds["curve_metrics_status"].values.tolist() == [[0, 1]]
+    assert ds["abrupt"].values[0, 0] == 1 and np.isnan(ds["abrupt"].values[0, 1])
+    short = ds.isel(iteration=slice(0, 15))
+    with pytest.warns(ShortRunWarning, match="training.loss_smoothing = 10 needs at least 20 iterations"):
+        add_curve_metrics(short, 0.95, 10)
+    assert (short["curve_metrics_status"] == 2).all() and np.isnan(short["search_phase"]).all()
+    # one network's metrics, by name: unknown names are listed
+    assert network_metrics(ds, "baseline", 0)["abrupt"] == 1
+    with pytest.raises(ValueError, match="condition: expected one of baseline; got 'tcr'"):
+        network_metrics(ds, "tcr", 0)
+    with pytest.raises(ValueError, match="output: this run's task has 1 output"):
+        network_metrics(ds, "baseline", 0, output=2)
+    ds["task_loss_output"] = (("condition", "seed", "iteration", "output"), np.stack([loss, loss], -1))
+    add_curve_metrics(ds, 0.95, 10)
+    assert network_metrics(ds, "baseline", 0, output=1)["abrupt"] == 1
+    with pytest.raises(ValueError, match="output: expected one of 0, 1; got 3"):
+        network_metrics(ds, "baseline", 0, output=3)
