@@ -150,10 +150,11 @@ class _LSTMRecurrence(torch.autograd.Function):
         D4 = D.unflatten(-1, (4, N))
         Dl, D3l, Dol = D.unbind(1), D4[..., :3, :].unbind(1), D4[..., 3, :].unbind(1)
         dh, dc, dc_next = (S.new_empty((E, B, N)) for _ in range(3))
+        Fl = S4[..., 1, :].unbind(1)  # f_t
         K = max(1, min(T, CHUNK_BYTES // (E * B * 6 * N * S.element_size())))  # P, A and tanh(c) of a step
         P = S.new_empty((E, K, B, 4, N))  # d pre-activations / (dc, dc, dc, dh), for a block of steps
         A = S.new_empty((E, K, B, N))     # d c_t / d h_t through tanh: o (1 - tanh^2 c)
-        zero, one = S.new_zeros(()), S.new_ones(())
+        one = S.new_ones(())
         for t1 in range(T, 0, -K):
             t0 = max(0, t1 - K)
             k = t1 - t0
@@ -175,7 +176,10 @@ class _LSTMRecurrence(torch.autograd.Function):
                 else:
                     torch.baddbmm(gH[t], Dl[t + 1], W2, out=dh) if gH is not None else torch.bmm(Dl[t + 1], W2, out=dh)
                     dc, dc_next = dc_next, dc
-                    torch.addcmul(gC[t] if gC is not None else zero, S4[:, t + 1, :, 1], dc_next, out=dc)
+                    if gC is not None:
+                        torch.addcmul(gC[t], Fl[t + 1], dc_next, out=dc)
+                    else:
+                        torch.mul(Fl[t + 1], dc_next, out=dc)
                 dc.addcmul_(Al[j], dh)
                 torch.mul(dc.unsqueeze(2), P3l[j], out=D3l[t])
                 torch.mul(dh, Pol[j], out=Dol[t])
