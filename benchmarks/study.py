@@ -29,7 +29,6 @@ from bioplastic.pipeline import read_times
 from bioplastic.storage.results import read_dataset
 from bioplastic.training.executors import LocalPoolExecutor, cpu_count
 
-
 #: the long study (``--long``): iterations of the full length, and the settings over the LSTM protocol's
 LONG_ITERATIONS = 3000
 LONG = ("protocols/lstm_search_phase.yaml", [
