@@ -4,8 +4,9 @@
 When the batch asks for it (at the evaluation iterations), the step also measures the ratio of the
 TCR to the task gradient norm, ``||grad(lambda * term)|| / ||grad(task loss)||``, on the same graph.
 
-The rate networks' recurrence has a hand-written backward (networks/recurrence.py); the rest of the
-graph (readout, TCR term, input projection, low-rank parametrisation) is torch autograd.
+The rate networks' recurrence (networks/recurrence.py) and the LSTM layer (networks/lstm.py) have
+hand-written backward passes; the rest of the graph (readout, TCR term, input projection, low-rank
+parametrisation) is torch autograd.
 """
 from __future__ import annotations
 

@@ -131,7 +131,10 @@ def estimate_memory(conditions, seeds: int, analysis, n_points: int = 1) -> list
     f_ckpt = ("training.checkpoint_every", tr.checkpoint_every, 100 / tr.checkpoint_every)
     f_points = ("sweep", n_points, float(n_points))
     f_conds = ("conditions", C, C / 3)
-    per_step = 12 if lstm else 4  # intermediates kept per step and unit (LSTM: its gates)
+    # intermediates kept per step and state unit; the LSTM (state 2N) keeps its gates, (h, c) and
+    # sigmoid(-2c), and the backward pass adds the gates' gradient (measured: 16-17 N-sized arrays at
+    # the peak of a BPTT iteration, N 100, B 64, T 100, E 16)
+    per_step = 8 if lstm else 4
     needs = [
         Need(f"activations kept for backpropagation: {E} networks x {tr.batch_size} trials x {T} steps x {D} state "
              f"x {per_step} x {b} bytes", E * tr.batch_size * T * D * per_step * b, (f_batch, f_steps, f_units, f_ens)),

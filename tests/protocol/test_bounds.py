@@ -12,8 +12,9 @@ import pytest
 from bioplastic import ProtocolError, load_protocol
 from bioplastic.cli import main
 from bioplastic.protocol.errors import describe
-from bioplastic.protocol.limits import MAX_SEEDS, MAX_SWEEP_POINTS, MEMORY_ENV
+from bioplastic.protocol.limits import MAX_SEEDS, MAX_SWEEP_POINTS, MEMORY_ENV, format_bytes
 from bioplastic.protocol.paths import OutputPathError, check_output_dir
+from bioplastic.tasks import TASKS
 
 BASE = """
 name: t
@@ -173,6 +174,27 @@ def test_memory_estimate_names_the_driving_field_the_estimate_and_the_limit(writ
         load_protocol(path, [override])
     msg = info.value.problems[0]
     assert msg.startswith(f"{field}: with ") and "would need about" in msg and "100 MiB" in msg and MEMORY_ENV in msg
+
+
+def test_an_lstm_ensemble_too_large_for_memory_is_refused_before_training_with_the_numbers(write_protocol, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """The LSTM's BPTT keeps 8 numbers per step and state unit (2N) for each of its E x B trials: an
+    ensemble of 16 LSTMs of 100 units with batches of 4096 over 100 steps would hold ~33 GiB."""
+    path = write_protocol(BASE.replace("{kind: leaky_rate, n_units: 8}", "{kind: lstm, n_units: 100}")
+                          + "training: {batch_size: 4096, ensemble_size: 16}\nseeds: 16\n")
+    monkeypatch.setenv(MEMORY_ENV, "8G")
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(path)
+    msg = info.value.problems[0]
+    task = TASKS.get("evidence_accumulation")
+    T = task(task.Config()).n_steps
+    need = format_bytes(16 * 4096 * T * 200 * 8 * 4)
+    assert msg.startswith(f"training.batch_size: with 4096, the run would need about {need} of memory for activations "
+                          f"kept for backpropagation: 16 networks x 4096 trials x {T} steps x 200 state x 8 x 4 bytes"), msg
+    assert "8 GiB this machine has available" in msg and MEMORY_ENV in msg
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 2  # refused before anything is trained or written
+    assert "training.batch_size: with 4096" in capsys.readouterr().err and not out.exists()
 
 
 def test_memory_of_a_sweep_point_is_checked_before_training(write_protocol, monkeypatch):

@@ -16,7 +16,7 @@ def fresh(monkeypatch):
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_applied_on_glibc(fresh, monkeypatch):
-    for k in ("BIOPLASTIC_KEEP_FREED_MEMORY", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_"):
+    for k in ("BIOPLASTIC_KEEP_FREED_MEMORY", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_TOP_PAD_"):
         monkeypatch.delenv(k, raising=False)
     assert allocator.keep_freed_memory() is True
     assert allocator.keep_freed_memory() is True  # once per process, then remembered
