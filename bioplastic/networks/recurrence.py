@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-PHIS = ("tanh", "relu", "softplus")
+PHIS = ("tanh", "relu", "softplus", "linear")
 
 
 def phi(name: str, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -30,6 +30,8 @@ def phi(name: str, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Te
         return torch.clamp(x, min=0, out=out)
     if name == "softplus":
         return torch.nn.functional.softplus(x) if out is None else out.copy_(torch.nn.functional.softplus(x))
+    if name == "linear":  # the identity: a linear network (science.md §8)
+        return x if out is None else out.copy_(x)
     raise ValueError(f"unknown nonlinearity {name!r}; expected one of {PHIS}")
 
 
@@ -41,6 +43,8 @@ def phi_prime(name: str, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return (h > 0).to(h.dtype)
     if name == "softplus":
         return torch.sigmoid(h)
+    if name == "linear":
+        return torch.ones_like(h)
     raise ValueError(f"unknown nonlinearity {name!r}; expected one of {PHIS}")
 
 
