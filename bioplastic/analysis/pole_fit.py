@@ -65,9 +65,10 @@ class PoleFit:
 # --------------------------------------------------------------------------------------------- algebra
 def step_up(kappa: np.ndarray) -> np.ndarray:
     """Reflection coefficients (k,) -> denominator [1, a_1, ..., a_k] (Levinson step-up)."""
-    a = np.ones(1)
-    for km in kappa:
-        a = np.r_[a, 0.0] + km * np.r_[a, 0.0][::-1]
+    a = np.zeros(len(kappa) + 1)
+    a[0] = 1.0
+    for m, km in enumerate(kappa, 1):  # a[m] is still 0 here: a_m = kappa_m
+        a[:m + 1] = a[:m + 1] + km * a[m::-1]
     return a
 
 
@@ -120,8 +121,8 @@ class _Problem:
         if len(a) == 1:
             return self.var * self.hh, np.zeros(0), np.zeros_like(self.h)
         G = self.basis(a)
-        sw = np.sqrt(self.w)
-        b, *_ = np.linalg.lstsq(G * sw[:, None], self.h * sw, rcond=None)
+        Gw = G.T * self.w
+        b = np.linalg.lstsq(Gw @ G, Gw @ self.h, rcond=None)[0]  # the weighted normal equations (k x k)
         g = G @ b
         return self.var * float((self.w * (self.h - g) ** 2).sum()), b, g
 
