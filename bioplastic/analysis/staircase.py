@@ -42,7 +42,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from scipy.ndimage import median_filter
 
 from .learning_curves import MIN_DROP, smooth

@@ -29,6 +29,7 @@ from ..plotting.figures import recurrent_weights
 from ..protocol.yaml12 import load_yaml
 from ..simulate.run import agreement_line
 from ..storage.rebuild import protocol_of
+from . import staircase as staircase_report  # a module of this one's helpers: imported as a module (cycle)
 from . import verdicts as V
 from .bottom_line import bottom_line, caveats
 from .text import sweep_note
@@ -668,10 +669,8 @@ def _with_task_sections(protocol, run: Run, body: dict[str, str]) -> list[tuple[
     kind = protocol.conditions[0].task_kind if protocol is not None else None
     if kind not in TASK_SECTIONS:
         return list(SECTIONS)
-    from .staircase import staircase_section  # imports this module's helpers
-
     sid, title, after = TASK_SECTIONS[kind]
-    body[sid] = attempt("the staircase section", lambda: staircase_section(run),
+    body[sid] = attempt("the staircase section", lambda: staircase_report.staircase_section(run),
                         lambda cause: f"<p class='unavailable error'>Error: the section could not be made ({esc(cause)}).</p>")
     at = [s for s, _ in SECTIONS].index(after) + 1
     return list(SECTIONS[:at]) + [(sid, title)] + list(SECTIONS[at:])

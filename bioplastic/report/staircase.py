@@ -2,14 +2,12 @@
 networks did (every plateau and drop, the eigenvalues, the GR lead per drop), from staircase.nc."""
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import xarray as xr
 
 from ..analysis.statistics import nanmedian
 from ..plotting import staircase as sfigs
-from .html import Run, ci, esc, figure, fmt, pval, table, unavailable
+from . import html as H  # html imports this module: only the module here, its helpers at call time
 
 #: a plateau level "agrees" with theory within this relative difference
 AGREE = 0.10
@@ -24,13 +22,13 @@ def optima_table(st: xr.Dataset) -> str:
     res = st["kpole_residue_real"].values + 1j * st["kpole_residue_imag"].values
     rows = []
     for k, i, e, poles in sfigs.optima_lines(st):
-        rows.append([str(k), "global" if i == 0 else f"local {i}", fmt(e), _pole_list(poles), _pole_list(res[k, i, :k])])
+        rows.append([str(k), "global" if i == 0 else f"local {i}", H.fmt(e), _pole_list(poles), _pole_list(res[k, i, :k])])
     target = st["target_pole_real"].values + 1j * st["target_pole_imag"].values
     tres = st["target_residue_real"].values + 1j * st["target_residue_imag"].values
-    return (f"<p>Target filter: poles {esc(_pole_list(target))}, residues {esc(_pole_list(tres))}. Every local optimum of "
+    return (f"<p>Target filter: poles {H.esc(_pole_list(target))}, residues {H.esc(_pole_list(tres))}. Every local optimum of "
             f"its approximation by k poles (science.md §8; {int(np.isfinite(err).sum())} optima): the error is the task "
             "loss a network whose impulse response is that approximation has, on average over white-noise trials.</p>"
-            + table(["k poles", "optimum", "predicted plateau level (expected task loss)", "poles", "residues"], rows))
+            + H.table(["k poles", "optimum", "predicted plateau level (expected task loss)", "poles", "residues"], rows))
 
 
 def _plateau_rows(st: xr.Dataset) -> list[list[str]]:
@@ -47,7 +45,7 @@ def _plateau_rows(st: xr.Dataset) -> list[list[str]]:
             level = np.where(at, c["plateau_level"].values, np.nan)
             per_net = nanmedian(level, axis=1)[nets]
             ratio = per_net / err[k, o] if err[k, o] > 0 else np.full(per_net.shape, np.nan)
-            agree = (f"{fmt(nanmedian(ratio))}; {int((np.abs(ratio - 1) <= AGREE).sum())}/{int(nets.sum())} within {AGREE:.0%}"
+            agree = (f"{H.fmt(nanmedian(ratio))}; {int((np.abs(ratio - 1) <= AGREE).sum())}/{int(nets.sum())} within {AGREE:.0%}"
                      if err[k, o] > 0 else "(predicted 0)")
             if k:
                 eig = (c["plateau_eig_real"].values + 1j * c["plateau_eig_imag"].values)[at][:, :k]
@@ -58,14 +56,14 @@ def _plateau_rows(st: xr.Dataset) -> list[list[str]]:
                 eig_txt = "&ndash;"
             t = c["time_on_level"].values[:, k, o]
             diff = ("reference" if j == 0 else
-                    f"{fmt(float(c['time_on_level_difference'][k, o]), 'it', True)}"
-                    f"{ci(float(c['time_on_level_difference_ci_low'][k, o]), float(c['time_on_level_difference_ci_high'][k, o]), 'it', True)}"
-                    f", p = {pval(float(c['time_on_level_p_value'][k, o]))}")
-            rows.append([esc(cond), f"{k}-pole {'global' if o == 0 else 'local'}: {fmt(err[k, o])}",
+                    f"{H.fmt(float(c['time_on_level_difference'][k, o]), 'it', True)}"
+                    f"{H.ci(float(c['time_on_level_difference_ci_low'][k, o]), float(c['time_on_level_difference_ci_high'][k, o]), 'it', True)}"
+                    f", p = {H.pval(float(c['time_on_level_p_value'][k, o]))}")
+            rows.append([H.esc(cond), f"{k}-pole {'global' if o == 0 else 'local'}: {H.fmt(err[k, o])}",
                          f"{int(nets.sum())}/{nets.size}",
-                         f"{fmt(nanmedian(per_net))} <span class='ci'>[{fmt(np.nanmin(per_net))}, {fmt(np.nanmax(per_net))}]</span>",
-                         agree, eig_txt, fmt(nanmedian(np.where(at, c["plateau_start"].values, np.nan)), "it"),
-                         f"{fmt(nanmedian(t), 'it')}", diff])
+                         f"{H.fmt(nanmedian(per_net))} <span class='ci'>[{H.fmt(np.nanmin(per_net))}, {H.fmt(np.nanmax(per_net))}]</span>",
+                         agree, eig_txt, H.fmt(nanmedian(np.where(at, c["plateau_start"].values, np.nan)), "it"),
+                         f"{H.fmt(nanmedian(t), 'it')}", diff])
     return rows
 
 
@@ -78,29 +76,30 @@ def _drop_rows(st: xr.Dataset) -> list[list[str]]:
         for j in sorted({int(x) for x in after[np.isfinite(after)]}):
             at = after == j
             nets = at.any(1)
-            pick = lambda v: nanmedian(np.where(at, c[v].values, np.nan), axis=1)[nets]  # noqa: E731 - per network
-            lead = pick("gr_lead")
+            per_net = {v: nanmedian(np.where(at, c[v].values, np.nan), axis=1)[nets]
+                       for v in ("gr_lead", "drop_onset", "drop_width", "gr_event")}
+            lead = per_net["gr_lead"]
             ok = np.isfinite(lead)
-            rows.append([esc(cond), f"to {j} pole{'s' if j > 1 else ''}", f"{int(nets.sum())}/{nets.size}",
-                         fmt(nanmedian(pick("drop_onset")), "it"), fmt(nanmedian(pick("drop_width")), "it"),
-                         fmt(nanmedian(pick("gr_event")), "it") if ok.any() else "n/a",
-                         (f"{fmt(nanmedian(lead), 'it', True)} <span class='ci'>[{fmt(np.nanmin(lead), 'it', True)}, "
-                          f"{fmt(np.nanmax(lead), 'it', True)}]</span>") if ok.any() else "n/a",
+            rows.append([H.esc(cond), f"to {j} pole{'s' if j > 1 else ''}", f"{int(nets.sum())}/{nets.size}",
+                         H.fmt(nanmedian(per_net["drop_onset"]), "it"),
+                         H.fmt(nanmedian(per_net["drop_width"]), "it"), H.fmt(nanmedian(per_net["gr_event"]), "it") if ok.any() else "n/a",
+                         (f"{H.fmt(nanmedian(lead), 'it', True)} <span class='ci'>[{H.fmt(np.nanmin(lead), 'it', True)}, "
+                          f"{H.fmt(np.nanmax(lead), 'it', True)}]</span>") if ok.any() else "n/a",
                          f"{int((lead[ok] > 0).sum())}/{int(ok.sum())}"])
     return rows
 
 
-def staircase_section(run: Run) -> str:
+def staircase_section(run) -> str:
     """The section's HTML (the unavailable note when staircase.nc is missing)."""
     st = run.staircase
     if st is None:
-        return unavailable("staircase.nc")
-    plateaus = table(["condition", "k-pole optimum: predicted level", "networks on a plateau there",
+        return H.unavailable("staircase.nc")
+    plateaus = H.table(["condition", "k-pole optimum: predicted level", "networks on a plateau there",
                       "measured level: median [range]", "measured / predicted",
                       "leading eigenvalues on it (median) vs the optimum's poles", "median start",
                       "median iterations on it", "vs reference: median paired difference [95 % CI]"],
                      _plateau_rows(st))
-    drops = table(["condition", "drop", "networks with it", "median onset", "median width (10-90 %)",
+    drops = H.table(["condition", "drop", "networks with it", "median onset", "median width (10-90 %)",
                    "median GR event (eigenvalue leaves the bulk)", "GR lead: median [range]", "lead &gt; 0"], _drop_rows(st))
     return (optima_table(st)
             + "<h3>Plateaus: measured vs predicted</h3>"
@@ -111,10 +110,10 @@ def staircase_section(run: Run) -> str:
               "(Wilcoxon signed-rank).</p>" + plateaus
             + "<h3>Drops and the eigenvalues that precede them</h3>"
             + f"<p>GR event j: the first checkpoint from which j eigenvalues of the effective recurrence stay more than "
-              f"{esc(st.attrs.get('outlier_factor', '?'))} bulk radii from the bulk's centre; a drop to a plateau with j "
+              f"{H.esc(st.attrs.get('outlier_factor', '?'))} bulk radii from the bulk's centre; a drop to a plateau with j "
               "poles is paired with event j; lead = drop onset minus its event (&gt; 0: the eigenvalue left the bulk "
               "first).</p>" + drops
-            + figure("fig-staircase", "The staircase: eigenvalues and loss against theory",
+            + H.figure("fig-staircase", "The staircase: eigenvalues and loss against theory",
                      lambda: sfigs.staircase(run.results, st),
                      "Per condition. Top: distance of the leading eigenvalues of the effective recurrence from the bulk's "
                      "centre through training (seed 0 in colour, other seeds grey; solid: the first, dashed: the second), "
