@@ -16,7 +16,8 @@ From a results dataset whose task is ``filtered_noise`` this computes, recomputi
 - **the optimum each plateau sits at**: the pole count k whose optimal error is nearest the plateau's
   level (difference relative to the target's variance), then among the optima with k poles the one
   whose poles are nearest the network's k leading eigenvalues on the plateau (median over the
-  plateau's checkpoints; optimal assignment).
+  plateau's checkpoints; optimal assignment). Consecutive plateaus at the same optimum are one step
+  of the staircase (merged; the fall between them is not counted as a drop).
 
 :func:`staircase_dataset` returns it all as one dataset (``OUT/staircase.nc``; variables in
 :data:`VARIABLES`).
@@ -42,6 +43,8 @@ TASK_KIND = "filtered_noise"
 OUTLIER_FACTOR = 2.0
 #: leading eigenvalues stored per checkpoint
 N_EIGENVALUES = 8
+#: an optimum whose error is below this fraction of the target's variance is an exact fit (level 0)
+EXACT = 1e-9
 
 VARIABLES: dict[str, tuple[str, str]] = {
     "target_pole_real": ("1", "target filter's poles (per step), real part"),
@@ -79,11 +82,13 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "drop_poles_after": ("1", "pole count j after the drop (of the plateau after it; a last drop: one more than before); "
                               "the drop is paired with GR event j"),
     "time_on_level": ("iterations", "iterations on plateaus at each k-pole optimum (sum of their lengths; 0: went below it "
-                                    "without a plateau there; NaN: never reached it, or no such optimum)"),
+                                    "without a plateau there; NaN: never reached it, no such optimum, or an exact fit, "
+                                    "where the rest of training is spent)"),
     "plateau_k": ("1", "pole count of the optimum the plateau sits at (nearest error to its level)"),
     "plateau_optimum": ("1", "index of that optimum among the k-pole optima (0: the lowest error; matched by the poles)"),
-    "plateau_predicted": ("1", "the matched optimum's error: the plateau level theory predicts"),
-    "plateau_ratio": ("1", "plateau level / predicted level"),
+    "plateau_predicted": ("1", "the matched optimum's error: the plateau level theory predicts (0 for an exact fit, "
+                               "an error below 1e-9 x the target's variance)"),
+    "plateau_ratio": ("1", "plateau level / predicted level (NaN where the optimum is an exact fit, predicted 0)"),
     "plateau_eig_real": ("1", "the network's k leading eigenvalues on the plateau (median over its checkpoints), real part"),
     "plateau_eig_imag": ("1", "the network's k leading eigenvalues on the plateau, imaginary part"),
     "plateau_pole_distance": ("1", "largest |eigenvalue - pole| between those eigenvalues and the matched optimum's poles"),
@@ -206,9 +211,12 @@ def _spectra(ds: xr.Dataset, protocol, n_excluded: int, progress=None):
     return eig, radius, n_out, centre
 
 
-def _network(stair, eig_kxn, n_out_k, ck, optima, err, variance0):
+def network_staircase(stair, eig_kxn, n_out_k, ck, optima, err, variance0):
     """One network's plateaus (with the optimum each sits at) and drops (with the GR event each is
-    paired with: the event of the pole count after the drop)."""
+    paired with: the event of the pole count after the drop). Consecutive plateaus at the same
+    optimum are one step of the staircase (the fall between them - SGD's noise floor sinking towards
+    an exact fit, or a dip within a plateau - is no transition between optima): they are merged, with
+    the length-weighted mean level, and a last drop from the exact fit is left out likewise."""
     K = err.shape[0]
     plateaus = []
     for p in stair.plateaus:
@@ -219,22 +227,37 @@ def _network(stair, eig_kxn, n_out_k, ck, optima, err, variance0):
         eigs_k = {k: plateau_eigenvalues(eig_kxn[on], k) for k in range(1, K)}
         k, i_opt, dist = match_optimum(p.level, eigs_k, optima, variance0)
         plateaus.append(dict(level=p.level, start=p.start, length=p.length, k=k, optimum=i_opt, dist=dist,
-                             predicted=err[k, i_opt], eig=eigs_k.get(k, np.zeros(0, complex)),
-                             ratio=p.level / err[k, i_opt] if err[k, i_opt] > 0 else np.nan))
+                             eig=eigs_k.get(k, np.zeros(0, complex))))
+    merged, kept = plateaus[:1], []
+    for i, p in enumerate(plateaus[1:], 1):
+        q = merged[-1]
+        if (p["k"], p["optimum"]) == (q["k"], q["optimum"]):
+            q["level"] = (q["level"] * q["length"] + p["level"] * p["length"]) / max(q["length"] + p["length"], 1)
+            q["length"] = p["start"] + p["length"] - q["start"]
+        else:
+            kept.append(stair.drops[i - 1])
+            merged.append(p)
+    for p in merged:
+        exact = err[p["k"], p["optimum"]] <= EXACT * variance0
+        p["predicted"] = 0.0 if exact else err[p["k"], p["optimum"]]
+        p["ratio"] = np.nan if exact else p["level"] / p["predicted"]
+    if len(stair.drops) == len(stair.plateaus) and merged and merged[-1]["predicted"] > 0:
+        kept.append(stair.drops[-1])
     events = gr_events(n_out_k, ck, K - 1)
     drops = []
-    for i, d in enumerate(stair.drops):
-        after = plateaus[i + 1]["k"] if i + 1 < len(plateaus) else min(plateaus[i]["k"] + 1, K - 1)
+    for i, d in enumerate(kept):
+        after = merged[i + 1]["k"] if i + 1 < len(merged) else min(merged[i]["k"] + 1, K - 1)
         event = events[after - 1] if 1 <= after <= K - 1 else np.nan
         drops.append(dict(onset=d.onset, end=d.end, width=d.width, before=d.level_before, after=d.level_after,
                           poles_after=after, event=event, lead=d.onset - event))
-    return plateaus, drops
+    return merged, drops
 
 
-def time_on_levels(plateaus: list[dict], drops: list[dict], err: np.ndarray) -> np.ndarray:
+def time_on_levels(plateaus: list[dict], drops: list[dict], err: np.ndarray, exact: float = 0.0) -> np.ndarray:
     """(k, optimum) iterations one network spent on plateaus at each optimum: the sum of the lengths
     of those matched to it; 0 for an optimum it never sat at but went below (its last level is
-    lower); NaN for one it never sat at nor reached, and where the optimum does not exist."""
+    lower); NaN for one it never sat at nor reached, where the optimum does not exist, and for an
+    exact fit (error <= ``exact``: the rest of training, not a plateau)."""
     out = np.full(err.shape, np.nan)
     last = min([p["level"] for p in plateaus] + [d["after"] for d in drops], default=np.inf)
     below = np.isfinite(err) & (err > last)
@@ -242,6 +265,7 @@ def time_on_levels(plateaus: list[dict], drops: list[dict], err: np.ndarray) -> 
     for p in plateaus:
         k, i = p["k"], p["optimum"]
         out[k, i] = (0.0 if not np.isfinite(out[k, i]) else out[k, i]) + p["length"]
+    out[np.isfinite(err) & (err <= exact)] = np.nan
     return out
 
 
@@ -261,7 +285,7 @@ def staircase_dataset(ds: xr.Dataset, protocol, progress=None) -> xr.Dataset:
     n_excluded = order + 2
     eig, radius, n_out, centre = _spectra(ds, protocol, n_excluded, progress)
 
-    nets = [[_network(find_staircase(ds["task_loss"].values[c, s], window), eig[c, s], n_out[c, s], ck, optima, err,
+    nets = [[network_staircase(find_staircase(ds["task_loss"].values[c, s], window), eig[c, s], n_out[c, s], ck, optima, err,
                       variance0) for s in range(S)] for c in range(C)]
     NP = max(1, max(len(pl) for row in nets for pl, _ in row))
     ND = max(1, max(len(dr) for row in nets for _, dr in row))
@@ -283,7 +307,7 @@ def staircase_dataset(ds: xr.Dataset, protocol, progress=None) -> xr.Dataset:
             for i, d in enumerate(drops):
                 for key in dr_keys:
                     dr[key][c, s, i] = d[key]
-            on_level[c, s] = time_on_levels(plateaus, drops, err)
+            on_level[c, s] = time_on_levels(plateaus, drops, err, EXACT * variance0)
 
     out = xr.Dataset(coords={"condition": conds, "seed": np.arange(S), "checkpoint": ck, "k": np.arange(K),
                              "optimum": np.arange(n_opt), "pole": np.arange(P), "target_pole": np.arange(order),

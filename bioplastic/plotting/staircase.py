@@ -40,7 +40,7 @@ def staircase(results: xr.Dataset, st: xr.Dataset, axes=None):
     conds = list(st["condition"].values)
     seeds = list(st["seed"].values)
     if axes is None:
-        _, axes = plt.subplots(2, len(conds), figsize=(4.8 * len(conds), 7.4), sharex=True, sharey="row", squeeze=False)
+        _, axes = plt.subplots(2, len(conds), figsize=(4.4 * len(conds) + 2.6, 7.4), sharex=True, sharey="row", squeeze=False)
     ck = st["checkpoint"].values
     it = results["iteration"].values
     n_lead = max(1, st.sizes["target_pole"])
@@ -86,19 +86,20 @@ def staircase(results: xr.Dataset, st: xr.Dataset, axes=None):
             if np.isfinite(ev):
                 top.plot([ev], [factor * float(s0["bulk_radius"].sel(checkpoint=ev, method="nearest"))], marker="v",
                          color="k", ms=7, zorder=5)
-        leads = c["gr_lead"].values
-        lead_txt = "; ".join(f"drop {i + 1}: {np.nanmedian(leads[:, i]):+.0f}" for i in range(leads.shape[1])
-                             if np.isfinite(leads[:, i]).any())
-        top.set_title(f"{cond}\nmedian GR lead (drop onset - eigenvalue leaves bulk): {lead_txt or 'n/a'}", fontsize=8.5)
+        leads, after = c["gr_lead"].values, c["drop_poles_after"].values
+        lead_txt = ", ".join(f"to {j}: {np.nanmedian(np.where(after == j, leads, np.nan)):+.0f}"
+                             for j in sorted({int(x) for x in after[np.isfinite(after)]})
+                             if np.isfinite(np.where(after == j, leads, np.nan)).any())
+        top.set_title(f"{cond}\nGR lead, median (drop to k poles): {lead_txt or 'n/a'}", fontsize=8.5)
         top.set_yscale("log")
         bot.set_yscale("log")
         bot.set_xlabel("iteration")
-        if j == 0:
-            top.legend(fontsize=6.5, loc="lower right", framealpha=0.85)
-            bot.legend(fontsize=6.5, loc="lower left", framealpha=0.85)
-    axes[0, 0].set_ylabel("|eigenvalue - bulk centre| of the effective recurrence\n"
-                          "(solid: 1st, dashed: 2nd...; v: GR event of seed 0)")
-    axes[1, 0].set_ylabel("smoothed task loss (log)\nthick: plateaus of seed 0; lines: drop onsets")
+        if j == len(conds) - 1:
+            top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+            bot.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    axes[0, 0].set_ylabel("|eigenvalue - bulk centre|, effective recurrence\n"
+                          "(solid: 1st, dashed: 2nd; v: GR events, seed 0)")
+    axes[1, 0].set_ylabel("smoothed task loss (log)\n(thick: plateaus; lines: drop onsets; seed 0)")
     axes[0, 0].set_ylim(bottom=max(1e-4, 0.5 * float(np.nanmin(st["bulk_radius"].values))), top=1.5)
     sm = results["loss_smoothed"].values
     positive = sm[np.isfinite(sm) & (sm > 0)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ..analysis.linear_oracle import EXACT
 from ..analysis.statistics import nanmedian
 from ..plotting import staircase as sfigs
 from . import html as H  # html imports this module: only the module here, its helpers at call time
@@ -22,7 +23,8 @@ def optima_table(st: xr.Dataset) -> str:
     res = st["kpole_residue_real"].values + 1j * st["kpole_residue_imag"].values
     rows = []
     for k, i, e, poles in sfigs.optima_lines(st):
-        rows.append([str(k), "global" if i == 0 else f"local {i}", H.fmt(e), _pole_list(poles), _pole_list(res[k, i, :k])])
+        level = "0 (exact fit)" if e <= EXACT * err[0, 0] else H.fmt(e)
+        rows.append([str(k), "global" if i == 0 else f"local {i}", level, _pole_list(poles), _pole_list(res[k, i, :k])])
     target = st["target_pole_real"].values + 1j * st["target_pole_imag"].values
     tres = st["target_residue_real"].values + 1j * st["target_residue_imag"].values
     return (f"<p>Target filter: poles {H.esc(_pole_list(target))}, residues {H.esc(_pole_list(tres))}. Every local optimum of "
@@ -44,9 +46,10 @@ def _plateau_rows(st: xr.Dataset) -> list[list[str]]:
             nets = at.any(1)
             level = np.where(at, c["plateau_level"].values, np.nan)
             per_net = nanmedian(level, axis=1)[nets]
-            ratio = per_net / err[k, o] if err[k, o] > 0 else np.full(per_net.shape, np.nan)
-            agree = (f"{H.fmt(nanmedian(ratio))}; {int((np.abs(ratio - 1) <= AGREE).sum())}/{int(nets.sum())} within {AGREE:.0%}"
-                     if err[k, o] > 0 else "(predicted 0)")
+            exact = err[k, o] <= EXACT * err[0, 0]
+            ratio = per_net / err[k, o]
+            agree = ("predicted 0: an exact fit, reached only as far as SGD's noise allows" if exact else
+                     f"{H.fmt(nanmedian(ratio))}; {int((np.abs(ratio - 1) <= AGREE).sum())}/{int(nets.sum())} within {AGREE:.0%}")
             if k:
                 eig = (c["plateau_eig_real"].values + 1j * c["plateau_eig_imag"].values)[at][:, :k]
                 med_eig = np.median(eig.real, 0) + 1j * np.median(eig.imag, 0)
@@ -59,7 +62,7 @@ def _plateau_rows(st: xr.Dataset) -> list[list[str]]:
                     f"{H.fmt(float(c['time_on_level_difference'][k, o]), 'it', True)}"
                     f"{H.ci(float(c['time_on_level_difference_ci_low'][k, o]), float(c['time_on_level_difference_ci_high'][k, o]), 'it', True)}"
                     f", p = {H.pval(float(c['time_on_level_p_value'][k, o]))}")
-            rows.append([H.esc(cond), f"{k}-pole {'global' if o == 0 else 'local'}: {H.fmt(err[k, o])}",
+            rows.append([H.esc(cond), f"{k}-pole {'global' if o == 0 else 'local'}: {'0' if exact else H.fmt(err[k, o])}",
                          f"{int(nets.sum())}/{nets.size}",
                          f"{H.fmt(nanmedian(per_net))} <span class='ci'>[{H.fmt(np.nanmin(per_net))}, {H.fmt(np.nanmax(per_net))}]</span>",
                          agree, eig_txt, H.fmt(nanmedian(np.where(at, c["plateau_start"].values, np.nan)), "it"),

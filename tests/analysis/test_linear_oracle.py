@@ -19,10 +19,12 @@ from bioplastic.analysis.linear_oracle import (
     gr_events,
     leading_eigenvalues,
     match_optimum,
+    network_staircase,
     plateau_eigenvalues,
     time_on_levels,
 )
 from bioplastic.analysis.pole_fit import optimal_approximations
+from bioplastic.analysis.staircase import Drop, Plateau, Staircase
 from bioplastic.networks import build_network
 from bioplastic.pipeline import read_run, run_protocol
 from bioplastic.tasks import build_task
@@ -87,9 +89,30 @@ def test_time_on_levels():
     err = np.array([[0.86, np.nan], [0.34, 0.75], [0.0, np.nan]])
     plateaus = [dict(level=0.85, length=300, k=0, optimum=0), dict(level=0.33, length=4000, k=1, optimum=0)]
     drops = [dict(after=0.33), dict(after=0.01)]
-    t = time_on_levels(plateaus, drops, err)
+    t = time_on_levels(plateaus, drops, err, exact=1e-9)
     assert t[0, 0] == 300 and t[1, 0] == 4000 and t[1, 1] == 0  # went below the local optimum without sitting there
-    assert np.isnan(t[2, 0]) and np.isnan(t[0, 1])  # the exact fit never reached (0.01 > 0)
+    assert np.isnan(t[2, 0]) and np.isnan(t[0, 1])  # the exact fit: the rest of training; no optimum (0, 1)
+    assert np.isnan(time_on_levels(plateaus[:1], [], err)[1, 0])  # never reached
+
+
+def test_plateaus_at_the_same_optimum_are_one_step():
+    """The noise floor near an exact fit sinks in steps (0.005 -> 0.0026): one plateau at the 2-pole
+    optimum, no third drop; drops are paired with the GR event of the pole count after them."""
+    task = build_task("filtered_noise", {"burn_in_steps": 40, "trial_steps": 81})
+    optima = optimal_approximations(task.impulse_response(), task.lag_weights(), 2)
+    err = np.array([[optima[0][0].error, np.nan], [optima[1][0].error, optima[1][1].error], [optima[2][0].error, np.nan]])
+    ck = np.arange(0, 6001, 50)
+    eig = np.zeros((len(ck), 8), complex)
+    eig[ck >= 300, 0], eig[ck >= 4300, 1] = 0.36, 0.6
+    eig[ck >= 4300, 0] = 0.95
+    n_out = (ck >= 350).astype(int) + (ck >= 1900)
+    stair = Staircase([Plateau(0.855, 0, 306), Plateau(0.338, 456, 3810), Plateau(0.005, 4480, 500), Plateau(0.0026, 5100, 900)],
+                      [Drop(306, 456, 380, 0.855, 0.338), Drop(4266, 4480, 4350, 0.338, 0.005), Drop(4980, 5100, 5040, 0.005, 0.0026)])
+    plateaus, drops = network_staircase(stair, eig, n_out, ck, optima, err, err[0, 0])
+    assert [(p["k"], p["optimum"]) for p in plateaus] == [(0, 0), (1, 0), (2, 0)] and len(drops) == 2
+    assert plateaus[2]["length"] == 6000 - 4480 and plateaus[2]["predicted"] == 0 and np.isnan(plateaus[2]["ratio"])
+    assert plateaus[1]["ratio"] == pytest.approx(0.338 / err[1, 0])
+    assert [d["poles_after"] for d in drops] == [1, 2] and [d["lead"] for d in drops] == [306 - 350, 4266 - 1900]
 
 
 TINY = {"name": "tiny_staircase", "seed": 3, "seeds": 2,
