@@ -58,8 +58,10 @@ def test_the_numbers_of_the_filtered_noise_cases():
     task = build_task("filtered_noise", {"poles": [0.95, 0.6], "residues": [0.25, -0.9],
                                          "burn_in_steps": 60, "trial_steps": 121})
     fits = optimal_approximations(task.impulse_response(), task.lag_weights(), 2)
-    assert fits[0][0].error == pytest.approx(0.8599, abs=5e-4)
-    assert fits[1][0].error == pytest.approx(0.3465, abs=5e-4) and fits[1][0].poles[0].real == pytest.approx(0.368, abs=1e-3)
+    # the numbers as first reported (three digits) and as computed here (0.8599, 0.3465, 0.3680)
+    assert fits[0][0].error == pytest.approx(0.859, abs=2e-3) and fits[0][0].error == pytest.approx(0.8599, abs=1e-4)
+    assert fits[1][0].error == pytest.approx(0.345, abs=2e-3) and fits[1][0].error == pytest.approx(0.3465, abs=1e-4)
+    assert fits[1][0].poles[0].real == pytest.approx(0.368, abs=1e-3)
     assert fits[2][0].error < 1e-12 and len(fits[2]) == 1
     np.testing.assert_allclose(fits[2][0].poles.real, [0.95, 0.6], atol=1e-6)
     task = build_task("filtered_noise", {"poles": [0.95, 0.5], "residues": [0.3, -0.8],
