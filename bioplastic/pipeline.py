@@ -1,7 +1,7 @@
 """The run folder and the order of its stages: what ``python -m bioplastic run`` does.
 
     train -> results.nc -> analysis.nc -> predictions.nc -> brian2.nc (+ predictions_brian2.nc)
-          -> figures (*.png) -> report.html
+          [-> staircase.nc: the filtered-noise task's linear oracle] -> figures (*.png) -> report.html
 
 Every stage below this module is a function of data (datasets and the resolved protocol in, a
 dataset or HTML out); this module alone reads and writes the folder. Each stage's file is written
@@ -27,6 +27,8 @@ from pathlib import Path
 import xarray as xr
 
 from .analysis.learning_curves import add_learning_statistics
+from .analysis.linear_oracle import applies as oracle_applies
+from .analysis.linear_oracle import staircase_dataset
 from .analysis.phase_space import analyze
 from .analysis.predictions import DEFAULT_TRIALS, predict
 from .device import DeviceError, resolve_device
@@ -48,14 +50,15 @@ from .training.loop import EnsembleTrainer
 from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path, verified_results
 
 __all__ = ["DeviceError", "IncompleteRun", "RunError", "RunLockedError", "analyze_run", "check_device", "compute_predictions",
-           "load_results", "output_dir", "read_run", "results_dataset", "run_protocol", "simulate_run", "total_work", "train",
-           "write_report"]
+           "compute_staircase", "load_results", "output_dir", "read_run", "results_dataset", "run_protocol", "simulate_run",
+           "total_work", "train", "write_report"]
 
 RESULTS = "results.nc"
 ANALYSIS = "analysis.nc"
 PREDICTIONS = "predictions.nc"
 BRIAN2 = "brian2.nc"
 PREDICTIONS_BRIAN2 = "predictions_brian2.nc"
+STAIRCASE = "staircase.nc"
 REPORT = "report.html"
 #: wall time of each stage, in seconds (the last time it ran)
 TIMINGS = "timings.json"
@@ -191,8 +194,10 @@ def expected_files(protocol: Protocol) -> list[str]:
     if single:
         files += [ANALYSIS] * analysis + [PREDICTIONS]
         files += [BRIAN2, PREDICTIONS_BRIAN2] * protocol.config.brian2.enabled
+    oracle = oracle_applies(protocol)
+    files += [STAIRCASE] * oracle
     if protocol.config.output.figures:
-        files += figure_names(sweep=not single, analysis=single and analysis, predictions=single)
+        files += figure_names(sweep=not single, analysis=single and analysis, predictions=single, staircase=oracle)
     return files + [REPORT]
 
 
@@ -404,6 +409,9 @@ def finish(ds: xr.Dataset, protocol: Protocol, out: Path, stages: StageProgress 
     b2 = protocol.config.brian2
     if single and b2.enabled:
         brian2_stages(out, ds, protocol, b2.trials, b2.codegen, b2.dt_ms, stages, only_missing=True)
+    if oracle_applies(protocol) and not done(out / STAIRCASE):
+        with stage(out, stages, "linear oracle", C * ds.sizes["checkpoint"], "checkpoint") as tick:
+            compute_staircase(out, results=(ds, protocol), progress=tick)
     write_report(out, strict=strict, stages=stages)
 
 
@@ -483,13 +491,26 @@ def compute_predictions(out: str | Path, *, trials: int = DEFAULT_TRIALS, engine
     return pred
 
 
+def compute_staircase(out: str | Path, *, write: bool = True, results: tuple[xr.Dataset, Protocol] | None = None,
+                      progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
+    """The linear oracle of a finished filtered-noise run folder (analysis/linear_oracle.py): the
+    k-pole optima, every plateau and drop, the spectra, GR events and the optimum each plateau sits
+    at; writes ``OUT/staircase.nc`` unless ``write`` is False."""
+    out = Path(out)
+    ds, protocol = results or load_results(out)
+    result = staircase_dataset(ds, protocol, progress)
+    if write:
+        write_dataset(result, out / STAIRCASE)
+    return result
+
+
 def write_figures(run: Run, strict: bool = False, progress: Callable[[int, dict], None] | None = None) -> dict[str, bytes]:
     """Draw every figure of the run's datasets; write each as ``OUT/NAME.png`` (atomically) when the
     protocol asks for figure files. Returns the PNGs (name -> bytes) for the report. A figure that
     fails is left out (the report tries it again and shows the error with its cause; ``strict`` raises)."""
     pngs: dict[str, bytes] = {}
     protocol = protocol_of(run.results)
-    for name, draw in figures(run.results, run.analysis, run.predictions).items():
+    for name, draw in figures(run.results, run.analysis, run.predictions, staircase=run.staircase).items():
         if progress:
             progress(1, {})
         try:
@@ -518,7 +539,8 @@ def _report_locked(out: Path, strict: bool, stages: StageProgress | None) -> Pat
         why = f" ({run.errors[RESULTS]})" if RESULTS in run.errors else ""
         raise RunError(f"no report written: {out / RESULTS} is missing or unreadable{why}; run "
                        f"`python -m bioplastic run PROTOCOL --out {out}` first (or resume it with the same command)")
-    with stage(out, stages, "figures", len(figures(run.results, run.analysis, run.predictions)), "figure") as tick:
+    with stage(out, stages, "figures", len(figures(run.results, run.analysis, run.predictions, staircase=run.staircase)),
+               "figure") as tick:
         pngs = write_figures(run, strict, tick)
     with stage(out, stages, "report", 1, "page") as tick:
         try:

@@ -37,7 +37,8 @@ NAMED: dict[str, tuple[str, tuple[int, ...], str]] = {
     "resimulation_trials": ("analysis", (5,), "none: the trials re-simulated in brian2 and torch"),
     "brian2_seed": ("analysis", (6,), "none: brian2's own seed (its private noise)"),
     "verdict_bootstrap": ("analysis", (7,), "claim number, condition index"),
-    "lead_time_departure_bootstrap": ("analysis", (8,), "condition index"),
+    "staircase_comparisons": ("analysis", (8,), "none: the bootstrap of the plateau lengths (linear oracle)"),
+    "lead_time_departure_bootstrap": ("analysis", (9,), "condition index"),
 }
 
 

@@ -25,7 +25,9 @@ class LeakyRateConfig(Schema):
     n_units: int = Field(100, gt=0, description="number of recurrent units N")
     g: float = Field(1.5, ge=0, description="gain of the random recurrent weights, W ~ N(0, g^2/N); g > 1 is chaotic")
     tau_ms: float = Field(100.0, gt=0, description="membrane time constant tau (ms); alpha = dt / tau")
-    phi: Literal["tanh", "relu", "softplus"] = Field("tanh", description="rate nonlinearity r = phi(h)")
+    phi: Literal["tanh", "relu", "softplus", "linear"] = Field(
+        "tanh", description="rate nonlinearity r = phi(h); linear: r = h, a linear network (with tau_ms equal to the "
+                            "task's dt_ms, the discrete linear RNN h_t = W h_{t-1} + W_in u_t + b; science.md §8)")
     sigma_h: float = Field(0.0, ge=0, description="std of the private noise on h (scaled by sqrt(alpha))")
     input_scale: float = Field(1.0, ge=0, description="W_in ~ N(0, input_scale^2 / n_inputs)")
     output_scale: float = Field(1.0, ge=0, description="W_out ~ N(0, output_scale^2 / N); small values start from a near-zero output")

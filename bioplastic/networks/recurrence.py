@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 import torch
 
-PHIS = ("tanh", "relu", "softplus")
+PHIS = ("tanh", "relu", "softplus", "linear")
 
 
 def phi(name: str, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -34,6 +34,8 @@ def phi(name: str, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Te
         return torch.clamp(x, min=0, out=out)
     if name == "softplus":
         return torch.nn.functional.softplus(x) if out is None else out.copy_(torch.nn.functional.softplus(x))
+    if name == "linear":  # the identity: a linear network (science.md §8)
+        return x if out is None else out.copy_(x)
     raise ValueError(f"unknown nonlinearity {name!r}; expected one of {PHIS}")
 
 
@@ -45,6 +47,8 @@ def phi_prime(name: str, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return torch.sign(r)  # 1 where h > 0, else 0, in one pass (r = relu(h) >= 0)
     if name == "softplus":
         return torch.sigmoid(h)
+    if name == "linear":
+        return torch.ones_like(h)
     raise ValueError(f"unknown nonlinearity {name!r}; expected one of {PHIS}")
 
 

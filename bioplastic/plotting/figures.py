@@ -10,12 +10,15 @@ import xarray as xr
 from ..storage.rebuild import protocol_of, trained_network
 from . import curves, field, phase
 from . import predictions as pfigs
+from . import staircase as sfigs
 
 PREDICTION_FIGURES = ("ramping_examples.png", "ramp_distributions.png", "timescale_distributions.png", "psychometric.png",
                       "choice_psth.png", "example_trials.png", "plasticity_course.png")
 ANALYSIS_FIGURES = ("gr_alignment.png", "phase_portraits.png", "lead_times.png", "spectra.png")
 SWEEP_FIGURES = ("sweep.png", "regimes.png")
 CURVE_FIGURES = ("learning_curves.png", "iterations_to_criterion.png", "loss_overlay.png")
+#: the linear oracle's figures (a filtered-noise run's staircase.nc)
+STAIRCASE_FIGURES = ("staircase.png",)
 
 
 def recurrent_weights(results: xr.Dataset) -> dict[str, np.ndarray]:
@@ -33,16 +36,17 @@ def recurrent_weights(results: xr.Dataset) -> dict[str, np.ndarray]:
     return out
 
 
-def figure_names(sweep: bool, analysis: bool, predictions: bool) -> list[str]:
+def figure_names(sweep: bool, analysis: bool, predictions: bool, staircase: bool = False) -> list[str]:
     """The file names :func:`figures` gives for a run with these datasets (in the same order)."""
     return (list(PREDICTION_FIGURES) * predictions + list(ANALYSIS_FIGURES) * analysis
-            + list(SWEEP_FIGURES) * sweep + list(CURVE_FIGURES))
+            + list(SWEEP_FIGURES) * sweep + list(CURVE_FIGURES) + list(STAIRCASE_FIGURES) * staircase)
 
 
 def figures(results: xr.Dataset, analysis: xr.Dataset | None = None,
-            predictions: xr.Dataset | None = None) -> dict[str, Callable[[], object]]:
+            predictions: xr.Dataset | None = None, *, staircase: xr.Dataset | None = None) -> dict[str, Callable[[], object]]:
     """File name -> a function drawing that figure (returns its Axes), for the datasets given.
-    A sweep gets its sweep and regime figures and the curves of its first point."""
+    A sweep gets its sweep and regime figures and the curves of its first point; a filtered-noise
+    run with its ``staircase`` dataset (the linear oracle) the staircase figure."""
     draw: dict[str, Callable[[], object]] = {}
     if predictions is not None:
         draw["ramping_examples.png"] = lambda: pfigs.ramping_examples(predictions)
@@ -65,4 +69,6 @@ def figures(results: xr.Dataset, analysis: xr.Dataset | None = None,
     draw["learning_curves.png"] = lambda: curves.learning_curves(first)
     draw["iterations_to_criterion.png"] = lambda: curves.iterations_to_criterion(first)
     draw["loss_overlay.png"] = lambda: field.loss_overlay(first)
+    if staircase is not None:
+        draw["staircase.png"] = lambda: sfigs.staircase(results, staircase)
     return draw

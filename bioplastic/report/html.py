@@ -30,6 +30,7 @@ from ..plotting.figures import recurrent_weights
 from ..protocol.yaml12 import load_yaml
 from ..simulate.run import agreement_line
 from ..storage.rebuild import protocol_of
+from . import staircase as staircase_report  # a module of this one's helpers: imported as a module (cycle)
 from . import verdicts as V
 from .bottom_line import bottom_line, caveats
 from .text import sweep_note
@@ -72,7 +73,11 @@ FILES = {
     "brian2.nc": ("torch vs brian2 re-simulation", "python -m bioplastic simulate OUT (or brian2: {enabled: true})"),
     "predictions_brian2.nc": ("the predictions computed on the brian2 re-simulation",
                               "a run with brian2: {enabled: true} in its protocol"),
+    "staircase.nc": ("the linear oracle: k-pole optima, every plateau and drop, spectra, GR events (filtered_noise task)",
+                     "python -m bioplastic run PROTOCOL --out OUT (the same command again finishes the steps after training)"),
 }
+#: sections shown only for one task kind: kind -> (id, title, id of the section it follows)
+TASK_SECTIONS = {"filtered_noise": ("staircase", "The staircase: theory vs measurement", "learning")}
 #: the prediction measures shown in the numbers table (and torch vs brian2)
 MEASURES = [("fraction_ramping", "ramping units", "pct"), ("timescale_median_ms", "median autocorrelation timescale", "ms"),
             ("fraction_timescale_long", "units with timescale longer than measurable", "pct"),
@@ -98,6 +103,7 @@ class Run:
     predictions: xr.Dataset | None = None
     brian2: xr.Dataset | None = None
     predictions_brian2: xr.Dataset | None = None
+    staircase: xr.Dataset | None = None
     missing: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -664,8 +670,9 @@ def _render(run: Run) -> str:
                           "<code>python -m bioplastic simulate OUT</code> adds it).</p>")
     body["resolved"] = f"<details><summary>show the resolved protocol (YAML)</summary><pre>{esc(ds.attrs.get('protocol', ''))}</pre></details>"
 
-    toc = "".join(f"<li><a href='#{sid}'>{esc(t)}</a></li>" for sid, t in SECTIONS)
-    sections = "".join(section(sid, title, body[sid]) for sid, title in SECTIONS)
+    shown = _with_task_sections(protocol, run, body)
+    toc = "".join(f"<li><a href='#{sid}'>{esc(t)}</a></li>" for sid, t in shown)
+    sections = "".join(section(sid, title, body[sid]) for sid, title in shown)
     crit = ds["iterations_to_criterion"].attrs.get("criterion", float("nan"))
     folder = f",\nfolder <code>{esc(run.out)}</code>" if run.out is not None else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>bioplastic: {esc(name)}</title>
@@ -691,6 +698,19 @@ span.inconclusive{color:#9e7700;font-weight:600}.badge.error{background:#6a1b9a}
 padding:.2em .9em;margin:1em 0}.unavailable{background:#fff4e5;border:1px solid #f0c36d;padding:.5em .8em}
 .ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:85%}
 ul.notes{color:#555;font-size:92%}table.sentences td:first-child{color:#777}ol.bottom li{margin:.35em 0}"""
+
+
+def _with_task_sections(protocol, run: Run, body: dict[str, str]) -> list[tuple[str, str]]:
+    """:data:`SECTIONS`, with the section of the run's task kind (:data:`TASK_SECTIONS`) after the
+    one it follows; its body is made here (report/staircase.py)."""
+    kind = protocol.conditions[0].task_kind if protocol is not None else None
+    if kind not in TASK_SECTIONS:
+        return list(SECTIONS)
+    sid, title, after = TASK_SECTIONS[kind]
+    body[sid] = attempt("the staircase section", lambda: staircase_report.staircase_section(run),
+                        lambda cause: f"<p class='unavailable error'>Error: the section could not be made ({esc(cause)}).</p>")
+    at = [s for s, _ in SECTIONS].index(after) + 1
+    return list(SECTIONS[:at]) + [(sid, title)] + list(SECTIONS[at:])
 
 
 def _description(ds: xr.Dataset) -> str:

@@ -77,7 +77,7 @@ CODEGENS = ("cython", "numpy")
 #: phi(h) as brian2 expressions of a state variable ``{h}`` (softplus in the overflow-free form;
 #: torch returns x for x > 20, which differs by log1p(exp(-20)) ~ 2e-9, far below the tolerances)
 PHI_EXPR = {"tanh": "tanh({h})", "relu": "clip({h}, 0, inf)",
-            "softplus": "clip({h}, 0, inf) + log1p(exp(-abs({h})))"}
+            "softplus": "clip({h}, 0, inf) + log1p(exp(-abs({h})))", "linear": "{h}"}
 #: fixed object names: the generated code (and so brian2's cython cache) depends on them
 _NAMES = {"rate": "bioplastic_rate", "rec": "bioplastic_recurrent", "out": "bioplastic_output",
           "readout": "bioplastic_readout", "u": "bioplastic_u", "xi": "bioplastic_xi",

@@ -234,7 +234,7 @@ def test_entry_points_are_looked_up_by_name(ext, monkeypatch):
 
 
 def test_builtin_listings_stay_builtin():
-    assert TASKS.names() == ["delayed_addition", "evidence_accumulation", "flipflop"]
+    assert TASKS.names() == ["delayed_addition", "evidence_accumulation", "filtered_noise", "flipflop"]
     assert TASKS.optional_names() == ["neurogym"] and "neurogym" in TASKS
     assert {"leaky_rate", "lstm"} <= set(NETWORKS.names()) and "bptt" in RULES.names()
     with pytest.raises(ValueError, match="registered twice"):
