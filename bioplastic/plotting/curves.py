@@ -105,8 +105,9 @@ def output_timeline(c: xr.Dataset, ax, color) -> None:
             y = row - 0.4 + o * h
             if np.isfinite(onset):
                 ax.broken_barh([(tp, onset - tp)], (y, 0.85 * h), color="0.75")
-                ax.broken_barh([(onset, max(width, 1))], (y, 0.85 * h), color=shade(color, o, O),
-                               hatch=None if float(x["output_abrupt"].values[o]) == 1 else "///")
+                gradual = float(x["output_abrupt"].values[o]) != 1
+                ax.broken_barh([(onset, max(width, 1))], (y, 0.85 * h), facecolor=shade(color, o, O),
+                               hatch="///" if gradual else None, edgecolor="white" if gradual else "none", linewidth=0)
         stagger = float(x["drop_stagger"]) if "drop_stagger" in x else np.nan
         k = int(np.nansum(x["output_abrupt"].values))
         ax.text(it[-1], row, f"{k}/{O} abrupt" + (f", stagger {stagger:.0f}" if np.isfinite(stagger) else "") + " ",
