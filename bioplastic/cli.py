@@ -46,11 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default: the protocol's output.dir)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value",
                      help="override a protocol field, e.g. --set seeds=10 --set training.lr=1e-3 (repeatable)")
-    run.add_argument("--executor", choices=("local", "inprocess", "dask"), default="local",
-                     help="local: a process pool over all cores (default); inprocess: this process only; "
+    run.add_argument("--executor", choices=("local", "inprocess", "dask"),
+                     help="local: a process pool over all cores (the default); inprocess: this process only; "
                           "dask: a dask.distributed LocalCluster, or the cluster given by --scheduler")
     run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-    run.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="address of a running Dask scheduler (implies --executor dask)")
+    run.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                     help="address of a running Dask scheduler (implies --executor dask; refused with another executor)")
     run.add_argument("--device", choices=DEVICES,
                      help="where to train and analyse: sets training.device (cpu, the default: the same numbers everywhere; "
                           "cuda: a GPU, the same numbers to float tolerance; auto: a GPU when torch sees one)")
@@ -247,8 +248,10 @@ HEADLINES = 6
 def cmd_run(protocol, args) -> int:
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers: expected a positive number of worker processes, got {args.workers}")
+    name = args.executor or ("dask" if args.scheduler is not None else "local")
     try:
-        executor = make_executor("dask" if args.scheduler else args.executor, args.workers, args.scheduler)
+        executor = make_executor(name, args.workers, args.scheduler)
+        executor.check()  # an unreachable scheduler fails before anything is written
     except ExecutorError as exc:
         return _fail(str(exc))
     if not executor.remote:  # (a cluster's workers resolve training.device on their own machines)

@@ -133,31 +133,63 @@ class EarlierVersionWarning(UserWarning):
     this version added); the run goes on with it."""
 
 
-def _same_protocol_of_an_earlier_version(saved_text: str, protocol: Protocol) -> bool:
-    """Whether ``saved_text`` (an OUT/protocol.yaml) is ``protocol`` as an earlier version of
-    bioplastic wrote it: read by this version, with the fields it lacks at their defaults, it
-    resolves to the same protocol. (A field whose default changed keeps the value written then, so
-    it still differs.)"""
+def _saved_protocol(saved: Path) -> tuple[str | None, Protocol | None, str]:
+    """A run folder's protocol.yaml: its text (None when it is not text), the protocol it holds as
+    this version reads it (None when it holds none) and why not ("" when it does)."""
     try:
-        return protocol_from_text(saved_text).text == protocol.text
-    except Exception:  # noqa: BLE001 - a protocol this version no longer accepts is another protocol
+        text = saved.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, None, f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at position {exc.start}"
+    except OSError as exc:
+        return None, None, f"unreadable: {exc.strerror or exc}"
+    try:
+        return text, protocol_from_text(text), ""
+    except Exception as exc:  # noqa: BLE001 - any reason it is no protocol (to this version)
+        return text, None, f"not a protocol: {str(exc).splitlines()[0][:200]}"
+
+
+def _finished_with(protocol: Protocol, out: Path) -> bool:
+    """Whether ``out`` holds an intact results.nc of exactly ``protocol`` (its checksummed record of
+    the protocol, which protocol.yaml only copies)."""
+    if not (out / RESULTS).is_file():
+        return False
+    try:
+        return read_dataset(out / RESULTS).attrs.get("protocol") == protocol.text
+    except Exception:  # noqa: BLE001 - a damaged or foreign results.nc is no record of this protocol
         return False
 
 
 def prepare_output(protocol: Protocol, out: Path) -> bool:
-    """Create ``out`` (or check it holds this protocol). Returns True when training is finished."""
+    """Create ``out`` (or check it holds this protocol). Returns True when training is finished.
+
+    A protocol.yaml written by an earlier version of bioplastic (it lacks fields added since) that,
+    read by this version with those fields at their defaults, is this protocol (a field whose
+    default changed keeps the value written then, so it still differs) is brought up to date, with
+    an :class:`EarlierVersionWarning`. A finished run's protocol.yaml that is damaged (garbled
+    bytes, no protocol at all) while its results.nc records this very protocol is written again
+    from it, with a :class:`DamagedFileWarning`. Anything else that differs - another protocol, a
+    damaged protocol.yaml of an unfinished run - is a :class:`RunError`."""
     saved = out / "protocol.yaml"
     if saved.exists():
-        text = saved.read_text()
-        if text != protocol.text:
-            if not _same_protocol_of_an_earlier_version(text, protocol):
-                raise RunError(f"{out} holds a run of a different protocol ({protocol_difference(text, protocol.text)}); "
-                               f"choose another folder with --out, or delete {out} to start over")
+        text, held, damage = _saved_protocol(saved)
+        if text == protocol.text:
+            return (out / RESULTS).exists()
+        if held is not None and held.text == protocol.text:
             warnings.warn(f"{out} was started by an earlier version of bioplastic ({protocol_difference(text, protocol.text)}: "
                           "fields added since, at their defaults); the run goes on, and the networks trained before "
                           "keep their numbers", EarlierVersionWarning, stacklevel=3)
             atomic_write_text(saved, protocol.text)
-        return (out / RESULTS).exists()
+            return (out / RESULTS).exists()
+        if damage and _finished_with(protocol, out):
+            warnings.warn(f"{saved} is damaged ({damage}); written again from {out / RESULTS}, which records this "
+                          "protocol", DamagedFileWarning, stacklevel=3)
+            atomic_write_text(saved, protocol.text)
+            return True
+        if text is None:
+            raise RunError(f"{saved} is damaged ({damage}), so it cannot tell which protocol the run in {out} "
+                           f"trained; delete {out} to start over, or choose another folder with --out")
+        raise RunError(f"{out} holds a run of a different protocol ({protocol_difference(text, protocol.text)}); "
+                       f"choose another folder with --out, or delete {out} to start over")
     check_output_dir(out)
     if out.exists() and any(p.name not in LOCK_FILES for p in out.iterdir()):
         raise RunError(f"{out} exists and is not a bioplastic run folder; choose another folder with --out")
@@ -319,10 +351,13 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
     training. Every stage's wall time goes to ``OUT/timings.json``. Returns the results dataset and
     the folder; raises :class:`IncompleteRun` (after writing everything it could) when parts of the
     report failed, :class:`DeviceError` (before writing anything) when ``training.device`` asks for
-    a device torch does not see here; with an executor whose workers run on other machines (a Dask
-    cluster) each worker resolves the device itself."""
+    a device torch does not see here, and :class:`~bioplastic.training.executors.ExecutorError`
+    (before writing anything) when the executor cannot reach its cluster; with an executor whose
+    workers run on other machines (a Dask cluster) each worker resolves the device itself."""
     if not getattr(executor, "remote", False):
         check_device(protocol)
+    if executor is not None:
+        executor.check()  # e.g. an unreachable Dask scheduler: ExecutorError before anything is written
     out = output_dir(protocol, out)
     if not (out / "protocol.yaml").exists():
         check_output_dir(out)  # before the lock creates the folder

@@ -117,3 +117,43 @@ def test_a_run_folder_of_an_earlier_version_goes_on(tiny_run, write_protocol, tm
     (out / "protocol.yaml").write_text(_without_device(load_protocol(write_protocol(), ["seed=8"]).text))
     with pytest.raises(RunError, match="different protocol.*seed: 8 -> 7"):
         run_protocol(protocol, out)
+
+
+def _garble(path, at: int = 12) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] = 0xFF  # never a byte of UTF-8 text
+    path.write_bytes(bytes(data))
+
+
+def test_a_garbled_protocol_yaml_of_a_finished_run_is_written_again_from_its_results(tiny_run, write_protocol, tmp_path):
+    """results.nc records the protocol (checksummed); protocol.yaml is its copy: garbled in a finished
+    run, it is written again (with a warning), and nothing else changes."""
+    from bioplastic.storage.io import DamagedFileWarning
+
+    out = shutil.copytree(tiny_run, tmp_path / "out")
+    protocol = load_protocol(write_protocol())
+    before = (out / "results.nc").read_bytes()
+    _garble(out / "protocol.yaml")
+    with pytest.warns(DamagedFileWarning, match=r"protocol.yaml is damaged \(not UTF-8 text: byte 0xff at position 12\); "
+                                                r"written again from .*results.nc"):
+        run_protocol(protocol, out)
+    assert (out / "protocol.yaml").read_text() == protocol.text
+    assert (out / "results.nc").read_bytes() == before  # not retrained, not rewritten
+    (out / "protocol.yaml").write_text("name: [unclosed\n")  # text, but no protocol
+    with pytest.warns(DamagedFileWarning, match=r"protocol.yaml is damaged \(not a protocol: "):
+        run_protocol(protocol, out)
+    assert (out / "protocol.yaml").read_text() == protocol.text
+
+
+def test_a_garbled_protocol_yaml_of_an_unfinished_run_is_refused_naming_it(tiny_run, write_protocol, tmp_path, cli):
+    """Without results.nc nothing records which protocol the folder trained: refused (exit 2, no
+    traceback), the folder left as it was."""
+    out = shutil.copytree(tiny_run, tmp_path / "out")
+    (out / "results.nc").unlink()
+    _garble(out / "protocol.yaml")
+    files = sorted(p.name for p in out.iterdir())
+    code, _, err = cli("run", write_protocol(), "--out", out, "--executor", "inprocess", "--quiet")
+    assert code == 2 and "Traceback" not in err
+    assert f"error: {out / 'protocol.yaml'} is damaged (not UTF-8 text: byte 0xff at position 12)" in err
+    assert f"delete {out} to start over" in err
+    assert sorted(p.name for p in out.iterdir()) == files

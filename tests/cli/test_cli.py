@@ -160,3 +160,54 @@ def test_one_point_sweep_says_what_it_does_not_compute(write_protocol, tmp_path,
     single = load_protocol(path, ["sweep=null", "model.g=0.8"])
     assert single.sweep is None and single.conditions[0].model.g == 0.8
     assert sweep_note(single) is None
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--scheduler="], "--scheduler '' is not a Dask scheduler address"),
+    (["--scheduler", "tcp://127.0.0.1:8786", "--executor", "inprocess"],
+     "--scheduler 'tcp://127.0.0.1:8786' is the address of a Dask scheduler: it runs with --executor dask (or no --executor), "
+     "not --executor inprocess"),
+    (["--scheduler", "tcp://127.0.0.1:8786", "--executor", "local"], "not --executor local"),
+])
+def test_a_scheduler_option_that_cannot_be_followed_is_refused(write_protocol, tmp_path, cli, args, says):
+    """An empty --scheduler is no address (it was ignored: the run went to the local pool), and a
+    --scheduler beside another --executor contradicts it (the scheduler silently won)."""
+    code, _, err = cli("run", write_protocol(), "--out", tmp_path / "out", "--quiet", *args)
+    assert code == 2 and says in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_writes_nothing(write_protocol, tmp_path, cli):
+    """Refused before the run folder is made or locked: no protocol.yaml, no .lock (an existing empty
+    folder stays empty)."""
+    port = _closed_port()
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        code, _, err = cli("run", write_protocol(), "--out", out, "--quiet", "--scheduler", f"tcp://127.0.0.1:{port}")
+        assert code == 2 and f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in err and "Traceback" not in err
+        assert not out.exists() if out.name == "new" else list(out.iterdir()) == []
+
+
+def test_an_unreachable_scheduler_given_to_the_api_writes_nothing(write_protocol, tmp_path):
+    from bioplastic.training.executors import DaskExecutor, ExecutorError
+
+    with pytest.raises(ExecutorError, match="cannot reach the Dask scheduler"):
+        run_protocol(load_protocol(write_protocol()), tmp_path / "out", executor=DaskExecutor(f"tcp://127.0.0.1:{_closed_port()}"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_of_an_empty_folder_leaves_it_empty(tmp_path, cli):
+    out = tmp_path / "empty"
+    out.mkdir()
+    code, _, err = cli("report", out)
+    assert code == 2 and "no report written" in err and "Traceback" not in err
+    assert list(out.iterdir()) == []
