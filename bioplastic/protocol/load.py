@@ -168,8 +168,8 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def _validate(cls, data: dict, prefix: str, problems: list[str]):
-    try:
-        return cls(**data)
+    try:  # (model_validate, not cls(**data): a key that is not text, e.g. `1: x`, is then named in the error)
+        return cls.model_validate(data) if isinstance(data, dict) and hasattr(cls, "model_validate") else cls(**data)
     except ValidationError as exc:
         problems.extend(format_validation_error(exc, prefix, cls))
     except TypeError as exc:

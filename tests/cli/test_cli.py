@@ -211,3 +211,18 @@ def test_report_of_an_empty_folder_leaves_it_empty(tmp_path, cli):
     code, _, err = cli("report", out)
     assert code == 2 and "no report written" in err and "Traceback" not in err
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_a_run_whose_networks_all_diverge_ends_cleanly(write_protocol, tmp_path):
+    """``--set training.lr=1e300`` as a new user tries it (a separate process, every stage and figure):
+    exit 0, the divergence reported, no failure sent in as a bug and no warning printed."""
+    from conftest import COMPLETE
+
+    path = write_protocol(COMPLETE.replace("brian2: {enabled: true, trials: 2, codegen: numpy}", "")
+                          .replace("iterations: 12", "iterations: 4").replace("checkpoint_every: 4", "checkpoint_every: 2"))
+    proc = subprocess.run([sys.executable, "-m", "bioplastic", "run", str(path), "--out", str(tmp_path / "out"), "--quiet",
+                           "--executor", "inprocess", "--set", "training.lr=1e300"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "6 network(s) diverged" in proc.stdout
+    assert "Please report" not in proc.stderr and "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
