@@ -16,6 +16,7 @@ With ``strict=True`` (tests) the first failure raises instead.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import shutil
 import time
@@ -48,8 +49,8 @@ from .training.loop import EnsembleTrainer
 from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path, verified_results
 
 __all__ = ["DeviceError", "IncompleteRun", "RunError", "RunLockedError", "analyze_run", "check_device", "compute_predictions",
-           "load_results", "output_dir", "read_run", "results_dataset", "run_protocol", "simulate_run", "total_work", "train",
-           "write_report"]
+           "load_results", "output_dir", "read_run", "read_times", "read_unit_times", "results_dataset", "run_protocol",
+           "simulate_run", "total_work", "train", "write_report"]
 
 RESULTS = "results.nc"
 ANALYSIS = "analysis.nc"
@@ -57,8 +58,10 @@ PREDICTIONS = "predictions.nc"
 BRIAN2 = "brian2.nc"
 PREDICTIONS_BRIAN2 = "predictions_brian2.nc"
 REPORT = "report.html"
-#: wall time of each stage, in seconds (the last time it ran)
+#: wall time of each stage, in seconds (the last time it ran), and of each training work unit
 TIMINGS = "timings.json"
+#: the entry of timings.json that holds each training work unit's time (unit id -> seconds)
+UNIT_TIMES = "training work units"
 #: finished (condition, checkpoint) parts of an interrupted phase-space analysis
 PARTS_DIR = "analysis_parts"
 #: brian2's compiled-code cache
@@ -93,20 +96,52 @@ class StageProgress:
         """The stage is done (``seconds`` of wall time)."""
 
 
-def record_time(out: Path, stage: str, seconds: float) -> None:
-    """Add a stage's wall time to ``OUT/timings.json`` (atomically; a rerun stage replaces its time)."""
-    times = read_times(out)
-    times[stage] = round(float(seconds), 2)
+def _timings(out: Path) -> dict:
+    path = Path(out) / TIMINGS
+    try:
+        times = json.loads(path.read_text()) if path.is_file() else {}
+    except (ValueError, UnicodeDecodeError):  # a damaged timings file only loses the old times
+        return {}
+    return times if isinstance(times, dict) else {}
+
+
+def _write_timings(out: Path, times: dict) -> None:
     atomic_write_text(Path(out) / TIMINGS, json.dumps(times, indent=1) + "\n")
 
 
+def record_time(out: Path, stage: str, seconds: float) -> None:
+    """Add a stage's wall time to ``OUT/timings.json`` (atomically; a rerun stage replaces its time)."""
+    times = _timings(out)
+    times[stage] = round(float(seconds), 2)
+    _write_timings(out, times)
+
+
+def record_unit_times(out: Path, seconds: dict[str, float]) -> None:
+    """The training time of each work unit (unit id -> seconds), in ``OUT/timings.json`` under
+    :data:`UNIT_TIMES`. Kept out of results.nc: the numbers of a resumed run equal those of an
+    uninterrupted one, its timings do not."""
+    times = _timings(out)
+    times[UNIT_TIMES] = {k: round(float(v), 2) for k, v in seconds.items()}
+    _write_timings(out, times)
+
+
+def record_written(out: Path, name: str) -> None:
+    """When ``OUT/name`` was written (UTC, to the second), in ``OUT/timings.json`` under
+    ``"NAME written"``: the datasets themselves hold no time stamp (see :func:`assemble`)."""
+    times = _timings(out)
+    times[f"{name} written"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    _write_timings(out, times)
+
+
 def read_times(out: Path) -> dict[str, float]:
-    """The recorded stage times of a run folder (empty when none or unreadable)."""
-    path = Path(out) / TIMINGS
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:  # a damaged timings file only loses the old times
-        return {}
+    """The recorded stage times of a run folder, stage -> seconds (empty when none or unreadable)."""
+    return {k: v for k, v in _timings(out).items() if isinstance(v, int | float)}
+
+
+def read_unit_times(out: Path) -> dict[str, float]:
+    """The recorded training time of each work unit of a run folder, unit id -> seconds (empty when none)."""
+    units = _timings(out).get(UNIT_TIMES, {})
+    return units if isinstance(units, dict) else {}
 
 
 @contextmanager
@@ -308,14 +343,15 @@ def results_dataset(protocol: Protocol, unit_results: list) -> xr.Dataset:
 
 
 def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
-    """Merge the finished units' results into the run's dataset (deterministic: plan order)."""
+    """Merge the finished units' results into the run's dataset (deterministic: plan order; the
+    same whether training was interrupted and resumed or not). Each unit's training time goes to
+    ``OUT/timings.json`` (:func:`read_unit_times`)."""
     units = plan_units(protocol)
     done = {u.id: load_result(u, result_path(out, u.id)) for u in units}
     per_point = [results_dataset(point.protocol, [done[u.id].of_point(i) for u in units if i in u.points])
                  for i, point in enumerate(protocol.points)]
-    ds = combine_points(protocol, per_point)
-    ds.attrs["unit_seconds"] = json.dumps({u.id: round(done[u.id].seconds, 2) for u in units})
-    return ds
+    record_unit_times(out, {u.id: done[u.id].seconds for u in units})
+    return combine_points(protocol, per_point)
 
 
 def train(protocol: Protocol, progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
@@ -388,6 +424,7 @@ def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at,
         ds = assemble(protocol, out)
         write_dataset(ds, out / RESULTS)
         record_time(out, "training", time.perf_counter() - t0)
+        record_written(out, RESULTS)
         shutil.rmtree(out / STATE_DIR, ignore_errors=True)
         shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
     if not all((out / f).exists() for f in expected_files(protocol)) or not all(

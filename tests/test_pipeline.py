@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -58,13 +59,18 @@ def test_every_stage_reports_progress_to_its_total_and_is_timed(staged_run):
     for state, name, total, done in events:
         assert state == "done" and done == total > 0, name
     assert events[0][2] == 2 * 3  # conditions x checkpoints
-    times = json.loads((out / TIMINGS).read_text())
-    assert list(times) == ["training", "fixed points", "predictions", "figures", "report"]
-    assert all(v >= 0 for v in times.values())
+    from bioplastic.pipeline import UNIT_TIMES, read_times, read_unit_times
     from bioplastic.storage.results import read_dataset
 
-    units = json.loads(read_dataset(out / "results.nc").attrs["unit_seconds"])
-    assert set(units) == {"p000-g0-u0"} and units["p000-g0-u0"] > 0  # one unit: both conditions share it
+    times = json.loads((out / TIMINGS).read_text())
+    assert list(times) == ["training work units", "training", "results.nc written", "fixed points", "predictions", "figures", "report"]
+    assert list(read_times(out)) == ["training", "fixed points", "predictions", "figures", "report"]
+    assert all(v >= 0 for v in read_times(out).values())
+    units = read_unit_times(out)
+    assert units == times[UNIT_TIMES] and set(units) == {"p000-g0-u0"} and units["p000-g0-u0"] > 0  # one unit: both conditions share it
+    attrs = read_dataset(out / "results.nc").attrs
+    assert not any("seconds" in k or k == "created" for k in attrs)  # timings and time stamps are not results
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", times["results.nc written"])
 
 
 def test_figures_and_report_are_remade_when_lost(staged_run, tmp_path):
