@@ -1,5 +1,5 @@
-"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,list,schema}``. Thin:
-parse, call the pipeline (:mod:`bioplastic.pipeline`), print.
+"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,list,schema}``. It
+parses the arguments, calls the pipeline (:mod:`bioplastic.pipeline`) and prints.
 
 Exit status: 0 success, 1 incomplete (the datasets are written but parts of the report failed; each
 failure is printed with its cause), 2 bad input (protocol, override, output folder), 130 interrupted.
@@ -7,6 +7,7 @@ failure is printed with its cause), 2 bad input (protocol, override, output fold
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import signal
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import get_args
 
 from tqdm import tqdm
 
-from . import pipeline
+from . import __version__, pipeline
 from .analysis.phase_space import AnalysisError
 from .analysis.predictions import prediction_sentences
 from .device import DEVICES, DeviceError, resolve_device
@@ -37,9 +38,16 @@ from .tasks import TASKS
 from .training.executors import ExecutorError, make_executor
 from .training.units import plan_units
 
+#: what ``--help`` says first
+DESCRIPTION = ("bioplastic: biologically plausible learning in recurrent rate networks. Train the networks of a "
+               "protocol (python -m bioplastic run evidence_accum), analyse them and get a report with predictions "
+               "for experiments.")
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bioplastic", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bioplastic", description=DESCRIPTION,
+                                epilog="python -m bioplastic COMMAND --help: the options of a command")
+    p.add_argument("--version", action="version", version=f"bioplastic {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train the networks of a protocol, write results.nc, figures and a summary")
     run.add_argument("protocol", help="protocol YAML file, e.g. protocols/evidence_accum.yaml")
@@ -227,7 +235,10 @@ def cmd_report(out: Path) -> int:
 def cmd_list() -> int:
     rules = RULES.names()
     specs = sorted(p.stem for folder in (Path.cwd() / "models", REPO_MODELS) if folder.is_dir() for p in folder.glob("*.yaml"))
-    print("tasks:      " + ", ".join(TASKS.names()))
+    print("tasks:      " + ", ".join(TASKS.names()) + "".join(f", {k}" for k in TASKS.optional_names() if _importable(k)))
+    for kind in TASKS.optional_names():
+        if not _importable(kind):
+            print(f"            {kind}: {OPTIONAL_TASKS.get(kind, 'an optional task kind whose dependency is not installed')}")
     print("models:     " + ", ".join(NETWORKS.names()))
     print("model specs: " + ", ".join(dict.fromkeys(specs)) + "   (model: {spec: NAME})")
     print("rules:      " + ", ".join(rules))
@@ -239,6 +250,20 @@ def cmd_list() -> int:
     if protocols:
         print("protocols:  " + ", ".join(protocols) + "   (protocols/NAME.yaml)")
     return 0
+
+
+#: how to get the optional task kinds (TASKS.optional_names()) whose dependency is not installed
+OPTIONAL_TASKS = {
+    "neurogym": "neurogym environments (task: {kind: neurogym, env: PerceptualDecisionMaking-v0}); needs neurogym, "
+                "which pins numpy 2.2, so in an environment of its own: "
+                "python -m venv ngvenv --system-site-packages && ngvenv/bin/pip install -e '.[neurogym]' "
+                "(docs/tasks.md)",
+}
+
+
+def _importable(kind: str) -> bool:
+    """Whether the optional task kind's dependency is installed (found, not imported)."""
+    return importlib.util.find_spec(kind) is not None
 
 
 #: prediction sentences printed at the end of a run (all of them are in the report)

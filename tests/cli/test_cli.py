@@ -39,6 +39,31 @@ def test_run_writes_dataset_protocol_and_figures_then_refuses_another_protocol(w
     assert code == 2 and "different protocol" in err and "seed: 7 -> 8" in err  # names what differs
 
 
+@pytest.mark.parametrize("installed", [False, True])
+def test_list_names_the_neurogym_kind_and_how_to_get_it(cli, monkeypatch, installed):
+    """The optional kind is listed with the tasks where neurogym is installed; elsewhere `list` names it
+    and the one install recipe (the same as in README.md and docs/tasks.md)."""
+    import bioplastic.cli
+
+    monkeypatch.setattr(bioplastic.cli, "_importable", lambda kind: installed)
+    code, out, _ = cli("list")
+    tasks = [ln for ln in out.splitlines() if ln.startswith("tasks:")][0]
+    recipe = "python -m venv ngvenv --system-site-packages && ngvenv/bin/pip install -e '.[neurogym]'"
+    assert code == 0 and tasks.endswith(", neurogym") == installed
+    assert ("neurogym: neurogym environments" in out and recipe in out) != installed
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for doc in ("README.md", "docs/tasks.md"):
+        assert recipe in (root / doc).read_text(), doc
+
+
+def test_help_and_version(cli, capsys):
+    code, out, _ = cli("--help")
+    assert code == 0 and "Thin:" not in out and "biologically plausible learning in recurrent rate networks" in out
+    assert "--version" in out
+
+
 def test_list_and_schema(cli):
     code, out, _ = cli("list")
     assert code == 0 and "evidence_accumulation" in out and "leaky_rate" in out and "adaptive" in out
