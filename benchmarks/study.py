@@ -1,7 +1,7 @@
 """Where the time of a whole study goes: runs a protocol (default: the shipped default protocol) into a
 temporary folder with the default executor and prints the wall time of every stage (training, fixed
-points, brian2, predictions, figures, report; ``OUT/timings.json``) and of each training work unit
-(``unit_seconds`` in results.nc), with their shares. A regression shows as a stage whose share grows.
+points, brian2, predictions, figures, report) and of each training work unit (both from
+``OUT/timings.json``), with their shares. A regression shows as a stage whose share grows.
 
     python benchmarks/study.py [PROTOCOL] [--set dotted.key=value ...]
     python benchmarks/study.py --long [--iterations 300]
@@ -18,15 +18,13 @@ seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 from bioplastic import load_protocol, run_protocol
-from bioplastic.pipeline import read_times
-from bioplastic.storage.results import read_dataset
+from bioplastic.pipeline import read_times, read_unit_times
 from bioplastic.training.executors import LocalPoolExecutor, cpu_count
 
 #: the long study (``--long``): iterations of the full length, and the settings over the LSTM protocol's
@@ -58,7 +56,7 @@ def main() -> None:
         run_protocol(protocol, out, executor=LocalPoolExecutor())
         total = time.perf_counter() - t0
         times = read_times(out)
-        units = json.loads(read_dataset(out / "results.nc").attrs.get("unit_seconds", "{}"))
+        units = read_unit_times(out)
     print(f"{protocol.name}: {len(protocol.conditions)} conditions x {protocol.config.seeds} seeds; {cpu_count()} cores, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; {total:.1f} s in all")
     print(f"{'stage':<24}{'seconds':>10}{'share':>9}")

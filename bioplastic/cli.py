@@ -1,5 +1,5 @@
-"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,list,schema}``. Thin:
-parse, call the pipeline (:mod:`bioplastic.pipeline`), print.
+"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,list,schema}``. It
+parses the arguments, calls the pipeline (:mod:`bioplastic.pipeline`) and prints.
 
 Exit status: 0 success, 1 incomplete (the datasets are written but parts of the report failed; each
 failure is printed with its cause), 2 bad input (protocol, override, output folder), 130 interrupted.
@@ -7,6 +7,7 @@ failure is printed with its cause), 2 bad input (protocol, override, output fold
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import signal
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import get_args
 
 from tqdm import tqdm
 
-from . import pipeline
+from . import __version__, pipeline
 from .analysis.phase_space import AnalysisError
 from .analysis.predictions import prediction_sentences
 from .device import DEVICES, DeviceError, resolve_device
@@ -37,20 +38,28 @@ from .tasks import TASKS
 from .training.executors import ExecutorError, make_executor
 from .training.units import plan_units
 
+#: what ``--help`` says first
+DESCRIPTION = ("bioplastic: biologically plausible learning in recurrent rate networks. Train the networks of a "
+               "protocol (python -m bioplastic run evidence_accum), analyse them and get a report with predictions "
+               "for experiments.")
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bioplastic", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bioplastic", description=DESCRIPTION,
+                                epilog="python -m bioplastic COMMAND --help: the options of a command")
+    p.add_argument("--version", action="version", version=f"bioplastic {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train the networks of a protocol, write results.nc, figures and a summary")
     run.add_argument("protocol", help="protocol YAML file, e.g. protocols/evidence_accum.yaml")
     run.add_argument("--out", help="output folder (default: the protocol's output.dir)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value",
                      help="override a protocol field, e.g. --set seeds=10 --set training.lr=1e-3 (repeatable)")
-    run.add_argument("--executor", choices=("local", "inprocess", "dask"), default="local",
-                     help="local: a process pool over all cores (default); inprocess: this process only; "
+    run.add_argument("--executor", choices=("local", "inprocess", "dask"),
+                     help="local: a process pool over all cores (the default); inprocess: this process only; "
                           "dask: a dask.distributed LocalCluster, or the cluster given by --scheduler")
     run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-    run.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="address of a running Dask scheduler (implies --executor dask)")
+    run.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                     help="address of a running Dask scheduler (implies --executor dask; refused with another executor)")
     run.add_argument("--device", choices=DEVICES,
                      help="where to train and analyse: sets training.device (cpu, the default: the same numbers everywhere; "
                           "cuda: a GPU, the same numbers to float tolerance; auto: a GPU when torch sees one)")
@@ -226,7 +235,10 @@ def cmd_report(out: Path) -> int:
 def cmd_list() -> int:
     rules = RULES.names()
     specs = sorted(p.stem for folder in (Path.cwd() / "models", REPO_MODELS) if folder.is_dir() for p in folder.glob("*.yaml"))
-    print("tasks:      " + ", ".join(TASKS.names()))
+    print("tasks:      " + ", ".join(TASKS.names()) + "".join(f", {k}" for k in TASKS.optional_names() if _importable(k)))
+    for kind in TASKS.optional_names():
+        if not _importable(kind):
+            print(f"            {kind}: {OPTIONAL_TASKS.get(kind, 'an optional task kind whose dependency is not installed')}")
     print("models:     " + ", ".join(NETWORKS.names()))
     print("model specs: " + ", ".join(dict.fromkeys(specs)) + "   (model: {spec: NAME})")
     print("rules:      " + ", ".join(rules))
@@ -240,6 +252,20 @@ def cmd_list() -> int:
     return 0
 
 
+#: how to get the optional task kinds (TASKS.optional_names()) whose dependency is not installed
+OPTIONAL_TASKS = {
+    "neurogym": "neurogym environments (task: {kind: neurogym, env: PerceptualDecisionMaking-v0}); needs neurogym, "
+                "which pins numpy 2.2, so in an environment of its own: "
+                "python -m venv ngvenv --system-site-packages && ngvenv/bin/pip install -e '.[neurogym]' "
+                "(docs/tasks.md)",
+}
+
+
+def _importable(kind: str) -> bool:
+    """Whether the optional task kind's dependency is installed (found, not imported)."""
+    return importlib.util.find_spec(kind) is not None
+
+
 #: prediction sentences printed at the end of a run (all of them are in the report)
 HEADLINES = 6
 
@@ -247,8 +273,10 @@ HEADLINES = 6
 def cmd_run(protocol, args) -> int:
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers: expected a positive number of worker processes, got {args.workers}")
+    name = args.executor or ("dask" if args.scheduler is not None else "local")
     try:
-        executor = make_executor("dask" if args.scheduler else args.executor, args.workers, args.scheduler)
+        executor = make_executor(name, args.workers, args.scheduler)
+        executor.check()  # an unreachable scheduler fails before anything is written
     except ExecutorError as exc:
         return _fail(str(exc))
     if not executor.remote:  # (a cluster's workers resolve training.device on their own machines)

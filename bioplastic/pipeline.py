@@ -16,6 +16,7 @@ With ``strict=True`` (tests) the first failure raises instead.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import shutil
 import time
@@ -50,8 +51,8 @@ from .training.loop import EnsembleTrainer
 from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path, verified_results
 
 __all__ = ["DeviceError", "IncompleteRun", "RunError", "RunLockedError", "analyze_run", "check_device", "compute_predictions",
-           "compute_staircase", "load_results", "output_dir", "read_run", "results_dataset", "run_protocol", "simulate_run",
-           "total_work", "train", "write_report"]
+           "compute_staircase", "load_results", "output_dir", "read_run", "read_times", "read_unit_times", "results_dataset",
+           "run_protocol", "simulate_run", "total_work", "train", "write_report"]
 
 RESULTS = "results.nc"
 ANALYSIS = "analysis.nc"
@@ -60,8 +61,10 @@ BRIAN2 = "brian2.nc"
 PREDICTIONS_BRIAN2 = "predictions_brian2.nc"
 STAIRCASE = "staircase.nc"
 REPORT = "report.html"
-#: wall time of each stage, in seconds (the last time it ran)
+#: wall time of each stage, in seconds (the last time it ran), and of each training work unit
 TIMINGS = "timings.json"
+#: the entry of timings.json that holds each training work unit's time (unit id -> seconds)
+UNIT_TIMES = "training work units"
 #: finished (condition, checkpoint) parts of an interrupted phase-space analysis
 PARTS_DIR = "analysis_parts"
 #: brian2's compiled-code cache
@@ -96,20 +99,52 @@ class StageProgress:
         """The stage is done (``seconds`` of wall time)."""
 
 
-def record_time(out: Path, stage: str, seconds: float) -> None:
-    """Add a stage's wall time to ``OUT/timings.json`` (atomically; a rerun stage replaces its time)."""
-    times = read_times(out)
-    times[stage] = round(float(seconds), 2)
+def _timings(out: Path) -> dict:
+    path = Path(out) / TIMINGS
+    try:
+        times = json.loads(path.read_text()) if path.is_file() else {}
+    except (ValueError, UnicodeDecodeError):  # a damaged timings file only loses the old times
+        return {}
+    return times if isinstance(times, dict) else {}
+
+
+def _write_timings(out: Path, times: dict) -> None:
     atomic_write_text(Path(out) / TIMINGS, json.dumps(times, indent=1) + "\n")
 
 
+def record_time(out: Path, stage: str, seconds: float) -> None:
+    """Add a stage's wall time to ``OUT/timings.json`` (atomically; a rerun stage replaces its time)."""
+    times = _timings(out)
+    times[stage] = round(float(seconds), 2)
+    _write_timings(out, times)
+
+
+def record_unit_times(out: Path, seconds: dict[str, float]) -> None:
+    """The training time of each work unit (unit id -> seconds), in ``OUT/timings.json`` under
+    :data:`UNIT_TIMES`. Kept out of results.nc: the numbers of a resumed run equal those of an
+    uninterrupted one, its timings do not."""
+    times = _timings(out)
+    times[UNIT_TIMES] = {k: round(float(v), 2) for k, v in seconds.items()}
+    _write_timings(out, times)
+
+
+def record_written(out: Path, name: str) -> None:
+    """When ``OUT/name`` was written (UTC, to the second), in ``OUT/timings.json`` under
+    ``"NAME written"``: the datasets themselves hold no time stamp (see :func:`assemble`)."""
+    times = _timings(out)
+    times[f"{name} written"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    _write_timings(out, times)
+
+
 def read_times(out: Path) -> dict[str, float]:
-    """The recorded stage times of a run folder (empty when none or unreadable)."""
-    path = Path(out) / TIMINGS
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:  # a damaged timings file only loses the old times
-        return {}
+    """The recorded stage times of a run folder, stage -> seconds (empty when none or unreadable)."""
+    return {k: v for k, v in _timings(out).items() if isinstance(v, int | float)}
+
+
+def read_unit_times(out: Path) -> dict[str, float]:
+    """The recorded training time of each work unit of a run folder, unit id -> seconds (empty when none)."""
+    units = _timings(out).get(UNIT_TIMES, {})
+    return units if isinstance(units, dict) else {}
 
 
 @contextmanager
@@ -136,31 +171,63 @@ class EarlierVersionWarning(UserWarning):
     this version added); the run goes on with it."""
 
 
-def _same_protocol_of_an_earlier_version(saved_text: str, protocol: Protocol) -> bool:
-    """Whether ``saved_text`` (an OUT/protocol.yaml) is ``protocol`` as an earlier version of
-    bioplastic wrote it: read by this version, with the fields it lacks at their defaults, it
-    resolves to the same protocol. (A field whose default changed keeps the value written then, so
-    it still differs.)"""
+def _saved_protocol(saved: Path) -> tuple[str | None, Protocol | None, str]:
+    """A run folder's protocol.yaml: its text (None when it is not text), the protocol it holds as
+    this version reads it (None when it holds none) and why not ("" when it does)."""
     try:
-        return protocol_from_text(saved_text).text == protocol.text
-    except Exception:  # noqa: BLE001 - a protocol this version no longer accepts is another protocol
+        text = saved.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, None, f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at position {exc.start}"
+    except OSError as exc:
+        return None, None, f"unreadable: {exc.strerror or exc}"
+    try:
+        return text, protocol_from_text(text), ""
+    except Exception as exc:  # noqa: BLE001 - any reason it is no protocol (to this version)
+        return text, None, f"not a protocol: {str(exc).splitlines()[0][:200]}"
+
+
+def _finished_with(protocol: Protocol, out: Path) -> bool:
+    """Whether ``out`` holds an intact results.nc of exactly ``protocol`` (its checksummed record of
+    the protocol, which protocol.yaml only copies)."""
+    if not (out / RESULTS).is_file():
+        return False
+    try:
+        return read_dataset(out / RESULTS).attrs.get("protocol") == protocol.text
+    except Exception:  # noqa: BLE001 - a damaged or foreign results.nc is no record of this protocol
         return False
 
 
 def prepare_output(protocol: Protocol, out: Path) -> bool:
-    """Create ``out`` (or check it holds this protocol). Returns True when training is finished."""
+    """Create ``out`` (or check it holds this protocol). Returns True when training is finished.
+
+    A protocol.yaml written by an earlier version of bioplastic (it lacks fields added since) that,
+    read by this version with those fields at their defaults, is this protocol (a field whose
+    default changed keeps the value written then, so it still differs) is brought up to date, with
+    an :class:`EarlierVersionWarning`. A finished run's protocol.yaml that is damaged (garbled
+    bytes, no protocol at all) while its results.nc records this very protocol is written again
+    from it, with a :class:`DamagedFileWarning`. Anything else that differs - another protocol, a
+    damaged protocol.yaml of an unfinished run - is a :class:`RunError`."""
     saved = out / "protocol.yaml"
     if saved.exists():
-        text = saved.read_text()
-        if text != protocol.text:
-            if not _same_protocol_of_an_earlier_version(text, protocol):
-                raise RunError(f"{out} holds a run of a different protocol ({protocol_difference(text, protocol.text)}); "
-                               f"choose another folder with --out, or delete {out} to start over")
+        text, held, damage = _saved_protocol(saved)
+        if text == protocol.text:
+            return (out / RESULTS).exists()
+        if held is not None and held.text == protocol.text:
             warnings.warn(f"{out} was started by an earlier version of bioplastic ({protocol_difference(text, protocol.text)}: "
                           "fields added since, at their defaults); the run goes on, and the networks trained before "
                           "keep their numbers", EarlierVersionWarning, stacklevel=3)
             atomic_write_text(saved, protocol.text)
-        return (out / RESULTS).exists()
+            return (out / RESULTS).exists()
+        if damage and _finished_with(protocol, out):
+            warnings.warn(f"{saved} is damaged ({damage}); written again from {out / RESULTS}, which records this "
+                          "protocol", DamagedFileWarning, stacklevel=3)
+            atomic_write_text(saved, protocol.text)
+            return True
+        if text is None:
+            raise RunError(f"{saved} is damaged ({damage}), so it cannot tell which protocol the run in {out} "
+                           f"trained; delete {out} to start over, or choose another folder with --out")
+        raise RunError(f"{out} holds a run of a different protocol ({protocol_difference(text, protocol.text)}); "
+                       f"choose another folder with --out, or delete {out} to start over")
     check_output_dir(out)
     if out.exists() and any(p.name not in LOCK_FILES for p in out.iterdir()):
         raise RunError(f"{out} exists and is not a bioplastic run folder; choose another folder with --out")
@@ -281,14 +348,15 @@ def results_dataset(protocol: Protocol, unit_results: list) -> xr.Dataset:
 
 
 def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
-    """Merge the finished units' results into the run's dataset (deterministic: plan order)."""
+    """Merge the finished units' results into the run's dataset (deterministic: plan order; the
+    same whether training was interrupted and resumed or not). Each unit's training time goes to
+    ``OUT/timings.json`` (:func:`read_unit_times`)."""
     units = plan_units(protocol)
     done = {u.id: load_result(u, result_path(out, u.id)) for u in units}
     per_point = [results_dataset(point.protocol, [done[u.id].of_point(i) for u in units if i in u.points])
                  for i, point in enumerate(protocol.points)]
-    ds = combine_points(protocol, per_point)
-    ds.attrs["unit_seconds"] = json.dumps({u.id: round(done[u.id].seconds, 2) for u in units})
-    return ds
+    record_unit_times(out, {u.id: done[u.id].seconds for u in units})
+    return combine_points(protocol, per_point)
 
 
 def train(protocol: Protocol, progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
@@ -324,10 +392,13 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
     training. Every stage's wall time goes to ``OUT/timings.json``. Returns the results dataset and
     the folder; raises :class:`IncompleteRun` (after writing everything it could) when parts of the
     report failed, :class:`DeviceError` (before writing anything) when ``training.device`` asks for
-    a device torch does not see here; with an executor whose workers run on other machines (a Dask
-    cluster) each worker resolves the device itself."""
+    a device torch does not see here, and :class:`~bioplastic.training.executors.ExecutorError`
+    (before writing anything) when the executor cannot reach its cluster; with an executor whose
+    workers run on other machines (a Dask cluster) each worker resolves the device itself."""
     if not getattr(executor, "remote", False):
         check_device(protocol)
+    if executor is not None:
+        executor.check()  # e.g. an unreachable Dask scheduler: ExecutorError before anything is written
     out = output_dir(protocol, out)
     if not (out / "protocol.yaml").exists():
         check_output_dir(out)  # before the lock creates the folder
@@ -358,6 +429,7 @@ def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at,
         ds = assemble(protocol, out)
         write_dataset(ds, out / RESULTS)
         record_time(out, "training", time.perf_counter() - t0)
+        record_written(out, RESULTS)
         shutil.rmtree(out / STATE_DIR, ignore_errors=True)
         shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
     if not all((out / f).exists() for f in expected_files(protocol)) or not all(

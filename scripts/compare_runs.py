@@ -97,6 +97,12 @@ def _per_network(a: xr.DataArray, b: xr.DataArray) -> str:
     return text
 
 
+def _provenance(ds) -> str:
+    """The git commit a run was made with (and when, for runs of versions that recorded it in the dataset)."""
+    when = f" ({ds.attrs['created']})" if "created" in ds.attrs else ""
+    return f"{ds.attrs.get('git_commit', '?')[:10]}{when}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old")
@@ -119,8 +125,7 @@ def main() -> int:
         print(f"different networks: the runs' coordinates {differ} differ")
         return 1
     print(f"{old.attrs.get('protocol_name')}: {int(np.prod([old.sizes[d] for d in dims]))} networks; "
-          f"old {old.attrs.get('git_commit', '?')[:10]} ({old.attrs.get('created', '?')}), "
-          f"new {new.attrs.get('git_commit', '?')[:10]} ({new.attrs.get('created', '?')})")
+          f"old {_provenance(old)}, new {_provenance(new)}")
     metrics = [m for m in METRICS if m in old and m in new]
     for m in metrics:
         print(f"  {m:<24}{_per_network(old[m], new[m])}")

@@ -74,7 +74,7 @@ TINY_RUN = ["--set", "seeds=1", "--set", "training.iterations=5", "--set", "anal
 def _copy_sources(dest: Path) -> Path:
     """The files a build reads, copied so that the build writes nothing into the checkout."""
     dest.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, dest / name)
     for name in ("bioplastic", "models", "protocols"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -114,7 +114,30 @@ def test_the_wheel_runs_a_shipped_protocol_outside_the_checkout(tmp_path):
     assert Path(where[1]) == site / "bioplastic" / "protocols" and Path(where[2]) == site / "bioplastic" / "models"
 
     assert "evidence_accum" in check(bindir / "bioplastic", "list", cwd=work).stdout
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert check(bindir / "bioplastic", "--version", cwd=work).stdout == f"bioplastic {version}\n"
+    licenses = [p for p in site.glob("bioplastic-*.dist-info/**/LICENSE")]
+    assert licenses and licenses[0].read_text() == (ROOT / "LICENSE").read_text()  # the license travels with the wheel
     check(python, "-m", "bioplastic", "validate", "evidence_accum", "--set", "seeds=1", cwd=work)
     check(bindir / "bioplastic", "run", "evidence_accum", *TINY_RUN, cwd=work)
     out = work / "runs" / "evidence_accum"
     assert (out / "results.nc").is_file() and (out / "report.html").is_file()
+
+
+def test_version_license_and_citation_agree_with_pyproject(cli):
+    """One version (pyproject.toml) in ``--version``, ``bioplastic.__version__`` and CITATION.cff; the
+    license MIT in pyproject.toml, LICENSE and CITATION.cff."""
+    import yaml
+
+    import bioplastic
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert bioplastic.__version__ == project["version"] == str(citation["version"])
+    assert citation["title"] == "bioplastic" and citation["cff-version"] == "1.2.0" and citation["authors"]
+    assert project["license"] == citation["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    code, out, _ = cli("--version")
+    assert code == 0 and out == f"bioplastic {project['version']}\n"
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## {project['version']} " in changelog

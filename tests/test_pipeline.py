@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -58,13 +59,18 @@ def test_every_stage_reports_progress_to_its_total_and_is_timed(staged_run):
     for state, name, total, done in events:
         assert state == "done" and done == total > 0, name
     assert events[0][2] == 2 * 3  # conditions x checkpoints
-    times = json.loads((out / TIMINGS).read_text())
-    assert list(times) == ["training", "fixed points", "predictions", "figures", "report"]
-    assert all(v >= 0 for v in times.values())
+    from bioplastic.pipeline import UNIT_TIMES, read_times, read_unit_times
     from bioplastic.storage.results import read_dataset
 
-    units = json.loads(read_dataset(out / "results.nc").attrs["unit_seconds"])
-    assert set(units) == {"p000-g0-u0"} and units["p000-g0-u0"] > 0  # one unit: both conditions share it
+    times = json.loads((out / TIMINGS).read_text())
+    assert list(times) == ["training work units", "training", "results.nc written", "fixed points", "predictions", "figures", "report"]
+    assert list(read_times(out)) == ["training", "fixed points", "predictions", "figures", "report"]
+    assert all(v >= 0 for v in read_times(out).values())
+    units = read_unit_times(out)
+    assert units == times[UNIT_TIMES] and set(units) == {"p000-g0-u0"} and units["p000-g0-u0"] > 0  # one unit: both conditions share it
+    attrs = read_dataset(out / "results.nc").attrs
+    assert not any("seconds" in k or k == "created" for k in attrs)  # timings and time stamps are not results
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", times["results.nc written"])
 
 
 def test_figures_and_report_are_remade_when_lost(staged_run, tmp_path):
@@ -117,3 +123,43 @@ def test_a_run_folder_of_an_earlier_version_goes_on(tiny_run, write_protocol, tm
     (out / "protocol.yaml").write_text(_without_device(load_protocol(write_protocol(), ["seed=8"]).text))
     with pytest.raises(RunError, match="different protocol.*seed: 8 -> 7"):
         run_protocol(protocol, out)
+
+
+def _garble(path, at: int = 12) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] = 0xFF  # never a byte of UTF-8 text
+    path.write_bytes(bytes(data))
+
+
+def test_a_garbled_protocol_yaml_of_a_finished_run_is_written_again_from_its_results(tiny_run, write_protocol, tmp_path):
+    """results.nc records the protocol (checksummed); protocol.yaml is its copy: garbled in a finished
+    run, it is written again (with a warning), and nothing else changes."""
+    from bioplastic.storage.io import DamagedFileWarning
+
+    out = shutil.copytree(tiny_run, tmp_path / "out")
+    protocol = load_protocol(write_protocol())
+    before = (out / "results.nc").read_bytes()
+    _garble(out / "protocol.yaml")
+    with pytest.warns(DamagedFileWarning, match=r"protocol.yaml is damaged \(not UTF-8 text: byte 0xff at position 12\); "
+                                                r"written again from .*results.nc"):
+        run_protocol(protocol, out)
+    assert (out / "protocol.yaml").read_text() == protocol.text
+    assert (out / "results.nc").read_bytes() == before  # not retrained, not rewritten
+    (out / "protocol.yaml").write_text("name: [unclosed\n")  # text, but no protocol
+    with pytest.warns(DamagedFileWarning, match=r"protocol.yaml is damaged \(not a protocol: "):
+        run_protocol(protocol, out)
+    assert (out / "protocol.yaml").read_text() == protocol.text
+
+
+def test_a_garbled_protocol_yaml_of_an_unfinished_run_is_refused_naming_it(tiny_run, write_protocol, tmp_path, cli):
+    """Without results.nc nothing records which protocol the folder trained: refused (exit 2, no
+    traceback), the folder left as it was."""
+    out = shutil.copytree(tiny_run, tmp_path / "out")
+    (out / "results.nc").unlink()
+    _garble(out / "protocol.yaml")
+    files = sorted(p.name for p in out.iterdir())
+    code, _, err = cli("run", write_protocol(), "--out", out, "--executor", "inprocess", "--quiet")
+    assert code == 2 and "Traceback" not in err
+    assert f"error: {out / 'protocol.yaml'} is damaged (not UTF-8 text: byte 0xff at position 12)" in err
+    assert f"delete {out} to start over" in err
+    assert sorted(p.name for p in out.iterdir()) == files

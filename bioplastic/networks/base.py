@@ -9,8 +9,9 @@ Learning rules, regularizers and analyses are separate objects that call :meth:`
 """
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from ..registry import Registry
-from ..schema_base import Schema
+from ..schema_base import Schema, validated_config
 
 NETWORKS: Registry[type[Network]] = Registry("model kind")
 
@@ -81,6 +82,16 @@ class Network(ABC):
     #: settings read only when the initial parameters and buffers are drawn (gains, scales): networks
     #: that differ only in these train in one ensemble, each member drawn with its own settings
     init_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs):
+        """Every kind's ``run`` also takes one batch of trials for all members (no ensemble axis) and
+        numpy arrays, and its ``rates`` a state tensor (see :meth:`run`, :meth:`rates`): the kinds
+        implement the batched tensor form only."""
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__ and not getattr(cls.__dict__["run"], "_takes_one_batch", False):
+            cls.run = _taking_one_batch(cls.__dict__["run"])
+        if "rates" in cls.__dict__ and not getattr(cls.__dict__["rates"], "_takes_a_state", False):
+            cls.rates = _taking_a_state(cls.__dict__["rates"])
 
     def __init__(self, config: Schema, n_inputs: int, n_outputs: int, dt_ms: float,
                  rngs: Sequence[np.random.Generator], dtype: torch.dtype = torch.float32,
@@ -145,7 +156,12 @@ class Network(ABC):
 
     @abstractmethod
     def run(self, inputs_exbxtxi: torch.Tensor, noise_exbxtxn: torch.Tensor | None = None) -> Rollout:
-        """Run every member on its own trials. ``noise`` is standard normal (or None for none)."""
+        """Run every member on its own trials. ``noise`` is standard normal (or None for none).
+
+        ``inputs`` (and ``noise``) may also come without the ensemble axis, (trial, time, input):
+        every member then runs the same trials (one network: E = 1), and as numpy arrays (e.g. a
+        task's ``Trials.inputs_bxtxi``; made tensors of the network's dtype, on its device). The
+        rollout always has the ensemble axis."""
 
     @property
     def needs_noise(self) -> bool:
@@ -175,14 +191,56 @@ class Network(ABC):
         differentiates :meth:`one_step` by autograd."""
         return None
 
-    def rates(self, rollout: Rollout) -> torch.Tensor:
-        """The firing rate (E, B, T, N) of a rollout of this network, detached. By default the TCR
-        state itself (the LSTM's h, or (h, c) with ``tcr_on_cell``)."""
-        return rollout.state_exbxtxn.detach()
+    def rates(self, rollout: Rollout | torch.Tensor) -> torch.Tensor:
+        """The firing rate (E, B, T, N) of a rollout of this network, detached; given a state tensor
+        instead (a rollout's ``state_exbxtxn``, with or without the ensemble axis), its rates, in its
+        shape. By default the TCR state itself (the LSTM's h, or (h, c) with ``tcr_on_cell``)."""
+        return _as_rollout(self, rollout).state_exbxtxn.detach()
 
     def select(self, members: Sequence[int]) -> dict[str, torch.Tensor]:
         """Copies of the parameters of some members (e.g. to compare against single training)."""
         return {k: v.detach()[list(members)].clone() for k, v in self.params.items()}
+
+
+def _ensemble_batch(net: Network, x, name: str) -> torch.Tensor:
+    """``x`` as (E, trial, time, ·): a numpy array becomes a tensor of the network's dtype on its
+    device; one batch without the ensemble axis is given to every member."""
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x), dtype=net.dtype, device=net.device)
+    if x.ndim == 3:
+        return x.unsqueeze(0).expand(net.n_members, *x.shape).contiguous()
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected (trial, time, {'input' if name == 'inputs' else 'unit'}) - the same trials for "
+                         f"every member - or (ensemble, trial, time, ·); got shape {tuple(x.shape)}")
+    return x
+
+
+def _taking_one_batch(run):
+    @functools.wraps(run)
+    def wrapper(self, inputs_exbxtxi, noise_exbxtxn=None):
+        inputs_exbxtxi = _ensemble_batch(self, inputs_exbxtxi, "inputs")
+        if noise_exbxtxn is not None:
+            noise_exbxtxn = _ensemble_batch(self, noise_exbxtxn, "noise")
+        return run(self, inputs_exbxtxi, noise_exbxtxn)
+
+    wrapper._takes_one_batch = True
+    return wrapper
+
+
+def _as_rollout(net: Network, x) -> Rollout:
+    if isinstance(x, Rollout):
+        return x
+    state = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=net.dtype)
+    return Rollout(state, None)  # the rates read the state only
+
+
+def _taking_a_state(rates):
+    @functools.wraps(rates)
+    def wrapper(self, rollout):
+        return rates(self, _as_rollout(self, rollout))
+
+    wrapper._takes_a_state = True
+    return wrapper
 
 
 def kinds_supporting(capability: str) -> tuple[str, ...]:
@@ -198,11 +256,12 @@ def kind_supports(kind: str, capability: str) -> bool:
     return kind in kinds_supporting(capability)
 
 
-def build_network(kind: str, params: dict, *, n_inputs: int, n_outputs: int, dt_ms: float,
+def build_network(kind: str, params: Schema | Mapping | None = None, *, n_inputs: int, n_outputs: int, dt_ms: float,
                   rngs: Sequence[np.random.Generator], dtype: torch.dtype = torch.float32,
-                  member_params: Sequence[dict] | None = None) -> Network:
-    """E = len(rngs) networks of ``kind`` with settings ``params``; ``member_params`` (one dict per
-    member) may give members their own values of the class's ``init_fields``."""
+                  member_params: Sequence[Schema | Mapping] | None = None) -> Network:
+    """E = len(rngs) networks of ``kind`` with settings ``params`` (the kind's ``Config``, e.g. a
+    protocol condition's ``model``, or a mapping validated by it; ``None``: every default);
+    ``member_params`` (one per member) may give members their own values of the class's ``init_fields``."""
     cls = NETWORKS.get(kind)
-    members = None if member_params is None else [cls.Config(**m) for m in member_params]
-    return cls(cls.Config(**params), n_inputs, n_outputs, dt_ms, rngs, dtype, members)
+    members = None if member_params is None else [validated_config(cls.Config, m, "model") for m in member_params]
+    return cls(validated_config(cls.Config, params, "model"), n_inputs, n_outputs, dt_ms, rngs, dtype, members)

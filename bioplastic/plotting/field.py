@@ -36,13 +36,19 @@ def loss_overlay(results: xr.Dataset, ax=None):
     range between the 25th and 75th percentiles (band), log axis."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 3.6))
+    loss = results["loss_smoothed"].values
+    if not (np.isfinite(loss) & (loss > 0)).any():  # nothing a log axis can show
+        return _no_data(ax, "no finite loss to draw: every network diverged (see the 'diverged' variable of results.nc)")
     it = results["iteration"].values
     for cond in results["condition"].values:
         v = results["loss_smoothed"].sel(condition=cond).values
-        with np.errstate(all="ignore"):
-            q25, med, q75 = (np.nanpercentile(v, q, axis=0) for q in (25, 50, 75))
+        finite = np.isfinite(v).any(axis=0)
+        q25, med, q75 = np.full((3, v.shape[1]), np.nan)
+        if finite.any():  # (percentiles of the iterations where some seed has a finite loss: no all-NaN warnings)
+            q25[finite], med[finite], q75[finite] = (np.nanpercentile(v[:, finite], q, axis=0) for q in (25, 50, 75))
         col = condition_color(results, cond)
-        ax.plot(it, med, color=col, lw=1.8, label=f"{cond} (median of {v.shape[0]})")
+        gone = "" if finite.any() else ", every seed diverged"
+        ax.plot(it, med, color=col, lw=1.8, label=f"{cond} (median of {v.shape[0]}{gone})")
         ax.fill_between(it, q25, q75, color=col, alpha=0.2, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
@@ -169,6 +175,8 @@ def plasticity_course(pred: xr.Dataset, ax=None):
     ax.set_xlabel("time in the trial (ms)")
     ax.set_ylabel("mean |short-term change|")
     ax.set_title("fast efficacies after the stimulus offset (one line per seed)", fontsize=9)
+    if not ax.get_lines():  # e.g. every network with plasticity diverged
+        return _no_data(ax, "no finite short-term change to draw (the networks with plasticity diverged)")
     ax.legend(fontsize=8)
     return ax
 

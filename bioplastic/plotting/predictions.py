@@ -78,7 +78,10 @@ def ramp_distributions(pred: xr.Dataset, axes=None):
                       label=f"{cond} ({100 * med:.0f} % ramp, median over seeds)")
     left.set_xlabel(f"ramp slope during the {pred.attrs.get('ramp_period', 'period')} (rate units / s)")
     left.set_ylabel("units (all seeds)")
-    left.legend(fontsize=7)
+    if finite.size:
+        left.legend(fontsize=7)
+    else:  # e.g. every network diverged
+        left.text(0.5, 0.5, "no finite ramp slope", ha="center", va="center", fontsize=9, transform=left.transAxes)
     for j, cond in enumerate(conds):
         v = pred["fraction_ramping"].sel(condition=cond).values
         x = j + (np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else np.zeros(1))

@@ -105,6 +105,17 @@ def format_validation_error(exc: ValidationError, prefix: str = "", root: type[B
             lines.append(f"{path}: unknown key{hint}")
         elif kind == "missing":
             lines.append(f"{path}: required, but missing")
+        elif kind == "invalid_key" or (kind == "string_type" and loc and loc[-1] == "[key]"):
+            # a key that YAML read as a number or a bool (`1: x`, `yes: 2`): pydantic says "keys should be strings"
+            if loc and loc[-1] == "[key]":
+                loc = loc[:-1]
+                path = ".".join(str(p) for p in (tuple(prefix.split(".")) if prefix else ()) + loc)
+            allowed = _allowed_keys(root, loc[:-1]) if kind == "invalid_key" else []
+            key = err.get("input")
+            what = ("the boolean" if isinstance(key, bool) else "the number" if isinstance(key, int | float)
+                    else f"a {type(key).__name__}")
+            lines.append(f"{path}: a key must be text (a name); got {what} {describe(key)} - quote it ('{key}': ...) "
+                         "if it is meant as a name" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else ""))
         else:
             msg = err["msg"]
             msg = msg.removeprefix("Value error, ")

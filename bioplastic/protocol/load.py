@@ -10,6 +10,7 @@ import copy
 import itertools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,23 @@ class Protocol:
     def condition_names(self) -> list[str]:
         return [c.name for c in self.conditions]
 
+    def __repr__(self) -> str:
+        """One line: what the protocol trains, and how many networks (``.text`` is the whole of it)."""
+        c, cfg = self.conditions[0], self.config
+        n_units = getattr(c.model, "n_units", None)
+        model = c.model_kind + (f" (N = {n_units})" if n_units is not None else "")
+        names = ", ".join(self.condition_names)
+        networks = len(self.points) * len(self.conditions) * cfg.seeds
+        sweep = ""
+        if self.sweep is not None:
+            sweep = f" x {len(self.points)} sweep points ({', '.join(f'{k}: {len(v)}' for k, v in self.sweep_dims)})"
+        rules = list(dict.fromkeys(x.training.rule for x in self.conditions))
+        return (f"<Protocol {self.name}: task {c.task_kind}, model {model}, rule{'s' * (len(rules) > 1)} {', '.join(rules)}, "
+                f"{c.training.iterations} iterations; {len(self.conditions)} condition(s) ({names}) x {cfg.seeds} seed(s)"
+                f"{sweep} = {networks} network(s); .text holds the resolved YAML>")
+
+    __str__ = __repr__
+
 
 def read_yaml_file(path: Path, what: str = "protocol", field_prefix: str = "") -> dict:
     """The mapping a YAML file holds; a problem of its structure (a duplicate key, an alias bomb)
@@ -125,34 +143,51 @@ def read_yaml_file(path: Path, what: str = "protocol", field_prefix: str = "") -
     return data
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a copy of ``data``."""
+def apply_overrides(data: dict, overrides: list[str] | Mapping[str, Any] | str) -> dict:
+    """Apply overrides to a copy of ``data``: ``--set`` items ``dotted.key=value`` (values parsed as
+    YAML; one string is one item), or a mapping ``{"dotted.key": value}`` (Python values, used as
+    they are: ``{"seeds": 2, "training.lr": 1e-3}``). Either way a value replaces the field it names
+    (a mapping value replaces a whole section), and a condition is changed, never added."""
+    items = []
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            label = f"overrides[{key!r}]"
+            if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
+                raise ProtocolError(f"{label}: expected a field name or a dotted path as the key, e.g. 'seeds' or "
+                                    f"'training.lr'; got {describe(key)}")
+            items.append((key, value, label))
+    else:
+        for item in [overrides] if isinstance(overrides, str) else overrides:
+            if not isinstance(item, str):
+                raise ProtocolError(f"overrides: expected dotted.key=value strings (as for --set) or a mapping of "
+                                    f"dotted keys to values; got {describe(item)} in {describe(overrides)}")
+            key, sep, raw = item.partition("=")
+            if not sep or not key or any(not p for p in key.split(".")):
+                raise ProtocolError(f"--set {item!r}: expected dotted.key=value, e.g. training.lr=1e-3")
+            try:
+                value = load_yaml(raw) if raw.strip() else ""
+            except YamlProblem as exc:
+                where = key if exc.field == "(top level)" else f"{key}.{exc.field}"
+                raise ProtocolError(f"--set {where}: {exc.message}") from None
+            except Exception:
+                value = raw
+            items.append((key, value, f"--set {item!r}"))
     data = copy.deepcopy(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key or any(not p for p in key.split(".")):
-            raise ProtocolError(f"--set {item!r}: expected dotted.key=value, e.g. training.lr=1e-3")
-        try:
-            value = load_yaml(raw) if raw.strip() else ""
-        except YamlProblem as exc:
-            where = key if exc.field == "(top level)" else f"{key}.{exc.field}"
-            raise ProtocolError(f"--set {where}: {exc.message}") from None
-        except Exception:
-            value = raw
+    for key, value, label in items:
         node = data
         parts = key.split(".")
         conds = data.get("conditions")
         if parts[0] == "conditions" and len(parts) > 1 and isinstance(conds, dict) and parts[1] not in conds:
             # a typo must not train an extra condition; replacing the whole map (--set conditions=...) is explicit
-            raise ProtocolError(f"--set {item!r}: the protocol has no condition {parts[1]!r} (its conditions: "
-                                f"{', '.join(map(str, conds))}); --set changes conditions, it does not add them "
+            raise ProtocolError(f"{label}: the protocol has no condition {parts[1]!r} (its conditions: "
+                                f"{', '.join(map(str, conds))}); an override changes conditions, it does not add them "
                                 "(add it in the protocol file, or replace them all with --set 'conditions={...}')")
         for i, part in enumerate(parts[:-1]):
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                raise ProtocolError(f"--set {item!r}: {'.'.join(parts[:i + 1])} is {describe(nxt)}, not a section")
+                raise ProtocolError(f"{label}: {'.'.join(parts[:i + 1])} is {describe(nxt)}, not a section")
             node = nxt
-        node[parts[-1]] = value
+        node[parts[-1]] = copy.deepcopy(value)
     return data
 
 
@@ -168,8 +203,8 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def _validate(cls, data: dict, prefix: str, problems: list[str]):
-    try:
-        return cls(**data)
+    try:  # (model_validate, not cls(**data): a key that is not text, e.g. `1: x`, is then named in the error)
+        return cls.model_validate(data) if isinstance(data, dict) and hasattr(cls, "model_validate") else cls(**data)
     except ValidationError as exc:
         problems.extend(format_validation_error(exc, prefix, cls))
     except TypeError as exc:
@@ -233,11 +268,14 @@ def resolve_protocol_path(path: str | Path) -> Path:
         raise ProtocolError(str(exc)) from None
 
 
-def load_protocol(path: str | Path | dict, overrides: list[str] | None = None) -> Protocol:
+def load_protocol(path: str | Path | dict, overrides: list[str] | Mapping[str, Any] | None = None) -> Protocol:
     """Read, override, validate and resolve a protocol file, or a shipped protocol named without a
     folder (``load_protocol("evidence_accum")``; bioplastic.resources.shipped_protocols() lists them),
     or a protocol given as a dict with the fields of a protocol file (no YAML needed; model specs
-    are looked up from the working directory, then the shipped ones)."""
+    are looked up from the working directory, then the shipped ones).
+
+    ``overrides``: ``--set`` strings (``["seeds=2", "training.lr=1e-3"]``) or a mapping of dotted
+    field paths to values (``{"seeds": 2, "training.lr": 1e-3}``); see :func:`apply_overrides`."""
     if isinstance(path, dict):
         raw = apply_overrides(copy.deepcopy(path), overrides or [])
         return protocol_from_data(raw, "<protocol dict>", Path.cwd())

@@ -675,11 +675,12 @@ def _render(run: Run) -> str:
     sections = "".join(section(sid, title, body[sid]) for sid, title in shown)
     crit = ds["iterations_to_criterion"].attrs.get("criterion", float("nan"))
     folder = f",\nfolder <code>{esc(run.out)}</code>" if run.out is not None else ""
+    created = f", created {esc(ds.attrs['created'])}" if "created" in ds.attrs else ""  # (runs of earlier versions)
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>bioplastic: {esc(name)}</title>
 <style>{CSS}</style></head><body>
 <h1>bioplastic run: {esc(name)}</h1>
 <p class="meta">{ds.sizes['condition']} condition(s) &times; {ds.sizes['seed']} seed(s), {ds.sizes['iteration']} iterations each;
-criterion: held-out accuracy &ge; {crit:g}. git {esc(ds.attrs.get('git_commit'))}, created {esc(ds.attrs.get('created'))}{folder}.</p>
+criterion: held-out accuracy &ge; {crit:g}. git {esc(ds.attrs.get('git_commit'))}{created}{folder}.</p>
 <nav><ol>{toc}</ol></nav>
 {sections}
 </body></html>"""

@@ -9,7 +9,12 @@ lock file itself is not used for it: some filelock versions truncate it when ano
 and removed on release.
 
 The lock is re-entrant within a process (nested ``run_lock`` of one folder, e.g. a run that then
-analyses and reports, holds it once). ``OUT/.lock`` stays in the folder after release (it holds no data).
+analyses and reports, holds it once). ``OUT/.lock`` stays in the folder after release (it holds no
+data), except where the command that took it wrote nothing else: a lock file it created in a folder
+that holds nothing but the lock's files is removed on release (before the lock is let go, so that
+no other process holds the removed file), and so is a folder it created - a command that failed
+before writing anything (``report`` of an empty folder, a run refused at its start) leaves the
+folder as it found it.
 """
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ class RunLockedError(RuntimeError):
                          f"or choose another output folder (--out)")
 
 
-_held: dict[Path, tuple[FileLock, int]] = {}  # folder -> (its lock, nesting depth), in this process
+_held: dict[Path, tuple[FileLock, int, bool, bool]] = {}  # folder -> (its lock, nesting depth, created the folder, created the lock file)
 _guard = threading.Lock()
 
 
@@ -62,23 +67,26 @@ def run_lock(out: str | Path, create: bool = True) -> Iterator[Path]:
     Yields the folder.
     """
     out = Path(out)
+    made_folder = False
     if not out.is_dir():
         if not create:
             yield out
             return
+        made_folder = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
     key = out.resolve()
     with _guard:
         if key in _held:  # re-entrant within this process
-            lock, depth = _held[key]
-            _held[key] = (lock, depth + 1)
+            lock, depth, made_folder, made_file = _held[key]
+            _held[key] = (lock, depth + 1, made_folder, made_file)
         else:
+            made_file = not (key / LOCK_NAME).exists()
             lock = FileLock(str(key / LOCK_NAME), timeout=0)
             try:
                 lock.acquire(timeout=0)
             except Timeout:
                 raise RunLockedError(out, lock_owner(key)) from None
-            _held[key] = (lock, 1)
+            _held[key] = (lock, 1, made_folder, made_file)
             try:
                 (key / OWNER_NAME).write_text(f"{os.getpid()} {socket.gethostname()}\n")
             except OSError:  # the PID is only for the message
@@ -87,10 +95,25 @@ def run_lock(out: str | Path, create: bool = True) -> Iterator[Path]:
         yield out
     finally:
         with _guard:
-            lock, depth = _held[key]
+            lock, depth, made_folder, made_file = _held[key]
             if depth > 1:
-                _held[key] = (lock, depth - 1)
+                _held[key] = (lock, depth - 1, made_folder, made_file)
             else:
                 del _held[key]
                 (key / OWNER_NAME).unlink(missing_ok=True)  # before the release: never a successor's
+                wrote_nothing = made_file and _holds_only_the_lock(key)
+                if wrote_nothing:
+                    (key / LOCK_NAME).unlink(missing_ok=True)  # while held: no one else holds the unlinked file
                 lock.release()
+                if wrote_nothing and made_folder:
+                    try:
+                        key.rmdir()  # only if still empty
+                    except OSError:
+                        pass
+
+
+def _holds_only_the_lock(folder: Path) -> bool:
+    try:
+        return all(p.name in LOCK_FILES for p in folder.iterdir())
+    except OSError:
+        return False

@@ -5,6 +5,8 @@ Used by every analysis that simulates trained networks (phase space, predictions
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import xarray as xr
@@ -33,10 +35,20 @@ def protocol_task(protocol) -> Task:
     return build_task(c.task_kind, c.task.model_dump())
 
 
+def _seed_indices(ds: xr.Dataset, seed) -> list[int]:
+    seeds = [seed] if isinstance(seed, int | np.integer) else list(seed)
+    have = [int(s) for s in ds["seed"].values]
+    wrong = [s for s in seeds if not isinstance(s, int | np.integer) or int(s) not in have]
+    if wrong or not seeds:
+        raise ValueError(f"seed: expected a seed index of the run ({have[0]} to {have[-1]}) or a list of them; got {seed!r}")
+    return [int(s) for s in seeds]
+
+
 def trained_network(ds: xr.Dataset, protocol, condition: str, checkpoint: int = -1,
                     dtype: torch.dtype | None = None, plasticity: bool = True,
-                    device: torch.device | str = "cpu") -> tuple[Network, np.ndarray]:
-    """The ``seeds`` networks of ``condition`` (E = seeds) at checkpoint index ``checkpoint``.
+                    device: torch.device | str = "cpu", seed: int | Sequence[int] | None = None) -> tuple[Network, np.ndarray]:
+    """The networks of ``condition`` at checkpoint index ``checkpoint``: every seed's (E = seeds), or
+    with ``seed`` one seed index's (E = 1) or those of a list of seed indices (in its order).
 
     Returns ``(network, ok_e)``; members whose checkpoint holds non-finite values (diverged, or
     stopped before it) get zeros and ``ok_e`` False. With ``plasticity`` (default) the condition's
@@ -46,11 +58,13 @@ def trained_network(ds: xr.Dataset, protocol, condition: str, checkpoint: int = 
     """
     cond = condition_of(protocol, condition)
     task = protocol_task(protocol)
+    if seed is not None:
+        ds = ds.sel(seed=_seed_indices(ds, seed))
     S = ds.sizes["seed"]
     if dtype is None:
         dtype = torch.float64 if cond.training.dtype == "float64" else torch.float32
     net = build_network(cond.model_kind, cond.model.model_dump(), n_inputs=task.n_inputs, n_outputs=task.n_outputs,
-                        dt_ms=task.dt_ms, rngs=[numpy_rng(protocol.config.seed, "init", s) for s in range(S)],
+                        dt_ms=task.dt_ms, rngs=[numpy_rng(protocol.config.seed, "init", int(s)) for s in ds["seed"].values],
                         dtype=dtype)
     ok = np.ones(S, bool)
     with torch.no_grad():

@@ -6,7 +6,6 @@ Dims: ``condition``, ``seed``, ``iteration``, ``evaluation``, ``checkpoint`` and
 """
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import platform
@@ -176,7 +175,9 @@ def devices_of(labels) -> str:
 
 
 def describe(ds: xr.Dataset, protocol) -> None:
-    """Attach units, long names and provenance (protocol text, seed, versions, git commit)."""
+    """Attach units, long names and provenance (protocol text, seed, versions, git commit). Nothing
+    about this particular writing (no time stamp, no timings): a run resumed after an interruption
+    writes the same file, byte for byte, as one that ran straight through."""
     for name in ds.data_vars:
         units, long = VARIABLES.get(name, (None, None))
         if name.startswith("weight_"):
@@ -197,7 +198,6 @@ def describe(ds: xr.Dataset, protocol) -> None:
         root_seed=int(protocol.config.seed),
         versions=json.dumps(package_versions()),
         git_commit=git_commit(),
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         Conventions="CF-1.8",
     )
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 from ..registry import Registry
-from ..schema_base import Schema
+from ..schema_base import Schema, validated_config
 
 TASKS: Registry[type[Task]] = Registry("task kind")
 
@@ -109,7 +110,9 @@ class Task(ABC):
         return None
 
 
-def build_task(kind: str, params: dict) -> Task:
-    """Build a task from its kind and a dict of config values (validated by its ``Config``)."""
+def build_task(kind: str, config: Schema | Mapping | None = None) -> Task:
+    """Build a task of ``kind`` from its settings: the kind's ``Config`` (e.g. a protocol condition's
+    ``task``), or a mapping of config values validated by it (``None``: every default)."""
     cls = TASKS.get(kind)
-    return cls(cls.Config(**params))
+    return cls(validated_config(cls.Config, config, "task"))
+

@@ -37,6 +37,8 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 
@@ -105,6 +107,10 @@ class Executor(ABC):
     def run(self, protocol_text: str, units: list[Unit], out: Path, progress: Progress | None = None) -> None:
         """Run every unit; each writes its own result file. Raises if a unit keeps failing."""
 
+    def check(self) -> None:  # noqa: B027 - optional: only executors that reach outside override it
+        """Reach what the executor needs from outside this process (a cluster's scheduler) now,
+        before anything is written: :class:`ExecutorError` if it cannot. Nothing to reach by default."""
+
     def describe(self) -> str:
         return self.name
 
@@ -148,18 +154,88 @@ def _watch_parent(parent_pid: int, interval_s: float = WATCHDOG_INTERVAL_S) -> N
 def die_with_parent(parent_pid: int) -> None:
     """Initializer of the pool's worker processes (and of its progress manager): die when the process
     that started them dies, however it dies; ignore SIGINT (Ctrl-C reaches the whole process group:
-    the parent alone decides, and terminates the workers)."""
+    the parent alone decides, and terminates the workers). The process started with SIGINT blocked
+    (:class:`_QuietStartProcess`): a Ctrl-C that came while it started is pending, and dropped here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _set_parent_death_signal()
     if os.getppid() != parent_pid:  # the parent died before the death signal was set
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="bioplastic-parent-watchdog", daemon=True).start()
 
 
-def stop_pool(pool: cf.ProcessPoolExecutor, grace_s: float = 2.0) -> None:
-    """Stop ``pool`` now: cancel its queued futures, terminate its workers (SIGTERM, then SIGKILL
-    after ``grace_s``), without waiting for running units."""
+def _manager_init(parent_pid: int) -> None:
+    """Initializer of the progress manager's server process: as :func:`die_with_parent`, and deaf to
+    SIGTERM too, so that a SIGTERM sent to the whole process group (a batch system, ``timeout``,
+    ``kill 0``) does not pull the queue away from the parent while it stops; the parent shuts the
+    manager down (and it dies with the parent)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+
+
+@contextmanager
+def _start_undisturbed():
+    """The body (the start of a child process) runs without Ctrl-C or SIGTERM breaking it half-way.
+
+    SIGINT is blocked for the body, so the child inherits it blocked (the signal mask survives fork
+    and exec): a Ctrl-C that reaches the process group while the child starts - seconds of imports,
+    before its initializer (:func:`die_with_parent`) ignores SIGINT - stays pending there and is
+    then dropped, instead of printing a KeyboardInterrupt traceback from the child. In the main
+    thread, SIGINT and SIGTERM that reach this process meanwhile are recorded and raised again right
+    after the body (milliseconds: the spawn, not the child's imports), so the parent never leaves a
+    child without the data it is reading (which would fail loudly: ``EOFError: Ran out of input``)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    # multiprocessing starts its resource tracker with the first process and unblocks SIGINT
+    # when it has (whatever the mask was before): started first, it leaves the mask below alone
+    resource_tracker.ensure_running()
+    main = threading.current_thread() is threading.main_thread()  # (other threads never run signal handlers)
+    received: list[int] = []
+    handlers = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)  # None: not set from Python
+        for sig in dict.fromkeys(received):  # as the handlers in place now deal with them
+            signal.raise_signal(sig)
+
+
+class _QuietStartProcess(mp.context.SpawnProcess):
+    """A spawned process whose start is not broken by a Ctrl-C or SIGTERM (:func:`_start_undisturbed`)."""
+
+    def start(self) -> None:
+        with _start_undisturbed():
+            super().start()
+
+
+class _QuietStartContext(mp.context.SpawnContext):
+    """The spawn context (no fork after torch/OpenMP started threads) whose processes are
+    :class:`_QuietStartProcess` es; ``started`` lists them (a pool registers a worker only after its
+    start, and a signal raised at the end of the start would leave it out of the pool's own list)."""
+
+    def __init__(self):
+        super().__init__()
+        self.started: list[_QuietStartProcess] = []
+
+    def Process(self, *args, **kwargs) -> _QuietStartProcess:  # noqa: N802 - the name multiprocessing calls
+        proc = _QuietStartProcess(*args, **kwargs)
+        self.started.append(proc)
+        return proc
+
+
+def stop_pool(pool: cf.ProcessPoolExecutor, grace_s: float = 2.0, also: list | None = None) -> None:
+    """Stop ``pool`` now: cancel its queued futures, terminate its workers and the processes in
+    ``also`` (SIGTERM, then SIGKILL after ``grace_s``), without waiting for running units. They are
+    gone when this returns (before the pool's queues are freed with this process, which a worker
+    still starting would read: a FileNotFoundError traceback from it)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # (no public accessor before Python 3.14)
+    procs += [p for p in also or [] if p not in procs and p.pid is not None]
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         if proc.is_alive():
@@ -199,27 +275,36 @@ class LocalPoolExecutor(Executor):
             return
         workers = min(self.workers, len(units))
         threads = threads_per_worker(workers)
-        ctx = mp.get_context("spawn")  # no fork after torch/OpenMP started threads
+        ctx = _QuietStartContext()
         me = os.getpid()
-        manager = None
-        if progress:
-            manager = SyncManager(ctx=ctx)
-            manager.start(die_with_parent, (me,))
-        q = manager.Queue() if manager else None
+        manager = q = drainer = None
         stop = threading.Event()
 
         def drain():
-            while not stop.is_set() or (q is not None and not q.empty()):
-                try:
-                    progress(*q.get(timeout=0.2))
-                except queue.Empty:
-                    continue
+            try:
+                while not stop.is_set() or not q.empty():
+                    try:
+                        progress(*q.get(timeout=0.2))
+                    except queue.Empty:
+                        continue
+            except (EOFError, OSError):  # the manager is gone (the run is being stopped): no more progress to show
+                return
 
-        drainer = threading.Thread(target=drain, daemon=True) if q is not None else None
-        if drainer:
-            drainer.start()
         pending = longest_first(units)
         try:
+            if progress:
+                manager = SyncManager(ctx=ctx)
+                try:
+                    manager.start(_manager_init, (me,))
+                except BaseException:  # Ctrl-C, SIGTERM: the server must not answer a parent that stopped listening
+                    for server in ctx.started:
+                        if server.pid is not None and server.is_alive():
+                            server.kill()
+                    raise
+                q = manager.Queue()
+                drainer = threading.Thread(target=drain, name="bioplastic-progress", daemon=True)
+                drainer.start()
+            servers = list(ctx.started)  # the manager's; the pools' workers follow
             for attempt in range(self.max_restarts + 1):
                 pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent, initargs=(me,))
                 try:
@@ -232,7 +317,7 @@ class LocalPoolExecutor(Executor):
                         except cf.process.BrokenProcessPool:
                             broken = True
                 except BaseException:  # Ctrl-C, SIGTERM, a failing unit: stop now, not after the queue
-                    stop_pool(pool)
+                    stop_pool(pool, also=ctx.started[len(servers):])
                     raise
                 pool.shutdown(wait=True)
                 if not broken:
@@ -244,8 +329,9 @@ class LocalPoolExecutor(Executor):
             stop.set()
             if drainer:
                 drainer.join()
-            if manager:
-                manager.shutdown()
+            shutdown = getattr(manager, "shutdown", None)  # set by start(): absent when the manager never started
+            if shutdown is not None:
+                shutdown()
 
 
 # --------------------------------------------------------------------------------------------- dask
@@ -339,6 +425,10 @@ class DaskExecutor(Executor):
         where = self.scheduler or f"LocalCluster with {self.workers or cpu_count()} worker(s)"
         return f"dask ({where})" + (f", dashboard {self.dashboard}" if self.dashboard else "")
 
+    def check(self) -> None:
+        if self.scheduler:
+            probe_scheduler(self.scheduler, self.timeout)
+
     def client(self):
         try:  # imported here: dask.distributed is heavy and only this executor needs it
             from dask.distributed import Client, LocalCluster
@@ -387,11 +477,14 @@ class DaskExecutor(Executor):
 
 def make_executor(name: str, workers: int | None = None, scheduler: str | None = None,
                   runner: UnitRunner = train) -> Executor:
-    if scheduler and name not in ("dask", "local"):
-        raise ExecutorError("--scheduler needs --executor dask")
-    if scheduler:
+    """The executor ``name`` (``local``, ``inprocess``, ``dask``); ``scheduler`` (any string, an empty
+    one included, is an address to check) only with ``dask``."""
+    if scheduler is not None and name != "dask":
+        raise ExecutorError(f"--scheduler {scheduler!r} is the address of a Dask scheduler: it runs with --executor dask "
+                            f"(or no --executor), not --executor {name}; leave out one of the two")
+    if scheduler is not None:
         scheduler = check_scheduler_address(scheduler)
-    if scheduler or name == "dask":
+    if name == "dask":
         return DaskExecutor(scheduler, workers, runner=runner)
     if name == "local":
         return LocalPoolExecutor(workers, runner=runner)

@@ -39,6 +39,31 @@ def test_run_writes_dataset_protocol_and_figures_then_refuses_another_protocol(w
     assert code == 2 and "different protocol" in err and "seed: 7 -> 8" in err  # names what differs
 
 
+@pytest.mark.parametrize("installed", [False, True])
+def test_list_names_the_neurogym_kind_and_how_to_get_it(cli, monkeypatch, installed):
+    """The optional kind is listed with the tasks where neurogym is installed; elsewhere `list` names it
+    and the one install recipe (the same as in README.md and docs/tasks.md)."""
+    import bioplastic.cli
+
+    monkeypatch.setattr(bioplastic.cli, "_importable", lambda kind: installed)
+    code, out, _ = cli("list")
+    tasks = [ln for ln in out.splitlines() if ln.startswith("tasks:")][0]
+    recipe = "python -m venv ngvenv --system-site-packages && ngvenv/bin/pip install -e '.[neurogym]'"
+    assert code == 0 and tasks.endswith(", neurogym") == installed
+    assert ("neurogym: neurogym environments" in out and recipe in out) != installed
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for doc in ("README.md", "docs/tasks.md"):
+        assert recipe in (root / doc).read_text(), doc
+
+
+def test_help_and_version(cli, capsys):
+    code, out, _ = cli("--help")
+    assert code == 0 and "Thin:" not in out and "biologically plausible learning in recurrent rate networks" in out
+    assert "--version" in out
+
+
 def test_list_and_schema(cli):
     code, out, _ = cli("list")
     assert code == 0 and "evidence_accumulation" in out and "leaky_rate" in out and "adaptive" in out
@@ -83,9 +108,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(write_protocol, tmp_path
     assert not (out / "results.nc").exists()
     code, _, err = cli("run", path, "--out", out, "--quiet")
     assert code == 0, err
-    with xr.open_dataset(straight / "results.nc", engine="h5netcdf") as a, \
-            xr.open_dataset(out / "results.nc", engine="h5netcdf") as b:
-        xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    assert (out / "results.nc").read_bytes() == (straight / "results.nc").read_bytes()  # attributes and content hash included
 
 
 def test_schema_documents_every_protocol_field():
@@ -160,3 +183,69 @@ def test_one_point_sweep_says_what_it_does_not_compute(write_protocol, tmp_path,
     single = load_protocol(path, ["sweep=null", "model.g=0.8"])
     assert single.sweep is None and single.conditions[0].model.g == 0.8
     assert sweep_note(single) is None
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--scheduler="], "--scheduler '' is not a Dask scheduler address"),
+    (["--scheduler", "tcp://127.0.0.1:8786", "--executor", "inprocess"],
+     "--scheduler 'tcp://127.0.0.1:8786' is the address of a Dask scheduler: it runs with --executor dask (or no --executor), "
+     "not --executor inprocess"),
+    (["--scheduler", "tcp://127.0.0.1:8786", "--executor", "local"], "not --executor local"),
+])
+def test_a_scheduler_option_that_cannot_be_followed_is_refused(write_protocol, tmp_path, cli, args, says):
+    """An empty --scheduler is no address (it was ignored: the run went to the local pool), and a
+    --scheduler beside another --executor contradicts it (the scheduler silently won)."""
+    code, _, err = cli("run", write_protocol(), "--out", tmp_path / "out", "--quiet", *args)
+    assert code == 2 and says in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_writes_nothing(write_protocol, tmp_path, cli):
+    """Refused before the run folder is made or locked: no protocol.yaml, no .lock (an existing empty
+    folder stays empty)."""
+    port = _closed_port()
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        code, _, err = cli("run", write_protocol(), "--out", out, "--quiet", "--scheduler", f"tcp://127.0.0.1:{port}")
+        assert code == 2 and f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in err and "Traceback" not in err
+        assert not out.exists() if out.name == "new" else list(out.iterdir()) == []
+
+
+def test_an_unreachable_scheduler_given_to_the_api_writes_nothing(write_protocol, tmp_path):
+    from bioplastic.training.executors import DaskExecutor, ExecutorError
+
+    with pytest.raises(ExecutorError, match="cannot reach the Dask scheduler"):
+        run_protocol(load_protocol(write_protocol()), tmp_path / "out", executor=DaskExecutor(f"tcp://127.0.0.1:{_closed_port()}"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_of_an_empty_folder_leaves_it_empty(tmp_path, cli):
+    out = tmp_path / "empty"
+    out.mkdir()
+    code, _, err = cli("report", out)
+    assert code == 2 and "no report written" in err and "Traceback" not in err
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_a_run_whose_networks_all_diverge_ends_cleanly(write_protocol, tmp_path):
+    """``--set training.lr=1e300`` as a new user tries it (a separate process, every stage and figure):
+    exit 0, the divergence reported, no failure sent in as a bug and no warning printed."""
+    from conftest import COMPLETE
+
+    path = write_protocol(COMPLETE.replace("brian2: {enabled: true, trials: 2, codegen: numpy}", "")
+                          .replace("iterations: 12", "iterations: 4").replace("checkpoint_every: 4", "checkpoint_every: 2"))
+    proc = subprocess.run([sys.executable, "-m", "bioplastic", "run", str(path), "--out", str(tmp_path / "out"), "--quiet",
+                           "--executor", "inprocess", "--set", "training.lr=1e300"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "6 network(s) diverged" in proc.stdout
+    assert "Please report" not in proc.stderr and "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

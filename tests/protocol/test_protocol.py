@@ -48,6 +48,19 @@ def test_unknown_keys_are_refused_with_their_dotted_path(write_protocol):
     assert any("lr" in p and "allowed keys" in p for p in problems)
 
 
+@pytest.mark.parametrize("where, text", [("", "1: x\n"), ("training.", "training: {1: 2}\n"),
+                                         ("conditions.", "conditions: {1: {}}\n"), ("task.", None)])
+def test_a_key_that_is_a_number_is_refused_naming_it(write_protocol, where, text):
+    """YAML reads `1: x` as the number 1: the problem names the key (the top level said only
+    "keywords must be strings"), says why and how to write it as a name."""
+    text = text or ""
+    base = BASE.replace("{kind: evidence_accumulation}", "{kind: evidence_accumulation, 1: 2}") if where == "task." else BASE
+    (msg,) = _errors(write_protocol, base + text)
+    assert msg.startswith(f"{where}1: a key must be text (a name); got the number 1 - quote it ('1': ...)"), msg
+    if where in ("", "training."):
+        assert "allowed keys here: " in msg and ("seeds" in msg if where == "" else "lr" in msg)
+
+
 def test_unknown_key_in_model_and_task_settings(write_protocol):
     problems = _errors(write_protocol, BASE.replace("n_units: 8", "n_units: 8, gain: 2")
                        .replace("{kind: evidence_accumulation}", "{kind: evidence_accumulation, delay: 3}"))

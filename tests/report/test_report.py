@@ -128,3 +128,35 @@ def test_a_failing_section_is_an_error_and_the_run_is_incomplete(complete_run: P
     assert main(["report", str(out)]) == 1
     err = capsys.readouterr().err
     assert "incomplete" in err and "a bug in the lead-time figure" in err
+
+
+def test_figures_of_networks_that_all_diverged_draw_without_error(complete_run: Path):
+    """``--set training.lr=1e300``: every loss, ramp slope and short-term change is NaN. The figures
+    say so instead of failing (the loss overlay's log axis had nothing to show: "Please report
+    this as a bug") or warning (all-NaN percentiles, empty legends; warnings are errors here)."""
+    import numpy as np
+
+    from bioplastic.plotting import field as ffigs
+    from bioplastic.plotting import predictions as pfigs
+    from bioplastic.plotting.curves import png_bytes
+    from bioplastic.storage.results import read_dataset
+
+    results, pred = read_dataset(complete_run / "results.nc"), read_dataset(complete_run / "predictions.nc")
+    results["loss_smoothed"][:] = np.nan
+    for name in ("ramp_slope", "plasticity_course"):
+        pred[name][:] = np.nan
+    ax = ffigs.loss_overlay(results)
+    assert "every network diverged" in " ".join(t.get_text() for t in ax.texts)
+    png_bytes(ax.figure)
+    half = results.copy(deep=True)
+    half["loss_smoothed"].loc[{"condition": "baseline"}] = 1.0
+    ax = ffigs.loss_overlay(half)
+    assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == [
+        "tcr_loss (median of 2, every seed diverged)", "tcr_plasticity (median of 2, every seed diverged)"]
+    png_bytes(ax.figure)
+    left, _ = pfigs.ramp_distributions(pred)
+    assert "no finite ramp slope" in " ".join(t.get_text() for t in left.texts)
+    png_bytes(left.figure)
+    ax = ffigs.plasticity_course(pred)
+    assert "diverged" in " ".join(t.get_text() for t in ax.texts)
+    png_bytes(ax.figure)

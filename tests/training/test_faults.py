@@ -139,6 +139,27 @@ def test_the_lock_is_reentrant_in_a_process_and_does_not_create_a_missing_folder
     assert not (out / OWNER_NAME).exists()
 
 
+def test_a_lock_taken_where_nothing_was_written_leaves_the_folder_as_it_was(tmp_path):
+    """A command that fails before writing anything leaves no lock file behind (nor a folder it made);
+    one that wrote something, or found a lock file there, leaves the lock file."""
+    made = tmp_path / "made" / "run"
+    with run_lock(made):
+        assert (made / LOCK_NAME).exists()
+    assert not made.exists() and (tmp_path / "made").is_dir()  # only the folder the lock made is removed
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with run_lock(empty, create=False):
+        pass
+    assert list(empty.iterdir()) == []
+    with run_lock(empty):
+        (empty / "protocol.yaml").write_text("name: x\n")
+    assert sorted(p.name for p in empty.iterdir()) == [LOCK_NAME, "protocol.yaml"]
+    (empty / "protocol.yaml").unlink()
+    with run_lock(empty):  # the lock file was there before: a run folder's, kept
+        pass
+    assert sorted(p.name for p in empty.iterdir()) == [LOCK_NAME]
+
+
 # --------------------------------------------------------------------------------------------- Ctrl-C and kill -9
 @pytest.mark.integration
 @pytest.mark.skipif(not HAS_PROC, reason="finds worker processes in /proc")
@@ -171,6 +192,57 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in (out / "state").glob("*.pt")}
     time.sleep(1.5)  # nobody trains into the folder any more
     assert {p: p.stat().st_mtime_ns for p in (out / "state").glob("*.pt")} == before
+
+
+def _spawned(pid: int) -> list[int]:
+    """The live children of ``pid`` that multiprocessing spawned (pool workers, the progress manager)."""
+    kids = []
+    for kid in _children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                kids.append(kid)
+        except OSError:
+            pass
+    return kids
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not HAS_PROC, reason="finds worker processes in /proc")
+@pytest.mark.parametrize("sig, to_group, nth", [
+    (signal.SIGINT, True, 1),    # Ctrl-C while the progress manager starts (the first process spawned)
+    (signal.SIGINT, True, 2),    # Ctrl-C while the first pool worker starts
+    (signal.SIGTERM, True, 1),   # a batch system's SIGTERM to the job's processes, before any progress
+    (signal.SIGTERM, True, 2),
+    (signal.SIGTERM, False, 1),  # `kill PID` of the run while its progress manager starts
+])
+def test_a_signal_while_the_worker_processes_start_stops_the_run_quietly(tmp_path, sig, to_group, nth):
+    """A Ctrl-C or SIGTERM half a second after the ``nth`` process is spawned, seconds before any
+    progress (a started process imports torch and bioplastic first): the run stops with 130 and its message, no
+    process prints a traceback (a worker's KeyboardInterrupt, the manager's BrokenPipeError, the
+    progress thread's EOFError), and no process is left."""
+    (tmp_path / "slow.yaml").write_text(textwrap.dedent(SLOW))
+    proc = subprocess.Popen([sys.executable, "-m", "bioplastic", "run", "slow.yaml", "--out", "out", "--workers", "2"],
+                            cwd=tmp_path, env=ENV, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(_spawned(proc.pid)) < nth:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no process was spawned: {proc.communicate()}")
+        time.sleep(0.005)
+    time.sleep(0.5)  # into its imports (torch alone takes longer), past Python's own start
+    kids = _children(proc.pid)
+    (os.killpg if to_group else os.kill)(proc.pid, sig)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    for sign in ("Traceback", "Exception in thread", "Error"):
+        assert sign not in err, err
+    assert _wait_gone(kids, 10) == []
+    assert not list((tmp_path / "out" / "units").glob("*.pt"))
 
 
 # --------------------------------------------------------------------------------------------- early stop
