@@ -109,7 +109,7 @@ def plateau_noise(s_plateau: np.ndarray) -> float:
 
 
 def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
-                  horizon: float | None = None) -> dict[str, float]:
+                  horizon: float | None = None, *, check_length: bool = True) -> dict[str, float]:
     """Metrics of one task-loss curve (iterations are indices into ``loss_k``); ``horizon``: last
     iteration taken into account (None: all). A curve with no finite value (a network whose loss was
     NaN from the start) gets NaN everywhere; a curve shorter than two smoothing windows is refused."""
@@ -118,7 +118,7 @@ def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
         raise ValueError(f"loss_k: expected one curve (1-D, one value per iteration), got shape {loss_k.shape}")
     if int(window) < 1:
         raise ValueError(f"window: expected a smoothing window of at least 1 iteration, got {window}")
-    if len(loss_k) < 2 * window:
+    if check_length and len(loss_k) < 2 * window:
         raise ValueError(f"loss_k has {len(loss_k)} iterations; the learning-curve metrics need at least two smoothing "
                          f"windows (2 x window = {2 * window}): train longer or use a window of at most {len(loss_k) // 2}")
     out = {m: np.nan for m in METRICS}
@@ -222,14 +222,16 @@ class ShortRunWarning(UserWarning):
 
 
 #: why a network has (or lacks) learning-curve metrics: the values of ``curve_metrics_status``
-STATUS = {0: "computed", 1: "no finite task loss (NaN from the first iteration)", 2: "run shorter than two smoothing windows"}
+STATUS = {0: "computed", 1: "no finite task loss (NaN from the first iteration)",
+          2: "run shorter than two smoothing windows (window cut to the run; not to be trusted)"}
 
 
 def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
     """Learning-curve metrics per network (analysis/learning_curves.py), computed from the stored
-    task-loss curves and held-out accuracies. A run shorter than two smoothing windows gets no curve
-    metrics (NaN; a warning names ``training.loss_smoothing``); a network whose loss is NaN throughout
-    gets none either; ``curve_metrics_status`` says which applies to each network."""
+    task-loss curves and held-out accuracies. A network whose loss is NaN throughout gets none (NaN);
+    a run shorter than two smoothing windows gets them with the window cut to the run (as computed
+    before; not to be trusted) and a warning that names ``training.loss_smoothing``;
+    ``curve_metrics_status`` says which applies to each network."""
     import warnings
 
     C, S = ds.sizes["condition"], ds.sizes["seed"]
@@ -240,16 +242,18 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
     short = task.shape[-1] < 2 * smoothing
     if short:
         warnings.warn(f"training.loss_smoothing = {smoothing} needs at least {2 * smoothing} iterations for the "
-                      f"learning-curve metrics; this run has {task.shape[-1]}: they are not computed (set "
+                      f"learning-curve metrics; this run has {task.shape[-1]}: they are computed with the window cut "
+                      f"to the run and are not to be trusted (set "
                       f"training.loss_smoothing <= {max(1, task.shape[-1] // 2)} or train longer)", ShortRunWarning, stacklevel=2)
     for c in range(C):
         for s in range(S):
             acc = ds["accuracy"].values[c, s]
             itc = iterations_to_criterion(acc, evals, criterion)
             out["iterations_to_criterion"][c, s] = itc
-            status[c, s] = 2 if short else 0 if np.isfinite(task[c, s]).any() else 1
-            if status[c, s] == 0:
-                for m, v in curve_metrics(task[c, s], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
+            status[c, s] = 1 if not np.isfinite(task[c, s]).any() else 2 if short else 0
+            if status[c, s] != 1:
+                for m, v in curve_metrics(task[c, s], smoothing, horizon=metrics_horizon(itc, smoothing),
+                                          check_length=False).items():
                     out[m][c, s] = v
             finite = acc[np.isfinite(acc)]
             diverged = "diverged_at" in ds and np.isfinite(ds["diverged_at"].values[c, s])
@@ -263,7 +267,7 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
                            {"window": int(smoothing)})
     ds["learned"] = np.isfinite(ds["iterations_to_criterion"])
     ds["iterations_to_criterion"].attrs["criterion"] = float(criterion)
-    if "task_loss_output" in ds and not short:
+    if "task_loss_output" in ds:
         add_output_curve_metrics(ds, criterion, smoothing)
 
 
@@ -292,7 +296,8 @@ def add_output_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -
                 out["iterations_to_criterion"][c, s, o] = itc
                 if not np.isfinite(loss[c, s, :, o]).any():
                     continue
-                for m, v in curve_metrics(loss[c, s, :, o], smoothing, horizon=metrics_horizon(itc, smoothing)).items():
+                for m, v in curve_metrics(loss[c, s, :, o], smoothing, horizon=metrics_horizon(itc, smoothing),
+                                          check_length=False).items():
                     out[m][c, s, o] = v
     for m, v in out.items():
         ds[f"output_{m}"] = (("condition", "seed", "output"), v)

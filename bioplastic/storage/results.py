@@ -68,7 +68,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
                          ("abruptness", ("1", "drop width / search phase")), ("search_phase", ("iterations", "iterations on the plateau")),
                          ("abrupt", ("1", "1: a search phase, then an abrupt drop (as for the whole network)")),
                          ("iterations_to_criterion", ("iterations", "first evaluation where the output's own held-out accuracy reaches the criterion (the network's where the task scores outputs only together)")))},
-    "curve_metrics_status": ("1", "0: learning-curve metrics computed; 1: none, the task loss is NaN from the first iteration; 2: none, the run is shorter than two smoothing windows"),
+    "curve_metrics_status": ("1", "0: learning-curve metrics computed; 1: none, the task loss is NaN from the first iteration; 2: the run is shorter than two smoothing windows (computed with the window cut to the run; not to be trusted)"),
     "abrupt_outputs": ("1", "number of outputs whose own task-loss curve drops abruptly (output_abrupt)"),
     "drop_stagger": ("iterations", "spread of the outputs' drop onsets: last minus first (NaN: fewer than two outputs with a drop)"),
     "itc_median": ("iterations", "median iterations to criterion over seeds (unlearned networks counted at the budget)"),
