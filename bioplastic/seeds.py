@@ -37,6 +37,7 @@ NAMED: dict[str, tuple[str, tuple[int, ...], str]] = {
     "resimulation_trials": ("analysis", (5,), "none: the trials re-simulated in brian2 and torch"),
     "brian2_seed": ("analysis", (6,), "none: brian2's own seed (its private noise)"),
     "verdict_bootstrap": ("analysis", (7,), "claim number, condition index"),
+    "joint_slow_starts": ("analysis", (8,), "checkpoint index, context index, condition index"),
 }
 
 

@@ -375,44 +375,77 @@ def joint_system(network: Network, u_exi):
     return (JointAntiHebbian if network.plasticity.rule == "anti_hebbian" else JointTsodyksMarkram)(network, u_exi)
 
 
-def plastic_trajectories(network: Network, inputs_exbxtxi, check_states_exbxtxn=None):
-    """The joint states along trajectories, simulated with the joint map from the trial start
-    (h = 0, F = 0 or u = U, x = 1) in float64: a dict with ``h`` (E, B, T, N) and ``v`` = F_t r_t
-    (anti-Hebbian) or ``u``, ``x`` (Tsodyks-Markram), each at the same step as h.
+def plastic_trajectories(network: Network, inputs_exbxtxi, states_exbxtxn, *, check_trials: int = 2,
+                         check_steps: int = 10) -> dict:
+    """The fast variables along the network's own simulated trajectories, in float64: a dict with
+    ``h`` (E, B, T, N, the states given) and ``v = F_t r_t`` (anti-Hebbian, from the factorised sum
+    ``F_t r_t = -eta sum_{s<=t} rho^(t-s) dh_s (r_{s-1} . r_t)``; with a clip, F stepped explicitly)
+    or ``u``, ``x`` (Tsodyks-Markram), each at the same step as h.
 
-    ``check_states_exbxtxn``: the network's own simulated states; the first steps must agree (to the
-    network dtype's rounding), which guards the joint map against drifting from the simulation."""
+    The joint map, stepped explicitly from the trial start (h = 0, F = 0 or u = U, x = 1) over the first
+    ``check_steps`` steps of ``check_trials`` trials, must give the same states (to the network dtype's
+    rounding): this guards the joint map against drifting from the simulation."""
     E = network.n_members
     joint = joint_system(network, np.zeros((E, network.n_inputs)))
     net64 = _float64_copy(network)
+    H = torch.as_tensor(np.array(states_exbxtxn, dtype=float))
     with torch.no_grad():
-        inputs = torch.as_tensor(np.asarray(inputs_exbxtxi), dtype=F64, device="cpu").to(net64.device)
-        drive = net64.drive(inputs.contiguous(), None).contiguous()     # (E, B, T, N): a (W_in u_t + b)
+        inputs = torch.as_tensor(np.array(inputs_exbxtxi, dtype=float)).to(net64.device)
+        drive = net64.drive(inputs.contiguous(), None).contiguous().cpu()     # (E, B, T, N): a (W_in u_t + b)
         _, B, T, N = drive.shape
-        h = drive.new_zeros((E, B, N))
-        out = {"h": drive.new_empty((E, B, T, N))}
+        if H.shape != (E, B, T, N):
+            raise ValueError(f"states_exbxtxn must have shape {(E, B, T, N)}; got {tuple(H.shape)}")
+        out = {"h": H}
+        h_prev = torch.cat([H.new_zeros((E, B, 1, N)), H[:, :, :-1]], 2)
         if joint.rule == "anti_hebbian":
-            F = drive.new_zeros((E, B, N, N))
-            out["v"] = drive.new_empty((E, B, T, N))
-            for t in range(T):
-                h, F = joint.step(h, F, drive[:, :, t])
-                out["h"][:, :, t] = h
-                out["v"][:, :, t] = torch.einsum("ebnm,ebm->ebn", F, phi_fn(joint.phi, h))
+            if joint.F_max is None:
+                r, r_prev = phi_fn(joint.phi, H), phi_fn(joint.phi, h_prev)
+                t = torch.arange(T, dtype=F64)
+                lag = t[:, None] - t[None, :]
+                decay = torch.where(lag >= 0, joint.rho ** lag.clamp(min=0), 0.0)           # rho^(t-s), s <= t
+                gram = torch.einsum("ebtn,ebsn->ebts", r, r_prev) * decay
+                out["v"] = -joint.eta.cpu()[:, None, None, None] * torch.einsum("ebts,ebsn->ebtn", gram, H - h_prev)
+            else:
+                out["v"] = _explicit(joint, drive, T)[1]
         else:
-            u, x = drive.new_full((E, B, N), joint.U), drive.new_ones((E, B, N))
-            out["u"], out["x"] = drive.new_empty((E, B, T, N)), drive.new_empty((E, B, T, N))
-            for t in range(T):
-                h, u, x = joint.step(h, u, x, drive[:, :, t])
-                out["h"][:, :, t], out["u"][:, :, t], out["x"][:, :, t] = h, u, x
-    if check_states_exbxtxn is not None:
-        ref = torch.as_tensor(np.asarray(check_states_exbxtxn), dtype=F64)
-        n = min(5, T)
+            u, x = H.new_full((E, B, N), joint.U), H.new_ones((E, B, N))
+            out["u"], out["x"] = H.new_empty((E, B, T, N)), H.new_empty((E, B, T, N))
+            for t in range(T):  # u_t, x_t from r_{t-1}: as the step from h_{t-1} (the update of the module docstring)
+                _, u, x = joint.step(h_prev[:, :, t].to(joint.d.device), u.to(joint.d.device), x.to(joint.d.device),
+                                     drive[:, :, t].to(joint.d.device))
+                u, x = u.cpu(), x.cpu()
+                out["u"][:, :, t], out["x"][:, :, t] = u, x
+        n, b = min(check_steps, T), min(check_trials, B)
+        h_check, extra = _explicit(joint, drive[:, :b, :n], n)
         eps = float(torch.finfo(network.dtype).eps)
-        err = float((out["h"][:, :, :n].cpu() - ref[:, :, :n]).abs().max())
-        if not err <= 1e3 * eps * (1 + float(ref[:, :, :n].abs().max())):
+        ref = H[:, :b, :n]
+        err = float((h_check - ref).abs().max())
+        if joint.rule == "anti_hebbian":
+            err = max(err, float((extra - out["v"][:, :b, :n]).abs().max()))
+        if not err <= 1e3 * eps * (1 + float(ref.abs().max())):
             raise RuntimeError(f"the joint map of the {joint.rule} plasticity disagrees with the network's simulation "
                                f"(max error {err:.3g} over the first {n} steps); update analysis/joint_system.py")
-    return {k: v.cpu().numpy() for k, v in out.items()}
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def _explicit(joint, drive, T: int):
+    """The joint map stepped from the trial start: states h (E, B, T, N) and F_t r_t (anti-Hebbian) or None."""
+    E, B, _, N = drive.shape
+    dev = joint.d.device
+    h = drive.new_zeros((E, B, N)).to(dev)
+    hs, vs = [], []
+    if joint.rule == "anti_hebbian":
+        F = h.new_zeros((E, B, N, N))
+        for t in range(T):
+            h, F = joint.step(h, F, drive[:, :, t].to(dev))
+            hs.append(h.cpu())
+            vs.append(torch.einsum("ebnm,ebm->ebn", F, phi_fn(joint.phi, h)).cpu())
+        return torch.stack(hs, 2), torch.stack(vs, 2)
+    u, x = h.new_full((E, B, N), joint.U), h.new_ones((E, B, N))
+    for t in range(T):
+        h, u, x = joint.step(h, u, x, drive[:, :, t].to(dev))
+        hs.append(h.cpu())
+    return torch.stack(hs, 2), None
 
 
 def _classify(lam_pxm: np.ndarray, dim: int, tol: float):
@@ -432,14 +465,18 @@ def _leading(lam_pxm: np.ndarray, extra: np.ndarray) -> np.ndarray:
     return out
 
 
-def joint_points(network: Network, u_exi, pool_exkxn, trajectory: dict, *, n_starts: int, noise_std: float,
-                 rng: np.random.Generator, fixed_h: list[np.ndarray] | None = None, options=DEFAULTS) -> dict:
+def joint_points(network: Network, u_exi, *, pool_exkxn=None, fixed_h: list[np.ndarray] | None = None,
+                 trajectory: dict | None = None, n_starts: int = 0, noise_std: float = 0.0,
+                 rng: np.random.Generator | None = None, options=DEFAULTS) -> dict:
     """Fixed and slow points of the joint system of a plastic network for one constant input.
 
-    pool_exkxn: the shared pool of initial states (state h only); trajectory: the joint states of
-    :func:`plastic_trajectories`; n_starts: initial states drawn from them (plus ``noise_std`` noise
-    on h); fixed_h: per member, the fixed points of the long-term weights (anti-Hebbian: the joint
-    fixed points, at F = 0; they seed the search).
+    Anti-Hebbian: the joint fixed points are the fixed points of the long-term weights ``fixed_h``
+    (per member, (P_e, N)) at ``F = 0`` (module docstring), classified by the joint Jacobian. Tsodyks-
+    Markram: Newton's method on the joint map from ``pool_exkxn`` (E, K, N; states h lifted to their
+    steady u*, x*), then the targeted saddle search. With ``trajectory`` (from
+    :func:`plastic_trajectories`) and ``n_starts > 0``, ``n_starts`` joint states per member drawn
+    from it (``rng``; plus ``noise_std`` noise on h) start a search for slow points (the minima of
+    the joint speed) as well.
 
     Returns per member (E, P, ...) numpy arrays: ``h``, ``plastic_input`` (the recurrent input the
     plasticity adds at the point: ``c F r`` / ``Wc ((s - 1) r)``), ``F_norm`` (anti-Hebbian, |F|_F of
@@ -453,37 +490,54 @@ def joint_points(network: Network, u_exi, pool_exkxn, trajectory: dict, *, n_sta
     eps_net = float(torch.finfo(network.dtype).eps)
     dev = joint.d.device
     u = torch.as_tensor(np.asarray(u_exi, float), dtype=F64).to(dev)
+    S = 2 * N if joint.rule == "anti_hebbian" else 3 * N
+    starts = []
     if joint.rule == "anti_hebbian":
-        X = np.concatenate([trajectory["h"], trajectory["v"]], -1)
-        x0 = sample_initial_states(X, n_starts, noise_std=0.0, rng=rng)
-        x0[..., :N] += noise_std * rng.standard_normal(x0[..., :N].shape)
-        if fixed_h is not None and max(len(f) for f in fixed_h):
-            P = max(len(f) for f in fixed_h)
-            lift = np.zeros((E, P, 2 * N))
+        if fixed_h is None or len(fixed_h) != E:
+            raise ValueError(f"fixed_h must hold the fixed points of the long-term weights of each of the {E} members")
+        P = max(len(f) for f in fixed_h)
+        if P:
+            lift = np.zeros((E, P, S))
             for e, f in enumerate(fixed_h):
-                pts = f if len(f) else x0[e, :1, :N]
-                lift[e, :, :N] = pts[np.arange(P) % len(pts)]
-            x0 = np.concatenate([lift, x0], 1)
-        system = _AntiHebbianResidual(joint)
-        fp = search_system(system, u, torch.as_tensor(x0).to(dev), eps_net=eps_net, dt_ms=network.dt_ms,
-                           options=options, method="joint_anti_hebbian")
+                pts = np.asarray(f, float).reshape(-1, N)
+                lift[e, :, :N] = pts[np.arange(P) % len(pts)] if len(pts) else np.nan
+            starts.append(lift)
+        system, method = _AntiHebbianResidual(joint), "joint_anti_hebbian"
     else:
+        if pool_exkxn is None:
+            raise ValueError("the Tsodyks-Markram joint search needs pool_exkxn, the initial states h (E, K, N)")
         hp = torch.as_tensor(np.asarray(pool_exkxn, float))
         us, xs = joint.steady(hp)
-        lifted = torch.cat([hp, us, xs], -1).numpy()
-        X = np.concatenate([trajectory["h"], trajectory["u"], trajectory["x"]], -1)
-        x0 = sample_initial_states(X, n_starts, noise_std=0.0, rng=rng)
+        starts.append(torch.cat([hp, us, xs], -1).numpy())
+        system, method = _TsodyksMarkramSystem(joint), "joint_tsodyks_markram"
+    if trajectory is not None and n_starts > 0:
+        keys = ("h", "v") if joint.rule == "anti_hebbian" else ("h", "u", "x")
+        x0 = sample_initial_states(np.concatenate([trajectory[k] for k in keys], -1), n_starts, noise_std=0.0, rng=rng)
         x0[..., :N] += noise_std * rng.standard_normal(x0[..., :N].shape)
-        x0 = np.concatenate([lifted, x0], 1)
-        system = _TsodyksMarkramSystem(joint)
-        fp = search_system(system, u, torch.as_tensor(x0).to(dev), eps_net=eps_net, dt_ms=network.dt_ms,
-                           options=options, method="joint_tsodyks_markram")
+        starts.append(x0)
+    if not starts:
+        return _describe(joint, _no_points(E, S, network.dt_ms), options)
+    x0 = np.concatenate(starts, 1)
+    missing = ~np.isfinite(x0).all(-1)                         # members without fixed points: padded
+    if missing.any():
+        x0[missing] = np.nan_to_num(x0[missing])
+    search = lambda x, **kw: search_system(system, u, torch.as_tensor(x).to(dev), eps_net=eps_net,  # noqa: E731
+                                           dt_ms=network.dt_ms, options=options, method=method, **kw)
+    fp = search(x0)
+    if joint.rule == "tsodyks_markram":
         seg = segment_starts(fp)
         if seg is not None:
-            fp = merge_fixed_points(fp, search_system(system, u, torch.as_tensor(seg).to(dev), eps_net=eps_net,
-                                                      dt_ms=network.dt_ms, tol_q=fp.tol_q_e, slow_q=fp.slow_q_e,
-                                                      options=options, method="joint_tsodyks_markram"))
+            fp = merge_fixed_points(fp, search(seg, tol_q=fp.tol_q_e, slow_q=fp.slow_q_e), options)
     return _describe(joint, fp, options)
+
+
+def _no_points(E: int, S: int, dt_ms: float) -> FixedPoints:
+    z = np.zeros((E, 0))
+    return FixedPoints(x_expxs=np.zeros((E, 0, S)), q_exp=z, valid_exp=z.astype(bool), is_fixed_exp=z.astype(bool),
+                       is_slow_exp=z.astype(bool), eigenvalues_expxs=np.zeros((E, 0, S), complex),
+                       tau_ms_expxs=np.zeros((E, 0, S)), n_unstable_exp=z.astype(int), kind_exp=z.astype(int),
+                       u_exi=np.zeros((E, 0)), tol_q_e=np.zeros(E), slow_q_e=np.zeros(E), state_scale_e=np.ones(E),
+                       dt_ms=dt_ms, method="none", hits_exp=z.astype(int), n_starts_e=np.zeros(E, int))
 
 
 def _describe(joint, fp: FixedPoints, options) -> dict:
@@ -517,11 +571,12 @@ def _describe(joint, fp: FixedPoints, options) -> dict:
             out["u"], out["x"] = fp.x_expxs[..., N:2 * N], fp.x_expxs[..., 2 * N:]
             dim = joint.dim
         lam_frozen = torch.linalg.eigvals(frozen.cpu()).numpy()
-    n_uns, kind = _classify(lam.reshape(E * P, -1), dim, tol)
+    M = lam.shape[-1] if lam.size else 1
+    n_uns, kind = _classify(lam.reshape(E * P, M), dim, tol)
     out["n_unstable"] = np.where(fp.valid_exp, n_uns.reshape(E, P), -1)
     out["kind"] = np.where(fp.valid_exp, kind.reshape(E, P), -1)
     out["n_unstable_frozen"] = np.where(fp.valid_exp, (np.abs(lam_frozen) > 1 + tol).sum(-1), -1)
-    out["eigenvalues"] = np.where(fp.valid_exp[..., None], _leading(lam.reshape(E * P, -1), extra).reshape(E, P, -1),
+    out["eigenvalues"] = np.where(fp.valid_exp[..., None], _leading(lam.reshape(E * P, M), extra).reshape(E, P, JOINT_MODES),
                                   np.nan + 1j * np.nan)
     out["q"] = np.where(fp.valid_exp, q.cpu().numpy(), np.nan)
     for k in ("h", "plastic_input", "u", "x"):
