@@ -556,9 +556,7 @@ def _render(run: Run) -> str:
             ("analysis.nc",))
         body["phase"] = figure(
             "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
-            "Seed 0 of each condition at the start, at the last checkpoint before its drop, the first after it, and at the "
-            "end: trajectories (shades of the condition's colour by the trial's choice) and fixed points "
-            "(legend) in the PCA frame of the final checkpoint's trajectories.", "phase_portraits.png", ("results.nc", "analysis.nc")) + figure(
+            esc(phase.portrait_caption(an)), "phase_portraits.png", ("results.nc", "analysis.nc")) + figure(
             "fig-spectra", "Spectra", lambda: ffigs.spectra(an, recurrent_weights(ds)),
             "Eigenvalues of the recurrent weights (left) and of the one-step map's Jacobian at the attractors (right), "
             "last checkpoint, every seed; a mode near the unit circle (dashed) is slow.", "spectra.png",

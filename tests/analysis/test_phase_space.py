@@ -2,6 +2,7 @@
 import shutil
 import textwrap
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import xarray as xr
@@ -11,6 +12,8 @@ from bioplastic import load_protocol, run_protocol
 from bioplastic.analysis.joint_system import tm_steady_state
 from bioplastic.analysis.phase_space import portrait_indices
 from bioplastic.pipeline import PARTS_DIR, RunError, analyze_run
+from bioplastic.plotting.phase import phase_portraits, portrait_caption
+from bioplastic.plotting.phase import portrait_checkpoints as phase_portraits_checkpoints
 from bioplastic.regularizers.tcr_plasticity import PlasticityConfig
 from bioplastic.storage.results import read_dataset
 
@@ -169,3 +172,22 @@ def test_trajectories_of_plastic_networks_include_the_plasticity(write_protocol,
     np.testing.assert_allclose(t["joint_u"].values[fj], u_s.numpy(), atol=1e-9)
     np.testing.assert_allclose(t["joint_x"].values[fj], x_s.numpy(), atol=1e-9)
     assert a.attrs["joint_rules"] == "plastic: anti_hebbian, tm: tsodyks_markram"
+    # the portraits draw the joint points for the plastic rows, the weights' fixed points elsewhere, and say so
+    axes = phase_portraits(results, a)
+    caption = portrait_caption(a)
+    assert caption in [t.get_text() for t in axes[0, 0].figure.texts + axes[0, 0].figure.axes[-1].texts]
+    assert "baseline, tcr_loss: fixed points of the one-step map" in caption
+    assert "plastic (anti-Hebbian fast efficacies F): fixed points of the joint system" in caption and "F = 0" in caption
+    assert "tm (Tsodyks-Markram u, x)" in caption and "Left out" in caption
+    conds = list(a["condition"].values)
+    for cond in ("baseline", "plastic", "tm"):
+        i = conds.index(cond)
+        k = phase_portraits_checkpoints(results, a, cond)[-1]
+        ax = axes[i, len(phase_portraits_checkpoints(results, a, cond)) - 1]
+        f = a.sel(condition=cond, context="zero").isel(seed=0, checkpoint=k)
+        pre = "fp" if cond == "baseline" else "joint"
+        want = f[f"{pre}_pc"].values[f[f"{pre}_valid"].values & f[f"{pre}_is_fixed"].values][:, :2]
+        drawn = np.concatenate([np.c_[ln.get_xdata(), ln.get_ydata()] for ln in ax.lines
+                                if ln.get_linestyle() == "None" and ln.get_marker() in ("o", "x", "s") and ln.get_markersize() == 7])
+        np.testing.assert_allclose(np.sort(drawn, 0), np.sort(want, 0))
+    plt.close("all")
