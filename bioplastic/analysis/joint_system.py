@@ -92,32 +92,39 @@ class JointSystemError(ValueError):
     """The network has no plasticity whose joint system this module knows."""
 
 
-def _rate_parts(network: Network, u_exi):
-    net = _float64_copy(network)
-    m = net.rate_map(torch.as_tensor(np.asarray(u_exi, float), dtype=F64, device="cpu").to(net.device))
-    if m is None:
-        raise JointSystemError(f"model kind {network.kind!r} has no rate form; the joint analysis needs one")
-    return net, m
+class _Joint:
+    """What every joint system holds: the rate form of the state's map (``d``, ``Wc``, ``o``, ``phi``;
+    float64 copies) and the network's plasticity (``stp``), which must follow the class's ``rule``."""
+
+    rule: str
+
+    def __init__(self, network: Network, u_exi):
+        stp = network.plasticity
+        if stp is None or stp.rule != self.rule:
+            raise JointSystemError(f"{type(self).__name__} needs a network with {self.rule} plasticity attached")
+        net = _float64_copy(network)
+        m = net.rate_map(torch.as_tensor(np.asarray(u_exi, float), dtype=F64, device="cpu").to(net.device))
+        if m is None:
+            raise JointSystemError(f"model kind {network.kind!r} has no rate form; the joint analysis needs one")
+        self.stp = stp
+        self.d, self.Wc, self.o, self.phi = m.decay_exs, m.weights_exsxs, m.offset_exs, m.phi
+        self.n_members, self.n_units = self.d.shape
 
 
-class JointAntiHebbian:
+class JointAntiHebbian(_Joint):
     """The joint one-step map of a network with anti-Hebbian fast efficacies, for a constant input
     ``u_exi`` (E, I), float64. States are grids ``h_exkxn`` and ``F_exkxnxn`` (K states per member)."""
 
     rule = "anti_hebbian"
 
     def __init__(self, network: Network, u_exi):
-        stp = network.plasticity
-        if stp is None or stp.rule != "anti_hebbian":
-            raise JointSystemError("JointAntiHebbian needs a network with anti_hebbian plasticity attached")
-        net, m = _rate_parts(network, u_exi)
-        self.d, self.Wc, self.o, self.phi = m.decay_exs, m.weights_exsxs, m.offset_exs, m.phi
+        super().__init__(network, u_exi)
+        stp = self.stp
         self.c = float(network.alpha)
         self.rho = 1.0 - stp.dt_ms / stp.config.tau_F_ms
         self.a_F = stp.dt_ms / stp.config.tau_F_ms
         self.eta = stp.eta_e.detach().to(F64).to(self.d.device)
         self.F_max = stp.config.F_max
-        self.n_members, self.n_units = self.d.shape
         self.dim = self.n_units + self.n_units ** 2
 
     def _e(self, t, K):  # a per-member tensor broadcast over K states
@@ -277,24 +284,20 @@ def tm_steady_state(r, *, U: float, tau_f_ms: float, tau_d_ms: float, max_rate_h
     return u, 1.0 / (1 + u * Rd)
 
 
-class JointTsodyksMarkram:
+class JointTsodyksMarkram(_Joint):
     """The joint one-step map of a network with Tsodyks-Markram synapses, state ``z = (h, u, x)``
     (3N per state), for a constant input ``u_exi``; float64."""
 
     rule = "tsodyks_markram"
 
     def __init__(self, network: Network, u_exi):
-        stp = network.plasticity
-        if stp is None or stp.rule != "tsodyks_markram":
-            raise JointSystemError("JointTsodyksMarkram needs a network with tsodyks_markram plasticity attached")
-        net, m = _rate_parts(network, u_exi)
+        super().__init__(network, u_exi)
+        stp = self.stp
         cfg = stp.config
-        self.d, self.Wc, self.o, self.phi = m.decay_exs, m.weights_exsxs, m.offset_exs, m.phi
         self.U, self.dt = cfg.U, stp.dt_ms
         self.a_f, self.a_d = stp.dt_ms / cfg.tau_facilitation_ms, stp.dt_ms / cfg.tau_depression_ms
         self.rate = stp.dt_ms * cfg.max_rate_hz / 1000.0
         self.cfg = cfg
-        self.n_members, self.n_units = self.d.shape
         self.dim = 3 * self.n_units
 
     def steady(self, h):

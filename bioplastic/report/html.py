@@ -559,7 +559,9 @@ def _render(run: Run) -> str:
             esc(phase.portrait_caption(an)), "phase_portraits.png", ("results.nc", "analysis.nc")) + figure(
             "fig-spectra", "Spectra", lambda: ffigs.spectra(an, recurrent_weights(ds)),
             "Eigenvalues of the recurrent weights (left) and of the one-step map's Jacobian at the attractors (right), "
-            "last checkpoint, every seed; a mode near the unit circle (dashed) is slow.", "spectra.png",
+            "last checkpoint, every seed; a mode near the unit circle (dashed) is slow. For a condition with short-term "
+            "plasticity the right panel shows the state's Jacobian with the plastic variables at rest (F = 0, or u = U, "
+            "x = 1); the joint system's leading eigenvalues are joint_eig_* in analysis.nc.", "spectra.png",
             ("results.nc", "analysis.nc"))
     elif swept:
         body["gr"] = body["phase"] = not_for_sweeps
