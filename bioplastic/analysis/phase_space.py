@@ -440,7 +440,7 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out.attrs["gr_min_change"] = float(cfg.gr_min_change)
     out.attrs["n_initial_states"] = n_starts
     if any("joint" in p for p in parts.values()):
-        _add_joint(out, parts, protocol, names, frames, zero)
+        _add_joint(out, parts, protocol, names, frames, zero, min(cfg.initial_states, JOINT_SLOW_STARTS))
     out.attrs["initial_states"] = ("a pool shared by every condition at a checkpoint: states drawn from the trajectories "
                                    "of all conditions' networks of the seed, plus a targeted search for saddles from the "
                                    "segments between pairs of stable points")
@@ -493,8 +493,9 @@ JOINT_OF = ("joint_*: points of the joint one-step map of state and plastic vari
             "checkpoints joint_slow_searched marks")
 
 
-def _add_joint(out: xr.Dataset, parts: dict, protocol, names: list[str], frames: dict, zero: int) -> None:
-    """The joint system's points of the plastic conditions (NaN / -1 / False elsewhere)."""
+def _add_joint(out: xr.Dataset, parts: dict, protocol, names: list[str], frames: dict, zero: int, n_slow: int) -> None:
+    """The joint system's points of the plastic conditions (NaN / -1 / False elsewhere); ``n_slow``: the
+    initial states per network of the slow-point search."""
     conds = protocol.condition_names
     C, S, K = out.sizes["condition"], out.sizes["seed"], out.sizes["checkpoint"]
     D, n_pc = out.sizes["unit"], out.sizes["pc"]
@@ -537,7 +538,7 @@ def _add_joint(out: xr.Dataset, parts: dict, protocol, names: list[str], frames:
     out.attrs["joint_rules"] = ", ".join(f"{k}: {v}" for k, v in rules.items())
     out.attrs["fixed_points_of"] = FP_OF
     out.attrs["joint_system"] = JOINT_OF
-    out.attrs["joint_slow_starts"] = int(JOINT_SLOW_STARTS)
+    out.attrs["joint_slow_starts"] = int(n_slow)
     info = {
         "h": ("joint_h", "1", "state h of the point of the joint system"),
         "plastic_input": ("joint_plastic_input", "1", "recurrent input the plasticity adds at the point: a F r (anti_hebbian) "

@@ -90,7 +90,7 @@ def portrait_caption(analysis: xr.Dataset) -> str:
             f"first {n_tr} analysis trials, simulated as in training (with the condition's short-term plasticity, if any), "
             f"shaded by the trial's choice, projected on the first two principal components of the final checkpoint's "
             f"trajectories (per condition and seed). Markers: points at constant input '{ctx}' "
-            f"(● stable, × saddle, ■ unstable)."]
+            f"(● stable, × saddle, □ unstable)."]
     if plain:
         text.append(f"{', '.join(plain)}: fixed points of the one-step map of the network's weights; slow points are not drawn.")
     for cond, rule in rules.items():
