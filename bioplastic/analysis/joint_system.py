@@ -470,16 +470,16 @@ def _leading(lam_pxm: np.ndarray, extra: np.ndarray) -> np.ndarray:
 
 def joint_points(network: Network, u_exi, *, pool_exkxn=None, fixed_h: list[np.ndarray] | None = None,
                  trajectory: dict | None = None, n_starts: int = 0, noise_std: float = 0.0,
-                 rng: np.random.Generator | None = None, options=DEFAULTS) -> dict:
+                 rng: np.random.Generator | None = None, search_members=None, options=DEFAULTS) -> dict:
     """Fixed and slow points of the joint system of a plastic network for one constant input.
 
     Anti-Hebbian: the joint fixed points are the fixed points of the long-term weights ``fixed_h``
     (per member, (P_e, N)) at ``F = 0`` (module docstring), classified by the joint Jacobian. Tsodyks-
     Markram: Newton's method on the joint map from ``pool_exkxn`` (E, K, N; states h lifted to their
     steady u*, x*), then the targeted saddle search. With ``trajectory`` (from
-    :func:`plastic_trajectories`) and ``n_starts > 0``, ``n_starts`` joint states per member drawn
-    from it (``rng``; plus ``noise_std`` noise on h) start a search for slow points (the minima of
-    the joint speed) as well.
+    :func:`plastic_trajectories`) and ``n_starts > 0``, ``n_starts`` joint states drawn from the
+    trajectories (``rng``; plus ``noise_std`` noise on h) of each member in ``search_members`` (default:
+    all) start a search for slow points (the minima of the joint speed) and further fixed points.
 
     Returns per member (E, P, ...) numpy arrays: ``h``, ``plastic_input`` (the recurrent input the
     plasticity adds at the point: ``c F r`` / ``Wc ((s - 1) r)``), ``F_norm`` (anti-Hebbian, |F|_F of
@@ -494,39 +494,34 @@ def joint_points(network: Network, u_exi, *, pool_exkxn=None, fixed_h: list[np.n
     dev = joint.d.device
     u = torch.as_tensor(np.asarray(u_exi, float), dtype=F64).to(dev)
     S = 2 * N if joint.rule == "anti_hebbian" else 3 * N
-    starts = []
+    members = np.zeros(E, bool)
+    members[list(range(E)) if search_members is None else list(search_members)] = True
+    traj_x0 = None
+    if trajectory is not None and n_starts > 0 and members.any():
+        keys = ("h", "v") if joint.rule == "anti_hebbian" else ("h", "u", "x")
+        traj_x0 = sample_initial_states(np.concatenate([trajectory[k] for k in keys], -1), n_starts, noise_std=0.0, rng=rng)
+        traj_x0[..., :N] += noise_std * rng.standard_normal(traj_x0[..., :N].shape)
     if joint.rule == "anti_hebbian":
         if fixed_h is None or len(fixed_h) != E:
             raise ValueError(f"fixed_h must hold the fixed points of the long-term weights of each of the {E} members")
-        P = max(len(f) for f in fixed_h)
-        if P:
-            lift = np.zeros((E, P, S))
-            for e, f in enumerate(fixed_h):
-                pts = np.asarray(f, float).reshape(-1, N)
-                lift[e, :, :N] = pts[np.arange(P) % len(pts)] if len(pts) else np.nan
-            starts.append(lift)
+        lifted = [np.concatenate([np.asarray(f, float).reshape(-1, N), np.zeros((len(f), N))], 1) for f in fixed_h]
+        if traj_x0 is None:  # the joint fixed points, exactly: no search
+            return _describe(joint, _points(lifted, S, network.dt_ms), options)
+        starts = _padded(lifted, S)
         system, method = _AntiHebbianResidual(joint), "joint_anti_hebbian"
     else:
         if pool_exkxn is None:
             raise ValueError("the Tsodyks-Markram joint search needs pool_exkxn, the initial states h (E, K, N)")
         hp = torch.as_tensor(np.asarray(pool_exkxn, float))
-        us, xs = joint.steady(hp)
-        starts.append(torch.cat([hp, us, xs], -1).numpy())
+        starts = torch.cat([hp, *joint.steady(hp)], -1).numpy()
         system, method = _TsodyksMarkramSystem(joint), "joint_tsodyks_markram"
-    if trajectory is not None and n_starts > 0:
-        keys = ("h", "v") if joint.rule == "anti_hebbian" else ("h", "u", "x")
-        x0 = sample_initial_states(np.concatenate([trajectory[k] for k in keys], -1), n_starts, noise_std=0.0, rng=rng)
-        x0[..., :N] += noise_std * rng.standard_normal(x0[..., :N].shape)
-        starts.append(x0)
-    if not starts:
-        return _describe(joint, _no_points(E, S, network.dt_ms), options)
-    x0 = np.concatenate(starts, 1)
-    missing = ~np.isfinite(x0).all(-1)                         # members without fixed points: padded
-    if missing.any():
-        x0[missing] = np.nan_to_num(x0[missing])
+    if traj_x0 is not None:
+        # members not searched start from their own first points again (converged at once)
+        traj_x0[~members] = starts[~members][:, np.arange(n_starts) % starts.shape[1]]
+        starts = np.concatenate([starts, traj_x0], 1)
     search = lambda x, **kw: search_system(system, u, torch.as_tensor(x).to(dev), eps_net=eps_net,  # noqa: E731
                                            dt_ms=network.dt_ms, options=options, method=method, **kw)
-    fp = search(x0)
+    fp = search(starts)
     if joint.rule == "tsodyks_markram":
         seg = segment_starts(fp)
         if seg is not None:
@@ -534,13 +529,30 @@ def joint_points(network: Network, u_exi, *, pool_exkxn=None, fixed_h: list[np.n
     return _describe(joint, fp, options)
 
 
-def _no_points(E: int, S: int, dt_ms: float) -> FixedPoints:
-    z = np.zeros((E, 0))
-    return FixedPoints(x_expxs=np.zeros((E, 0, S)), q_exp=z, valid_exp=z.astype(bool), is_fixed_exp=z.astype(bool),
-                       is_slow_exp=z.astype(bool), eigenvalues_expxs=np.zeros((E, 0, S), complex),
-                       tau_ms_expxs=np.zeros((E, 0, S)), n_unstable_exp=z.astype(int), kind_exp=z.astype(int),
-                       u_exi=np.zeros((E, 0)), tol_q_e=np.zeros(E), slow_q_e=np.zeros(E), state_scale_e=np.ones(E),
-                       dt_ms=dt_ms, method="none", hits_exp=z.astype(int), n_starts_e=np.zeros(E, int))
+def _padded(points: list[np.ndarray], S: int) -> np.ndarray:
+    """(E, P, S) the members' points, repeated to the largest count (zeros for a member without any)."""
+    P = max([len(p) for p in points] + [1])
+    out = np.zeros((len(points), P, S))
+    for e, p in enumerate(points):
+        if len(p):
+            out[e] = p[np.arange(P) % len(p)]
+    return out
+
+
+def _points(points: list[np.ndarray], S: int, dt_ms: float) -> FixedPoints:
+    """The given fixed points (per member, (P_e, S)) as a padded :class:`FixedPoints` (no search)."""
+    E, P = len(points), max([len(p) for p in points] + [0])
+    valid = np.array([[k < len(p) for k in range(P)] for p in points], bool).reshape(E, P)
+    x = np.full((E, P, S), np.nan)
+    for e, p in enumerate(points):
+        x[e, :len(p)] = p
+    z = np.zeros((E, P))
+    return FixedPoints(x_expxs=x, q_exp=np.where(valid, 0.0, np.nan), valid_exp=valid, is_fixed_exp=valid.copy(),
+                       is_slow_exp=np.zeros((E, P), bool), eigenvalues_expxs=np.full((E, P, S), np.nan, complex),
+                       tau_ms_expxs=np.full((E, P, S), np.nan), n_unstable_exp=np.where(valid, 0, -1),
+                       kind_exp=np.where(valid, 0, -1), u_exi=np.zeros((E, 0)), tol_q_e=z[:, 0], slow_q_e=z[:, 0],
+                       state_scale_e=np.ones(E), dt_ms=dt_ms, method="given", hits_exp=np.where(valid, 0, -1),
+                       n_starts_e=np.zeros(E, int))
 
 
 def _describe(joint, fp: FixedPoints, options) -> dict:

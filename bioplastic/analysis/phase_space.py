@@ -136,8 +136,8 @@ def _fixed_points(net, u_exi: np.ndarray, x0: np.ndarray):
     return fp
 
 
-#: initial states per network, drawn from its plastic trajectories, of the joint slow-point search
-JOINT_SLOW_STARTS = 16
+#: initial states, drawn from the plastic trajectories of seed 0, of the joint slow-point search
+JOINT_SLOW_STARTS = 32
 
 
 def _slow_search_checkpoints(ds: xr.Dataset, protocol, plastic: list[bool]) -> list[set[int]]:
@@ -155,8 +155,9 @@ def _slow_search_checkpoints(ds: xr.Dataset, protocol, plastic: list[bool]) -> l
 
 
 def _joint(net, trials, states, fps: dict, pools, ctxs, cfg, *, search: bool, rng_key: tuple[int, int, int]) -> dict:
-    """The joint system's points of a plastic network, per context: the fixed points everywhere, the
-    slow points (a search from ``JOINT_SLOW_STARTS`` states of its plastic trajectories) when ``search``
+    """The joint system's points of a plastic network, per context: the fixed points everywhere, and
+    when ``search`` the slow points of seed 0 (a search from ``JOINT_SLOW_STARTS`` states of its plastic
+    trajectories; the portraits show seed 0)
     (``rng_key``: root seed, checkpoint index and condition index of the ``joint_slow_starts`` stream)."""
     S = net.n_members
     traj = None
@@ -169,7 +170,8 @@ def _joint(net, trials, states, fps: dict, pools, ctxs, cfg, *, search: bool, rn
         fixed_h = [fp["x_expxs"][e][fp["valid_exp"][e] & fp["is_fixed_exp"][e]] for e in range(S)]
         out[name] = joint_points(net, np.repeat(u_i[None], S, 0), pool_exkxn=pools[x], fixed_h=fixed_h,
                                  trajectory=traj, n_starts=min(cfg.initial_states, JOINT_SLOW_STARTS) if search else 0,
-                                 noise_std=cfg.noise_std, rng=numpy_rng(rng_key[0], "joint_slow_starts", rng_key[1], x, rng_key[2]))
+                                 noise_std=cfg.noise_std, rng=numpy_rng(rng_key[0], "joint_slow_starts", rng_key[1], x, rng_key[2]),
+                                 search_members=[0])
     return out
 
 
@@ -489,8 +491,8 @@ JOINT_OF = ("joint_*: points of the joint one-step map of state and plastic vari
             "plus 1 - dt/tau_F N(N-1) times; slow points: minima of the joint speed 1/2 (|h' - h|^2 + |F' - F|^2) "
             "(at the rank-one F = v r^T / |r|^2 that minimises it for given F r = v). tsodyks_markram: fixed points with "
             "u, x at their rate-dependent steady values, found by Newton's method on the 3N-dimensional joint map; slow "
-            "points: minima of 1/2 (|h' - h|^2 + |u' - u|^2 + |x' - x|^2). Slow points are searched only at the "
-            "checkpoints joint_slow_searched marks")
+            "points: minima of 1/2 (|h' - h|^2 + |u' - u|^2 + |x' - x|^2). Slow points are searched only where "
+            "joint_slow_searched marks (seed 0, at the checkpoints of its phase portrait)")
 
 
 def _add_joint(out: xr.Dataset, parts: dict, protocol, names: list[str], frames: dict, zero: int, n_slow: int) -> None:
@@ -510,9 +512,9 @@ def _add_joint(out: xr.Dataset, parts: dict, protocol, names: list[str], frames:
     arr.update({k: np.full(shape, -1) for k in ("n_unstable", "n_unstable_frozen", "kind", "hits")})
     eig = np.full(shape + (JOINT_MODES,), np.nan + 1j * np.nan)
     pc = np.full(shape + (n_pc,), np.nan)
-    searched = np.zeros((C, K), bool)
+    searched = np.zeros((C, S, K), bool)
     for (ci, j), jp in joint.items():
-        searched[ci, j] = bool(parts[ci, j].get("joint_searched", False))
+        searched[ci, 0, j] = bool(parts[ci, j].get("joint_searched", False))  # (seed 0 only)
         ok = parts[ci, j]["ok"]
         for x, n in enumerate(names):
             p = jp[n]["valid"].shape[1]
@@ -569,17 +571,17 @@ def _add_joint(out: xr.Dataset, parts: dict, protocol, names: list[str], frames:
                                                                  "leading eigenvalues of the joint Jacobian"})
     out["joint_pc"] = (dims5 + ("pc",), pc, {"units": "1", "long_name": "state h of the joint points projected on the PCA "
                                                                         "frame of the final checkpoint's trajectories"})
-    out["joint_slow_searched"] = (("condition", "checkpoint"), searched,
-                                  {"units": "1", "long_name": "the joint slow points were searched at this checkpoint (the "
-                                                              "checkpoints of seed 0's phase portrait; elsewhere only the "
-                                                              "joint fixed points)"})
+    out["joint_slow_searched"] = (("condition", "seed", "checkpoint"), searched,
+                                  {"units": "1", "long_name": "the joint slow points were searched for this network at this "
+                                                              "checkpoint (seed 0, at the checkpoints of its phase portrait; "
+                                                              "elsewhere only the joint fixed points)"})
     plastic = np.array([c in rules for c in conds])
     fixed, valid = arr["is_fixed"][:, :, :, zero], arr["valid"][:, :, :, zero]
     kind = arr["kind"][:, :, :, zero]
     missing = ~np.array([[parts[ci, j]["ok"] for j in range(K)] for ci in range(C)]).transpose(0, 2, 1)
     blank = ~plastic[:, None, None] | missing
     counts = {f"n_joint_{name}": (fixed & valid & (kind == code)).sum(-1) for code, name in enumerate(KIND_NAMES)}
-    counts["n_joint_slow"] = np.where(searched[:, None, :], (arr["is_slow"][:, :, :, zero] & valid).sum(-1), np.nan)
+    counts["n_joint_slow"] = np.where(searched, (arr["is_slow"][:, :, :, zero] & valid).sum(-1), np.nan)
     stable_joint, stable_frozen = arr["n_unstable"][:, :, :, zero] == 0, arr["n_unstable_frozen"][:, :, :, zero] == 0
     counts["n_joint_stability_changed"] = (fixed & valid & (stable_joint != stable_frozen)).sum(-1)
     longs = {"n_joint_slow": "number of slow points of the joint system found (zero input; NaN where not searched)",

@@ -96,7 +96,7 @@ def portrait_caption(analysis: xr.Dataset) -> str:
     for cond, rule in rules.items():
         n = int(analysis.attrs.get("joint_slow_starts", 0))
         slow = (f"◆: slow points of the joint speed (local minima above the fixed-point tolerance), searched from {n} states "
-                "of the network's plastic trajectories at these checkpoints only")
+                "of the network's plastic trajectories (seed 0, at these checkpoints only)")
         if rule == "anti_hebbian":
             text.append(
                 f"{cond} (anti-Hebbian fast efficacies F): fixed points of the joint system of h and F, classified by the "
