@@ -39,6 +39,7 @@ NAMED: dict[str, tuple[str, tuple[int, ...], str]] = {
     "verdict_bootstrap": ("analysis", (7,), "claim number, condition index"),
     "staircase_comparisons": ("analysis", (8,), "none: the bootstrap of the plateau lengths (linear oracle)"),
     "lead_time_departure_bootstrap": ("analysis", (9,), "condition index"),
+    "joint_slow_starts": ("analysis", (10,), "checkpoint index, context index, condition index"),
 }
 
 

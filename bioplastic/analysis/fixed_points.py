@@ -689,12 +689,29 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
     if not isinstance(options, FixedPointOptions):
         raise ValueError(f"options must be a FixedPointOptions; got {type(options).__name__}")
     u, x0 = u.to(network.device), x0.to(network.device)  # (the search runs where the network is)
-    opts = options
+    eps_net = float(torch.finfo(network.dtype).eps) if network.dtype.is_floating_point else EPS64
+    system, net64 = _system(network, u, options)
+    with torch.no_grad():
+        _check_system(system, net64, u, x0)
+    return search_system(system, u, x0, eps_net=eps_net, dt_ms=network.dt_ms, tol_q=tol_q, slow_q=slow_q,
+                         max_iter=max_iter, options=options)
+
+
+def search_system(system, u_exi: torch.Tensor, x0_exkxs: torch.Tensor, *, eps_net: float, dt_ms: float, tol_q=None,
+                  slow_q=None, max_iter: int | None = None, options: FixedPointOptions = DEFAULTS,
+                  method: str = "newton_lm") -> FixedPoints:
+    """The search of :func:`find_fixed_points` on any float64 map given as a system object: one with
+    ``n_members``, ``F(x_bxs, lay)`` (the map, or ``x + G(x)`` for a residual ``G`` whose zeros are
+    wanted) and ``jacobian_F(x_bxs, lay, shift)`` (its Jacobian plus ``shift * I``), where ``lay`` is
+    a :class:`_Layout` of the member index of every state. ``eps_net``: the machine epsilon the fixed
+    point tolerance scales with; ``u_exi``, ``x0_exkxs``: float64 tensors on the system's device.
+    The points are classified by the eigenvalues of ``jacobian_F`` (callers whose ``F`` is not the
+    map itself classify them again)."""
+    u, x0, opts = u_exi, x0_exkxs, options
     max_iter = opts.max_iter if max_iter is None else int(max_iter)
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1; got {max_iter}")
     E, K, S = x0.shape
-    eps_net = float(torch.finfo(network.dtype).eps) if network.dtype.is_floating_point else EPS64
     norms_exk = x0.norm(dim=-1)
     scale_e = torch.clamp(torch.sqrt((norms_exk ** 2).mean(1)), min=opts.scale_floor)
     tol_q_e = _per_member(tol_q, E, "tol_q")
@@ -706,9 +723,7 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
     slow_q_e = np.maximum(slow_q_e, tol_q_e)
     tol_q_t, slow_q_t = (torch.as_tensor(v, device="cpu").to(x0.device) for v in (tol_q_e, slow_q_e))
 
-    system, net64 = _system(network, u, opts)
     with torch.no_grad():
-        _check_system(system, net64, u, x0)
         x = x0.reshape(E * K, S)
         mi = torch.arange(E, device=x0.device).repeat_interleave(K)
         scale_b = scale_e[mi]
@@ -749,8 +764,8 @@ def find_fixed_points(network: Network, u_exi, x0_exkxs, *, tol_q=None, slow_q=N
         radius = np.where(fixed, opts.dedup_rtol, opts.slow_dedup_rtol) * sn[sel]
         k = sel[deduplicate(xn[sel], qn[sel], radius)]
         points.append(dict(x_pxs=xn[k], q_p=qn[k], J_pxsxs=Jn[k]))
-    fp = _assemble(points, E, S, u.cpu().numpy(), tol_q_e, slow_q_e, scale_e.cpu().numpy(), network.dt_ms,
-                   "newton_lm", opts.unit_circle_tol, opts.dedup_rtol)
+    fp = _assemble(points, E, S, u.cpu().numpy(), tol_q_e, slow_q_e, scale_e.cpu().numpy(), dt_ms,
+                   method, opts.unit_circle_tol, opts.dedup_rtol)
     fp.hits_exp = _hits(fp, ends.cpu().numpy(), ends_mi.cpu().numpy(), ends_ok.cpu().numpy(), opts.slow_dedup_rtol)
     fp.n_starts_e = np.full(E, K)
     return fp

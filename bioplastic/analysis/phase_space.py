@@ -47,6 +47,7 @@ from ..storage.rebuild import trained_network
 from ..tasks import build_task
 from .fixed_points import KIND_NAMES, coverage_estimates, find_fixed_points, merge_fixed_points, sample_initial_states, segment_starts
 from .geometry import chamfer_distance, first_gr_event, gr_events, gr_growth, lead_time, linear_cka, participation_ratio, pca_frame, project
+from .joint_system import JOINT_MODES, joint_points, plastic_trajectories
 from .labels import choice_of
 from .statistics import bootstrap_ci
 
@@ -66,6 +67,20 @@ def contexts(cfg: AnalysisConfig, n_inputs: int) -> list[tuple[str, np.ndarray]]
     if "inputs" in cfg.contexts:
         out += [(f"input_{i}", np.eye(n_inputs)[i]) for i in range(n_inputs)]
     return out
+
+
+def portrait_indices(checkpoints, onset: float, width: float) -> list[int]:
+    """Checkpoint indices a phase portrait shows for a network with this drop (results.nc): the first,
+    the last at or before the drop onset, the first at or after its end (onset + width), and the last;
+    without a drop: first, middle, last. (The joint system's slow points are searched at these
+    checkpoints of seed 0 of each plastic condition.)"""
+    it = np.asarray(checkpoints)
+    if not np.isfinite(onset):
+        return list(dict.fromkeys([0, len(it) // 2, len(it) - 1]))
+    before = int(np.flatnonzero(it <= onset)[-1]) if (it <= onset).any() else 0
+    end = onset + (width if np.isfinite(width) else 0.0)
+    after = int(np.flatnonzero(it >= end)[0]) if (it >= end).any() else len(it) - 1
+    return list(dict.fromkeys([0, before, after, len(it) - 1]))
 
 
 def check_results(ds: xr.Dataset, what: str = "the phase-space analysis") -> None:
@@ -121,6 +136,45 @@ def _fixed_points(net, u_exi: np.ndarray, x0: np.ndarray):
     return fp
 
 
+#: initial states, drawn from the plastic trajectories of seed 0, of the joint slow-point search
+JOINT_SLOW_STARTS = 32
+
+
+def _slow_search_checkpoints(ds: xr.Dataset, protocol, plastic: list[bool]) -> list[set[int]]:
+    """Per condition, the checkpoint indices where the joint slow points are searched: those the phase
+    portrait of its seed 0 shows (:func:`portrait_indices`); none for a condition without plasticity."""
+    out = []
+    for ci, cond in enumerate(protocol.condition_names):
+        if not plastic[ci]:
+            out.append(set())
+            continue
+        x = ds.sel(condition=cond).isel(seed=0)
+        width = float(x["drop_width"]) if "drop_width" in x else 0.0
+        out.append(set(portrait_indices(ds["checkpoint"].values, float(x["drop_onset"]), width)))
+    return out
+
+
+def _joint(net, trials, states, fps: dict, pools, ctxs, cfg, *, search: bool, rng_key: tuple[int, int, int]) -> dict:
+    """The joint system's points of a plastic network, per context: the fixed points everywhere, and
+    when ``search`` the slow points of seed 0 (a search from ``JOINT_SLOW_STARTS`` states of its plastic
+    trajectories; the portraits show seed 0)
+    (``rng_key``: root seed, checkpoint index and condition index of the ``joint_slow_starts`` stream)."""
+    S = net.n_members
+    traj = None
+    if search:
+        u = np.broadcast_to(trials.inputs_bxtxi, (S,) + trials.inputs_bxtxi.shape)
+        traj = plastic_trajectories(net, u, states)
+    out = {}
+    for x, (name, u_i) in enumerate(ctxs):
+        fp = fps[name]
+        fixed_h = [fp["x_expxs"][e][fp["valid_exp"][e] & fp["is_fixed_exp"][e]] for e in range(S)]
+        out[name] = joint_points(net, np.repeat(u_i[None], S, 0), pool_exkxn=pools[x], fixed_h=fixed_h,
+                                 trajectory=traj, n_starts=min(cfg.initial_states, JOINT_SLOW_STARTS) if search else 0,
+                                 noise_std=cfg.noise_std, rng=numpy_rng(rng_key[0], "joint_slow_starts", rng_key[1], x, rng_key[2]),
+                                 search_members=[0])
+    return out
+
+
 def analyze(ds: xr.Dataset, protocol, cfg: AnalysisConfig | None = None,
             progress: Callable[[int, dict], None] | None = None, cache: MutableMapping | None = None,
             device: str | torch.device | None = None) -> xr.Dataset:
@@ -152,17 +206,23 @@ def _analyze(ds, protocol, cfg, progress, cache, device) -> xr.Dataset:
     S, K = ds.sizes["seed"], ds.sizes["checkpoint"]
     cache = {} if cache is None else cache
     parts: dict[tuple[int, int], dict] = {}
+    plastic = [c.tcr.form == "plasticity" for c in protocol.conditions]
+    slow_search = _slow_search_checkpoints(ds, protocol, plastic)
     for j in range(K):
-        todo = [ci for ci in range(len(protocol.conditions)) if f"c{ci}-k{j}" not in cache]
+        todo = []
         for ci in range(len(protocol.conditions)):
-            if ci not in todo:
-                parts[ci, j] = _from_torch(cache[f"c{ci}-k{j}"])
-                if progress:
-                    progress(1, {})
+            part = _from_torch(cache[f"c{ci}-k{j}"]) if f"c{ci}-k{j}" in cache else None
+            if part is None or (plastic[ci] and "joint" not in part):  # (parts cached before the joint analysis)
+                todo.append(ci)
+                continue
+            parts[ci, j] = part
+            if progress:
+                progress(1, {})
         if not todo:
             continue
-        # trajectories with each condition's short-term plasticity (the GR metrics compare them); the
-        # fixed points are those of the long-term weights (the one-step map has F = 0)
+        # trajectories with each condition's short-term plasticity (the GR metrics compare them); fp_*
+        # are the fixed points of the long-term weights (plastic variables at rest), joint_* those of
+        # the joint system of state and plastic variables (analysis/joint_system.py)
         nets = [trained_network(ds, protocol, c.name, checkpoint=j, device=device) for c in protocol.conditions]
         states = [_trajectories(net, trials, S) for net, _ in nets]
         oks = [ok for _, ok in nets]
@@ -174,6 +234,10 @@ def _analyze(ds, protocol, cfg, progress, cache, device) -> xr.Dataset:
             for x, (name, u_i) in enumerate(ctxs):
                 fp = _fixed_points(net, np.repeat(u_i[None], S, 0), pools[x])
                 part["fp"][name] = {k: getattr(fp, k) for k in FP_FIELDS} | {"n_starts_e": fp.n_starts_e}
+            if plastic[ci]:
+                part["joint"] = _joint(net, trials, states[ci], part["fp"], pools, ctxs, cfg,
+                                       search=j in slow_search[ci], rng_key=(root, j, ci))
+                part["joint_searched"] = np.array(j in slow_search[ci])
             parts[ci, j] = part
             cache[f"c{ci}-k{j}"] = _to_torch(part)
             if progress:
@@ -188,15 +252,25 @@ def _analyze(ds, protocol, cfg, progress, cache, device) -> xr.Dataset:
 
 def _to_torch(part: dict) -> dict:
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    fp = {name: {k: (t(v.real), t(v.imag)) if np.iscomplexobj(v) else t(v) for k, v in d.items()}
-          for name, d in part["fp"].items()}
-    return {"states": t(part["states"]), "ok": t(part["ok"]), "fp": fp}
+    out = {"states": t(part["states"]), "ok": t(part["ok"])}
+    for group in ("fp", "joint"):
+        if group in part:
+            out[group] = {name: {k: (t(v.real), t(v.imag)) if np.iscomplexobj(v) else t(v) for k, v in d.items()}
+                          for name, d in part[group].items()}
+    if "joint_searched" in part:
+        out["joint_searched"] = t(part["joint_searched"])
+    return out
 
 
 def _from_torch(saved: dict) -> dict:
-    fp = {name: {k: (v[0].numpy() + 1j * v[1].numpy()) if isinstance(v, tuple) else v.numpy() for k, v in d.items()}
-          for name, d in saved["fp"].items()}
-    return {"states": saved["states"].numpy(), "ok": saved["ok"].numpy(), "fp": fp}
+    out = {"states": saved["states"].numpy(), "ok": saved["ok"].numpy()}
+    for group in ("fp", "joint"):
+        if group in saved:
+            out[group] = {name: {k: (v[0].numpy() + 1j * v[1].numpy()) if isinstance(v, tuple) else v.numpy()
+                                 for k, v in d.items()} for name, d in saved[group].items()}
+    if "joint_searched" in saved:
+        out["joint_searched"] = saved["joint_searched"].numpy()
+    return out
 
 
 def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -> xr.Dataset:
@@ -243,12 +317,13 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     traj_pc = np.full((C, S, K, n_tr, T, n_pc), np.nan)
     fp_pc = np.full(shape + (n_pc,), np.nan)
     radius = np.full((C, S), np.nan)  # RMS radius of the final trajectories around their mean (state units)
+    frames = {}
     for ci in range(C):
         final = parts[ci, K - 1]["states"]
         for s in range(S):
             X = [parts[ci, j]["states"][s].reshape(-1, final.shape[-1]) for j in range(K)]
             radius[ci, s] = _rms_radius(X[-1]) if parts[ci, K - 1]["ok"][s] else np.nan
-            frame = pca_frame(X[-1], n_pc)
+            frame = frames[ci, s] = pca_frame(X[-1], n_pc)
             for j in range(K):
                 if parts[ci, j]["ok"][s]:
                     traj_pc[ci, s, j] = project(frame, parts[ci, j]["states"][s, :n_tr].reshape(-1, D)).reshape(n_tr, T, n_pc)
@@ -384,6 +459,8 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out.attrs["analysis"] = str(cfg.model_dump())
     out.attrs["gr_min_change"] = float(cfg.gr_min_change)
     out.attrs["n_initial_states"] = n_starts
+    if any("joint" in p for p in parts.values()):
+        _add_joint(out, parts, protocol, names, frames, zero, min(cfg.initial_states, JOINT_SLOW_STARTS))
     out.attrs["initial_states"] = ("a pool shared by every condition at a checkpoint: states drawn from the trajectories "
                                    "of all conditions' networks of the seed, plus a targeted search for saddles from the "
                                    "segments between pairs of stable points")
@@ -419,3 +496,116 @@ def _counts_at_drop(counts: dict, ok_csk: np.ndarray, checkpoints: np.ndarray, o
 
 def _projected(frame, points_pxs: np.ndarray) -> np.ndarray:
     return project(frame, points_pxs) if len(points_pxs) else np.zeros((0, frame.components_cxs.shape[0]))
+
+
+#: what fp_* are for a condition with short-term plasticity (dataset attribute ``fixed_points_of``)
+FP_OF = ("fp_*: fixed and slow points of the one-step map of the long-term weights; for a condition with short-term "
+         "plasticity that map has the plastic variables at their trial-start values (F = 0; Tsodyks-Markram u = U, "
+         "x = 1), which are not what the network has within a trial: joint_* are the fixed and slow points of its "
+         "joint system (state and plastic variables)")
+JOINT_OF = ("joint_*: points of the joint one-step map of state and plastic variables, exactly as the simulation steps "
+            "them (analysis/joint_system.py, science.md §5). anti_hebbian: every fixed point has F = 0 and is a fixed point "
+            "of the long-term weights (fp_*), classified by the joint Jacobian, whose spectrum is that of a 2N x 2N matrix "
+            "plus 1 - dt/tau_F N(N-1) times; slow points: minima of the joint speed 1/2 (|h' - h|^2 + |F' - F|^2) "
+            "(at the rank-one F = v r^T / |r|^2 that minimises it for given F r = v). tsodyks_markram: fixed points with "
+            "u, x at their rate-dependent steady values, found by Newton's method on the 3N-dimensional joint map; slow "
+            "points: minima of 1/2 (|h' - h|^2 + |u' - u|^2 + |x' - x|^2). Slow points are searched only where "
+            "joint_slow_searched marks (seed 0, at the checkpoints of its phase portrait)")
+
+
+def _add_joint(out: xr.Dataset, parts: dict, protocol, names: list[str], frames: dict, zero: int, n_slow: int) -> None:
+    """The joint system's points of the plastic conditions (NaN / -1 / False elsewhere); ``n_slow``: the
+    initial states per network of the slow-point search."""
+    conds = protocol.condition_names
+    C, S, K = out.sizes["condition"], out.sizes["seed"], out.sizes["checkpoint"]
+    D, n_pc = out.sizes["unit"], out.sizes["pc"]
+    joint = {key: part["joint"] for key, part in parts.items() if "joint" in part}
+    P = max([j[n]["valid"].shape[1] for j in joint.values() for n in names] + [1])
+    shape = (C, S, K, len(names), P)
+    vec = ("h", "plastic_input", "u", "x")
+    present = {k for j in joint.values() for n in names for k in j[n]}
+    arr = {k: np.full(shape + (D,), np.nan) for k in vec if k in present}
+    arr.update({k: np.full(shape, np.nan) for k in ("q", "F_norm") if k in present})
+    arr.update({k: np.zeros(shape, bool) for k in ("valid", "is_fixed", "is_slow")})
+    arr.update({k: np.full(shape, -1) for k in ("n_unstable", "n_unstable_frozen", "kind", "hits")})
+    eig = np.full(shape + (JOINT_MODES,), np.nan + 1j * np.nan)
+    pc = np.full(shape + (n_pc,), np.nan)
+    searched = np.zeros((C, S, K), bool)
+    for (ci, j), jp in joint.items():
+        searched[ci, 0, j] = bool(parts[ci, j].get("joint_searched", False))  # (seed 0 only)
+        ok = parts[ci, j]["ok"]
+        for x, n in enumerate(names):
+            p = jp[n]["valid"].shape[1]
+            for k in arr:
+                if k in jp[n]:  # (u, x: Tsodyks-Markram only; F_norm: anti-Hebbian only)
+                    arr[k][ci, :, j, x, :p] = jp[n][k]
+            eig[ci, :, j, x, :p] = jp[n]["eigenvalues"]
+            for s in range(S):
+                if not ok[s]:  # networks missing at this checkpoint: no points
+                    for k in arr:
+                        arr[k][ci, s, j, x] = False if arr[k].dtype == bool else (np.nan if arr[k].dtype.kind == "f" else -1)
+                    eig[ci, s, j, x] = np.nan
+                    continue
+                v = arr["valid"][ci, s, j, x]
+                if v.any() and (ci, s) in frames:
+                    pc[ci, s, j, x][v] = project(frames[ci, s], arr["h"][ci, s, j, x][v])
+    dims5 = ("condition", "seed", "checkpoint", "context", "jp")
+    out.coords["jp"] = np.arange(P)
+    out["jp"].attrs.update(units="", long_name="point of the joint system (padded)")
+    out.coords["joint_mode"] = np.arange(JOINT_MODES)
+    out["joint_mode"].attrs.update(units="", long_name="leading joint eigenmode (by modulus descending)")
+    rules = {c.name: c.tcr.plasticity.rule for c in protocol.conditions if c.tcr.form == "plasticity"}
+    out.attrs["joint_rules"] = ", ".join(f"{k}: {v}" for k, v in rules.items())
+    out.attrs["fixed_points_of"] = FP_OF
+    out.attrs["joint_system"] = JOINT_OF
+    out.attrs["joint_slow_starts"] = int(n_slow)
+    info = {
+        "h": ("joint_h", "1", "state h of the point of the joint system"),
+        "plastic_input": ("joint_plastic_input", "1", "recurrent input the plasticity adds at the point: a F r (anti_hebbian) "
+                                                      "or a W ((s - 1) r) with s = u x / U (tsodyks_markram)"),
+        "u": ("joint_u", "1", "Tsodyks-Markram facilitation variable u at the point"),
+        "x": ("joint_x", "1", "Tsodyks-Markram resource variable x at the point"),
+        "q": ("joint_q", "1", "joint speed 1/2 (|h' - h|^2 + |plastic variables' change|^2) at the point"),
+        "F_norm": ("joint_F_norm", "1", "anti_hebbian: Frobenius norm of F at the point (0 at every fixed point)"),
+        "valid": ("joint_valid", "1", "a point is present (padding otherwise)"),
+        "is_fixed": ("joint_is_fixed", "1", "fixed point of the joint system (joint speed below the fixed-point tolerance)"),
+        "is_slow": ("joint_is_slow", "1", "slow point of the joint system: a minimum of the joint speed above the tolerance"),
+        "n_unstable": ("joint_n_unstable", "1", "number of unstable modes of the joint Jacobian (state and plastic "
+                                                "variables); -1: padding"),
+        "n_unstable_frozen": ("joint_n_unstable_frozen", "1", "number of unstable modes of dh'/dh with the plastic variables "
+                                                              "held at the point's values (at an anti_hebbian fixed point: "
+                                                              "those of the long-term weights alone); -1: padding"),
+        "kind": ("joint_kind", "1", "0 stable, 1 saddle, 2 unstable (joint Jacobian), -1 padding"),
+        "hits": ("joint_hits", "1", "searches that ended at the point (-1: padding)"),
+    }
+    for k, a in arr.items():
+        name, units, long = info[k]
+        dims = dims5 + (("unit",) if a.ndim == 6 else ())
+        out[name] = (dims, a, {"units": units, "long_name": long})
+    out["joint_kind"].attrs.update(flag_values=[-1, 0, 1, 2], flag_meanings="padding stable saddle unstable")
+    out["joint_eig_real"] = (dims5 + ("joint_mode",), eig.real, {"units": "1", "long_name": "real part of the leading "
+                                                                 "eigenvalues of the joint Jacobian, by modulus descending"})
+    out["joint_eig_imag"] = (dims5 + ("joint_mode",), eig.imag, {"units": "1", "long_name": "imaginary part of the "
+                                                                 "leading eigenvalues of the joint Jacobian"})
+    out["joint_pc"] = (dims5 + ("pc",), pc, {"units": "1", "long_name": "state h of the joint points projected on the PCA "
+                                                                        "frame of the final checkpoint's trajectories"})
+    out["joint_slow_searched"] = (("condition", "seed", "checkpoint"), searched,
+                                  {"units": "1", "long_name": "the joint slow points were searched for this network at this "
+                                                              "checkpoint (seed 0, at the checkpoints of its phase portrait; "
+                                                              "elsewhere only the joint fixed points)"})
+    plastic = np.array([c in rules for c in conds])
+    fixed, valid = arr["is_fixed"][:, :, :, zero], arr["valid"][:, :, :, zero]
+    kind = arr["kind"][:, :, :, zero]
+    missing = ~np.array([[parts[ci, j]["ok"] for j in range(K)] for ci in range(C)]).transpose(0, 2, 1)
+    blank = ~plastic[:, None, None] | missing
+    counts = {f"n_joint_{name}": (fixed & valid & (kind == code)).sum(-1) for code, name in enumerate(KIND_NAMES)}
+    counts["n_joint_slow"] = np.where(searched, (arr["is_slow"][:, :, :, zero] & valid).sum(-1), np.nan)
+    stable_joint, stable_frozen = arr["n_unstable"][:, :, :, zero] == 0, arr["n_unstable_frozen"][:, :, :, zero] == 0
+    counts["n_joint_stability_changed"] = (fixed & valid & (stable_joint != stable_frozen)).sum(-1)
+    longs = {"n_joint_slow": "number of slow points of the joint system found (zero input; NaN where not searched)",
+             "n_joint_stability_changed": "number of joint fixed points (zero input) that are stable for the state with the "
+                                          "plastic variables held but not for the joint system, or the reverse"}
+    for k, v in counts.items():
+        out[k] = (("condition", "seed", "checkpoint"), np.where(blank, np.nan, v.astype(float)),
+                  {"units": "1", "long_name": longs.get(k, f"number of {k[8:]} fixed points of the joint system (zero input; "
+                                                           "NaN: no plasticity)")})

@@ -599,12 +599,12 @@ def _render(run: Run) -> str:
             ("analysis.nc",))
         body["phase"] = figure(
             "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
-            "Seed 0 of each condition at the start, at the last checkpoint before its drop, the first after it, and at the "
-            "end: trajectories (shades of the condition's colour by the trial's choice) and fixed points "
-            "(legend) in the PCA frame of the final checkpoint's trajectories.", "phase_portraits.png", ("results.nc", "analysis.nc")) + figure(
+            esc(phase.portrait_caption(an)), "phase_portraits.png", ("results.nc", "analysis.nc")) + figure(
             "fig-spectra", "Spectra", lambda: ffigs.spectra(an, recurrent_weights(ds)),
             "Eigenvalues of the recurrent weights (left) and of the one-step map's Jacobian at the attractors (right), "
-            "last checkpoint, every seed; a mode near the unit circle (dashed) is slow.", "spectra.png",
+            "last checkpoint, every seed; a mode near the unit circle (dashed) is slow. For a condition with short-term "
+            "plasticity the right panel shows the state's Jacobian with the plastic variables at rest (F = 0, or u = U, "
+            "x = 1); the joint system's leading eigenvalues are joint_eig_* in analysis.nc.", "spectra.png",
             ("results.nc", "analysis.nc"))
     elif swept:
         body["gr"] = body["phase"] = not_for_sweeps

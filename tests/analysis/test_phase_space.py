@@ -2,13 +2,19 @@
 import shutil
 import textwrap
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import xarray as xr
 from conftest import TINY, train_once
 
 from bioplastic import load_protocol, run_protocol
+from bioplastic.analysis.joint_system import tm_steady_state
+from bioplastic.analysis.phase_space import portrait_indices
 from bioplastic.pipeline import PARTS_DIR, RunError, analyze_run
+from bioplastic.plotting.phase import phase_portraits, portrait_caption
+from bioplastic.plotting.phase import portrait_checkpoints as phase_portraits_checkpoints
+from bioplastic.regularizers.tcr_plasticity import PlasticityConfig
 from bioplastic.storage.results import read_dataset
 
 # one pytest-xdist worker runs this module, so that its module-scoped run (analysed_run) is made once
@@ -121,10 +127,69 @@ def test_every_model_kind_can_be_analysed(write_protocol, tmp_path, kind):
 
 def test_trajectories_of_plastic_networks_include_the_plasticity(write_protocol, tmp_path):
     """At checkpoint 0 all conditions share their weights (paired seeds): the trajectories differ only
-    where the analysis simulates the short-term plasticity."""
+    where the analysis simulates the short-term plasticity. Plastic conditions get the points of their
+    joint system (state and plastic variables): anti-Hebbian, the long-term weights' fixed points at
+    F = 0, classified jointly; Tsodyks-Markram, fixed points with u, x at their steady values."""
     text = (write_protocol().read_text() + ANALYSIS + "  contexts: [zero]\n").replace(
-        "conditions:\n", "conditions:\n  plastic:\n    tcr: {form: plasticity, plasticity: {eta_F: 0.5, tau_F_ms: 200}}\n")
-    _, out = run_protocol(load_protocol(write_protocol(text, "p.yaml")), tmp_path / "run")
-    pr = read_dataset(out / "analysis.nc")["participation_ratio"].isel(checkpoint=0)
+        "conditions:\n", "conditions:\n  plastic:\n    tcr: {form: plasticity, plasticity: {eta_F: 0.5, tau_F_ms: 200}}\n"
+                          "  tm:\n    tcr: {form: plasticity, plasticity: {rule: tsodyks_markram}}\n")
+    results, out = run_protocol(load_protocol(write_protocol(text, "p.yaml")), tmp_path / "run")
+    a = read_dataset(out / "analysis.nc")
+    pr = a["participation_ratio"].isel(checkpoint=0)
     np.testing.assert_array_equal(pr.sel(condition="baseline").values, pr.sel(condition="tcr_loss").values)
     assert np.abs(pr.sel(condition="plastic").values - pr.sel(condition="baseline").values).max() > 1e-6
+    # no joint system without plasticity
+    for cond in ("baseline", "tcr_loss"):
+        assert not a["joint_valid"].sel(condition=cond).any() and np.isnan(a["n_joint_stable"].sel(condition=cond)).all()
+        assert not a["joint_slow_searched"].sel(condition=cond).any()
+    # anti-Hebbian: the joint fixed points are the fixed points of W, at F = 0
+    p = a.sel(condition="plastic", context="zero")
+    for s in range(a.sizes["seed"]):
+        for k in range(a.sizes["checkpoint"]):
+            x = p.isel(seed=s, checkpoint=k)
+            fw = x["fp_valid"].values & x["fp_is_fixed"].values
+            fj = x["joint_valid"].values & x["joint_is_fixed"].values
+            hw, hj = x["fp_x"].values[fw], x["joint_h"].values[fj]
+            assert len(hj) >= len(hw) > 0  # (the slow-point search may find fixed points the pool's search missed)
+            d = np.linalg.norm(hw[:, None] - hj[None], axis=-1)
+            assert d.min(1).max() < 1e-8
+            match = d.argmin(1)
+            np.testing.assert_array_equal(x["fp_n_unstable"].values[fw], x["joint_n_unstable_frozen"].values[fj][match])
+            assert np.nanmax(x["joint_F_norm"].values[fj]) < 1e-8 and np.nanmax(x["joint_q"].values[fj]) < 1e-20
+            searched = bool(a["joint_slow_searched"].sel(condition="plastic").isel(seed=s, checkpoint=k))
+            assert searched or len(hj) == len(hw)
+    # slow points were searched where seed 0's portrait looks
+    r0 = results.sel(condition="plastic").isel(seed=0)
+    want = portrait_indices(a["checkpoint"].values, float(r0["drop_onset"]), float(r0["drop_width"]))
+    searched = a["joint_slow_searched"].sel(condition="plastic").values
+    np.testing.assert_array_equal(np.flatnonzero(searched[0]), sorted(want))
+    assert not searched[1:].any()
+    # Tsodyks-Markram: u, x at their steady values at every joint fixed point
+    t = a.sel(condition="tm", context="zero")
+    fj = t["joint_valid"].values & t["joint_is_fixed"].values
+    assert fj.any()
+    cfg = PlasticityConfig(rule="tsodyks_markram")
+    u_s, x_s = tm_steady_state(np.tanh(t["joint_h"].values[fj]), U=cfg.U, tau_f_ms=cfg.tau_facilitation_ms,
+                               tau_d_ms=cfg.tau_depression_ms, max_rate_hz=cfg.max_rate_hz)
+    np.testing.assert_allclose(t["joint_u"].values[fj], u_s.numpy(), atol=1e-9)
+    np.testing.assert_allclose(t["joint_x"].values[fj], x_s.numpy(), atol=1e-9)
+    assert a.attrs["joint_rules"] == "plastic: anti_hebbian, tm: tsodyks_markram"
+    # the portraits draw the joint points for the plastic rows, the weights' fixed points elsewhere, and say so
+    axes = phase_portraits(results, a)
+    caption = portrait_caption(a)
+    assert caption in [t.get_text() for t in axes[0, 0].figure.texts + axes[0, 0].figure.axes[-1].texts]
+    assert "baseline, tcr_loss: fixed points of the one-step map" in caption
+    assert "plastic (anti-Hebbian fast efficacies F): fixed points of the joint system" in caption and "F = 0" in caption
+    assert "tm (Tsodyks-Markram u, x)" in caption and "Left out" in caption
+    conds = list(a["condition"].values)
+    for cond in ("baseline", "plastic", "tm"):
+        i = conds.index(cond)
+        k = phase_portraits_checkpoints(results, a, cond)[-1]
+        ax = axes[i, len(phase_portraits_checkpoints(results, a, cond)) - 1]
+        f = a.sel(condition=cond, context="zero").isel(seed=0, checkpoint=k)
+        pre = "fp" if cond == "baseline" else "joint"
+        want = f[f"{pre}_pc"].values[f[f"{pre}_valid"].values & f[f"{pre}_is_fixed"].values][:, :2]
+        drawn = np.concatenate([np.c_[ln.get_xdata(), ln.get_ydata()] for ln in ax.lines
+                                if ln.get_linestyle() == "None" and ln.get_marker() in ("o", "x", "s") and ln.get_markersize() == 7])
+        np.testing.assert_allclose(np.sort(drawn, 0), np.sort(want, 0))
+    plt.close("all")
