@@ -23,7 +23,6 @@ from pydantic import Field, model_validator
 from ..schema_base import Schema
 from .base import TASKS, Task, Trials, delay_step_range, steps, window_bxt
 
-
 #: the target (the sum of two U(0, 1) values) spans [0, 2]
 TARGET_RANGE = 2.0
 
