@@ -217,10 +217,6 @@ def add_learning_statistics(ds: xr.Dataset, criterion: float, smoothing: int, ro
     return ds
 
 
-class ShortRunWarning(UserWarning):
-    """A run too short for its smoothing window: no learning-curve metrics."""
-
-
 #: why a network has (or lacks) learning-curve metrics: the values of ``curve_metrics_status``
 STATUS = {0: "computed", 1: "no finite task loss (NaN from the first iteration)",
           2: "run shorter than two smoothing windows (window cut to the run; not to be trusted)"}
@@ -230,9 +226,8 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
     """Learning-curve metrics per network (analysis/learning_curves.py), computed from the stored
     task-loss curves and held-out accuracies. A network whose loss is NaN throughout gets none (NaN);
     a run shorter than two smoothing windows gets them with the window cut to the run (as computed
-    before; not to be trusted) and a warning that names ``training.loss_smoothing``;
-    ``curve_metrics_status`` says which applies to each network."""
-    import warnings
+    before; not to be trusted); ``curve_metrics_status`` says which applies to each network, and the
+    dataset's ``curve_metrics_note`` names ``training.loss_smoothing`` for a short run."""
 
     C, S = ds.sizes["condition"], ds.sizes["seed"]
     out = {m: np.full((C, S), np.nan) for m in METRICS + ("iterations_to_criterion", "final_accuracy")}
@@ -240,11 +235,6 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
     evals = ds["evaluation"].values
     task = ds["task_loss"].values
     short = task.shape[-1] < 2 * smoothing
-    if short:
-        warnings.warn(f"training.loss_smoothing = {smoothing} needs at least {2 * smoothing} iterations for the "
-                      f"learning-curve metrics; this run has {task.shape[-1]}: they are computed with the window cut "
-                      f"to the run and are not to be trusted (set "
-                      f"training.loss_smoothing <= {max(1, task.shape[-1] // 2)} or train longer)", ShortRunWarning, stacklevel=2)
     for c in range(C):
         for s in range(S):
             acc = ds["accuracy"].values[c, s]
@@ -263,6 +253,11 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
         ds[m] = (("condition", "seed"), v)
     ds["curve_metrics_status"] = (("condition", "seed"), status,
                                   {"flag_values": list(STATUS), "flag_meanings": " ".join(v.replace(" ", "_") for v in STATUS.values())})
+    if short:
+        ds.attrs["curve_metrics_note"] = (f"training.loss_smoothing = {smoothing} needs at least {2 * smoothing} iterations "
+                                          f"for the learning-curve metrics; this run has {task.shape[-1]}: they are computed "
+                                          f"with the window cut to the run and are not to be trusted (set "
+                                          f"training.loss_smoothing <= {max(1, task.shape[-1] // 2)} or train longer)")
     ds["loss_smoothed"] = (("condition", "seed", "iteration"), np.apply_along_axis(smooth, -1, task, smoothing),
                            {"window": int(smoothing)})
     ds["learned"] = np.isfinite(ds["iterations_to_criterion"])

@@ -377,7 +377,9 @@ def _abrupt_table(ds: xr.Dataset) -> str:
                      "median search phase (iterations on the plateau)", "median drop width, 10-90 % (iterations)",
                      "median abruptness (width / search phase; small: abrupt)"], rows)
             + "<p>Definitions: docs/science.md, section 5 (measured on the task loss, from the plateau, "
-              "up to criterion + 5 smoothing windows).</p>" + _output_table(ds))
+              "up to criterion + 5 smoothing windows).</p>"
+            + (f"<p class='cap'><b>{esc(ds.attrs['curve_metrics_note'])}</b></p>" if ds.attrs.get("curve_metrics_note") else "")
+            + _output_table(ds))
 
 
 def _output_table(ds: xr.Dataset) -> str:
