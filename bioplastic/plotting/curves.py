@@ -124,7 +124,9 @@ def _not_abrupt(x: xr.Dataset) -> str:
     if not np.isfinite(search):
         return "no drop"
     if search < window:
-        return "plateau < 1 window"
+        # its only drop comes at the start: either it learned without a search phase, or that drop was
+        # the initial transient and it never left the plateau after it
+        return "plateau < 1 window" if np.isfinite(float(x["iterations_to_criterion"])) else "no drop after the start"
     return "drop not abrupt"
 
 
