@@ -30,9 +30,13 @@ CASES = {
 }
 
 
-def protocol(kind, rule, model, tcr, ensemble_size):
+#: a task with several outputs: its per-output records (task_loss_output, accuracy_output) too
+FLIPFLOP = {"kind": "flipflop", "n_bits": 3, "trial_ms": 200, "pulse_prob": 0.1}
+
+
+def protocol(kind, rule, model, tcr, ensemble_size, task=TASK):
     return load_protocol({
-        "name": "determinism", "seed": 5, "seeds": 3, "task": TASK,
+        "name": "determinism", "seed": 5, "seeds": 3, "task": task,
         "model": {"kind": kind, "n_units": 12, **model},
         "training": {"rule": rule, "iterations": 6, "batch_size": 8, "checkpoint_every": 3, "eval_every": 3,
                      "eval_trials": 16, "ensemble_size": ensemble_size},
@@ -41,7 +45,8 @@ def protocol(kind, rule, model, tcr, ensemble_size):
 
 
 def assert_same_numbers(a, b, what):
-    for v in ("loss", "task_loss", "tcr_loss", "accuracy", "eval_loss") + tuple(k for k in a.data_vars if k.startswith("weight_")):
+    per_output = tuple(k for k in ("task_loss_output", "accuracy_output") if k in a)
+    for v in ("loss", "task_loss", "tcr_loss", "accuracy", "eval_loss") + per_output + tuple(k for k in a.data_vars if k.startswith("weight_")):
         np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=f"{what}: {v}")
 
 
@@ -51,6 +56,14 @@ def test_a_network_does_not_depend_on_its_ensemble_mates(case):
     together = train(protocol(kind, rule, model, tcr, ensemble_size=3))
     alone = train(protocol(kind, rule, model, tcr, ensemble_size=1))
     assert_same_numbers(together, alone, case)
+
+
+@pytest.mark.parametrize("rule", ["bptt", "rflo", "node_perturbation"])
+def test_per_output_records_do_not_depend_on_ensemble_mates(rule):
+    together = train(protocol("leaky_rate", rule, {}, {}, ensemble_size=3, task=FLIPFLOP))
+    alone = train(protocol("leaky_rate", rule, {}, {}, ensemble_size=1, task=FLIPFLOP))
+    assert "task_loss_output" in together and "accuracy_output" in together
+    assert_same_numbers(together, alone, f"flipflop/{rule}")
 
 
 @pytest.mark.parametrize("case", ["leaky_rate/bptt/tcr_loss_variance", "leaky_rate/bptt/anti_hebbian", "lstm/bptt/tcr_loss"])

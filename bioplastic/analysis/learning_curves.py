@@ -299,10 +299,8 @@ def add_output_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -
     dropped = np.isfinite(out["drop_onset"])
     ds["abrupt_outputs"] = (("condition", "seed"), np.where(np.isfinite(out["abrupt"]).any(-1),
                                                             np.nansum(out["abrupt"], -1), np.nan))
-    onsets = np.where(dropped, out["drop_onset"], np.nan)
-    with np.errstate(invalid="ignore"):
-        stagger = np.where(dropped.sum(-1) >= 2, np.nanmax(np.where(dropped, onsets, -np.inf), -1)
-                           - np.nanmin(np.where(dropped, onsets, np.inf), -1), np.nan)
+    onsets = np.where(dropped, out["drop_onset"], np.inf)     # NaN onsets are outputs without a drop
+    stagger = np.where(dropped.sum(-1) >= 2, np.where(dropped, onsets, -np.inf).max(-1) - onsets.min(-1), np.nan)
     ds["drop_stagger"] = (("condition", "seed"), stagger)
 
 

@@ -181,3 +181,18 @@ def test_paired_comparison_and_condition_table():
     assert table["median"][0] == 100 and table["median"][1] == 60
     assert np.isnan(table["difference"][0]) and table["difference"][1] == -50  # (-50, -240, +210) -> median -50
     assert table["ci_low"][0] <= 100 <= table["ci_high"][0]
+
+
+def test_gr_growth_is_the_rank_correlation_over_the_search_phase():
+    from bioplastic.analysis.geometry import gr_growth
+
+    it = np.arange(0, 200, 10)
+    rising = 1e-6 * 10 ** (it / 50.0)
+    assert gr_growth(rising, it, 0, 150) == 1.0
+    assert gr_growth(rising[::-1], it, 0, 150) == -1.0
+    # only the checkpoints in [start, stop): what comes after the departure does not count
+    spiky = np.where(it >= 150, 0.0, rising)
+    assert gr_growth(spiky, it, 0, 150) == 1.0 and gr_growth(spiky, it, 0, 200) < 1.0
+    assert np.isnan(gr_growth(rising, it, 0, 30))          # 3 checkpoints: too few
+    assert np.isnan(gr_growth(rising, it, 0, np.nan))      # no departure
+    assert np.isnan(gr_growth(np.ones(len(it)), it, 0, 150))  # a constant metric
