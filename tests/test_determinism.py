@@ -66,10 +66,12 @@ def test_per_output_records_do_not_depend_on_ensemble_mates(rule):
     assert_same_numbers(together, alone, f"flipflop/{rule}")
 
 
-@pytest.mark.parametrize("case", ["leaky_rate/bptt/tcr_loss_variance", "leaky_rate/bptt/anti_hebbian", "lstm/bptt/tcr_loss"])
+@pytest.mark.parametrize("case", ["leaky_rate/bptt/tcr_loss_variance", "leaky_rate/bptt/anti_hebbian", "lstm/bptt/tcr_loss",
+                                  "flipflop:leaky_rate/bptt/anti_hebbian"])
 def test_a_network_does_not_depend_on_the_thread_count(case):
-    kind, rule, model, tcr = CASES[case]
-    p = protocol(kind, rule, model, tcr, ensemble_size=3)
+    task = FLIPFLOP if case.startswith("flipflop:") else TASK
+    kind, rule, model, tcr = CASES[case.removeprefix("flipflop:")]
+    p = protocol(kind, rule, model, tcr, ensemble_size=3, task=task)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -78,4 +80,5 @@ def test_a_network_does_not_depend_on_the_thread_count(case):
         two = train(p)
     finally:
         torch.set_num_threads(threads)
+    assert ("task_loss_output" in one) == (task is FLIPFLOP)
     assert_same_numbers(one, two, case)
