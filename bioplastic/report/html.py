@@ -33,7 +33,7 @@ from ..storage.rebuild import protocol_of
 from . import staircase as staircase_report  # a module of this one's helpers: imported as a module (cycle)
 from . import verdicts as V
 from .bottom_line import bottom_line, caveats
-from .text import sweep_note
+from .text import condition_label, num, sweep_note
 
 #: (id, title) of every section, in page order
 SECTIONS = [
@@ -82,8 +82,8 @@ TASK_SECTIONS = {"filtered_noise": ("staircase", "The staircase: theory vs measu
 MEASURES = [("fraction_ramping", "ramping units", "pct"), ("timescale_median_ms", "median autocorrelation timescale", "ms"),
             ("fraction_timescale_long", "units with timescale longer than measurable", "pct"),
             ("attractor_slow_tau_ms", "slowest attractor mode", "ms"), ("n_attractors", "attractors", "num"),
-            ("participation_ratio", "participation ratio", "num"), ("accuracy", "held-out accuracy", "pct"),
-            ("accuracy_plasticity_blocked", "accuracy, plasticity blocked", "pct"),
+            ("participation_ratio", "participation ratio", "num"), ("accuracy", "held-out accuracy", "pct1"),
+            ("accuracy_plasticity_blocked", "accuracy, plasticity blocked", "pct1"),
             ("plasticity_mean_abs", "mean |short-term change|", "num"),
             ("plasticity_timescale_ms", "plasticity timescale", "ms")]
 
@@ -185,14 +185,16 @@ def fmt(x: float, kind: str = "num", signed: bool = False) -> str:
         return "n/a"
     s = "+" if signed else ""
     if kind == "pct":
-        return f"{100 * x:{s}.0f}" + (" pp" if signed else " %")
+        return num(100 * x, f"{s}.0f") + (" pp" if signed else " %")
+    if kind == "pct1":  # one decimal: accuracies that are counts of trials, often under a point apart
+        return num(100 * x, f"{s}.1f") + (" pp" if signed else " %")
     if kind == "ms":
-        return f"{x:{s}.0f} ms"
+        return num(x, f"{s}.0f") + " ms"
     if kind == "it":
-        return f"{x:{s}.0f}"
+        return num(x, f"{s}.0f")
     if kind == "acc":
-        return f"{x:{s}.3f}"
-    return f"{x:{s}.3g}"
+        return num(x, f"{s}.3f")
+    return num(x, f"{s}.3g")
 
 
 def ci(lo: float, hi: float, kind: str = "num", signed: bool = False) -> str:
@@ -417,7 +419,7 @@ def _gr_table(an: xr.Dataset) -> str:
         lo, hi = a[f"{key}_ci"].values if f"{key}_ci" in a else (np.nan, np.nan)
         row = [esc(cond), f"{int(ok.sum())}/{lead.size}", f"{int((lead[ok] > 0).sum())}/{int(ok.sum())}",
                f"{fmt(float(a[f'{key}_median']), 'it')}{ci(lo, hi, 'it')}" if ok.any() else "n/a",
-               ", ".join("&ndash;" if not np.isfinite(x) else f"{x:+.0f}" for x in lead)]
+               ", ".join("&ndash;" if not np.isfinite(x) else num(x, "+.0f") for x in lead)]
         if key != "lead_time":  # the earlier measure beside it: the lead to the 10 % onset
             olo, ohi = a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan)
             row.append(f"{fmt(float(a['lead_time_median']), 'it')}{ci(olo, ohi, 'it')}" if np.isfinite(a["lead_time"].values).any() else "n/a")
@@ -480,10 +482,10 @@ def _prediction_numbers(pred: xr.Dataset) -> str:
                          "" if j == 0 else pval(e[3])])
     if "lesion_effect" in pred:
         for j, c in enumerate(conds):
-            e = pred["lesion_effect"].values[j]
+            e = pred["lesion_effect"].values[j]  # with minus without plasticity; shown as blocking's change (as the bottom line)
             if np.isfinite(e[0]):
-                rows.append(["lesion after training: accuracy with minus without plasticity", esc(c),
-                             f"{fmt(e[0], 'pct', True)}{ci(e[1], e[2], 'pct', True)}", "", pval(e[3])])
+                rows.append(["plasticity blocked after training: change of accuracy (without minus with plasticity)", esc(c),
+                             f"{fmt(-e[0], 'pct1', True)}{ci(-e[2], -e[1], 'pct1', True)}", "", pval(e[3])])
     return table(["measure", "condition", "median over seeds [95 % CI]", "vs reference [95 % CI]", "p"], rows, "numbers")
 
 
@@ -543,7 +545,12 @@ def _render(run: Run) -> str:
     swept = bool(dims) or bool(ds.attrs.get("sweep_dims")) or (protocol is not None and protocol.sweep is not None)
     not_for_sweeps = _not_for_sweeps(protocol, run.out) if swept else ""
 
-    lines = attempt("the bottom line", lambda: bottom_line(first, an, pred), lambda cause: [f"(error: {cause})"])
+    claims = list(protocol.config.claims) if protocol is not None else []
+    info = V.condition_info(protocol) if protocol is not None else {}
+    data = V.RunData(ds, an, pred, info)
+    verdicts = V.verdicts(claims, data, strict=_CONTEXT["strict"])
+    lines = attempt("the bottom line", lambda: bottom_line(first, an, pred, conditions=info, verdicts=verdicts),
+                    lambda cause: [f"(error: {cause})"])
     warn = "".join(f"<p class='unavailable'>{esc(c)}</p>" for c in caveats(first))
     body["bottom"] = warn + (("<p>What these simulations predict, each with its number and what would test it (seeds "
                               "are the independent samples; details below).</p><ol class='bottom'>"
@@ -553,9 +560,7 @@ def _render(run: Run) -> str:
     body["protocol"] = (f"<p>{esc(_description(ds))}</p>" + _protocol_in_brief(run, protocol))
     body["files"] = _files(run) + (f"<p class='unavailable'>Missing: {esc(', '.join(run.missing))}. The sections that "
                                    "need them say so.</p>" if run.missing else "")
-    claims = list(protocol.config.claims) if protocol is not None else []
-    data = V.RunData(ds, an, pred, V.condition_info(protocol) if protocol is not None else {})
-    body["verdicts"] = _verdicts(V.verdicts(claims, data, strict=_CONTEXT["strict"]))
+    body["verdicts"] = _verdicts(verdicts)
 
     sweep_note = (f"<p class='cap'>Figures show the first sweep point ({esc(', '.join(f'{d} = {first[d].item()}' for d in dims))}); "
                   "the tables give every point.</p>" if dims else "")
