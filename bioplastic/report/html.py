@@ -26,14 +26,14 @@ from ..analysis.statistics import nanmedian
 from ..plotting import curves, engines, phase
 from ..plotting import field as ffigs
 from ..plotting import predictions as pfigs
-from ..plotting.figures import recurrent_weights
+from ..plotting.figures import channel_names, recurrent_weights
 from ..protocol.yaml12 import load_yaml
 from ..simulate.run import agreement_line
 from ..storage.rebuild import protocol_of
 from . import staircase as staircase_report  # a module of this one's helpers: imported as a module (cycle)
 from . import verdicts as V
 from .bottom_line import bottom_line, caveats
-from .text import condition_label, num, sweep_note
+from .text import num, sweep_note
 
 #: (id, title) of every section, in page order
 SECTIONS = [
@@ -225,7 +225,8 @@ def _protocol_in_brief(run: Run, protocol) -> str:
     rows = [["task", f"<b>{esc(c0.task_kind)}</b> ({esc(task_words)})"],
             ["model", f"<b>{esc(c0.model_kind)}</b> ({esc(model_words)})"],
             ["learning rule", f"<b>{esc(tr.rule)}</b>, {esc(tr.optimizer)} lr = {tr.lr:g}, batch {tr.batch_size}"],
-            ["budget", f"{ds.sizes['iteration']} iterations per network; criterion: held-out accuracy &ge; {crit:g}"],
+            ["budget", f"{ds.sizes['iteration']} iterations per network; criterion: held-out accuracy &ge; {crit:g}"
+                       + (" on the trials with evidence (coherence not 0)" if task.get("accuracy_trials") == "evidence" else "")],
             ["seeds", f"{ds.sizes['seed']} per condition (networks paired by seed across conditions); root seed "
                       f"{esc(ds.attrs.get('root_seed'))}"]]
     dims = _sweep_dims(ds)
@@ -589,9 +590,9 @@ def _render(run: Run) -> str:
             "fig-psychometric", "Psychometric curve", lambda: ffigs.psychometric(pred),
             "Held-out accuracy of the trained networks against the trial's evidence strength: median over seeds (dots) "
             "and each seed (faint).", "psychometric.png", ("predictions.nc",)) + figure(
-            "fig-example-trials", "Example trials", lambda: ffigs.example_trials(pred),
-            "Two held-out trials: inputs (top), target on the scored steps (thick grey) and each condition's output, "
-            "seed 0 (bottom).", "example_trials.png", ("predictions.nc",))
+            "fig-example-trials", "Example trials", lambda: ffigs.example_trials(pred, **channel_names(pred)),
+            "Two held-out trials: inputs (top; one colour per input channel, named in the legend), target on the scored "
+            "steps (thick grey) and each condition's output, seed 0 (bottom; the condition's colour).", "example_trials.png", ("predictions.nc",))
 
     if an is not None:
         body["gr"] = _gr_table(an) + figure(
@@ -608,9 +609,9 @@ def _render(run: Run) -> str:
             "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
             esc(phase.portrait_caption(an)), "phase_portraits.png", ("results.nc", "analysis.nc")) + figure(
             "fig-spectra", "Spectra", lambda: ffigs.spectra(an, recurrent_weights(ds)),
-            "Eigenvalues of the recurrent weights (left) and of the one-step map's Jacobian at the attractors (right), "
-            "last checkpoint, every seed; a mode near the unit circle (dashed) is slow. For a condition with short-term "
-            "plasticity the right panel shows the state's Jacobian with the plastic variables at rest (F = 0, or u = U, "
+            "Eigenvalues of the recurrent weights (left) and of the one-step map's Jacobian at the attractors (one panel "
+            "per condition, on shared axes zoomed to where they lie), last checkpoint, every seed; a mode near the unit "
+            "circle (dashed) is slow. For a condition with short-term plasticity its panel shows the state's Jacobian with the plastic variables at rest (F = 0, or u = U, "
             "x = 1); the joint system's leading eigenvalues are joint_eig_* in analysis.nc.", "spectra.png",
             ("results.nc", "analysis.nc"))
     elif swept:
@@ -637,8 +638,10 @@ def _render(run: Run) -> str:
                 "plasticity_course.png", ("predictions.nc",)))
         body["ramping"] = figure(
             "fig-ramping-examples", "Ramping examples", lambda: pfigs.ramping_examples(pred),
-            f"Trial-averaged rate from the onset of the {esc(pred.attrs.get('ramp_period', 'period'))} of the ramping units "
-            "with the largest slopes (legend: slope, rate units per second) and of the flattest non-ramping unit (dashed).",
+            f"Rate from the onset of the {esc(pred.attrs.get('ramp_period', 'period'))}, averaged over the trials of each "
+            "unit's preferred choice, of the units that build up steadily through it with the largest slopes (legend: "
+            "preferred choice, slope in rate units per second; relaxations right after the stimulus are not ramps and are "
+            "not shown), and of the flattest non-ramping unit (dashed, all trials).",
             "ramping_examples.png", ("predictions.nc",)) + figure(
             "fig-ramp-distributions", "Ramp slopes", lambda: pfigs.ramp_distributions(pred),
             "Left: ramp slopes of all units of all seeds. Right: fraction of significantly ramping units per network "
@@ -653,7 +656,9 @@ def _render(run: Run) -> str:
             "fig-timescale-distributions", "Single-unit autocorrelation timescales", lambda: pfigs.timescale_distributions(pred),
             f"Left: fitted timescales during the {esc(pred.attrs.get('timescale_period', 'period'))} (log axis; legend: "
             "fraction fitted and fraction longer than measurable). Right: one unit per condition, autocorrelation across "
-            "trials (dots) and the fit A (exp(-lag/tau) + B) (line).", "timescale_distributions.png", ("predictions.nc",))
+            "trials (dots) and the fit A (exp(-lag/tau) + B) (line); an autocorrelation that stays at or above "
+            f"{pfigs.FLAT_AUTOCORRELATION:g} over every lag is labelled tau &gt; window (censored: it bounds the timescale "
+            "from below only) and its fit dotted.", "timescale_distributions.png", ("predictions.nc",))
     elif swept:
         body["predictions"] = body["ramping"] = body["timescales"] = not_for_sweeps
     else:
