@@ -5,18 +5,28 @@ with or without temporal consistency regularization (TCR, as a loss term or as s
 plasticity); watch abrupt learning and the geometric restructuring of phase space that precedes
 it; derive predictions for experimentalists. Every result is an xarray Dataset.
 
-A study in a few lines, no YAML (docs/api.md; examples/notebook_study.py)::
+A study in a few lines, no YAML, in the regime where learning is abrupt (docs/api.md; README.md;
+examples/study.ipynb)::
 
     import bioplastic as bp
-    protocol = bp.load_protocol({"name": "demo", "seed": 1, "seeds": 4, "task": {"kind": "evidence_accumulation"},
-                                 "model": {"kind": "leaky_rate", "n_units": 64},
-                                 "training": {"optimizer": "sgd", "lr": 0.03, "iterations": 200},
-                                 "conditions": {"baseline": {}, "tcr_loss": {"tcr": {"form": "loss"}}}})
-    results = bp.train(protocol)                        # curves, weights, learning-curve metrics
-    analysis = bp.analyze(results, protocol)            # fixed points and GR at every checkpoint
+
+    # the default regime (protocols/evidence_accum.yaml): plain SGD, an ordered network (g = 0.7) whose own
+    # memory is shorter than the 0.5-1.5 s delay, a near-zero readout - where learning is abrupt
+    protocol = bp.load_protocol({
+        "name": "demo", "seed": 20261130, "seeds": 4,
+        "task": {"kind": "evidence_accumulation", "delay_min_ms": 500, "delay_max_ms": 1500},
+        "model": {"spec": "leaky_rate_ordered", "n_units": 100, "g": 0.7, "output_scale": 0.01},
+        "training": {"optimizer": "sgd", "lr": 0.03, "iterations": 300, "batch_size": 32,
+                     "checkpoint_every": 10, "eval_every": 10, "eval_trials": 128, "loss_smoothing": 10},
+        "conditions": {"baseline": {}, "tcr_loss": {"tcr": {"form": "loss", "normalize": "variance", "lambda": 1.0}}},
+        "analysis": {"initial_states": 64, "trials": 32},
+    })
+    results = bp.train(protocol)                      # an xarray Dataset
+    print(results[["abrupt", "search_phase", "drop_width"]].to_dataframe())  # abrupt = 1: at chance, then a sudden drop
+    analysis = bp.analyze(results, protocol)          # fixed points and GR at every checkpoint
     predictions = bp.predict(results, protocol, analysis)
     print("\\n".join(bp.prediction_sentences(predictions)))
-    bp.figures(results, analysis, predictions)["learning_curves.png"]()   # a matplotlib figure
+    axes = bp.figures(results, analysis, predictions)["learning_curves.png"]()
 
 The pieces: tasks (``build_task``), networks (``build_network``; ensembles of E networks in one
 computation), training (``EnsembleTrainer`` over ``MemberSpec`` s, plain configs), the analyses

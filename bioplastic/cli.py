@@ -35,6 +35,7 @@ from .storage.io import DamagedFileError
 from .storage.lock import RunLockedError, run_lock
 from .storage.results import read_dataset
 from .tasks import TASKS
+from .tasks.neurogym_task import INSTALL_RECIPE as NEUROGYM_RECIPE
 from .training.executors import ExecutorError, make_executor
 from .training.units import plan_units
 
@@ -255,9 +256,7 @@ def cmd_list() -> int:
 #: how to get the optional task kinds (TASKS.optional_names()) whose dependency is not installed
 OPTIONAL_TASKS = {
     "neurogym": "neurogym environments (task: {kind: neurogym, env: PerceptualDecisionMaking-v0}); needs neurogym, "
-                "which pins numpy 2.2, so in an environment of its own: "
-                "python -m venv ngvenv --system-site-packages && ngvenv/bin/pip install -e '.[neurogym]' "
-                "(docs/tasks.md)",
+                "which pins numpy 2.2, so in an environment of its own: " + NEUROGYM_RECIPE + " (docs/tasks.md)",
 }
 
 

@@ -1018,7 +1018,8 @@ def prediction_sentences(pred: xr.Dataset) -> list[str]:
         on, off = pred["accuracy_summary"].values[c], pred["accuracy_plasticity_blocked_summary"].values[c]
         les = pred["lesion_effect"].values[c]
         if np.isfinite(off[0]) and np.isfinite(les[0]):
+            # blocking's change (without minus with plasticity), one decimal: accuracies count trials
             lines.append(f"Blocking the plasticity of trained {cond} networks changes held-out accuracy from "
-                         f"{_value('pct', on[0])} to {_value('pct', off[0])}; with minus without plasticity: "
-                         f"{_value('pct', les[0], True)} ({_ci('pct', les[1], les[2], True)}; Wilcoxon {_p(les[3])}).")
+                         f"{100 * on[0]:.1f} % to {100 * off[0]:.1f} %, by {0.0 - 100 * les[0]:+.1f} points (95 % CI "
+                         f"{0.0 - 100 * les[2]:+.1f} to {0.0 - 100 * les[1]:+.1f}; Wilcoxon {_p(les[3])}).")
     return lines

@@ -4,9 +4,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+from . import use_file_backend  # noqa: E402
 
-matplotlib.use("Agg")
+use_file_backend()
 import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -16,6 +16,10 @@ from ..storage.io import atomic_write  # noqa: E402
 from ..storage.results import sweep_points  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+#: where the timelines' labels end, in axes coordinates: inside the right edge, with room for their box
+LABEL_X = 0.98
 
 
 def shade(color, k: int, n: int):
@@ -67,8 +71,9 @@ def learning_curves(ds: xr.Dataset, axes=None):
             if np.isfinite(itc):
                 line.plot([itc, itc], [row - 0.45, row + 0.45], color="k", lw=1.2)
             if "abrupt" in x and float(x["abrupt"]) == 0:
-                line.text(it[-1], row, _not_abrupt(x) + " ", ha="right", va="center", fontsize=6.5, color="0.2",
-                          bbox=dict(fc="white", ec="none", alpha=0.75, pad=0.6))
+                # inside the panel's right edge (axes coordinates), its white box clear of the frame
+                line.text(LABEL_X, row, _not_abrupt(x), ha="right", va="center", fontsize=6.5, color="0.2",
+                          transform=line.get_yaxis_transform(), bbox=dict(fc="white", ec="none", alpha=0.75, pad=0.6))
         top.set_yscale("log")
         top.set_title(f"{cond}\n{n_abrupt}/{len(seeds)} seeds: search phase, then abrupt drop", fontsize=9)
         mid.axhline(crit, color="k", lw=0.8, ls="--")
@@ -96,7 +101,6 @@ def output_timeline(c: xr.Dataset, ax, color) -> None:
     drop in the condition's colour, darker for later outputs), and its stagger on the right."""
     seeds = list(c["seed"].values)
     O = c.sizes["output"]
-    it = c["iteration"].values
     h = 0.8 / O
     for row, s in enumerate(seeds):
         x = c.sel(seed=s)
@@ -110,8 +114,9 @@ def output_timeline(c: xr.Dataset, ax, color) -> None:
                                hatch="///" if gradual else None, edgecolor="white" if gradual else "none", linewidth=0)
         stagger = float(x["drop_stagger"]) if "drop_stagger" in x else np.nan
         k = int(np.nansum(x["output_abrupt"].values))
-        ax.text(it[-1], row, f"{k}/{O} abrupt" + (f", stagger {stagger:.0f}" if np.isfinite(stagger) else "") + " ",
-                ha="right", va="center", fontsize=6, color="0.2", bbox=dict(fc="white", ec="none", alpha=0.75, pad=0.4))
+        ax.text(LABEL_X, row, f"{k}/{O} abrupt" + (f", stagger {stagger:.0f}" if np.isfinite(stagger) else ""),
+                ha="right", va="center", fontsize=6, color="0.2", transform=ax.get_yaxis_transform(),
+                bbox=dict(fc="white", ec="none", alpha=0.75, pad=0.4))
     ax.set_yticks(range(len(seeds)), [f"seed {s}" for s in seeds], fontsize=7)
     ax.set_ylim(len(seeds) - 0.5, -0.5)
     ax.set_xlabel("iteration")

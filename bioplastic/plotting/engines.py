@@ -2,9 +2,9 @@
 Axes; they compute nothing beyond selecting what is stored."""
 from __future__ import annotations
 
-import matplotlib
+from . import use_file_backend  # noqa: E402
 
-matplotlib.use("Agg")
+use_file_backend()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402

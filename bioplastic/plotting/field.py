@@ -4,9 +4,9 @@ example trials, and the spectra of the recurrent weights and of the Jacobian at 
 One colour per condition, the same in every figure here (:func:`condition_color`)."""
 from __future__ import annotations
 
-import matplotlib
+from . import use_file_backend  # noqa: E402
 
-matplotlib.use("Agg")
+use_file_backend()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
@@ -127,31 +127,52 @@ def choice_psth(pred: xr.Dataset, n_units: int = 3, axes=None):
     return axes
 
 
-def example_trials(pred: xr.Dataset, n_trials: int = 2, axes=None):
-    """Columns: example held-out trials. Top: inputs; bottom: target (black, scored steps thick) and
-    each condition's output (seed 0)."""
+#: colours of a task's input channels: not the conditions' colours (colour means condition elsewhere)
+INPUT_COLORS = ("#8c510a", "#01665e", "0.15", "#c51b7d", "#7fbc41", "#542788", "0.55")
+#: line styles of a task's output channels (colour is the condition's)
+OUTPUT_STYLES = ("-", "--", ":", "-.")
+
+
+def example_trials(pred: xr.Dataset, n_trials: int = 2, axes=None, input_names=None, output_names=None):
+    """Columns: example held-out trials. Top: the inputs, one colour per input channel named in the
+    legend (``input_names``; default ``input i``); bottom: the target on the scored steps (thick grey)
+    and each condition's output (seed 0; the condition's colour, one line style per output channel
+    named by ``output_names``). Each row has one legend, outside the panels."""
     k = min(n_trials, pred.sizes["example_trial"])
     if axes is None:
-        _, axes = plt.subplots(2, k, figsize=(4.4 * k, 4.4), sharex=True, squeeze=False)
+        _, axes = plt.subplots(2, k, figsize=(4.0 * k + 2.6, 4.4), sharex=True, squeeze=False)
+    n_in, n_out = pred.sizes["input"], pred.sizes["output"]
+    input_names = list(input_names or [f"input {c}" for c in range(n_in)])
+    output_names = list(output_names or [f"output {o}" for o in range(n_out)])
     t = pred["time"].values * float(pred.attrs.get("dt_ms", 1.0))
     for j in range(k):
         ax = axes[0, j]
-        for c in range(pred.sizes["input"]):
-            ax.plot(t, pred["example_input"].values[j, :, c], lw=1.0, label=f"input {c}")
+        for c in range(n_in):
+            ax.plot(t, pred["example_input"].values[j, :, c], lw=1.2, color=INPUT_COLORS[c % len(INPUT_COLORS)],
+                    label=input_names[c])
         ax.set_title(f"example trial {j}", fontsize=9)
         ax = axes[1, j]
-        for o in range(pred.sizes["output"]):
+        for o in range(n_out):
             target = pred["example_target"].values[j, :, o]
             scored = pred["example_mask"].values[j, :, o] > 0
-            ax.plot(t, np.where(scored, target, np.nan), color="k", lw=3, alpha=0.5, label="target (scored)")
+            # markers too: a decision period of one step is one point, which a line alone does not draw
+            ax.plot(t, np.where(scored, target, np.nan), color="0.5", lw=4, alpha=0.5, solid_capstyle="butt", marker="s",
+                    ms=5, label="target (scored steps)" if o == 0 else None)
             for cond in pred["condition"].values:
                 ax.plot(t, pred["example_output"].sel(condition=cond).values[0, j, :, o], color=condition_color(pred, cond),
-                        lw=1.2, label=f"{cond} output")
+                        ls=OUTPUT_STYLES[o % len(OUTPUT_STYLES)], lw=1.2, label=str(cond) if o == 0 else None)
         ax.set_xlabel("time in the trial (ms)")
     axes[0, 0].set_ylabel("input")
-    axes[1, 0].set_ylabel("output")
-    axes[0, 0].legend(fontsize=7)
-    axes[1, 0].legend(fontsize=7)
+    axes[1, 0].set_ylabel("output (seed 0)")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="inputs", title_fontsize=7,
+                       frameon=False)
+    handles, labels = axes[1, -1].get_legend_handles_labels()
+    if n_out > 1:  # the line style of each output channel
+        for o in range(n_out):
+            handles.append(plt.Line2D([], [], color="0.3", ls=OUTPUT_STYLES[o % len(OUTPUT_STYLES)], lw=1.2))
+            labels.append(output_names[o])
+    axes[1, -1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+                       title="outputs" if n_out > 1 else f"output: {output_names[0]}", title_fontsize=7)
     return axes
 
 
@@ -183,33 +204,51 @@ def plasticity_course(pred: xr.Dataset, ax=None):
 
 def spectra(analysis: xr.Dataset, weights: dict | None = None, axes=None):
     """Left: eigenvalues of the effective recurrent weight matrix at the last checkpoint (``weights``:
-    condition -> (seeds, N, N) array; unit circle dashed). Right: eigenvalues of the one-step map's
-    Jacobian at the attractors (stable fixed points, zero input) at the last checkpoint; a mode near
-    the unit circle is slow."""
+    condition -> (seeds, N, N) array; unit circle dashed). Then one panel per condition (``axes``: 1 +
+    conditions of them): eigenvalues of the one-step map's Jacobian at that condition's attractors
+    (stable fixed points, zero input) at the last checkpoint, every seed, on shared axes zoomed to where
+    they lie (they crowd near 1, and one condition's cloud would hide another's); a mode near the unit
+    circle is slow."""
+    conds = list(analysis["condition"].values)
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9.6, 4.2))
-    circle = np.exp(1j * np.linspace(0, 2 * np.pi, 200))
+        _, axes = plt.subplots(1, 1 + len(conds), figsize=(4.4 + 3.0 * len(conds), 4.2),
+                               gridspec_kw={"width_ratios": [1.45] + [1.0] * len(conds)})
+    axes = np.asarray(axes).ravel()
+    circle = np.exp(1j * np.linspace(0, 2 * np.pi, 400))
     for ax in axes:
         ax.plot(circle.real, circle.imag, color="0.6", ls="--", lw=0.8)
-        ax.set_aspect("equal")
         ax.set_xlabel("real part")
+    axes[0].set_aspect("equal")
     for cond, W in (weights or {}).items():
         lam = np.linalg.eigvals(W[np.isfinite(W).all((1, 2))])
         axes[0].plot(lam.real.ravel(), lam.imag.ravel(), ".", ms=2, alpha=0.5, color=condition_color(analysis, cond),
                      label=str(cond))
     axes[0].set_title("recurrent weights W (last checkpoint, every seed)", fontsize=9)
     axes[0].set_ylabel("imaginary part")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8, markerscale=4)
     last = analysis.isel(checkpoint=-1).sel(context="zero") if "context" in analysis.dims else analysis.isel(checkpoint=-1)
-    for cond in analysis["condition"].values:
+    lo, hi, top = np.inf, -np.inf, 0.0
+    for c, cond in enumerate(conds):
+        ax = axes[1 + c]
         a = last.sel(condition=cond)
-        stable = (a["fp_kind"] == 0) & a["fp_is_fixed"] & a["fp_valid"]
-        re = a["fp_eig_real"].values[stable.values]
-        im = a["fp_eig_imag"].values[stable.values]
-        c = list(analysis["condition"].values).index(cond)
-        axes[1].plot(re.ravel(), im.ravel(), MARKERS[c % len(MARKERS)], ms=3, mfc="none", alpha=0.5,
-                     color=condition_color(analysis, cond), label=str(cond))
-    axes[1].set_title("Jacobian at the attractors (last checkpoint, zero input)", fontsize=9)
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, markerscale=4)
+        stable = ((a["fp_kind"] == 0) & a["fp_is_fixed"] & a["fp_valid"]).values
+        re, im = a["fp_eig_real"].values[stable].ravel(), a["fp_eig_imag"].values[stable].ravel()
+        ok = np.isfinite(re) & np.isfinite(im)
+        ax.plot(re[ok], im[ok], MARKERS[c % len(MARKERS)], ms=3, mfc="none", alpha=0.5, color=condition_color(analysis, cond))
+        ax.set_title(f"{cond}: Jacobian at {int(stable.sum())} attractors", fontsize=9)
+        if not ok.any():
+            ax.text(0.5, 0.5, "no attractor found", ha="center", va="center", fontsize=8, transform=ax.transAxes)
+        else:
+            lo, hi, top = min(lo, re[ok].min()), max(hi, re[ok].max()), max(top, np.abs(im[ok]).max())
+    jac = axes[1:1 + len(conds)]
+    if np.isfinite(lo):  # one zoom for every condition, the unit circle's arc near 1 in view
+        x0, x1 = lo, max(hi, 1.0)
+        pad = 0.08 * (x1 - x0 or 1.0)
+        for ax in jac:
+            ax.set_xlim(x0 - pad, x1 + pad)
+            ax.set_ylim(-1.15 * top - pad, 1.15 * top + pad)
+    for ax in jac[1:]:
+        ax.tick_params(labelleft=False)
+    jac[0].set_ylabel("imaginary part")
     return axes

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from ..storage.rebuild import protocol_of, trained_network
+from ..storage.rebuild import protocol_of, protocol_task, trained_network
 from . import curves, field, phase
 from . import predictions as pfigs
 from . import staircase as sfigs
@@ -36,6 +36,13 @@ def recurrent_weights(results: xr.Dataset) -> dict[str, np.ndarray]:
     return out
 
 
+def channel_names(ds: xr.Dataset) -> dict[str, tuple[str, ...]]:
+    """``{"input_names": ..., "output_names": ...}``: what the task of the dataset's protocol names its
+    input and output channels (figure legends)."""
+    task = protocol_task(protocol_of(ds))
+    return {"input_names": task.input_names, "output_names": task.output_names}
+
+
 def figure_names(sweep: bool, analysis: bool, predictions: bool, staircase: bool = False) -> list[str]:
     """The file names :func:`figures` gives for a run with these datasets (in the same order)."""
     return (list(PREDICTION_FIGURES) * predictions + list(ANALYSIS_FIGURES) * analysis
@@ -54,7 +61,7 @@ def figures(results: xr.Dataset, analysis: xr.Dataset | None = None,
         draw["timescale_distributions.png"] = lambda: pfigs.timescale_distributions(predictions)
         draw["psychometric.png"] = lambda: field.psychometric(predictions)
         draw["choice_psth.png"] = lambda: field.choice_psth(predictions)
-        draw["example_trials.png"] = lambda: field.example_trials(predictions)
+        draw["example_trials.png"] = lambda: field.example_trials(predictions, **channel_names(predictions))
         draw["plasticity_course.png"] = lambda: field.plasticity_course(predictions)
     if analysis is not None:
         draw["gr_alignment.png"] = lambda: phase.gr_alignment(results, analysis)

@@ -2,12 +2,13 @@
 beyond selecting and projecting what is stored."""
 from __future__ import annotations
 
-import matplotlib
+from . import use_file_backend  # noqa: E402
 
-matplotlib.use("Agg")
+use_file_backend()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..analysis.geometry import lead_key  # noqa: E402
 from ..analysis.phase_space import portrait_indices  # noqa: E402
@@ -21,10 +22,12 @@ def gr_alignment(results: xr.Dataset, analysis: xr.Dataset, axes=None):
     GR event (large triangle; later events small) and drop onset (dot); the trajectory change
     between consecutive checkpoints (1 - CKA, log scale; dotted: the event floor); and the number of
     stable (solid) and saddle (dashed) fixed points at zero input - so the restructuring and the
-    bifurcation at the drop are seen next to each other."""
+    bifurcation at the drop are seen next to each other. Each row shares its y axis across conditions;
+    the counts have integer ticks."""
     conds = list(analysis["condition"].values)
     if axes is None:
-        _, axes = plt.subplots(3, len(conds), figsize=(4.4 * len(conds), 7.6), sharex=True, squeeze=False,
+        # one scale per row: the conditions' losses, trajectory changes and counts compare across columns
+        _, axes = plt.subplots(3, len(conds), figsize=(4.4 * len(conds), 7.6), sharex=True, sharey="row", squeeze=False,
                                gridspec_kw={"height_ratios": [3, 2, 2]})
     it = analysis["checkpoint"].values
     floor = analysis.attrs.get("gr_min_change", None)
@@ -52,6 +55,7 @@ def gr_alignment(results: xr.Dataset, analysis: xr.Dataset, axes=None):
         if floor is not None:
             mid.axhline(float(floor), color="k", lw=0.8, ls=":")
         bottom.set_xlabel("iteration")
+        bottom.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of fixed points: whole numbers
     axes[0, 0].set_ylabel("smoothed task loss\n▼ first GR event (▾ later)  • drop onset")
     axes[1, 0].set_ylabel("trajectory change\n1 - CKA (log; ··· event floor)")
     axes[2, 0].set_ylabel("fixed points (zero input)\n— stable  -- saddle")

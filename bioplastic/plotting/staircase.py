@@ -3,9 +3,9 @@ above the loss with its plateaus and the levels theory predicts. Takes the resul
 datasets and returns Axes; computes nothing (analysis/linear_oracle.py does)."""
 from __future__ import annotations
 
-import matplotlib
+from . import use_file_backend  # noqa: E402
 
-matplotlib.use("Agg")
+use_file_backend()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402

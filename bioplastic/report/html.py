@@ -26,14 +26,14 @@ from ..analysis.statistics import nanmedian
 from ..plotting import curves, engines, phase
 from ..plotting import field as ffigs
 from ..plotting import predictions as pfigs
-from ..plotting.figures import recurrent_weights
+from ..plotting.figures import channel_names, recurrent_weights
 from ..protocol.yaml12 import load_yaml
 from ..simulate.run import agreement_line
 from ..storage.rebuild import protocol_of
 from . import staircase as staircase_report  # a module of this one's helpers: imported as a module (cycle)
 from . import verdicts as V
 from .bottom_line import bottom_line, caveats
-from .text import sweep_note
+from .text import num, sweep_note
 
 #: (id, title) of every section, in page order
 SECTIONS = [
@@ -82,8 +82,8 @@ TASK_SECTIONS = {"filtered_noise": ("staircase", "The staircase: theory vs measu
 MEASURES = [("fraction_ramping", "ramping units", "pct"), ("timescale_median_ms", "median autocorrelation timescale", "ms"),
             ("fraction_timescale_long", "units with timescale longer than measurable", "pct"),
             ("attractor_slow_tau_ms", "slowest attractor mode", "ms"), ("n_attractors", "attractors", "num"),
-            ("participation_ratio", "participation ratio", "num"), ("accuracy", "held-out accuracy", "pct"),
-            ("accuracy_plasticity_blocked", "accuracy, plasticity blocked", "pct"),
+            ("participation_ratio", "participation ratio", "num"), ("accuracy", "held-out accuracy", "pct1"),
+            ("accuracy_plasticity_blocked", "accuracy, plasticity blocked", "pct1"),
             ("plasticity_mean_abs", "mean |short-term change|", "num"),
             ("plasticity_timescale_ms", "plasticity timescale", "ms")]
 
@@ -185,14 +185,16 @@ def fmt(x: float, kind: str = "num", signed: bool = False) -> str:
         return "n/a"
     s = "+" if signed else ""
     if kind == "pct":
-        return f"{100 * x:{s}.0f}" + (" pp" if signed else " %")
+        return num(100 * x, f"{s}.0f") + (" pp" if signed else " %")
+    if kind == "pct1":  # one decimal: accuracies that are counts of trials, often under a point apart
+        return num(100 * x, f"{s}.1f") + (" pp" if signed else " %")
     if kind == "ms":
-        return f"{x:{s}.0f} ms"
+        return num(x, f"{s}.0f") + " ms"
     if kind == "it":
-        return f"{x:{s}.0f}"
+        return num(x, f"{s}.0f")
     if kind == "acc":
-        return f"{x:{s}.3f}"
-    return f"{x:{s}.3g}"
+        return num(x, f"{s}.3f")
+    return num(x, f"{s}.3g")
 
 
 def ci(lo: float, hi: float, kind: str = "num", signed: bool = False) -> str:
@@ -223,7 +225,8 @@ def _protocol_in_brief(run: Run, protocol) -> str:
     rows = [["task", f"<b>{esc(c0.task_kind)}</b> ({esc(task_words)})"],
             ["model", f"<b>{esc(c0.model_kind)}</b> ({esc(model_words)})"],
             ["learning rule", f"<b>{esc(tr.rule)}</b>, {esc(tr.optimizer)} lr = {tr.lr:g}, batch {tr.batch_size}"],
-            ["budget", f"{ds.sizes['iteration']} iterations per network; criterion: held-out accuracy &ge; {crit:g}"],
+            ["budget", f"{ds.sizes['iteration']} iterations per network; criterion: held-out accuracy &ge; {crit:g}"
+                       + (" on the trials with evidence (coherence not 0)" if task.get("accuracy_trials") == "evidence" else "")],
             ["seeds", f"{ds.sizes['seed']} per condition (networks paired by seed across conditions); root seed "
                       f"{esc(ds.attrs.get('root_seed'))}"]]
     dims = _sweep_dims(ds)
@@ -417,7 +420,7 @@ def _gr_table(an: xr.Dataset) -> str:
         lo, hi = a[f"{key}_ci"].values if f"{key}_ci" in a else (np.nan, np.nan)
         row = [esc(cond), f"{int(ok.sum())}/{lead.size}", f"{int((lead[ok] > 0).sum())}/{int(ok.sum())}",
                f"{fmt(float(a[f'{key}_median']), 'it')}{ci(lo, hi, 'it')}" if ok.any() else "n/a",
-               ", ".join("&ndash;" if not np.isfinite(x) else f"{x:+.0f}" for x in lead)]
+               ", ".join("&ndash;" if not np.isfinite(x) else num(x, "+.0f") for x in lead)]
         if key != "lead_time":  # the earlier measure beside it: the lead to the 10 % onset
             olo, ohi = a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan)
             row.append(f"{fmt(float(a['lead_time_median']), 'it')}{ci(olo, ohi, 'it')}" if np.isfinite(a["lead_time"].values).any() else "n/a")
@@ -480,10 +483,10 @@ def _prediction_numbers(pred: xr.Dataset) -> str:
                          "" if j == 0 else pval(e[3])])
     if "lesion_effect" in pred:
         for j, c in enumerate(conds):
-            e = pred["lesion_effect"].values[j]
+            e = pred["lesion_effect"].values[j]  # with minus without plasticity; shown as blocking's change (as the bottom line)
             if np.isfinite(e[0]):
-                rows.append(["lesion after training: accuracy with minus without plasticity", esc(c),
-                             f"{fmt(e[0], 'pct', True)}{ci(e[1], e[2], 'pct', True)}", "", pval(e[3])])
+                rows.append(["plasticity blocked after training: change of accuracy (without minus with plasticity)", esc(c),
+                             f"{fmt(-e[0], 'pct1', True)}{ci(-e[2], -e[1], 'pct1', True)}", "", pval(e[3])])
     return table(["measure", "condition", "median over seeds [95 % CI]", "vs reference [95 % CI]", "p"], rows, "numbers")
 
 
@@ -543,7 +546,12 @@ def _render(run: Run) -> str:
     swept = bool(dims) or bool(ds.attrs.get("sweep_dims")) or (protocol is not None and protocol.sweep is not None)
     not_for_sweeps = _not_for_sweeps(protocol, run.out) if swept else ""
 
-    lines = attempt("the bottom line", lambda: bottom_line(first, an, pred), lambda cause: [f"(error: {cause})"])
+    claims = list(protocol.config.claims) if protocol is not None else []
+    info = V.condition_info(protocol) if protocol is not None else {}
+    data = V.RunData(ds, an, pred, info)
+    verdicts = V.verdicts(claims, data, strict=_CONTEXT["strict"])
+    lines = attempt("the bottom line", lambda: bottom_line(first, an, pred, conditions=info, verdicts=verdicts),
+                    lambda cause: [f"(error: {cause})"])
     warn = "".join(f"<p class='unavailable'>{esc(c)}</p>" for c in caveats(first))
     body["bottom"] = warn + (("<p>What these simulations predict, each with its number and what would test it (seeds "
                               "are the independent samples; details below).</p><ol class='bottom'>"
@@ -553,9 +561,7 @@ def _render(run: Run) -> str:
     body["protocol"] = (f"<p>{esc(_description(ds))}</p>" + _protocol_in_brief(run, protocol))
     body["files"] = _files(run) + (f"<p class='unavailable'>Missing: {esc(', '.join(run.missing))}. The sections that "
                                    "need them say so.</p>" if run.missing else "")
-    claims = list(protocol.config.claims) if protocol is not None else []
-    data = V.RunData(ds, an, pred, V.condition_info(protocol) if protocol is not None else {})
-    body["verdicts"] = _verdicts(V.verdicts(claims, data, strict=_CONTEXT["strict"]))
+    body["verdicts"] = _verdicts(verdicts)
 
     sweep_note = (f"<p class='cap'>Figures show the first sweep point ({esc(', '.join(f'{d} = {first[d].item()}' for d in dims))}); "
                   "the tables give every point.</p>" if dims else "")
@@ -584,9 +590,9 @@ def _render(run: Run) -> str:
             "fig-psychometric", "Psychometric curve", lambda: ffigs.psychometric(pred),
             "Held-out accuracy of the trained networks against the trial's evidence strength: median over seeds (dots) "
             "and each seed (faint).", "psychometric.png", ("predictions.nc",)) + figure(
-            "fig-example-trials", "Example trials", lambda: ffigs.example_trials(pred),
-            "Two held-out trials: inputs (top), target on the scored steps (thick grey) and each condition's output, "
-            "seed 0 (bottom).", "example_trials.png", ("predictions.nc",))
+            "fig-example-trials", "Example trials", lambda: ffigs.example_trials(pred, **channel_names(pred)),
+            "Two held-out trials: inputs (top; one colour per input channel, named in the legend), target on the scored "
+            "steps (thick grey) and each condition's output, seed 0 (bottom; the condition's colour).", "example_trials.png", ("predictions.nc",))
 
     if an is not None:
         body["gr"] = _gr_table(an) + figure(
@@ -603,9 +609,9 @@ def _render(run: Run) -> str:
             "fig-phase-portraits", "Phase portraits", lambda: phase.phase_portraits(ds, an),
             esc(phase.portrait_caption(an)), "phase_portraits.png", ("results.nc", "analysis.nc")) + figure(
             "fig-spectra", "Spectra", lambda: ffigs.spectra(an, recurrent_weights(ds)),
-            "Eigenvalues of the recurrent weights (left) and of the one-step map's Jacobian at the attractors (right), "
-            "last checkpoint, every seed; a mode near the unit circle (dashed) is slow. For a condition with short-term "
-            "plasticity the right panel shows the state's Jacobian with the plastic variables at rest (F = 0, or u = U, "
+            "Eigenvalues of the recurrent weights (left) and of the one-step map's Jacobian at the attractors (one panel "
+            "per condition, on shared axes zoomed to where they lie), last checkpoint, every seed; a mode near the unit "
+            "circle (dashed) is slow. For a condition with short-term plasticity its panel shows the state's Jacobian with the plastic variables at rest (F = 0, or u = U, "
             "x = 1); the joint system's leading eigenvalues are joint_eig_* in analysis.nc.", "spectra.png",
             ("results.nc", "analysis.nc"))
     elif swept:
@@ -632,8 +638,10 @@ def _render(run: Run) -> str:
                 "plasticity_course.png", ("predictions.nc",)))
         body["ramping"] = figure(
             "fig-ramping-examples", "Ramping examples", lambda: pfigs.ramping_examples(pred),
-            f"Trial-averaged rate from the onset of the {esc(pred.attrs.get('ramp_period', 'period'))} of the ramping units "
-            "with the largest slopes (legend: slope, rate units per second) and of the flattest non-ramping unit (dashed).",
+            f"Rate from the onset of the {esc(pred.attrs.get('ramp_period', 'period'))}, averaged over the trials of each "
+            "unit's preferred choice, of the units that build up steadily through it with the largest slopes (legend: "
+            "preferred choice, slope in rate units per second; relaxations right after the stimulus are not ramps and are "
+            "not shown), and of the flattest non-ramping unit (dashed, all trials).",
             "ramping_examples.png", ("predictions.nc",)) + figure(
             "fig-ramp-distributions", "Ramp slopes", lambda: pfigs.ramp_distributions(pred),
             "Left: ramp slopes of all units of all seeds. Right: fraction of significantly ramping units per network "
@@ -648,7 +656,9 @@ def _render(run: Run) -> str:
             "fig-timescale-distributions", "Single-unit autocorrelation timescales", lambda: pfigs.timescale_distributions(pred),
             f"Left: fitted timescales during the {esc(pred.attrs.get('timescale_period', 'period'))} (log axis; legend: "
             "fraction fitted and fraction longer than measurable). Right: one unit per condition, autocorrelation across "
-            "trials (dots) and the fit A (exp(-lag/tau) + B) (line).", "timescale_distributions.png", ("predictions.nc",))
+            "trials (dots) and the fit A (exp(-lag/tau) + B) (line); an autocorrelation that stays at or above "
+            f"{pfigs.FLAT_AUTOCORRELATION:g} over every lag is labelled tau &gt; window (censored: it bounds the timescale "
+            "from below only) and its fit dotted.", "timescale_distributions.png", ("predictions.nc",))
     elif swept:
         body["predictions"] = body["ramping"] = body["timescales"] = not_for_sweeps
     else:

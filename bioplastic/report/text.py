@@ -14,6 +14,25 @@ from ..analysis.statistics import nanmedian
 from ..protocol.load import Protocol
 from ..storage.results import sweep_points
 
+#: parts of condition names written in capitals when the report names a condition in prose
+ACRONYMS = {"tcr": "TCR", "rflo": "RFLO", "bptt": "BPTT", "lstm": "LSTM", "gr": "GR", "eprop": "e-prop", "stp": "STP",
+            "plrnn": "PLRNN", "sgd": "SGD"}
+
+
+def condition_label(name: str) -> str:
+    """A condition's name as prose writes it: ``tcr_loss`` -> ``TCR loss``, ``rflo_tcr_plasticity`` ->
+    ``RFLO TCR plasticity`` (underscores become spaces; known abbreviations are capitalised)."""
+    return " ".join(ACRONYMS.get(w.lower(), w) for w in str(name).replace("-", "_").split("_") if w)
+
+
+def num(x: float, spec: str) -> str:
+    """``format(x, spec)`` without a negative zero: a value that rounds to zero prints as ``0``
+    (``+0`` with a sign spec), never ``-0``."""
+    s = format(x, spec)
+    if s.startswith("-") and float(format(-x, spec.replace("+", ""))) == 0:
+        return format(0.0, spec)
+    return s
+
 
 def sweep_note(protocol: Protocol, out: str | Path | None = None) -> str | None:
     """For a sweep (any number of points, one included): one line saying that the phase-space
@@ -43,7 +62,7 @@ def gr_line(analysis) -> str:
         ok = np.isfinite(lead)
         med = float(analysis[f"{key}_median"].sel(condition=cond))
         lo, hi = analysis[f"{key}_ci"].sel(condition=cond).values
-        ci = f"{med:+.1f} iterations (95 % CI {lo:+.1f} to {hi:+.1f})" if ok.any() else "n/a"
+        ci = f"{num(med, '+.1f')} iterations (95 % CI {num(lo, '+.1f')} to {num(hi, '+.1f')})" if ok.any() else "n/a"
         lines.append(f"GR before the drop {what}, {cond}: lead > 0 in {(lead[ok] > 0).sum()}/{ok.sum()} networks with "
                      f"both a GR event and a drop ({lead.size} analysed); median lead {ci}")
     return "\n".join(lines)

@@ -32,6 +32,7 @@ from ..analysis.predictions import prediction_sentences
 from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, clopper_pearson, nanmedian, paired_comparison
 from ..seeds import numpy_rng
 from ..storage.results import sweep_points
+from .text import num
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -472,7 +473,7 @@ def claim_2(d: RunData) -> Verdict:
     if width_free:
         rho_dep, p_dep, _ = _width_correlation(d.analysis[key].values.ravel(), width)
         ok = np.isfinite(onset_lead)
-        numbers.append(f"lead to the 10 % drop onset (earlier measure): median {nanmedian(onset_lead):.0f} iterations, "
+        numbers.append(f"lead to the 10 % drop onset (earlier measure): median {num(nanmedian(onset_lead), '.0f')} iterations, "
                        f"positive in {int((onset_lead[ok] > 0).sum())}/{int(ok.sum())}")
         numbers.append(f"correlation with the drop width (Spearman, {n_on} networks): lead to the onset rho = {rho_on:.2f} "
                        f"(p = {p_on:.2g}); lead to the departure rho = {rho_dep:.2f} (p = {p_dep:.2g})")
@@ -486,7 +487,7 @@ def claim_2(d: RunData) -> Verdict:
             clo, chi = (a[f"{key}_ci"].values if f"{key}_ci" in a else (np.nan, np.nan))
             cmed = float(a[median_key]) if median_key in a else float(nanmedian(lc))
             numbers.append(f"{cond}: {int((lc > 0).sum())}/{int(np.isfinite(lc).sum())} positive, median lead "
-                           f"{cmed:.0f} iterations" + (f" (95 % CI {clo:.0f} to {chi:.0f})" if np.isfinite(clo) else ""))
+                           f"{num(cmed, '.0f')} iterations" + (f" (95 % CI {num(clo, '.0f')} to {num(chi, '.0f')})" if np.isfinite(clo) else ""))
     if _has(d.analysis, "gr_growth"):
         gg = d.analysis["gr_growth"].values.ravel()
         if np.isfinite(gg).any():
@@ -503,8 +504,8 @@ def claim_2(d: RunData) -> Verdict:
                      "training.checkpoint_every.")
     if min_p_sign(pos + neg) >= ALPHA:
         notes.append(f"Too few networks: with {pos + neg} non-zero lead times the sign test cannot reach p < {ALPHA:g}.")
-    return Verdict(2, ev.status, f"{ev.status}: median lead {med:.0f} iterations before the {what} (95 % CI {lo:.0f} to "
-                                 f"{hi:.0f}), GR first in {pos}/{lead.size} networks, sign test p = {p:.2g}; "
+    return Verdict(2, ev.status, f"{ev.status}: median lead {num(med, '.0f')} iterations before the {what} (95 % CI "
+                                 f"{num(lo, '.0f')} to {num(hi, '.0f')}), GR first in {pos}/{lead.size} networks, sign test p = {p:.2g}; "
                                  f"lead to the 10 % onset vs drop width: Spearman rho = {rho_on:.2f}", [ev], numbers, notes)
 
 

@@ -93,6 +93,16 @@ class Task(ABC):
     @abstractmethod
     def period_names(self) -> tuple[str, ...]: ...
 
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """What each input channel carries, in figure legends (default: ``input 0``, ``input 1``, ...)."""
+        return tuple(f"input {i}" for i in range(self.n_inputs))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """What each output channel reports, in figure legends (default: ``output 0``, ...)."""
+        return tuple(f"output {i}" for i in range(self.n_outputs))
+
     @abstractmethod
     def sample(self, rng: np.random.Generator, n_trials: int) -> Trials:
         """Draw ``n_trials`` fresh trials using only ``rng``."""

@@ -127,6 +127,10 @@ class DelayedAddition(Task):
         )
         self.marker_1_steps, self.marker_2_steps = _marker_ranges(self.stimulus_steps)
 
+    #: channel names (module docstring)
+    input_names: ClassVar[tuple[str, ...]] = ("value", "marker", "go cue")
+    output_names: ClassVar[tuple[str, ...]] = ("sum",)
+
     @property
     def n_inputs(self) -> int:
         return 3

@@ -135,6 +135,10 @@ class EvidenceAccumulation(Task):
         )
         self._coherences = np.asarray(config.coherences, dtype=np.float64)
 
+    #: channel names (module docstring)
+    input_names: ClassVar[tuple[str, ...]] = ("left pulses", "right pulses", "go cue")
+    output_names: ClassVar[tuple[str, ...]] = ("choice (+1 right, -1 left)",)
+
     @property
     def n_inputs(self) -> int:
         return 3

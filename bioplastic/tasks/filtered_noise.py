@@ -138,6 +138,9 @@ class FilteredNoise(Task):
         idx = np.arange(n)[:, None] - np.arange(n)[None, :]
         self._conv_txs = np.where(idx >= 0, h[np.clip(idx, 0, None)], 0.0)
 
+    input_names: ClassVar[tuple[str, ...]] = ("white noise",)
+    output_names: ClassVar[tuple[str, ...]] = ("filtered noise",)
+
     @property
     def n_inputs(self) -> int:
         return 1

@@ -72,6 +72,14 @@ class FlipFlop(Task):
         self.forced_steps = max(1, self._n_steps // 10)
 
     @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(f"bit {i} pulses" for i in range(self.n_inputs))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(f"bit {i}" for i in range(self.n_outputs))
+
+    @property
     def n_inputs(self) -> int:
         return int(self.config.n_bits)
 

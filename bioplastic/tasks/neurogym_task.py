@@ -15,6 +15,13 @@ in ms). This adapter stacks such trials into :class:`~bioplastic.tasks.base.Tria
 - **score** = 1 if the action with the largest output averaged over the decision period is the
   correct one (``gt`` at the decision period's first step); ``targets: raw``: every output's mean
   within ``tolerance`` of the target's mean there. A trial without decision steps scores 1.
+- **accuracy** (held-out accuracy, and so the criterion ``training.criterion``) = the mean score over
+  the trials with evidence (``accuracy_trials: evidence``, the default): trials whose evidence label
+  (``coh``, the coherence of PerceptualDecisionMaking and its kin) is 0 carry no evidence for either
+  choice, so even an ideal observer is right on half of them, and with them the default criterion 0.95
+  is out of reach (0-coherence trials are 1 in 5 of PerceptualDecisionMaking-v0's: its ideal observer
+  scores about 0.9 on all trials, about 0.99 on the others). An environment without such a label
+  scores every trial; ``accuracy_trials: all`` scores every trial anyway.
 - **conditions** = ``action`` (the correct action, -1 without a decision period), ``trial_steps``
   (the trial's own length) and every numeric scalar of the env's ``trial`` dict (``ground_truth``,
   ``coh``, ...).
@@ -43,8 +50,13 @@ from pydantic import Field, ValidationInfo, field_validator
 from ..schema_base import Schema
 from .base import Task, Trials, window_bxt
 
-INSTALL_HINT = ("pip install 'bioplastic[neurogym]' (optional: neurogym pins numpy 2.2.* and gymnasium 0.29.*; "
-                "a separate virtual environment keeps them apart from this one)")
+#: the one install recipe (README, docs/tasks.md, ``bioplastic list`` and the errors give the same): from the
+#: checkout, a virtual environment of its own that takes everything else from the current one
+INSTALL_RECIPE = "python -m venv ngvenv --system-site-packages && ngvenv/bin/pip install -e '.[neurogym]'"
+INSTALL_HINT = (f"neurogym pins numpy 2.2.* and gymnasium 0.29.*, so install it in an environment of its own, from the "
+                f"checkout: {INSTALL_RECIPE}, then run ngvenv/bin/python -m bioplastic ... (docs/tasks.md)")
+#: labels of neurogym's trial dict that hold the evidence's strength; a trial where it is 0 has none
+EVIDENCE_LABELS = ("coh",)
 #: a trial longer than n_steps is redrawn; after this many redraws in a row sample() gives up
 _MAX_REDRAWS = 1000
 
@@ -110,6 +122,10 @@ class Config(Schema):
                                 "longer ones redrawn); null: the longest of probe_trials trials")
     probe_trials: int = Field(200, ge=1, le=100_000, description="trials drawn (seed 0) to find the periods, "
                               "the actions and, without n_steps, the trial length")
+    accuracy_trials: Literal["evidence", "all"] = Field(
+        "evidence", description="trials that held-out accuracy (and so training.criterion) counts: evidence, those whose "
+        "evidence label (coh) is not 0 (a 0-coherence trial has no correct answer that evidence supports, and caps "
+        "accuracy near 0.9 on PerceptualDecisionMaking-v0); all, every trial")
 
     @field_validator("env")
     @classmethod
@@ -188,6 +204,20 @@ def _probe(env: str, dt_ms: float, kwargs_json: str, n_trials: int) -> _Probe:
     return _Probe(make_env(env, dt_ms, json.loads(kwargs_json)), n_trials)
 
 
+def _space_names(space, n: int, default: str) -> tuple[str, ...]:
+    """Channel names from a neurogym space's ``name`` mapping (name -> index, or a list / range of
+    indices, numbered from 1); ``default i`` for a channel it does not name."""
+    names = [f"{default} {i}" for i in range(n)]
+    mapping = getattr(space, "name", None)
+    if isinstance(mapping, dict):
+        for key, idx in mapping.items():
+            many = not isinstance(idx, (int, np.integer))
+            for k, i in enumerate([idx] if not many else list(idx)):
+                if isinstance(i, (int, np.integer)) and 0 <= int(i) < n:
+                    names[int(i)] = f"{key} {k + 1}" if many and len(list(idx)) > 1 else str(key)
+    return tuple(names)
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)) or (
         isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf")
@@ -240,6 +270,19 @@ class NeurogymTask(Task):
         self.target_mode = mode
         self._n_outputs = probe.n_actions if mode == "one_hot" else probe.gt_width
         self._period_names = tuple(n for n in probe.period_names if n != "padding") + ("padding",)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """From the observation space's ``name`` (neurogym: ``{'fixation': 0, 'stimulus': [1, 2]}`` ->
+        fixation, stimulus 1, stimulus 2); ``input i`` where it names none."""
+        return _space_names(getattr(self.env, "observation_space", None), self.n_inputs, "input")
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """From the action space's ``name`` (one-hot targets; ``output i`` otherwise)."""
+        if self.target_mode != "one_hot":
+            return super().output_names
+        return _space_names(getattr(self.env, "action_space", None), self.n_outputs, "output")
 
     @property
     def n_inputs(self) -> int:
@@ -308,6 +351,23 @@ class NeurogymTask(Task):
         conditions["action"] = action_b
         conditions["trial_steps"] = steps_b
         return Trials(inputs, targets, mask, periods, conditions)
+
+    def evidence_trials(self, trials: Trials) -> np.ndarray:
+        """(trial,) bool: the trials that held-out accuracy counts (see ``accuracy_trials``)."""
+        keep = np.ones(trials.n_trials, bool)
+        if self.config.accuracy_trials == "evidence":
+            for k in EVIDENCE_LABELS:
+                if k in trials.conditions:
+                    keep &= np.asarray(trials.conditions[k], dtype=np.float64) != 0
+        return keep
+
+    def accuracy(self, outputs_bxtxo: np.ndarray, trials: Trials) -> float:
+        """Mean score over the trials with evidence (``accuracy_trials: evidence``), or every trial
+        (``all``, or an environment without an evidence label). NaN when no trial counts."""
+        keep = self.evidence_trials(trials)
+        if not keep.any():
+            return float("nan")
+        return float(np.mean(self.score(outputs_bxtxo, trials)[..., keep]))
 
     def score(self, outputs_bxtxo: np.ndarray, trials: Trials) -> np.ndarray:
         """Per trial (leading axes of ``outputs`` kept): the correct action has the largest output

@@ -344,6 +344,10 @@ def test_predictions_nc_of_a_tiny_run(pred_run, tiny_pred):
     text = prediction_sentences(stored)
     assert any("of units ramp during the delay with tcr_plasticity vs" in s for s in text)
     assert any("Blocking the plasticity of trained tcr_plasticity networks" in s for s in text)
+    # blocking's change (without minus with plasticity, the bottom line's and the table's convention)
+    les = stored["lesion_effect"].sel(condition="tcr_plasticity").values
+    assert any(f"by {0.0 - 100 * les[0]:+.1f} points (95 % CI {0.0 - 100 * les[2]:+.1f} to {0.0 - 100 * les[1]:+.1f}" in s
+               for s in text), text
     assert all("nan" not in s for s in text)
 
 

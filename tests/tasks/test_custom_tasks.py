@@ -368,6 +368,37 @@ class FakeTrialEnv:
 FAKE = f"{__name__}:FakeTrialEnv"
 
 
+class FakeCoherenceEnv(FakeTrialEnv):
+    """The stand-in with neurogym's evidence label: ``coh`` 0 (no evidence) or 50 in the trial dict."""
+
+    def new_trial(self):
+        trial = super().new_trial()
+        trial["coh"] = float(self.rng.choice([0.0, 50.0]))
+        return trial
+
+
+FAKE_COH = f"{__name__}:FakeCoherenceEnv"
+
+
+def test_neurogym_accuracy_counts_the_trials_with_evidence():
+    """Held-out accuracy (and so the criterion) leaves out 0-coherence trials by default: outputs right on
+    every trial with evidence and wrong on every trial without score 1.0 (a criterion of 0.95 reachable),
+    and the fraction of trials with evidence with accuracy_trials: all; an env without coh scores all."""
+    task = build_task("neurogym", {"env": FAKE_COH, "dt_ms": 100})
+    trials = task.sample(np.random.default_rng(3), 400)
+    coh = trials.conditions["coh"]
+    assert set(coh) == {0.0, 50.0}
+    wrong = np.roll(trials.targets_bxtxo, 1, axis=2)
+    out = np.where((coh == 0)[:, None, None], wrong, trials.targets_bxtxo)
+    assert task.accuracy(out, trials) == 1.0 and task.accuracy(wrong, trials) == 0.0
+    every = build_task("neurogym", {"env": FAKE_COH, "dt_ms": 100, "accuracy_trials": "all"})
+    assert every.accuracy(out, trials) == (coh != 0).mean()
+    assert np.array_equal(task.evidence_trials(trials), coh != 0) and every.evidence_trials(trials).all()
+    plain = build_task("neurogym", {"env": FAKE, "dt_ms": 100})
+    tr = plain.sample(np.random.default_rng(3), 50)
+    assert plain.evidence_trials(tr).all() and plain.accuracy(np.roll(tr.targets_bxtxo, 1, axis=2), tr) == 0.0
+
+
 def test_neurogym_adapter_on_a_stand_in_environment():
     task = build_task("neurogym", {"env": FAKE, "dt_ms": 100})
     assert (task.n_inputs, task.n_outputs, task.n_steps) == (3, 3, 8)
@@ -440,7 +471,7 @@ def test_neurogym_missing_is_a_clear_error(write_protocol, monkeypatch):
     text = BASE.replace("kind: evidence_accumulation, stimulus_ms: 100, delay_min_ms: 40, delay_max_ms: 60, response_ms: 40",
                         "kind: neurogym, env: PerceptualDecisionMaking-v0")
     (msg,) = _problems(write_protocol(text))
-    assert msg.startswith("task.env:") and "pip install 'bioplastic[neurogym]'" in msg
+    assert msg.startswith("task.env:") and ngt.INSTALL_RECIPE in msg
 
 
 @pytest.mark.parametrize("env", ["PerceptualDecisionMaking-v0", "DelayMatchSample-v0"])
@@ -453,6 +484,9 @@ def test_real_neurogym_environments(env, write_protocol, tmp_path):
     assert "decision" in task.period_names and (trials.conditions["action"] >= 1).all()
     assert task.accuracy(trials.targets_bxtxo, trials) == 1.0 and task.accuracy(np.zeros_like(trials.targets_bxtxo), trials) == 0.0
     assert np.array_equal(task.sample(np.random.default_rng(0), 64).inputs_bxtxi, trials.inputs_bxtxi)
+    if "coh" in trials.conditions:  # 0-coherence trials are left out of held-out accuracy
+        assert (trials.conditions["coh"] == 0).any()
+        assert np.array_equal(task.evidence_trials(trials), trials.conditions["coh"] != 0)
     text = BASE.replace("kind: evidence_accumulation, stimulus_ms: 100, delay_min_ms: 40, delay_max_ms: 60, response_ms: 40",
                         f"kind: neurogym, env: {env}, dt_ms: 100")
     p = load_protocol(write_protocol(text))
