@@ -69,21 +69,38 @@ def _learning(results: xr.Dataset, conditions: dict[str, V.CondInfo]) -> list[st
     return out
 
 
-def _restructuring(analysis: xr.Dataset | None) -> list[str]:
+def _restructuring(analysis: xr.Dataset | None, results: xr.Dataset | None = None) -> list[str]:
     if analysis is None or "lead_time" not in analysis:
         return []
-    lead = analysis[lead_key(analysis)].values.ravel()
-    lead = lead[np.isfinite(lead)]
+    lead_cs = analysis[lead_key(analysis)]
+    lead = lead_cs.values.ravel()
+    finite = np.isfinite(lead)
+    lead = lead[finite]
     if lead.size < 3:
         return []
     med, lo, hi = bootstrap_ci(lead, _rng(analysis, 2))
     ckpt = np.diff(analysis["checkpoint"].values[:2])[0] if analysis.sizes["checkpoint"] > 1 else np.nan
-    when = (f"a median of {num(med, '.0f')} iterations before the drop (" if lo > 0 else
-            f"around the drop, not clearly before it at this resolution (median lead {num(med, '.0f')} iterations; ")
+    if lo > 0:
+        when = f"a median of {num(med, '.0f')} iterations before the drop ("
+    elif hi < 0:
+        when = f"after the loss starts to drop, not before it (a median of {num(-med, '.0f')} iterations after; "
+    else:
+        when = f"around the drop, not clearly before it at this resolution (median lead {num(med, '.0f')} iterations; "
+    abrupt = ""
+    if results is not None and "abrupt" in results and set(lead_cs.dims) <= set(results["abrupt"].dims):
+        ab = results["abrupt"].sel(condition=lead_cs["condition"].values).transpose(*lead_cs.dims).values.ravel()[finite]
+        k = int(np.sum(ab == 1))
+        if k == 0:
+            abrupt = (f" None of these {lead.size} networks drops abruptly: the loss falls gradually, and 'the drop' "
+                      "is where that fall begins.")
+        elif k < lead.size:
+            abrupt = (f" Of these {lead.size} networks, {k} drop abruptly; in the other {lead.size - k} the loss falls "
+                      "gradually, and 'the drop' is where that fall begins.")
     return [f"The geometry of the population activity restructures {when}{CI} {num(lo, '.0f')} to {num(hi, '.0f')}; "
             f"{int((lead > 0).sum())} of {lead.size} networks restructure first; checkpoints every {ckpt:.0f} "
-            "iterations). Test: record the population across the learning jump and compare its trajectories "
-            "session by session: they should change before performance does."]
+            f"iterations).{abrupt} Test: record the population across the learning jump and compare its trajectories "
+            f"session by session: the model predicts they change {'before' if lo > 0 else 'no earlier than'} "
+            "performance does."]
 
 
 def _claim_7_note(verdicts: list[V.Verdict]) -> str:
@@ -214,5 +231,5 @@ def bottom_line(results: xr.Dataset, analysis: xr.Dataset | None = None, predict
     let a finding that is one part of a claim name that claim's verdict."""
     if "learned" in results and not results.attrs.get("sweep_dims") and not results["learned"].values.any():
         return []
-    lines = _learning(results, conditions or {}) + _restructuring(analysis) + _predictions(predictions, verdicts or [])
+    lines = _learning(results, conditions or {}) + _restructuring(analysis, results) + _predictions(predictions, verdicts or [])
     return [s for s in lines if "nan" not in s.split()][:MAX_SENTENCES]

@@ -175,3 +175,14 @@ def test_an_unreachable_criterion_is_not_answered_with_train_longer():
     assert "trials without evidence" in flat and "training.criterion" in flat
     (rising,) = caveats(_stalled(0.9, rising=True))[:1]
     assert "still rising" in rising and "--set training.iterations=400" in rising
+
+
+def test_a_restructuring_after_the_drop_is_called_so_and_gradual_drops_are_named():
+    ref = [60, 50, 46, 108, 145, 53, 66, 49, 66, 72]
+    lags = [-500, -600, -550, -700, -450, -520, -610, -480, -530, -560]
+    after = bottom_line(results(ref, ref, abrupt=0.0), analysis(lags))[-1]
+    assert "after the loss starts to drop, not before it" in after and "around the drop" not in after
+    assert "None of these 10 networks drops abruptly" in after
+    assert "predicts they change no earlier than performance does" in after
+    before = bottom_line(results(ref, ref), analysis([10, 20, 10, 30, 10, 20, 10, 10, 20, 10]))[-1]
+    assert "drops abruptly" not in before and "predicts they change before performance does" in before
