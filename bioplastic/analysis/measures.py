@@ -74,7 +74,7 @@ def aligned(values_bxtxn: np.ndarray, window: Window) -> tuple[np.ndarray, np.nd
     k = np.arange(L)
     mask = k[None, :] < lengths[:, None]
     idx = np.minimum(window.start_b[:, None] + k[None, :], T - 1)
-    out = X[np.arange(B)[:, None], idx] * mask[..., None]
+    out = np.where(mask[..., None], X[np.arange(B)[:, None], idx], 0.0)  # NaN outside a recorded trial stays out
     return out, mask
 
 

@@ -91,6 +91,7 @@ from .measures import (
     Window,
     across_trial_autocorrelation,
     aligned,
+    choice_means,
     choice_resolved_ramps,
     choice_sorted,
     choose_period,
@@ -364,6 +365,11 @@ def measure_recording(rec: xr.Dataset, *, ramp_period: str | None = None, timesc
         for k in ("fraction_buildup", "fraction_decay", "fraction_opposite_ramps", "population_ramp_slope", "population_ramp_p_value"):
             out[k] = cr[k]
         sorted_ = choice_sorted(rate[None], ramp_w, group_b, np.array([True]))
+        means = choice_means(rate, ramp_w, group_b)[1]
+        axis = means[-1] - means[0]
+        data_vars["choice_axis"] = (("unit",), axis / np.linalg.norm(axis) if np.linalg.norm(axis) > 0 else np.zeros(N),
+                                    {"units": "1", "long_name": f"the population's choice axis: each unit's mean rate over the {ramp_w.name} "
+                                                                f"window on trials of the larger {group} minus the smaller, unit length"})
         data_vars["psth_by_choice"] = (("unit", "choice", "period_time"), sorted_["psth_by_choice"][0],
                                        {"units": "1", "long_name": f"trial-averaged rate by {group} from the onset of the {ramp_w.name} period"})
         data_vars["projection_by_choice"] = (("choice", "period_time"), sorted_["projection_by_choice"][0],
