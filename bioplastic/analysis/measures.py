@@ -144,7 +144,7 @@ def choice_resolved_ramps(rate_bxtxn, window: Window, choice_b, baseline_n, dt_m
     The **population ramp**: rates projected on the choice axis (mean over the window for the
     largest choice minus the smallest, unit length), signed by the choice, regressed on time.
     Returns per unit ``ramp_class`` (0 none, 1 build-up, 2 decay), ``preferred_choice``,
-    ``slope_preferred``; per network ``fraction_buildup``, ``fraction_decay``,
+    ``slope_preferred``, ``opposite``; per network ``fraction_buildup``, ``fraction_decay``,
     ``fraction_opposite_ramps``, ``population_ramp_slope``, ``population_ramp_p_value``.
     """
     rate = np.asarray(rate_bxtxn, float)
@@ -165,7 +165,7 @@ def choice_resolved_ramps(rate_bxtxn, window: Window, choice_b, baseline_n, dt_m
     sign_b = np.where(choice_b == values[hi], 1.0, np.where(choice_b == values[lo], -1.0, 0.0))
     proj = (rate @ (axis / norm)) * sign_b[:, None] if norm > 0 else np.zeros(rate.shape[:2])  # (B, T)
     pop = ramp_slopes(proj[..., None], window, dt_ms)  # no choice axis: a constant, slope 0
-    return {"ramp_class": cls, "preferred_choice": values[pref].astype(float), "slope_preferred": s,
+    return {"ramp_class": cls, "preferred_choice": values[pref].astype(float), "slope_preferred": s, "opposite": opposite,
             "fraction_buildup": float((cls == 1).mean()), "fraction_decay": float((cls == 2).mean()),
             "fraction_opposite_ramps": float(opposite.mean()),
             "population_ramp_slope": float(pop.slope_n[0]), "population_ramp_p_value": float(pop.p_n[0])}

@@ -362,6 +362,7 @@ def measure_recording(rec: xr.Dataset, *, ramp_period: str | None = None, timesc
         cr = choice_resolved_ramps(rate, ramp_w, group_b, baseline_level(rate, periods), dt)
         unit["ramp_class"] = cr["ramp_class"]
         unit["ramp_preferred_choice"], unit["ramp_slope_preferred"] = cr["preferred_choice"], cr["slope_preferred"]
+        data_vars["ramp_opposite"] = (("unit",), cr["opposite"], {"units": "1", "long_name": "significant ramps of opposite sign for the two extreme choices"})
         for k in ("fraction_buildup", "fraction_decay", "fraction_opposite_ramps", "population_ramp_slope", "population_ramp_p_value"):
             out[k] = cr[k]
         sorted_ = choice_sorted(rate[None], ramp_w, group_b, np.array([True]))
