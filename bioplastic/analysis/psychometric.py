@@ -119,7 +119,10 @@ def fit_psychometric(evidence_b, right_b, start: PsychometricFit | None = None) 
     if start is not None and start.status in (0, 2):
         starts = [(start.slope, start.bias, start.lapse)]
     else:
-        starts = [(s / scale, b, lapse) for s in (0.5, 4.0) for b in (0.0, float(np.median(x))) for lapse in (0.01, 0.1)]
+        # the slope's sign from the choices' correlation with the evidence (starts of the wrong sign
+        # can end at the bound of their side)
+        sign = 1.0 if np.corrcoef(x, y)[0, 1] >= 0 else -1.0
+        starts = [(sign * s / scale, b, lapse) for s in (0.5, 4.0) for b in (0.0, float(np.median(x))) for lapse in (0.01, 0.1)]
     # sufficient statistics: trials and "right" choices per evidence value
     index = np.searchsorted(levels, x)
     n_k = np.bincount(index, minlength=len(levels)).astype(float)
