@@ -15,6 +15,8 @@
   ``stop_time`` are NaN. ``choice`` / ``target`` may be numbers or the strings ``left`` / ``right``
   (read as -1 / +1).
 - :func:`read_recording`: either, by the file's suffix (``.nwb``; else netCDF).
+- :func:`recording_from_spikes`: the NWB reader's binning of a trials table and spike times held in
+  memory (no pynwb needed).
 
 Every reader checks what it reads and raises :class:`~bioplastic.analysis.recording.RecordingError`
 naming what is missing or inconsistent: no trials table, missing columns, units without spikes,
@@ -129,7 +131,7 @@ def read_nwb_recording(path, *, columns: dict[str, str] | None = None, bin_ms: f
             raise RecordingError(f"{where}: the Units table has no spike_times column")
         chosen = range(len(ids)) if units is None else [_unit_index(ids, u, where) for u in units]
         spikes = {int(ids[i]): np.asarray(nwb.units.get_unit_spike_times(i), float) for i in chosen}
-    return _bin_trials(table, spikes, columns or {}, float(bin_ms), where)
+    return recording_from_spikes(table, spikes, columns or {}, float(bin_ms), where)
 
 
 def _unit_index(ids, u, where) -> int:
@@ -139,10 +141,12 @@ def _unit_index(ids, u, where) -> int:
     return int(hit[0])
 
 
-def _bin_trials(table: dict[str, np.ndarray], spikes: dict[int, np.ndarray], columns: dict[str, str], bin_ms: float,
-                where: str) -> xr.Dataset:
-    """The recording of a trials table (column -> (trial,) values, times in s) and spike times (s)
-    per unit id (see :func:`read_nwb_recording`)."""
+def recording_from_spikes(table: dict[str, np.ndarray], spikes: dict[int, np.ndarray], columns: dict[str, str] | None = None,
+                          bin_ms: float = DEFAULT_BIN_MS, where: str = "the recording") -> xr.Dataset:
+    """The recording of a trials table (column -> (trial,) values, NWB's column names, times in s)
+    and spike times (s) per unit id, binned as :func:`read_nwb_recording` does (without pynwb);
+    ``where`` names the source in error messages."""
+    columns = columns or {}
     missing_mapped = [f"{k} -> {v}" for k, v in columns.items() if v not in table]
     if missing_mapped:
         raise RecordingError(f"{where}: mapped columns {missing_mapped} are not in the trials table; it has {sorted(table)}")

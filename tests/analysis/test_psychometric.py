@@ -14,8 +14,8 @@ from bioplastic.analysis.psychometric import (
 )
 
 
-def draw(rng, slope, bias, lapse, n, levels=np.arange(-10.0, 11.0)):
-    x = rng.choice(levels, n)
+def draw(rng, slope, bias, lapse, n, levels=None):
+    x = rng.choice(np.arange(-10.0, 11.0) if levels is None else levels, n)
     return x, (rng.random(n) < psychometric_function(x, slope, bias, lapse)).astype(float)
 
 

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from bioplastic.analysis.recording import RecordingError, check_recording, make_recording, measure_recording
-from bioplastic.storage.recordings import _bin_trials, read_netcdf_recording, read_nwb_recording, read_recording
+from bioplastic.storage.recordings import read_netcdf_recording, read_nwb_recording, read_recording, recording_from_spikes
 from bioplastic.storage.synthetic import synthetic_session, write_nwb
 
 BIN_MS = 20.0
@@ -22,7 +22,7 @@ def session():
 def recording(session, tmp_path_factory):
     """The session binned into rates, written as a netCDF recording and read back."""
     path = tmp_path_factory.mktemp("rec") / "rec.nc"
-    _bin_trials(session.trials, session.spikes, {}, BIN_MS, "synthetic").to_netcdf(path, engine="h5netcdf")
+    recording_from_spikes(session.trials, session.spikes, {}, BIN_MS, "synthetic").to_netcdf(path, engine="h5netcdf")
     return read_netcdf_recording(path)
 
 
@@ -84,7 +84,8 @@ def test_the_model_layout_and_the_data_layout_give_the_same_measures(recording, 
     again = measure_recording(rec)
     for k in ("fraction_buildup", "population_ramp_slope", "timescale_median_ms", "psychometric_slope"):
         assert float(again[k]) == float(measured[k]), k
-    seconds = recording.assign_coords(time=recording["time"] / 1000.0, **{k: recording[k] / 1000.0 for k in recording.coords if k.endswith(("_start", "_stop"))})
+    bounds = [k for k in recording.coords if k.endswith(("_start", "_stop"))]
+    seconds = recording.assign_coords(time=recording["time"] / 1000.0, **{k: recording[k] / 1000.0 for k in bounds})
     seconds["time"].attrs["units"] = "s"
     np.testing.assert_allclose(measure_recording(seconds)["ramp_slope"], measured["ramp_slope"])
 
@@ -113,27 +114,27 @@ def small(**change):
 def test_bad_trials_tables_are_refused_naming_what_is_missing():
     trials, spikes = small()
     with pytest.raises(RecordingError, match=r"lacks the columns \['choice'\]"):
-        _bin_trials({k: v for k, v in trials.items() if k != "choice"}, spikes, {}, BIN_MS, "f.nwb")
+        recording_from_spikes({k: v for k, v in trials.items() if k != "choice"}, spikes, {}, BIN_MS, "f.nwb")
     with pytest.raises(RecordingError, match="no period boundaries"):
-        _bin_trials({k: v for k, v in trials.items() if not k.endswith("_start_time")}, spikes, {}, BIN_MS, "f.nwb")
+        recording_from_spikes({k: v for k, v in trials.items() if not k.endswith("_start_time")}, spikes, {}, BIN_MS, "f.nwb")
     short = dict(trials, delay_stop_time=trials["stop_time"] + 0.5)
     with pytest.raises(RecordingError, match="trial 0 .* is shorter than its delay period"):
-        _bin_trials(short, spikes, {}, BIN_MS, "f.nwb")
+        recording_from_spikes(short, spikes, {}, BIN_MS, "f.nwb")
     with pytest.raises(RecordingError, match="mapped columns \\['evidence -> coh'\\] are not in the trials table"):
-        _bin_trials(trials, spikes, {"evidence": "coh"}, BIN_MS, "f.nwb")
+        recording_from_spikes(trials, spikes, {"evidence": "coh"}, BIN_MS, "f.nwb")
     with pytest.raises(RecordingError, match="'choice' must be numbers or the strings left / right"):
-        _bin_trials(dict(trials, choice=np.array(["L"] * len(trials["choice"]))), spikes, {}, BIN_MS, "f.nwb")
-    words = _bin_trials(dict(trials, choice=np.where(trials["choice"] > 0, "Right", "left")), spikes, {}, BIN_MS, "f.nwb")
+        recording_from_spikes(dict(trials, choice=np.array(["L"] * len(trials["choice"]))), spikes, {}, BIN_MS, "f.nwb")
+    words = recording_from_spikes(dict(trials, choice=np.where(trials["choice"] > 0, "Right", "left")), spikes, {}, BIN_MS, "f.nwb")
     np.testing.assert_array_equal(words["choice"].values, trials["choice"])
 
 
 def test_bad_units_are_refused_naming_them():
     trials, spikes = small()
     with pytest.raises(RecordingError, match=r"units \[2\] have no spikes"):
-        _bin_trials(trials, {**spikes, 2: np.zeros(0)}, {}, BIN_MS, "f.nwb")
+        recording_from_spikes(trials, {**spikes, 2: np.zeros(0)}, {}, BIN_MS, "f.nwb")
     in_ms = {u: t * 1000.0 for u, t in spikes.items()}  # spike times in ms, trials in s: another time base
     with pytest.raises(RecordingError, match="must share one time base"):
-        _bin_trials(trials, in_ms, {}, BIN_MS, "f.nwb")
+        recording_from_spikes(trials, in_ms, {}, BIN_MS, "f.nwb")
 
 
 def test_nwb_files_without_trials_or_units_are_refused(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bioplastic.analysis.recording import measure_recording
-from bioplastic.storage.recordings import _bin_trials, read_recording
+from bioplastic.storage.recordings import read_recording, recording_from_spikes
 from bioplastic.storage.results import read_dataset
 from bioplastic.storage.synthetic import synthetic_session, write_nwb
 
@@ -17,7 +17,7 @@ def recordings(tmp_path_factory):
     """The synthetic session as a netCDF recording and (with pynwb) as an NWB file."""
     folder = tmp_path_factory.mktemp("recordings")
     s = synthetic_session(0, n_trials=200, n_units=20)
-    _bin_trials(s.trials, s.spikes, {}, 20.0, "synthetic").to_netcdf(folder / "rec.nc", engine="h5netcdf")
+    recording_from_spikes(s.trials, s.spikes, {}, 20.0, "synthetic").to_netcdf(folder / "rec.nc", engine="h5netcdf")
     paths = {"nc": folder / "rec.nc"}
     try:
         write_nwb(s, folder / "rec.nwb")
