@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from ..analysis.psychometric import psychometric_function  # noqa: E402
 from ..analysis.statistics import nanmedian  # noqa: E402
 from .curves import COLORS, shade  # noqa: E402
 
@@ -78,8 +79,6 @@ def psychometric(pred: xr.Dataset, ax=None):
         _, ax = plt.subplots(figsize=(4.6, 3.6))
     if "p_right" not in pred:
         return _accuracy_by_strength(pred, ax)
-    from ..analysis.psychometric import psychometric_function
-
     x = pred["evidence_level"].values
     grid = np.linspace(x.min(), x.max(), 200)
     conds = list(pred["condition"].values)

@@ -6,6 +6,7 @@ import numpy as np
 import xarray as xr
 
 from ..analysis.compare import COMPARED, MEANING, UNIT_LEVEL, consistency_sentences
+from ..plotting.compare import psychometric_comparison
 from .html import CSS, _png, esc
 
 
@@ -60,8 +61,6 @@ def compare_html(cmp: xr.Dataset) -> str:
         "&#10007;: it does not.",
     ]
     try:
-        from ..plotting.compare import psychometric_comparison
-
         fig = (f"<figure><img src='data:image/png;base64,{_png(lambda: psychometric_comparison(cmp))}' alt='psychometric curves'>"
                "<figcaption><b>Psychometric curves.</b> P(choice right) against the signed evidence: the recording (left; dot area: "
                "trials) and each condition's networks (right; median over seeds), with the fitted psychometric function "

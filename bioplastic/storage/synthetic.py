@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..analysis.psychometric import psychometric_function
+from .recordings import _pynwb
+
 EVIDENCE_LEVELS = (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
 
 
@@ -42,8 +45,6 @@ def synthetic_session(seed: int = 0, n_trials: int = 400, n_units: int = 40, bui
                       lapse: float = 0.05) -> Session:
     """A session of the module docstring, drawn from ``numpy.random.default_rng(seed)``."""
     from scipy.signal import lfilter
-
-    from ..analysis.psychometric import psychometric_function
 
     rng = np.random.default_rng(seed)
     fix, stim, gap, tail = 0.3, 0.5, 0.5, 0.3
@@ -89,8 +90,6 @@ def write_nwb(session: Session, path, columns: dict[str, str] | None = None) -> 
     """Write ``session`` as an NWB file (pynwb): the trials table (``columns`` renames columns:
     ours -> the file's) and the Units table of spike times."""
     from datetime import UTC, datetime
-
-    from .recordings import _pynwb
 
     pynwb = _pynwb()
     nwb = pynwb.NWBFile(session_description="synthetic session with planted truth (bioplastic.storage.synthetic)",
