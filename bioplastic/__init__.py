@@ -37,9 +37,11 @@ as ``python -m bioplastic run`` does.
 from .analysis.fixed_points import find_fixed_points, sample_initial_states
 from .analysis.phase_space import analyze
 from .analysis.predictions import predict, prediction_sentences
+from .analysis.psychometric import fit_psychometric
+from .analysis.recording import measure_recording
 from .learning import RULES
 from .networks import NETWORKS, Network, Rollout, build_network
-from .pipeline import IncompleteRun, RunError, read_run, run_protocol, train
+from .pipeline import IncompleteRun, RunError, compare_recording, read_run, run_protocol, train
 from .plotting.figures import figures
 from .protocol.errors import ProtocolError
 from .protocol.load import Protocol, load_protocol
@@ -48,13 +50,15 @@ from .report.html import render as render_report
 from .simulate.engines import Brian2Engine
 from .simulate.run import resimulate
 from .storage.rebuild import protocol_of, trained_network
+from .storage.recordings import read_recording
 from .storage.results import read_dataset, write_dataset
 from .tasks import TASKS, Task, Trials, build_task
 from .training.loop import EnsembleTrainer, GroupResult, MemberSpec
 
 __all__ = ["Brian2Engine", "EnsembleTrainer", "GroupResult", "IncompleteRun", "MemberSpec", "NETWORKS", "Network",
-           "Protocol", "ProtocolError", "RULES", "Rollout", "Run", "RunError", "TASKS", "Task", "Trials", "analyze",
-           "build_network", "build_task", "figures", "find_fixed_points", "load_protocol", "predict",
-           "prediction_sentences", "protocol_of", "read_dataset", "read_run", "render_report", "resimulate",
+           "Protocol", "ProtocolError", "RULES", "Rollout", "Run", "RunError", "TASKS", "Task", "Trials",
+           "analyze", "build_network", "build_task", "compare_recording", "figures", "find_fixed_points",
+           "fit_psychometric", "load_protocol", "measure_recording", "predict", "prediction_sentences",
+           "protocol_of", "read_dataset", "read_recording", "read_run", "render_report", "resimulate",
            "run_protocol", "sample_initial_states", "train", "trained_network", "write_dataset"]
 __version__ = "0.1.0"

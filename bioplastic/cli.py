@@ -1,4 +1,4 @@
-"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,list,schema}``. It
+"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,compare,list,schema}``. It
 parses the arguments, calls the pipeline (:mod:`bioplastic.pipeline`) and prints.
 
 Exit status: 0 success, 1 incomplete (the datasets are written but parts of the report failed; each
@@ -17,8 +17,10 @@ from typing import get_args
 from tqdm import tqdm
 
 from . import __version__, pipeline
+from .analysis.compare import consistency_sentences
 from .analysis.phase_space import AnalysisError
 from .analysis.predictions import prediction_sentences
+from .analysis.recording import RecordingError
 from .device import DEVICES, DeviceError, resolve_device
 from .learning import RULES
 from .networks import NETWORKS
@@ -84,6 +86,25 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild OUT/report.html (and figures) from a run's saved datasets, recomputing nothing; "
                                          "lists missing datasets and marks their sections unavailable")
     rep.add_argument("out", help="a finished run's folder (holding results.nc)")
+    cmp = sub.add_parser(
+        "compare", help="measure a recording (NWB or netCDF) as the run's networks are measured and write OUT/compare.nc and "
+                        "compare.html: the data beside each condition, and which conditions it is consistent with",
+        description="Measure a recording exactly as the model's predictions measure the trained networks (ramping, build-up "
+                    "units, the population's choice axis, single-unit timescales in the input-free period, the psychometric "
+                    "curve) and put the data beside each condition of a finished run (its predictions.nc). The recording: an "
+                    "NWB file (.nwb: the Units table's spike times, the trials table's start_time, stop_time, choice, "
+                    "evidence and <period>_start_time columns; needs pip install 'bioplastic[nwb]') or a netCDF recording "
+                    "(rate with dims trial, time, unit; docs/compare.md).")
+    cmp.add_argument("run", help="a finished run's folder (holding predictions.nc)")
+    cmp.add_argument("recording", help="the recording: FILE.nwb, or a netCDF file (.nc)")
+    cmp.add_argument("--out", help="folder for compare.nc and compare.html (default: the run's folder)")
+    cmp.add_argument("--bin-ms", type=float, default=20.0, help="NWB: bin width of the firing rates in ms (default 20)")
+    cmp.add_argument("--column", action="append", default=[], metavar="NAME=COLUMN",
+                     help="the file's name for a column the reader expects, e.g. --column evidence=signed_coherence "
+                          "--column stimulus_start_time=cue_on (repeatable)")
+    cmp.add_argument("--units", metavar="ID,ID,...", help="NWB: only these unit ids of the Units table")
+    cmp.add_argument("--ramp-period", help="the period of the ramp measures (default: delay, else stimulus, else the whole trial)")
+    cmp.add_argument("--timescale-period", help="the input-free period of the timescales (default: delay, else fixation; none: no timescales)")
     sub.add_parser("list", help="list tasks, model kinds and specs, learning rules and schedules")
     sch = sub.add_parser("schema", help="print every protocol field with its type, default and meaning")
     sch.add_argument("--markdown", action="store_true", help="as Markdown (docs/protocol.md is made this way)")
@@ -106,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(Path(args.out))
         if args.command == "simulate":
             return cmd_simulate(Path(args.out), args.trials, args.codegen, args.dt_ms)
+        if args.command == "compare":
+            return cmd_compare(args)
         if args.command == "schema":
             print(schema_text(markdown=args.markdown))
             return 0
@@ -230,6 +253,34 @@ def cmd_report(out: Path) -> int:
     except pipeline.IncompleteRun as exc:
         return _incomplete(exc)
     print(path)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """The recording beside the run's predictions (OUT/compare.nc, OUT/compare.html); exit 2 on a bad
+    recording, run folder or option (nothing written)."""
+    columns = {}
+    for item in args.column:
+        name, sep, column = item.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            return _fail(f"--column: expected NAME=COLUMN (e.g. --column evidence=signed_coherence), got {item!r}")
+        columns[name.strip()] = column.strip()
+    units = None
+    if args.units is not None:
+        try:
+            units = [int(u) for u in args.units.split(",") if u.strip()]
+        except ValueError:
+            return _fail(f"--units: expected unit ids separated by commas (e.g. --units 0,3,7), got {args.units!r}")
+    try:
+        cmp, nc, page = pipeline.compare_recording(Path(args.run), Path(args.recording), None if args.out is None else Path(args.out),
+                                                   columns=columns or None, bin_ms=args.bin_ms, units=units,
+                                                   ramp_period=args.ramp_period, timescale_period=args.timescale_period)
+    except (pipeline.RunError, RecordingError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    print(nc)
+    print(page)
+    for line in consistency_sentences(cmp):
+        print(f"  - {line}")
     return 0
 
 

@@ -27,17 +27,20 @@ from pathlib import Path
 
 import xarray as xr
 
+from .analysis.compare import compare_dataset
 from .analysis.learning_curves import add_learning_statistics
 from .analysis.linear_oracle import applies as oracle_applies
 from .analysis.linear_oracle import staircase_dataset
 from .analysis.phase_space import analyze
 from .analysis.predictions import DEFAULT_TRIALS, predict
+from .analysis.recording import measure_recording
 from .device import DeviceError, resolve_device
 from .plotting.curves import png_bytes
 from .plotting.figures import figure_names, figures
 from .protocol.load import Protocol, protocol_from_text
 from .protocol.paths import check_output_dir
 from .protocol.yaml12 import load_yaml
+from .report.compare import compare_html
 from .report.html import FILES, ReportError, Run, render
 from .simulate.engines import Brian2Engine
 from .simulate.run import DEFAULT_TRIALS as RESIMULATED_TRIALS
@@ -45,6 +48,7 @@ from .simulate.run import resimulate
 from .storage.io import DamagedFileError, DamagedFileWarning, atomic_torch_save, atomic_write, atomic_write_text, safe_torch_load
 from .storage.lock import LOCK_FILES, RunLockedError, run_lock
 from .storage.rebuild import protocol_of
+from .storage.recordings import DEFAULT_BIN_MS, read_recording
 from .storage.results import build_dataset, combine_points, describe, read_dataset, verify_dataset, write_dataset
 from .training.executors import Executor, InProcessExecutor
 from .training.loop import EnsembleTrainer
@@ -625,3 +629,37 @@ def _report_locked(out: Path, strict: bool, stages: StageProgress | None) -> Pat
     if failures:
         raise IncompleteRun(out, failures)
     return path
+
+
+COMPARE = "compare.nc"
+COMPARE_HTML = "compare.html"
+
+
+def compare_recording(run: str | Path, recording: str | Path, out: str | Path | None = None, *, columns: dict[str, str] | None = None,
+                      bin_ms: float = DEFAULT_BIN_MS, units: list | None = None, ramp_period: str | None = None,
+                      timescale_period: str | None = None, seed: int = 0) -> tuple[xr.Dataset, Path, Path]:
+    """A recording (NWB or netCDF, :mod:`bioplastic.storage.recordings`) measured as the run's
+    networks are, beside the run's ``predictions.nc``: writes ``OUT/compare.nc`` and
+    ``OUT/compare.html`` (``out``: default the run folder), both made in memory first and each
+    written atomically. Raises :class:`RunError` (no predictions.nc, an output folder that is a
+    file) and :class:`~bioplastic.analysis.recording.RecordingError` (a bad recording) before
+    writing anything. Returns (compare dataset, the .nc path, the .html path)."""
+    run = Path(run)
+    out = run if out is None else Path(out)
+    if not run.is_dir():
+        raise RunError(f"{run} is not a folder; expected a finished run's folder holding {PREDICTIONS}")
+    if not (run / PREDICTIONS).is_file():
+        raise RunError(f"{run} has no {PREDICTIONS}: compare needs the model's predictions; make them with "
+                       f"`python -m bioplastic run PROTOCOL --out {run}` (a run computes them unless it is a sweep)")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; expected a folder for {COMPARE} and {COMPARE_HTML}")
+    pred = read_dataset(run / PREDICTIONS)
+    rec = read_recording(recording, columns=columns, bin_ms=bin_ms, units=units)
+    measured = measure_recording(rec, ramp_period=ramp_period, timescale_period=timescale_period)
+    cmp = compare_dataset(pred, rec, measured, seed=seed)
+    cmp.attrs["recording"] = str(Path(recording).resolve())
+    page = compare_html(cmp)
+    out.mkdir(parents=True, exist_ok=True)
+    write_dataset(cmp, out / COMPARE)
+    atomic_write_text(out / COMPARE_HTML, page)
+    return cmp, out / COMPARE, out / COMPARE_HTML

@@ -14,39 +14,18 @@ the LSTM's ``h`` (already a squashed output).
 
 Measures per network (dims ``condition, seed``) and per unit (``condition, seed, unit``):
 
-- **Ramping** (per unit). The period is the first of :data:`RAMP_PERIODS` that the task has with at
-  least :data:`MIN_PERIOD_STEPS` steps in every trial (``delay``; else ``stimulus``; else ``trial``,
-  the whole trial, as in flip-flop). Rate is regressed on time since period onset (seconds) across
-  all trials and steps, with one intercept per trial (trial fixed effects: trials differ in their
-  level, e.g. by choice, which is not ramping):
-  ``slope = sum x~ r~ / sum x~^2`` with ``x~, r~`` time and rate centred within each trial
-  (rate units per second). Steps of one trial are autocorrelated, so the standard error is
-  cluster-robust by trial (Liang & Zeger 1986, CR1: ``B / (B-1) sum_b (sum_t x~ e)^2 / (sum x~^2)^2``)
-  and the two-sided p-value comes from Student's t with ``B - 1`` degrees of freedom (B: trials with
-  at least 2 steps in the period). A unit **ramps** when its p-value passes the Benjamini-Hochberg
-  procedure at false-discovery rate :data:`ALPHA` across the units of its network;
-  ``fraction_ramping`` is the fraction of units that ramp (``fraction_ramping_uncorrected``: p <
-  ALPHA per unit, for comparison with papers that do not correct). A unit whose rate changes by less
-  than :data:`CONSTANT_TOL` within trials has slope 0 and p = 1.
-- **Single-unit autocorrelation timescale** (per unit), as in cortical recordings (Murray et al.
-  2014, Nat Neurosci 17:1661): in a stationary period (first of :data:`STATIONARY_PERIODS` with at
-  least 5 steps in every trial: the delay, else fixation, else the whole trial), the Pearson correlation across trials of the rate at steps i
-  and j of the period (step i counted from period onset; only trials in which both steps lie in the
-  period, at least :data:`MIN_TRIALS_PER_PAIR` of them), averaged over the pairs of each lag
-  ``j - i``; then ``R(lag) = A (exp(-lag / tau) + B)`` is fitted by weighted least squares (weights:
-  number of pairs per lag; parametrised as ``A exp(-lag/tau) + C`` with ``A`` in [0, 2] and ``C = A B``
-  in [-1, 1]) over lags 1 .. L-1 steps (``tau`` in ms). Status per unit
-  (``timescale_status``): 0 fitted; 1 no data (too few trials or no variance across trials, e.g. a
-  noise-free network in a period with identical input); 2 fit failed (no convergence, fewer than 4
-  lags, a correlation at the first lag below ``3 / sqrt(trials)`` (none measurable), non-finite
-  covariance, ``A`` not above twice its standard error, the standard error of
-  ``tau`` above ``tau``, or ``tau`` at its lower bound ``dt / 10``: faster than resolvable); 3 longer
-  than measurable (``tau`` beyond the longest lag fitted, where the decay cannot be told apart from
-  the offset ``B``; the fit's upper bound is 10 x the period's length).
-  ``timescale_ms`` is NaN unless the status is 0. Per network: ``timescale_median_ms`` over fitted
-  units, ``fraction_timescale_long`` (status 3) and ``fraction_timescale_fitted`` (status 0). In
-  memory tasks many units hold a trial-specific level through the delay (status 3); the median is
-  over fitted units only, so read it together with ``fraction_timescale_long``.
+- **The measures of a recording** - ramping, choice-resolved ramps and the population's choice axis,
+  single-unit autocorrelation timescales, participation ratio, the psychometric curve and its fit -
+  are those of :mod:`bioplastic.analysis.recording` (where their rules are stated), computed by
+  :func:`~bioplastic.analysis.recording.measure_recording` on a recording built from each network's
+  simulated trials (:func:`network_recording`): the rates, the task's periods, ``target`` = the
+  task's choice label (``choice``, ``side`` or ``action``: the choice-resolved measures group by
+  it), ``choice`` = the network's choice (two-choice tasks: the correct one where the trial scored
+  1, else the other) and ``evidence`` = the signed evidence
+  (:func:`~bioplastic.analysis.labels.signed_evidence_of`). Timescales are measured in the first
+  period without input in any trial (:func:`input_free_period`: ``delay``, else ``fixation``, else
+  the task's other periods), none without one. The same function measures recorded data
+  (``bioplastic compare``), so model and data are measured identically.
 - **Jacobian slow modes, attractor count and type**, read from ``OUT/analysis.nc`` at its final
   checkpoint, zero-input context (not recomputed; NaN / -1 when analysis.nc is absent). Attractors
   are the stable fixed points; ``attractor_slow_tau_ms`` is the median over a network's attractors
@@ -82,75 +61,82 @@ condition the same paired way. p-values are not corrected across measures or con
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import xarray as xr
-from scipy import optimize, stats
+from scipy import stats
 
 from ..device import device_label, device_scope, resolve_device
 from ..seeds import numpy_rng, torch_generator
 from ..storage.rebuild import protocol_task, trained_network
-from .geometry import participation_ratio
-from .labels import choice_of, strength_of
+from .labels import choice_made, choice_of, signed_evidence_of, strength_of
+from .measures import (  # noqa: F401 - the measure primitives, importable from here as before
+    CONSTANT_TOL,
+    MIN_PERIOD_STEPS,
+    MIN_TIMESCALE_STEPS,
+    MIN_TRIALS_AT_TIME,
+    MIN_TRIALS_PER_PAIR,
+    RAMP_CLASSES,
+    RAMP_PERIODS,
+    STATIONARY_PERIODS,
+    STATUS_MEANINGS,
+    TAU_MAX_WINDOW,
+    TAU_MIN_DT,
+    RampFit,
+    TimescaleFit,
+    Window,
+    across_trial_autocorrelation,
+    aligned,
+    choice_means,
+    choice_resolved_ramps,
+    choice_sorted,
+    choose_period,
+    cut_window,
+    fit_autocorrelation_timescale,
+    fit_exponential_timescale,
+    ramp_slopes,
+    trials_at_time,
+)
 from .phase_space import check_results
-from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, paired_comparison
+from .psychometric import FIT_STATUS_MEANINGS
+from .recording import RECORDING_MEASURES, make_recording, measure_recording
+from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, paired_comparison  # noqa: F401
 
 #: held-out trials per network
 DEFAULT_TRIALS = 128
-#: ramping is measured in the first of these periods that every trial has with >= MIN_PERIOD_STEPS steps
-RAMP_PERIODS = ("delay", "stimulus", "trial")
-#: autocorrelation timescales are measured in the first of these (stationary) periods
-STATIONARY_PERIODS = ("delay", "fixation")
-#: the ramp window ends where fewer than this many trials (or than a quarter of them, whichever is
-#: more) are still in the period: with variable delays the last steps rest on a few long trials
-MIN_TRIALS_AT_TIME = 10
 #: example held-out trials stored per network (inputs, target, output)
 EXAMPLE_TRIALS = 4
-#: choice-resolved ramp class codes per unit
-RAMP_CLASSES = "none buildup decay"
 #: a period counts as input-free when no input exceeds this in any trial
 INPUT_FREE_TOL = 1e-12
-#: timescales are measured only in an input-free period of at least this many steps in every trial
-MIN_TIMESCALE_STEPS = 5
 #: when more than this fraction of units (median over seeds) is longer than measurable, that fraction
 #: is the headline of the timescale sentence (the median of the fitted units is then biased low)
 LONG_HEADLINE = 0.5
-MIN_PERIOD_STEPS = 3
-#: Pearson correlations of a pair of steps need at least this many trials
-MIN_TRIALS_PER_PAIR = 8
-#: a rate that changes by less than this within trials is constant (not ramping)
-CONSTANT_TOL = 1e-9
-#: bounds of fitted timescales, in units of dt (lower) and of the fitted window's length (upper)
-TAU_MIN_DT = 0.1
-TAU_MAX_WINDOW = 10.0
 #: the anti-Hebbian efficacies' time course is sampled at this many steps at most
 PLASTICITY_POINTS = 24
 
-STATUS_MEANINGS = "fitted no_data fit_failed longer_than_measurable"
 ATTRACTOR_TYPES = "unknown none single_point several_points slow_manifold"
 
 #: network-level measures (append-only: the index keys the bootstrap stream): name -> (units, long_name)
+_R = RECORDING_MEASURES
 MEASURES: dict[str, tuple[str, str]] = {
-    "fraction_ramping": ("1", "fraction of units with a significant ramp (cluster-robust t-test, Benjamini-Hochberg FDR 0.05)"),
-    "fraction_ramping_uncorrected": ("1", "fraction of units with ramp p-value < 0.05 (no multiple-comparison correction)"),
-    "median_abs_ramp_slope": ("1/s", "median over units of |ramp slope| (rate units per second)"),
-    "fraction_buildup": ("1", "fraction of units whose rate builds up (moves away from its pre-stimulus level) over the ramp period for their preferred choice (significant, FDR 0.05)"),
-    "fraction_decay": ("1", "fraction of units whose rate decays back towards its pre-stimulus level over the ramp period for their preferred choice (significant, FDR 0.05)"),
-    "fraction_opposite_ramps": ("1", "fraction of units with significant ramps of opposite sign for the two choices (a pooled slope cancels them)"),
-    "population_ramp_slope": ("1/s", "slope of the choice-signed projection of the population rate on the choice axis over the ramp period (trial fixed effects)"),
-    "population_ramp_p_value": ("1", "two-sided p-value of population_ramp_slope (cluster-robust t-test by trial)"),
-    "timescale_median_ms": ("ms", "median single-unit autocorrelation timescale over fitted units"),
-    "fraction_timescale_fitted": ("1", "fraction of units whose autocorrelation timescale was fitted"),
-    "fraction_timescale_long": ("1", "fraction of units whose autocorrelation timescale exceeds the measurable range"),
+    "fraction_ramping": _R["fraction_ramping"],
+    "fraction_ramping_uncorrected": _R["fraction_ramping_uncorrected"],
+    "median_abs_ramp_slope": _R["median_abs_ramp_slope"],
+    "fraction_buildup": _R["fraction_buildup"],
+    "fraction_decay": _R["fraction_decay"],
+    "fraction_opposite_ramps": _R["fraction_opposite_ramps"],
+    "population_ramp_slope": _R["population_ramp_slope"],
+    "population_ramp_p_value": _R["population_ramp_p_value"],
+    "timescale_median_ms": _R["timescale_median_ms"],
+    "fraction_timescale_fitted": _R["fraction_timescale_fitted"],
+    "fraction_timescale_long": _R["fraction_timescale_long"],
     "attractor_slow_tau_ms": ("ms", "median over attractors of the slowest Jacobian mode's time constant (final checkpoint, zero input)"),
     "n_attractors": ("1", "number of stable fixed points (final checkpoint, zero input)"),
     "n_saddles": ("1", "number of saddle points (final checkpoint, zero input)"),
     "n_slow_points": ("1", "number of slow points (final checkpoint, zero input)"),
-    "participation_ratio": ("1", "participation ratio of the rate trajectories (dimensionality)"),
+    "participation_ratio": _R["participation_ratio"],
     "accuracy": ("1", "held-out accuracy of the trained network (plasticity as in training)"),
     "accuracy_plasticity_blocked": ("1", "held-out accuracy with the short-term plasticity blocked after training"),
     "lesion_accuracy_drop": ("1", "accuracy with plasticity minus accuracy with it blocked"),
@@ -159,34 +145,15 @@ MEASURES: dict[str, tuple[str, str]] = {
     "plasticity_mean_signed": ("1", "mean signed short-term change at trial end (F, or change of efficacy)"),
     "plasticity_mean_abs": ("1", "mean |short-term change| at trial end"),
     "plasticity_timescale_ms": ("ms", "timescale of exp fit of mean |short-term change| (decay after stimulus offset, or build-up)"),
+    "psychometric_slope": _R["psychometric_slope"],
+    "psychometric_bias": _R["psychometric_bias"],
+    "psychometric_lapse": _R["psychometric_lapse"],
 }
+#: the measures of a recording that are network-level measures here (measured on the simulated recording)
+RECORDING_KEYS = tuple(k for k in MEASURES if k in RECORDING_MEASURES and k != "accuracy")
 
 
 # --------------------------------------------------------------------------------------------- pure functions
-@dataclass(frozen=True)
-class Window:
-    """A named period: per-trial [start, stop) steps."""
-
-    name: str
-    start_b: np.ndarray
-    stop_b: np.ndarray
-
-
-def choose_period(periods: dict[str, np.ndarray], preference, n_steps: int,
-                  min_steps: int = MIN_PERIOD_STEPS) -> Window:
-    """The first period of ``preference`` that every trial has with at least ``min_steps`` steps;
-    ``trial`` (when not a period of the task) means the whole trial."""
-    for name in preference:
-        if name in periods:
-            se = np.asarray(periods[name])
-            if (se[:, 1] - se[:, 0]).min() >= min_steps:
-                return Window(name, se[:, 0].astype(int), se[:, 1].astype(int))
-        elif name == "trial":
-            B = len(next(iter(periods.values()))) if periods else 0
-            return Window("trial", np.zeros(B, int), np.full(B, n_steps))
-    raise ValueError(f"no period of {preference} has {min_steps} steps in every trial; the task has {sorted(periods)}")
-
-
 def input_free_period(trials, preference=STATIONARY_PERIODS, min_steps: int = MIN_TIMESCALE_STEPS) -> Window | None:
     """The first period (``preference`` first, then the task's other periods) that every trial has
     with at least ``min_steps`` steps and in which no trial has any input; None when there is none
@@ -202,286 +169,6 @@ def input_free_period(trials, preference=STATIONARY_PERIODS, min_steps: int = MI
         if all(u[b, se[b, 0]:se[b, 1]].max(initial=0.0) <= INPUT_FREE_TOL for b in range(len(se))):
             return Window(name, se[:, 0], se[:, 1])
     return None
-
-
-def aligned(values_bxtxn: np.ndarray, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """Values from each trial's period onset: (B, L, N) with L the longest period, and the (B, L)
-    mask of steps inside the period (values outside are 0)."""
-    X = np.asarray(values_bxtxn, dtype=float)
-    B, T = X.shape[:2]
-    lengths = window.stop_b - window.start_b
-    L = int(lengths.max())
-    k = np.arange(L)
-    mask = k[None, :] < lengths[:, None]
-    idx = np.minimum(window.start_b[:, None] + k[None, :], T - 1)
-    out = X[np.arange(B)[:, None], idx] * mask[..., None]
-    return out, mask
-
-
-def trials_at_time(window: Window) -> np.ndarray:
-    """(L,) how many trials are still in the period at each step since its onset."""
-    lengths = window.stop_b - window.start_b
-    return (np.arange(int(lengths.max()))[:, None] < lengths[None, :]).sum(1)
-
-
-def cut_window(window: Window, min_trials: int = MIN_TRIALS_AT_TIME) -> Window:
-    """The window ended at the last step since onset where at least ``min_trials`` trials, and a
-    quarter of the trials, remain (with a variable delay the last steps rest on a few long trials)."""
-    n = trials_at_time(window)
-    need = min(max(min_trials, -(-len(window.start_b) // 4)), len(window.start_b))
-    keep = int(np.flatnonzero(n >= need)[-1]) + 1
-    return Window(window.name, window.start_b, np.minimum(window.stop_b, window.start_b + keep))
-
-
-def choice_means(rate_bxtxn: np.ndarray, window: Window, choice_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The choices (sorted) and each unit's mean rate over the window's steps of each choice's
-    trials, (choice, N). The choice axis of a network is the last row minus the first."""
-    values = np.unique(choice_b)
-    R, M = aligned(rate_bxtxn, window)
-    Mf = M[..., None].astype(float)
-    return values, np.array([(R[choice_b == g] * Mf[choice_b == g]).sum((0, 1)) / max(Mf[choice_b == g].sum(), 1)
-                             for g in values])
-
-
-def choice_sorted(rate_exbxtxn: np.ndarray, window: Window, choice_b: np.ndarray, ok_e: np.ndarray) -> dict[str, np.ndarray]:
-    """Trial-averaged rates from the window's onset sorted by choice: ``psth_by_choice`` (E, N, choice,
-    L), and the population projection on each network's choice axis (:func:`choice_means`, unit
-    length), ``projection_by_choice`` (E, choice, L); NaN where no trial of the choice is still in the
-    window, and for missing networks."""
-    values = np.unique(choice_b)
-    E, _, _, N = rate_exbxtxn.shape
-    L = int((window.stop_b - window.start_b).max())
-    psth = np.full((E, N, len(values), L), np.nan)
-    proj = np.full((E, len(values), L), np.nan)
-    for e in range(E):
-        if not ok_e[e]:
-            continue
-        R, M = aligned(rate_exbxtxn[e], window)
-        for g, v in enumerate(values):
-            sel = choice_b == v
-            cnt = M[sel].sum(0)
-            psth[e, :, g] = np.where(cnt > 0, (R[sel] * M[sel][..., None]).sum(0).T / np.maximum(cnt, 1), np.nan)
-        means = choice_means(rate_exbxtxn[e], window, choice_b)[1]    # (choice, N)
-        axis = means[-1] - means[0]
-        if np.linalg.norm(axis) > 0:
-            proj[e] = np.einsum("ngl,n->gl", psth[e], axis / np.linalg.norm(axis))
-    return {"psth_by_choice": psth, "projection_by_choice": proj, "choice_values": values.astype(float)}
-
-
-def _subset(window: Window, sel: np.ndarray) -> Window:
-    return Window(window.name, window.start_b[sel], window.stop_b[sel])
-
-
-def choice_resolved_ramps(rate_bxtxn, window: Window, choice_b, baseline_n, dt_ms: float) -> dict[str, np.ndarray]:
-    """Ramps per choice, classified against each unit's pre-stimulus level ``baseline_n``.
-
-    Per choice g: the slope of each unit (trial fixed effects, :func:`ramp_slopes`, on the trials of
-    g) and its mean rate over the window, ``d_g = mean - baseline``. A unit's preferred choice is the
-    one with the largest ``|d_g|``. For it, a significant slope (Benjamini-Hochberg across units) is
-    a **build-up** when it moves the rate away from the baseline (``sign(slope) = sign(d)``) and a
-    **decay** when it moves it back (e.g. the relaxation after the stimulus ends). **Opposite ramps**:
-    significant slopes of opposite sign for the two extreme choices (they cancel in a pooled slope).
-    The **population ramp**: rates projected on the choice axis (mean over the window for the
-    largest choice minus the smallest, unit length), signed by the choice, regressed on time.
-    Returns per unit ``ramp_class`` (0 none, 1 build-up, 2 decay), ``preferred_choice``,
-    ``slope_preferred``; per network ``fraction_buildup``, ``fraction_decay``,
-    ``fraction_opposite_ramps``, ``population_ramp_slope``, ``population_ramp_p_value``.
-    """
-    rate = np.asarray(rate_bxtxn, float)
-    choice_b = np.asarray(choice_b)
-    values, means = choice_means(rate, window, choice_b)                  # (G, N)
-    N = rate.shape[2]
-    fits = [ramp_slopes(rate[choice_b == g], _subset(window, choice_b == g), dt_ms) for g in values]
-    slopes = np.array([f.slope_n for f in fits])
-    sig = np.array([benjamini_hochberg(f.p_n) for f in fits])
-    dev = means - baseline_n
-    pref = np.argmax(np.abs(dev), axis=0)
-    s, d, k = slopes[pref, np.arange(N)], dev[pref, np.arange(N)], sig[pref, np.arange(N)]
-    cls = np.where(k & (np.sign(s) == np.sign(d)) & (s != 0), 1, np.where(k & (np.sign(s) == -np.sign(d)) & (s != 0), 2, 0))
-    lo, hi = 0, len(values) - 1
-    opposite = sig[lo] & sig[hi] & (np.sign(slopes[lo]) * np.sign(slopes[hi]) < 0)
-    axis = means[hi] - means[lo]
-    norm = np.linalg.norm(axis)
-    sign_b = np.where(choice_b == values[hi], 1.0, np.where(choice_b == values[lo], -1.0, 0.0))
-    proj = (rate @ (axis / norm)) * sign_b[:, None] if norm > 0 else np.zeros(rate.shape[:2])  # (B, T)
-    pop = ramp_slopes(proj[..., None], window, dt_ms)  # no choice axis: a constant, slope 0
-    return {"ramp_class": cls, "preferred_choice": values[pref].astype(float), "slope_preferred": s,
-            "fraction_buildup": float((cls == 1).mean()), "fraction_decay": float((cls == 2).mean()),
-            "fraction_opposite_ramps": float(opposite.mean()),
-            "population_ramp_slope": float(pop.slope_n[0]), "population_ramp_p_value": float(pop.p_n[0])}
-
-
-@dataclass(frozen=True)
-class RampFit:
-    """Per unit: slope_n (rate units per second), se_n (cluster-robust), p_n (two-sided), df (trials - 1)."""
-
-    slope_n: np.ndarray
-    se_n: np.ndarray
-    p_n: np.ndarray
-    df: int
-
-
-def ramp_slopes(rate_bxtxn, window: Window, dt_ms: float) -> RampFit:
-    """Slope of rate on time within ``window``, trial fixed effects, cluster-robust SE by trial
-    (module docstring)."""
-    R, M = aligned(rate_bxtxn, window)
-    Mf = M.astype(float)
-    n_b = Mf.sum(1)
-    use = n_b >= 2
-    Mf = Mf * use[:, None]
-    n_safe = np.maximum(n_b, 1)
-    x = np.arange(R.shape[1]) * dt_ms / 1000.0  # seconds since period onset
-    xt = (x[None, :] - (Mf * x).sum(1, keepdims=True) / n_safe[:, None]) * Mf  # (B, L)
-    rt = (R - (R * Mf[..., None]).sum(1, keepdims=True) / n_safe[:, None, None]) * Mf[..., None]  # (B, L, N)
-    sxx = (xt ** 2).sum()
-    B = int(use.sum())
-    N = R.shape[2]
-    if B < 2 or sxx <= 0:
-        nan = np.full(N, np.nan)
-        return RampFit(nan, nan.copy(), nan.copy(), max(B - 1, 0))
-    slope = np.einsum("bl,bln->n", xt, rt) / sxx
-    e = rt - slope[None, None, :] * xt[..., None]
-    g = np.einsum("bl,bln->bn", xt, e)
-    se = np.sqrt(B / (B - 1) * (g ** 2).sum(0)) / sxx
-    constant = np.sqrt((rt ** 2).sum((0, 1)) / Mf.sum()) < CONSTANT_TOL
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(se > 0, np.abs(slope) / se, np.where(slope == 0, 0.0, np.inf))
-    p = 2 * stats.t.sf(t, B - 1)
-    slope = np.where(constant, 0.0, slope)
-    p = np.where(constant, 1.0, p)
-    return RampFit(slope, se, p, B - 1)
-
-
-def across_trial_autocorrelation(rate_bxtxn, window: Window, min_trials: int = MIN_TRIALS_PER_PAIR
-                                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Murray et al. (2014) autocorrelation: (L, N) mean over step pairs of each lag (0 .. L-1) of
-    the Pearson correlation across trials, and (L,) the number of step pairs averaged per lag (pairs
-    with fewer than ``min_trials`` trials or no variance are left out; lag rows without pairs are NaN)."""
-    R, M = aligned(rate_bxtxn, window)
-    Mf = M.astype(float)
-    cnt = Mf.T @ Mf  # (L, L) trials with both steps in the period
-    # centre each step by its mean over trials (reduces cancellation in the uncentred sums below)
-    R = (R - (R * Mf[..., None]).sum(0) / np.maximum(Mf.sum(0), 1)[:, None]) * Mf[..., None]
-    Rt = np.moveaxis(R, 2, 0)  # (N, B, L)
-    sx = np.einsum("bi,nbj->nij", Mf, Rt)      # sum over shared trials of x_j (pairs (i, j))
-    sxx = np.einsum("bi,nbj->nij", Mf, Rt ** 2)
-    sxy = Rt.transpose(0, 2, 1) @ Rt          # (N, L, L)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n = cnt[None]
-        mean_j = sx / n                        # mean of x_j over the trials shared with step i
-        var_j = sxx / n - mean_j ** 2
-        mean_i = mean_j.transpose(0, 2, 1)
-        var_i = var_j.transpose(0, 2, 1)
-        cov = sxy / n - mean_i * mean_j
-        scale = np.maximum(np.abs(sxx / n), np.abs(sxx / n).transpose(0, 2, 1))
-        ok = (n >= min_trials) & (var_i > 1e-12 * scale + 1e-300) & (var_j > 1e-12 * scale + 1e-300)
-        corr = np.where(ok, cov / np.sqrt(np.where(ok, var_i * var_j, 1.0)), np.nan)
-    L = R.shape[1]
-    N = R.shape[2]
-    out = np.full((L, N), np.nan)
-    pairs = np.zeros(L, int)
-    i, j = np.triu_indices(L)
-    lag = j - i
-    c = corr[:, i, j]  # (N, P)
-    good = np.isfinite(c)
-    for k in range(L):
-        sel = lag == k
-        g = good[:, sel]
-        npair = g.sum(1)
-        pairs[k] = int(npair.max()) if npair.size else 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[k] = np.where(npair > 0, np.where(g, c[:, sel], 0.0).sum(1) / np.maximum(npair, 1), np.nan)
-    return out, pairs
-
-
-@dataclass(frozen=True)
-class TimescaleFit:
-    """tau_ms (NaN unless status 0), amplitude A, offset B, status (0 fitted, 1 no data, 2 failed, 3 too long)."""
-
-    tau_ms: float
-    amplitude: float
-    offset: float
-    status: int
-
-
-def _curve_fit(f, x, y, p0, lower, upper, sigma=None):
-    """scipy's curve_fit: (parameters, their standard errors), or None on non-convergence or an
-    undetermined covariance."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", optimize.OptimizeWarning)
-        try:
-            p, cov = optimize.curve_fit(f, x, y, p0=p0, bounds=(lower, upper), sigma=sigma, max_nfev=2000)
-        except (RuntimeError, ValueError, optimize.OptimizeWarning):
-            return None
-    if not (np.isfinite(p).all() and np.isfinite(np.diag(cov)).all()):
-        return None
-    return p, np.sqrt(np.maximum(np.diag(cov), 0.0))
-
-
-def fit_autocorrelation_timescale(ac_l, pairs_l, dt_ms: float, n_trials: int) -> TimescaleFit:
-    """Fit ``A (exp(-lag/tau) + B)`` to the autocorrelation ``ac_l`` at lags 1 .. L-1 steps
-    (lag 0 is 1 by construction and not fitted), weighted by the pairs per lag. ``n_trials``: the
-    trials behind each correlation (its null standard deviation is about ``1 / sqrt(n_trials)``)."""
-    ac = np.asarray(ac_l, float)
-    pairs = np.asarray(pairs_l, float)
-    lags = np.arange(len(ac))
-    use = (lags >= 1) & np.isfinite(ac) & (pairs > 0)
-    if use.sum() == 0:
-        return TimescaleFit(np.nan, np.nan, np.nan, 1)
-    if use.sum() < 4:
-        return TimescaleFit(np.nan, np.nan, np.nan, 2)
-    x, y = lags[use] * dt_ms, ac[use]
-    if not y[0] > 3 / np.sqrt(max(n_trials, 1)):  # no measurable autocorrelation at the first lag
-        return TimescaleFit(np.nan, np.nan, np.nan, 2)
-    t_lo, t_hi = TAU_MIN_DT * dt_ms, TAU_MAX_WINDOW * len(ac) * dt_ms
-    # fitted as A exp(-lag/tau) + C with C = A B (A and C bounded; B = C / A can be large when a
-    # unit holds a stable trial-to-trial difference on top of a small decaying part)
-    c0 = float(np.clip(y[-1], -0.99, 0.99))
-    target = c0 + (y[0] - c0) / np.e
-    below = np.flatnonzero(y < target)
-    tau0 = float(np.clip(x[below[0]] if len(below) else x[-1] / 2, 2 * t_lo, t_hi / 2))
-    a0 = float(np.clip((y[0] - c0) * np.exp(x[0] / tau0), 1e-3, 1.9))
-
-    def f(lag, A, tau, C):
-        return A * np.exp(-lag / tau) + C
-
-    fit = _curve_fit(f, x, y, (a0, tau0, c0), (0.0, t_lo, -1.0), (2.0, t_hi, 1.0), sigma=1 / np.sqrt(pairs[use]))
-    if fit is None:
-        return TimescaleFit(np.nan, np.nan, np.nan, 2)
-    p, se = fit
-    offset = float(p[2] / p[0]) if p[0] > 0 else np.nan
-    if p[1] >= x[-1]:  # beyond the longest lag fitted, the decay cannot be told from the offset
-        return TimescaleFit(np.nan, float(p[0]), offset, 3)
-    # no decaying component distinguishable from zero, or tau undetermined / below resolution
-    if p[0] <= 2 * se[0] or se[1] > p[1] or p[1] <= t_lo * 1.001:
-        return TimescaleFit(np.nan, np.nan, np.nan, 2)
-    return TimescaleFit(float(p[1]), float(p[0]), offset, 0)
-
-
-def fit_exponential_timescale(t_ms, y_t) -> float:
-    """tau (ms) of ``y(t) = c + a exp(-(t - t_0) / tau)`` fitted to samples ``y_t`` at times ``t_ms``
-    (decay when a > 0, build-up when a < 0); NaN when it fails, when ``a`` is not above twice its
-    standard error, the standard error of ``tau`` exceeds ``tau``, or ``tau`` is at a bound
-    (a tenth of the smallest sampling interval; 10 x the time span)."""
-    x = np.asarray(t_ms, float)
-    y = np.asarray(y_t, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok] - x[ok].min(), y[ok]
-    if len(y) < 4 or np.ptp(y) <= CONSTANT_TOL * max(1.0, np.abs(y).max()):
-        return float("nan")
-    t_lo, t_hi = TAU_MIN_DT * np.diff(np.sort(x)).min(), TAU_MAX_WINDOW * np.ptp(x)
-    span = float(np.ptp(y))
-    target = y[-1] + (y[0] - y[-1]) / np.e
-    cross = np.flatnonzero(np.sign(y - target) != np.sign(y[0] - target))
-    tau0 = float(np.clip(x[cross[0]] if len(cross) else x[-1] / 2, 2 * t_lo, t_hi / 2))
-    fit = _curve_fit(lambda t, c, a, tau: c + a * np.exp(-t / tau), x, y, (y[-1], y[0] - y[-1], tau0),
-                     (y.min() - 10 * span, -10 * span, t_lo), (y.max() + 10 * span, 10 * span, t_hi))
-    if fit is None:
-        return float("nan")
-    p, se = fit
-    if not (t_lo * 1.001 < p[2] < t_hi * 0.999) or abs(p[1]) <= 2 * se[1] or se[2] > p[2]:
-        return float("nan")
-    return float(p[2])
 
 
 def condition_summary(values_cxs, rng_for, n_boot: int = N_BOOT) -> np.ndarray:
@@ -608,6 +295,17 @@ def _attractors(analysis: xr.Dataset | None, cond: str, seeds, ok_s, trial_ms: f
     return out
 
 
+def network_recording(rate_bxtxn, trials, dt_ms: float, score_b=None, attrs: dict | None = None) -> xr.Dataset:
+    """The recording (:mod:`bioplastic.analysis.recording`) of one network on ``trials``: its rates
+    ``rate_bxtxn`` (trial, time, unit), the task's periods, ``target`` (the task's choice label),
+    ``evidence`` (the signed evidence) and, from the network's per-trial ``score_b``, ``choice``
+    (the choice it made; two-choice tasks only)."""
+    target = choice_of(trials)
+    made = None if (score_b is None or target is None) else choice_made(score_b, target)
+    return make_recording(rate_bxtxn, dt_ms, trials.periods, choice=made, evidence=signed_evidence_of(trials),
+                          target=target, attrs=attrs)
+
+
 def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocked_net=None, engine=None) -> dict:
     run = _run if engine is None else engine
     noise = _noise(net, root, trials.n_trials, task.n_steps, seeds)
@@ -615,7 +313,10 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     rate = rates_of(net, roll)  # (E, B, T, N)
     E, _, _, N = rate.shape
     dt = task.dt_ms
-    out: dict[str, np.ndarray] = {}
+    outputs = roll.output_exbxtxo.detach().double().cpu().numpy()
+    score = task.score(outputs, trials)
+    out: dict[str, np.ndarray] = {k: np.full(E, np.nan) for k in RECORDING_KEYS}
+    out["psychometric_fit_status"] = np.ones(E, int)
     per_unit = {k: np.full((E, N), np.nan) for k in ("ramp_slope", "ramp_slope_se", "ramp_p_value", "timescale_ms",
                                                       "timescale_amplitude", "timescale_offset")}
     per_unit["ramping"] = np.zeros((E, N), bool)
@@ -628,54 +329,39 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     L_ramp = int((ramp_w.stop_b - ramp_w.start_b).max())
     ac_all = np.full((E, N, L_ac), np.nan)
     mean_rate = np.full((E, N, L_ramp), np.nan)
-    for k in ("fraction_ramping", "fraction_ramping_uncorrected", "median_abs_ramp_slope", "timescale_median_ms",
-              "fraction_timescale_fitted", "fraction_timescale_long", "participation_ratio", "fraction_buildup",
-              "fraction_decay", "fraction_opposite_ramps", "population_ramp_slope", "population_ramp_p_value"):
-        out[k] = np.full(E, np.nan)
+    figs: dict[str, np.ndarray] = {}
+    if choice_b is not None:
+        G = len(np.unique(choice_b))
+        figs.update(psth_by_choice=np.full((E, N, G, L_ramp), np.nan), projection_by_choice=np.full((E, G, L_ramp), np.nan),
+                    choice_values=np.unique(choice_b).astype(float))
+    curve = None
     for e in range(E):
         if not ok[e]:
             continue
-        fit = ramp_slopes(rate[e], ramp_w, dt)
-        rej = benjamini_hochberg(fit.p_n)
-        per_unit["ramp_slope"][e], per_unit["ramp_slope_se"][e], per_unit["ramp_p_value"][e] = fit.slope_n, fit.se_n, fit.p_n
-        per_unit["ramping"][e] = rej
-        finite = np.isfinite(fit.p_n)
-        if finite.any():
-            out["fraction_ramping"][e] = rej[finite].mean()
-            out["fraction_ramping_uncorrected"][e] = (fit.p_n[finite] < ALPHA).mean()
-            out["median_abs_ramp_slope"][e] = np.median(np.abs(fit.slope_n[finite]))
-        if choice_b is not None:
-            cr = choice_resolved_ramps(rate[e], ramp_w, choice_b, _baseline(rate[e], trials), dt)
-            per_unit["ramp_class"][e] = cr["ramp_class"]
-            per_unit["ramp_preferred_choice"][e], per_unit["ramp_slope_preferred"][e] = cr["preferred_choice"], cr["slope_preferred"]
-            for k in ("fraction_buildup", "fraction_decay", "fraction_opposite_ramps", "population_ramp_slope",
-                      "population_ramp_p_value"):
-                out[k][e] = cr[k]
-        R, M = aligned(rate[e], ramp_w)
-        cnt = M.sum(0)
-        mean_rate[e] = np.where(cnt[:, None] > 0, R.sum(0) / np.maximum(cnt, 1)[:, None], np.nan).T
-        if stat_w is not None:  # no input-free period: no timescales (status 1, no data)
-            ac, pairs = across_trial_autocorrelation(rate[e], stat_w)
-            ac_all[e] = ac.T
-            for n in range(N):
-                tf = fit_autocorrelation_timescale(ac[:, n], pairs, dt, trials.n_trials)
-                per_unit["timescale_ms"][e, n], per_unit["timescale_amplitude"][e, n] = tf.tau_ms, tf.amplitude
-                per_unit["timescale_offset"][e, n], per_unit["timescale_status"][e, n] = tf.offset, tf.status
-            st = per_unit["timescale_status"][e]
-            out["fraction_timescale_fitted"][e] = (st == 0).mean()
-            out["fraction_timescale_long"][e] = (st == 3).mean()
-            out["timescale_median_ms"][e] = np.median(per_unit["timescale_ms"][e][st == 0]) if (st == 0).any() else np.nan
-        out["participation_ratio"][e] = participation_ratio(rate[e])
-    outputs = roll.output_exbxtxo.detach().double().cpu().numpy()
-    score = task.score(outputs, trials)
+        m = measure_recording(network_recording(rate[e], trials, dt, score[e]), ramp_period=ramp_w.name,
+                              timescale_period=stat_w.name if stat_w is not None else "none", check=False)
+        for k in per_unit:
+            per_unit[k][e] = m[k].values
+        for k in RECORDING_KEYS:
+            out[k][e] = m[k].values
+        out["psychometric_fit_status"][e] = int(m["psychometric_fit_status"])
+        ac_all[e] = m["autocorrelation"].values
+        mean_rate[e] = m["mean_rate"].values
+        if "psth_by_choice" in m:
+            figs["psth_by_choice"][e], figs["projection_by_choice"][e] = m["psth_by_choice"].values, m["projection_by_choice"].values
+        if "p_right" in m:
+            if curve is None:
+                curve = {"evidence_level": m["evidence_level"].values, "n_trials_at_evidence": m["n_trials_at_evidence"].values,
+                         "p_right": np.full((E, m.sizes["evidence_level"]), np.nan)}
+            curve["p_right"][e] = m["p_right"].values
+    if curve is not None:
+        figs["psychometric"] = curve
     out["accuracy"] = np.where(ok, score.mean(-1), np.nan)
-    figs: dict[str, np.ndarray] = {"example_output": np.where(ok[:, None, None, None], outputs[:, :EXAMPLE_TRIALS], np.nan)}
+    figs["example_output"] = np.where(ok[:, None, None, None], outputs[:, :EXAMPLE_TRIALS], np.nan)
     strength = strength_of(trials)
     if strength is not None:
         levels = np.unique(strength)
         figs["accuracy_by_strength"] = np.where(ok[:, None], np.stack([score[:, strength == s].mean(-1) for s in levels], 1), np.nan)
-    if choice_b is not None:
-        figs.update(choice_sorted(rate, ramp_w, choice_b, ok))
     plast = getattr(roll, "plasticity", None)
     end = plasticity_end(plast)
     if end is None:
@@ -724,6 +410,19 @@ def _figure_data(pred: xr.Dataset, results: list[dict], trials, N: int, period: 
         pred["strength"].attrs.update(units="1", long_name="evidence strength of the trial (e.g. coherence)")
         pred["accuracy_by_strength"] = (("condition", "seed", "strength"), np.stack([r["figures"]["accuracy_by_strength"] for r in results]),
                                         {"units": "1", "long_name": "held-out accuracy by evidence strength (psychometric curve)"})
+    curves = [r["figures"].get("psychometric") for r in results]
+    if any(c is not None for c in curves):
+        first = next(c for c in curves if c is not None)
+        S = len(results[0]["figures"]["example_output"])
+        pred.coords["evidence_level"] = first["evidence_level"]
+        pred["evidence_level"].attrs.update(units="1", long_name="signed evidence of the psychometric curve (positive favours the "
+                                                                   "larger choice, 'right'; each value, or the mean of a bin)")
+        pred["p_right"] = (("condition", "seed", "evidence_level"),
+                           np.stack([c["p_right"] if c is not None else np.full((S, len(first["evidence_level"])), np.nan) for c in curves]),
+                           {"units": "1", "long_name": "fraction of held-out trials on which the network chose 'right' (the larger choice), "
+                                                       "by signed evidence (psychometric curve)"})
+        pred["n_trials_at_evidence"] = (("evidence_level",), first["n_trials_at_evidence"],
+                                        {"units": "1", "long_name": "held-out trials at each evidence level"})
     if "psth_by_choice" in results[0]["figures"]:
         psth = np.full((len(results),) + results[0]["figures"]["psth_by_choice"].shape[:1] + (N,)
                        + results[0]["figures"]["psth_by_choice"].shape[2:], np.nan)
@@ -752,16 +451,6 @@ def _figure_data(pred: xr.Dataset, results: list[dict], trials, N: int, period: 
     pred.coords["output"] = np.arange(trials.targets_bxtxo.shape[2])
     pred["output"].attrs.update(units="", long_name="output channel")
     pred["example_trial"].attrs.update(units="", long_name="example held-out trial")
-
-
-def _baseline(rate_bxtxn: np.ndarray, trials) -> np.ndarray:
-    """Each unit's pre-stimulus level: its mean rate in the fixation period, else at the first step."""
-    if "fixation" in trials.periods:
-        se = np.asarray(trials.periods["fixation"]).astype(int)
-        if (se[:, 1] > se[:, 0]).all():
-            R, M = aligned(rate_bxtxn, Window("fixation", se[:, 0], se[:, 1]))
-            return (R * M[..., None]).sum((0, 1)) / M.sum()
-    return rate_bxtxn[:, 0].mean(0)
 
 
 def _has_plasticity(net) -> bool:
@@ -866,6 +555,10 @@ def _predict(ds, protocol, analysis, trials, engine, progress, device) -> xr.Dat
     _figure_data(pred, results, tr, N, ramp_w.name)
     for k, (units, long) in MEASURES.items():
         pred[k] = (("condition", "seed"), np.stack([r["net"][k] for r in results]), {"units": units, "long_name": long})
+    pred["psychometric_fit_status"] = (("condition", "seed"), np.stack([r["net"]["psychometric_fit_status"] for r in results]).astype(int),
+                                       {"units": "1", "long_name": "psychometric fit: 0 fitted, 1 too few data (or no choice and evidence labels), "
+                                                                   "2 steeper than resolvable (slope a lower bound), 3 not converged",
+                                        "flag_values": [0, 1, 2, 3], "flag_meanings": FIT_STATUS_MEANINGS})
     pred["attractor_type"] = (("condition", "seed"), np.stack([r["net"]["attractor_type"] for r in results]).astype(int),
                               {"units": "1", "long_name": "attractor type at the final checkpoint (zero input)",
                                "flag_values": [-1, 0, 1, 2, 3], "flag_meanings": ATTRACTOR_TYPES})

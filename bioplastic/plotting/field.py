@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from ..analysis.psychometric import psychometric_function  # noqa: E402
 from ..analysis.statistics import nanmedian  # noqa: E402
 from .curves import COLORS, shade  # noqa: E402
 
@@ -58,13 +59,58 @@ def loss_overlay(results: xr.Dataset, ax=None):
     return ax
 
 
+def fitted_parameters(pred: xr.Dataset, cond) -> tuple[float, float, float] | None:
+    """The median over a condition's networks of the fitted psychometric slope, bias and lapse
+    (networks whose fit converged: status 0 or 2); None when none did."""
+    st = pred["psychometric_fit_status"].sel(condition=cond).values
+    ok = (st == 0) | (st == 2)
+    if not ok.any():
+        return None
+    return tuple(float(np.median(pred[f"psychometric_{k}"].sel(condition=cond).values[ok])) for k in ("slope", "bias", "lapse"))
+
+
 def psychometric(pred: xr.Dataset, ax=None):
-    """Held-out accuracy against evidence strength per condition: median over seeds (line, dots) and
-    each seed (faint)."""
+    """P(choice right) against the signed evidence per condition: the fraction of held-out trials on
+    which the networks chose "right", median over seeds (dots; faint: each seed), and the
+    psychometric function with the median of the networks' fitted slope, bias and lapse (line).
+    Without the signed curve (an older predictions.nc, or a task without a two-valued choice and
+    evidence label): accuracy against unsigned evidence strength, as before."""
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 3.6))
+    if "p_right" not in pred:
+        return _accuracy_by_strength(pred, ax)
+    x = pred["evidence_level"].values
+    grid = np.linspace(x.min(), x.max(), 200)
+    conds = list(pred["condition"].values)
+    shift = 0.012 * (np.ptp(x) or 1.0)
+    for c, cond in enumerate(conds):
+        v = pred["p_right"].sel(condition=cond).values
+        col = condition_color(pred, cond)
+        xc = x + (c - (len(conds) - 1) / 2) * shift
+        for row in v:
+            ax.plot(xc, row, MARKERS[c % len(MARKERS)], color=col, alpha=0.15, ms=3)
+        label = str(cond)
+        fit = fitted_parameters(pred, cond)
+        if fit is not None:
+            ax.plot(grid, psychometric_function(grid, *fit), "-", color=col, lw=1.6)
+            label += f" (slope {fit[0]:.2g}, bias {fit[1]:+.2g}, lapse {fit[2]:.2f})"
+        ax.plot(xc, nanmedian(v, axis=0), MARKERS[c % len(MARKERS)], color=col, ms=5, label=label)
+    ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    ax.axvline(0.0, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("signed evidence (positive favours right)")
+    ax.set_ylabel("P(choice right)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("psychometric curve (dots: median over seeds; line: fit)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    return ax
+
+
+def _accuracy_by_strength(pred: xr.Dataset, ax):
+    """Held-out accuracy against evidence strength per condition: median over seeds (line, dots) and
+    each seed (faint)."""
     if "accuracy_by_strength" not in pred:
-        return _no_data(ax, "no psychometric curve: the task's trials have no evidence-strength label")
+        return _no_data(ax, "no psychometric curve: the task's trials have no two-valued choice with signed evidence, "
+                            "nor an evidence-strength label")
     x = pred["strength"].values
     conds = list(pred["condition"].values)
     shift = 0.012 * (np.ptp(x) or 1.0)  # conditions side by side, so that equal curves stay visible

@@ -588,8 +588,11 @@ def _render(run: Run) -> str:
     if pred is not None:
         body["accuracy"] += figure(
             "fig-psychometric", "Psychometric curve", lambda: ffigs.psychometric(pred),
-            "Held-out accuracy of the trained networks against the trial's evidence strength: median over seeds (dots) "
-            "and each seed (faint).", "psychometric.png", ("predictions.nc",)) + figure(
+            "The fraction of held-out trials on which the trained networks chose right, against the trial's signed evidence "
+            "(e.g. right minus left pulses; signed coherence): median over seeds (dots) and each seed (faint), with the "
+            "psychometric function P = lapse + (1 - 2 lapse) / (1 + exp(-slope (evidence - bias))) at the median of the "
+            "networks' maximum-likelihood fits (line; parameters in the legend). Tasks without a signed evidence label "
+            "show accuracy against evidence strength.", "psychometric.png", ("predictions.nc",)) + figure(
             "fig-example-trials", "Example trials", lambda: ffigs.example_trials(pred, **channel_names(pred)),
             "Two held-out trials: inputs (top; one colour per input channel, named in the legend), target on the scored "
             "steps (thick grey) and each condition's output, seed 0 (bottom; the condition's colour).", "example_trials.png", ("predictions.nc",))
