@@ -1,7 +1,7 @@
 """The notebooks of examples/ execute as a user runs them (nbclient, a fresh kernel) with their
 `parameters` cell made small, and the snippet of README, docs/api.md and help(bioplastic) is one
-snippet, that runs. (The notebook of the `compare` command, examples/own_recording.ipynb, joins
-NOTEBOOKS when that command exists.)"""
+snippet, that runs. (examples/own_recording.ipynb measures an example recording with planted truth and
+compares it with a finished run.)"""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 #: notebook -> the source of its `parameters` cell in the tests (tiny budgets)
 NOTEBOOKS = {"study.ipynb": "seeds, n_units, iterations = 2, 12, 20",
-             "analyse_a_run.ipynb": None}  # RUN: the session's complete run (set in the test)
+             "analyse_a_run.ipynb": None,  # RUN: the session's complete run (set in the test)
+             "own_recording.ipynb": None}  # RUN and OUT (set in the test)
 
 
 def _parameters(nb) -> int:
@@ -65,6 +66,17 @@ def test_the_run_notebook_reads_a_finished_run(complete_run, tmp_path, monkeypat
     assert "missing: nothing" in text and "iterations_to_criterion" in text and "tcr_loss" in text
     assert "units ramp" in text and "failing sections: none" in text
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_the_recording_notebook_recovers_the_planted_truth_and_compares(complete_run, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    nb = _execute("own_recording.ipynb", f"RUN = {str(complete_run)!r}\nOUT = {str(out)!r}\nRECORDING = None",
+                  tmp_path, monkeypatch)
+    text = _text(nb)
+    assert "build-up units: planted 30%, measured 30%" in text
+    assert "timescale 100 ms: measured median" in text and "psychometric lapse: planted" in text
+    assert "compare.nc compare.html" in text and "consistent" in text
+    assert (out / "compare.nc").is_file() and (out / "compare.html").is_file()
 
 
 def _readme_snippet() -> str:
