@@ -356,7 +356,8 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
             curve["p_right"][e] = m["p_right"].values
     if curve is not None:
         figs["psychometric"] = curve
-    out["accuracy"] = np.where(ok, score.mean(-1), np.nan)
+    counted = task.evidence_trials(trials)  # the trials held-out accuracy counts (all but neurogym's without evidence)
+    out["accuracy"] = np.where(ok, score[:, counted].mean(-1), np.nan)
     figs["example_output"] = np.where(ok[:, None, None, None], outputs[:, :EXAMPLE_TRIALS], np.nan)
     strength = strength_of(trials)
     if strength is not None:
@@ -382,7 +383,7 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     if blocked_net is not None:
         roll_b = run(blocked_net, trials.inputs_bxtxi, noise)
         out["accuracy_plasticity_blocked"] = np.where(ok, task.score(roll_b.output_exbxtxo.detach().double().cpu().numpy(),
-                                                                     trials).mean(-1), np.nan)
+                                                                     trials)[:, counted].mean(-1), np.nan)
     out["lesion_accuracy_drop"] = out["accuracy"] - out["accuracy_plasticity_blocked"]
     for k in per_unit:
         if per_unit[k].dtype.kind == "f":

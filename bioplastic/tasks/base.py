@@ -114,6 +114,11 @@ class Task(ABC):
     def accuracy(self, outputs_bxtxo: np.ndarray, trials: Trials) -> float:
         return float(np.mean(self.score(outputs_bxtxo, trials)))
 
+    def evidence_trials(self, trials: Trials) -> np.ndarray:
+        """(trial,) bool: the trials that held-out accuracy counts (every trial here; a task whose
+        accuracy leaves some out, e.g. neurogym's trials without evidence, says which)."""
+        return np.ones(trials.n_trials, bool)
+
     def output_accuracy(self, outputs_bxtxo: np.ndarray, trials: Trials) -> np.ndarray | None:
         """Held-out accuracy of each output channel alone, (n_outputs,); None where the task scores
         its outputs only together (e.g. a choice read from several channels)."""

@@ -493,3 +493,27 @@ def test_real_neurogym_environments(env, write_protocol, tmp_path):
     (unit,) = plan_units(p)
     run_unit(p.text, unit.id, str(tmp_path / "out"))
     assert result_path(tmp_path / "out", unit.id).is_file()
+
+
+def test_the_predictions_accuracy_counts_the_same_trials_as_the_criterion():
+    """predictions.nc's held-out accuracy leaves out the trials without evidence as the criterion does:
+    the same networks (accuracy_trials changes no training step) score differently on the same trials,
+    and by 'all' exactly as before (every trial)."""
+    from bioplastic import predict, train
+
+    def run(which):
+        p = load_protocol({"name": "ng", "seed": 4, "seeds": 2,
+                           "task": {"kind": "neurogym", "env": FAKE_COH, "dt_ms": 100, "accuracy_trials": which},
+                           "model": {"kind": "leaky_rate", "n_units": 8},
+                           "training": {"iterations": 4, "batch_size": 8, "checkpoint_every": 2, "eval_every": 2,
+                                        "eval_trials": 16},
+                           "conditions": {"baseline": {}}})
+        results = train(p)
+        return results, predict(results, p, trials=64)
+
+    (r_ev, p_ev), (r_all, p_all) = run("evidence"), run("all")
+    np.testing.assert_array_equal(r_ev["loss"].values, r_all["loss"].values)
+    acc_ev, acc_all = p_ev["accuracy"].values, p_all["accuracy"].values
+    assert np.isfinite(acc_ev).all() and not np.array_equal(acc_ev, acc_all)
+    # on 64 trials with ~half without evidence, accuracies are multiples of 1/(trials counted)
+    assert np.allclose(acc_all * 64, np.round(acc_all * 64))
