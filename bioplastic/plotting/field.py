@@ -93,7 +93,10 @@ def psychometric(pred: xr.Dataset, ax=None):
         fit = fitted_parameters(pred, cond)
         if fit is not None:
             ax.plot(grid, psychometric_function(grid, *fit), "-", color=col, lw=1.6)
-            label += f" (slope {fit[0]:.2g}, bias {fit[1]:+.2g}, lapse {fit[2]:.2f})"
+            st = pred["psychometric_fit_status"].sel(condition=cond).values
+            # most fits at the slope's bound (choices switch within one evidence step): a lower bound
+            steep = ">= " if 2 * (st == 2).sum() >= ((st == 0) | (st == 2)).sum() else ""
+            label += f" (slope {steep}{fit[0]:.2g}, bias {fit[1]:+.2g}, lapse {fit[2]:.2f})"
         ax.plot(xc, nanmedian(v, axis=0), MARKERS[c % len(MARKERS)], color=col, ms=5, label=label)
     ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
     ax.axvline(0.0, color="0.6", lw=0.8, ls=":")

@@ -591,7 +591,8 @@ def _render(run: Run) -> str:
             "The fraction of held-out trials on which the trained networks chose right, against the trial's signed evidence "
             "(e.g. right minus left pulses; signed coherence): median over seeds (dots) and each seed (faint), with the "
             "psychometric function P = lapse + (1 - 2 lapse) / (1 + exp(-slope (evidence - bias))) at the median of the "
-            "networks' maximum-likelihood fits (line; parameters in the legend). Tasks without a signed evidence label "
+            "networks' maximum-likelihood fits (line; parameters in the legend; 'slope >=' where most networks' choices "
+            "switch within one evidence step, so that the slope is a lower bound). Tasks without a signed evidence label "
             "show accuracy against evidence strength.", "psychometric.png", ("predictions.nc",)) + figure(
             "fig-example-trials", "Example trials", lambda: ffigs.example_trials(pred, **channel_names(pred)),
             "Two held-out trials: inputs (top; one colour per input channel, named in the legend), target on the scored "

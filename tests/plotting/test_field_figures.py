@@ -158,3 +158,20 @@ def test_timeline_labels_stay_inside_their_panel(api_run):
         for t in texts:
             ext = t.get_window_extent()
             assert box.x0 <= ext.x0 and ext.x1 <= box.x1
+
+
+def test_the_psychometric_legend_says_when_the_slope_is_a_lower_bound():
+    from bioplastic.analysis.psychometric import psychometric_function
+
+    x = np.array([-3.0, -1.0, 1.0, 3.0])
+    curve = psychometric_function(x, 1.2, 0.1, 0.02)
+    pred = xr.Dataset({"p_right": (("condition", "seed", "evidence_level"), np.stack([[curve] * 3, [(x > 0) * 1.0] * 3])),
+                       "psychometric_slope": (("condition", "seed"), [[1.2, 1.1, 1.3], [20.0, 20.0, 20.0]]),
+                       "psychometric_bias": (("condition", "seed"), [[0.1, 0.1, 0.1], [0.0, 0.0, 0.0]]),
+                       "psychometric_lapse": (("condition", "seed"), [[0.02] * 3, [0.0] * 3]),
+                       "psychometric_fit_status": (("condition", "seed"), [[0, 0, 0], [2, 2, 0]])},
+                      coords={"condition": ["graded", "switch"], "evidence_level": x})
+    ax = field.psychometric(pred)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("graded (slope 1.2,") and ">=" not in labels[0]
+    assert labels[1].startswith("switch (slope >= 20,")
