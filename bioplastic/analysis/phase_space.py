@@ -243,11 +243,36 @@ def _analyze(ds, protocol, cfg, progress, cache, device) -> xr.Dataset:
             if progress:
                 progress(1, {})
     result = assemble(ds, protocol, parts, ctxs, cfg)
+    add_attractor_formation(result, task.attractors_needed)
     choice = choice_of(trials)
     if choice is not None:  # the choice of each stored trajectory (phase portraits colour by it)
         result["trial_choice"] = (("trial",), np.asarray(choice[:result.sizes["trial"]], float),
                                   {"units": "1", "long_name": "the choice of the analysis trial (the task's label)"})
     return result
+
+
+def attractor_formation(n_stable_csk: np.ndarray, checkpoints_k: np.ndarray, needed: int) -> np.ndarray:
+    """(condition, seed) iteration of the first checkpoint at which a network has at least ``needed``
+    stable fixed points at zero input (NaN: never within the run). Counts are lower bounds (the search
+    may miss a point), so this is an upper bound on when they appear, at checkpoint resolution."""
+    n = np.asarray(n_stable_csk)
+    if needed < 1:
+        raise ValueError(f"needed: expected at least 1 stable fixed point, got {needed}")
+    formed = n >= needed
+    first = np.argmax(formed, axis=-1)
+    return np.where(formed.any(-1), np.asarray(checkpoints_k, float)[first], np.nan)
+
+
+def add_attractor_formation(result: xr.Dataset, needed: int | None) -> None:
+    """``attractor_formation`` (condition, seed) in an analysis dataset, for tasks whose solution is a
+    set of point attractors (``Task.attractors_needed``); nothing for the others."""
+    if needed is None or "n_stable" not in result:
+        return
+    result["attractor_formation"] = (("condition", "seed"), attractor_formation(result["n_stable"].values, result["checkpoint"].values, needed),
+                                     {"units": "iterations", "needed": int(needed),
+                                      "long_name": f"first checkpoint with at least {needed} stable fixed points at zero input "
+                                                   "(the attractors the task needs; NaN: never)"})
+    result.attrs["attractors_needed"] = int(needed)
 
 
 def _to_torch(part: dict) -> dict:

@@ -151,7 +151,7 @@ class ProtocolConfig(Schema):
 
     name: str = Field(description="protocol name (letters, digits, '_', '-', '.')")
     description: str = Field("", description="free text shown in reports")
-    claims: list[int] = Field(default_factory=list, description="the claims of science.md §7 (numbers 1-9) this protocol tests; the report gives each a verdict (holds / does not hold / inconclusive) with its numbers")
+    claims: list[int] = Field(default_factory=list, description="the claims of science.md §7 (numbers 1-10) this protocol tests; the report gives each a verdict (holds / does not hold / inconclusive) with its numbers")
     seed: int = Field(ge=0, lt=2 ** 63, description="root seed; every random stream of the run derives from it (below 2^63: it is stored as a 64-bit integer)")
     seeds: int = Field(3, gt=0, le=MAX_SEEDS, description="networks per condition (seed index 0..seeds-1, shared across conditions: paired design)")
     task: dict[str, Any] = Field(description="the task: `kind` (see `bioplastic list`) and its settings (docs/tasks.md)")
@@ -173,9 +173,9 @@ class ProtocolConfig(Schema):
     @field_validator("claims")
     @classmethod
     def _claims(cls, v):
-        bad = [c for c in v if not 1 <= c <= 9]
+        bad = [c for c in v if not 1 <= c <= 10]
         if bad:
-            raise ValueError(f"expected claim numbers 1 to 9 (science.md §7), got {bad}")
+            raise ValueError(f"expected claim numbers 1 to 10 (science.md §7), got {bad}")
         return sorted(set(v))
 
     @field_validator("conditions")

@@ -71,6 +71,7 @@ CLAIMS = {
     7: "TCR promotes slow dynamics and ramping activity.",
     8: "TCR can hurt tasks that need fast changes of activity.",
     9: "Freeze-in training can collapse onto trivial fixed points without noise or control of its strength.",
+    10: "TCR facilitates attractor formation: the stable fixed points the task needs appear earlier.",
 }
 
 
@@ -745,8 +746,50 @@ def claim_9(d: RunData) -> Verdict:
     return Verdict(9, status, _reason(status, ev), ev, numbers, notes)
 
 
+def claim_10(d: RunData) -> Verdict:
+    """Every TCR condition against the no-TCR reference: the first checkpoint with the stable fixed
+    points the task needs (``attractor_formation``) earlier, paired by seed (combine_all). A network
+    that never forms them counts one checkpoint interval past the last checkpoint (a lower bound)."""
+    if not _has(d.analysis, "attractor_formation"):
+        return not_tested(10, "analysis.nc with attractor_formation (a task whose solution is a set of point attractors: "
+                              "evidence accumulation, the flip-flop)")
+    a = d.analysis
+    conds = _conds(a)
+    ref = conds[0]
+    if d.info(ref).tcr_form != "none":
+        return not_tested(10, f"a reference (first) condition without TCR; the first condition is {ref}")
+    tcr = [c for c in conds[1:] if d.info(c).tcr_form != "none"]
+    if not tcr:
+        return not_tested(10, "a TCR condition")
+    ck = a["checkpoint"].values.astype(float)
+    step = float(np.diff(ck)[-1]) if len(ck) > 1 else 1.0
+    needed = int(a["attractor_formation"].attrs.get("needed", a.attrs.get("attractors_needed", 0)))
+
+    def formation(c):
+        t = a["attractor_formation"].sel(condition=c).values.astype(float)
+        return np.where(np.isfinite(t), t, ck[-1] + step), int(np.isfinite(t).sum())
+
+    r, r_formed = formation(ref)
+    delta = ITC_DELTA_FRACTION * float(np.median(r))
+    ev, per_cond = [], []
+    numbers = [f"{ref}: the {needed} stable fixed points first appear at a median of {np.median(r):.0f} iterations; "
+               f"formed in {r_formed}/{len(r)} networks"]
+    for c in tcr:
+        t, formed = formation(c)
+        e = paired(f"{c} vs {ref}: iteration at which the {needed} stable fixed points first appear (paired difference)",
+                   t, r, -1, delta if np.isfinite(delta) and delta > 0 else 1.0, "iterations", rng=verdict_rng(a, 10))
+        ev.append(e)
+        per_cond.append(e.status)
+        numbers.append(f"{c}: median {np.median(t):.0f} iterations; formed in {formed}/{len(t)} networks")
+    status = combine_all(per_cond)
+    notes = [f"Stable fixed points at zero input, counted at each checkpoint (every {step:.0f} iterations); counts are "
+             "lower bounds (the search may miss a point), so formation times are upper bounds at checkpoint resolution. "
+             "A network that never forms them counts one checkpoint interval past the last (a lower bound)."]
+    return Verdict(10, status, _reason(status, ev), ev, numbers, _power_notes(ev) + notes)
+
+
 RULES: dict[int, Callable[[RunData], Verdict]] = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4, 5: claim_5,
-                                                  6: claim_6, 7: claim_7, 8: claim_8, 9: claim_9}
+                                                  6: claim_6, 7: claim_7, 8: claim_8, 9: claim_9, 10: claim_10}
 
 
 def verdicts(claims, data: RunData, strict: bool = False) -> list[Verdict]:

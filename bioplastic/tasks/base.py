@@ -94,6 +94,14 @@ class Task(ABC):
     def period_names(self) -> tuple[str, ...]: ...
 
     @property
+    def attractors_needed(self) -> int | None:
+        """How many stable fixed points at zero input the task's solution needs - one per memory state it
+        must hold (2 for a binary choice held through a delay, 2^k for k flip-flop bits); None where the
+        solution is not a set of point attractors (a sum held on a line attractor, a neurogym task).
+        The phase-space analysis records when they first appear (``attractor_formation``, claim 10)."""
+        return None
+
+    @property
     def input_names(self) -> tuple[str, ...]:
         """What each input channel carries, in figure legends (default: ``input 0``, ``input 1``, ...)."""
         return tuple(f"input {i}" for i in range(self.n_inputs))

@@ -148,6 +148,11 @@ class EvidenceAccumulation(Task):
         return 1
 
     @property
+    def attractors_needed(self) -> int:
+        """Two stable fixed points at zero input: the two choices held through the delay."""
+        return 2
+
+    @property
     def n_steps(self) -> int:
         return self.fixation_steps + self.stimulus_steps + self.delay_max_steps + self.response_steps
 

@@ -88,6 +88,11 @@ class FlipFlop(Task):
         return int(self.config.n_bits)
 
     @property
+    def attractors_needed(self) -> int:
+        """2^k stable fixed points at zero input: one per pattern of the k held bits."""
+        return 2 ** int(self.config.n_bits)
+
+    @property
     def n_steps(self) -> int:
         return self._n_steps
 

@@ -264,3 +264,44 @@ def test_claim2_rests_on_the_width_free_lead():
     dep = early.analysis["lead_time_departure"].values
     assert np.ptp(dep) <= 0.5 * np.ptp(early.analysis["lead_time"].values) and np.ptp(early.analysis["lead_time"].values) >= 30
     assert any("correlation with the drop width" in n for n in v.numbers)
+
+
+def test_attractor_formation_is_the_first_checkpoint_with_the_needed_stable_points():
+    from bioplastic.analysis.phase_space import attractor_formation
+
+    n = np.array([[[1, 1, 2, 1, 2, 2], [1, 1, 1, 1, 1, 1]]])    # (condition, seed, checkpoint)
+    t = attractor_formation(n, np.arange(0, 60, 10), 2)
+    np.testing.assert_array_equal(t, [[20.0, np.nan]])              # the first appearance; never: NaN
+    assert np.isnan(attractor_formation(n, np.arange(0, 60, 10), 3)).all()
+    with pytest.raises(ValueError, match="needed"):
+        attractor_formation(n, np.arange(0, 60, 10), 0)
+
+
+def test_tasks_name_the_attractors_their_solution_needs():
+    from bioplastic.tasks import build_task
+
+    assert build_task("evidence_accumulation").attractors_needed == 2
+    assert build_task("flipflop", {"n_bits": 3}).attractors_needed == 8
+    assert build_task("delayed_addition").attractors_needed is None
+
+
+def _formation(ref, tcr):
+    checkpoints = np.arange(0, 210, 10)
+    a = xr.Dataset({"attractor_formation": (("condition", "seed"), np.array([ref, tcr], float), {"needed": 2})},
+                   coords={"condition": ["baseline", "tcr"], "seed": np.arange(len(ref)), "checkpoint": checkpoints},
+                   attrs={"root_seed": 3})
+    return RunData(analysis=a, conditions={"baseline": CondInfo(), "tcr": CondInfo(tcr_form="plasticity")})
+
+
+def test_claim10_attractor_formation():
+    ref = [60, 70, 80, 90, 100, 110, 120, 130, 140, 150]
+    v = V.claim_10(_formation(ref, [r - 30 for r in ref]))
+    assert v.status == HOLDS and "formed in 10/10" in v.numbers[1]
+    assert V.claim_10(_formation(ref, ref)).status == FAILS                 # no change, a tight CI
+    assert V.claim_10(_formation(ref, [r + 30 for r in ref])).status == FAILS
+    # never formed with TCR: counted one interval past the last checkpoint (210), later than every baseline
+    v = V.claim_10(_formation(ref, [np.nan] * 10))
+    assert v.status == FAILS and "formed in 0/10" in v.numbers[1]
+    assert V.claim_10(RunData()).status == NOT_TESTED
+    plain = _formation(ref, ref)
+    assert V.claim_10(RunData(analysis=plain.analysis, conditions={"baseline": CondInfo(), "tcr": CondInfo()})).status == NOT_TESTED
