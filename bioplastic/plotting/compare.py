@@ -3,9 +3,9 @@ beside the model's (each on its own evidence axis: a recording's evidence units 
 task's)."""
 from __future__ import annotations
 
-import matplotlib
+from . import use_file_backend
 
-matplotlib.use("Agg")
+use_file_backend()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
