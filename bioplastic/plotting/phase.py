@@ -52,6 +52,9 @@ def gr_alignment(results: xr.Dataset, analysis: xr.Dataset, axes=None):
         top.set_yscale("log")
         top.set_title(str(cond))
         mid.set_yscale("log")
+        if not np.isfinite(analysis["trajectory_change"].values).any():  # every network diverged: nothing drawn
+            level = float(floor) if floor is not None and float(floor) > 0 else 1e-2
+            mid.set_ylim(level / 10, level * 10)
         if floor is not None:
             mid.axhline(float(floor), color="k", lw=0.8, ls=":")
         bottom.set_xlabel("iteration")
