@@ -25,6 +25,7 @@ class PLRNNConfig(Schema):
     g: float = Field(0.5, ge=0, description="initial W off-diagonal ~ N(0, g^2/N)")
     sigma_h: float = Field(0.0, ge=0, description="std of the latent noise xi")
     input_scale: float = Field(1.0, ge=0, description="C ~ N(0, input_scale^2 / n_inputs)")
+    output_scale: float = Field(1.0, ge=0, description="B ~ N(0, output_scale^2 / N); small values start from a near-zero output")
 
 
 @NETWORKS.register("plrnn")
@@ -34,7 +35,7 @@ class PLRNN(Network):
     buffer_dims = {"offdiag": ("unit", "unit_pre")}
     param_dims = {"A": ("unit",), "W": ("unit", "unit_pre"), "h": ("unit",), "C": ("unit", "input"),
                   "B": ("output", "unit")}
-    init_fields = frozenset({"a_init", "g", "input_scale"})
+    init_fields = frozenset({"a_init", "g", "input_scale", "output_scale"})
 
     def init_member(self, rng):
         c, N, I, O = self.config, self.n_units, self.n_inputs, self.n_outputs
@@ -43,7 +44,7 @@ class PLRNN(Network):
             "W": rng.normal(0.0, c.g / np.sqrt(N), (N, N)) * (1 - np.eye(N)),
             "h": np.zeros(N),
             "C": rng.normal(0.0, c.input_scale / np.sqrt(I), (N, I)),
-            "B": rng.normal(0.0, 1.0 / np.sqrt(N), (O, N)),
+            "B": rng.normal(0.0, c.output_scale / np.sqrt(N), (O, N)),
             "offdiag": 1 - np.eye(N),
         }
 

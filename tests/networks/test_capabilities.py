@@ -75,3 +75,17 @@ def test_members_with_their_own_init_settings_draw_as_they_would_alone(kind):
 
 def _changed(value):
     return value * 0.5 if value not in (0, None) else 0.3
+
+
+@pytest.mark.parametrize("kind, readout", [("leaky_rate", "W_out"), ("plrnn", "B")])
+def test_output_scale_scales_the_initial_readout_only(kind, readout):
+    """``output_scale`` multiplies the initial readout draw and changes no other weight (the same seed
+    draws the same numbers), so a near-zero readout starts from the default network's own dynamics."""
+    full, small = _net(kind), _net(kind, output_scale=0.01)
+    assert set(full.params) == set(small.params)
+    for k, v in full.params.items():
+        if k == readout:
+            torch.testing.assert_close(small.params[k], 0.01 * v, rtol=1e-12, atol=0)
+            assert v.abs().max() > 0.1
+        else:
+            assert torch.equal(small.params[k], v), k

@@ -141,6 +141,25 @@ def test_shipped_protocols_validate(name):
     assert p.name == name and p.config.seeds >= 3
 
 
+def test_plrnn_atlas_sweeps_one_factor_at_a_time_around_its_reference():
+    """The PLRNN's regime atlas names claim 1, trains PLRNNs at every point, and each point changes one
+    factor of the reference (the start A, g counts as one factor, the delay range as one)."""
+    p = load_protocol("protocols/abrupt_atlas_plrnn.yaml")
+    assert p.config.claims == [1] and p.condition_names == ["baseline"]
+    factors = {"training.optimizer": "optimizer and lr", "training.lr": "optimizer and lr", "model.g": "start",
+               "model.a_init": "start", "model.output_scale": "readout", "task.delay_min_ms": "delay",
+               "task.delay_max_ms": "delay", "model.n_units": "N"}
+    assert set(p.sweep.zip) == set(factors)
+    ref, *others = p.points
+    assert ref.coords == {k: v[0] for k, v in p.sweep.zip.items()}
+    model, training = ref.protocol.conditions[0].model, ref.protocol.conditions[0].training
+    assert (model.kind, model.a_init, model.g, model.output_scale, model.sigma_h) == ("plrnn", 0.5, 0.6, 0.01, 0.0)
+    assert (training.optimizer, training.lr, training.clip_grad_norm) == ("sgd", 0.03, 1.0)
+    changed = [{factors[k] for k in ref.coords if point.coords[k] != ref.coords[k]} for point in others]
+    assert all(len(c) == 1 for c in changed), changed
+    assert {f for c in changed for f in c} == set(factors.values())
+
+
 def test_plasticity_parameters_out_of_range_name_the_field(write_protocol):
     problems = _errors(write_protocol, BASE + "tcr: {form: plasticity, plasticity: {tau_F_ms: -5, eta_F: -1, F_max: 0}}\n")
     for field in ("tcr.plasticity.tau_F_ms", "tcr.plasticity.eta_F", "tcr.plasticity.F_max"):
