@@ -100,7 +100,7 @@ from .measures import (  # noqa: F401 - the measure primitives, importable from 
     trials_at_time,
 )
 from .phase_space import check_results
-from .psychometric import FIT_STATUS_MEANINGS
+from .psychometric import FIT_STATUS_MEANINGS, slope_is_lower_bound
 from .recording import RECORDING_MEASURES, make_recording, measure_recording
 from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, paired_comparison  # noqa: F401
 
@@ -654,6 +654,59 @@ def _long_dominates(pred: xr.Dataset) -> bool:
     return bool(np.any(med[np.isfinite(med)] > LONG_HEADLINE))
 
 
+def _censored_clause(pred: xr.Dataset, conds: list[str], c: int) -> str:
+    """How many units the timescale median stands for: fitted and censored (longer than
+    measurable: not in the median), medians over seeds, in a condition and the baseline."""
+    def part(k):
+        fit, long = (pred[f"{m}_summary"].values[k, 0] if f"{m}_summary" in pred else np.nan
+                     for m in ("fraction_timescale_fitted", "fraction_timescale_long"))
+        return f"{_value('pct', fit)} fitted and {_value('pct', long)} censored with {conds[k]}"
+    return (f"the median is over fitted units only ({part(c)}, {part(0)}; medians over seeds); censored units keep a "
+            "trial-specific level through the window, their timescale longer than measurable")
+
+
+def psychometric_sentences(pred: xr.Dataset) -> list[str]:
+    """Per condition, the fitted psychometric function in words: slope, bias and lapse (medians
+    over networks with 95 % bootstrap CIs), how many networks' fits are steeper than resolvable (their
+    slope a lower bound: 'slope >=' when they are at least half), and against the baseline the
+    lapse's and, when neither condition's slope is a lower bound, the slope's paired difference."""
+    if "psychometric_slope_summary" not in pred or "psychometric_fit_status" not in pred:
+        return []
+    conds = [str(c) for c in pred["condition"].values]
+    status = pred["psychometric_fit_status"].values
+    bound = [slope_is_lower_bound(status[c]) for c in range(len(conds))]
+    lines = []
+    for c, cond in enumerate(conds):
+        sl, bi, la = (pred[f"psychometric_{k}_summary"].values[c] for k in ("slope", "bias", "lapse"))
+        if not np.isfinite(sl[0]):
+            continue
+        st = status[c]
+        n_fit, n_steep = int(((st == 0) | (st == 2)).sum()), int((st == 2).sum())
+        ge = ">= " if bound[c] else ""
+        text = (f"Psychometric function with {cond} (P(choice right) against the signed evidence, fitted to each network's "
+                f"held-out choices; {n_fit} of {st.size} networks fitted): slope {ge}{sl[0]:.3g} per unit of evidence "
+                f"(95 % CI {sl[1]:.3g} to {sl[2]:.3g}), bias {bi[0]:+.3g} (95 % CI {bi[1]:+.3g} to {bi[2]:+.3g}), "
+                f"lapse rate {100 * la[0]:.1f} % (95 % CI {100 * la[1]:.1f} to {100 * la[2]:.1f} %)")
+        if n_steep:
+            text += (f"; in {n_steep} of {n_fit} networks the choices switch within one evidence step, so that their slope "
+                     "is a lower bound" + (" and so is the median" if bound[c] else ""))
+        if c > 0:
+            for k, name, bad in (("lapse", "lapse rate", False), ("slope", "slope", bound[0] or bound[c])):
+                d = pred[f"psychometric_{k}_effect"].values[c]
+                if bad or not np.isfinite(d[0]):
+                    continue
+                scale, unit = (100, " percentage points") if k == "lapse" else (1, "")
+                text += (f"; {name} vs {conds[0]}: {scale * d[0]:+.3g}{unit} (95 % CI {scale * d[1]:+.3g} to "
+                         f"{scale * d[2]:+.3g}; {'Wilcoxon' if _paired(pred, f'psychometric_{k}_effect', c) else 'Mann-Whitney'} {_p(d[3])})")
+        lines.append(text + ".")
+    return lines
+
+
+def _paired(pred: xr.Dataset, var: str, c: int) -> bool:
+    paired = [int(v) for v in np.atleast_1d(pred[var].attrs.get("paired", [1] * pred.sizes["condition"]))]
+    return bool(paired[c]) if c < len(paired) else True
+
+
 def prediction_sentences(pred: xr.Dataset) -> list[str]:
     """The predictions in words, each with its numbers: medians over seeds with 95 % bootstrap CIs,
     the effect against the baseline condition with its CI and p-value, and the number of seeds.
@@ -690,7 +743,10 @@ def prediction_sentences(pred: xr.Dataset) -> list[str]:
                 what, test = (("median paired difference", "Wilcoxon") if paired[c] else ("difference of medians", "Mann-Whitney"))
                 text += (f"; {what} {_value(kind, d[0], True)} ({_ci(kind, d[1], d[2], True)}; {test} {_p(d[3])}"
                          + (f"; {n} paired seeds)" if n else ")"))
+            if m == "timescale_median_ms":
+                text += "; " + _censored_clause(pred, conds, c)
             lines.append(text + ".")
+    lines += psychometric_sentences(pred)
     for c, cond in enumerate(conds):
         if "plasticity_fraction_negative_summary" not in pred:  # a dataset without the plasticity measures
             break

@@ -63,8 +63,10 @@ same for a trained network (the predictions simulate trials and build one) and f
   convergence, fewer than 4 lags, a correlation at the first lag below ``3 / sqrt(trials)`` (none
   measurable), non-finite covariance, ``A`` not above twice its standard error, the standard error
   of ``tau`` above ``tau``, or ``tau`` at its lower bound ``dt / 10``: faster than resolvable); 3
-  longer than measurable (``tau`` beyond the longest lag fitted, where the decay cannot be told
-  apart from the offset ``B``; the fit's upper bound is 10 x the period's length). ``timescale_ms``
+  longer than measurable (censored: ``tau`` beyond the longest lag fitted, where the decay cannot be
+  told apart from the offset ``B`` - the fit's upper bound is 10 x the period's length - or a fitted
+  curve that falls by less than :data:`~.measures.MIN_DECAY_FRACTION` of its first-lag value over
+  the lags fitted: the unit holds a trial-specific level, with no decay to measure in the window). ``timescale_ms``
   is NaN unless the status is 0. Per recording: ``timescale_median_ms`` over fitted units,
   ``fraction_timescale_long`` (status 3) and ``fraction_timescale_fitted`` (status 0). In memory
   tasks many units hold a trial-specific level through the delay (status 3); the median is over
