@@ -25,7 +25,10 @@ Measures per network (dims ``condition, seed``) and per unit (``condition, seed,
   (:func:`~bioplastic.analysis.labels.signed_evidence_of`). Timescales are measured in the first
   period without input in any trial (:func:`input_free_period`: ``delay``, else ``fixation``, else
   the task's other periods), none without one. The same function measures recorded data
-  (``bioplastic compare``), so model and data are measured identically.
+  (``bioplastic compare``), so model and data are measured identically. The choice-resolved
+  measures are also computed with the trials grouped by the network's own ``choice``
+  (``<m>_by_choice``, :func:`~bioplastic.analysis.recording.grouped_measures`): a recording without
+  ``target`` is grouped by the subject's choice, and compare sets it beside these.
 - **Jacobian slow modes, attractor count and type**, read from ``OUT/analysis.nc`` at its final
   checkpoint, zero-input context (not recomputed; NaN / -1 when analysis.nc is absent). Attractors
   are the stable fixed points; ``attractor_slow_tau_ms`` is the median over a network's attractors
@@ -101,7 +104,7 @@ from .measures import (  # noqa: F401 - the measure primitives, importable from 
 )
 from .phase_space import check_results
 from .psychometric import FIT_STATUS_MEANINGS, slope_is_lower_bound
-from .recording import RECORDING_MEASURES, make_recording, measure_recording
+from .recording import BY_CHOICE, GROUPED_MEASURES, RECORDING_MEASURES, grouped_measures, make_recording, measure_recording
 from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, paired_comparison  # noqa: F401
 
 #: held-out trials per network
@@ -315,7 +318,7 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     dt = task.dt_ms
     outputs = roll.output_exbxtxo.detach().double().cpu().numpy()
     score = task.score(outputs, trials)
-    out: dict[str, np.ndarray] = {k: np.full(E, np.nan) for k in RECORDING_KEYS}
+    out: dict[str, np.ndarray] = {k: np.full(E, np.nan) for k in RECORDING_KEYS + tuple(f"{k}{BY_CHOICE}" for k in GROUPED_MEASURES)}
     out["psychometric_fit_status"] = np.ones(E, int)
     per_unit = {k: np.full((E, N), np.nan) for k in ("ramp_slope", "ramp_slope_se", "ramp_p_value", "timescale_ms",
                                                       "timescale_amplitude", "timescale_offset")}
@@ -338,8 +341,11 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     for e in range(E):
         if not ok[e]:
             continue
-        m = measure_recording(network_recording(rate[e], trials, dt, score[e]), ramp_period=ramp_w.name,
-                              timescale_period=stat_w.name if stat_w is not None else "none", check=False)
+        rec = network_recording(rate[e], trials, dt, score[e])
+        m = measure_recording(rec, ramp_period=ramp_w.name, timescale_period=stat_w.name if stat_w is not None else "none",
+                              check=False)
+        for k, v in grouped_measures(rec, "choice", ramp_period=ramp_w.name).items():
+            out[f"{k}{BY_CHOICE}"][e] = v
         for k in per_unit:
             per_unit[k][e] = m[k].values
         for k in RECORDING_KEYS:
@@ -556,6 +562,11 @@ def _predict(ds, protocol, analysis, trials, engine, progress, device) -> xr.Dat
     _figure_data(pred, results, tr, N, ramp_w.name)
     for k, (units, long) in MEASURES.items():
         pred[k] = (("condition", "seed"), np.stack([r["net"][k] for r in results]), {"units": units, "long_name": long})
+    for k in GROUPED_MEASURES:
+        units, long = MEASURES[k]
+        pred[f"{k}{BY_CHOICE}"] = (("condition", "seed"), np.stack([r["net"][f"{k}{BY_CHOICE}"] for r in results]),
+                                   {"units": units, "long_name": f"{long}; trials grouped by the network's own choice (as a "
+                                                                 "recording without the rewarded side is grouped), not the rewarded side"})
     pred["psychometric_fit_status"] = (("condition", "seed"), np.stack([r["net"]["psychometric_fit_status"] for r in results]).astype(int),
                                        {"units": "1", "long_name": "psychometric fit: 0 fitted, 1 too few data (or no choice and evidence labels), "
                                                                    "2 steeper than resolvable (slope a lower bound), 3 not converged",

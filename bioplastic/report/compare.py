@@ -30,6 +30,24 @@ def _cell(k: str, v, rng=None) -> str:
     return text
 
 
+def grouping_note(cmp: xr.Dataset) -> str:
+    """Which label each side's choice-resolved measures group trials by, in words."""
+    data, model = str(cmp.attrs.get("data_grouped_by", "none")), str(cmp.attrs.get("model_grouped_by", "target"))
+    words = {"target": "the rewarded side (<code>target</code>)", "choice": "the subject's choice (<code>choice</code>)"}
+    head = "Choice-resolved measures (build-up, decay, opposite ramps, population ramp) group trials by "
+    if data == "none":
+        return head + "choice, but the recording has no two-valued <code>target</code> or <code>choice</code>: they are n/a for the data."
+    model_words = "the network's own choice" if model == "choice" else "the rewarded side"
+    text = f"{head}{words.get(data, esc(data))} in the data and by {model_words} in the model"
+    if data == model:
+        return text + ": both sides the same way."
+    if data == "choice":  # an older predictions.nc, without the networks grouped by their own choices
+        return (text + ": error trials are grouped differently. The run's predictions.nc predates the networks grouped by their "
+                "own choices: delete it and run <code>python -m bioplastic run RUN/protocol.yaml --out RUN</code> again (it "
+                "recomputes what is missing, without retraining), or give the recording a <code>target</code> column.")
+    return text + "."
+
+
 def compare_html(cmp: xr.Dataset) -> str:
     """The page of the module docstring."""
     sources = [str(s) for s in cmp["source"].values]
@@ -54,8 +72,7 @@ def compare_html(cmp: xr.Dataset) -> str:
         f"The data: {cmp.attrs.get('data_n_trials')} trials, {cmp.attrs.get('data_n_units')} units, bins of {cmp.attrs.get('data_dt_ms'):g} ms; "
         f"ramps in its {esc(cmp.attrs.get('data_ramp_period'))} period, timescales in its {esc(cmp.attrs.get('data_timescale_period'))} period "
         f"(the model: {esc(cmp.attrs.get('model_ramp_period'))} and {esc(cmp.attrs.get('model_timescale_period'))}).",
-        f"Choice-resolved measures group the data's trials by its <code>{esc(cmp.attrs.get('data_grouped_by'))}</code>; the model's "
-        "predictions group by the rewarded choice (give the recording a <code>target</code> column to group the data the same way).",
+        grouping_note(cmp),
         "Model cells: median over the condition's networks (seeds) with its 95 % bootstrap CI, and the range over the networks. "
         "&#10003;: the data's 95 % CI overlaps that range (a network trained this way could have produced the data's value); "
         "&#10007;: it does not.",
