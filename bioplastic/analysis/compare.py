@@ -205,6 +205,10 @@ def compare_dataset(pred: xr.Dataset, rec: xr.Dataset, m: xr.Dataset, seed: int 
             for s in range(1, len(sources)):
                 if np.isfinite(rng_[s]).all():
                     consistent[s, j] = int(lo <= rng_[s, 1] and hi >= rng_[s, 0])
+    if "psychometric_fit_status" in pred:
+        ds["psychometric_fit_status_networks"] = (("condition", "seed"), pred["psychometric_fit_status"].values.astype(int),
+                                                  dict(pred["psychometric_fit_status"].attrs))
+    ds["data_psychometric_fit_status"] = ((), int(m["psychometric_fit_status"]), dict(m["psychometric_fit_status"].attrs))
     ds.coords["measure"] = list(RECORDING_MEASURES)
     ds["consistent"] = (("source", "measure"), consistent,
                         {"units": "1", "long_name": "1: the data's 95 % CI overlaps the range of the condition's networks; 0: it does not; "
@@ -246,9 +250,25 @@ def _fmt(k: str, x: float) -> str:
     return f"{x:.3g}"
 
 
+#: the compared measures in words, and the words for the data lying above / below the networks
+IN_WORDS = {
+    "fraction_ramping": ("ramping units", "more", "fewer"),
+    "fraction_ramping_uncorrected": ("ramping units at p < 0.05 uncorrected", "more", "fewer"),
+    "fraction_buildup": ("build-up units", "more", "fewer"),
+    "fraction_decay": ("units relaxing back to their pre-stimulus level", "more", "fewer"),
+    "fraction_opposite_ramps": ("units ramping in opposite directions for the two choices", "more", "fewer"),
+    "timescale_median_ms": ("median single-unit timescale", "a longer", "a shorter"),
+    "fraction_timescale_fitted": ("units with a measurable timescale", "more", "fewer"),
+    "fraction_timescale_long": ("units holding a trial-specific level", "more", "fewer"),
+    "psychometric_lapse": ("lapse rate", "a higher", "a lower"),
+    "accuracy": ("accuracy", "a higher", "a lower"),
+}
+
+
 def consistency_sentences(cmp: xr.Dataset) -> list[str]:
-    """Per condition, in words: whether the data is consistent with it, and on which measures not
-    (the data's value and CI against the range of the condition's networks)."""
+    """Per condition, in words: whether the data is consistent with it and, where not, on which
+    measures and which way (the data's value against the range of the condition's networks; the
+    CIs are in compare.nc and the table of compare.html)."""
     lines = []
     measures = [str(x) for x in cmp["measure"].values]
     for s, cond in enumerate(cmp["source"].values):
@@ -262,15 +282,14 @@ def consistency_sentences(cmp: xr.Dataset) -> list[str]:
             continue
         if not bad:
             lines.append(f"The data is consistent with {cond} on all {len(judged)} compared measures "
-                         f"({', '.join(k.replace('_', ' ') for k in judged)}): a network trained this way could have produced it.")
+                         f"({', '.join(IN_WORDS.get(k, (k,))[0] for k in judged)}): a network trained this way could have produced it.")
             continue
         parts = []
         for k in bad:
             est, lo, hi = cmp[k].values[0]
             mn, mx = cmp[f"{k}_network_range"].values[s]
-            side = "above" if lo > mx else "below"
-            ci = f", 95 % CI {_fmt(k, lo)} to {_fmt(k, hi)}" if np.isfinite(lo) else ""
-            parts.append(f"{k.replace('_', ' ')}: the data's {_fmt(k, est)}{ci} lies {side} every {cond} network "
-                         f"({_fmt(k, mn)} to {_fmt(k, mx)})")
-        lines.append(f"The data is NOT consistent with {cond} on {len(bad)} of {len(judged)} compared measures - " + "; ".join(parts) + ".")
+            name, more, less = IN_WORDS.get(k, (k.replace("_", " "), "higher", "lower"))
+            parts.append(f"{more if lo > mx else less} {name} ({_fmt(k, est)} vs {_fmt(k, mn)} to {_fmt(k, mx)})")
+        lines.append(f"The data is NOT consistent with {cond}: on {len(bad)} of {len(judged)} compared measures its 95 % CI lies "
+                     f"outside the range of every {cond} network - the data has " + ", ".join(parts) + ".")
     return lines

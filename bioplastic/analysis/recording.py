@@ -219,7 +219,10 @@ def check_recording(rec) -> None:
     if not isinstance(rec, xr.Dataset):
         raise RecordingError(f"a recording is an xarray Dataset; got {type(rec).__name__}")
     if "rate" not in rec.data_vars:
-        raise RecordingError(f"the recording has no 'rate' variable (trial, time, unit); it has {sorted(map(str, rec.data_vars))}")
+        names = sorted(map(str, rec.data_vars))
+        raise RecordingError(f"the recording has no 'rate' variable (trial, time, unit); it has {names[:8]}"
+                             + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+                             + (" (a run's results.nc? the recording is compare's second argument)" if "loss" in names else ""))
     if tuple(rec["rate"].dims) != ("trial", "time", "unit"):
         raise RecordingError(f"'rate' must have dims ('trial', 'time', 'unit'); got {tuple(rec['rate'].dims)}")
     B, T, N = rec["rate"].shape

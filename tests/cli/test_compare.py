@@ -81,6 +81,13 @@ def test_compare_refuses_bad_input_and_writes_nothing(cli, tiny_run, recordings,
     assert code == 2 and "is a file" in err
     code, _, err = cli("compare", run, tmp_path / "missing.nwb")
     assert code == 2 and "no recording at" in err
+    code, _, err = cli("compare", run, tmp_path)
+    assert code == 2 and "is a folder; the recording is one file" in err
+    code, _, err = cli("compare", run, run / "results.nc")  # the arguments mixed up: a short list, and a hint
+    assert code == 2 and "and " in err and " more (a run's results.nc? the recording is compare's second argument)" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("compare", tmp_path / "no_run", paths["nc"])
+    assert code == 2 and "is not a folder; expected a finished run's folder" in err
     assert not (run / "compare.nc").exists()
 
 
