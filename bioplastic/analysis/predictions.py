@@ -105,7 +105,7 @@ from .measures import (  # noqa: F401 - the measure primitives, importable from 
 from .phase_space import check_results
 from .psychometric import FIT_STATUS_MEANINGS, slope_is_lower_bound
 from .recording import BY_CHOICE, GROUPED_MEASURES, RECORDING_MEASURES, grouped_measures, make_recording, measure_recording
-from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, paired_comparison  # noqa: F401
+from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, num, paired_comparison  # noqa: F401
 
 #: held-out trials per network
 DEFAULT_TRIALS = 128
@@ -614,15 +614,16 @@ def _predict(ds, protocol, analysis, trials, engine, progress, device) -> xr.Dat
 def _value(kind: str, x: float, signed: bool = False) -> str:
     sign = "+" if signed else ""
     if kind == "pct":
-        return f"{100 * x:{sign}.0f} %" if not signed else f"{100 * x:+.0f} percentage points"
+        return num(100 * x, ".0f") + " %" if not signed else num(100 * x, "+.0f") + " percentage points"
     if kind == "ms":
-        return f"{x:{sign}.0f} ms"
-    return f"{x:{sign}.2f}" if abs(x) < 10 else f"{x:{sign}.1f}"
+        return num(x, f"{sign}.0f") + " ms"
+    return num(x, f"{sign}.2f") if abs(x) < 10 else num(x, f"{sign}.1f")
 
 
 def _ci(kind: str, lo: float, hi: float, signed: bool = False) -> str:
     if kind == "pct":
-        return f"95 % CI {100 * lo:{'+' if signed else ''}.0f} to {100 * hi:{'+' if signed else ''}.0f}" + ("" if signed else " %")
+        spec = "+.0f" if signed else ".0f"
+        return f"95 % CI {num(100 * lo, spec)} to {num(100 * hi, spec)}" + ("" if signed else " %")
     return f"95 % CI {_value(kind, lo, signed)} to {_value(kind, hi, signed)}"
 
 
@@ -707,8 +708,8 @@ def psychometric_sentences(pred: xr.Dataset) -> list[str]:
                 if bad or not np.isfinite(d[0]):
                     continue
                 scale, unit = (100, " percentage points") if k == "lapse" else (1, "")
-                text += (f"; {name} vs {conds[0]}: {scale * d[0]:+.3g}{unit} (95 % CI {scale * d[1]:+.3g} to "
-                         f"{scale * d[2]:+.3g}; {'Wilcoxon' if _paired(pred, f'psychometric_{k}_effect', c) else 'Mann-Whitney'} {_p(d[3])})")
+                text += (f"; {name} vs {conds[0]}: {num(scale * d[0], '+.3g')}{unit} (95 % CI {num(scale * d[1], '+.3g')} to "
+                         f"{num(scale * d[2], '+.3g')}; {'Wilcoxon' if _paired(pred, f'psychometric_{k}_effect', c) else 'Mann-Whitney'} {_p(d[3])})")
         lines.append(text + ".")
     return lines
 
