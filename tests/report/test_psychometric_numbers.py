@@ -70,3 +70,22 @@ def test_timescale_legend_counts_fitted_and_censored_units():
                       coords={"condition": ["a", "b"]})
     assert timescale_counts(pred, "a").startswith("3 of 10 units fitted, 5 censored")
     assert timescale_counts(pred, "b").startswith("4 of 5 units fitted, 1 censored")  # a missing network has no units
+
+
+def test_compare_marks_a_slope_that_is_a_lower_bound():
+    from bioplastic.plotting.compare import psychometric_comparison
+    from bioplastic.report.compare import _slope_bounds
+
+    cmp = xr.Dataset({"data_psychometric_fit_status": ((), 2),
+                      "psychometric_fit_status_networks": (("condition", "seed"), np.array([[2, 2, 0], [0, 0, 2]])),
+                      "psychometric_slope": (("source", "statistic"), np.array([[3.0, 2, 4], [20.0, 18, 20], [5.0, 4, 6]])),
+                      "psychometric_bias": (("source", "statistic"), np.zeros((3, 3))),
+                      "psychometric_lapse": (("source", "statistic"), np.zeros((3, 3))),
+                      "data_p_right": (("evidence_level",), [0.1, 0.9]), "data_n_trials_at_evidence": (("evidence_level",), [5, 5]),
+                      "model_p_right": (("condition", "seed", "model_evidence_level"), np.tile([0.0, 1.0], (2, 3, 1)))},
+                     coords={"source": ["data", "a", "b"], "statistic": ["estimate", "ci_low", "ci_high"], "condition": ["a", "b"],
+                             "evidence_level": [-1.0, 1.0], "model_evidence_level": [-1.0, 1.0]})
+    assert _slope_bounds(cmp, 3) == [True, True, False]
+    ax_d, ax_m = psychometric_comparison(cmp)
+    assert [t.get_text() for t in ax_d.get_legend().get_texts()] == ["data (slope >= 3, bias +0, lapse 0.00)"]
+    assert [t.get_text().split(" (")[1][:9] for t in ax_m.get_legend().get_texts()] == ["slope >= ", "slope 5, "]
