@@ -538,6 +538,7 @@ def test_neurogym_coherence_is_signed_by_the_correct_side_in_the_psychometric_cu
     assert set(action) == {1, 2} and set(coh) == {0.0, 50.0}
     signed = np.where(action == 2, 1.0, -1.0) * coh
     np.testing.assert_array_equal(pred["evidence_level"].values, [-50.0, 0.0, 50.0])
+    assert not np.signbit(pred["evidence_level"].values[1])  # 0, not -0
     np.testing.assert_array_equal(pred["n_trials_at_evidence"].values, [(signed == v).sum() for v in (-50.0, 0.0, 50.0)])
     assert (pred["n_trials_at_evidence"].values > 0).all()
     counts = pred["n_trials_at_evidence"].values
