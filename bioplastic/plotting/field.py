@@ -102,8 +102,9 @@ def psychometric(pred: xr.Dataset, ax=None):
     ax.set_xlabel("signed evidence (positive favours right)")
     ax.set_ylabel("P(choice right)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("psychometric curve (dots: median over seeds; line: fit)", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+    # above the axes: inside, the legend hides the curves' steep part near zero evidence
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, frameon=False, alignment="left",
+              title="psychometric curve (dots: median over seeds; faint: each seed; line: fit)", title_fontsize=8)
     return ax
 
 
