@@ -226,7 +226,8 @@ def compare_dataset(pred: xr.Dataset, rec: xr.Dataset, m: xr.Dataset, seed: int 
                                 "bound": ("", "minimum and maximum over networks"), "measure": ("", "measure name")}.items():
         ds[name].attrs.update(units=units, long_name=long)
     ds.attrs.update(data_ramp_period=m.attrs["ramp_period"], data_timescale_period=m.attrs["timescale_period"],
-                    data_grouped_by=m.attrs["grouped_by"], model_grouped_by=model_group, data_n_trials=int(m.attrs["n_trials"]), data_n_units=int(m.attrs["n_units"]),
+                    data_grouped_by=m.attrs["grouped_by"], model_grouped_by=model_group,
+                    data_n_trials=int(m.attrs["n_trials"]), data_n_units=int(m.attrs["n_units"]),
                     data_dt_ms=float(m.attrs["dt_ms"]), model_ramp_period=str(pred.attrs.get("ramp_period", "")),
                     model_timescale_period=str(pred.attrs.get("timescale_period", "")), ci_level=CI_LEVEL, bootstrap_seed=int(seed),
                     compared=" ".join(COMPARED))
