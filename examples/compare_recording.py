@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bioplastic.analysis.compare import consistency_sentences, data_intervals
 from bioplastic.analysis.recording import measure_recording
 from bioplastic.pipeline import compare_recording
 from bioplastic.storage.recordings import read_recording, recording_from_spikes
@@ -35,19 +36,21 @@ def main(out: Path, run: Path | None) -> None:
         path = out / "example_session.nc"
         recording_from_spikes(session.trials, session.spikes, {}, 20.0, str(path)).to_netcdf(path, engine="h5netcdf")
     print(f"recording: {path}")
-    m = measure_recording(read_recording(path))
+    rec = read_recording(path)
+    m = measure_recording(rec)
+    ci = data_intervals(rec, m)  # 95 % bootstrap CIs over units (fractions) or trials (the psychometric fit)
     truth = session.truth
     tau = truth["timescale_ms"]
-    print(f"build-up units:     planted {truth['fraction_buildup']:.0%}, measured {float(m['fraction_buildup']):.0%}")
+    est, lo, hi = ci["fraction_buildup"]
+    print(f"build-up units:      planted {truth['fraction_buildup']:.0%}, measured {est:.0%} (95 % CI {lo:.0%} to {hi:.0%})")
     for t in (100, 300):
-        print(f"timescale {t} ms:   measured median {np.median(m['timescale_ms'].values[tau == t]):.0f} ms over its units")
+        print(f"timescale {t} ms:    measured median {np.median(m['timescale_ms'].values[tau == t]):.0f} ms over its units")
     for k in ("slope", "bias", "lapse"):
-        print(f"psychometric {k}:  planted {truth['psychometric_' + k]:.2f}, fitted {float(m['psychometric_' + k]):.2f}")
+        est, lo, hi = ci["psychometric_" + k]
+        print(f"psychometric {k + ':':6s} planted {truth['psychometric_' + k]:.2f}, fitted {est:.2f} (95 % CI {lo:.2f} to {hi:.2f})")
     if run is not None:
         cmp, nc, page = compare_recording(run, path, out)
         print(f"\n{nc}\n{page}")
-        from bioplastic.analysis.compare import consistency_sentences
-
         for line in consistency_sentences(cmp):
             print(f"  - {line}")
     else:

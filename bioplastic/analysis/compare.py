@@ -12,6 +12,13 @@ accuracy's CI is Clopper-Pearson. Model: the median over seeds with its 95 % boo
 (``<m>_summary`` of predictions.nc); ``<m>_networks`` keeps every network's value (``condition,
 seed``) and ``network_range`` their minimum and maximum.
 
+**Grouping** (the choice-resolved measures: build-up, decay, opposite ramps, the population ramp).
+Data with ``target`` are grouped by it, as the model's predictions group their trials by the
+rewarded side; data without it are grouped by the subject's choice, and the model's values are then
+those with the networks' trials grouped by their own choices (``<m>_by_choice`` of predictions.nc;
+an older predictions.nc without them keeps the rewarded side). ``data_grouped_by`` and
+``model_grouped_by`` say which.
+
 **Consistency** (``consistent``: source x measure; 1, 0, or -1 where not compared). A condition is
 consistent with the data on a measure when the data's 95 % CI overlaps the range of that condition's
 networks (min to max over seeds): a network trained that way could have produced the data's value.
@@ -28,8 +35,18 @@ import xarray as xr
 from .geometry import participation_ratio
 from .measures import Window, choice_resolved_ramps
 from .psychometric import PsychometricFit, fit_psychometric
-from .recording import RECORDING_MEASURES, baseline_level, grouping, period_steps, right_choices, time_step_ms, windows
-from .statistics import ALPHA, CI_LEVEL, clopper_pearson
+from .recording import (
+    BY_CHOICE,
+    GROUPED_MEASURES,
+    RECORDING_MEASURES,
+    baseline_level,
+    grouping,
+    period_steps,
+    right_choices,
+    time_step_ms,
+    windows,
+)
+from .statistics import ALPHA, CI_LEVEL, N_BOOT, bootstrap_ci, clopper_pearson
 
 #: bootstrap resamples of the data's CIs (units are cheap; trials refit the psychometric function)
 N_BOOT_DATA = 1000
@@ -142,6 +159,15 @@ def data_intervals(rec: xr.Dataset, m: xr.Dataset, seed: int = 0) -> dict[str, t
     return out
 
 
+def model_grouping(pred: xr.Dataset, data_group: str) -> str:
+    """How the model's choice-resolved measures group trials beside data grouped by ``data_group``:
+    by the network's own choice (``<m>_by_choice`` of predictions.nc) when the data is grouped by the
+    subject's choice and the predictions have them, else by the rewarded side (``target``)."""
+    if data_group == "choice" and all(f"{k}{BY_CHOICE}" in pred for k in GROUPED_MEASURES):
+        return "choice"
+    return "target"
+
+
 def compare_dataset(pred: xr.Dataset, rec: xr.Dataset, m: xr.Dataset, seed: int = 0) -> xr.Dataset:
     """compare.nc (module docstring): the data's measures ``m`` of the recording ``rec`` beside the
     conditions of the predictions ``pred``."""
@@ -151,11 +177,19 @@ def compare_dataset(pred: xr.Dataset, rec: xr.Dataset, m: xr.Dataset, seed: int 
     ds = xr.Dataset(coords={"source": sources, "statistic": ["estimate", "ci_low", "ci_high"], "condition": conds,
                             "seed": pred["seed"].values, "bound": ["min", "max"]})
     consistent = np.full((len(sources), len(RECORDING_MEASURES)), -1, np.int8)
+    model_group = model_grouping(pred, m.attrs.get("grouped_by", "none"))
     for j, (k, (units, long)) in enumerate(RECORDING_MEASURES.items()):
         v = np.full((len(sources), 3), np.nan)
         v[0] = data[k]
         rng_ = np.full((len(sources), 2), np.nan)
-        if f"{k}_summary" in pred:
+        if model_group == "choice" and k in GROUPED_MEASURES:  # the networks grouped by their own choices, as the data
+            nets = pred[f"{k}{BY_CHOICE}"].values.astype(float)
+            v[1:] = [bootstrap_ci(nets[c], np.random.default_rng([seed, j, c]), np.median, N_BOOT) for c in range(len(conds))]
+            ds[f"{k}_networks"] = (("condition", "seed"), nets, {"units": units, "long_name": f"each network's value: {long}"})
+            with np.errstate(all="ignore"):
+                have = np.isfinite(nets).any(1)
+                rng_[1:][have] = np.stack([np.nanmin(nets[have], 1), np.nanmax(nets[have], 1)], 1)
+        elif f"{k}_summary" in pred:
             v[1:] = pred[f"{k}_summary"].values
             nets = pred[k].values.astype(float)
             ds[f"{k}_networks"] = (("condition", "seed"), nets, {"units": units, "long_name": f"each network's value: {long}"})
@@ -171,6 +205,10 @@ def compare_dataset(pred: xr.Dataset, rec: xr.Dataset, m: xr.Dataset, seed: int 
             for s in range(1, len(sources)):
                 if np.isfinite(rng_[s]).all():
                     consistent[s, j] = int(lo <= rng_[s, 1] and hi >= rng_[s, 0])
+    if "psychometric_fit_status" in pred:
+        ds["psychometric_fit_status_networks"] = (("condition", "seed"), pred["psychometric_fit_status"].values.astype(int),
+                                                  dict(pred["psychometric_fit_status"].attrs))
+    ds["data_psychometric_fit_status"] = ((), int(m["psychometric_fit_status"]), dict(m["psychometric_fit_status"].attrs))
     ds.coords["measure"] = list(RECORDING_MEASURES)
     ds["consistent"] = (("source", "measure"), consistent,
                         {"units": "1", "long_name": "1: the data's 95 % CI overlaps the range of the condition's networks; 0: it does not; "
@@ -188,7 +226,8 @@ def compare_dataset(pred: xr.Dataset, rec: xr.Dataset, m: xr.Dataset, seed: int 
                                 "bound": ("", "minimum and maximum over networks"), "measure": ("", "measure name")}.items():
         ds[name].attrs.update(units=units, long_name=long)
     ds.attrs.update(data_ramp_period=m.attrs["ramp_period"], data_timescale_period=m.attrs["timescale_period"],
-                    data_grouped_by=m.attrs["grouped_by"], data_n_trials=int(m.attrs["n_trials"]), data_n_units=int(m.attrs["n_units"]),
+                    data_grouped_by=m.attrs["grouped_by"], model_grouped_by=model_group,
+                    data_n_trials=int(m.attrs["n_trials"]), data_n_units=int(m.attrs["n_units"]),
                     data_dt_ms=float(m.attrs["dt_ms"]), model_ramp_period=str(pred.attrs.get("ramp_period", "")),
                     model_timescale_period=str(pred.attrs.get("timescale_period", "")), ci_level=CI_LEVEL, bootstrap_seed=int(seed),
                     compared=" ".join(COMPARED))
@@ -212,9 +251,25 @@ def _fmt(k: str, x: float) -> str:
     return f"{x:.3g}"
 
 
+#: the compared measures in words, and the words for the data lying above / below the networks
+IN_WORDS = {
+    "fraction_ramping": ("ramping units", "more", "fewer"),
+    "fraction_ramping_uncorrected": ("ramping units at p < 0.05 uncorrected", "more", "fewer"),
+    "fraction_buildup": ("build-up units", "more", "fewer"),
+    "fraction_decay": ("units relaxing back to their pre-stimulus level", "more", "fewer"),
+    "fraction_opposite_ramps": ("units ramping in opposite directions for the two choices", "more", "fewer"),
+    "timescale_median_ms": ("median single-unit timescale", "a longer", "a shorter"),
+    "fraction_timescale_fitted": ("units with a measurable timescale", "more", "fewer"),
+    "fraction_timescale_long": ("units holding a trial-specific level", "more", "fewer"),
+    "psychometric_lapse": ("lapse rate", "a higher", "a lower"),
+    "accuracy": ("accuracy", "a higher", "a lower"),
+}
+
+
 def consistency_sentences(cmp: xr.Dataset) -> list[str]:
-    """Per condition, in words: whether the data is consistent with it, and on which measures not
-    (the data's value and CI against the range of the condition's networks)."""
+    """Per condition, in words: whether the data is consistent with it and, where not, on which
+    measures and which way (the data's value against the range of the condition's networks; the
+    CIs are in compare.nc and the table of compare.html)."""
     lines = []
     measures = [str(x) for x in cmp["measure"].values]
     for s, cond in enumerate(cmp["source"].values):
@@ -228,15 +283,14 @@ def consistency_sentences(cmp: xr.Dataset) -> list[str]:
             continue
         if not bad:
             lines.append(f"The data is consistent with {cond} on all {len(judged)} compared measures "
-                         f"({', '.join(k.replace('_', ' ') for k in judged)}): a network trained this way could have produced it.")
+                         f"({', '.join(IN_WORDS.get(k, (k,))[0] for k in judged)}): a network trained this way could have produced it.")
             continue
         parts = []
         for k in bad:
             est, lo, hi = cmp[k].values[0]
             mn, mx = cmp[f"{k}_network_range"].values[s]
-            side = "above" if lo > mx else "below"
-            ci = f", 95 % CI {_fmt(k, lo)} to {_fmt(k, hi)}" if np.isfinite(lo) else ""
-            parts.append(f"{k.replace('_', ' ')}: the data's {_fmt(k, est)}{ci} lies {side} every {cond} network "
-                         f"({_fmt(k, mn)} to {_fmt(k, mx)})")
-        lines.append(f"The data is NOT consistent with {cond} on {len(bad)} of {len(judged)} compared measures - " + "; ".join(parts) + ".")
+            name, more, less = IN_WORDS.get(k, (k.replace("_", " "), "higher", "lower"))
+            parts.append(f"{more if lo > mx else less} {name} ({_fmt(k, est)} vs {_fmt(k, mn)} to {_fmt(k, mx)})")
+        lines.append(f"The data is NOT consistent with {cond}: on {len(bad)} of {len(judged)} compared measures its 95 % CI lies "
+                     f"outside the range of every {cond} network - the data has " + ", ".join(parts) + ".")
     return lines

@@ -52,7 +52,8 @@ def signed_evidence_of(trials) -> np.ndarray | None:
         return np.asarray(c["n_right"], float) - np.asarray(c["n_left"], float)
     for name in SIGNED_STRENGTH_LABELS:
         if name in c:
-            return np.abs(np.asarray(c[name], float)) * np.where(choice == np.unique(choice)[-1], 1.0, -1.0)
+            # + 0.0: no -0.0 for trials without evidence (a "-0" level on the curve's axis)
+            return np.abs(np.asarray(c[name], float)) * np.where(choice == np.unique(choice)[-1], 1.0, -1.0) + 0.0
     return None
 
 

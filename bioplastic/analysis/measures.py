@@ -36,6 +36,10 @@ CONSTANT_TOL = 1e-9
 #: bounds of fitted timescales, in units of dt (lower) and of the fitted window's length (upper)
 TAU_MIN_DT = 0.1
 TAU_MAX_WINDOW = 10.0
+#: a fitted autocorrelation that falls by less than this fraction of its value at the first lag over
+#: the lags fitted has no measurable decay in the window: the window bounds the timescale from below
+#: only (status 3, longer than measurable), however the fit places its small decaying part
+MIN_DECAY_FRACTION = 0.1
 
 STATUS_MEANINGS = "fitted no_data fit_failed longer_than_measurable"
 
@@ -281,7 +285,10 @@ def _curve_fit(f, x, y, p0, lower, upper, sigma=None):
 def fit_autocorrelation_timescale(ac_l, pairs_l, dt_ms: float, n_trials: int) -> TimescaleFit:
     """Fit ``A (exp(-lag/tau) + B)`` to the autocorrelation ``ac_l`` at lags 1 .. L-1 steps
     (lag 0 is 1 by construction and not fitted), weighted by the pairs per lag. ``n_trials``: the
-    trials behind each correlation (its null standard deviation is about ``1 / sqrt(n_trials)``)."""
+    trials behind each correlation (its null standard deviation is about ``1 / sqrt(n_trials)``).
+    Status 3 (longer than measurable, tau NaN) when the fitted tau is beyond the longest lag, or when
+    the fitted curve falls by less than :data:`MIN_DECAY_FRACTION` of its first-lag value over the
+    lags fitted (censored: no decay to measure within the window)."""
     ac = np.asarray(ac_l, float)
     pairs = np.asarray(pairs_l, float)
     lags = np.arange(len(ac))
@@ -311,6 +318,11 @@ def fit_autocorrelation_timescale(ac_l, pairs_l, dt_ms: float, n_trials: int) ->
     p, se = fit
     offset = float(p[2] / p[0]) if p[0] > 0 else np.nan
     if p[1] >= x[-1]:  # beyond the longest lag fitted, the decay cannot be told from the offset
+        return TimescaleFit(np.nan, float(p[0]), offset, 3)
+    # an autocorrelation that hardly falls within the window (e.g. >= 0.9 throughout): the unit holds
+    # a trial-specific level; a tau fitted to its small decaying part is not the unit's timescale
+    first, last = f(x[0], *p), f(x[-1], *p)
+    if first - last < MIN_DECAY_FRACTION * abs(first):
         return TimescaleFit(np.nan, float(p[0]), offset, 3)
     # no decaying component distinguishable from zero, or tau undetermined / below resolution
     if p[0] <= 2 * se[0] or se[1] > p[1] or p[1] <= t_lo * 1.001:

@@ -25,7 +25,10 @@ Measures per network (dims ``condition, seed``) and per unit (``condition, seed,
   (:func:`~bioplastic.analysis.labels.signed_evidence_of`). Timescales are measured in the first
   period without input in any trial (:func:`input_free_period`: ``delay``, else ``fixation``, else
   the task's other periods), none without one. The same function measures recorded data
-  (``bioplastic compare``), so model and data are measured identically.
+  (``bioplastic compare``), so model and data are measured identically. The choice-resolved
+  measures are also computed with the trials grouped by the network's own ``choice``
+  (``<m>_by_choice``, :func:`~bioplastic.analysis.recording.grouped_measures`): a recording without
+  ``target`` is grouped by the subject's choice, and compare sets it beside these.
 - **Jacobian slow modes, attractor count and type**, read from ``OUT/analysis.nc`` at its final
   checkpoint, zero-input context (not recomputed; NaN / -1 when analysis.nc is absent). Attractors
   are the stable fixed points; ``attractor_slow_tau_ms`` is the median over a network's attractors
@@ -100,9 +103,9 @@ from .measures import (  # noqa: F401 - the measure primitives, importable from 
     trials_at_time,
 )
 from .phase_space import check_results
-from .psychometric import FIT_STATUS_MEANINGS
-from .recording import RECORDING_MEASURES, make_recording, measure_recording
-from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, paired_comparison  # noqa: F401
+from .psychometric import FIT_STATUS_MEANINGS, slope_is_lower_bound
+from .recording import BY_CHOICE, GROUPED_MEASURES, RECORDING_MEASURES, grouped_measures, make_recording, measure_recording
+from .statistics import ALPHA, CI_LEVEL, N_BOOT, benjamini_hochberg, bootstrap_ci, num, paired_comparison  # noqa: F401
 
 #: held-out trials per network
 DEFAULT_TRIALS = 128
@@ -315,7 +318,7 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     dt = task.dt_ms
     outputs = roll.output_exbxtxo.detach().double().cpu().numpy()
     score = task.score(outputs, trials)
-    out: dict[str, np.ndarray] = {k: np.full(E, np.nan) for k in RECORDING_KEYS}
+    out: dict[str, np.ndarray] = {k: np.full(E, np.nan) for k in RECORDING_KEYS + tuple(f"{k}{BY_CHOICE}" for k in GROUPED_MEASURES)}
     out["psychometric_fit_status"] = np.ones(E, int)
     per_unit = {k: np.full((E, N), np.nan) for k in ("ramp_slope", "ramp_slope_se", "ramp_p_value", "timescale_ms",
                                                       "timescale_amplitude", "timescale_offset")}
@@ -338,8 +341,11 @@ def _network_measures(net, ok, trials, task, root, seeds, ramp_w, stat_w, blocke
     for e in range(E):
         if not ok[e]:
             continue
-        m = measure_recording(network_recording(rate[e], trials, dt, score[e]), ramp_period=ramp_w.name,
-                              timescale_period=stat_w.name if stat_w is not None else "none", check=False)
+        rec = network_recording(rate[e], trials, dt, score[e])
+        m = measure_recording(rec, ramp_period=ramp_w.name, timescale_period=stat_w.name if stat_w is not None else "none",
+                              check=False)
+        for k, v in grouped_measures(rec, "choice", ramp_period=ramp_w.name).items():
+            out[f"{k}{BY_CHOICE}"][e] = v
         for k in per_unit:
             per_unit[k][e] = m[k].values
         for k in RECORDING_KEYS:
@@ -556,6 +562,11 @@ def _predict(ds, protocol, analysis, trials, engine, progress, device) -> xr.Dat
     _figure_data(pred, results, tr, N, ramp_w.name)
     for k, (units, long) in MEASURES.items():
         pred[k] = (("condition", "seed"), np.stack([r["net"][k] for r in results]), {"units": units, "long_name": long})
+    for k in GROUPED_MEASURES:
+        units, long = MEASURES[k]
+        pred[f"{k}{BY_CHOICE}"] = (("condition", "seed"), np.stack([r["net"][f"{k}{BY_CHOICE}"] for r in results]),
+                                   {"units": units, "long_name": f"{long}; trials grouped by the network's own choice (as a "
+                                                                 "recording without the rewarded side is grouped), not the rewarded side"})
     pred["psychometric_fit_status"] = (("condition", "seed"), np.stack([r["net"]["psychometric_fit_status"] for r in results]).astype(int),
                                        {"units": "1", "long_name": "psychometric fit: 0 fitted, 1 too few data (or no choice and evidence labels), "
                                                                    "2 steeper than resolvable (slope a lower bound), 3 not converged",
@@ -603,15 +614,16 @@ def _predict(ds, protocol, analysis, trials, engine, progress, device) -> xr.Dat
 def _value(kind: str, x: float, signed: bool = False) -> str:
     sign = "+" if signed else ""
     if kind == "pct":
-        return f"{100 * x:{sign}.0f} %" if not signed else f"{100 * x:+.0f} percentage points"
+        return num(100 * x, ".0f") + " %" if not signed else num(100 * x, "+.0f") + " percentage points"
     if kind == "ms":
-        return f"{x:{sign}.0f} ms"
-    return f"{x:{sign}.2f}" if abs(x) < 10 else f"{x:{sign}.1f}"
+        return num(x, f"{sign}.0f") + " ms"
+    return num(x, f"{sign}.2f") if abs(x) < 10 else num(x, f"{sign}.1f")
 
 
 def _ci(kind: str, lo: float, hi: float, signed: bool = False) -> str:
     if kind == "pct":
-        return f"95 % CI {100 * lo:{'+' if signed else ''}.0f} to {100 * hi:{'+' if signed else ''}.0f}" + ("" if signed else " %")
+        spec = "+.0f" if signed else ".0f"
+        return f"95 % CI {num(100 * lo, spec)} to {num(100 * hi, spec)}" + ("" if signed else " %")
     return f"95 % CI {_value(kind, lo, signed)} to {_value(kind, hi, signed)}"
 
 
@@ -654,6 +666,59 @@ def _long_dominates(pred: xr.Dataset) -> bool:
     return bool(np.any(med[np.isfinite(med)] > LONG_HEADLINE))
 
 
+def _censored_clause(pred: xr.Dataset, conds: list[str], c: int) -> str:
+    """How many units the timescale median stands for: fitted and censored (longer than
+    measurable: not in the median), medians over seeds, in a condition and the baseline."""
+    def part(k):
+        fit, long = (pred[f"{m}_summary"].values[k, 0] if f"{m}_summary" in pred else np.nan
+                     for m in ("fraction_timescale_fitted", "fraction_timescale_long"))
+        return f"{_value('pct', fit)} fitted and {_value('pct', long)} censored with {conds[k]}"
+    return (f"the median is over fitted units only ({part(c)}, {part(0)}; medians over seeds); censored units keep a "
+            "trial-specific level through the window, their timescale longer than measurable")
+
+
+def psychometric_sentences(pred: xr.Dataset) -> list[str]:
+    """Per condition, the fitted psychometric function in words: slope, bias and lapse (medians
+    over networks with 95 % bootstrap CIs), how many networks' fits are steeper than resolvable (their
+    slope a lower bound: 'slope >=' when they are at least half), and against the baseline the
+    lapse's and, when neither condition's slope is a lower bound, the slope's paired difference."""
+    if "psychometric_slope_summary" not in pred or "psychometric_fit_status" not in pred:
+        return []
+    conds = [str(c) for c in pred["condition"].values]
+    status = pred["psychometric_fit_status"].values
+    bound = [slope_is_lower_bound(status[c]) for c in range(len(conds))]
+    lines = []
+    for c, cond in enumerate(conds):
+        sl, bi, la = (pred[f"psychometric_{k}_summary"].values[c] for k in ("slope", "bias", "lapse"))
+        if not np.isfinite(sl[0]):
+            continue
+        st = status[c]
+        n_fit, n_steep = int(((st == 0) | (st == 2)).sum()), int((st == 2).sum())
+        ge = ">= " if bound[c] else ""
+        text = (f"Psychometric function with {cond} (P(choice right) against the signed evidence, fitted to each network's "
+                f"held-out choices; {n_fit} of {st.size} networks fitted): slope {ge}{sl[0]:.3g} per unit of evidence "
+                f"(95 % CI {sl[1]:.3g} to {sl[2]:.3g}), bias {bi[0]:+.3g} (95 % CI {bi[1]:+.3g} to {bi[2]:+.3g}), "
+                f"lapse rate {100 * la[0]:.1f} % (95 % CI {100 * la[1]:.1f} to {100 * la[2]:.1f} %)")
+        if n_steep:
+            text += (f"; in {n_steep} of {n_fit} networks the choices switch within one evidence step, so that their slope "
+                     "is a lower bound" + (" and so is the median" if bound[c] else ""))
+        if c > 0:
+            for k, name, bad in (("lapse", "lapse rate", False), ("slope", "slope", bound[0] or bound[c])):
+                d = pred[f"psychometric_{k}_effect"].values[c]
+                if bad or not np.isfinite(d[0]):
+                    continue
+                scale, unit = (100, " percentage points") if k == "lapse" else (1, "")
+                text += (f"; {name} vs {conds[0]}: {num(scale * d[0], '+.3g')}{unit} (95 % CI {num(scale * d[1], '+.3g')} to "
+                         f"{num(scale * d[2], '+.3g')}; {'Wilcoxon' if _paired(pred, f'psychometric_{k}_effect', c) else 'Mann-Whitney'} {_p(d[3])})")
+        lines.append(text + ".")
+    return lines
+
+
+def _paired(pred: xr.Dataset, var: str, c: int) -> bool:
+    paired = [int(v) for v in np.atleast_1d(pred[var].attrs.get("paired", [1] * pred.sizes["condition"]))]
+    return bool(paired[c]) if c < len(paired) else True
+
+
 def prediction_sentences(pred: xr.Dataset) -> list[str]:
     """The predictions in words, each with its numbers: medians over seeds with 95 % bootstrap CIs,
     the effect against the baseline condition with its CI and p-value, and the number of seeds.
@@ -690,7 +755,10 @@ def prediction_sentences(pred: xr.Dataset) -> list[str]:
                 what, test = (("median paired difference", "Wilcoxon") if paired[c] else ("difference of medians", "Mann-Whitney"))
                 text += (f"; {what} {_value(kind, d[0], True)} ({_ci(kind, d[1], d[2], True)}; {test} {_p(d[3])}"
                          + (f"; {n} paired seeds)" if n else ")"))
+            if m == "timescale_median_ms":
+                text += "; " + _censored_clause(pred, conds, c)
             lines.append(text + ".")
+    lines += psychometric_sentences(pred)
     for c, cond in enumerate(conds):
         if "plasticity_fraction_negative_summary" not in pred:  # a dataset without the plasticity measures
             break

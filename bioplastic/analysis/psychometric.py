@@ -58,6 +58,15 @@ class PsychometricFit:
     log_likelihood: float
 
 
+def slope_is_lower_bound(status) -> bool:
+    """Whether the median slope of a set of fits (``status`` per fit) is a lower bound: at least half
+    of the fits that gave parameters (status 0 or 2) are steeper than resolvable (status 2), so that
+    the median is the bound itself or below the networks' true slopes."""
+    st = np.asarray(status).ravel()
+    n = int(((st == 0) | (st == 2)).sum())
+    return n > 0 and 2 * int((st == 2).sum()) >= n
+
+
 def psychometric_function(x, slope: float, bias: float, lapse: float) -> np.ndarray:
     """P(right | x) of the module docstring."""
     return lapse + (1 - 2 * lapse) * expit(slope * (np.asarray(x, float) - bias))

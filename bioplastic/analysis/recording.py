@@ -63,8 +63,10 @@ same for a trained network (the predictions simulate trials and build one) and f
   convergence, fewer than 4 lags, a correlation at the first lag below ``3 / sqrt(trials)`` (none
   measurable), non-finite covariance, ``A`` not above twice its standard error, the standard error
   of ``tau`` above ``tau``, or ``tau`` at its lower bound ``dt / 10``: faster than resolvable); 3
-  longer than measurable (``tau`` beyond the longest lag fitted, where the decay cannot be told
-  apart from the offset ``B``; the fit's upper bound is 10 x the period's length). ``timescale_ms``
+  longer than measurable (censored: ``tau`` beyond the longest lag fitted, where the decay cannot be
+  told apart from the offset ``B`` - the fit's upper bound is 10 x the period's length - or a fitted
+  curve that falls by less than :data:`~.measures.MIN_DECAY_FRACTION` of its first-lag value over
+  the lags fitted: the unit holds a trial-specific level, with no decay to measure in the window). ``timescale_ms``
   is NaN unless the status is 0. Per recording: ``timescale_median_ms`` over fitted units,
   ``fraction_timescale_long`` (status 3) and ``fraction_timescale_fitted`` (status 0). In memory
   tasks many units hold a trial-specific level through the delay (status 3); the median is over
@@ -128,6 +130,11 @@ RECORDING_MEASURES: dict[str, tuple[str, str]] = {
     "psychometric_bias": ("1", "bias of the fitted psychometric function: the signed evidence at which P(right) = 0.5 (evidence units)"),
     "psychometric_lapse": ("1", "lapse rate of the fitted psychometric function (P saturates at lapse and 1 - lapse)"),
 }
+#: the per-recording measures that depend on how trials are grouped by choice (:func:`grouping`)
+GROUPED_MEASURES = ("fraction_buildup", "fraction_decay", "fraction_opposite_ramps", "population_ramp_slope", "population_ramp_p_value")
+#: suffix of these measures with the trials grouped by the subject's (the network's) own choice,
+#: beside the same measures grouped by the rewarded side (``target``) in the predictions
+BY_CHOICE = "_by_choice"
 #: per-unit measures: name -> (units, long_name)
 UNIT_MEASURES: dict[str, tuple[str, str]] = {
     "ramp_slope": ("1/s", "slope of the rate over the ramp period (rate units per second; trial fixed effects)"),
@@ -212,7 +219,10 @@ def check_recording(rec) -> None:
     if not isinstance(rec, xr.Dataset):
         raise RecordingError(f"a recording is an xarray Dataset; got {type(rec).__name__}")
     if "rate" not in rec.data_vars:
-        raise RecordingError(f"the recording has no 'rate' variable (trial, time, unit); it has {sorted(map(str, rec.data_vars))}")
+        names = sorted(map(str, rec.data_vars))
+        raise RecordingError(f"the recording has no 'rate' variable (trial, time, unit); it has {names[:8]}"
+                             + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+                             + (" (a run's results.nc? the recording is compare's second argument)" if "loss" in names else ""))
     if tuple(rec["rate"].dims) != ("trial", "time", "unit"):
         raise RecordingError(f"'rate' must have dims ('trial', 'time', 'unit'); got {tuple(rec['rate'].dims)}")
     B, T, N = rec["rate"].shape
@@ -300,13 +310,29 @@ def baseline_level(rate_bxtxn: np.ndarray, periods: dict[str, np.ndarray]) -> np
     return rate_bxtxn[:, 0].mean(0)
 
 
-def grouping(rec: xr.Dataset) -> str | None:
-    """The label the choice-resolved measures group trials by: ``target`` when the recording has it,
-    else ``choice``; None when neither has 2 to :data:`MAX_CHOICES` values."""
-    for name in ("target", "choice"):
+def grouping(rec: xr.Dataset, prefer: tuple[str, ...] = ("target", "choice")) -> str | None:
+    """The label the choice-resolved measures group trials by: the first of ``prefer`` that the
+    recording has with 2 to :data:`MAX_CHOICES` values (by default ``target`` when the recording has
+    it, else ``choice``); None when none has."""
+    for name in prefer:
         if name in rec.coords and 2 <= len(np.unique(rec[name].values)) <= MAX_CHOICES:
             return name
     return None
+
+
+def grouped_measures(rec: xr.Dataset, group: str, *, ramp_period: str | None = None) -> dict[str, float]:
+    """The choice-resolved measures (:data:`GROUPED_MEASURES`) with the trials grouped by the label
+    ``group`` (``target`` or ``choice``), as :func:`measure_recording` computes them; NaN when the
+    recording's ``group`` does not have 2 to :data:`MAX_CHOICES` values. The predictions measure
+    their networks both ways, so that a recording without ``target`` (grouped by the subject's
+    choice) is compared with the networks grouped by their own choices."""
+    if grouping(rec, (group,)) is None:
+        return {k: np.nan for k in GROUPED_MEASURES}
+    rate = np.asarray(rec["rate"].values, float)
+    periods = period_steps(rec)
+    _, ramp_w, _ = windows(periods, rate.shape[1], ramp_period, "none")
+    cr = choice_resolved_ramps(rate, ramp_w, rec[group].values, baseline_level(rate, periods), time_step_ms(rec))
+    return {k: float(cr[k]) for k in GROUPED_MEASURES}
 
 
 def right_choices(rec: xr.Dataset) -> np.ndarray | None:

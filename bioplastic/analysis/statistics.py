@@ -97,3 +97,12 @@ def benjamini_hochberg(p_values, q: float = ALPHA) -> np.ndarray:
     if finite.any():
         out[finite] = stats.false_discovery_control(p[finite], method="bh") <= q
     return out
+
+
+def num(x: float, spec: str) -> str:
+    """``format(x, spec)`` without a negative zero: a value that rounds to zero prints as ``0``
+    (``+0`` with a sign spec), never ``-0``."""
+    s = format(x, spec)
+    if s.startswith("-") and float(format(-x, spec.replace("+", ""))) == 0:
+        return format(0.0, spec)
+    return s

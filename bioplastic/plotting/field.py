@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from ..analysis.psychometric import psychometric_function  # noqa: E402
+from ..analysis.psychometric import psychometric_function, slope_is_lower_bound  # noqa: E402
 from ..analysis.statistics import nanmedian  # noqa: E402
 from .curves import COLORS, shade  # noqa: E402
 
@@ -93,9 +93,8 @@ def psychometric(pred: xr.Dataset, ax=None):
         fit = fitted_parameters(pred, cond)
         if fit is not None:
             ax.plot(grid, psychometric_function(grid, *fit), "-", color=col, lw=1.6)
-            st = pred["psychometric_fit_status"].sel(condition=cond).values
             # most fits at the slope's bound (choices switch within one evidence step): a lower bound
-            steep = ">= " if 2 * (st == 2).sum() >= ((st == 0) | (st == 2)).sum() else ""
+            steep = ">= " if slope_is_lower_bound(pred["psychometric_fit_status"].sel(condition=cond).values) else ""
             label += f" (slope {steep}{fit[0]:.2g}, bias {fit[1]:+.2g}, lapse {fit[2]:.2f})"
         ax.plot(xc, nanmedian(v, axis=0), MARKERS[c % len(MARKERS)], color=col, ms=5, label=label)
     ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
@@ -103,8 +102,9 @@ def psychometric(pred: xr.Dataset, ax=None):
     ax.set_xlabel("signed evidence (positive favours right)")
     ax.set_ylabel("P(choice right)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("psychometric curve (dots: median over seeds; line: fit)", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+    # above the axes: inside, the legend hides the curves' steep part near zero evidence
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0, frameon=False, alignment="left",
+              title="psychometric curve (dots: median over seeds; faint: each seed; line: fit)", title_fontsize=8)
     return ax
 
 

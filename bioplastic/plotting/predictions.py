@@ -154,9 +154,20 @@ def ramp_distributions(pred: xr.Dataset, axes=None):
     return axes
 
 
+def timescale_counts(pred: xr.Dataset, cond) -> str:
+    """How many of a condition's units (all seeds) have a fitted timescale, and how many are
+    censored (status 3: no measurable decay within the window; not drawn as a timescale)."""
+    st = pred["timescale_status"].sel(condition=cond).values
+    measured = pred["accuracy"].sel(condition=cond).values
+    st = st[np.isfinite(measured)]  # units of networks that exist (a diverged network has none)
+    return (f"{int((st == 0).sum())} of {st.size} units fitted, {int((st == 3).sum())} censored "
+            "(timescale longer than the window; not drawn)")
+
+
 def timescale_distributions(pred: xr.Dataset, axes=None):
     """Left: single-unit autocorrelation timescales of the fitted units of all seeds per condition
-    (log axis; the fraction fitted and the fraction longer than measurable in the legend). Right:
+    (log axis; the legend counts the fitted units and the censored ones, which are not drawn: their
+    timescale is longer than the window, status 3). Right:
     per condition, the across-trial autocorrelation of the fitted unit whose timescale is nearest
     the condition's median (dots) and its stored fit (line); an autocorrelation that stays at or above
     :data:`FLAT_AUTOCORRELATION` over the whole window is labelled "tau > window" (censored: the data
@@ -173,12 +184,11 @@ def timescale_distributions(pred: xr.Dataset, axes=None):
         for j, cond in enumerate(conds):
             v = pred["timescale_ms"].sel(condition=cond).values.ravel()
             ok = np.isfinite(v)
+            label = f"{cond}: {timescale_counts(pred, cond)}"
             if ok.any():
-                fitted, long = (float(pred[f"{m}_summary"].sel(condition=cond).values[0])
-                                for m in ("fraction_timescale_fitted", "fraction_timescale_long"))
-                left.hist(v[ok], bins=bins, histtype="step", lw=1.5, color=COLORS[j % len(COLORS)],
-                          label=f"{cond} ({100 * fitted:.0f} % fitted, {100 * long:.0f} % too long to measure; "
-                                "medians over seeds)")
+                left.hist(v[ok], bins=bins, histtype="step", lw=1.5, color=COLORS[j % len(COLORS)], label=label)
+            else:  # named in the legend all the same: its units are censored or not measured
+                left.plot([], [], lw=1.5, color=COLORS[j % len(COLORS)], label=label)
         left.set_xscale("log")
         # plain numbers on the log axis (a narrow range otherwise shows only minor "2 x 10^2" labels)
         left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))

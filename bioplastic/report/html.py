@@ -21,7 +21,9 @@ import numpy as np
 import xarray as xr
 
 from ..analysis.geometry import lead_key
+from ..analysis.measures import MIN_DECAY_FRACTION
 from ..analysis.predictions import prediction_sentences
+from ..analysis.psychometric import slope_is_lower_bound
 from ..analysis.statistics import nanmedian
 from ..plotting import curves, engines, phase
 from ..plotting import field as ffigs
@@ -85,7 +87,10 @@ MEASURES = [("fraction_ramping", "ramping units", "pct"), ("timescale_median_ms"
             ("participation_ratio", "participation ratio", "num"), ("accuracy", "held-out accuracy", "pct1"),
             ("accuracy_plasticity_blocked", "accuracy, plasticity blocked", "pct1"),
             ("plasticity_mean_abs", "mean |short-term change|", "num"),
-            ("plasticity_timescale_ms", "plasticity timescale", "ms")]
+            ("plasticity_timescale_ms", "plasticity timescale", "ms"),
+            ("psychometric_slope", "psychometric slope (per unit of signed evidence)", "num"),
+            ("psychometric_bias", "psychometric bias (evidence at P(right) = 0.5)", "num"),
+            ("psychometric_lapse", "psychometric lapse rate", "pct1")]
 
 
 class ReportError(Exception):
@@ -475,19 +480,27 @@ def _prediction_numbers(pred: xr.Dataset) -> str:
         if not np.isfinite(summ[:, 0]).any():
             continue
         eff = pred[f"{m}_effect"].values if f"{m}_effect" in pred else np.full((len(conds), 4), np.nan)
+        # a slope at the fit's bound in most networks (choices switch within one evidence step) is a lower bound
+        bound = ([slope_is_lower_bound(v) for v in pred["psychometric_fit_status"].values]
+                 if m == "psychometric_slope" and "psychometric_fit_status" in pred else [False] * len(conds))
         for j, c in enumerate(conds):
             s = summ[j]
             e = eff[j]
-            rows.append([esc(label) if j == 0 else "", esc(c), f"{fmt(s[0], kind)}{ci(s[1], s[2], kind)}",
-                         "reference" if j == 0 else f"{fmt(e[0], kind, True)}{ci(e[1], e[2], kind, True)}",
-                         "" if j == 0 else pval(e[3])])
+            vs = ("reference" if j == 0 else "n/a: a lower bound" if bound[0] or bound[j]
+                  else f"{fmt(e[0], kind, True)}{ci(e[1], e[2], kind, True)}")
+            rows.append([esc(label) if j == 0 else "", esc(c), f"{'&ge; ' if bound[j] else ''}{fmt(s[0], kind)}{ci(s[1], s[2], kind)}",
+                         vs, "" if j == 0 or vs.startswith("n/a") else pval(e[3])])
     if "lesion_effect" in pred:
         for j, c in enumerate(conds):
             e = pred["lesion_effect"].values[j]  # with minus without plasticity; shown as blocking's change (as the bottom line)
             if np.isfinite(e[0]):
                 rows.append(["plasticity blocked after training: change of accuracy (without minus with plasticity)", esc(c),
                              f"{fmt(-e[0], 'pct1', True)}{ci(-e[2], -e[1], 'pct1', True)}", "", pval(e[3])])
-    return table(["measure", "condition", "median over seeds [95 % CI]", "vs reference [95 % CI]", "p"], rows, "numbers")
+    note = ""
+    if "psychometric_fit_status" in pred and any(slope_is_lower_bound(v) for v in pred["psychometric_fit_status"].values):
+        note = ("<p class='cap'>&ge;: in at least half of the condition's networks the choices switch within one evidence step "
+                "(the psychometric fit is at its slope bound), so the median slope is a lower bound and is not compared.</p>")
+    return table(["measure", "condition", "median over seeds [95 % CI]", "vs reference [95 % CI]", "p"], rows, "numbers") + note
 
 
 def _engines_table(p1: xr.Dataset, p2: xr.Dataset) -> str:
@@ -658,11 +671,11 @@ def _render(run: Run) -> str:
             "choice_psth.png", ("predictions.nc",))
         body["timescales"] = figure(
             "fig-timescale-distributions", "Single-unit autocorrelation timescales", lambda: pfigs.timescale_distributions(pred),
-            f"Left: fitted timescales during the {esc(pred.attrs.get('timescale_period', 'period'))} (log axis; legend: "
-            "fraction fitted and fraction longer than measurable). Right: one unit per condition, autocorrelation across "
-            "trials (dots) and the fit A (exp(-lag/tau) + B) (line); an autocorrelation that stays at or above "
-            f"{pfigs.FLAT_AUTOCORRELATION:g} over every lag is labelled tau &gt; window (censored: it bounds the timescale "
-            "from below only) and its fit dotted.", "timescale_distributions.png", ("predictions.nc",))
+            f"Left: fitted timescales during the {esc(pred.attrs.get('timescale_period', 'period'))} (log axis). Units whose "
+            f"autocorrelation falls by less than {100 * MIN_DECAY_FRACTION:.0f} % of its first-lag value within the window are censored - the window bounds their timescale "
+            "from below only - and are not drawn; the legend counts the fitted and the censored units of all seeds. Right: "
+            "one fitted unit per condition (the one nearest the condition's median), autocorrelation across trials (dots) "
+            "and the fit A (exp(-lag/tau) + B) (line).", "timescale_distributions.png", ("predictions.nc",))
     elif swept:
         body["predictions"] = body["ramping"] = body["timescales"] = not_for_sweeps
     else:

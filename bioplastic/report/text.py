@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from ..analysis.geometry import lead_key
-from ..analysis.statistics import nanmedian
+from ..analysis.statistics import nanmedian, num  # noqa: F401 - num: the report's formatting, here as before
 from ..protocol.load import Protocol
 from ..storage.results import sweep_points
 
@@ -23,15 +23,6 @@ def condition_label(name: str) -> str:
     """A condition's name as prose writes it: ``tcr_loss`` -> ``TCR loss``, ``rflo_tcr_plasticity`` ->
     ``RFLO TCR plasticity`` (underscores become spaces; known abbreviations are capitalised)."""
     return " ".join(ACRONYMS.get(w.lower(), w) for w in str(name).replace("-", "_").split("_") if w)
-
-
-def num(x: float, spec: str) -> str:
-    """``format(x, spec)`` without a negative zero: a value that rounds to zero prints as ``0``
-    (``+0`` with a sign spec), never ``-0``."""
-    s = format(x, spec)
-    if s.startswith("-") and float(format(-x, spec.replace("+", ""))) == 0:
-        return format(0.0, spec)
-    return s
 
 
 def sweep_note(protocol: Protocol, out: str | Path | None = None) -> str | None:

@@ -59,14 +59,13 @@ def read_netcdf_recording(path, *, columns: dict[str, str] | None = None) -> xr.
     """A recording stored as netCDF (module docstring), loaded and checked; ``columns``: expected
     name -> the file's name, e.g. ``{"rate": "firing_rate", "evidence": "coh_signed"}``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no recording at {path}")
+    _is_file(path)
     try:
         with xr.open_dataset(path, engine=ENGINE) as ds:
             rec = ds.load()
     except (OSError, ValueError) as exc:
-        raise RecordingError(f"{path} is not a readable netCDF file ({type(exc).__name__}: {exc}); "
-                             "an NWB file needs the suffix .nwb") from exc
+        raise RecordingError(f"{path} is not a readable netCDF file ({type(exc).__name__}: {exc}); a recording is an NWB file "
+                             "(suffix .nwb) or a netCDF recording of rates (docs/compare.md)") from exc
     if columns:
         missing = [v for v in columns.values() if v not in rec.variables]
         if missing:
@@ -82,6 +81,13 @@ def read_netcdf_recording(path, *, columns: dict[str, str] | None = None) -> xr.
     except RecordingError as exc:
         raise RecordingError(f"{path}: {exc}") from exc
     return rec
+
+
+def _is_file(path: Path) -> None:
+    if path.is_dir():
+        raise RecordingError(f"{path} is a folder; the recording is one file: an NWB file (.nwb) or a netCDF recording of rates")
+    if not path.is_file():
+        raise FileNotFoundError(f"no recording at {path}")
 
 
 def _choice_values(v, label: str, where: str) -> np.ndarray:
@@ -110,8 +116,7 @@ def read_nwb_recording(path, *, columns: dict[str, str] | None = None, bin_ms: f
     in bins of ``bin_ms`` from each trial's ``start_time``; ``columns``: expected name -> the trials
     table's column; ``units``: the ids of the Units table to use (default: all)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no recording at {path}")
+    _is_file(path)
     if not (np.isfinite(bin_ms) and bin_ms > 0):
         raise RecordingError(f"bin_ms must be a positive number of milliseconds; got {bin_ms}")
     pynwb = _pynwb()
@@ -156,7 +161,7 @@ def recording_from_spikes(table: dict[str, np.ndarray], spikes: dict[int, np.nda
     missing = [c for c in REQUIRED_COLUMNS if c not in t]
     if missing:
         raise RecordingError(f"{where}: the trials table lacks the columns {missing} (it has {sorted(table)}); "
-                             "map other names with columns={'evidence': 'your_column', ...} (--column evidence=your_column)")
+                             f"map other names with columns={{'{missing[0]}': 'your_column', ...}} (--column {missing[0]}=your_column)")
     start, stop = np.asarray(t["start_time"], float), np.asarray(t["stop_time"], float)
     B = len(start)
     bad = ~(np.isfinite(start) & np.isfinite(stop) & (stop > start))
@@ -167,6 +172,12 @@ def recording_from_spikes(table: dict[str, np.ndarray], spikes: dict[int, np.nda
     if not names:
         raise RecordingError(f"{where}: the trials table has no period boundaries: columns <period>_start_time (e.g. "
                              f"stimulus_start_time, delay_start_time) and optionally <period>_stop_time; it has {sorted(table)}")
+    orphans = [c for c in t if c.endswith("_stop_time") and c != "stop_time" and f"{c[:-len('_stop_time')]}_start_time" not in t]
+    if orphans:
+        c = orphans[0]
+        raise RecordingError(f"{where}: the trials table has {c} but no {c[:-len('_stop_time')]}_start_time (it has {sorted(table)}); "
+                             f"a period needs its start: map the column that holds it with --column "
+                             f"{c[:-len('_stop_time')]}_start_time=your_column (columns={{...}} in Python)")
     onsets = {n: np.asarray(t[f"{n}_start_time"], float) for n in names}
     names.sort(key=lambda n: float(np.nanmedian(onsets[n])))
     bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -127,6 +127,25 @@ def test_autocorrelation_timescale_of_an_ou_process(tau_ms, offset_sd):
     assert abs(np.median([f.offset for f in fits]) - expect_b) < 0.15
 
 
+def test_an_autocorrelation_that_hardly_decays_in_the_window_is_censored():
+    """A unit that holds a trial-specific level (offset variance 16 x the OU variance: the
+    autocorrelation stays above 0.94 over the window) has no measurable decay: status 3, tau NaN,
+    although a tau below the longest lag fits its small decaying part; the same OU process with a
+    smaller offset decays by more than MIN_DECAY_FRACTION and is fitted."""
+    rng = np.random.default_rng(5)
+    B, T, N = 300, 50, 6
+    w = Window("delay", np.zeros(B, int), np.full(B, 30))
+    ou = ar1(rng, B, T, N, 150.0, DT)
+    held = ou + 4.0 * rng.standard_normal((B, 1, N))
+    ac, pairs = across_trial_autocorrelation(held, w)
+    assert np.nanmin(ac[1:], 0).min() > 0.9
+    fits = [fit_autocorrelation_timescale(ac[:, n], pairs, DT, B) for n in range(N)]
+    assert all(f.status == 3 and np.isnan(f.tau_ms) for f in fits), [(f.status, f.tau_ms) for f in fits]
+    decays = ou + 0.7 * rng.standard_normal((B, 1, N))
+    ac, pairs = across_trial_autocorrelation(decays, w)
+    assert all(fit_autocorrelation_timescale(ac[:, n], pairs, DT, B).status == 0 for n in range(N))
+
+
 def test_timescale_fit_failures_are_nan_with_a_status():
     rng = np.random.default_rng(3)
     B, T = 200, 40

@@ -113,8 +113,13 @@ def small(**change):
 
 def test_bad_trials_tables_are_refused_naming_what_is_missing():
     trials, spikes = small()
-    with pytest.raises(RecordingError, match=r"lacks the columns \['choice'\]"):
+    with pytest.raises(RecordingError, match=r"lacks the columns \['choice'\].*--column choice=your_column"):
         recording_from_spikes({k: v for k, v in trials.items() if k != "choice"}, spikes, {}, BIN_MS, "f.nwb")
+    # a period's stop without its start (the start under another name) is refused, not silently dropped
+    renamed = {("delay_on" if k == "delay_start_time" else k): v for k, v in trials.items()}
+    with pytest.raises(RecordingError, match="has delay_stop_time but no delay_start_time.*--column delay_start_time=your_column"):
+        recording_from_spikes(renamed, spikes, {}, BIN_MS, "f.nwb")
+    assert "delay_start" in recording_from_spikes(renamed, spikes, {"delay_start_time": "delay_on"}, BIN_MS, "f.nwb").coords
     with pytest.raises(RecordingError, match="no period boundaries"):
         recording_from_spikes({k: v for k, v in trials.items() if not k.endswith("_start_time")}, spikes, {}, BIN_MS, "f.nwb")
     short = dict(trials, delay_stop_time=trials["stop_time"] + 0.5)

@@ -41,7 +41,12 @@ def test_compare_writes_the_data_beside_each_condition(cli, tiny_run, recordings
     m = measure_recording(read_recording(paths[kind]))
     for k in ("fraction_buildup", "timescale_median_ms", "psychometric_slope", "fraction_ramping"):
         assert cmp[k].sel(source="data", statistic="estimate").item() == pytest.approx(float(m[k]), nan_ok=True), k
+    for k in ("timescale_median_ms", "psychometric_slope", "fraction_ramping"):
         np.testing.assert_array_equal(cmp[k].values[1:], pred[f"{k}_summary"].values)
+    # no target in the recording: its trials are grouped by the subject's choice, the networks' by their own choices
+    assert cmp.attrs["data_grouped_by"] == "choice" and cmp.attrs["model_grouped_by"] == "choice"
+    np.testing.assert_array_equal(cmp["fraction_buildup_networks"].values, pred["fraction_buildup_by_choice"].values)
+    np.testing.assert_allclose(cmp["fraction_buildup"].values[1:, 0], np.nanmedian(pred["fraction_buildup_by_choice"].values, 1))
     # the planted build-up fraction (0.3) lies inside the data's CI over units
     lo, hi = cmp["fraction_buildup"].sel(source="data").values[1:]
     assert lo <= 0.3 <= hi and hi - lo > 0
@@ -76,4 +81,49 @@ def test_compare_refuses_bad_input_and_writes_nothing(cli, tiny_run, recordings,
     assert code == 2 and "is a file" in err
     code, _, err = cli("compare", run, tmp_path / "missing.nwb")
     assert code == 2 and "no recording at" in err
+    code, _, err = cli("compare", run, tmp_path)
+    assert code == 2 and "is a folder; the recording is one file" in err
+    code, _, err = cli("compare", run, run / "results.nc")  # the arguments mixed up: a short list, and a hint
+    assert code == 2 and "and " in err and " more (a run's results.nc? the recording is compare's second argument)" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("compare", tmp_path / "no_run", paths["nc"])
+    assert code == 2 and "is not a folder; expected a finished run's folder" in err
     assert not (run / "compare.nc").exists()
+
+
+def test_model_and_data_group_trials_the_same_way(tiny_run, recordings, tmp_path):
+    """With a target column both sides group by the rewarded side (the model's own measures); without
+    it both by the choice made (the networks' measures by their own choices); an older predictions.nc
+    without those keeps the rewarded side, and the page says so and how to recompute."""
+    from bioplastic.analysis.compare import compare_dataset
+    from bioplastic.analysis.recording import GROUPED_MEASURES, grouped_measures
+    from bioplastic.report.compare import compare_html
+
+    _, paths = recordings
+    rec = read_recording(paths["nc"])
+    pred = read_dataset(tiny_run / "predictions.nc")
+    target = np.where(rec["evidence"].values > 0, 1.0, np.where(rec["evidence"].values < 0, -1.0, rec["choice"].values))
+    with_target = rec.assign_coords(target=("trial", target))
+    assert (with_target["target"].values != rec["choice"].values).any()  # error trials: the groupings differ
+    # the grouped measures are those measure_recording computes with that grouping
+    for r, group in ((rec, "choice"), (with_target, "target")):
+        m = measure_recording(r)
+        assert m.attrs["grouped_by"] == group
+        assert grouped_measures(r, group) == pytest.approx({k: float(m[k]) for k in GROUPED_MEASURES}, nan_ok=True)
+    assert grouped_measures(with_target, "choice") != pytest.approx(grouped_measures(with_target, "target"), nan_ok=True)
+
+    cmp = compare_dataset(pred, with_target, measure_recording(with_target))
+    assert cmp.attrs["data_grouped_by"] == "target" and cmp.attrs["model_grouped_by"] == "target"
+    np.testing.assert_array_equal(cmp["fraction_buildup"].values[1:], pred["fraction_buildup_summary"].values)
+    assert "the rewarded side (<code>target</code>) in the data and by the rewarded side in the model: both sides the same way" in compare_html(cmp)
+
+    cmp = compare_dataset(pred, rec, measure_recording(rec))
+    assert cmp.attrs["model_grouped_by"] == "choice"
+    page = compare_html(cmp)
+    assert "the subject's choice (<code>choice</code>) in the data and by the network's own choice in the model: both sides" in page
+
+    old = pred.drop_vars([f"{k}_by_choice" for k in GROUPED_MEASURES])
+    cmp = compare_dataset(old, rec, measure_recording(rec))
+    assert cmp.attrs["model_grouped_by"] == "target"
+    np.testing.assert_array_equal(cmp["fraction_buildup"].values[1:], pred["fraction_buildup_summary"].values)
+    assert "error trials are grouped differently" in compare_html(cmp) and "without retraining" in compare_html(cmp)

@@ -517,3 +517,35 @@ def test_the_predictions_accuracy_counts_the_same_trials_as_the_criterion():
     assert np.isfinite(acc_ev).all() and not np.array_equal(acc_ev, acc_all)
     # on 64 trials with ~half without evidence, accuracies are multiples of 1/(trials counted)
     assert np.allclose(acc_all * 64, np.round(acc_all * 64))
+
+
+def test_neurogym_coherence_is_signed_by_the_correct_side_in_the_psychometric_curve():
+    """The predictions' psychometric curve of a neurogym task reads the trial's ``coh`` signed by the
+    correct side: + where the rewarded action is the larger one ("right"), - where it is the smaller;
+    0-coherence trials at 0. The curve's x values and trial counts are those of the held-out trials
+    (re-drawn here from the same stream), and every network's P(right) is a fraction at each level."""
+    from bioplastic import predict, train
+    from bioplastic.seeds import numpy_rng
+
+    p = load_protocol({"name": "ng", "seed": 4, "seeds": 2,
+                       "task": {"kind": "neurogym", "env": FAKE_COH, "dt_ms": 100},
+                       "model": {"kind": "leaky_rate", "n_units": 8},
+                       "training": {"iterations": 4, "batch_size": 8, "checkpoint_every": 2, "eval_every": 2, "eval_trials": 16},
+                       "conditions": {"baseline": {}}})
+    pred = predict(train(p), p, trials=64)
+    trials = build_task("neurogym", {"env": FAKE_COH, "dt_ms": 100}).sample(numpy_rng(4, "prediction_trials"), 64)
+    coh, action = trials.conditions["coh"], trials.conditions["action"]
+    assert set(action) == {1, 2} and set(coh) == {0.0, 50.0}
+    signed = np.where(action == 2, 1.0, -1.0) * coh
+    np.testing.assert_array_equal(pred["evidence_level"].values, [-50.0, 0.0, 50.0])
+    assert not np.signbit(pred["evidence_level"].values[1])  # 0, not -0
+    np.testing.assert_array_equal(pred["n_trials_at_evidence"].values, [(signed == v).sum() for v in (-50.0, 0.0, 50.0)])
+    assert (pred["n_trials_at_evidence"].values > 0).all()
+    counts = pred["n_trials_at_evidence"].values
+    assert counts[0] != counts[2]  # coh signed by the wrong side would swap these
+    p_right = pred["p_right"].values
+    assert p_right.shape == (1, 2, 3) and np.isfinite(p_right).all() and ((p_right >= 0) & (p_right <= 1)).all()
+    # each level's P(right) is a count of its trials
+    n = pred["n_trials_at_evidence"].values
+    np.testing.assert_allclose(p_right * n, np.round(p_right * n), atol=1e-9)
+    assert pred["psychometric_fit_status"].dtype.kind == "i"
