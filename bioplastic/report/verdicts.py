@@ -348,6 +348,17 @@ def _tcr_vs_reference(d: RunData, claim: int, select: Callable[[CondInfo], bool]
                                        "iterations), so differences involving them are lower bounds."])
 
 
+def _reference_and_tcr(d: RunData, ds: xr.Dataset, claim: int) -> tuple[str, list[str]] | Verdict:
+    """(the no-TCR reference - the first condition of ``ds`` -, the TCR conditions), or the
+    not-tested verdict of ``claim`` when the run has no such reference or no TCR condition."""
+    conds = _conds(ds)
+    ref = conds[0]
+    if d.info(ref).tcr_form != "none":
+        return not_tested(claim, f"a no-TCR reference (first) condition; the first condition is {ref}")
+    tcr = [c for c in conds[1:] if d.info(c).tcr_form != "none"]
+    return (ref, tcr) if tcr else not_tested(claim, "a TCR condition")
+
+
 def _reason(status: str, ev: list[Evidence]) -> str:
     if not ev:
         return status
@@ -604,13 +615,10 @@ def claim_7(d: RunData) -> Verdict:
     pred = d.predictions
     if not _has(pred, "fraction_ramping_effect"):
         return not_tested(7, "predictions.nc (compute_predictions)")
-    conds = _conds(pred)
-    ref = conds[0]
-    if d.info(ref).tcr_form != "none":
-        return not_tested(7, f"a no-TCR reference (first) condition; the first condition is {ref}")
-    tcr = [c for c in conds[1:] if d.info(c).tcr_form != "none"]
-    if not tcr:
-        return not_tested(7, "a TCR condition")
+    split = _reference_and_tcr(d, pred, 7)
+    if isinstance(split, Verdict):
+        return split
+    ref, tcr = split
 
     def ref_median(m):
         return float(pred[f"{m}_summary"].sel(condition=ref).values[0]) if f"{m}_summary" in pred else np.nan
@@ -637,7 +645,7 @@ def claim_7(d: RunData) -> Verdict:
                if any(k in s for k in ("ramp", "build up", "autocorrelation timescale", "longer than measurable",
                                        "Slowest Jacobian"))]
     if "fraction_timescale_long_summary" in pred:
-        for c in conds:
+        for c in _conds(pred):
             m, lo, hi = pred["fraction_timescale_long_summary"].sel(condition=c).values
             if np.isfinite(m):
                 numbers.append(f"{c}: {100 * m:.0f} % (95 % CI {100 * lo:.0f} to {100 * hi:.0f} %) of units have an "
@@ -754,13 +762,10 @@ def claim_10(d: RunData) -> Verdict:
         return not_tested(10, "analysis.nc with attractor_formation (a task whose solution is a set of point attractors: "
                               "evidence accumulation, the flip-flop)")
     a = d.analysis
-    conds = _conds(a)
-    ref = conds[0]
-    if d.info(ref).tcr_form != "none":
-        return not_tested(10, f"a reference (first) condition without TCR; the first condition is {ref}")
-    tcr = [c for c in conds[1:] if d.info(c).tcr_form != "none"]
-    if not tcr:
-        return not_tested(10, "a TCR condition")
+    split = _reference_and_tcr(d, a, 10)
+    if isinstance(split, Verdict):
+        return split
+    ref, tcr = split
     ck = a["checkpoint"].values.astype(float)
     step = float(np.diff(ck)[-1]) if len(ck) > 1 else 1.0
     needed = int(a["attractor_formation"].attrs.get("needed", a.attrs.get("attractors_needed", 0)))
