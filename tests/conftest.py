@@ -133,7 +133,7 @@ def write_protocol(tmp_path: Path):
 #: the tiny protocol with every dataset: plasticity, analysis, predictions, brian2 (numpy), figures
 COMPLETE = """
 name: tiny
-claims: [1, 2, 3, 7, 9]
+claims: [1, 2, 3, 7, 9, 10]
 seed: 7
 seeds: 2
 task: {kind: evidence_accumulation, stimulus_ms: 200, delay_min_ms: 40, delay_max_ms: 100, response_ms: 60}

@@ -272,7 +272,6 @@ def add_attractor_formation(result: xr.Dataset, needed: int | None) -> None:
                                      {"units": "iterations", "needed": int(needed),
                                       "long_name": f"first checkpoint with at least {needed} stable fixed points at zero input "
                                                    "(the attractors the task needs; NaN: never)"})
-    result.attrs["attractors_needed"] = int(needed)
 
 
 def _to_torch(part: dict) -> dict:

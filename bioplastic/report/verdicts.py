@@ -768,7 +768,7 @@ def claim_10(d: RunData) -> Verdict:
     ref, tcr = split
     ck = a["checkpoint"].values.astype(float)
     step = float(np.diff(ck)[-1]) if len(ck) > 1 else 1.0
-    needed = int(a["attractor_formation"].attrs.get("needed", a.attrs.get("attractors_needed", 0)))
+    needed = int(a["attractor_formation"].attrs["needed"])
 
     def formation(c):
         t = a["attractor_formation"].sel(condition=c).values.astype(float)

@@ -6,7 +6,9 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import xarray as xr
 
 from bioplastic.cli import main
 from bioplastic.pipeline import RunError, write_report
@@ -33,8 +35,18 @@ def test_complete_run_has_every_section_and_figure(complete_run: Path):
     assert "could not be formed" not in page and "error:" not in page.lower()
     assert "src='http" not in page and 'src="http' not in page  # self-contained
     # the verdicts of the claims the protocol names, each with a status
-    for n in (1, 2, 3, 7, 9):
+    for n in (1, 2, 3, 7, 9, 10):
         assert f"id='claim-{n}'" in found["verdicts"]
+    # attractor formation: evidence accumulation needs 2 stable points; the analysis records when they appear
+    with xr.open_dataset(complete_run / "analysis.nc", engine="h5netcdf") as an:
+        assert an["attractor_formation"].attrs["needed"] == 2
+        formed = an["attractor_formation"].values
+        n_stable = an["n_stable"].values
+        for ci, si in np.ndindex(formed.shape):
+            first = np.flatnonzero(n_stable[ci, si] >= 2)
+            expect = an["checkpoint"].values[first[0]] if len(first) else np.nan
+            np.testing.assert_equal(formed[ci, si], expect)
+    assert re.search(r"Claim 10:.*(holds|does not hold|inconclusive)", found["verdicts"])
     assert re.search(r"Claim 9:.*not tested by this run \(missing: a freeze-in condition", found["verdicts"])
     # the predictions in words, and torch vs brian2 side by side
     assert "of units ramp during the" in found["predictions"]
