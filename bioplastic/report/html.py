@@ -379,15 +379,23 @@ def _abrupt_table(ds: xr.Dataset) -> str:
         ab = c["abrupt"].values if "abrupt" in c else np.full(s.shape, np.nan)
         rows.append([esc(cond), f"{int(np.nansum(ab))}/{int(np.isfinite(ab).sum())}", f"{n}/{s.size}",
                      fmt(nanmedian(s) if n else np.nan, "it"), fmt(nanmedian(w) if n else np.nan, "it"),
-                     fmt(nanmedian(a) if n else np.nan)])
+                     fmt(nanmedian(a) if n else np.nan), _cliff_share(c["cliff_fraction"].values if "cliff_fraction" in c else None)])
     return ("<h3>Search phase and drop</h3>"
             + table(["condition", "abrupt learning (search phase, then a drop at most 1/3 as wide)", "networks with a drop",
                      "median search phase (iterations on the plateau)", "median drop width, 10-90 % (iterations)",
-                     "median abruptness (width / search phase; small: abrupt)"], rows)
+                     "median abruptness (width / search phase; small: abrupt)",
+                     "median share of the drop lost in its cliff (one sigmoid step: ~0.9)"], rows)
             + "<p>Definitions: docs/science.md, section 5 (measured on the task loss, from the plateau, "
               "up to criterion + 5 smoothing windows).</p>"
             + (f"<p class='cap'><b>{esc(ds.attrs['curve_metrics_note'])}</b></p>" if ds.attrs.get("curve_metrics_note") else "")
             + _output_table(ds))
+
+
+def _cliff_share(frac) -> str:
+    """The median share of the drop lost in its cliff (``cliff_fraction``; None or no drop: n/a)."""
+    if frac is None or not np.isfinite(frac).any():
+        return "n/a"
+    return f"{nanmedian(frac):.2f}"
 
 
 def _output_table(ds: xr.Dataset) -> str:
@@ -405,14 +413,20 @@ def _output_table(ds: xr.Dataset) -> str:
         st = c["drop_stagger"].values
         onsets = "; ".join("&ndash;" if not np.isfinite(row).any() else " / ".join("&ndash;" if not np.isfinite(x) else f"{x:.0f}" for x in row)
                            for row in c["output_drop_onset"].values)
+        cliffs = c["output_cliff_fraction"].values if "output_cliff_fraction" in c else None
         rows.append([esc(cond), per, f"{int((k == O).sum())}/{int(np.isfinite(k).sum())}",
                      f"{int((k >= 1).sum())}/{int(np.isfinite(k).sum())}",
-                     fmt(nanmedian(st), "it") if np.isfinite(st).any() else "n/a", onsets])
+                     fmt(nanmedian(st), "it") if np.isfinite(st).any() else "n/a", onsets,
+                     " / ".join(_cliff_share(None if cliffs is None else cliffs[:, o]) for o in range(O))])
     return ("<h3>Per output</h3>"
             + table(["condition", f"abrupt, output by output (0..{O - 1}; networks)", "every output abrupt", "at least one output abrupt",
-                     "median stagger (last minus first output's drop onset)", "drop onsets per seed (output 0 / 1 / ...)"], rows)
+                     "median stagger (last minus first output's drop onset)", "drop onsets per seed (output 0 / 1 / ...)",
+                     "median share of each output's drop lost in its cliff (0 / 1 / ...)"], rows)
             + "<p class='cap'>Each output's own task loss (on its scored steps) through the same metrics. The outputs of one "
-              "network can each drop abruptly at different times, while their average declines slowly.</p>")
+              "network can each drop abruptly at different times, while their average declines slowly. The cliff is the "
+              "drop's steepest part (descent rate at or above half its peak): one sigmoid step loses ~0.9 of its drop "
+              "there; a cliff followed by a slow tail or a second step, less - such a drop is not abrupt by its 10-90 % "
+              "width, though its cliff is sudden.</p>")
 
 
 def _gr_table(an: xr.Dataset) -> str:

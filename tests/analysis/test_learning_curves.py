@@ -303,3 +303,33 @@ def test_bad_requests_get_errors_naming_the_field():
     assert network_metrics(ds, "baseline", 0, output=1)["abrupt"] == 1
     with pytest.raises(ValueError, match="output: expected one of 0, 1; got 3"):
         network_metrics(ds, "baseline", 0, output=3)
+
+
+def test_cliff_of_one_sigmoid_step_is_most_of_the_drop():
+    # one logistic step (10-90 % width 40 after a 300-iteration plateau) with batch noise: its cliff (the
+    # descent rate at or above half its peak) lasts ~0.8 of the 10-90 % width and loses ~0.7-0.9 of the
+    # drop (0.71 for the bare logistic; smoothing widens it); a near-instant step loses nearly all
+    k = np.arange(800)
+    for width, lo_w, hi_w, lo_f in ((40, 28, 40, 0.7), (4, 9, 14, 0.85)):
+        for seed in range(5):
+            clean = _logistic_drop(k, 300, width, 1.0, 0.05)
+            m = curve_metrics(clean + 0.01 * clean * np.random.default_rng(seed).standard_normal(len(k)), window=10)
+            assert m["abrupt"] == 1
+            assert lo_w <= m["cliff_width"] <= hi_w, (width, m)
+            assert lo_f <= m["cliff_fraction"] <= 1.05, (width, m)  # L_f is a noisy minimum
+
+
+def test_cliff_then_slow_tail_loses_only_the_cliffs_share():
+    # a flip-flop bit's shape: a sinking plateau, a 30 % cliff (10-90 % width 10), then the rest of
+    # the drop as a slow exponential tail: not abrupt by the 10-90 % width, and the cliff says why -
+    # it carries ~0.3 of the drop
+    k = np.arange(700)
+    for seed in range(10):
+        sink = 1.0 - 0.05 * np.clip(k / 200, 0, 1)
+        cliff_part = 0.3 * (1 - _logistic_drop(k, 200, 10, 1.0, 0.0))
+        tail = 0.4 * np.where(k > 215, 1 - np.exp(-(k - 215) / 120), 0)
+        clean = sink - cliff_part - tail
+        m = curve_metrics(clean + 0.01 * clean * np.random.default_rng(seed).standard_normal(len(k)), window=10)
+        assert m["abrupt"] == 0, m
+        assert 0.2 <= m["cliff_fraction"] <= 0.45, m
+        assert m["cliff_width"] <= 16, m
