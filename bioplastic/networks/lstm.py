@@ -103,14 +103,12 @@ class _LSTMRecurrence(torch.autograd.Function):
             return _LSTMRecurrence._backward(ctx, grad_h, grad_c, grad_hc)
 
     @staticmethod
-    def _drive(u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, noise_exbxtxn):
-        """The inputs time-major with a column of ones ``U1``, the scaled ``[W_ih | b]``, the
-        pre-activations' input drive ``S`` (E, T, B, 4N), and the scaled ``W_hh`` and its transpose."""
+    def _forward(ctx, u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, h0_exbxn, c0_exbxn, noise_exbxtxn):
         E, B, T, n_in = u_exbxtxi.shape
         G = W_hh_exgxn.shape[1]
         N = G // 4
         scale = _gate_scale(W_hh_exgxn, N)
-        # drive = U1 @ [W_ih | b]^T, and its gradient is D^T U1
+        # inputs time-major with a column of ones: drive = U1 @ [W_ih | b]^T, and its gradient is D^T U1
         U1 = u_exbxtxi.new_empty((E, T, B, n_in + 1))
         U1[..., :n_in] = u_exbxtxi.transpose(1, 2)
         U1[..., n_in] = 1
@@ -119,49 +117,38 @@ class _LSTMRecurrence(torch.autograd.Function):
         if noise_exbxtxn is not None:
             S[..., 2 * N:3 * N].add_(noise_exbxtxn.transpose(1, 2), alpha=2)
         W2 = W_hh_exgxn * scale[:, None]
-        return U1, Wb2, S, W2, W2.transpose(1, 2).contiguous()  # Wt2 (E, N, 4N): h @ Wt2
-
-    @staticmethod
-    def _forward(ctx, u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, h0_exbxn, c0_exbxn, noise_exbxtxn):
-        E, B, T, n_in = u_exbxtxi.shape
-        N = W_hh_exgxn.shape[1] // 4
-        U1, Wb2, S, W2, Wt2 = _LSTMRecurrence._drive(u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, noise_exbxtxn)
+        Wt2 = W2.transpose(1, 2).contiguous()  # (E, N, 4N): h @ Wt2
         HC = S.new_empty((E, T + 1, B, 2 * N))
+        U = S.new_empty((E, T, B, N))  # sigmoid(c') = sigmoid(-2c)
         HC[:, 0, :, :N] = h0_exbxn
-        Sl, Hl = S.unbind(1), HC[..., :N].unbind(1)
-        ctx.kernel = kern = lstm_kernel.kernel_for(S)
-        if kern is not None:  # per step: the product into the step's pre-activations, then one C loop
-            HC[:, 0, :, N:] = c0_exbxn
-            X = S.new_empty((E, T, B, N))  # tanh(c_t)
-            step, ptrs = kern.forward[S.dtype], (S.data_ptr(), HC.data_ptr(), X.data_ptr())
-            for t in range(T):
-                Sl[t].baddbmm_(Hl[t], Wt2)
-                step(*ptrs, E, T, B, N, t)
-        else:  # eager torch operations, the cell carried as c' = -2c
-            X = S.new_empty((E, T, B, N))  # sigmoid(c') = sigmoid(-2c)
-            torch.mul(c0_exbxn, -2, out=HC[:, 0, :, N:])
-            S4 = S.unflatten(-1, (4, N))
-            Il, Fl, Gl, Ol = (S4[..., k, :].unbind(1) for k in range(4))
-            Cl, Xl = HC[..., N:].unbind(1), X.unbind(1)
-            for t in range(T):
-                Sl[t].baddbmm_(Hl[t], Wt2).sigmoid_()
-                tg = _tanh_from_sigmoid_(Gl[t])
-                torch.mul(Fl[t], Cl[t], out=Cl[t + 1]).addcmul_(Il[t], tg, value=-2)
-                torch.addcmul(Ol[t], Ol[t], torch.sigmoid(Cl[t + 1], out=Xl[t]), value=-2, out=Hl[t + 1])
-            HC[..., N:].mul_(-0.5)  # back to c
-        ctx.save_for_backward(U1, Wb2, W2, S, HC, X)
+        torch.mul(c0_exbxn, -2, out=HC[:, 0, :, N:])
+        S4 = S.unflatten(-1, (4, N))
+        Sl, Il, Fl, Gl, Ol = S.unbind(1), *(S4[..., k, :].unbind(1) for k in range(4))
+        Hl, Cl, Ul = HC[..., :N].unbind(1), HC[..., N:].unbind(1), U.unbind(1)
+        for t in range(T):
+            Sl[t].baddbmm_(Hl[t], Wt2).sigmoid_()
+            tg = _tanh_from_sigmoid_(Gl[t])
+            torch.mul(Fl[t], Cl[t], out=Cl[t + 1]).addcmul_(Il[t], tg, value=-2)
+            torch.addcmul(Ol[t], Ol[t], torch.sigmoid(Cl[t + 1], out=Ul[t]), value=-2, out=Hl[t + 1])
+        HC[..., N:].mul_(-0.5)  # back to c
+        ctx.save_for_backward(U1, Wb2, W2, S, HC, U)
         ctx.set_materialize_grads(False)
         out = HC[:, 1:].transpose(1, 2)
         return out[..., :N], out[..., N:], out
 
     @staticmethod
-    def _steps_back(kern, S, HC, U, W2, D, grad_h, grad_c):
-        """The backward recursion in eager torch operations: fills D, returns dL/dc_0."""
+    def _backward(ctx, grad_h, grad_c, grad_hc):
+        U1, Wb2, W2, S, HC, U = ctx.saved_tensors
         E, T, B, G = S.shape
         N = G // 4
+        if grad_hc is not None:  # (h, c) side by side: add its halves to the others
+            grad_h = grad_hc[..., :N] if grad_h is None else grad_h + grad_hc[..., :N]
+            grad_c = grad_hc[..., N:] if grad_c is None else grad_c + grad_hc[..., N:]
         gH = None if grad_h is None else grad_h.transpose(1, 2).unbind(1)
         gC = None if grad_c is None else grad_c.transpose(1, 2).unbind(1)
-        S4, D4 = S.unflatten(-1, (4, N)), D.unflatten(-1, (4, N))
+        S4 = S.unflatten(-1, (4, N))
+        D = S.new_empty((E, T, B, G))  # dL/d pre-activations (the g block: d/d 2g)
+        D4 = D.unflatten(-1, (4, N))
         Dl, D3l, Dol = D.unbind(1), D4[..., :3, :].unbind(1), D4[..., 3, :].unbind(1)
         dh, dc, dc_next = (S.new_empty((E, B, N)) for _ in range(3))
         Fl = S4[..., 1, :].unbind(1)  # f_t
@@ -197,46 +184,6 @@ class _LSTMRecurrence(torch.autograd.Function):
                 dc.addcmul_(Al[j], dh)
                 torch.mul(dc.unsqueeze(2), P3l[j], out=D3l[t])
                 torch.mul(dh, Pol[j], out=Dol[t])
-        return dc
-
-    @staticmethod
-    def _steps_back_compiled(kern, S, HC, TC, W2, D, grad_h, grad_c):
-        """The backward recursion with the compiled kernel: per step the product ``W_hh^T delta_{t+1}``
-        (torch) and one C loop; fills D, returns dL/dc_0."""
-        E, T, B, G = S.shape
-        N = G // 4
-        gH = None if grad_h is None else grad_h.transpose(1, 2).unbind(1)
-        gC, strides = 0, (0, 0, 0)
-        if grad_c is not None:  # the C loop reads it in place, (E, B, T, N) with any strides but the units'
-            if grad_c.stride(3) != 1:
-                grad_c = grad_c.contiguous()
-            gC, strides = grad_c.data_ptr(), (grad_c.stride(0), grad_c.stride(2), grad_c.stride(1))
-        dh, dc = S.new_empty((E, B, N)), S.new_empty((E, B, N))
-        step = kern.backward[S.dtype]
-        ptrs = S.data_ptr(), HC.data_ptr(), TC.data_ptr(), D.data_ptr(), dh.data_ptr(), dc.data_ptr(), gC, *strides
-        Dl = D.unbind(1)
-        for t in range(T - 1, -1, -1):
-            if t == T - 1:
-                dh.copy_(gH[t]) if gH is not None else dh.zero_()
-            elif gH is not None:
-                torch.baddbmm(gH[t], Dl[t + 1], W2, out=dh)
-            else:
-                torch.bmm(Dl[t + 1], W2, out=dh)
-            step(*ptrs, E, T, B, N, t)
-        return dc
-
-    @staticmethod
-    def _backward(ctx, grad_h, grad_c, grad_hc):
-        U1, Wb2, W2, S, HC, X = ctx.saved_tensors
-        E, T, B, G = S.shape
-        N = G // 4
-        if grad_hc is not None:  # (h, c) side by side: add its halves to the others
-            grad_h = grad_hc[..., :N] if grad_h is None else grad_h + grad_hc[..., :N]
-            grad_c = grad_hc[..., N:] if grad_c is None else grad_c + grad_hc[..., N:]
-        D = S.new_empty((E, T, B, G))  # dL/d pre-activations (the g block: d/d 2g)
-        steps = _LSTMRecurrence._steps_back_compiled if ctx.kernel is not None else _LSTMRecurrence._steps_back
-        dc = steps(ctx.kernel, S, HC, X, W2, D, grad_h, grad_c)
-        S4 = S.unflatten(-1, (4, N))
         scale = _gate_scale(S, N)[:, None]
         Df = D.view(E, T * B, G).transpose(1, 2)
         dW_ih = db = dW_hh = dh0 = dc0 = None
@@ -261,8 +208,14 @@ def lstm_recurrence(u_exbxtxi: torch.Tensor, W_ih_exgxi: torch.Tensor, b_exg: to
     ``W_hh`` (E, 4N, N) in gate order i, f, g, o, initial ``(h0, c0)`` (E, B, N) each, and an
     optional additive noise (E, B, T, N) on the g pre-activation (already scaled). Returns
     ``(h, c, hc)``: h and c (E, B, T, N) and both side by side (E, B, T, 2N), views of one
-    time-major tensor. Differentiable in all but the noise."""
-    return _LSTMRecurrence.apply(u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, h0_exbxn, c0_exbxn, noise_exbxtxn)
+    time-major tensor. Differentiable in all but the noise.
+
+    Runs the compiled kernel (:mod:`.lstm_kernel`) where it is available for the tensors' device
+    and dtype, else the eager torch code (:class:`_LSTMRecurrence`)."""
+    args = (u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, h0_exbxn, c0_exbxn, noise_exbxtxn)
+    if lstm_kernel.kernel_for(W_hh_exgxn) is not None:
+        return lstm_kernel.LSTMRecurrenceCompiled.apply(*args)
+    return _LSTMRecurrence.apply(*args)
 
 
 @NETWORKS.register("lstm")

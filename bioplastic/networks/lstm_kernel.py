@@ -76,16 +76,26 @@ static inline float exp_f32(float x) {
 static inline float sig_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
 static inline double sig_f64(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-/* Forward, step t: S (E, T, B, 4N) holds the pre-activations (i, f, 2g, o) of step t; HC (E, T+1, B,
-   2N) holds (h, c) with (h0, c0) at index 0; TC (E, T, B, N) gets tanh(c_t). On return S holds
-   (sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)) and HC[t+1] holds (h_t, c_t). One row (member e,
-   trial b) at a time, in a function of its own whose restrict pointers tell the compiler that the
-   four gate blocks do not overlap (so it vectorises the loop over units). */
-#define LSTM_FORWARD(NAME, REAL, SIG, ONE, TWO)                                                     \
-CLONES __attribute__((noinline)) static void NAME##_row(REAL *restrict si, REAL *restrict sf, REAL *restrict sg, \
-        REAL *restrict so, const REAL *restrict c0, REAL *restrict h, REAL *restrict c1, REAL *restrict tc, long N) { \
+/* The buffers (all contiguous, time-major per member):
+     S  (E, T, B, 4N)      pre-activations (i, f, 2g, o) of each step; the forward pass leaves
+                           (sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)) there
+     Z  (E, T+1, B, R)     row (e, r, b) = (u_r, 1, h_{r-1}, c_{r-1}): the inputs of step r and
+                           the state before it ((h0, c0) at r = 0); h starts at column `off`
+     TC (E, T, B, N)       tanh(c_t)
+     D  (E, T, B, 4N)      dL/d pre-activations (the g block: d/d 2g)
+   and optional inputs read in place with strides (member, time, trial; units contiguous): the
+   noise on 2g, and the gradients of h and c from outside the recurrence. Each loop over units is
+   a function of its own whose restrict pointers tell the compiler that the blocks do not overlap
+   (so it vectorises them). */
+
+/* Forward, one row of step t. */
+#define LSTM_FORWARD_ROW(NAME, REAL, SIG, ONE, TWO, NOISE)                                          \
+CLONES __attribute__((noinline)) static void NAME(REAL *restrict si, REAL *restrict sf, REAL *restrict sg, \
+        REAL *restrict so, const REAL *restrict xi, const REAL *restrict c0, REAL *restrict h,       \
+        REAL *restrict c1, REAL *restrict tc, long N) {                                             \
     for (long n = 0; n < N; ++n) {                                                                  \
-        REAL i = SIG(si[n]), f = SIG(sf[n]), tg = TWO * SIG(sg[n]) - ONE, o = SIG(so[n]);           \
+        REAL i = SIG(si[n]), f = SIG(sf[n]), o = SIG(so[n]);                                        \
+        REAL tg = TWO * SIG(NOISE ? sg[n] + TWO * xi[n] : sg[n]) - ONE;  /* tanh(g) = 2 sigmoid(2g) - 1 */ \
         REAL c = f * c0[n] + i * tg;                                                                \
         REAL u = SIG(-TWO * c);                               /* tanh(c) = 1 - 2 sigmoid(-2c) */    \
         si[n] = i; sf[n] = f; sg[n] = tg; so[n] = o;                                                \
@@ -93,26 +103,37 @@ CLONES __attribute__((noinline)) static void NAME##_row(REAL *restrict si, REAL 
         c1[n] = c;                                                                                  \
         h[n] = o - (TWO * o) * u;                                                                   \
     }                                                                                               \
-}                                                                                                   \
-void NAME(REAL *S, REAL *HC, REAL *TC, long E, long T, long B, long N, long t) {             \
+}
+
+/* Forward, step t: S[t] holds the step's pre-activations without the noise; writes (h_t, c_t) into
+   Z[t+1] and tanh(c_t) into TC[t]. */
+#define LSTM_FORWARD(NAME, REAL, SIG, ONE, TWO)                                                     \
+LSTM_FORWARD_ROW(NAME##_row0, REAL, SIG, ONE, TWO, 0)                                               \
+LSTM_FORWARD_ROW(NAME##_row1, REAL, SIG, ONE, TWO, 1)                                               \
+void NAME(REAL *S, REAL *Z, REAL *TC, const REAL *X, long Xe, long Xt, long Xb,                     \
+          long E, long T, long B, long N, long R, long off, long t) {                               \
     for (long e = 0; e < E; ++e)                                                                    \
         for (long b = 0; b < B; ++b) {                                                              \
-            REAL *s = S + ((e * T + t) * B + b) * 4 * N, *h = HC + ((e * (T + 1) + t + 1) * B + b) * 2 * N; \
-            NAME##_row(s, s + N, s + 2 * N, s + 3 * N, HC + ((e * (T + 1) + t) * B + b) * 2 * N + N, h, h + N, \
-                       TC + ((e * T + t) * B + b) * N, N);                                          \
+            REAL *s = S + ((e * T + t) * B + b) * 4 * N;                                            \
+            const REAL *z0 = Z + ((e * (T + 1) + t) * B + b) * R + off;                             \
+            REAL *z1 = Z + ((e * (T + 1) + t + 1) * B + b) * R + off;                               \
+            REAL *tc = TC + ((e * T + t) * B + b) * N;                                              \
+            if (X) NAME##_row1(s, s + N, s + 2 * N, s + 3 * N, X + e * Xe + t * Xt + b * Xb, z0 + N, z1, z1 + N, tc, N); \
+            else NAME##_row0(s, s + N, s + 2 * N, s + 3 * N, X, z0 + N, z1, z1 + N, tc, N);          \
         }                                                                                           \
 }
 
-/* Backward, one row of step t: dh = dL/dh_t (outside gradient + W_hh^T delta_{t+1}, computed by the
-   caller), dc holds dL/dc_{t+1} and gets dL/dc_t, gc the outside gradient of c_t (GC: whether there is
-   one), fn = f_{t+1} (NEXT: whether t < T-1), d gets delta_t (the g block: the gradient of 2g). */
-#define LSTM_BACKWARD_ROW(NAME, REAL, ONE, HALF, GC, NEXT)                                          \
-CLONES __attribute__((noinline)) static void NAME(const REAL *restrict si, const REAL *restrict sf,        \
+/* Backward, one row of step t: dh = W_hh^T delta_{t+1} (0 at t = T-1), gh and gc the outside
+   gradients of h_t and c_t (GH, GC: whether there are), dc holds dL/dc_{t+1} and gets dL/dc_t,
+   fn = f_{t+1} (NEXT: whether t < T-1); d gets delta_t. */
+#define LSTM_BACKWARD_ROW(NAME, REAL, ONE, HALF, GH, GC, NEXT)                                      \
+CLONES __attribute__((noinline)) static void NAME(const REAL *restrict si, const REAL *restrict sf, \
         const REAL *restrict sg, const REAL *restrict so, const REAL *restrict tc, const REAL *restrict cp, \
-        const REAL *restrict fn, const REAL *restrict gc, const REAL *restrict dh, REAL *restrict dc, \
-        REAL *restrict di, REAL *restrict df, REAL *restrict dg, REAL *restrict dout, long N) {     \
+        const REAL *restrict fn, const REAL *restrict gh, const REAL *restrict gc, const REAL *restrict dh, \
+        REAL *restrict dc, REAL *restrict di, REAL *restrict df, REAL *restrict dg, REAL *restrict dout, long N) { \
     for (long n = 0; n < N; ++n) {                                                                  \
-        REAL i = si[n], f = sf[n], tg = sg[n], o = so[n], th = tc[n], g = dh[n];                    \
+        REAL i = si[n], f = sf[n], tg = sg[n], o = so[n], th = tc[n];                               \
+        REAL g = GH ? dh[n] + gh[n] : dh[n];                                                        \
         REAL x = GC ? gc[n] : 0;                                                                    \
         if (NEXT) x = x + fn[n] * dc[n];                                                            \
         REAL c = x + ((ONE - th * th) * o) * g;                                                     \
@@ -124,29 +145,41 @@ CLONES __attribute__((noinline)) static void NAME(const REAL *restrict si, const
     }                                                                                               \
 }
 
-/* Backward, step t (t = T-1 first): S, HC, TC as the forward pass left them; dh, dc (E, B, N); gC the
-   outside gradient of c (or NULL) with strides gCe, gCt, gCb; D (E, T, B, 4N) gets delta_t. */
+#define LSTM_BACKWARD_CALL(ROW) ROW(s, s + N, s + 2 * N, s + 3 * N, tc, cp, fn, gh, gc, g, c, d, d + N, d + 2 * N, d + 3 * N, N)
+
+/* Backward, step t (t = T-1 first). */
 #define LSTM_BACKWARD(NAME, REAL, ONE, HALF)                                                        \
-LSTM_BACKWARD_ROW(NAME##_row00, REAL, ONE, HALF, 0, 0)                                              \
-LSTM_BACKWARD_ROW(NAME##_row01, REAL, ONE, HALF, 0, 1)                                              \
-LSTM_BACKWARD_ROW(NAME##_row10, REAL, ONE, HALF, 1, 0)                                              \
-LSTM_BACKWARD_ROW(NAME##_row11, REAL, ONE, HALF, 1, 1)                                              \
-void NAME(const REAL *S, const REAL *HC, const REAL *TC, REAL *D, const REAL *dh, REAL *dc,   \
-                 const REAL *gC, long gCe, long gCt, long gCb, long E, long T, long B, long N, long t) { \
-    const int next = t + 1 < T;                                                                     \
+LSTM_BACKWARD_ROW(NAME##_row000, REAL, ONE, HALF, 0, 0, 0)                                          \
+LSTM_BACKWARD_ROW(NAME##_row001, REAL, ONE, HALF, 0, 0, 1)                                          \
+LSTM_BACKWARD_ROW(NAME##_row010, REAL, ONE, HALF, 0, 1, 0)                                          \
+LSTM_BACKWARD_ROW(NAME##_row011, REAL, ONE, HALF, 0, 1, 1)                                          \
+LSTM_BACKWARD_ROW(NAME##_row100, REAL, ONE, HALF, 1, 0, 0)                                          \
+LSTM_BACKWARD_ROW(NAME##_row101, REAL, ONE, HALF, 1, 0, 1)                                          \
+LSTM_BACKWARD_ROW(NAME##_row110, REAL, ONE, HALF, 1, 1, 0)                                          \
+LSTM_BACKWARD_ROW(NAME##_row111, REAL, ONE, HALF, 1, 1, 1)                                          \
+void NAME(const REAL *S, const REAL *Z, const REAL *TC, REAL *D, const REAL *dh, REAL *dc,          \
+          const REAL *GHp, long GHe, long GHt, long GHb, const REAL *GCp, long GCe, long GCt, long GCb, \
+          long E, long T, long B, long N, long R, long off, long t) {                               \
+    const int next = t + 1 < T, variant = (GHp ? 4 : 0) + (GCp ? 2 : 0) + next;                     \
     for (long e = 0; e < E; ++e)                                                                    \
         for (long b = 0; b < B; ++b) {                                                              \
             const REAL *s = S + ((e * T + t) * B + b) * 4 * N;                                      \
             const REAL *fn = next ? S + ((e * T + t + 1) * B + b) * 4 * N + N : 0;                  \
-            const REAL *gc = gC ? gC + e * gCe + t * gCt + b * gCb : 0;                             \
-            REAL *d = D + ((e * T + t) * B + b) * 4 * N;                                            \
-            const REAL *tc = TC + ((e * T + t) * B + b) * N, *cp = HC + ((e * (T + 1) + t) * B + b) * 2 * N + N; \
-            const REAL *g = dh + (e * B + b) * N;                                                   \
-            REAL *c = dc + (e * B + b) * N;                                                         \
-            if (gC && next) NAME##_row11(s, s + N, s + 2 * N, s + 3 * N, tc, cp, fn, gc, g, c, d, d + N, d + 2 * N, d + 3 * N, N); \
-            else if (gC) NAME##_row10(s, s + N, s + 2 * N, s + 3 * N, tc, cp, fn, gc, g, c, d, d + N, d + 2 * N, d + 3 * N, N); \
-            else if (next) NAME##_row01(s, s + N, s + 2 * N, s + 3 * N, tc, cp, fn, gc, g, c, d, d + N, d + 2 * N, d + 3 * N, N); \
-            else NAME##_row00(s, s + N, s + 2 * N, s + 3 * N, tc, cp, fn, gc, g, c, d, d + N, d + 2 * N, d + 3 * N, N); \
+            const REAL *gh = GHp ? GHp + e * GHe + t * GHt + b * GHb : 0;                           \
+            const REAL *gc = GCp ? GCp + e * GCe + t * GCt + b * GCb : 0;                           \
+            const REAL *cp = Z + ((e * (T + 1) + t) * B + b) * R + off + N;   /* c_{t-1} */         \
+            const REAL *tc = TC + ((e * T + t) * B + b) * N, *g = dh + (e * B + b) * N;             \
+            REAL *d = D + ((e * T + t) * B + b) * 4 * N, *c = dc + (e * B + b) * N;                 \
+            switch (variant) {                                                                      \
+                case 0: LSTM_BACKWARD_CALL(NAME##_row000); break;                                   \
+                case 1: LSTM_BACKWARD_CALL(NAME##_row001); break;                                   \
+                case 2: LSTM_BACKWARD_CALL(NAME##_row010); break;                                   \
+                case 3: LSTM_BACKWARD_CALL(NAME##_row011); break;                                   \
+                case 4: LSTM_BACKWARD_CALL(NAME##_row100); break;                                   \
+                case 5: LSTM_BACKWARD_CALL(NAME##_row101); break;                                   \
+                case 6: LSTM_BACKWARD_CALL(NAME##_row110); break;                                   \
+                default: LSTM_BACKWARD_CALL(NAME##_row111);                                         \
+            }                                                                                       \
         }                                                                                           \
 }
 
@@ -162,8 +195,8 @@ FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99", "-ffp-contract=off", "-fno-math-
 
 _P = ctypes.c_void_p
 _L = ctypes.c_long
-_FORWARD_ARGS = [_P, _P, _P, _L, _L, _L, _L, _L]
-_BACKWARD_ARGS = [_P, _P, _P, _P, _P, _P, _P, _L, _L, _L, _L, _L, _L, _L, _L]
+_FORWARD_ARGS = [_P, _P, _P, _P, _L, _L, _L] + [_L] * 7
+_BACKWARD_ARGS = [_P] * 6 + [_P, _L, _L, _L] * 2 + [_L] * 7
 
 
 class Kernel:
@@ -267,3 +300,101 @@ def kernel_for(x: torch.Tensor) -> Kernel | None:
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return None
     return kernel()
+
+
+def _strided(grad: torch.Tensor | None):
+    """A pointer and the (member, time, trial) strides of an (E, B, T, N) tensor for the C loops,
+    which read it in place (a copy only where its units are not contiguous); the tensor is returned
+    so that it stays alive."""
+    if grad is None:
+        return None, (0, 0, 0, 0)
+    if grad.stride(3) != 1:
+        grad = grad.contiguous()
+    return grad, (grad.data_ptr(), grad.stride(0), grad.stride(2), grad.stride(1))
+
+
+class LSTMRecurrenceCompiled(torch.autograd.Function):
+    """The LSTM layer of networks/lstm.py (:func:`~bioplastic.networks.lstm.lstm_recurrence`: the
+    same arguments, outputs and equations) with the compiled elementwise loops.
+
+    Per step one matrix product - of ``(u_t, 1, h_{t-1})`` with ``[W_ih | b | W_hh]``, so the input
+    drive needs no product and no pass of its own - and one C loop forward; one product
+    (``W_hh^T delta_{t+1}``) and one C loop backward; the weight gradients are one product over all
+    steps, ``sum_t delta_t (u_t, 1, h_{t-1})^T``. The rescalings of :class:`_LSTMRecurrence` (the g
+    rows doubled: tanh(g) = 2 sigmoid(2g) - 1; tanh(c) = 1 - 2 sigmoid(-2c)) stay, so sigmoid is the
+    only nonlinearity of the loops.
+    """
+
+    @staticmethod
+    def forward(ctx, u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, h0_exbxn, c0_exbxn, noise_exbxtxn):
+        from .lstm import _gate_scale
+        from .recurrence import gc_paused
+
+        with gc_paused():
+            E, B, T, n_in = u_exbxtxi.shape
+            G = W_hh_exgxn.shape[1]
+            N, K = G // 4, n_in + 1 + G // 4  # K: the columns of a step's product (u, 1, h)
+            R = K + N                            # a row of Z: (u, 1, h, c)
+            Wcat = torch.cat([W_ih_exgxi, b_exg.unsqueeze(2), W_hh_exgxn], 2).mul_(_gate_scale(W_hh_exgxn, N)[:, None])
+            Wt = Wcat.transpose(1, 2).contiguous()  # (E, K, 4N): z @ Wt
+            Z = u_exbxtxi.new_empty((E, T + 1, B, R))
+            Z[:, :T, :, :n_in] = u_exbxtxi.transpose(1, 2)
+            Z[:, T, :, :n_in] = 0
+            Z[..., n_in] = 1
+            Z[:, 0, :, n_in + 1:K] = h0_exbxn
+            Z[:, 0, :, K:] = c0_exbxn
+            S = u_exbxtxi.new_empty((E, T, B, G))
+            TC = u_exbxtxi.new_empty((E, T, B, N))
+            noise, (X, Xe, Xt, Xb) = _strided(noise_exbxtxn)
+            step = kernel().forward[S.dtype]
+            ptrs = S.data_ptr(), Z.data_ptr(), TC.data_ptr(), X, Xe, Xt, Xb, E, T, B, N, R, n_in + 1
+            Sl, Zl = S.unbind(1), Z[..., :K].unbind(1)
+            for t in range(T):
+                Sl[t].baddbmm_(Zl[t], Wt, beta=0)  # beta 0: S's uninitialised memory is not read
+                step(*ptrs, t)
+            ctx.save_for_backward(Wcat, S, Z, TC)
+            ctx.set_materialize_grads(False)
+            ctx.n_in = n_in
+            out = Z[:, 1:, :, n_in + 1:].transpose(1, 2)
+            return out[..., :N], out[..., N:], out
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_c, grad_hc):
+        from .lstm import _gate_scale
+        from .recurrence import gc_paused
+
+        with gc_paused():
+            Wcat, S, Z, TC = ctx.saved_tensors
+            E, T, B, G = S.shape
+            N, n_in = G // 4, ctx.n_in
+            K, R = n_in + 1 + N, Z.shape[3]
+            if grad_hc is not None:  # (h, c) side by side: add its halves to the others
+                grad_h = grad_hc[..., :N] if grad_h is None else grad_h + grad_hc[..., :N]
+                grad_c = grad_hc[..., N:] if grad_c is None else grad_c + grad_hc[..., N:]
+            grad_h, gh = _strided(grad_h)
+            grad_c, gc = _strided(grad_c)
+            W2 = Wcat[..., n_in + 1:]  # (E, 4N, N), rows K apart
+            D = S.new_empty((E, T, B, G))
+            dh, dc = S.new_empty((E, B, N)), S.new_empty((E, B, N))
+            step = kernel().backward[S.dtype]
+            ptrs = S.data_ptr(), Z.data_ptr(), TC.data_ptr(), D.data_ptr(), dh.data_ptr(), dc.data_ptr(), *gh, *gc
+            sizes = E, T, B, N, R, n_in + 1
+            Dl = D.unbind(1)
+            for t in range(T - 1, -1, -1):
+                if t == T - 1:
+                    dh.zero_()
+                else:
+                    torch.bmm(Dl[t + 1], W2, out=dh)
+                step(*ptrs, *sizes, t)
+            scale = _gate_scale(S, N)[:, None]
+            dW_ih = db = dW_hh = dh0 = dc0 = du = None
+            if any(ctx.needs_input_grad[1:4]):  # all three in one product over steps and trials
+                dW = torch.bmm(D.view(E, T * B, G).transpose(1, 2), Z[:, :T, :, :K].reshape(E, T * B, K)).mul_(scale)
+                dW_ih, db, dW_hh = dW[..., :n_in], dW[..., n_in], dW[..., n_in + 1:]
+            if ctx.needs_input_grad[4]:
+                dh0 = torch.bmm(D[:, 0], W2)
+            if ctx.needs_input_grad[5]:
+                dc0 = S[:, 0, :, N:2 * N] * dc  # f_0 dL/dc_0
+            if ctx.needs_input_grad[0]:
+                du = torch.bmm(D.view(E, T * B, G), Wcat[..., :n_in]).view(E, T, B, -1).transpose(1, 2)
+            return du, dW_ih, db, dW_hh, dh0, dc0, None
