@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import logging
 import os
 import platform
@@ -82,13 +83,14 @@ static inline double sig_f64(double x) { return 1.0 / (1.0 + exp(-x)); }
      Z  (E, T+1, B, R)     row (e, r, b) = (u_r, 1, h_{r-1}, c_{r-1}): the inputs of step r and
                            the state before it ((h0, c0) at r = 0); h starts at column `off`
      TC (E, T, B, N)       tanh(c_t)
-     D  (E, T, B, 4N)      dL/d pre-activations (the g block: d/d 2g)
+     D  (E, TD, B, 4N)     dL/d pre-activations (the g block: d/d 2g) of a block of TD steps;
+                           step t is at index td of its block
    and optional inputs read in place with strides (member, time, trial; units contiguous): the
    noise on 2g, and the gradients of h and c from outside the recurrence. Each loop over units is
    a function of its own whose restrict pointers tell the compiler that the blocks do not overlap
    (so it vectorises them). */
 
-/* Forward, one row of step t. */
+/* Forward, one row of step t: s holds the step's pre-activations (without the noise) and gets the gates. */
 #define LSTM_FORWARD_ROW(NAME, REAL, SIG, ONE, TWO, NOISE)                                          \
 CLONES __attribute__((noinline)) static void NAME(REAL *restrict si, REAL *restrict sf, REAL *restrict sg, \
         REAL *restrict so, const REAL *restrict xi, const REAL *restrict c0, REAL *restrict h,       \
@@ -105,19 +107,24 @@ CLONES __attribute__((noinline)) static void NAME(REAL *restrict si, REAL *restr
     }                                                                                               \
 }
 
-/* Forward, step t: S[t] holds the step's pre-activations without the noise; writes (h_t, c_t) into
-   Z[t+1] and tanh(c_t) into TC[t]. */
+/* Forward, step t: S[t] holds the step's pre-activations without the noise and gets the gates;
+   writes (h_t, c_t) into Z[t+1] and tanh(c_t) into TC[t]. The arguments come packed in `a`: S, Z, TC,
+   (X, its strides), E, T, B, N, R, off, and the member strides of S, Z, TC (one ctypes argument instead of fourteen: a call costs ~1 us
+   instead of ~3.5). */
 #define LSTM_FORWARD(NAME, REAL, SIG, ONE, TWO)                                                     \
 LSTM_FORWARD_ROW(NAME##_row0, REAL, SIG, ONE, TWO, 0)                                               \
 LSTM_FORWARD_ROW(NAME##_row1, REAL, SIG, ONE, TWO, 1)                                               \
-void NAME(REAL *S, REAL *Z, REAL *TC, const REAL *X, long Xe, long Xt, long Xb,                     \
-          long E, long T, long B, long N, long R, long off, long t) {                               \
+void NAME(const int64_t *a, long t) {                                                               \
+    REAL *S = (REAL *)(intptr_t)a[0], *Z = (REAL *)(intptr_t)a[1], *TC = (REAL *)(intptr_t)a[2];    \
+    const REAL *X = (const REAL *)(intptr_t)a[3];                                                   \
+    const long Xe = a[4], Xt = a[5], Xb = a[6], E = a[7], T = a[8], B = a[9], N = a[10], R = a[11], off = a[12]; \
+    const long Se = a[13], Ze = a[14], TCe = a[15];                                                 \
     for (long e = 0; e < E; ++e)                                                                    \
         for (long b = 0; b < B; ++b) {                                                              \
-            REAL *s = S + ((e * T + t) * B + b) * 4 * N;                                            \
-            const REAL *z0 = Z + ((e * (T + 1) + t) * B + b) * R + off;                             \
-            REAL *z1 = Z + ((e * (T + 1) + t + 1) * B + b) * R + off;                               \
-            REAL *tc = TC + ((e * T + t) * B + b) * N;                                              \
+            REAL *s = S + e * Se + (t * B + b) * 4 * N;                                             \
+            const REAL *z0 = Z + e * Ze + (t * B + b) * R + off;                                    \
+            REAL *z1 = Z + e * Ze + ((t + 1) * B + b) * R + off;                                    \
+            REAL *tc = TC + e * TCe + (t * B + b) * N;                                              \
             if (X) NAME##_row1(s, s + N, s + 2 * N, s + 3 * N, X + e * Xe + t * Xt + b * Xb, z0 + N, z1, z1 + N, tc, N); \
             else NAME##_row0(s, s + N, s + 2 * N, s + 3 * N, X, z0 + N, z1, z1 + N, tc, N);          \
         }                                                                                           \
@@ -147,7 +154,9 @@ CLONES __attribute__((noinline)) static void NAME(const REAL *restrict si, const
 
 #define LSTM_BACKWARD_CALL(ROW) ROW(s, s + N, s + 2 * N, s + 3 * N, tc, cp, fn, gh, gc, g, c, d, d + N, d + 2 * N, d + 3 * N, N)
 
-/* Backward, step t (t = T-1 first). */
+/* Backward, step t (t = T-1 first), at index td of D's block; the other arguments packed in `a`:
+   S, Z, TC, D, dh, dc, (GH, its strides), (GC, its strides), E, T, B, N, R, off, TD, and the
+   member strides of S, Z, TC, D, dh, dc. */
 #define LSTM_BACKWARD(NAME, REAL, ONE, HALF)                                                        \
 LSTM_BACKWARD_ROW(NAME##_row000, REAL, ONE, HALF, 0, 0, 0)                                          \
 LSTM_BACKWARD_ROW(NAME##_row001, REAL, ONE, HALF, 0, 0, 1)                                          \
@@ -157,19 +166,24 @@ LSTM_BACKWARD_ROW(NAME##_row100, REAL, ONE, HALF, 1, 0, 0)                      
 LSTM_BACKWARD_ROW(NAME##_row101, REAL, ONE, HALF, 1, 0, 1)                                          \
 LSTM_BACKWARD_ROW(NAME##_row110, REAL, ONE, HALF, 1, 1, 0)                                          \
 LSTM_BACKWARD_ROW(NAME##_row111, REAL, ONE, HALF, 1, 1, 1)                                          \
-void NAME(const REAL *S, const REAL *Z, const REAL *TC, REAL *D, const REAL *dh, REAL *dc,          \
-          const REAL *GHp, long GHe, long GHt, long GHb, const REAL *GCp, long GCe, long GCt, long GCb, \
-          long E, long T, long B, long N, long R, long off, long t) {                               \
+void NAME(const int64_t *a, long td, long t) {                                                     \
+    const REAL *S = (const REAL *)(intptr_t)a[0], *Z = (const REAL *)(intptr_t)a[1];                \
+    const REAL *TC = (const REAL *)(intptr_t)a[2], *dh = (const REAL *)(intptr_t)a[4];              \
+    REAL *D = (REAL *)(intptr_t)a[3], *dc = (REAL *)(intptr_t)a[5];                                 \
+    const REAL *GHp = (const REAL *)(intptr_t)a[6], *GCp = (const REAL *)(intptr_t)a[10];           \
+    const long GHe = a[7], GHt = a[8], GHb = a[9], GCe = a[11], GCt = a[12], GCb = a[13];           \
+    const long E = a[14], T = a[15], B = a[16], N = a[17], R = a[18], off = a[19], TD = a[20];      \
+    const long Se = a[21], Ze = a[22], TCe = a[23], De = a[24], dhe = a[25], dce = a[26];           \
     const int next = t + 1 < T, variant = (GHp ? 4 : 0) + (GCp ? 2 : 0) + next;                     \
     for (long e = 0; e < E; ++e)                                                                    \
         for (long b = 0; b < B; ++b) {                                                              \
-            const REAL *s = S + ((e * T + t) * B + b) * 4 * N;                                      \
-            const REAL *fn = next ? S + ((e * T + t + 1) * B + b) * 4 * N + N : 0;                  \
+            const REAL *s = S + e * Se + (t * B + b) * 4 * N;                                       \
+            const REAL *fn = next ? s + B * 4 * N + N : 0;                                          \
             const REAL *gh = GHp ? GHp + e * GHe + t * GHt + b * GHb : 0;                           \
             const REAL *gc = GCp ? GCp + e * GCe + t * GCt + b * GCb : 0;                           \
-            const REAL *cp = Z + ((e * (T + 1) + t) * B + b) * R + off + N;   /* c_{t-1} */         \
-            const REAL *tc = TC + ((e * T + t) * B + b) * N, *g = dh + (e * B + b) * N;             \
-            REAL *d = D + ((e * T + t) * B + b) * 4 * N, *c = dc + (e * B + b) * N;                 \
+            const REAL *cp = Z + e * Ze + (t * B + b) * R + off + N;   /* c_{t-1} */                \
+            const REAL *tc = TC + e * TCe + (t * B + b) * N, *g = dh + e * dhe + b * N;             \
+            REAL *d = D + e * De + (td * B + b) * 4 * N, *c = dc + e * dce + b * N;                 \
             switch (variant) {                                                                      \
                 case 0: LSTM_BACKWARD_CALL(NAME##_row000); break;                                   \
                 case 1: LSTM_BACKWARD_CALL(NAME##_row001); break;                                   \
@@ -195,8 +209,8 @@ FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99", "-ffp-contract=off", "-fno-math-
 
 _P = ctypes.c_void_p
 _L = ctypes.c_long
-_FORWARD_ARGS = [_P, _P, _P, _P, _L, _L, _L] + [_L] * 7
-_BACKWARD_ARGS = [_P] * 6 + [_P, _L, _L, _L] * 2 + [_L] * 7
+_FORWARD_ARGS = [_P, _L]
+_BACKWARD_ARGS = [_P, _L, _L]
 
 
 class Kernel:
@@ -211,6 +225,9 @@ class Kernel:
             b.argtypes, b.restype = _BACKWARD_ARGS, None
             self.forward[dtype], self.backward[dtype] = f, b
 
+
+#: the backward pass takes the weight gradient in blocks of steps of about this many bytes of delta per member
+BLOCK_BYTES = 1 << 19
 
 _kernel: Kernel | None = None
 _status: str | None = None
@@ -302,6 +319,22 @@ def kernel_for(x: torch.Tensor) -> Kernel | None:
     return kernel()
 
 
+def _members(like: torch.Tensor, *shape: int) -> torch.Tensor:
+    """An uninitialised (E, *shape) tensor whose members lie 64-byte aligned and apart by more than
+    their size (padded). Why: MKL's products may round differently for differently aligned operands,
+    and torch hands a batch whose result is contiguous to MKL's batched product, which for small
+    sizes computes a member differently than alone; with every member aligned alike and the batch
+    never contiguous (for E > 1), torch multiplies member by member, each the same way whatever E."""
+    E, inner = shape[0], math.prod(shape[1:])
+    step = max(1, 64 // like.element_size())
+    return like.new_empty((E, (inner // step + 1) * step))[:, :inner].unflatten(1, shape[1:])
+
+
+def _pack(*values) -> ctypes.Array:
+    """The arguments of a C loop as one array of int64: tensors as their data pointers."""
+    return (ctypes.c_int64 * len(values))(*(v.data_ptr() if isinstance(v, torch.Tensor) else v for v in values))
+
+
 def _strided(grad: torch.Tensor | None):
     """A pointer and the (member, time, trial) strides of an (E, B, T, N) tensor for the C loops,
     which read it in place (a copy only where its units are not contiguous); the tensor is returned
@@ -335,23 +368,29 @@ class LSTMRecurrenceCompiled(torch.autograd.Function):
             G = W_hh_exgxn.shape[1]
             N, K = G // 4, n_in + 1 + G // 4  # K: the columns of a step's product (u, 1, h)
             R = K + N                            # a row of Z: (u, 1, h, c)
-            Wcat = torch.cat([W_ih_exgxi, b_exg.unsqueeze(2), W_hh_exgxn], 2).mul_(_gate_scale(W_hh_exgxn, N)[:, None])
-            Wt = Wcat.transpose(1, 2).contiguous()  # (E, K, 4N): z @ Wt
-            Z = u_exbxtxi.new_empty((E, T + 1, B, R))
+            Wcat = _members(W_hh_exgxn, E, G, K)  # [W_ih | b | W_hh], the g rows doubled
+            torch.cat([W_ih_exgxi, b_exg.unsqueeze(2), W_hh_exgxn], 2, out=Wcat)
+            Wcat.mul_(_gate_scale(W_hh_exgxn, N)[:, None])
+            Wt = _members(Wcat, E, K, G)  # z @ Wt
+            Wt.copy_(Wcat.transpose(1, 2))
+            Z = _members(u_exbxtxi, E, T + 1, B, R)
             Z[:, :T, :, :n_in] = u_exbxtxi.transpose(1, 2)
             Z[:, T, :, :n_in] = 0
             Z[..., n_in] = 1
             Z[:, 0, :, n_in + 1:K] = h0_exbxn
             Z[:, 0, :, K:] = c0_exbxn
-            S = u_exbxtxi.new_empty((E, T, B, G))
-            TC = u_exbxtxi.new_empty((E, T, B, N))
-            noise, (X, Xe, Xt, Xb) = _strided(noise_exbxtxn)
+            S = _members(u_exbxtxi, E, T, B, G)
+            TC = _members(u_exbxtxi, E, T, B, N)
+            noise, X = _strided(noise_exbxtxn)
             step = kernel().forward[S.dtype]
-            ptrs = S.data_ptr(), Z.data_ptr(), TC.data_ptr(), X, Xe, Xt, Xb, E, T, B, N, R, n_in + 1
+            args = _pack(S, Z, TC, *X, E, T, B, N, R, n_in + 1, S.stride(0), Z.stride(0), TC.stride(0))
             Sl, Zl = S.unbind(1), Z[..., :K].unbind(1)
             for t in range(T):
-                Sl[t].baddbmm_(Zl[t], Wt, beta=0)  # beta 0: S's uninitialised memory is not read
-                step(*ptrs, t)
+                # in place into the step's slice (beta 0: its uninitialised memory is not read). Not
+                # into a contiguous buffer: torch then computes a lone member's product another way
+                # than an ensemble's for small sizes, and a member's numbers would depend on E
+                Sl[t].baddbmm_(Zl[t], Wt, beta=0)
+                step(args, t)
             ctx.save_for_backward(Wcat, S, Z, TC)
             ctx.set_materialize_grads(False)
             ctx.n_in = n_in
@@ -374,27 +413,50 @@ class LSTMRecurrenceCompiled(torch.autograd.Function):
             grad_h, gh = _strided(grad_h)
             grad_c, gc = _strided(grad_c)
             W2 = Wcat[..., n_in + 1:]  # (E, 4N, N), rows K apart
-            D = S.new_empty((E, T, B, G))
-            dh, dc = S.new_empty((E, B, N)), S.new_empty((E, B, N))
+            # delta in blocks of steps, two buffers in turn (the step after a block is in the other one):
+            # each block's share of the weight gradient is taken while it is in the cache. The block
+            # length depends on the batch and the sizes alone, never on E: the sums of the weight
+            # gradient are the same for a member alone and in any ensemble.
+            k = max(1, min(T, BLOCK_BYTES // (B * G * S.element_size())))
+            Dbuf = [_members(S, E, k, B, G) for _ in range(2)]
+            dh, dc = _members(S, E, B, N), _members(S, E, B, N)
             step = kernel().backward[S.dtype]
-            ptrs = S.data_ptr(), Z.data_ptr(), TC.data_ptr(), D.data_ptr(), dh.data_ptr(), dc.data_ptr(), *gh, *gc
-            sizes = E, T, B, N, R, n_in + 1
-            Dl = D.unbind(1)
-            for t in range(T - 1, -1, -1):
-                if t == T - 1:
-                    dh.zero_()
-                else:
-                    torch.bmm(Dl[t + 1], W2, out=dh)
-                step(*ptrs, *sizes, t)
-            scale = _gate_scale(S, N)[:, None]
-            dW_ih = db = dW_hh = dh0 = dc0 = du = None
-            if any(ctx.needs_input_grad[1:4]):  # all three in one product over steps and trials
-                dW = torch.bmm(D.view(E, T * B, G).transpose(1, 2), Z[:, :T, :, :K].reshape(E, T * B, K)).mul_(scale)
+            args = [_pack(S, Z, TC, D, dh, dc, *gh, *gc, E, T, B, N, R, n_in + 1, k,
+                          *(x.stride(0) for x in (S, Z, TC, D, dh, dc))) for D in Dbuf]
+            want_w, want_u = any(ctx.needs_input_grad[1:4]), ctx.needs_input_grad[0]
+            dW = du = None
+            if want_u:
+                du = _members(S, E, T, B, n_in)
+            D_next = None  # delta_{t+1}: (E, B, 4N)
+            for j, t1 in enumerate(range(T, 0, -k)):
+                t0 = max(0, t1 - k)
+                Db, a = Dbuf[j % 2][:, :t1 - t0], args[j % 2]
+                Dl = Db.unbind(1)
+                for t in range(t1 - 1, t0 - 1, -1):
+                    if D_next is None:
+                        dh.zero_()
+                    else:
+                        torch.bmm(D_next, W2, out=dh)
+                    step(a, t - t0, t)
+                    D_next = Dl[t - t0]
+                rows = Db.reshape(E, (t1 - t0) * B, G)
+                if want_w:  # all three weights in one product: sum_t delta_t (u_t, 1, h_{t-1})^T
+                    Zr = Z[:, t0:t1, :, :K].reshape(E, (t1 - t0) * B, K)
+                    if dW is None:
+                        dW = _members(S, E, G, K)
+                        dW.baddbmm_(rows.transpose(1, 2), Zr, beta=0)
+                    else:
+                        dW.baddbmm_(rows.transpose(1, 2), Zr)
+                if want_u:
+                    torch.bmm(rows, Wcat[..., :n_in], out=du[:, t0:t1].view(E, (t1 - t0) * B, n_in))
+            dW_ih = db = dW_hh = dh0 = dc0 = None
+            if want_w:
+                dW.mul_(_gate_scale(S, N)[:, None])
                 dW_ih, db, dW_hh = dW[..., :n_in], dW[..., n_in], dW[..., n_in + 1:]
             if ctx.needs_input_grad[4]:
-                dh0 = torch.bmm(D[:, 0], W2)
+                dh0 = torch.bmm(D_next, W2)
             if ctx.needs_input_grad[5]:
                 dc0 = S[:, 0, :, N:2 * N] * dc  # f_0 dL/dc_0
-            if ctx.needs_input_grad[0]:
-                du = torch.bmm(D.view(E, T * B, G), Wcat[..., :n_in]).view(E, T, B, -1).transpose(1, 2)
+            if want_u:
+                du = du.transpose(1, 2)
             return du, dW_ih, db, dW_hh, dh0, dc0, None
