@@ -31,6 +31,8 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -312,9 +314,25 @@ def reset() -> None:
     _kernel, _status = None, None
 
 
+_eager_depth = 0
+
+
+@contextmanager
+def eager() -> Iterator[None]:
+    """Inside, the LSTM runs its eager torch code even where the kernel is available (to compare
+    the two: benchmarks/bptt.py, the tests)."""
+    global _eager_depth
+    _eager_depth += 1
+    try:
+        yield
+    finally:
+        _eager_depth -= 1
+
+
 def kernel_for(x: torch.Tensor) -> Kernel | None:
-    """The compiled kernel if it can run on ``x``'s device and dtype (CPU, float32/float64), else None."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+    """The compiled kernel if it can run on ``x``'s device and dtype (CPU, float32/float64) and is
+    not turned off (:func:`eager`, ``BIOPLASTIC_LSTM_KERNEL=0``), else None."""
+    if _eager_depth or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return None
     return kernel()
 
@@ -454,7 +472,7 @@ class LSTMRecurrenceCompiled(torch.autograd.Function):
                 dW.mul_(_gate_scale(S, N)[:, None])
                 dW_ih, db, dW_hh = dW[..., :n_in], dW[..., n_in], dW[..., n_in + 1:]
             if ctx.needs_input_grad[4]:
-                dh0 = torch.bmm(D_next, W2)
+                dh0 = torch.bmm(D_next, W2, out=_members(S, E, B, N))
             if ctx.needs_input_grad[5]:
                 dc0 = S[:, 0, :, N:2 * N] * dc  # f_0 dL/dc_0
             if want_u:
