@@ -17,8 +17,8 @@ import torch
 from pydantic import Field
 
 from ..schema_base import Schema
-from .base import NETWORKS, Network, Rollout
 from . import lstm_kernel
+from .base import NETWORKS, Network, Rollout
 from .recurrence import _tanh_from_sigmoid_, gc_paused
 
 
