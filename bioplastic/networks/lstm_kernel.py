@@ -4,9 +4,10 @@ One step of the LSTM layer is a matrix product (torch) and ~15 elementwise opera
 gates and cell; as torch operations they are 6-7 passes over the step's tensors forward and 4-5
 backward, each a separate call from Python. Here each direction's elementwise work of a step is one
 C loop over the step's elements (one call through ctypes), as oneDNN's fused LSTM kernel does it.
+The layer around the loops is :class:`LSTMRecurrenceCompiled`; the matrix products stay torch's.
 
 The C source below is compiled once per machine, the first time it is needed, with the system's C
-compiler (``$CC``, else ``cc`` or ``gcc``; ~0.5 s), into a cache folder: ``$BIOPLASTIC_KERNEL_DIR``
+compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``; ~1-2 s), into a cache folder: ``$BIOPLASTIC_KERNEL_DIR``
 if set, else ``<tempdir>/bioplastic-<uid>/kernels`` (``tempfile.gettempdir()``: ``$TMPDIR`` or
 /tmp) - never the home folder. The file name carries a hash of the source, the flags and the
 compiler's version, so an edited source compiles anew. Where no compiler works (or on a non-CPU
@@ -16,7 +17,9 @@ compiled path off.
 
 Numbers: every element of a step is computed alone by the same sequence of IEEE operations (no
 fused multiply-add: ``-ffp-contract=off``, no ``-ffast-math``), whether the compiler vectorised it
-or not, so the results do not depend on the ensemble size, the batch position or the thread count.
+or not (``target_clones`` builds AVX-512, AVX2 and baseline versions and picks one at load time:
+the same bits), so the loops' results do not depend on the ensemble size, the batch position or the
+thread count (the products: see :func:`_members`).
 float32's sigmoid is ``1 / (1 + exp(-x))`` with Cephes' ``expf`` polynomial (~1 ulp; torch's
 vectorised sigmoid uses Sleef's); float64 uses libm's ``exp``.
 """
@@ -79,7 +82,7 @@ static inline float exp_f32(float x) {
 static inline float sig_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
 static inline double sig_f64(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-/* The buffers (all contiguous, time-major per member):
+/* The buffers (time-major, each member contiguous; members apart by their own strides Se, Ze, ...):
      S  (E, T, B, 4N)      pre-activations (i, f, 2g, o) of each step; the forward pass leaves
                            (sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)) there
      Z  (E, T+1, B, R)     row (e, r, b) = (u_r, 1, h_{r-1}, c_{r-1}): the inputs of step r and
