@@ -13,8 +13,9 @@ Columns: milliseconds per network and iteration of the plain reference and of bi
 ratio (bioplastic / plain: lower is better), and the floor - the matrix products BPTT cannot avoid,
 timed alone (forward, backward and weight gradient of the recurrence) - with bioplastic's cost over
 it; for the LSTM also bioplastic's eager torch layer (``eager``: the fallback where no C compiler
-works, networks/lstm_kernel.py) and its ratio, where the compiled kernel runs. Times are the process's CPU time (best of 3 interleaved blocks), which other load on the machine
-inflates less than wall time; compare ratios measured in one run. Where torch sees a CUDA device it
+works, networks/lstm_kernel.py) and its ratio, where the compiled kernel runs. Times are the
+process's CPU time (best of 3 interleaved blocks), which other load on the machine inflates less
+than wall time; compare ratios measured in one run. Where torch sees a CUDA device it
 then times the leaky network on the GPU and on the CPU for ensembles of 1 to 64.
 
     python benchmarks/bptt.py [--kinds leaky_rate,lstm] [--repeats 20] [--threads 1]

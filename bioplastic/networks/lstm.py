@@ -19,6 +19,7 @@ from pydantic import Field
 from ..schema_base import Schema
 from . import lstm_kernel
 from .base import NETWORKS, Network, Rollout
+from .lstm_kernel import _gate_scale
 from .recurrence import _tanh_from_sigmoid_, gc_paused
 
 
@@ -51,13 +52,6 @@ def lstm_reference(u_exbxtxi: torch.Tensor, W_ih_exgxi: torch.Tensor, b_exg: tor
         hs.append(h)
         cs.append(c)
     return torch.stack(hs, 2), torch.stack(cs, 2)
-
-
-def _gate_scale(like: torch.Tensor, N: int) -> torch.Tensor:
-    """(4N,) ones with the g block 2: the pre-activations the recurrence works with."""
-    scale = like.new_ones(4, N)
-    scale[2] = 2.0
-    return scale.reshape(4 * N)
 
 
 #: the backward pass computes its per-step factors for blocks of steps of about this many bytes

@@ -34,11 +34,14 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from .recurrence import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +270,6 @@ def _build(cc: str, out: Path, extra: tuple[str, ...]) -> None:
 
 
 def _load() -> Kernel:
-    import time
-
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found ($CC, cc, gcc, clang)")
@@ -340,6 +341,14 @@ def kernel_for(x: torch.Tensor) -> Kernel | None:
     return kernel()
 
 
+def _gate_scale(like: torch.Tensor, N: int) -> torch.Tensor:
+    """(4N,) ones with the g block 2: the pre-activations the LSTM layers work with (tanh(g) from
+    sigmoid(2g))."""
+    scale = like.new_ones(4, N)
+    scale[2] = 2.0
+    return scale.reshape(4 * N)
+
+
 def _members(like: torch.Tensor, *shape: int) -> torch.Tensor:
     """An uninitialised (E, *shape) tensor whose members lie 64-byte aligned and apart by more than
     their size (padded). Why: MKL's products may round differently for differently aligned operands,
@@ -381,9 +390,6 @@ class LSTMRecurrenceCompiled(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, h0_exbxn, c0_exbxn, noise_exbxtxn):
-        from .lstm import _gate_scale
-        from .recurrence import gc_paused
-
         with gc_paused():
             E, B, T, n_in = u_exbxtxi.shape
             G = W_hh_exgxn.shape[1]
@@ -420,9 +426,6 @@ class LSTMRecurrenceCompiled(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_h, grad_c, grad_hc):
-        from .lstm import _gate_scale
-        from .recurrence import gc_paused
-
         with gc_paused():
             Wcat, S, Z, TC = ctx.saved_tensors
             E, T, B, G = S.shape
