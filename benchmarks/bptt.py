@@ -12,8 +12,10 @@ thread unless ``--threads`` says otherwise. Cases: the rate networks at N = 100,
 Columns: milliseconds per network and iteration of the plain reference and of bioplastic, their
 ratio (bioplastic / plain: lower is better), and the floor - the matrix products BPTT cannot avoid,
 timed alone (forward, backward and weight gradient of the recurrence) - with bioplastic's cost over
-it. Times are the process's CPU time (best of 3 interleaved blocks), which other load on the machine
-inflates less than wall time; compare ratios measured in one run. Where torch sees a CUDA device it
+it; for the LSTM also bioplastic's eager torch layer (``eager``: the fallback where no C compiler
+works, networks/lstm_kernel.py) and its ratio, where the compiled kernel runs. Times are the
+process's CPU time (best of 3 interleaved blocks), which other load on the machine inflates less
+than wall time; compare ratios measured in one run. Where torch sees a CUDA device it
 then times the leaky network on the GPU and on the CPU for ensembles of 1 to 64.
 
     python benchmarks/bptt.py [--kinds leaky_rate,lstm] [--repeats 20] [--threads 1]
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bioplastic.networks import NETWORKS, build_network
+from bioplastic.networks import NETWORKS, build_network, lstm_kernel
 from bioplastic.regularizers.tcr_loss import tcr_term
 from bioplastic.training.allocator import keep_freed_memory
 from bioplastic.training.loop import masked_mse
@@ -270,15 +272,28 @@ def time_plain(E, repeats, gen, tcr=0.0, model_cls=None):
     return _time(plain_step(models, u, y, m, tcr), repeats)
 
 
+def eager_lstm_step(step):
+    """``step`` with the LSTM on its eager torch code (networks/lstm_kernel.py: the fallback where
+    no C compiler works)."""
+    def eager_step():
+        with lstm_kernel.eager():
+            step()
+
+    return eager_step
+
+
 def time_case(case: Case, repeats: int, gen) -> dict:
-    """ms per network and iteration: plain, bioplastic, floor."""
+    """ms per network and iteration: plain, bioplastic, floor; for the LSTM also bioplastic's eager
+    code (``eager``) where the compiled kernel runs."""
     net = _network(case)
     models = [plain_member(net, e) for e in range(case.E)]
     u, y, m = data(case.E, gen, case.batch, case.steps)
     reps = max(2, repeats // case.E)
-    plain, ours, floor = _time_all([plain_step(models, u, y, m, case.tcr), bioplastic_step(net, u, y, m, case.tcr),
-                                    gemm_floor_step(case, gen)], reps)
-    return {"plain": plain * 1e3 / case.E, "ours": ours * 1e3 / case.E, "floor": floor * 1e3 / case.E}
+    steps = [plain_step(models, u, y, m, case.tcr), bioplastic_step(net, u, y, m, case.tcr), gemm_floor_step(case, gen)]
+    if case.kind == "lstm" and lstm_kernel.kernel() is not None:
+        steps.append(eager_lstm_step(bioplastic_step(net, u, y, m, case.tcr)))
+    times = [t * 1e3 / case.E for t in _time_all(steps, reps)]
+    return dict(zip(("plain", "ours", "floor", "eager"), times))
 
 
 def main():
@@ -294,18 +309,22 @@ def main():
     kept = False if args.malloc_default else keep_freed_memory()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); float32 Adam; freed memory kept in the "
           f"process (as in training): {'yes' if kept else 'no'}; CPU time, best of 3 interleaved blocks")
+    if "lstm" in kinds:
+        print(f"LSTM kernel: {lstm_kernel.status()}")
     print(f"{'kind':<11}{'case':<28}{'plain ms/net':>13}{'ours ms/net':>13}{'ratio':>7}{'floor ms/net':>14}"
-          f"{'ours/floor':>12}{'plain/floor':>13}")
+          f"{'ours/floor':>12}{'plain/floor':>13}{'eager ms/net':>14}{'eager ratio':>13}")
     gen = torch.Generator().manual_seed(0)
     results = []
     for kind in kinds:
         for case in cases(kind):
             r = time_case(case, args.repeats, gen)
             results.append((case, r))
+            eager = f"{r['eager']:>14.2f}{r['eager'] / r['plain']:>13.2f}" if "eager" in r else f"{'-':>14}{'-':>13}"
             print(f"{kind:<11}{case.label:<28}{r['plain']:>13.2f}{r['ours']:>13.2f}{r['ours'] / r['plain']:>7.2f}"
-                  f"{r['floor']:>14.2f}{r['ours'] / r['floor']:>12.2f}{r['plain'] / r['floor']:>13.2f}", flush=True)
+                  f"{r['floor']:>14.2f}{r['ours'] / r['floor']:>12.2f}{r['plain'] / r['floor']:>13.2f}{eager}", flush=True)
     print("ratio = bioplastic / plain reference per network (lower is better); floor = the recurrence's matrix "
-          "products alone")
+          "products alone; eager = the LSTM on its eager torch code (the fallback without a C compiler) where the "
+          "compiled kernel runs")
     lstm = {c.E: r for c, r in results if c.kind == "lstm" and c.n_units == 100}
     if 1 in lstm and 16 in lstm:
         print(f"lstm N 100: per-network cost at E = 16 over E = 1: {lstm[16]['ours'] / lstm[1]['ours']:.2f}")

@@ -17,7 +17,9 @@ import torch
 from pydantic import Field
 
 from ..schema_base import Schema
+from . import lstm_kernel
 from .base import NETWORKS, Network, Rollout
+from .lstm_kernel import _gate_scale
 from .recurrence import _tanh_from_sigmoid_, gc_paused
 
 
@@ -50,13 +52,6 @@ def lstm_reference(u_exbxtxi: torch.Tensor, W_ih_exgxi: torch.Tensor, b_exg: tor
         hs.append(h)
         cs.append(c)
     return torch.stack(hs, 2), torch.stack(cs, 2)
-
-
-def _gate_scale(like: torch.Tensor, N: int) -> torch.Tensor:
-    """(4N,) ones with the g block 2: the pre-activations the recurrence works with."""
-    scale = like.new_ones(4, N)
-    scale[2] = 2.0
-    return scale.reshape(4 * N)
 
 
 #: the backward pass computes its per-step factors for blocks of steps of about this many bytes
@@ -207,8 +202,14 @@ def lstm_recurrence(u_exbxtxi: torch.Tensor, W_ih_exgxi: torch.Tensor, b_exg: to
     ``W_hh`` (E, 4N, N) in gate order i, f, g, o, initial ``(h0, c0)`` (E, B, N) each, and an
     optional additive noise (E, B, T, N) on the g pre-activation (already scaled). Returns
     ``(h, c, hc)``: h and c (E, B, T, N) and both side by side (E, B, T, 2N), views of one
-    time-major tensor. Differentiable in all but the noise."""
-    return _LSTMRecurrence.apply(u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, h0_exbxn, c0_exbxn, noise_exbxtxn)
+    time-major tensor. Differentiable in all but the noise.
+
+    Runs the compiled kernel (:mod:`.lstm_kernel`) where it is available for the tensors' device
+    and dtype, else the eager torch code (:class:`_LSTMRecurrence`)."""
+    args = (u_exbxtxi, W_ih_exgxi, b_exg, W_hh_exgxn, h0_exbxn, c0_exbxn, noise_exbxtxn)
+    if lstm_kernel.kernel_for(W_hh_exgxn) is not None:
+        return lstm_kernel.LSTMRecurrenceCompiled.apply(*args)
+    return _LSTMRecurrence.apply(*args)
 
 
 @NETWORKS.register("lstm")

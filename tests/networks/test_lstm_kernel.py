@@ -1,0 +1,161 @@
+"""The LSTM's compiled kernel (networks/lstm_kernel.py): the same equations as the eager layer and
+the float64 oracle, whichever path runs; a member's numbers independent of the ensemble (also at the
+small sizes where MKL's batched products round differently); the eager fallback where no compiler
+works; compiled files only in the cache folder."""
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bioplastic.networks import build_network, lstm_kernel
+from bioplastic.networks.lstm import lstm_recurrence, lstm_reference
+
+F64 = dict(dtype=torch.float64)
+TOL = dict(rtol=4096 * torch.finfo(torch.float64).eps, atol=4096 * torch.finfo(torch.float64).eps)
+needs_kernel = pytest.mark.skipif(lstm_kernel.kernel() is None, reason=f"LSTM kernel: {lstm_kernel.status()}")
+
+
+def _layer_args(E=2, B=3, T=7, N=4, n_in=2, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    args = [torch.randn(E, B, T, n_in, generator=g, dtype=dtype), torch.randn(E, 4 * N, n_in, generator=g, dtype=dtype),
+            torch.randn(E, 4 * N, generator=g, dtype=dtype), torch.randn(E, 4 * N, N, generator=g, dtype=dtype) / N ** 0.5,
+            torch.randn(E, B, N, generator=g, dtype=dtype), torch.randn(E, B, N, generator=g, dtype=dtype)]
+    return [a.requires_grad_() for a in args], torch.randn(E, B, T, N, generator=g, dtype=dtype)
+
+
+def _outputs_and_grads(args, noise, w):
+    h, c, hc = lstm_recurrence(*args, noise)
+    loss = (h * w[..., :h.shape[-1]]).sum() + (c.square() * w[..., h.shape[-1]:]).sum() + hc.square().sum()
+    return [h.detach(), c.detach(), *torch.autograd.grad(loss, args)]
+
+
+@needs_kernel
+@pytest.mark.parametrize("block_bytes", [1, 1 << 19])  # one step per block of delta; the default
+def test_compiled_layer_matches_the_plain_loop_in_float64(block_bytes, monkeypatch):
+    """States and the gradients in every input against autograd through the plain cell, with noise
+    and gradients from outside on h, c and (h, c)."""
+    monkeypatch.setattr(lstm_kernel, "BLOCK_BYTES", block_bytes)
+    args, noise = _layer_args()
+    h_ref, c_ref = lstm_reference(*args, noise)
+    w = torch.randn(h_ref.shape[:-1] + (2 * h_ref.shape[-1],), generator=torch.Generator().manual_seed(1), **F64)
+    got = _outputs_and_grads(args, noise, w)
+    loss = (h_ref * w[..., :4]).sum() + (c_ref.square() * w[..., 4:]).sum() + torch.cat([h_ref, c_ref], -1).square().sum()
+    want = [h_ref.detach(), c_ref.detach(), *torch.autograd.grad(loss, args)]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@needs_kernel
+def test_compiled_and_eager_layers_agree():
+    """float64: the two paths compute the same function (to a few thousand eps); float32: within the
+    float32 roundings they differ by (sigmoid, order of sums)."""
+    for dtype, tol in ((torch.float64, TOL), (torch.float32, dict(rtol=1e-5, atol=1e-5))):
+        args, noise = _layer_args(E=3, B=5, T=12, N=6, dtype=dtype)
+        w = torch.randn(3, 5, 12, 12, generator=torch.Generator().manual_seed(2), dtype=dtype)
+        compiled = _outputs_and_grads(args, noise, w)
+        with lstm_kernel.eager():
+            eager = _outputs_and_grads(args, noise, w)
+        for a, b in zip(compiled, eager):
+            torch.testing.assert_close(a, b, **tol)
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("N,B,T", [(7, 6, 30), (13, 5, 20), (33, 3, 50), (24, 16, 25)])
+def test_a_member_alone_and_in_an_ensemble_bit_for_bit(N, B, T, threads):
+    """float32, states and the gradients of the recurrence's inputs: member e of an ensemble of 4
+    equals the same member alone, at sizes where a batched product of torch rounds a lone member
+    differently (the eager layer, measured: at (7, 6, 30) and (33, 3, 50), with two threads also at
+    (13, 5, 20), in every gradient)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        E = 4
+        args, noise = _layer_args(E=E, B=B, T=T, N=N, n_in=3, seed=3, dtype=torch.float32)
+        w = torch.randn(E, B, T, 2 * N, generator=torch.Generator().manual_seed(4))
+        full = _outputs_and_grads(args, noise, w)
+        for e in range(E):
+            one = [a.detach()[e:e + 1].clone().requires_grad_() for a in args]
+            alone = _outputs_and_grads(one, noise[e:e + 1], w[e:e + 1])
+            for a, b in zip(full, alone):
+                assert torch.equal(a[e:e + 1], b)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fresh_kernel(monkeypatch, tmp_path, **env):
+    monkeypatch.setenv("BIOPLASTIC_KERNEL_DIR", str(tmp_path / "kernels"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    lstm_kernel.reset()
+    return lstm_kernel.kernel()
+
+
+@pytest.fixture
+def isolated_kernel_state():
+    yield
+    lstm_kernel.reset()  # the next use decides anew, with the real environment
+
+
+@pytest.mark.usefixtures("isolated_kernel_state")
+@pytest.mark.parametrize("cause,env", [("no compiler", {"CC": ""}),
+                                       ("compiler fails", {"CC": "false"}),
+                                       ("turned off", {"BIOPLASTIC_LSTM_KERNEL": "0"})])
+def test_without_a_working_compiler_the_eager_code_runs(cause, env, monkeypatch, tmp_path):
+    """No kernel, a status line that says why, and the layer still matches the plain loop."""
+    if cause == "no compiler":
+        monkeypatch.setattr(lstm_kernel.shutil, "which", lambda name: None)
+    assert _fresh_kernel(monkeypatch, tmp_path, **env) is None
+    status = lstm_kernel.status()
+    assert {"no compiler": "no C compiler found", "compiler fails": "compiling the LSTM kernel failed",
+            "turned off": "BIOPLASTIC_LSTM_KERNEL=0"}[cause] in status, status
+    args, noise = _layer_args()
+    h, c, _ = lstm_recurrence(*args, noise)
+    h_ref, c_ref = lstm_reference(*args, noise)
+    torch.testing.assert_close(h, h_ref, **TOL)
+    torch.testing.assert_close(c, c_ref, **TOL)
+
+
+@needs_kernel
+@pytest.mark.usefixtures("isolated_kernel_state")
+def test_the_compiled_file_goes_to_the_cache_folder_only(monkeypatch, tmp_path):
+    """Built into $BIOPLASTIC_KERNEL_DIR (nothing in an empty HOME), loaded from there the second time."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    k = _fresh_kernel(monkeypatch, tmp_path)
+    assert k is not None and k.path.parent == tmp_path / "kernels"
+    assert sorted(p.name for p in (tmp_path / "kernels").iterdir()) == [k.path.name]
+    assert list(home.iterdir()) == []
+    lstm_kernel.reset()
+    assert lstm_kernel.kernel().path == k.path
+
+
+def test_the_default_cache_folder_is_in_the_temp_dir(monkeypatch):
+    monkeypatch.delenv("BIOPLASTIC_KERNEL_DIR", raising=False)
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    assert lstm_kernel.cache_dir() == Path(tempfile.gettempdir()) / f"bioplastic-{uid}" / "kernels"
+
+
+@needs_kernel
+def test_network_training_step_uses_the_kernel_and_matches_eager():
+    """The LSTM network's rollout and gradients (float64, tcr_on_cell, noise) are the same on both paths."""
+    net = build_network("lstm", {"n_units": 5, "tcr_on_cell": True, "sigma_h": 0.2}, n_inputs=3, n_outputs=2, dt_ms=20,
+                        rngs=[np.random.default_rng(s) for s in range(2)], dtype=torch.float64)
+    g = torch.Generator().manual_seed(8)
+    u, noise = torch.randn(2, 4, 9, 3, generator=g, **F64), torch.randn(2, 4, 9, 5, generator=g, **F64)
+
+    def run():
+        roll = net.run(u, noise)
+        loss = roll.output_exbxtxo.square().sum() + roll.state_exbxtxn.diff(dim=2).square().sum()
+        return [roll.full_state.detach(), *torch.autograd.grad(loss, list(net.params.values()))]
+
+    compiled = run()
+    with lstm_kernel.eager():
+        eager = run()
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, **TOL)
+
