@@ -11,8 +11,9 @@ change them); otherwise its last recorded iteration.
   smoothed loss falls by less than ``settle`` (10 %) of its remaining distance to L_f over the next
   window: ``s[t] - s[t + window] < settle * (s[t] - L_f)``. On delayed addition, learning the
   target's mean is such a transient; the plateau follows it. A settled stretch counts only if the
-  loss later falls at least to half of its level (``PLATEAU_DROP``); if the curve never settles
-  before its descent (it falls from the start), t_p = 0.
+  loss later falls at least to half of its level (``PLATEAU_DROP``) or the network never reaches its
+  criterion (it is still searching there: no drop); if the curve never settles before its descent
+  (it falls from the start), t_p = 0.
 - ``plateau_loss`` L_p: the median of ``s`` over ``[t_p, t_p + window]``.
 - drop: D = L_p - L_f. A curve with D < ``min_drop`` (30 %) * L_p has no drop (all drop metrics NaN).
 - ``drop_onset``: first iteration >= t_p where ``s < L_p - 0.1 D``; ``search_phase`` = onset - t_p,
@@ -82,15 +83,16 @@ def smooth(loss_k: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _plateau_start(s: np.ndarray, window: int, l_final: float) -> int:
+def _plateau_start(s: np.ndarray, window: int, l_final: float, learned: bool = True) -> int:
     """Index into ``s`` (finite values) of the end of the initial transient (see the module doc)."""
     w = min(window, len(s) - 1)
     for t in range(len(s) - w):
         remaining = s[t] - l_final
         if s[t] - s[t + w] < SETTLE * remaining:
             # settled; a plateau only if the loss later falls at least to half this level (else the
-            # curve fell from the start and has settled near its end)
-            return t if remaining > PLATEAU_DROP * abs(s[t]) else 0
+            # curve fell from the start and has settled near its end) - or if the network never
+            # reached its criterion: then it is still searching on the plateau it settled on
+            return t if remaining > PLATEAU_DROP * abs(s[t]) or not learned else 0
     return 0
 
 
@@ -132,10 +134,13 @@ def cliff(s: np.ndarray, start: int, end: int, window: int, drop: float) -> tupl
 
 
 def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
-                  horizon: float | None = None, *, check_length: bool = True) -> dict[str, float]:
+                  horizon: float | None = None, *, check_length: bool = True, learned: bool = True) -> dict[str, float]:
     """Metrics of one task-loss curve (iterations are indices into ``loss_k``); ``horizon``: last
-    iteration taken into account (None: all). A curve with no finite value (a network whose loss was
-    NaN from the start) gets NaN everywhere; a curve shorter than two smoothing windows is refused."""
+    iteration taken into account (None: all). ``learned=False`` for a network that never reached its
+    criterion: a loss that falls at first (an initial transient, e.g. learning the target's mean on
+    delayed addition) and then settles for good is then a plateau the network has not left (no drop),
+    not a fall from the start. A curve with no finite value (a network whose loss was NaN from the
+    start) gets NaN everywhere; a curve shorter than two smoothing windows is refused."""
     loss_k = np.asarray(loss_k, float)
     if loss_k.ndim != 1:
         raise ValueError(f"loss_k: expected one curve (1-D, one value per iteration), got shape {loss_k.shape}")
@@ -155,7 +160,7 @@ def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
     l_final = float(s.min())
     out["final_loss"] = l_final
     out["abrupt"] = 0.0
-    tp = _plateau_start(s, window, l_final)
+    tp = _plateau_start(s, window, l_final, learned)
     l_plateau = float(np.median(s[tp:tp + window + 1]))
     out.update(plateau_start=float(idx[tp]), plateau_loss=l_plateau)
     if not l_plateau - l_final > min_drop * abs(l_plateau):
@@ -268,7 +273,7 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
             status[c, s] = 1 if not np.isfinite(task[c, s]).any() else 2 if short else 0
             if status[c, s] != 1:
                 for m, v in curve_metrics(task[c, s], smoothing, horizon=metrics_horizon(itc, smoothing),
-                                          check_length=False).items():
+                                          check_length=False, learned=bool(np.isfinite(itc))).items():
                     out[m][c, s] = v
             finite = acc[np.isfinite(acc)]
             diverged = "diverged_at" in ds and np.isfinite(ds["diverged_at"].values[c, s])
@@ -317,7 +322,7 @@ def add_output_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -
                 if not np.isfinite(loss[c, s, :, o]).any():
                     continue
                 for m, v in curve_metrics(loss[c, s, :, o], smoothing, horizon=metrics_horizon(itc, smoothing),
-                                          check_length=False).items():
+                                          check_length=False, learned=bool(np.isfinite(itc))).items():
                     out[m][c, s, o] = v
     for m, v in out.items():
         ds[f"output_{m}"] = (("condition", "seed", "output"), v)

@@ -293,12 +293,26 @@ def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: i
     return ev
 
 
+def searching_at_least(sub: xr.Dataset, cond: str) -> np.ndarray:
+    """The search phases of a condition's networks, with a network still on its plateau at the end (no
+    drop, criterion never reached, not diverged) counted at its time there - a lower bound, as an
+    unlearned network's iterations to criterion are counted at the budget."""
+    c = sub.sel(condition=cond)
+    search = c["search_phase"].values.astype(float)
+    if not all(k in c for k in ("plateau_start", "learned", "final_iteration")):
+        return search
+    diverged = np.isfinite(c["diverged_at"].values) if "diverged_at" in c else np.zeros(search.shape, bool)
+    still = ~np.isfinite(search) & np.isfinite(c["plateau_start"].values) & ~c["learned"].values.astype(bool) & ~diverged
+    return np.where(still, c["final_iteration"].values - c["plateau_start"].values, search)
+
+
 def search_phase_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, rng: np.random.Generator) -> Evidence | None:
     """Search phase (iterations on the plateau), ``cond`` minus ``ref``, paired by seed over the
-    networks with a drop in both; None when the results hold no search phase."""
+    networks with a drop or still on their plateau (:func:`searching_at_least`) in both; None when the
+    results hold no search phase."""
     if "search_phase" not in sub:
         return None
-    a, b = sub["search_phase"].sel(condition=cond).values, sub["search_phase"].sel(condition=ref).values
+    a, b = searching_at_least(sub, cond), searching_at_least(sub, ref)
     delta = ITC_DELTA_FRACTION * nanmedian(b)
     return paired(f"{cond} vs {ref}{where}: search phase (paired difference)", a, b, -1,
                   delta if np.isfinite(delta) and delta > 0 else 1.0, "iterations", rng=rng)

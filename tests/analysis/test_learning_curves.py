@@ -333,3 +333,33 @@ def test_cliff_then_slow_tail_loses_only_the_cliffs_share():
         assert m["abrupt"] == 0, m
         assert 0.2 <= m["cliff_fraction"] <= 0.45, m
         assert m["cliff_width"] <= 16, m
+
+
+def _transient_then_plateau(n=3000, seed=0):
+    # delayed addition's "output the mean" plateau: a fast initial transient from 1 to 1/6, then the
+    # plateau for the rest of the run, with the noise of a long Adam plateau
+    k = np.arange(n)
+    clean = PLATEAU + (1 - PLATEAU) * np.exp(-k / 8)
+    return clean + _scale(clean) * _adam_noise(n, seed)
+
+
+def test_a_network_that_never_leaves_its_plateau_has_no_drop():
+    # not learned: the transient is not a drop, the network is still searching on its plateau
+    for seed in range(10):
+        m = curve_metrics(_transient_then_plateau(seed=seed), window=25, learned=False)
+        assert np.isnan(m["search_phase"]) and np.isnan(m["drop_onset"]) and m["abrupt"] == 0, m
+        assert 10 <= m["plateau_start"] <= 80, m
+        assert abs(m["plateau_loss"] - PLATEAU) < 0.02, m
+    # a network that learned by falling from the start: the fall is its drop, with no search phase
+    m = curve_metrics(_transient_then_plateau(seed=0), window=25)
+    assert m["plateau_start"] == 0 and m["search_phase"] < 25 and m["abrupt"] == 0, m
+
+
+def test_a_later_drop_is_found_whether_or_not_the_network_learned():
+    # the same transient and plateau, then a drop at 2000: the metrics do not depend on `learned`
+    k = np.arange(3000)
+    curve = _transient_then_plateau(seed=3)
+    curve = np.where(k < 1900, curve, curve * _logistic_drop(k, 2000, 200, 1.0, 0.05))
+    a, b = curve_metrics(curve, window=25), curve_metrics(curve, window=25, learned=False)
+    assert a == b or all((a[x] == b[x]) or (np.isnan(a[x]) and np.isnan(b[x])) for x in a)
+    assert 1950 <= a["drop_onset"] <= 2100 and a["abrupt"] == 1, a

@@ -305,3 +305,15 @@ def test_claim10_attractor_formation():
     assert V.claim_10(RunData()).status == NOT_TESTED
     plain = _formation(ref, ref)
     assert V.claim_10(RunData(analysis=plain.analysis, conditions={"baseline": CondInfo(), "tcr": CondInfo()})).status == NOT_TESTED
+
+
+def test_networks_still_on_their_plateau_count_at_their_time_there():
+    # seed 0 dropped after 300 iterations; seed 1 never left its plateau (from iteration 40 to the end
+    # of 4000): at least 3960; seed 2 fell from the start and learned (no search phase); seed 3 diverged
+    ds = xr.Dataset({"search_phase": (("condition", "seed"), [[300.0, np.nan, np.nan, np.nan]]),
+                     "plateau_start": (("condition", "seed"), [[50.0, 40.0, 0.0, 30.0]]),
+                     "learned": (("condition", "seed"), [[True, False, True, False]]),
+                     "final_iteration": (("condition", "seed"), [[4000, 4000, 4000, 1200]]),
+                     "diverged_at": (("condition", "seed"), [[np.nan, np.nan, np.nan, 1200.0]])},
+                    coords={"condition": ["baseline"], "seed": [0, 1, 2, 3]})
+    np.testing.assert_array_equal(V.searching_at_least(ds, "baseline"), [300.0, 3960.0, np.nan, np.nan])
