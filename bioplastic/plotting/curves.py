@@ -66,6 +66,10 @@ def learning_curves(ds: xr.Dataset, axes=None):
                 top.plot(it[drop], sm[drop], lw=2.2, color="k")
                 line.broken_barh([(tp, onset - tp)], (row - 0.35, 0.7), color="0.75")
                 line.broken_barh([(onset, max(width, 1))], (row - 0.35, 0.7), color=color)
+            elif _still_searching(x):
+                # no drop, never learned: the plateau it settled on runs to the end of training
+                end = float(x["final_iteration"]) if "final_iteration" in x else float(it[-1])
+                line.broken_barh([(tp, end - tp)], (row - 0.35, 0.7), facecolor="0.85", hatch="...", edgecolor="0.6", linewidth=0)
             itc = float(x["iterations_to_criterion"])
             mid.plot(ds["evaluation"], x["accuracy"], lw=1, color=color)
             if np.isfinite(itc):
@@ -84,7 +88,7 @@ def learning_curves(ds: xr.Dataset, axes=None):
     axes[0, 0].set_ylabel("task loss (log; faint: raw)\ngrey band: search phase; black: drop")
     axes[1, 0].set_ylabel(f"held-out accuracy\n-- criterion {crit:g}")
     axes[2, 0].set_xlim(it[0], it[-1])
-    axes[2, 0].text(0, -0.9, "grey: search phase   colour: drop (10-90 %)   |: criterion reached", fontsize=7,
+    axes[2, 0].text(0, -0.9, "grey: search phase (dotted: to the end)   colour: drop (10-90 %)   |: criterion", fontsize=7,
                     transform=axes[2, 0].get_yaxis_transform(), va="bottom")
     if per_output:
         for j, cond in enumerate(conds):
@@ -123,9 +127,21 @@ def output_timeline(c: xr.Dataset, ax, color) -> None:
     ax.set_title(f"per output (0..{O - 1} top to bottom)", fontsize=7)
 
 
+def _still_searching(x: xr.Dataset) -> bool:
+    """No drop, a plateau, the criterion never reached and no divergence: the network is still on its
+    plateau at the end of training."""
+    if not all(k in x for k in ("search_phase", "plateau_start", "iterations_to_criterion")):
+        return False
+    diverged = "diverged_at" in x and np.isfinite(float(x["diverged_at"]))
+    return (not np.isfinite(float(x["search_phase"])) and np.isfinite(float(x["plateau_start"]))
+            and not np.isfinite(float(x["iterations_to_criterion"])) and not diverged)
+
+
 def _not_abrupt(x: xr.Dataset) -> str:
     """Why a network does not count as abrupt learning (see analysis/learning_curves.py)."""
     search, window = float(x["search_phase"]), x["loss_smoothed"].attrs.get("window", 1)
+    if _still_searching(x):
+        return "still on the plateau"
     if not np.isfinite(search):
         return "no drop"
     if search < window:
