@@ -87,7 +87,10 @@ def test_a_member_alone_and_in_an_ensemble_bit_for_bit(N, B, T, threads):
 
 
 def _fresh_kernel(monkeypatch, tmp_path, **env):
+    """The kernel decided anew with a cache folder in tmp_path and ``env`` (the kernel on, unless ``env``
+    turns it off: the suite may run with BIOPLASTIC_LSTM_KERNEL=0)."""
     monkeypatch.setenv("BIOPLASTIC_KERNEL_DIR", str(tmp_path / "kernels"))
+    monkeypatch.delenv("BIOPLASTIC_LSTM_KERNEL", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     lstm_kernel.reset()
