@@ -265,7 +265,7 @@ def _build(cc: str, out: Path, extra: tuple[str, ...]) -> None:
         src, lib = Path(tmp) / "lstm_kernel.c", Path(tmp) / out.name
         src.write_text(SOURCE)
         subprocess.run([cc, *FLAGS, *extra, str(src), "-o", str(lib), "-lm"], check=True, capture_output=True, text=True,
-                       timeout=120)
+                       errors="replace", timeout=120)
         os.replace(lib, out)
 
 
@@ -273,7 +273,10 @@ def _load() -> Kernel:
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found ($CC, cc, gcc, clang)")
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, errors="replace", timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        raise RuntimeError(f"the C compiler {cc} does not run ({err})") from err
     errors = []
     for extra in ((), ("-DBIOPLASTIC_NO_CLONES",)):  # function multiversioning where the compiler has it
         key = hashlib.sha256("\0".join([SOURCE, *FLAGS, *extra, version, platform.machine()]).encode()).hexdigest()[:16]
@@ -283,7 +286,8 @@ def _load() -> Kernel:
             if not path.exists():
                 _build(cc, path, extra)
             return Kernel(ctypes.CDLL(str(path)), path, time.perf_counter() - t0)
-        except (OSError, subprocess.SubprocessError) as err:
+        except (OSError, AttributeError, ValueError, subprocess.SubprocessError) as err:
+            # AttributeError: a library without the kernel's functions; ValueError: undecodable output
             detail = getattr(err, "stderr", None) or str(err)
             errors.append(f"{' '.join(extra) or 'default flags'}: {detail.strip().splitlines()[-1] if detail.strip() else err}")
     raise RuntimeError("compiling the LSTM kernel failed (" + "; ".join(errors) + ")")
@@ -300,7 +304,7 @@ def kernel() -> Kernel | None:
             try:
                 _kernel = _load()
                 _status = f"compiled ({_kernel.path}, {_kernel.compile_seconds:.2f} s to build or load)"
-            except RuntimeError as err:
+            except Exception as err:  # whatever goes wrong, the eager code runs
                 _status = f"unavailable, eager torch code: {err}"
                 log.info("LSTM kernel %s", _status)
     return _kernel

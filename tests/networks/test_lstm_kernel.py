@@ -3,6 +3,8 @@ the float64 oracle, whichever path runs; a member's numbers independent of the e
 small sizes where MKL's batched products round differently); the eager fallback where no compiler
 works; compiled files only in the cache folder."""
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -162,3 +164,46 @@ def test_network_training_step_uses_the_kernel_and_matches_eager():
     for a, b in zip(compiled, eager):
         torch.testing.assert_close(a, b, **TOL)
 
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.usefixtures("isolated_kernel_state")
+@pytest.mark.parametrize("cause", ["cannot run", "library without the functions", "--version hangs"])
+def test_a_broken_compiler_falls_back_to_the_eager_code(cause, monkeypatch, tmp_path):
+    """A $CC that cannot be executed (bad interpreter line), one that builds a library without the
+    kernel's functions, and one whose --version never returns: no exception, the eager code, and
+    a status line with the reason."""
+    if shutil.which("sh") is None:
+        pytest.skip("needs /bin/sh")
+    if cause == "cannot run":
+        cc = str(tmp_path / "cc")
+        Path(cc).write_text("#!/nonexistent/interpreter\n")
+        Path(cc).chmod(0o755)
+    elif cause == "library without the functions":
+        real = lstm_kernel._compiler()
+        if real is None:
+            pytest.skip("needs a C compiler")
+        cc = _script(tmp_path / "cc", 'while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done\n'
+                                      f'echo "int x;" | "{real}" -x c -shared -fPIC -o "$out" -\n')
+    else:
+        cc = _script(tmp_path / "cc", "exec true\n")
+        run = subprocess.run
+
+        def hangs(cmd, *args, **kw):
+            if "--version" in cmd:
+                raise subprocess.TimeoutExpired(cmd, kw.get("timeout"))
+            return run(cmd, *args, **kw)
+        monkeypatch.setattr(lstm_kernel.subprocess, "run", hangs)
+    assert _fresh_kernel(monkeypatch, tmp_path, CC=cc) is None
+    assert lstm_kernel.status().startswith("unavailable, eager torch code:"), lstm_kernel.status()
+    args, noise = _layer_args()
+    h, c, _ = lstm_recurrence(*args, noise)
+    assert h.grad_fn.name() == "_LSTMRecurrenceBackward"
+    h_ref, c_ref = lstm_reference(*args, noise)
+    torch.testing.assert_close(h, h_ref, **TOL)
+    torch.testing.assert_close(c, c_ref, **TOL)
