@@ -207,3 +207,66 @@ def test_a_broken_compiler_falls_back_to_the_eager_code(cause, monkeypatch, tmp_
     h_ref, c_ref = lstm_reference(*args, noise)
     torch.testing.assert_close(h, h_ref, **TOL)
     torch.testing.assert_close(c, c_ref, **TOL)
+
+
+def _other_user(path: Path) -> None:
+    """Hand ``path`` to another user (needs root)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("needs root to make a file of another user")
+    os.chown(path, 65534, 65534, follow_symlinks=False)
+
+
+@needs_kernel
+@pytest.mark.usefixtures("isolated_kernel_state")
+@pytest.mark.parametrize("how", ["folder writable by others", "folder of another user", "parent of another user",
+                                 "library of another user", "library writable by others"])
+def test_a_library_another_user_could_have_planted_is_not_loaded(how, monkeypatch, tmp_path):
+    """The default cache folder <tempdir>/bioplastic-<uid>/kernels, made in advance by someone else
+    with a library in it (here a copy of the real one, under the name the kernel would look for):
+    not loaded, the eager code runs, and the status says why."""
+    monkeypatch.delenv("BIOPLASTIC_KERNEL_DIR", raising=False)
+    monkeypatch.delenv("BIOPLASTIC_LSTM_KERNEL", raising=False)
+    real = lstm_kernel.kernel().path
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folder = lstm_kernel.cache_dir()
+    assert folder.parent.parent == tmp_path
+    folder.mkdir(parents=True, mode=0o700)
+    folder.parent.chmod(0o700)
+    planted = folder / real.name
+    shutil.copy(real, planted)
+    planted.chmod(0o755)
+    if how == "folder writable by others":
+        folder.chmod(0o777)
+    elif how == "folder of another user":
+        _other_user(folder)
+    elif how == "parent of another user":
+        _other_user(folder.parent)
+    elif how == "library of another user":
+        _other_user(planted)
+    else:
+        planted.chmod(0o777)
+    lstm_kernel.reset()
+    assert lstm_kernel.kernel() is None
+    assert "can be changed by another user" in lstm_kernel.status() or "that only they can write to" in lstm_kernel.status()
+    args, noise = _layer_args()
+    assert lstm_recurrence(*args, noise)[0].grad_fn.name() == "_LSTMRecurrenceBackward"
+
+
+@needs_kernel
+@pytest.mark.usefixtures("isolated_kernel_state")
+def test_the_cache_folders_are_made_private_whatever_the_umask(monkeypatch, tmp_path):
+    """With umask 002 (group-writable files by default) the folders made are 0700 and the library
+    writable by its owner only - and it is loaded."""
+    monkeypatch.delenv("BIOPLASTIC_KERNEL_DIR", raising=False)
+    monkeypatch.delenv("BIOPLASTIC_LSTM_KERNEL", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    previous = os.umask(0o002)
+    try:
+        lstm_kernel.reset()
+        k = lstm_kernel.kernel()
+    finally:
+        os.umask(previous)
+    assert k is not None, lstm_kernel.status()
+    assert k.path.parent == tmp_path / f"bioplastic-{os.getuid()}" / "kernels"
+    assert (k.path.parent.stat().st_mode & 0o777, k.path.parent.parent.stat().st_mode & 0o777) == (0o700, 0o700)
+    assert k.path.stat().st_mode & 0o022 == 0
