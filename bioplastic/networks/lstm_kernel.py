@@ -466,6 +466,8 @@ class LSTMRecurrenceCompiled(torch.autograd.Function):
             Z[:, 0, :, K:] = c0_exbxn
             S = _members(u_exbxtxi, E, T, B, G)
             TC = _members(u_exbxtxi, E, T, B, N)
+            if noise_exbxtxn is not None:  # the C loop reads (E, B, T, N) of S's dtype: broadcast as the eager layer does
+                noise_exbxtxn = noise_exbxtxn.to(S).transpose(1, 2).expand(E, T, B, N).transpose(1, 2)
             noise, X = _strided(noise_exbxtxn)
             step = kernel().forward[S.dtype]
             args = _pack(S, Z, TC, *X, E, T, B, N, R, n_in + 1, S.stride(0), Z.stride(0), TC.stride(0))

@@ -270,3 +270,26 @@ def test_the_cache_folders_are_made_private_whatever_the_umask(monkeypatch, tmp_
     assert k.path.parent == tmp_path / f"bioplastic-{os.getuid()}" / "kernels"
     assert (k.path.parent.stat().st_mode & 0o777, k.path.parent.parent.stat().st_mode & 0o777) == (0o700, 0o700)
     assert k.path.stat().st_mode & 0o022 == 0
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", ["float32 noise, float64 layer", "noise (E, B, T, 1)", "noise (1, B, T, N)",
+                                  "noise with strided units"])
+def test_noise_of_another_dtype_or_broadcast_is_read_as_the_eager_layer_reads_it(kind):
+    """The C loop reads the noise in place with the layer's dtype and (E, B, T, N) strides; noise the
+    eager layer accepts (another dtype, a shape that broadcasts, units not contiguous) gives the same
+    states and gradients on both paths (before: read as if of the layer's dtype and full shape -
+    past the end of the tensor)."""
+    args, noise = _layer_args(E=3, B=4, T=6, N=5)
+    noise = {"float32 noise, float64 layer": noise.float(), "noise (E, B, T, 1)": noise[..., :1].clone(),
+             "noise (1, B, T, N)": noise[:1].clone(),
+             "noise with strided units": noise.repeat_interleave(2, -1)[..., ::2]}[kind]
+    w = torch.randn(3, 4, 6, 10, generator=torch.Generator().manual_seed(5), **F64)
+    h, _, _ = lstm_recurrence(*args, noise)
+    assert h.grad_fn.name() == "LSTMRecurrenceCompiledBackward"
+    compiled = _outputs_and_grads(args, noise, w)
+    with lstm_kernel.eager():
+        eager = _outputs_and_grads(args, noise, w)
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, **TOL)
+
