@@ -28,23 +28,49 @@ def _layer_args(E=2, B=3, T=7, N=4, n_in=2, seed=0, dtype=torch.float64):
     return [a.requires_grad_() for a in args], torch.randn(E, B, T, N, generator=g, dtype=dtype)
 
 
-def _outputs_and_grads(args, noise, w):
+def _outputs_and_grads(args, noise, w, compiled=None):
+    """States and gradients; ``compiled`` (if given): whether the compiled layer must have run."""
     h, c, hc = lstm_recurrence(*args, noise)
+    if compiled is not None:
+        assert h.grad_fn.name() == ("LSTMRecurrenceCompiledBackward" if compiled else "_LSTMRecurrenceBackward")
     loss = (h * w[..., :h.shape[-1]]).sum() + (c.square() * w[..., h.shape[-1]:]).sum() + hc.square().sum()
     return [h.detach(), c.detach(), *torch.autograd.grad(loss, args)]
 
 
+def _noncontiguous(t: torch.Tensor, units_strided: bool) -> torch.Tensor:
+    """The same values, not contiguous: the last dimension of stride 2, or of stride 1 in padded rows."""
+    if units_strided:
+        return t.repeat_interleave(2, -1)[..., ::2]
+    return torch.cat([t, t.new_zeros(t.shape[:-1] + (3,))], -1)[..., :t.shape[-1]]
+
+
+#: block_bytes of one step, of 3 steps (T = 7: blocks of 1, 3, 3 - a partial block and the two
+#: delta buffers reused), and the default (all steps in one block), at the default sizes
+_B3G16 = 3 * 16 * 8
+
+
 @needs_kernel
-@pytest.mark.parametrize("block_bytes", [1, 1 << 19])  # one step per block of delta; the default
-def test_compiled_layer_matches_the_plain_loop_in_float64(block_bytes, monkeypatch):
+@pytest.mark.parametrize("case", ["blocks of 1 step", "blocks of 3 steps", "default blocks", "E=B=T=N=1",
+                                  "B=N=1", "T=1", "inputs with padded rows",
+                                  "inputs with strided units"])
+def test_compiled_layer_matches_the_plain_loop_in_float64(case, monkeypatch):
     """States and the gradients in every input against autograd through the plain cell, with noise
-    and gradients from outside on h, c and (h, c)."""
-    monkeypatch.setattr(lstm_kernel, "BLOCK_BYTES", block_bytes)
-    args, noise = _layer_args()
+    and gradients from outside on h, c and (h, c); blocks of delta of one, three and all steps,
+    sizes of 1, and inputs, noise and outside gradients that are not contiguous."""
+    monkeypatch.setattr(lstm_kernel, "BLOCK_BYTES", {"blocks of 1 step": 1, "blocks of 3 steps": 3 * _B3G16}.get(case, 1 << 19))
+    sizes = {"E=B=T=N=1": dict(E=1, B=1, T=1, N=1, n_in=1), "B=N=1": dict(E=2, B=1, T=5, N=1, n_in=1),
+             "T=1": dict(T=1)}.get(case, {})
+    args, noise = _layer_args(**sizes)
+    if case.startswith("inputs with"):
+        strided = case.endswith("units")
+        args, noise = [_noncontiguous(a.detach(), strided).requires_grad_() for a in args], _noncontiguous(noise, strided)
     h_ref, c_ref = lstm_reference(*args, noise)
-    w = torch.randn(h_ref.shape[:-1] + (2 * h_ref.shape[-1],), generator=torch.Generator().manual_seed(1), **F64)
-    got = _outputs_and_grads(args, noise, w)
-    loss = (h_ref * w[..., :4]).sum() + (c_ref.square() * w[..., 4:]).sum() + torch.cat([h_ref, c_ref], -1).square().sum()
+    N = h_ref.shape[-1]
+    w = torch.randn(h_ref.shape[:-1] + (2 * N,), generator=torch.Generator().manual_seed(1), **F64)
+    if case.startswith("inputs with"):
+        w = _noncontiguous(w, strided)
+    got = _outputs_and_grads(args, noise, w, compiled=True)
+    loss = (h_ref * w[..., :N]).sum() + (c_ref.square() * w[..., N:]).sum() + torch.cat([h_ref, c_ref], -1).square().sum()
     want = [h_ref.detach(), c_ref.detach(), *torch.autograd.grad(loss, args)]
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **TOL)
@@ -57,9 +83,9 @@ def test_compiled_and_eager_layers_agree():
     for dtype, tol in ((torch.float64, TOL), (torch.float32, dict(rtol=1e-5, atol=1e-5))):
         args, noise = _layer_args(E=3, B=5, T=12, N=6, dtype=dtype)
         w = torch.randn(3, 5, 12, 12, generator=torch.Generator().manual_seed(2), dtype=dtype)
-        compiled = _outputs_and_grads(args, noise, w)
+        compiled = _outputs_and_grads(args, noise, w, compiled=True)
         with lstm_kernel.eager():
-            eager = _outputs_and_grads(args, noise, w)
+            eager = _outputs_and_grads(args, noise, w, compiled=False)
         for a, b in zip(compiled, eager):
             torch.testing.assert_close(a, b, **tol)
 
@@ -78,7 +104,7 @@ def test_a_member_alone_and_in_an_ensemble_bit_for_bit(N, B, T, threads):
         E = 4
         args, noise = _layer_args(E=E, B=B, T=T, N=N, n_in=3, seed=3, dtype=torch.float32)
         w = torch.randn(E, B, T, 2 * N, generator=torch.Generator().manual_seed(4))
-        full = _outputs_and_grads(args, noise, w)
+        full = _outputs_and_grads(args, noise, w, compiled=True)
         for e in range(E):
             one = [a.detach()[e:e + 1].clone().requires_grad_() for a in args]
             alone = _outputs_and_grads(one, noise[e:e + 1], w[e:e + 1])
@@ -146,8 +172,12 @@ def test_the_default_cache_folder_is_in_the_temp_dir(monkeypatch):
 
 
 @needs_kernel
-def test_network_training_step_uses_the_kernel_and_matches_eager():
-    """The LSTM network's rollout and gradients (float64, tcr_on_cell, noise) are the same on both paths."""
+def test_network_training_step_uses_the_kernel_and_matches_eager(monkeypatch):
+    """The LSTM network's rollout and gradients (float64, tcr_on_cell, noise) are the same on both
+    paths, and the compiled layer runs (outside :func:`eager` only)."""
+    calls = []
+    apply = lstm_kernel.LSTMRecurrenceCompiled.apply
+    monkeypatch.setattr(lstm_kernel.LSTMRecurrenceCompiled, "apply", lambda *a: calls.append(1) or apply(*a))
     net = build_network("lstm", {"n_units": 5, "tcr_on_cell": True, "sigma_h": 0.2}, n_inputs=3, n_outputs=2, dt_ms=20,
                         rngs=[np.random.default_rng(s) for s in range(2)], dtype=torch.float64)
     g = torch.Generator().manual_seed(8)
@@ -159,8 +189,10 @@ def test_network_training_step_uses_the_kernel_and_matches_eager():
         return [roll.full_state.detach(), *torch.autograd.grad(loss, list(net.params.values()))]
 
     compiled = run()
+    n_compiled = len(calls)
     with lstm_kernel.eager():
         eager = run()
+    assert n_compiled > 0 and len(calls) == n_compiled
     for a, b in zip(compiled, eager):
         torch.testing.assert_close(a, b, **TOL)
 
@@ -285,11 +317,9 @@ def test_noise_of_another_dtype_or_broadcast_is_read_as_the_eager_layer_reads_it
              "noise (1, B, T, N)": noise[:1].clone(),
              "noise with strided units": noise.repeat_interleave(2, -1)[..., ::2]}[kind]
     w = torch.randn(3, 4, 6, 10, generator=torch.Generator().manual_seed(5), **F64)
-    h, _, _ = lstm_recurrence(*args, noise)
-    assert h.grad_fn.name() == "LSTMRecurrenceCompiledBackward"
-    compiled = _outputs_and_grads(args, noise, w)
+    compiled = _outputs_and_grads(args, noise, w, compiled=True)
     with lstm_kernel.eager():
-        eager = _outputs_and_grads(args, noise, w)
+        eager = _outputs_and_grads(args, noise, w, compiled=False)
     for a, b in zip(compiled, eager):
         torch.testing.assert_close(a, b, **TOL)
 
