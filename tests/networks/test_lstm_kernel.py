@@ -5,6 +5,7 @@ works; compiled files only in the cache folder."""
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -133,12 +134,14 @@ def isolated_kernel_state():
 
 @pytest.mark.usefixtures("isolated_kernel_state")
 @pytest.mark.parametrize("cause,env", [("no compiler", {"CC": ""}),
-                                       ("compiler fails", {"CC": "false"}),
+                                       ("compiler fails", {"CC": "exits 1"}),
                                        ("turned off", {"BIOPLASTIC_LSTM_KERNEL": "0"})])
 def test_without_a_working_compiler_the_eager_code_runs(cause, env, monkeypatch, tmp_path):
     """No kernel, a status line that says why, and the layer still matches the plain loop."""
     if cause == "no compiler":
         monkeypatch.setattr(lstm_kernel.shutil, "which", lambda name: None)
+    if cause == "compiler fails":  # a program that fails (not `false`: a machine may lack it on PATH)
+        env = {"CC": _script(tmp_path / "cc", "sys.exit(1)\n")}
     assert _fresh_kernel(monkeypatch, tmp_path, **env) is None
     status = lstm_kernel.status()
     assert {"no compiler": "no C compiler found", "compiler fails": "compiling the LSTM kernel failed",
@@ -199,7 +202,8 @@ def test_network_training_step_uses_the_kernel_and_matches_eager(monkeypatch):
 
 
 def _script(path: Path, body: str) -> str:
-    path.write_text("#!/bin/sh\n" + body)
+    """An executable Python script (this interpreter) of ``body`` (``sys`` imported); its path."""
+    path.write_text(f"#!{sys.executable}\nimport sys\n" + body)
     path.chmod(0o755)
     return str(path)
 
@@ -210,8 +214,6 @@ def test_a_broken_compiler_falls_back_to_the_eager_code(cause, monkeypatch, tmp_
     """A $CC that cannot be executed (bad interpreter line), one that builds a library without the
     kernel's functions, and one whose --version never returns: no exception, the eager code, and
     a status line with the reason."""
-    if shutil.which("sh") is None:
-        pytest.skip("needs /bin/sh")
     if cause == "cannot run":
         cc = str(tmp_path / "cc")
         Path(cc).write_text("#!/nonexistent/interpreter\n")
@@ -220,10 +222,10 @@ def test_a_broken_compiler_falls_back_to_the_eager_code(cause, monkeypatch, tmp_
         real = lstm_kernel._compiler()
         if real is None:
             pytest.skip("needs a C compiler")
-        cc = _script(tmp_path / "cc", 'while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done\n'
-                                      f'echo "int x;" | "{real}" -x c -shared -fPIC -o "$out" -\n')
+        cc = _script(tmp_path / "cc", "import subprocess\nout = sys.argv[sys.argv.index('-o') + 1]\n"
+                                      f"subprocess.run([{real!r}, '-x', 'c', '-shared', '-fPIC', '-o', out, '-'], input=b'int x;', check=True)\n")
     else:
-        cc = _script(tmp_path / "cc", "exec true\n")
+        cc = _script(tmp_path / "cc", "")
         run = subprocess.run
 
         def hangs(cmd, *args, **kw):
