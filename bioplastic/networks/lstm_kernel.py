@@ -10,7 +10,10 @@ The C source below is compiled once per machine, the first time it is needed, wi
 compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``; ~1-2 s), into a cache folder: ``$BIOPLASTIC_KERNEL_DIR``
 if set, else ``<tempdir>/bioplastic-<uid>/kernels`` (``tempfile.gettempdir()``: ``$TMPDIR`` or
 /tmp) - never the home folder. The file name carries a hash of the source, the flags and the
-compiler's version, so an edited source compiles anew. Where no compiler works (or on a non-CPU
+compiler's version, so an edited source compiles anew. A library is loaded only from a folder of this
+user's that no one else can write to (nor to any folder above it, bar sticky ones such as /tmp), and
+only if it is this user's file: another user who could plant a file there could run code in this
+process (:func:`_private_dir`); otherwise the eager code runs, with a warning. Where no compiler works (or on a non-CPU
 device, or for a dtype other than float32/float64) the LSTM runs its eager torch code instead
 (:func:`kernel` returns None; :func:`status` says why); ``BIOPLASTIC_LSTM_KERNEL=0`` turns the
 compiled path off.
@@ -32,6 +35,7 @@ import math
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -257,15 +261,63 @@ def _compiler() -> str | None:
     return None
 
 
+class UnsafeCacheDir(RuntimeError):
+    """The cache folder or a library in it could be written by another user."""
+
+
+def _writable_by_others(st: os.stat_result) -> bool:
+    return bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _private_dir(folder: Path) -> Path:
+    """Create ``folder`` (each missing level mode 0700) and check that no other user can change what
+    is in it: the folder is this user's and writable by no one else, and every folder above it (the
+    path resolved) is this user's or root's and writable by no one else unless sticky (/tmp), and no
+    symbolic link on the way is another user's. Raises :class:`UnsafeCacheDir` otherwise."""
+    missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+    for p in reversed(missing):
+        try:
+            os.mkdir(p, 0o700)
+        except FileExistsError:  # another process made it meanwhile: checked below like any other
+            pass
+    if not hasattr(os, "getuid"):  # no POSIX owners (Windows: the temp dir is the user's own)
+        return folder
+    uid = os.getuid()
+    for p in (folder, *folder.parents):
+        if os.path.islink(p) and os.lstat(p).st_uid not in (uid, 0):
+            raise UnsafeCacheDir(f"{p} is a symbolic link of user {os.lstat(p).st_uid}")
+    real = Path(os.path.realpath(folder))
+    st = os.stat(real)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or _writable_by_others(st):
+        raise UnsafeCacheDir(f"{real} is not a folder of user {uid} that only they can write to "
+                             f"(owner {st.st_uid}, mode {stat.filemode(st.st_mode)})")
+    for p in real.parents:
+        st = os.stat(p)
+        if st.st_uid not in (uid, 0) or (_writable_by_others(st) and not st.st_mode & stat.S_ISVTX):
+            raise UnsafeCacheDir(f"{p}, above the cache folder, can be changed by another user "
+                                 f"(owner {st.st_uid}, mode {stat.filemode(st.st_mode)})")
+    return folder
+
+
+def _check_own_file(path: Path) -> None:
+    """Raise :class:`UnsafeCacheDir` unless ``path`` is a regular file of this user that only they can write to."""
+    if not hasattr(os, "getuid"):
+        return
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or _writable_by_others(st):
+        raise UnsafeCacheDir(f"{path} is not a file of user {os.getuid()} that only they can write to "
+                             f"(owner {st.st_uid}, mode {stat.filemode(st.st_mode)})")
+
+
 def _build(cc: str, out: Path, extra: tuple[str, ...]) -> None:
     """Compile SOURCE into ``out`` (written under a temporary name, then renamed: concurrent
     processes never load a half-written file)."""
-    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         src, lib = Path(tmp) / "lstm_kernel.c", Path(tmp) / out.name
         src.write_text(SOURCE)
         subprocess.run([cc, *FLAGS, *extra, str(src), "-o", str(lib), "-lm"], check=True, capture_output=True, text=True,
-                       timeout=120)
+                       errors="replace", timeout=120)
+        os.chmod(lib, 0o755)  # whatever the umask: writable by its owner only
         os.replace(lib, out)
 
 
@@ -273,17 +325,23 @@ def _load() -> Kernel:
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found ($CC, cc, gcc, clang)")
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, errors="replace", timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        raise RuntimeError(f"the C compiler {cc} does not run ({err})") from err
+    folder = _private_dir(cache_dir())
     errors = []
     for extra in ((), ("-DBIOPLASTIC_NO_CLONES",)):  # function multiversioning where the compiler has it
         key = hashlib.sha256("\0".join([SOURCE, *FLAGS, *extra, version, platform.machine()]).encode()).hexdigest()[:16]
-        path = cache_dir() / f"lstm_kernel_{key}.so"
+        path = folder / f"lstm_kernel_{key}.so"
         t0 = time.perf_counter()
         try:
             if not path.exists():
                 _build(cc, path, extra)
+            _check_own_file(path)
             return Kernel(ctypes.CDLL(str(path)), path, time.perf_counter() - t0)
-        except (OSError, subprocess.SubprocessError) as err:
+        except (OSError, AttributeError, ValueError, subprocess.SubprocessError) as err:
+            # AttributeError: a library without the kernel's functions; ValueError: undecodable output
             detail = getattr(err, "stderr", None) or str(err)
             errors.append(f"{' '.join(extra) or 'default flags'}: {detail.strip().splitlines()[-1] if detail.strip() else err}")
     raise RuntimeError("compiling the LSTM kernel failed (" + "; ".join(errors) + ")")
@@ -300,9 +358,9 @@ def kernel() -> Kernel | None:
             try:
                 _kernel = _load()
                 _status = f"compiled ({_kernel.path}, {_kernel.compile_seconds:.2f} s to build or load)"
-            except RuntimeError as err:
+            except Exception as err:  # whatever goes wrong, the eager code runs
                 _status = f"unavailable, eager torch code: {err}"
-                log.info("LSTM kernel %s", _status)
+                (log.warning if isinstance(err, UnsafeCacheDir) else log.info)("LSTM kernel %s", _status)
     return _kernel
 
 
@@ -408,6 +466,8 @@ class LSTMRecurrenceCompiled(torch.autograd.Function):
             Z[:, 0, :, K:] = c0_exbxn
             S = _members(u_exbxtxi, E, T, B, G)
             TC = _members(u_exbxtxi, E, T, B, N)
+            if noise_exbxtxn is not None:  # the C loop reads (E, B, T, N) of S's dtype: broadcast as the eager layer does
+                noise_exbxtxn = noise_exbxtxn.to(S).transpose(1, 2).expand(E, T, B, N).transpose(1, 2)
             noise, X = _strided(noise_exbxtxn)
             step = kernel().forward[S.dtype]
             args = _pack(S, Z, TC, *X, E, T, B, N, R, n_in + 1, S.stride(0), Z.stride(0), TC.stride(0))
