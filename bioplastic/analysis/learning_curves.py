@@ -26,10 +26,13 @@ change them); otherwise its last recorded iteration.
   (falling from the start, no drop, or a slow decline); NaN for a curve with no finite values.
 - the **cliff**, the drop's steepest part, for drops that are not one sigmoid step (a cliff, then a
   slow tail or further steps): the descent rate ``r[t] = (s[t - h] - s[t + h]) / 2h`` (h = window / 2)
-  peaks within the drop (plateau start to the 90 % point); ``cliff_width``: how long it stays at or
-  above half its peak (its full width at half maximum); ``cliff_fraction``: the fraction of the drop
-  lost meanwhile (``s[first - h] - s[last + h]``, over D). One sigmoid step loses ~0.9 of its drop in
-  its cliff (measured: 0.89-0.94 on the default protocol); a cliff followed by a long tail, less.
+  peaks within the drop (from its onset to its 90 % point, where ``drop_time`` is); ``cliff_width``:
+  how long it stays at or above half its peak (its full width at half maximum); ``cliff_fraction``:
+  the fraction of the drop lost meanwhile (``s[first - h] - s[last + h]``, over D). One sharp sigmoid
+  step loses ~0.9 of its drop in its cliff (measured: 0.77-0.98 on the default protocol); a cliff
+  followed by a long tail, less. Only meaningful where the drop's descent rate stands well above the
+  rate the noise gives one window: a drop hundreds of iterations wide after a long Adam plateau
+  (synthetic, 300 wide, window 25) fragments into noise-made half-maxima, 0.13-0.56.
 
 Iterations to criterion: the first evaluation at which held-out accuracy >= criterion (NaN if never).
 """
@@ -199,7 +202,7 @@ def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
     steepest = onset + int(np.argmin(slope[onset:end + 1]))
     search = float(idx[onset] - idx[tp])
     width = float(idx[end] - idx[onset])
-    first, last, cliff_fraction = cliff(s, tp, end, window, drop)
+    first, last, cliff_fraction = cliff(s, onset, end, window, drop)
     out.update(drop_onset=float(idx[onset]), drop_time=float(idx[steepest]), drop_width=width,
                search_phase=search, abruptness=width / search if search > 0 else np.inf,
                abrupt=float(search >= window and width <= ABRUPT_RATIO * search),
