@@ -211,6 +211,18 @@ def curve_metrics(loss_k: np.ndarray, window: int, min_drop: float = MIN_DROP,
     return out
 
 
+def still_on_plateau(ds: xr.Dataset) -> np.ndarray:
+    """Per network of ``ds`` (any selection of a results dataset): no drop, a plateau, the criterion
+    never reached and no divergence - the network is still on its plateau at the end of training.
+    False everywhere for results without the metrics this needs."""
+    search = np.asarray(ds["search_phase"].values, float)
+    if not all(k in ds for k in ("plateau_start", "iterations_to_criterion")):
+        return np.zeros(search.shape, bool)
+    diverged = np.isfinite(ds["diverged_at"].values) if "diverged_at" in ds else np.zeros(search.shape, bool)
+    return (~np.isfinite(search) & np.isfinite(ds["plateau_start"].values)
+            & ~np.isfinite(ds["iterations_to_criterion"].values) & ~diverged)
+
+
 def iterations_to_criterion(accuracy_n: np.ndarray, eval_iterations_n: np.ndarray, criterion: float) -> float:
     hit = np.flatnonzero(np.nan_to_num(np.asarray(accuracy_n, float), nan=-1.0) >= criterion)
     return float(eval_iterations_n[hit[0]]) if len(hit) else np.nan

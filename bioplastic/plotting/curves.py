@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from ..analysis.learning_curves import still_on_plateau  # noqa: E402
 from ..storage.io import atomic_write  # noqa: E402
 from ..storage.results import sweep_points  # noqa: E402
 
@@ -66,7 +67,7 @@ def learning_curves(ds: xr.Dataset, axes=None):
                 top.plot(it[drop], sm[drop], lw=2.2, color="k")
                 line.broken_barh([(tp, onset - tp)], (row - 0.35, 0.7), color="0.75")
                 line.broken_barh([(onset, max(width, 1))], (row - 0.35, 0.7), color=color)
-            elif _still_searching(x):
+            elif bool(still_on_plateau(x)):
                 # no drop, never learned: the plateau it settled on runs to the end of training
                 end = float(x["final_iteration"]) if "final_iteration" in x else float(it[-1])
                 line.broken_barh([(tp, end - tp)], (row - 0.35, 0.7), facecolor="0.85", hatch="...", edgecolor="0.6", linewidth=0)
@@ -127,20 +128,10 @@ def output_timeline(c: xr.Dataset, ax, color) -> None:
     ax.set_title(f"per output (0..{O - 1} top to bottom)", fontsize=7)
 
 
-def _still_searching(x: xr.Dataset) -> bool:
-    """No drop, a plateau, the criterion never reached and no divergence: the network is still on its
-    plateau at the end of training."""
-    if not all(k in x for k in ("search_phase", "plateau_start", "iterations_to_criterion")):
-        return False
-    diverged = "diverged_at" in x and np.isfinite(float(x["diverged_at"]))
-    return (not np.isfinite(float(x["search_phase"])) and np.isfinite(float(x["plateau_start"]))
-            and not np.isfinite(float(x["iterations_to_criterion"])) and not diverged)
-
-
 def _not_abrupt(x: xr.Dataset) -> str:
     """Why a network does not count as abrupt learning (see analysis/learning_curves.py)."""
     search, window = float(x["search_phase"]), x["loss_smoothed"].attrs.get("window", 1)
-    if _still_searching(x):
+    if bool(still_on_plateau(x)):
         return "still on the plateau"
     if not np.isfinite(search):
         return "no drop"

@@ -28,6 +28,7 @@ from math import comb
 import numpy as np
 import xarray as xr
 
+from ..analysis.learning_curves import still_on_plateau
 from ..analysis.predictions import prediction_sentences
 from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, clopper_pearson, nanmedian, paired_comparison
 from ..seeds import numpy_rng
@@ -294,16 +295,14 @@ def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: i
 
 
 def searching_at_least(sub: xr.Dataset, cond: str) -> np.ndarray:
-    """The search phases of a condition's networks, with a network still on its plateau at the end (no
-    drop, criterion never reached, not diverged) counted at its time there - a lower bound, as an
-    unlearned network's iterations to criterion are counted at the budget."""
+    """The search phases of a condition's networks, with a network still on its plateau at the end
+    (:func:`~bioplastic.analysis.learning_curves.still_on_plateau`) counted at its time there - a lower
+    bound, as an unlearned network's iterations to criterion are counted at the budget."""
     c = sub.sel(condition=cond)
     search = c["search_phase"].values.astype(float)
-    if not all(k in c for k in ("plateau_start", "learned", "final_iteration")):
+    if "final_iteration" not in c or "plateau_start" not in c:
         return search
-    diverged = np.isfinite(c["diverged_at"].values) if "diverged_at" in c else np.zeros(search.shape, bool)
-    still = ~np.isfinite(search) & np.isfinite(c["plateau_start"].values) & ~c["learned"].values.astype(bool) & ~diverged
-    return np.where(still, c["final_iteration"].values - c["plateau_start"].values, search)
+    return np.where(still_on_plateau(c), c["final_iteration"].values - c["plateau_start"].values, search)
 
 
 def search_phase_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, rng: np.random.Generator) -> Evidence | None:

@@ -312,7 +312,7 @@ def test_networks_still_on_their_plateau_count_at_their_time_there():
     # of 4000): at least 3960; seed 2 fell from the start and learned (no search phase); seed 3 diverged
     ds = xr.Dataset({"search_phase": (("condition", "seed"), [[300.0, np.nan, np.nan, np.nan]]),
                      "plateau_start": (("condition", "seed"), [[50.0, 40.0, 0.0, 30.0]]),
-                     "learned": (("condition", "seed"), [[True, False, True, False]]),
+                     "iterations_to_criterion": (("condition", "seed"), [[350.0, np.nan, 60.0, np.nan]]),
                      "final_iteration": (("condition", "seed"), [[4000, 4000, 4000, 1200]]),
                      "diverged_at": (("condition", "seed"), [[np.nan, np.nan, np.nan, 1200.0]])},
                     coords={"condition": ["baseline"], "seed": [0, 1, 2, 3]})
