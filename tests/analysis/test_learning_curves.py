@@ -363,3 +363,22 @@ def test_a_later_drop_is_found_whether_or_not_the_network_learned():
     a, b = curve_metrics(curve, window=25), curve_metrics(curve, window=25, learned=False)
     assert a == b or all((a[x] == b[x]) or (np.isnan(a[x]) and np.isnan(b[x])) for x in a)
     assert 1950 <= a["drop_onset"] <= 2100 and a["abrupt"] == 1, a
+
+
+def test_results_datasets_pass_whether_each_network_learned():
+    # the same transient-then-plateau curve for two networks: one never reaches the criterion (still
+    # on its plateau: no drop), the other did at iteration 40 (it fell from the start)
+    import xarray as xr
+
+    from bioplastic.analysis.learning_curves import add_curve_metrics, still_on_plateau
+
+    curve = _transient_then_plateau(seed=1)
+    acc = np.array([[0.2] * 4, [0.2, 0.97, 0.97, 0.97]])
+    ds = xr.Dataset({"task_loss": (("condition", "seed", "iteration"), np.stack([curve, curve])[None]),
+                     "accuracy": (("condition", "seed", "evaluation"), acc[None]),
+                     "diverged_at": (("condition", "seed"), np.full((1, 2), np.nan))},
+                    coords={"evaluation": [0, 40, 1000, 2999]})
+    add_curve_metrics(ds, criterion=0.95, smoothing=25)
+    assert np.isnan(ds["search_phase"].values[0, 0]) and ds["plateau_start"].values[0, 0] > 0
+    assert ds["plateau_start"].values[0, 1] == 0 and ds["search_phase"].values[0, 1] < 25
+    assert still_on_plateau(ds).tolist() == [[True, False]]
