@@ -233,3 +233,41 @@ def test_seed_must_fit_64_bits(write_protocol):
 def test_output_dir_stays_under_the_working_directory(write_protocol, where):
     (msg,) = _errors(write_protocol, BASE + f"output: {{dir: '{where}'}}\n")
     assert msg.startswith("output.dir:") and "--out" in msg and where in msg
+
+
+# The atlas cells added for every task x kind (docs/abrupt_atlas.md): file, task kind, model kind, and the
+# factor each swept field belongs to (fields of one factor change together, e.g. optimizer and lr).
+ATLAS_CELLS = {
+    "abrupt_atlas_flipflop_plrnn": ("flipflop", "plrnn", {"training.optimizer": "optimizer and lr", "training.lr": "optimizer and lr",
+                                                         "model.g": "start", "model.output_scale": "readout",
+                                                         "task.pulse_prob": "pulse sparsity"}),
+    "abrupt_atlas_delayed_addition_plrnn": ("delayed_addition", "plrnn", {
+        "training.optimizer": "optimizer and lr", "training.lr": "optimizer and lr", "model.g": "start",
+        "model.a_init": "start", "model.output_scale": "readout", "task.stimulus_ms": "stimulus length"}),
+    "abrupt_atlas_lstm": ("evidence_accumulation", "lstm", {"training.optimizer": "optimizer and lr", "training.lr": "optimizer and lr",
+                                                           "model.forget_bias": "forget bias", "task.delay_min_ms": "delay",
+                                                           "task.delay_max_ms": "delay"}),
+    "abrupt_atlas_flipflop_lstm": ("flipflop", "lstm", {"training.optimizer": "optimizer and lr", "training.lr": "optimizer and lr",
+                                                       "model.forget_bias": "forget bias", "task.pulse_prob": "pulse sparsity"}),
+    "abrupt_atlas_low_rank_adam": ("evidence_accumulation", "low_rank", {"training.lr": "lr"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATLAS_CELLS))
+def test_atlas_cells_measure_learning_curves_one_factor_at_a_time(name):
+    """Each added atlas cell names claim 1, trains the baseline only, of the task and kind its name says,
+    with 4-6 seeds and no phase-space analysis (the atlas reads only the learning curves), and each sweep
+    point changes one factor of the first point (the reference) - or, with one factor, every point is a
+    value of it."""
+    task_kind, model_kind, factors = ATLAS_CELLS[name]
+    p = load_protocol(f"protocols/{name}.yaml")
+    assert p.config.claims == [1] and p.condition_names == ["baseline"] and p.config.analysis is None
+    assert 4 <= p.config.seeds <= 6
+    assert set(p.sweep.zip) == set(factors)
+    for point in p.points:
+        c = point.protocol.conditions[0]
+        assert (c.task_kind, c.model_kind) == (task_kind, model_kind)
+    ref, *others = p.points
+    changed = [{factors[k] for k in ref.coords if point.coords[k] != ref.coords[k]} for point in others]
+    assert all(len(c) == 1 for c in changed), changed
+    assert {f for c in changed for f in c} == set(factors.values()) or len(set(factors.values())) == 1
