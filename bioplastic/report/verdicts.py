@@ -770,7 +770,8 @@ def claim_9(d: RunData) -> Verdict:
 def claim_10(d: RunData) -> Verdict:
     """Every TCR condition against the no-TCR reference: the first checkpoint with the stable fixed
     points the task needs (``attractor_formation``) earlier, paired by seed (combine_all). A network
-    that never forms them counts one checkpoint interval past the last checkpoint (a lower bound)."""
+    that never forms them counts one checkpoint interval past the last checkpoint (a lower bound);
+    where no network of either condition forms them the comparison is inconclusive."""
     if not _has(d.analysis, "attractor_formation"):
         return not_tested(10, "analysis.nc with attractor_formation (a task whose solution is a set of point attractors: "
                               "evidence accumulation, the flip-flop)")
@@ -796,6 +797,8 @@ def claim_10(d: RunData) -> Verdict:
         t, formed = formation(c)
         e = paired(f"{c} vs {ref}: iteration at which the {needed} stable fixed points first appear (paired difference)",
                    t, r, -1, delta if np.isfinite(delta) and delta > 0 else 1.0, "iterations", rng=verdict_rng(a, 10))
+        if formed == 0 and r_formed == 0:  # every time censored at the same bound: no information, not "no effect"
+            e.status, e.note = INCONCLUSIVE, "no network of either condition formed them within the run"
         ev.append(e)
         per_cond.append(e.status)
         numbers.append(f"{c}: median {np.median(t):.0f} iterations; formed in {formed}/{len(t)} networks")

@@ -302,6 +302,9 @@ def test_claim10_attractor_formation():
     # never formed with TCR: counted one interval past the last checkpoint (210), later than every baseline
     v = V.claim_10(_formation(ref, [np.nan] * 10))
     assert v.status == FAILS and "formed in 0/10" in v.numbers[1]
+    # formed by no network of either condition: every time is the same bound - no information, not "no change"
+    v = V.claim_10(_formation([np.nan] * 10, [np.nan] * 10))
+    assert v.status == INCONCLUSIVE and "formed them within the run" in v.evidence[0].note
     assert V.claim_10(RunData()).status == NOT_TESTED
     plain = _formation(ref, ref)
     assert V.claim_10(RunData(analysis=plain.analysis, conditions={"baseline": CondInfo(), "tcr": CondInfo()})).status == NOT_TESTED
