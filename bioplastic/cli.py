@@ -31,9 +31,10 @@ from .protocol.paths import check_output_dir
 from .protocol.schema import TCRConfig
 from .regularizers.schedules import SCHEDULES
 from .regularizers.tcr_plasticity import PLASTIC_KINDS, PlasticityConfig
+from .report.replication import ReplicationError, markdown, replicate
 from .report.text import gr_line, summary, sweep_note
 from .simulate.run import SimulateError, agreement_line
-from .storage.io import DamagedFileError
+from .storage.io import DamagedFileError, atomic_write_text
 from .storage.lock import RunLockedError, run_lock
 from .storage.results import read_dataset
 from .tasks import TASKS
@@ -105,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--units", metavar="ID,ID,...", help="NWB: only these unit ids of the Units table")
     cmp.add_argument("--ramp-period", help="the period of the ramp measures (default: delay, else stimulus, else the whole trial)")
     cmp.add_argument("--timescale-period", help="the input-free period of the timescales (default: delay, else fixation; none: no timescales)")
+    rpl = sub.add_parser(
+        "replicate", help="a protocol's verdicts at several root seeds side by side, and which replicate (markdown)",
+        description="Set the verdicts of finished runs of one protocol at different root seeds (--set seed=...) side by side, "
+                    "computed from each run's stored datasets as its report computes them. Across root seeds a verdict stands "
+                    "only where every run gives it; one that differs is inconclusive. Also lists the comparisons behind the "
+                    "verdicts that hold (or do not hold) at every root seed.")
+    rpl.add_argument("runs", nargs="+", help="two or more finished run folders of the same protocol at different root seeds")
+    rpl.add_argument("--out", help="also write the table to this markdown file (default: print only)")
     sub.add_parser("list", help="list tasks, model kinds and specs, learning rules and schedules")
     sch = sub.add_parser("schema", help="print every protocol field with its type, default and meaning")
     sch.add_argument("--markdown", action="store_true", help="as Markdown (docs/protocol.md is made this way)")
@@ -129,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_simulate(Path(args.out), args.trials, args.codegen, args.dt_ms)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "replicate":
+            return cmd_replicate(args.runs, args.out)
         if args.command == "schema":
             print(schema_text(markdown=args.markdown))
             return 0
@@ -281,6 +292,20 @@ def cmd_compare(args) -> int:
     print(page)
     for line in consistency_sentences(cmp):
         print(f"  - {line}")
+    return 0
+
+
+def cmd_replicate(runs: list[str], out: str | None) -> int:
+    """Print (and with ``out`` write) the verdicts of the runs side by side; exit 2 when the folders
+    are not finished runs of one protocol at different root seeds."""
+    try:
+        text = markdown(replicate(runs))
+    except ReplicationError as exc:
+        return _fail(str(exc))
+    print(text, end="")
+    if out is not None:
+        atomic_write_text(Path(out), text)
+        print(f"written: {out}", file=sys.stderr)
     return 0
 
 

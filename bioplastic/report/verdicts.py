@@ -30,7 +30,7 @@ import xarray as xr
 
 from ..analysis.learning_curves import still_on_plateau
 from ..analysis.predictions import prediction_sentences
-from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, clopper_pearson, nanmedian, paired_comparison
+from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, censored, clopper_pearson, nanmedian, paired_comparison
 from ..seeds import numpy_rng
 from ..storage.results import sweep_points
 from .text import num
@@ -667,9 +667,43 @@ def claim_7(d: RunData) -> Verdict:
     return Verdict(7, status, _reason(status, ev), ev, numbers, _power_notes(ev) + notes)
 
 
+#: claim 8's control: the sweep point whose reference networks change their activity this many times
+#: faster (final mean squared one-step change) than at the slowest point needs "fast changes"
+FAST_RATIO = 2.0
+
+
+def _harm(sub: xr.Dataset, ref: str, cond: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed, ``cond`` minus ``ref``: iterations to criterion (unlearned networks at the budget)
+    and final accuracy; diverged networks NaN."""
+    budget = sub.sizes["iteration"]
+    ok = ~np.isfinite(sub["diverged_at"].values) if "diverged_at" in sub else np.ones(sub["final_accuracy"].shape, bool)
+    itc = np.where(ok, censored(sub["iterations_to_criterion"].values, budget), np.nan)
+    acc = np.where(ok, sub["final_accuracy"].values, np.nan)
+    i, j = _conds(sub).index(cond), _conds(sub).index(ref)
+    return itc[i] - itc[j], acc[i] - acc[j]
+
+
+def _fast_and_slow(d: RunData, ref: str):
+    """The sweep points where the reference networks change their activity fastest and slowest (median
+    final mean squared one-step change), when they differ at least FAST_RATIO-fold; else None."""
+    points = list(_points(d.results))
+    if len(points) < 2 or "tcr_loss" not in d.results:
+        return None
+    speed = [nanmedian(final_activity(sub.sel(condition=[ref]))[0]) for _, sub in points]
+    fast, slow = int(np.nanargmax(speed)), int(np.nanargmin(speed))
+    if not (np.isfinite(speed[fast]) and speed[slow] > 0 and speed[fast] >= FAST_RATIO * speed[slow]):
+        return None
+    return points[fast], points[slow], speed[fast], speed[slow]
+
+
 def claim_8(d: RunData) -> Verdict:
     """TCR can hurt: per TCR condition, final accuracy lower (delta 0.05) or iterations to criterion
-    longer (delta 10 % of the reference); combine_any over measures and conditions."""
+    longer (delta 10 % of the reference); combine_any over measures and conditions. With a control -
+    a sweep whose points differ in how fast the reference networks' activity changes (at least
+    FAST_RATIO-fold, measured, e.g. frequent vs rare flips) - the claim is that TCR hurts *because* the
+    solution needs fast changes: it must hurt at the fastest point (combine_any) and hurt more there
+    than at the slowest (the per-seed harm at the fastest point minus that at the slowest, paired by
+    seed; combine_any), both required."""
     if not _has(d.results, "itc_difference", "acc_difference"):
         return not_tested(8, "results.nc with the comparison statistics")
     ref = _ref(d)
@@ -677,16 +711,33 @@ def claim_8(d: RunData) -> Verdict:
     if d.info(ref).tcr_form != "none" or not tcr:
         return not_tested(8, "a no-TCR reference (first) condition and a TCR condition")
     ev, numbers = [], []
+    control = _fast_and_slow(d, ref)
     for where, sub in _points(d.results):
         at = f" ({where})" if where else ""
-        for c in tcr:
-            ev += [_acc_evidence(sub, ref, c, at, -1), _itc_evidence(sub, ref, c, at, direction=+1)]
+        if control is None or where == control[0][0]:
+            ev += [e for c in tcr for e in (_acc_evidence(sub, ref, c, at, -1), _itc_evidence(sub, ref, c, at, direction=+1))]
         numbers += [f"{c}{at}: final accuracy {_median_ci(sub, c, 'acc', '{:.3f}')}, iterations to criterion "
                     f"{_median_ci(sub, c, 'itc')}" for c in [ref] + tcr]
+    notes = ["Whether the task needs fast changes of activity is a property of the protocol "
+             "(e.g. protocols/fast_switching.yaml), not checked here."]
     status = combine_any(e.status for e in ev)
-    return Verdict(8, status, _reason(status, ev), ev, numbers,
-                   _power_notes(ev) + ["Whether the task needs fast changes of activity is a property of the protocol "
-                                       "(e.g. protocols/fast_switching.yaml), not checked here."])
+    if control is not None:
+        (fast, fsub), (slow, ssub), vf, vs = control
+        rng = verdict_rng(d.results, 8)
+        specific = []
+        for c in tcr:
+            (itc_f, acc_f), (itc_s, acc_s) = _harm(fsub, ref, c), _harm(ssub, ref, c)
+            delta = ITC_DELTA_FRACTION * float(fsub["itc_median"].sel(condition=ref))
+            specific += [paired(f"{c} vs {ref}: accuracy cost at {fast} minus at {slow} (paired by seed)", acc_f, acc_s, -1,
+                                ACC_DELTA, rng=rng),
+                         paired(f"{c} vs {ref}: extra iterations to criterion at {fast} minus at {slow} (paired by seed)",
+                                itc_f, itc_s, +1, delta if np.isfinite(delta) and delta > 0 else 1.0, "iterations", rng=rng)]
+        ev += specific
+        status = combine_all([status, combine_any(e.status for e in specific)])
+        notes = [f"Control: the reference networks' activity changes {vf / vs:.1f} times faster (final mean squared one-step "
+                 f"change {vf:.3g} vs {vs:.3g}) at {fast} than at {slow}; TCR must hurt at {fast} and hurt more there than "
+                 f"at {slow} (the harm at {slow} alone is not the claim's)."]
+    return Verdict(8, status, _reason(status, ev), ev, numbers, _power_notes(ev) + notes)
 
 
 def final_activity(results: xr.Dataset) -> np.ndarray:
@@ -770,7 +821,8 @@ def claim_9(d: RunData) -> Verdict:
 def claim_10(d: RunData) -> Verdict:
     """Every TCR condition against the no-TCR reference: the first checkpoint with the stable fixed
     points the task needs (``attractor_formation``) earlier, paired by seed (combine_all). A network
-    that never forms them counts one checkpoint interval past the last checkpoint (a lower bound)."""
+    that never forms them counts one checkpoint interval past the last checkpoint (a lower bound);
+    where no network of either condition forms them the comparison is inconclusive."""
     if not _has(d.analysis, "attractor_formation"):
         return not_tested(10, "analysis.nc with attractor_formation (a task whose solution is a set of point attractors: "
                               "evidence accumulation, the flip-flop)")
@@ -796,6 +848,8 @@ def claim_10(d: RunData) -> Verdict:
         t, formed = formation(c)
         e = paired(f"{c} vs {ref}: iteration at which the {needed} stable fixed points first appear (paired difference)",
                    t, r, -1, delta if np.isfinite(delta) and delta > 0 else 1.0, "iterations", rng=verdict_rng(a, 10))
+        if formed == 0 and r_formed == 0:  # every time censored at the same bound: no information, not "no effect"
+            e.status, e.note = INCONCLUSIVE, "no network of either condition formed them within the run"
         ev.append(e)
         per_cond.append(e.status)
         numbers.append(f"{c}: median {np.median(t):.0f} iterations; formed in {formed}/{len(t)} networks")

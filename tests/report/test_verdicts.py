@@ -125,6 +125,39 @@ def test_claim8_can_hurt():
     assert V.claim_8(RunData(few, conditions=info)).status == INCONCLUSIVE
 
 
+def _two_points(fast: xr.Dataset, slow: xr.Dataset, speed_fast: float, speed_slow: float) -> xr.Dataset:
+    """Two sweep points (frequent and rare flips) whose reference networks end with the given mean
+    squared one-step change of activity (tcr_loss), every other condition half of it."""
+    pts = []
+    for ds, v in ((fast, speed_fast), (slow, speed_slow)):
+        shape = (ds.sizes["condition"], ds.sizes["seed"], ds.sizes["iteration"])
+        act = np.full(shape, v / 2)
+        act[0] = v
+        pts.append(ds.assign(tcr_loss=(("condition", "seed", "iteration"), act)))
+    out = xr.concat(pts, dim="task.pulse_prob").assign_coords({"task.pulse_prob": [0.2, 0.02]})
+    out.attrs["sweep_dims"] = "task.pulse_prob"
+    return out
+
+
+def test_claim8_with_a_control_asks_for_more_harm_where_activity_must_change_fast():
+    info = {"baseline": CondInfo(), "tcr_loss": CondInfo(tcr_form="loss")}
+    acc_base = list(0.97 + 0.002 * rng.standard_normal(SEEDS))
+    hurt = results({"baseline": BASE, "tcr_loss": BASE}, {"baseline": acc_base, "tcr_loss": [a - 0.2 for a in acc_base]})
+    harmless = results({"baseline": BASE, "tcr_loss": BASE}, {"baseline": acc_base, "tcr_loss": list(acc_base)})
+    # hurts where activity must change fast, not at the control: holds, and the note names the control
+    v = V.claim_8(RunData(_two_points(hurt, harmless, 0.3, 0.05), conditions=info))
+    assert v.status == HOLDS and "6.0 times faster" in v.notes[-1]
+    assert any("minus at pulse_prob=0.02" in e.label and e.status == HOLDS for e in v.evidence)
+    # hurts as much at the control (rare flips): not because of fast changes - does not hold
+    v = V.claim_8(RunData(_two_points(hurt, hurt, 0.3, 0.05), conditions=info))
+    assert v.status == FAILS
+    # hurts only at the control: the harm at the slow point is not the claim's
+    assert V.claim_8(RunData(_two_points(harmless, hurt, 0.3, 0.05), conditions=info)).status == FAILS
+    # points whose networks change their activity alike are no control: each point's harm counts, as without one
+    v = V.claim_8(RunData(_two_points(harmless, hurt, 0.1, 0.08), conditions=info))
+    assert v.status == HOLDS and not any("minus at" in e.label for e in v.evidence)
+
+
 def test_claim1_search_then_drop():
     itc = {"baseline": BASE}
     abrupt = results(itc, onset=[[40.0] * SEEDS], width=[[5.0] * SEEDS])
@@ -302,6 +335,9 @@ def test_claim10_attractor_formation():
     # never formed with TCR: counted one interval past the last checkpoint (210), later than every baseline
     v = V.claim_10(_formation(ref, [np.nan] * 10))
     assert v.status == FAILS and "formed in 0/10" in v.numbers[1]
+    # formed by no network of either condition: every time is the same bound - no information, not "no change"
+    v = V.claim_10(_formation([np.nan] * 10, [np.nan] * 10))
+    assert v.status == INCONCLUSIVE and "formed them within the run" in v.evidence[0].note
     assert V.claim_10(RunData()).status == NOT_TESTED
     plain = _formation(ref, ref)
     assert V.claim_10(RunData(analysis=plain.analysis, conditions={"baseline": CondInfo(), "tcr": CondInfo()})).status == NOT_TESTED
