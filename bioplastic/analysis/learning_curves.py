@@ -359,16 +359,21 @@ def add_tcr_grad_ratio_search(ds: xr.Dataset) -> None:
     ds["tcr_grad_ratio_search"] = (("condition", "seed"), nanmedian(np.where(before, ratio, np.nan), axis=-1))
 
 
+def compared_outcomes(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Iterations to criterion and final held-out accuracy as the comparisons between conditions take
+    them (same shape as ``ds``'s networks): unlearned networks at the budget, diverged ones NaN."""
+    diverged = np.isfinite(ds["diverged_at"].values) if "diverged_at" in ds else np.zeros(ds["final_accuracy"].shape, bool)
+    itc = np.where(diverged, np.nan, censored(ds["iterations_to_criterion"].values, ds.sizes["iteration"]))
+    return itc, np.where(diverged, np.nan, ds["final_accuracy"].values)
+
+
 def add_comparisons(ds: xr.Dataset, root_seed: int) -> None:
     """Iterations to criterion (``itc_*``) and final held-out accuracy (``acc_*``) per condition with
     bootstrap CIs, and each condition against the first (the reference, e.g. baseline), paired by
     seed, with a rank test. Unlearned networks count at the budget; diverged ones are left out."""
-    budget = ds.sizes["iteration"]
-    itc = censored(ds["iterations_to_criterion"].values, budget)
-    itc = np.where(np.isfinite(ds["diverged_at"].values), np.nan, itc)
+    itc, acc = compared_outcomes(ds)
     rng = numpy_rng(root_seed, "learning_comparisons")
     for k, v in compare_conditions(itc, rng).items():
         ds[f"itc_{k}"] = ("condition", v)
-    acc = np.where(np.isfinite(ds["diverged_at"].values), np.nan, ds["final_accuracy"].values)
     for k, v in compare_conditions(acc, rng).items():
         ds[f"acc_{k}"] = ("condition", v)

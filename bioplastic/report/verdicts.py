@@ -28,9 +28,9 @@ from math import comb
 import numpy as np
 import xarray as xr
 
-from ..analysis.learning_curves import still_on_plateau
+from ..analysis.learning_curves import compared_outcomes, still_on_plateau
 from ..analysis.predictions import prediction_sentences
-from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, censored, clopper_pearson, nanmedian, paired_comparison
+from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, clopper_pearson, nanmedian, paired_comparison
 from ..seeds import numpy_rng
 from ..storage.results import sweep_points
 from .text import num
@@ -674,11 +674,8 @@ FAST_RATIO = 2.0
 
 def _harm(sub: xr.Dataset, ref: str, cond: str) -> tuple[np.ndarray, np.ndarray]:
     """Per seed, ``cond`` minus ``ref``: iterations to criterion (unlearned networks at the budget)
-    and final accuracy; diverged networks NaN."""
-    budget = sub.sizes["iteration"]
-    ok = ~np.isfinite(sub["diverged_at"].values) if "diverged_at" in sub else np.ones(sub["final_accuracy"].shape, bool)
-    itc = np.where(ok, censored(sub["iterations_to_criterion"].values, budget), np.nan)
-    acc = np.where(ok, sub["final_accuracy"].values, np.nan)
+    and final accuracy (:func:`~bioplastic.analysis.learning_curves.compared_outcomes`)."""
+    itc, acc = compared_outcomes(sub)
     i, j = _conds(sub).index(cond), _conds(sub).index(ref)
     return itc[i] - itc[j], acc[i] - acc[j]
 
