@@ -1,11 +1,13 @@
 """``python -m bioplastic replicate``: a protocol's verdicts at several root seeds side by side."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bioplastic.pipeline import read_run
 from bioplastic.report import verdicts as V
-from bioplastic.report.replication import ReplicationError, across, markdown, replicate
+from bioplastic.report.replication import ReplicationError, RunVerdicts, across, markdown, replicate
 from bioplastic.storage.rebuild import protocol_of
 from tests.conftest import TINY, train_into
 
@@ -70,3 +72,20 @@ def test_refuses_what_is_not_a_replication(two_seeds, tmp_path, cli):
     empty.mkdir()
     code, out, err = cli("replicate", a, empty)
     assert code == 2 and "results.nc missing" in err
+
+
+def _run(seed: int, *statuses: str) -> RunVerdicts:
+    ev = [V.Evidence(f"comparison {k}", -10.0 - k, -20.0, -1.0, 0.01, 10, status=st) for k, st in enumerate(statuses)]
+    return RunVerdicts(Path(f"run{seed}"), "p", seed, {}, [V.Verdict(3, V.combine_any(statuses), "reason", ev)])
+
+
+def test_comparisons_that_replicate_or_reverse_are_listed():
+    a = _run(1, V.HOLDS, V.FAILS, V.HOLDS, V.INCONCLUSIVE)
+    b = _run(2, V.HOLDS, V.FAILS, V.FAILS, V.HOLDS)
+    text = markdown([a, b])
+    replicated = text.split("## Comparisons that replicate")[1].split("##")[0]
+    assert "comparison 0: holds at every root seed" in replicated
+    assert "comparison 1: does not hold at every root seed" in replicated
+    assert "comparison 2" not in replicated and "comparison 3" not in replicated  # differ; or undecided at one
+    reversed_ = text.split("## Comparisons that reverse between root seeds")[1].split("##")[0]
+    assert "comparison 2: holds / does not hold" in reversed_ and "comparison 3" not in reversed_
