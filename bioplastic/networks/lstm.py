@@ -19,7 +19,7 @@ from pydantic import Field
 from ..schema_base import Schema
 from . import lstm_kernel
 from .base import NETWORKS, Network, Rollout
-from .lstm_kernel import _gate_scale
+from .lstm_kernel import gate_scale
 from .recurrence import _tanh_from_sigmoid_, gc_paused
 
 
@@ -101,7 +101,7 @@ class _LSTMRecurrence(torch.autograd.Function):
         E, B, T, n_in = u_exbxtxi.shape
         G = W_hh_exgxn.shape[1]
         N = G // 4
-        scale = _gate_scale(W_hh_exgxn, N)
+        scale = gate_scale(W_hh_exgxn, N)
         # inputs time-major with a column of ones: drive = U1 @ [W_ih | b]^T, and its gradient is D^T U1
         U1 = u_exbxtxi.new_empty((E, T, B, n_in + 1))
         U1[..., :n_in] = u_exbxtxi.transpose(1, 2)
@@ -178,7 +178,7 @@ class _LSTMRecurrence(torch.autograd.Function):
                 dc.addcmul_(Al[j], dh)
                 torch.mul(dc.unsqueeze(2), P3l[j], out=D3l[t])
                 torch.mul(dh, Pol[j], out=Dol[t])
-        scale = _gate_scale(S, N)[:, None]
+        scale = gate_scale(S, N)[:, None]
         Df = D.view(E, T * B, G).transpose(1, 2)
         dW_ih = db = dW_hh = dh0 = dc0 = None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:  # (U1^T D)^T: ~6x faster than D^T U1 for few inputs

@@ -399,7 +399,7 @@ def kernel_for(x: torch.Tensor) -> Kernel | None:
     return kernel()
 
 
-def _gate_scale(like: torch.Tensor, N: int) -> torch.Tensor:
+def gate_scale(like: torch.Tensor, N: int) -> torch.Tensor:
     """(4N,) ones with the g block 2: the pre-activations the LSTM layers work with (tanh(g) from
     sigmoid(2g))."""
     scale = like.new_ones(4, N)
@@ -455,7 +455,7 @@ class LSTMRecurrenceCompiled(torch.autograd.Function):
             R = K + N                            # a row of Z: (u, 1, h, c)
             Wcat = _members(W_hh_exgxn, E, G, K)  # [W_ih | b | W_hh], the g rows doubled
             torch.cat([W_ih_exgxi, b_exg.unsqueeze(2), W_hh_exgxn], 2, out=Wcat)
-            Wcat.mul_(_gate_scale(W_hh_exgxn, N)[:, None])
+            Wcat.mul_(gate_scale(W_hh_exgxn, N)[:, None])
             Wt = _members(Wcat, E, K, G)  # z @ Wt
             Wt.copy_(Wcat.transpose(1, 2))
             Z = _members(u_exbxtxi, E, T + 1, B, R)
@@ -535,7 +535,7 @@ class LSTMRecurrenceCompiled(torch.autograd.Function):
                     torch.bmm(rows, Wcat[..., :n_in], out=du[:, t0:t1].view(E, (t1 - t0) * B, n_in))
             dW_ih = db = dW_hh = dh0 = dc0 = None
             if want_w:
-                dW.mul_(_gate_scale(S, N)[:, None])
+                dW.mul_(gate_scale(S, N)[:, None])
                 dW_ih, db, dW_hh = dW[..., :n_in], dW[..., n_in], dW[..., n_in + 1:]
             if ctx.needs_input_grad[4]:
                 dh0 = torch.bmm(D_next, W2, out=_members(S, E, B, N))
