@@ -271,3 +271,28 @@ def test_atlas_cells_measure_learning_curves_one_factor_at_a_time(name):
     changed = [{factors[k] for k in ref.coords if point.coords[k] != ref.coords[k]} for point in others]
     assert all(len(c) == 1 for c in changed), changed
     assert {f for c in changed for f in c} == set(factors.values()) or len(set(factors.values())) == 1
+
+
+def test_claim_4_with_adam_protocols_share_their_baselines():
+    """chaos_adam (TCR loss), chaos_adam_plasticity (TCR plasticity) and chaos_adam_readout (both, far
+    from the solution) ask claim 4 at the same settings: the first two train the same baseline networks
+    at g 1.0-4 (>= 1000 iterations, >= 10 seeds, the same root seed), each TCR form at two strengths a
+    decade apart; the readout protocol changes the readout scale alone."""
+    loss, plastic, readout = (load_protocol(f"protocols/{n}.yaml") for n in ("chaos_adam", "chaos_adam_plasticity",
+                                                                             "chaos_adam_readout"))
+    g = [1.0, 1.5, 2.0, 3.0, 4.0]
+    assert loss.sweep.grid == plastic.sweep.grid == {"model.g": g}
+    assert readout.sweep.grid == {"model.g": [1.0, 4.0]}
+    for p in (loss, plastic, readout):
+        assert 4 in p.config.claims and p.config.seeds >= 10 and p.config.seed == loss.config.seed
+        assert p.condition_names[0] == "baseline" and p.conditions[0].tcr.form == "none"
+        assert p.conditions[0].training.iterations >= 1000 and p.conditions[0].training.optimizer == "adam"
+    assert loss.conditions[0] == plastic.conditions[0]
+    far, near = readout.conditions[0], loss.conditions[0]
+    assert (far.model.output_scale, near.model.output_scale) == (1.0, 0.01)
+    assert far.model.model_copy(update={"output_scale": 0.01}) == near.model and far.training == near.training
+    assert [c.tcr.lambda_ for c in loss.conditions[1:]] == [10.0, 100.0]
+    assert {c.tcr.form for c in loss.conditions[1:]} == {"loss"}
+    assert [c.tcr.plasticity.eta_F for c in plastic.conditions[1:]] == [0.003, 0.03]
+    assert {c.tcr.form for c in plastic.conditions[1:]} == {"plasticity"}
+    assert [c.tcr.form for c in readout.conditions[1:]] == ["loss", "plasticity"]
