@@ -129,6 +129,8 @@ class Evidence:
     test: str = "Wilcoxon signed-rank"
     status: str = INCONCLUSIVE
     note: str = ""
+    #: significant and in the direction opposite to the claim (a FAILS that is not "no effect")
+    opposite: bool = False
 
     def text(self) -> str:
         def f(x):
@@ -176,6 +178,10 @@ def min_p_sign(n: int) -> float:
     return 1.0 if n < 1 else min(1.0, 2.0 * 0.5 ** n)
 
 
+#: the note of a comparison that is significant in the direction opposite to its claim
+OPPOSITE = "opposite to the claim"
+
+
 def effect_status(estimate: float, ci_low: float, ci_high: float, p_value: float, direction: int,
                   delta: float, min_p: float = 0.0) -> tuple[str, str]:
     """(status, note) of one comparison claimed to go in ``direction`` (+1 increase, -1 decrease),
@@ -195,7 +201,7 @@ def effect_status(estimate: float, ci_low: float, ci_high: float, p_value: float
         return INCONCLUSIVE, f"the CI excludes 0 but p = {p_value:.2g}" + (f"; {weak}" if weak else "")
     if s * far < 0:
         if significant:
-            return FAILS, "opposite to the claim"
+            return FAILS, OPPOSITE
         return INCONCLUSIVE, f"opposite to the claim, but p = {p_value:.2g}" + (f"; {weak}" if weak else "")
     if s * estimate <= 0 and s * far < delta:
         if powerless:
@@ -233,7 +239,18 @@ def evidence(label: str, est, lo, hi, p, n, direction: int, delta: float, *, uni
     if status == HOLDS and np.isfinite(est) and abs(est) < delta and not note:
         # significant, but the estimate is below the smallest effect of interest: say so
         note = f"significant, but smaller than the smallest effect of interest ({delta:.3g}{' ' + unit if unit else ''})"
-    return Evidence(label, est, lo, hi, p, n, unit, test, status, note)
+    return Evidence(label, est, lo, hi, p, n, unit, test, status, note, opposite=note == OPPOSITE)
+
+
+def either_shorter(pair: list[Evidence]) -> str:
+    """One TCR condition's status on "shortens the search phase / iterations to criterion": it holds
+    when either measure holds and the other does not go significantly the other way; a shorter search
+    phase with a significantly longer time to criterion (or the reverse) is inconclusive, not
+    acceleration (science.md §7); otherwise as :func:`combine_any`."""
+    status = combine_any(e.status for e in pair)
+    if status == HOLDS and any(e.opposite for e in pair):
+        return INCONCLUSIVE
+    return status
 
 
 def verdict_rng(ds: xr.Dataset, claim: int) -> np.random.Generator:
@@ -290,7 +307,7 @@ def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: i
                   c["itc_n_pairs"], direction, delta if np.isfinite(delta) and delta > 0 else 1.0, unit="iterations")
     learned = sub["learned"].sel(condition=[ref, cond]).values.astype(bool)
     if not learned.any():
-        ev.status, ev.note = INCONCLUSIVE, "no network of either condition learned within the budget"
+        ev.status, ev.note, ev.opposite = INCONCLUSIVE, "no network of either condition learned within the budget", False
     return ev
 
 
@@ -350,7 +367,7 @@ def _tcr_vs_reference(d: RunData, claim: int, select: Callable[[CondInfo], bool]
             # "shortens the search phase / iterations to criterion": either measure, per condition
             pair = [e for e in (_itc_evidence(sub, ref, c, at), search_phase_evidence(sub, ref, c, at, verdict_rng(d.results, claim))) if e is not None]
             ev += pair
-            per_cond.append(combine_any(e.status for e in pair))
+            per_cond.append(either_shorter(pair))
         numbers += [f"{c}{at}: median iterations to criterion {_median_ci(sub, c, 'itc')}, "
                     f"{int(sub['learned'].sel(condition=c).sum())}/{sub.sizes['seed']} learned"
                     + (f", median search phase {nanmedian(sub['search_phase'].sel(condition=c).values):.0f} iterations"

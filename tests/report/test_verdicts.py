@@ -99,6 +99,22 @@ def test_claim3_holds_fails_inconclusive():
     assert v.status == HOLDS and any("search phase" in e.label for e in v.evidence)
 
 
+def test_a_shorter_search_with_a_significantly_longer_time_to_criterion_is_not_acceleration():
+    """Claims 3, 5, 6 hold on either measure - but a TCR condition whose search phase is shorter while
+    its time to criterion is significantly longer is inconclusive (seen on the flip-flop at 1500
+    iterations); one that is shorter on one measure and no different on the other still holds."""
+    onset = [[40.0 + s for s in range(SEEDS)], [20.0 + s for s in range(SEEDS)], [18.0 + s for s in range(SEEDS)]]
+    later = {"baseline": BASE, "tcr_loss": [b + 30 for b in BASE], "tcr_plasticity": [b + 25 for b in BASE]}
+    v = V.claim_3(RunData(results(later, onset=onset), conditions=INFO))
+    by_measure = {("search" if "search phase" in e.label else "itc"): e for e in v.evidence if "tcr_loss" in e.label}
+    assert by_measure["search"].status == HOLDS and by_measure["itc"].status == FAILS and by_measure["itc"].opposite
+    assert v.status == INCONCLUSIVE
+    same = {"baseline": BASE, "tcr_loss": BASE, "tcr_plasticity": BASE}
+    assert V.claim_3(RunData(results(same, onset=onset), conditions=INFO)).status == HOLDS
+    # "no effect" is not "opposite"
+    assert not V.evidence("x", 0, -5, 5, 0.9, 8, -1, 10).opposite and V.evidence("x", 30, 20, 40, 0.01, 8, -1, 10).opposite
+
+
 def test_claim5_and_6_need_their_conditions():
     fast = {"baseline": BASE, "tcr_loss": [b - 30 for b in BASE]}
     ds = results(fast)
