@@ -115,6 +115,10 @@ class RunData:
         return self.conditions.get(str(cond), CondInfo())
 
 
+#: the note of a comparison that is significant in the direction opposite to its claim
+OPPOSITE = "opposite to the claim"
+
+
 @dataclass
 class Evidence:
     """One comparison: ``estimate`` [``ci_low``, ``ci_high``], test p-value, sample size, and its status."""
@@ -129,8 +133,11 @@ class Evidence:
     test: str = "Wilcoxon signed-rank"
     status: str = INCONCLUSIVE
     note: str = ""
-    #: significant and in the direction opposite to the claim (a FAILS that is not "no effect")
-    opposite: bool = False
+
+    @property
+    def opposite(self) -> bool:
+        """Significant and in the direction opposite to the claim (a "does not hold" that is not "no effect")."""
+        return self.status == FAILS and self.note == OPPOSITE
 
     def text(self) -> str:
         def f(x):
@@ -176,10 +183,6 @@ def min_p_mann_whitney(n1: int, n2: int) -> float:
 def min_p_sign(n: int) -> float:
     """Smallest two-sided p-value of an exact sign (binomial) test with ``n`` non-zero observations."""
     return 1.0 if n < 1 else min(1.0, 2.0 * 0.5 ** n)
-
-
-#: the note of a comparison that is significant in the direction opposite to its claim
-OPPOSITE = "opposite to the claim"
 
 
 def effect_status(estimate: float, ci_low: float, ci_high: float, p_value: float, direction: int,
@@ -239,7 +242,7 @@ def evidence(label: str, est, lo, hi, p, n, direction: int, delta: float, *, uni
     if status == HOLDS and np.isfinite(est) and abs(est) < delta and not note:
         # significant, but the estimate is below the smallest effect of interest: say so
         note = f"significant, but smaller than the smallest effect of interest ({delta:.3g}{' ' + unit if unit else ''})"
-    return Evidence(label, est, lo, hi, p, n, unit, test, status, note, opposite=note == OPPOSITE)
+    return Evidence(label, est, lo, hi, p, n, unit, test, status, note)
 
 
 def either_shorter(pair: list[Evidence]) -> str:
@@ -307,7 +310,7 @@ def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: i
                   c["itc_n_pairs"], direction, delta if np.isfinite(delta) and delta > 0 else 1.0, unit="iterations")
     learned = sub["learned"].sel(condition=[ref, cond]).values.astype(bool)
     if not learned.any():
-        ev.status, ev.note, ev.opposite = INCONCLUSIVE, "no network of either condition learned within the budget", False
+        ev.status, ev.note = INCONCLUSIVE, "no network of either condition learned within the budget"
     return ev
 
 
