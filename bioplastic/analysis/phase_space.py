@@ -49,6 +49,7 @@ from .fixed_points import KIND_NAMES, coverage_estimates, find_fixed_points, mer
 from .geometry import chamfer_distance, first_gr_event, gr_events, gr_growth, lead_time, linear_cka, participation_ratio, pca_frame, project
 from .joint_system import JOINT_MODES, joint_points, plastic_trajectories
 from .labels import choice_of
+from .memory_probe import HOLD_TRIALS, hold_steps, memory_held
 from .statistics import bootstrap_ci
 
 #: trials whose projected trajectories are stored for phase portraits
@@ -244,6 +245,7 @@ def _analyze(ds, protocol, cfg, progress, cache, device) -> xr.Dataset:
                 progress(1, {})
     result = assemble(ds, protocol, parts, ctxs, cfg)
     add_attractor_formation(result, task.attractors_needed)
+    add_memory_held(result, ds, protocol, task, device)
     choice = choice_of(trials)
     if choice is not None:  # the choice of each stored trajectory (phase portraits colour by it)
         result["trial_choice"] = (("trial",), np.asarray(choice[:result.sizes["trial"]], float),
@@ -272,6 +274,39 @@ def add_attractor_formation(result: xr.Dataset, needed: int | None) -> None:
                                      {"units": "iterations", "needed": int(needed),
                                       "long_name": f"first checkpoint with at least {needed} stable fixed points at zero input "
                                                    "(the attractors the task needs; NaN: never)"})
+
+
+def add_memory_held(result: xr.Dataset, ds: xr.Dataset, protocol, task, device) -> None:
+    """``memory_held`` (condition, seed, hold): the fraction of the task's memory states each network
+    holds after 1 and 10 trial lengths of zero input (analysis/memory_probe.py), at its last
+    checkpoint with weights (``memory_checkpoint``; a network that stopped early, at its stop); NaN
+    for a network without any. Nothing for a task without memory probes. At the last checkpoint only:
+    a plastic network's long holds cost ~10 ms per step on one core."""
+    if task.memory_probes(0) is None:
+        return
+    steps_h = hold_steps(task)
+    conds, S, K = protocol.condition_names, ds.sizes["seed"], ds.sizes["checkpoint"]
+    weights = [v for v in ds.data_vars if str(v).startswith("weight_")]
+    held = np.full((len(conds), S, len(steps_h)), np.nan)
+    at = np.full((len(conds), S), np.nan)
+    for ci, cond in enumerate(conds):
+        finite_sxk = np.ones((S, K), bool)
+        for w in weights:
+            finite_sxk &= np.isfinite(ds[w].sel(condition=cond).transpose("seed", "checkpoint", ...).values.reshape(S, K, -1)).all(-1)
+        last_s = np.where(finite_sxk.any(1), K - 1 - np.argmax(finite_sxk[:, ::-1], axis=1), -1)
+        for j in sorted(set(last_s.tolist()) - {-1}):
+            seeds = np.flatnonzero(last_s == j)
+            net, _ = trained_network(ds, protocol, cond, checkpoint=int(j), device=device, seed=[int(x) for x in ds["seed"].values[seeds]])
+            held[ci, seeds] = memory_held(net, task, steps_h)
+            at[ci, seeds] = float(ds["checkpoint"].values[j])
+    dt = float(task.config.dt_ms)
+    result.coords["hold_ms"] = ("hold_ms", np.array(steps_h, float) * dt,
+                                {"units": "ms", "long_name": "zero-input hold before the read-out", "trial_lengths": list(HOLD_TRIALS)})
+    result["memory_held"] = (("condition", "seed", "hold_ms"), held,
+                             {"units": "1", "long_name": "fraction of the task's memory states held after a hold of zero input, at "
+                                                         "memory_checkpoint (1: every state; an attractor solution holds them at every hold)"})
+    result["memory_checkpoint"] = (("condition", "seed"), at, {"units": "iterations", "long_name": "the checkpoint memory_held probes "
+                                                                                                   "(the network's last with weights)"})
 
 
 def _to_torch(part: dict) -> dict:

@@ -874,7 +874,22 @@ def claim_10(d: RunData) -> Verdict:
     notes = [f"Stable fixed points at zero input, counted at each checkpoint (every {step:.0f} iterations); counts are "
              "lower bounds (the search may miss a point), so formation times are upper bounds at checkpoint resolution. "
              "A network that never forms them counts one checkpoint interval past the last (a lower bound)."]
+    if "memory_held" in a:
+        numbers += [_memory_line(a, c) for c in [ref] + list(tcr)]
+        notes.append("Memory probe (analysis/memory_probe.py): each memory state set once, then held with zero input and read "
+                     "out; an attractor solution holds every state at every hold. A network that holds them for one trial "
+                     "length but not for the longest hold keeps its memory in slow transients, not in the attractors counted here.")
     return Verdict(10, status, _reason(status, ev), ev, numbers, _power_notes(ev) + notes)
+
+
+def _memory_line(a, cond: str) -> str:
+    """How many of a condition's networks hold every memory state after the shortest and the longest hold."""
+    m = a["memory_held"].sel(condition=cond)
+    hold_s = a["hold_ms"].values / 1000.0
+    have = np.isfinite(m.values).all(-1)
+    full = (m.values[have] >= 1.0).sum(0)
+    return (f"{cond}: at its last checkpoint, {full[0]}/{have.sum()} networks hold every memory state after {hold_s[0]:g} s "
+            f"of zero input, {full[-1]}/{have.sum()} after {hold_s[-1]:g} s")
 
 
 RULES: dict[int, Callable[[RunData], Verdict]] = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4, 5: claim_5,

@@ -101,6 +101,16 @@ class Task(ABC):
         The phase-space analysis records when they first appear (``attractor_formation``, claim 10)."""
         return None
 
+    def memory_probes(self, hold_steps: int) -> Trials | None:
+        """Deterministic trials that put a network in each memory state of the task (one trial per
+        state: each choice, each pattern of the flip-flop's bits), then give ``hold_steps`` steps of
+        zero input, then read the state out (the mask is 1 at the read-out only). :meth:`score` of 1
+        means the state was held. An attractor solution holds every state for any ``hold_steps``; a
+        solution by slow transients loses them once ``hold_steps`` exceeds its memory
+        (``memory_held`` in the phase-space analysis). None for tasks without discrete memory states
+        (as :attr:`attractors_needed`)."""
+        return None
+
     @property
     def input_names(self) -> tuple[str, ...]:
         """What each input channel carries, in figure legends (default: ``input 0``, ``input 1``, ...)."""

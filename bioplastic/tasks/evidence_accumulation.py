@@ -222,6 +222,42 @@ class EvidenceAccumulation(Task):
         }
         return Trials(inputs, targets, mask, periods, conditions)
 
+    def memory_probes(self, hold_steps: int) -> Trials:
+        """Two trials (left, right): the stimulus at the largest coherence with its pulses evenly spaced
+        (the favoured channel at ``pulse_prob*(1+c)/2`` per step, the other at ``pulse_prob*(1-c)/2``),
+        then ``hold_steps`` steps of delay, then the response window with the go cue, scored there."""
+        hold = int(hold_steps)
+        if hold < 0:
+            raise ValueError(f"hold_steps must be >= 0; got {hold_steps}")
+        c = float(self._coherences.max())
+        t = np.arange(self.stimulus_steps + 1)
+
+        def even(rate: float) -> np.ndarray:  # a pulse at the steps where the running count rate * t ticks over
+            return np.diff(np.floor(rate * t)) > 0
+
+        favoured, other = even(self.config.pulse_prob * (1 + c) / 2), even(self.config.pulse_prob * (1 - c) / 2)
+        if favoured.sum() <= other.sum():
+            raise ValueError(f"the probe's stimulus has {favoured.sum()} pulses on the favoured channel and {other.sum()} "
+                             "on the other; raise stimulus_ms or pulse_prob")
+        stim, delay = self.fixation_steps, self.fixation_steps + self.stimulus_steps
+        resp = delay + hold
+        n = resp + self.response_steps
+        side_b = np.array([-1, 1])
+        inputs = np.zeros((2, n, 3), np.float32)
+        inputs[0, stim:delay, 0], inputs[0, stim:delay, 1] = favoured, other   # left favoured
+        inputs[1, stim:delay, 1], inputs[1, stim:delay, 0] = favoured, other   # right favoured
+        inputs[:, resp:, 2] = 1.0
+        mask = np.zeros((2, n, 1), np.float32)
+        mask[:, resp:] = 1.0
+        targets = mask * side_b[:, None, None].astype(np.float32)
+        cols = lambda a, b: np.stack([np.full(2, a), np.full(2, b)], axis=1).astype(np.int64)  # noqa: E731
+        periods = {"fixation": cols(0, stim), "stimulus": cols(stim, delay), "delay": cols(delay, resp),
+                   "response": cols(resp, n), "padding": cols(n, n)}
+        nf, no = int(favoured.sum()), int(other.sum())
+        conditions = {"coherence": np.full(2, c), "favoured_side": side_b, "side": side_b,
+                      "n_left": np.array([nf, no]), "n_right": np.array([no, nf]), "delay_steps": np.full(2, hold)}
+        return Trials(inputs, targets, mask, periods, conditions)
+
     def score(self, outputs_bxtxo: np.ndarray, trials: Trials) -> np.ndarray:
         """1 where the sign of the mean output over the response window equals the target sign.
 

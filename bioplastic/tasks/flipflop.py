@@ -13,6 +13,7 @@ step of the pulse that causes it, and that step is scored.
 """
 from __future__ import annotations
 
+import itertools
 from typing import ClassVar
 
 import numpy as np
@@ -126,6 +127,24 @@ class FlipFlop(Task):
         periods = {"trial": np.tile(np.array([[0, n]], dtype=np.int64), (b, 1))}
         conditions = {"n_pulses": occurs_bxtxk.sum(axis=(1, 2))}
         return Trials(inputs, targets, mask, periods, conditions)
+
+    def memory_probes(self, hold_steps: int) -> Trials:
+        """One trial per pattern of the k bits (2^k): every channel pulsed at step 0 with the pattern's
+        signs, then ``hold_steps`` steps of zero input, then one more (the read-out) scored on every channel."""
+        hold = int(hold_steps)
+        if hold < 0:
+            raise ValueError(f"hold_steps must be >= 0; got {hold_steps}")
+        k = int(self.config.n_bits)
+        patterns_pxk = np.array(list(itertools.product((-1.0, 1.0), repeat=k)), dtype=np.float32)
+        p, n = len(patterns_pxk), hold + 2
+        inputs = np.zeros((p, n, k), np.float32)
+        inputs[:, 0] = patterns_pxk
+        targets = np.zeros((p, n, k), np.float32)
+        targets[:, -1] = patterns_pxk
+        mask = np.zeros((p, n, k), np.float32)
+        mask[:, -1] = 1.0
+        periods = {"trial": np.tile(np.array([[0, n]], dtype=np.int64), (p, 1))}
+        return Trials(inputs, targets, mask, periods, {"n_pulses": np.full(p, k)})
 
     def score(self, outputs_bxtxo: np.ndarray, trials: Trials) -> np.ndarray:
         """Fraction of scored steps (mask 1), over all channels, where sign(output) == target.

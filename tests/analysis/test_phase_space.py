@@ -10,12 +10,15 @@ from conftest import TINY, train_once
 
 from bioplastic import load_protocol, run_protocol
 from bioplastic.analysis.joint_system import tm_steady_state
+from bioplastic.analysis.memory_probe import hold_steps, memory_held
 from bioplastic.analysis.phase_space import portrait_indices
 from bioplastic.pipeline import PARTS_DIR, RunError, analyze_run
 from bioplastic.plotting.phase import phase_portraits, portrait_caption
 from bioplastic.plotting.phase import portrait_checkpoints as phase_portraits_checkpoints
 from bioplastic.regularizers.tcr_plasticity import PlasticityConfig
+from bioplastic.storage.rebuild import protocol_of, trained_network
 from bioplastic.storage.results import read_dataset
+from bioplastic.tasks import build_task
 
 # one pytest-xdist worker runs this module, so that its module-scoped run (analysed_run) is made once
 pytestmark = pytest.mark.xdist_group("phase_space")
@@ -75,6 +78,15 @@ def test_run_with_analysis_section_writes_analysis(analysed_run):
             assert before[ci, s] == a[f"n_{kind}"].values[ci, s, j]
             later = np.flatnonzero(ck >= onset[ci, s] + width[ci, s])
             assert (after[ci, s] == a[f"n_{kind}"].values[ci, s, later[0]]) if len(later) else np.isnan(after[ci, s])
+    # the memory probe at each network's last checkpoint: the rebuilt network probed directly gives the same
+    assert a["memory_held"].dims == ("condition", "seed", "hold_ms")
+    np.testing.assert_array_equal(a["memory_checkpoint"].values, ck[-1])
+    task = build_task("evidence_accumulation", protocol_of(res).conditions[0].task.model_dump())
+    np.testing.assert_array_equal(a["hold_ms"].values, np.array(hold_steps(task)) * task.dt_ms)
+    for ci, cond in enumerate(a["condition"].values):
+        net, _ = trained_network(res, protocol_of(res), str(cond), checkpoint=-1)
+        np.testing.assert_array_equal(a["memory_held"].values[ci], memory_held(net, task, hold_steps(task)))
+    assert set(np.unique(a["memory_held"].values)) <= {0.0, 0.5, 1.0}
 
 
 def test_analysis_is_deterministic_and_leaves_results_untouched(run_dir):

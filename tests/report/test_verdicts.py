@@ -369,3 +369,19 @@ def test_networks_still_on_their_plateau_count_at_their_time_there():
                      "diverged_at": (("condition", "seed"), [[np.nan, np.nan, np.nan, 1200.0]])},
                     coords={"condition": ["baseline"], "seed": [0, 1, 2, 3]})
     np.testing.assert_array_equal(V.searching_at_least(ds, "baseline"), [300.0, 3960.0, np.nan, np.nan])
+
+
+def test_claim10_reports_how_many_networks_hold_their_memory_after_each_hold():
+    ref = [60, 70, 80, 90, 100, 110, 120, 130, 140, 150]
+    d = _formation(ref, ref)
+    held = np.ones((2, 10, 3))
+    held[0, :4, 2] = 0.125     # 4 baseline networks lose all but one pattern by the longest hold
+    held[1, 0] = np.nan        # a TCR network without weights: left out of the count
+    d.analysis["memory_held"] = (("condition", "seed", "hold_ms"), held)
+    d.analysis.coords["hold_ms"] = [2000.0, 10000.0, 50000.0]
+    v = V.claim_10(d)
+    assert any("baseline: at its last checkpoint, 10/10 networks hold every memory state after 2 s of zero input, "
+               "6/10 after 50 s" in n for n in v.numbers)
+    assert any(n.startswith("tcr: at its last checkpoint, 9/9 ") for n in v.numbers)
+    assert any("slow transients" in n for n in v.notes)
+    assert v.status == V.claim_10(_formation(ref, ref)).status    # the probe informs; it does not change the verdict
