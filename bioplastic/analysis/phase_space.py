@@ -517,6 +517,7 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
     out.attrs["analysis"] = str(cfg.model_dump())
     out.attrs["gr_min_change"] = float(cfg.gr_min_change)
+    out.attrs["gr_baseline"] = int(cfg.gr_baseline)  # the first checkpoint a GR event can be flagged at is this index
     out.attrs["n_initial_states"] = n_starts
     if any("joint" in p for p in parts.values()):
         _add_joint(out, parts, protocol, names, frames, zero, min(cfg.initial_states, JOINT_SLOW_STARTS))

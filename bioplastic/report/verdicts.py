@@ -20,6 +20,7 @@ suffices; it does not hold only when every part does not hold).
 """
 from __future__ import annotations
 
+import ast
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from math import comb
 import numpy as np
 import xarray as xr
 
+from ..analysis.geometry import GR_BASELINE
 from ..analysis.learning_curves import compared_outcomes, still_on_plateau
 from ..analysis.predictions import prediction_sentences
 from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, clopper_pearson, nanmedian, paired_comparison
@@ -481,6 +483,20 @@ def _width_correlation(lead: np.ndarray, width: np.ndarray) -> tuple[float, floa
     return float(r.statistic), float(r.pvalue), int(ok.sum())
 
 
+def earliest_gr_event(analysis: xr.Dataset) -> float:
+    """The iteration of the first checkpoint at which the GR rule can flag an event: the one after the
+    rule's baseline checkpoints (``gr_baseline``; from the analysis's settings in files written before
+    it was stored on its own). NaN without checkpoints."""
+    base = analysis.attrs.get("gr_baseline")
+    if base is None:
+        try:
+            base = ast.literal_eval(str(analysis.attrs.get("analysis", "{}"))).get("gr_baseline", GR_BASELINE)
+        except (ValueError, SyntaxError):
+            base = GR_BASELINE
+    ck = analysis["checkpoint"].values if "checkpoint" in analysis.coords else np.array([])
+    return float(ck[int(base)]) if len(ck) > int(base) else np.nan
+
+
 def claim_2(d: RunData) -> Verdict:
     """GR precedes the drop: lead times (the drop's departure from the plateau's noise band minus the
     first GR event) of all networks with both, pooled over conditions; median with bootstrap CI,
@@ -495,15 +511,23 @@ def claim_2(d: RunData) -> Verdict:
     width_free = _has(d.analysis, "lead_time_departure")
     key = "lead_time_departure" if width_free else "lead_time"
     what = "drop departure" if width_free else "drop onset"
-    lead_cs = d.analysis[key].values
+    lead_cs = d.analysis[key].values.copy()
+    total = lead_cs.size
+    earliest = earliest_gr_event(d.analysis)
+    drop_key = "drop_departure" if width_free else "drop_onset"
+    early_cs = np.zeros(lead_cs.shape, bool)
+    if np.isfinite(earliest) and drop_key in d.analysis:
+        with np.errstate(invalid="ignore"):
+            early_cs = np.isfinite(lead_cs) & (d.analysis[drop_key].values <= earliest)
+    lead_cs[early_cs] = np.nan  # GR cannot come first where the drop starts before an event can be flagged
+    n_early = int(early_cs.sum())
     lead = lead_cs.ravel()
-    total = lead.size
     if not np.isfinite(lead).any():
         return Verdict(2, INCONCLUSIVE, f"inconclusive: none of {total} networks has both a GR event and a drop",
                        numbers=[f"0 of {total} networks have both a GR event and a drop onset"])
     width = (d.results["drop_width"].sel(condition=d.analysis["condition"].values).values.ravel()
              if _has(d.results, "drop_width") else np.full(total, np.nan))
-    onset_lead = d.analysis["lead_time"].values.ravel()
+    onset_lead = np.where(early_cs, np.nan, d.analysis["lead_time"].values).ravel()
     lead = lead[np.isfinite(lead)]
     med, lo, hi = bootstrap_ci(lead, verdict_rng(d.analysis, 2), n_boot=N_BOOT)
     pos, neg = int((lead > 0).sum()), int((lead < 0).sum())
@@ -515,8 +539,12 @@ def claim_2(d: RunData) -> Verdict:
     numbers = [f"{lead.size} of {total} networks have both a GR event and a drop; GR comes before the {what} in {pos} "
                f"({100 * pos / lead.size:.0f} %), after it in {neg}, at the same checkpoint in {lead.size - pos - neg}"]
     rho_on, p_on, n_on = _width_correlation(onset_lead, width)
+    if n_early:
+        numbers.append(f"left out: {n_early} networks whose drop's {what.removeprefix('drop ')} comes at or before iteration "
+                       f"{earliest:.0f}, the first checkpoint at which a GR event can be flagged (after the rule's baseline): "
+                       "GR cannot come first there")
     if width_free:
-        rho_dep, p_dep, _ = _width_correlation(d.analysis[key].values.ravel(), width)
+        rho_dep, p_dep, _ = _width_correlation(lead_cs.ravel(), width)
         ok = np.isfinite(onset_lead)
         numbers.append(f"lead to the 10 % drop onset (earlier measure): median {num(nanmedian(onset_lead), '.0f')} iterations, "
                        f"positive in {int((onset_lead[ok] > 0).sum())}/{int(ok.sum())}")
@@ -524,15 +552,13 @@ def claim_2(d: RunData) -> Verdict:
                        f"(p = {p_on:.2g}); lead to the departure rho = {rho_dep:.2f} (p = {p_dep:.2g})")
     else:
         numbers.append(f"correlation of the lead with the drop width (Spearman, {n_on} networks): rho = {rho_on:.2f} (p = {p_on:.2g})")
-    median_key = f"{key}_median"
-    for cond in d.analysis["condition"].values:
-        a = d.analysis.sel(condition=cond)
-        lc = a[key].values
-        if np.isfinite(lc).any():
-            clo, chi = (a[f"{key}_ci"].values if f"{key}_ci" in a else (np.nan, np.nan))
-            cmed = float(a[median_key]) if median_key in a else float(nanmedian(lc))
-            numbers.append(f"{cond}: {int((lc > 0).sum())}/{int(np.isfinite(lc).sum())} positive, median lead "
-                           f"{num(cmed, '.0f')} iterations" + (f" (95 % CI {num(clo, '.0f')} to {num(chi, '.0f')})" if np.isfinite(clo) else ""))
+    for ci, cond in enumerate(d.analysis["condition"].values):
+        lc = lead_cs[ci][np.isfinite(lead_cs[ci])]
+        if lc.size:
+            cmed, clo, chi = bootstrap_ci(lc, numpy_rng(int(d.analysis.attrs.get("root_seed", 0)), "verdict_bootstrap", 2, ci), n_boot=N_BOOT)
+            numbers.append(f"{cond}: {int((lc > 0).sum())}/{lc.size} positive, median lead {num(cmed, '.0f')} iterations "
+                           f"(95 % CI {num(clo, '.0f')} to {num(chi, '.0f')})"
+                           + (f"; {int(early_cs[ci].sum())} left out" if early_cs[ci].any() else ""))
     if _has(d.analysis, "gr_growth"):
         gg = d.analysis["gr_growth"].values.ravel()
         if np.isfinite(gg).any():

@@ -385,3 +385,32 @@ def test_claim10_reports_how_many_networks_hold_their_memory_after_each_hold():
     assert any(n.startswith("tcr: at its last checkpoint, 9/9 ") for n in v.numbers)
     assert any("slow transients" in n for n in v.notes)
     assert v.status == V.claim_10(_formation(ref, ref)).status    # the probe informs; it does not change the verdict
+
+
+def _early_drops(departure, gr_event, **attrs) -> RunData:
+    seeds = np.arange(len(departure))
+    an = xr.Dataset(coords={"condition": ["baseline"], "seed": seeds, "checkpoint": np.arange(0, 1000, 20)}, attrs=attrs)
+    lead = np.array([departure], float) - np.array([gr_event], float)
+    an["lead_time"] = an["lead_time_departure"] = (("condition", "seed"), lead)
+    an["drop_departure"] = (("condition", "seed"), np.array([departure], float))
+    return RunData(analysis=an)
+
+
+def test_claim2_leaves_out_drops_that_start_before_a_gr_event_can_be_flagged():
+    # checkpoints every 20 and a 3-checkpoint baseline: no GR event can be flagged before iteration 60, so
+    # a drop departing at iteration 10 has a negative lead whatever the network does
+    plateau, none = [200] * 8, [10] * 8
+    d = _early_drops(plateau + none, [150] * 8 + [60] * 8, gr_baseline=3)
+    assert V.earliest_gr_event(d.analysis) == 60
+    v = V.claim_2(d)
+    assert v.status == HOLDS and "GR first in 8/8" in v.reason, v.reason
+    assert any(n.startswith("left out: 8 networks") for n in v.numbers)
+    # counted, the forced negatives would have sunk it: the rule is what changes the verdict
+    counted = _early_drops(plateau + none, [150] * 8 + [60] * 8, gr_baseline=0)
+    assert V.earliest_gr_event(counted.analysis) == 0 and V.claim_2(counted).status != HOLDS
+    # a drop departing just after the first possible event is kept; the baseline is read from the
+    # settings of files written before gr_baseline was stored on its own
+    d = _early_drops([21] * 8, [20] * 8, analysis=str({"gr_baseline": 1, "trials": 16}))
+    assert V.earliest_gr_event(d.analysis) == 20
+    v = V.claim_2(d)
+    assert "GR first in 8/8" in v.reason and not any(n.startswith("left out") for n in v.numbers)
