@@ -67,3 +67,11 @@ def test_probe_trials_set_each_memory_state_once_and_score_only_the_read_out(kin
 def test_tasks_without_memory_states_have_no_probes():
     net_task = build_task("delayed_addition", {})
     assert net_task.attractors_needed is None and net_task.memory_probes(5) is None
+
+
+def test_evidence_probes_keep_a_majority_at_rates_too_low_for_even_spacing():
+    task = build_task("evidence_accumulation", {"pulse_prob": 0.01, "stimulus_ms": 100.0})
+    p = task.memory_probes(3)
+    counts = p.inputs_bxtxi[:, :, :2].sum(1)                                    # (trial, left/right)
+    assert counts.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert np.array_equal(task.score(p.targets_bxtxo, p), np.ones(2))
