@@ -31,9 +31,13 @@ when either is missing).
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..seeds import numpy_rng
+from .statistics import bootstrap_ci
 
 #: defaults of the GR event rule (see the module docstring)
 GR_BASELINE = 3
@@ -227,6 +231,62 @@ def lead_key(analysis) -> str:
     """The analysis variable claim 2 and the report rest on: ``lead_time_departure`` (free of the
     drop's width), or ``lead_time`` in an analysis written before it existed."""
     return "lead_time_departure" if "lead_time_departure" in analysis else "lead_time"
+
+
+def earliest_event(checkpoints, baseline: int = GR_BASELINE) -> float:
+    """The iteration of the first checkpoint at which :func:`gr_events` can flag an event (the one at
+    index ``baseline``, after the checkpoints that form the baseline); NaN with too few checkpoints."""
+    ck = np.asarray(checkpoints, dtype=float)
+    return float(ck[int(baseline)]) if ck.size > int(baseline) else float("nan")
+
+
+def too_early(lead, drop_start, earliest: float) -> np.ndarray:
+    """Where a lead time carries no information on the order of GR and drop: the drop starts (onset
+    or departure) at or before ``earliest``, the first checkpoint a GR event can be flagged at, so
+    its lead is <= 0 whatever the network does (bool, the shape of ``lead``)."""
+    lead, start = np.asarray(lead, dtype=float), np.asarray(drop_start, dtype=float)
+    if not np.isfinite(earliest):
+        return np.zeros(lead.shape, bool)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(lead) & (start <= earliest)
+
+
+def earliest_gr_event(analysis) -> float:
+    """:func:`earliest_event` of an analysis dataset: from its ``gr_baseline`` (in files written
+    before it was stored on its own, from the settings in its ``analysis`` attribute)."""
+    base = analysis.attrs.get("gr_baseline")
+    if base is None:
+        try:
+            base = ast.literal_eval(str(analysis.attrs.get("analysis", "{}"))).get("gr_baseline", GR_BASELINE)
+        except (ValueError, SyntaxError):
+            base = GR_BASELINE
+    return earliest_event(analysis["checkpoint"].values if "checkpoint" in analysis.coords else [], int(base))
+
+
+def comparable_leads(analysis, key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(lead_cs, left_out_cs): the lead times ``key`` (default :func:`lead_key`) of an analysis
+    dataset, NaN where the drop starts at or before the first checkpoint a GR event can be flagged at
+    (:func:`too_early`), and where that was so. Claim 2, the report's tables, its bottom line and the
+    lead-time figure all read the leads through this, so they count the same networks; files written
+    before the analysis left these out get the same treatment here."""
+    key = key or lead_key(analysis)
+    lead = analysis[key].values.astype(float).copy()
+    start_key = "drop_onset" if key == "lead_time" else "drop_departure"
+    left = np.zeros(lead.shape, bool)
+    if key != "lead_time" and "lead_left_out" in analysis:
+        left = analysis["lead_left_out"].values.astype(bool).copy()
+    if start_key in analysis:
+        left |= too_early(lead, analysis[start_key].values, earliest_gr_event(analysis))
+    lead[left] = np.nan
+    return lead, left
+
+
+def lead_summary(analysis, condition_index: int, leads, key: str | None = None) -> tuple[float, float, float]:
+    """(median, CI low, CI high) of one condition's lead times, from the stream the analysis stores
+    its own CIs with (``{key}_bootstrap``), so the numbers match analysis.nc's for the same networks."""
+    key = key or lead_key(analysis)
+    rng = numpy_rng(int(analysis.attrs.get("root_seed", 0)), f"{key}_bootstrap", int(condition_index))
+    return bootstrap_ci(leads, rng)
 
 
 def lead_time(first_event_iteration, drop_onset):

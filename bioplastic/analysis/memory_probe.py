@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..networks.base import Network
-from ..tasks.base import Task
+from ..tasks.base import Task, Trials
 
 #: holds of zero input, in trial lengths (``Task.n_steps``), after which the memory states are read out
 HOLD_TRIALS = (1, 10)
@@ -26,18 +26,29 @@ def hold_steps(task: Task, holds: tuple[int, ...] = HOLD_TRIALS) -> list[int]:
     return [int(h) * int(task.n_steps) for h in holds]
 
 
+#: probe trials run at once (the 2^k patterns of a many-bit flip-flop run in chunks of this many)
+CHUNK = 64
+
+
 def memory_held(network: Network, task: Task, holds_steps: list[int]) -> np.ndarray | None:
-    """(E, H) fraction of the task's memory states each member holds after each hold (in steps); a
-    state counts as held when the task's score of its probe trial is 1. None for a task without
-    memory probes. The network runs as it trained (with its short-term plasticity, if any), from its
-    initial state, without noise beyond its own."""
+    """(E, H) fraction of the task's memory states each member holds after each hold (in steps; the
+    hold's exact timing is the task's, :meth:`~bioplastic.tasks.base.Task.memory_probes`); a state
+    counts as held when the task's score of its probe trial is 1. None for a task without memory
+    probes. The network runs noise-free from its initial state, with its short-term plasticity if it
+    has one (so a plastic network may hold a state through its fast variables, not only in attractors
+    of its long-term weights)."""
     out = []
     for h in holds_steps:
         probes = task.memory_probes(h)
         if probes is None:
             return None
-        with torch.no_grad():
-            y = network.run(probes.inputs_bxtxi).output_exbxtxo
-        score_exp = task.score(y.double().cpu().numpy(), probes)
-        out.append((score_exp >= 1.0).mean(-1))
+        scores = []
+        for start in range(0, probes.n_trials, CHUNK):
+            part = Trials(*(a[start:start + CHUNK] for a in (probes.inputs_bxtxi, probes.targets_bxtxo, probes.mask_bxtxo)),
+                          periods={k: v[start:start + CHUNK] for k, v in probes.periods.items()},
+                          conditions={k: v[start:start + CHUNK] for k, v in probes.conditions.items()})
+            with torch.no_grad():
+                y = network.run(part.inputs_bxtxi).output_exbxtxo
+            scores.append(task.score(y.double().cpu().numpy(), part))
+        out.append((np.concatenate(scores, axis=-1) >= 1.0).mean(-1))
     return np.stack(out, axis=-1)

@@ -46,7 +46,19 @@ from ..seeds import numpy_rng
 from ..storage.rebuild import trained_network
 from ..tasks import build_task
 from .fixed_points import KIND_NAMES, coverage_estimates, find_fixed_points, merge_fixed_points, sample_initial_states, segment_starts
-from .geometry import chamfer_distance, first_gr_event, gr_events, gr_growth, lead_time, linear_cka, participation_ratio, pca_frame, project
+from .geometry import (
+    chamfer_distance,
+    earliest_event,
+    first_gr_event,
+    gr_events,
+    gr_growth,
+    lead_time,
+    linear_cka,
+    participation_ratio,
+    pca_frame,
+    project,
+    too_early,
+)
 from .joint_system import JOINT_MODES, joint_points, plastic_trajectories
 from .labels import choice_of
 from .memory_probe import HOLD_TRIALS, hold_steps, memory_held
@@ -280,8 +292,9 @@ def add_memory_held(result: xr.Dataset, ds: xr.Dataset, protocol, task, device) 
     """``memory_held`` (condition, seed, hold): the fraction of the task's memory states each network
     holds after 1 and 10 trial lengths of zero input (analysis/memory_probe.py), at its last
     checkpoint with weights (``memory_checkpoint``; a network that stopped early, at its stop); NaN
-    for a network without any. Nothing for a task without memory probes. At the last checkpoint only:
-    a plastic network's long holds cost ~10 ms per step on one core."""
+    for a network without any and for one that diverged (its last weights are those of a blow-up).
+    Nothing for a task without memory probes. At the last checkpoint only: a plastic network's long
+    holds cost ~10 ms per step on one core."""
     if task.memory_probes(0) is None:
         return
     steps_h = hold_steps(task)
@@ -299,6 +312,9 @@ def add_memory_held(result: xr.Dataset, ds: xr.Dataset, protocol, task, device) 
             net, _ = trained_network(ds, protocol, cond, checkpoint=int(j), device=device, seed=[int(x) for x in ds["seed"].values[seeds]])
             held[ci, seeds] = memory_held(net, task, steps_h)
             at[ci, seeds] = float(ds["checkpoint"].values[j])
+        if "diverged" in ds:
+            gone = ds["diverged"].sel(condition=cond).values.astype(bool)
+            held[ci, gone], at[ci, gone] = np.nan, np.nan
     dt = float(task.config.dt_ms)
     result.coords["hold_ms"] = ("hold_ms", np.array(steps_h, float) * dt,
                                 {"units": "ms", "long_name": "zero-input hold before the read-out", "trial_lengths": list(HOLD_TRIALS)})
@@ -421,11 +437,17 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
                 firsts.append(first_gr_event(gr[m][ci, s], checkpoints, **rule))
             first[ci, s] = np.nanmin(firsts) if np.isfinite(firsts).any() else np.nan
     onset = ds["drop_onset"].sel(condition=conds).values
+    # a drop that starts at or before the first checkpoint a GR event can be flagged at has a lead <= 0
+    # whatever the network does: no lead (NaN), and counted (`lead_left_out`; science.md §5)
+    earliest = earliest_event(checkpoints, cfg.gr_baseline)
     lead = lead_time(first, onset)
+    lead[too_early(lead, onset, earliest)] = np.nan
     # the width-free lead: to the drop's departure from the plateau's noise band (results.nc), which a
     # wider drop starting at the same time does not move (science.md §5)
     departure = ds["drop_departure"].sel(condition=conds).values if "drop_departure" in ds else np.full((C, S), np.nan)
     lead_departure = lead_time(first, departure)
+    left_out = too_early(lead_departure, departure, earliest)
+    lead_departure[left_out] = np.nan
     start = ds["plateau_start"].sel(condition=conds).values if "plateau_start" in ds else np.zeros((C, S))
     growth = np.array([[gr_growth(gr["trajectory_change"][ci, s], checkpoints, start[ci, s], departure[ci, s])
                         for s in range(S)] for ci in range(C)])
@@ -489,11 +511,16 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
                                                                          f"at {when} (NaN: no drop or no such checkpoint)"})
     out["first_gr_event"] = (("condition", "seed"), first, {"units": "iterations", "long_name": "iteration of the first GR event (NaN: none)"})
     out["drop_onset"] = (("condition", "seed"), onset, {"units": "iterations", "long_name": "drop onset (from results.nc)"})
-    out["lead_time"] = (("condition", "seed"), lead, {"units": "iterations", "long_name": "drop onset minus first GR event (> 0: GR precedes the drop)"})
+    out["lead_time"] = (("condition", "seed"), lead, {"units": "iterations", "long_name": "drop onset minus first GR event (> 0: GR precedes the drop); "
+                                                                               "NaN where the onset comes at or before the first checkpoint a GR event can be flagged at"})
     out["drop_departure"] = (("condition", "seed"), departure, {"units": "iterations", "long_name": "width-free drop onset: departure from the plateau's noise band (from results.nc)"})
     out["lead_time_departure"] = (("condition", "seed"), lead_departure,
                                   {"units": "iterations", "long_name": "drop departure minus first GR event (> 0: GR precedes the drop); "
-                                                                       "free of the drop's width, unlike lead_time"})
+                                                                       "free of the drop's width, unlike lead_time; NaN where lead_left_out"})
+    out["lead_left_out"] = (("condition", "seed"), left_out,
+                            {"units": "1", "earliest_gr_event": earliest,
+                             "long_name": "no lead: the drop departs at or before the first checkpoint a GR event can be flagged at "
+                                          "(earliest_gr_event), so GR cannot come first (a lead <= 0 by construction)"})
     out["gr_growth"] = (("condition", "seed"), growth,
                         {"units": "1", "long_name": "Spearman correlation of trajectory_change with the iteration over the checkpoints "
                                                     "from plateau_start to drop_departure (> 0: restructuring grows through the search phase)"})

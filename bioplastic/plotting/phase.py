@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ..analysis.geometry import lead_key  # noqa: E402
+from ..analysis.geometry import comparable_leads, lead_key  # noqa: E402
 from ..analysis.phase_space import portrait_indices  # noqa: E402
 from .curves import COLORS, shade  # noqa: E402
 
@@ -211,8 +211,10 @@ def lead_times(analysis: xr.Dataset, ax=None):
         _, ax = plt.subplots(figsize=(1.8 + 1.6 * analysis.sizes["condition"], 3.6))
     labels = []
     key = lead_key(analysis)
+    leads, left = comparable_leads(analysis, key)
+    onset_leads = comparable_leads(analysis, "lead_time")[0]
     for j, cond in enumerate(analysis["condition"].values):
-        v = analysis[key].sel(condition=cond).values
+        v = leads[j]
         ok = np.isfinite(v)
         x = j - 0.12 + np.linspace(-0.1, 0.1, max(1, ok.sum()))
         ax.plot(x[: ok.sum()], v[ok], "o", color=COLORS[j % len(COLORS)],
@@ -220,15 +222,16 @@ def lead_times(analysis: xr.Dataset, ax=None):
         if ok.any():
             ax.hlines(np.median(v[ok]), j - 0.25, j + 0.01, color="k")
         if key != "lead_time":
-            w = analysis["lead_time"].sel(condition=cond).values
+            w = onset_leads[j]
             okw = np.isfinite(w)
             xw = j + 0.12 + np.linspace(-0.1, 0.1, max(1, okw.sum()))
             ax.plot(xw[: okw.sum()], w[okw], "o", mfc="none", color=COLORS[j % len(COLORS)],
                     label="to the 10 % onset" if j == 0 else None)
             if okw.any():
                 ax.hlines(np.median(w[okw]), j + 0.01, j + 0.25, color="k", ls=":")
-        labels.append(f"{cond}\n{ok.sum()} of {ok.size} networks" + (f"\n({(~ok).sum()} without a GR\nevent or a drop)"
-                                                                      if (~ok).any() else ""))
+        missing = int((~ok).sum() - left[j].sum())
+        labels.append(f"{cond}\n{ok.sum()} of {ok.size} networks" + (f"\n({missing} without a GR\nevent or a drop)" if missing else "")
+                      + (f"\n({int(left[j].sum())} drop before GR\ncan be flagged)" if left[j].any() else ""))
     ax.axhline(0, color="0.5", lw=0.8, ls="--")
     ax.set_xticks(range(analysis.sizes["condition"]), labels)
     ax.set_ylabel("lead time (iterations)\n> 0: GR before the drop")

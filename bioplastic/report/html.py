@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from ..analysis.geometry import lead_key
+from ..analysis.geometry import comparable_leads, earliest_gr_event, lead_key, lead_summary
 from ..analysis.measures import MIN_DECAY_FRACTION
 from ..analysis.predictions import prediction_sentences
 from ..analysis.psychometric import slope_is_lower_bound
@@ -432,17 +432,19 @@ def _output_table(ds: xr.Dataset) -> str:
 def _gr_table(an: xr.Dataset) -> str:
     rows = []
     key = lead_key(an)
-    for cond in an["condition"].values:
-        a = an.sel(condition=cond)
-        lead = a[key].values
+    leads, left = comparable_leads(an, key)
+    onset_leads = comparable_leads(an, "lead_time")[0]
+    for c, cond in enumerate(an["condition"].values):
+        lead = leads[c]
         ok = np.isfinite(lead)
-        lo, hi = a[f"{key}_ci"].values if f"{key}_ci" in a else (np.nan, np.nan)
-        row = [esc(cond), f"{int(ok.sum())}/{lead.size}", f"{int((lead[ok] > 0).sum())}/{int(ok.sum())}",
-               f"{fmt(float(a[f'{key}_median']), 'it')}{ci(lo, hi, 'it')}" if ok.any() else "n/a",
+        med, lo, hi = lead_summary(an, c, lead, key)
+        row = [esc(cond), f"{int(ok.sum())}/{lead.size}" + (f" ({int(left[c].sum())} left out)" if left[c].any() else ""),
+               f"{int((lead[ok] > 0).sum())}/{int(ok.sum())}",
+               f"{fmt(med, 'it')}{ci(lo, hi, 'it')}" if ok.any() else "n/a",
                ", ".join("&ndash;" if not np.isfinite(x) else num(x, "+.0f") for x in lead)]
         if key != "lead_time":  # the earlier measure beside it: the lead to the 10 % onset
-            olo, ohi = a["lead_time_ci"].values if "lead_time_ci" in a else (np.nan, np.nan)
-            row.append(f"{fmt(float(a['lead_time_median']), 'it')}{ci(olo, ohi, 'it')}" if np.isfinite(a["lead_time"].values).any() else "n/a")
+            omed, olo, ohi = lead_summary(an, c, onset_leads[c], "lead_time")
+            row.append(f"{fmt(omed, 'it')}{ci(olo, ohi, 'it')}" if np.isfinite(onset_leads[c]).any() else "n/a")
         rows.append(row)
     rule = an["gr_event"].attrs.get("rule", "") if "gr_event" in an else ""
     what = "departure" if key != "lead_time" else "onset"
@@ -462,6 +464,9 @@ def _gr_table(an: xr.Dataset) -> str:
     defined = ("drop departure (where the loss leaves the plateau's noise band for good; a wider drop that starts at "
                "the same time does not move it) minus the first GR event" if key != "lead_time" else
                "drop onset minus the first GR event")
+    if left.any():
+        defined += (f"; networks whose drop starts at or before iteration {earliest_gr_event(an):.0f}, the first checkpoint "
+                    "a GR event can be flagged at, have no lead (GR cannot come first there) and are counted as left out")
     return (f"<p>Lead time = {defined} (iterations; &gt; 0: GR first). {esc(rule)}</p>"
             + table(head, rows) + _search_note(an))
 

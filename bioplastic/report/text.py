@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..analysis.geometry import lead_key
+from ..analysis.geometry import comparable_leads, lead_key, lead_summary
 from ..analysis.statistics import nanmedian, num  # noqa: F401 - num: the report's formatting, here as before
 from ..protocol.load import Protocol
 from ..storage.results import sweep_points
@@ -48,14 +48,16 @@ def gr_line(analysis) -> str:
     lines = []
     key = lead_key(analysis)
     what = "departure" if key != "lead_time" else "onset"
-    for cond in analysis["condition"].values:
-        lead = analysis[key].sel(condition=cond).values
+    leads, left = comparable_leads(analysis, key)
+    for c, cond in enumerate(analysis["condition"].values):
+        lead = leads[c]
         ok = np.isfinite(lead)
-        med = float(analysis[f"{key}_median"].sel(condition=cond))
-        lo, hi = analysis[f"{key}_ci"].sel(condition=cond).values
+        med, lo, hi = lead_summary(analysis, c, lead, key)
         ci = f"{num(med, '+.1f')} iterations (95 % CI {num(lo, '+.1f')} to {num(hi, '+.1f')})" if ok.any() else "n/a"
         lines.append(f"GR before the drop {what}, {cond}: lead > 0 in {(lead[ok] > 0).sum()}/{ok.sum()} networks with "
-                     f"both a GR event and a drop ({lead.size} analysed); median lead {ci}")
+                     f"both a GR event and a drop ({lead.size} analysed"
+                     + (f"; {int(left[c].sum())} left out: the drop starts before a GR event can be flagged" if left[c].any() else "")
+                     + f"); median lead {ci}")
     return "\n".join(lines)
 
 

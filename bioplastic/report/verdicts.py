@@ -20,7 +20,6 @@ suffices; it does not hold only when every part does not hold).
 """
 from __future__ import annotations
 
-import ast
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from math import comb
 import numpy as np
 import xarray as xr
 
-from ..analysis.geometry import GR_BASELINE
+from ..analysis.geometry import comparable_leads, earliest_gr_event, lead_summary
 from ..analysis.learning_curves import compared_outcomes, still_on_plateau
 from ..analysis.predictions import prediction_sentences
 from ..analysis.statistics import ALPHA, N_BOOT, bootstrap_ci, clopper_pearson, nanmedian, paired_comparison
@@ -483,20 +482,6 @@ def _width_correlation(lead: np.ndarray, width: np.ndarray) -> tuple[float, floa
     return float(r.statistic), float(r.pvalue), int(ok.sum())
 
 
-def earliest_gr_event(analysis: xr.Dataset) -> float:
-    """The iteration of the first checkpoint at which the GR rule can flag an event: the one after the
-    rule's baseline checkpoints (``gr_baseline``; from the analysis's settings in files written before
-    it was stored on its own). NaN without checkpoints."""
-    base = analysis.attrs.get("gr_baseline")
-    if base is None:
-        try:
-            base = ast.literal_eval(str(analysis.attrs.get("analysis", "{}"))).get("gr_baseline", GR_BASELINE)
-        except (ValueError, SyntaxError):
-            base = GR_BASELINE
-    ck = analysis["checkpoint"].values if "checkpoint" in analysis.coords else np.array([])
-    return float(ck[int(base)]) if len(ck) > int(base) else np.nan
-
-
 def claim_2(d: RunData) -> Verdict:
     """GR precedes the drop: lead times (the drop's departure from the plateau's noise band minus the
     first GR event) of all networks with both, pooled over conditions; median with bootstrap CI,
@@ -509,25 +494,23 @@ def claim_2(d: RunData) -> Verdict:
     from scipy.stats import binomtest
 
     width_free = _has(d.analysis, "lead_time_departure")
-    key = "lead_time_departure" if width_free else "lead_time"
     what = "drop departure" if width_free else "drop onset"
-    lead_cs = d.analysis[key].values.copy()
-    total = lead_cs.size
+    lead_cs, early_cs = comparable_leads(d.analysis)
     earliest = earliest_gr_event(d.analysis)
-    drop_key = "drop_departure" if width_free else "drop_onset"
-    early_cs = np.zeros(lead_cs.shape, bool)
-    if np.isfinite(earliest) and drop_key in d.analysis:
-        with np.errstate(invalid="ignore"):
-            early_cs = np.isfinite(lead_cs) & (d.analysis[drop_key].values <= earliest)
-    lead_cs[early_cs] = np.nan  # GR cannot come first where the drop starts before an event can be flagged
+    total = lead_cs.size
     n_early = int(early_cs.sum())
     lead = lead_cs.ravel()
     if not np.isfinite(lead).any():
+        if n_early:
+            return Verdict(2, INCONCLUSIVE, f"inconclusive: every drop of the {n_early} networks with a GR event and a drop (of "
+                                            f"{total}) starts at or before iteration {earliest:.0f}, before a GR event can be flagged",
+                           numbers=[f"0 of {total} networks have a lead GR could make positive; {n_early} left out (drop at or before "
+                                    f"iteration {earliest:.0f}, the first checkpoint a GR event can be flagged at)"])
         return Verdict(2, INCONCLUSIVE, f"inconclusive: none of {total} networks has both a GR event and a drop",
                        numbers=[f"0 of {total} networks have both a GR event and a drop onset"])
     width = (d.results["drop_width"].sel(condition=d.analysis["condition"].values).values.ravel()
              if _has(d.results, "drop_width") else np.full(total, np.nan))
-    onset_lead = np.where(early_cs, np.nan, d.analysis["lead_time"].values).ravel()
+    onset_lead = comparable_leads(d.analysis, "lead_time")[0].ravel()
     lead = lead[np.isfinite(lead)]
     med, lo, hi = bootstrap_ci(lead, verdict_rng(d.analysis, 2), n_boot=N_BOOT)
     pos, neg = int((lead > 0).sum()), int((lead < 0).sum())
@@ -555,7 +538,7 @@ def claim_2(d: RunData) -> Verdict:
     for ci, cond in enumerate(d.analysis["condition"].values):
         lc = lead_cs[ci][np.isfinite(lead_cs[ci])]
         if lc.size:
-            cmed, clo, chi = bootstrap_ci(lc, numpy_rng(int(d.analysis.attrs.get("root_seed", 0)), "verdict_bootstrap", 2, ci), n_boot=N_BOOT)
+            cmed, clo, chi = lead_summary(d.analysis, ci, lc)
             numbers.append(f"{cond}: {int((lc > 0).sum())}/{lc.size} positive, median lead {num(cmed, '.0f')} iterations "
                            f"(95 % CI {num(clo, '.0f')} to {num(chi, '.0f')})"
                            + (f"; {int(early_cs[ci].sum())} left out" if early_cs[ci].any() else ""))
@@ -904,7 +887,9 @@ def claim_10(d: RunData) -> Verdict:
         numbers += [_memory_line(a, c) for c in [ref] + list(tcr)]
         notes.append("Memory probe (analysis/memory_probe.py): each memory state set once, then held with zero input and read "
                      "out; an attractor solution holds every state at every hold. A network that holds them for one trial "
-                     "length but not for the longest hold keeps its memory in slow transients, not in the attractors counted here.")
+                     "length but not for the longest hold keeps its memory in slow transients, not in the attractors counted here. "
+                     "Plastic networks are probed with their short-term plasticity, which may hold a state the long-term "
+                     "weights' attractors (counted here) do not.")
     return Verdict(10, status, _reason(status, ev), ev, numbers, _power_notes(ev) + notes)
 
 

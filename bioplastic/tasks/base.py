@@ -104,8 +104,9 @@ class Task(ABC):
     def memory_probes(self, hold_steps: int) -> Trials | None:
         """Deterministic trials that put a network in each memory state of the task (one trial per
         state: each choice, each pattern of the flip-flop's bits), then give ``hold_steps`` steps of
-        zero input, then read the state out (the mask is 1 at the read-out only). :meth:`score` of 1
-        means the state was held. An attractor solution holds every state for any ``hold_steps``; a
+        zero input, then read the state out (the mask is 1 at the read-out only: the flip-flop's one
+        step after the hold, itself without input; evidence accumulation's response window with its go
+        cue). :meth:`score` of 1 means the state was held. An attractor solution holds every state for any ``hold_steps``; a
         solution by slow transients loses them once ``hold_steps`` exceeds its memory
         (``memory_held`` in the phase-space analysis). None for tasks without discrete memory states
         (as :attr:`attractors_needed`)."""

@@ -87,6 +87,35 @@ def test_run_with_analysis_section_writes_analysis(analysed_run):
         net, _ = trained_network(res, protocol_of(res), str(cond), checkpoint=-1)
         np.testing.assert_array_equal(a["memory_held"].values[ci], memory_held(net, task, hold_steps(task)))
     assert set(np.unique(a["memory_held"].values)) <= {0.0, 0.5, 1.0}
+    # leads: none where the drop departs at or before the first checkpoint a GR event can be flagged at
+    assert a.attrs["gr_baseline"] == 1
+    first, dep = a["first_gr_event"].values, a["drop_departure"].values
+    with np.errstate(invalid="ignore"):
+        early = np.isfinite(first) & np.isfinite(dep) & (dep <= ck[1])
+    np.testing.assert_array_equal(a["lead_left_out"].values, early)
+    expected = np.where(early, np.nan, dep - first)
+    np.testing.assert_array_equal(a["lead_time_departure"].values, expected)
+
+
+def test_memory_probe_reads_each_network_at_its_last_checkpoint_with_weights(analysed_run):
+    """A network whose last checkpoint holds no weights (stopped early) is probed at the one before; one
+    that diverged is not probed."""
+    from bioplastic.analysis.phase_space import add_memory_held
+
+    res = read_dataset(analysed_run / "results.nc").load()
+    protocol = protocol_of(res)
+    task = build_task("evidence_accumulation", protocol.conditions[0].task.model_dump())
+    for w in [v for v in res.data_vars if str(v).startswith("weight_")]:
+        res[w].loc[{"condition": "baseline", "seed": 1, "checkpoint": res["checkpoint"].values[-1]}] = np.nan
+    res["diverged"].loc[{"condition": "tcr_loss", "seed": 0}] = True
+    out = xr.Dataset(coords={"condition": res["condition"].values, "seed": res["seed"].values})
+    add_memory_held(out, res, protocol, task, "cpu")
+    ck = res["checkpoint"].values
+    assert out["memory_checkpoint"].sel(condition="baseline").values.tolist() == [ck[-1], ck[-2]]
+    net, _ = trained_network(res, protocol, "baseline", checkpoint=-2, seed=1)
+    np.testing.assert_array_equal(out["memory_held"].sel(condition="baseline").values[1], memory_held(net, task, hold_steps(task))[0])
+    assert np.isnan(out["memory_held"].sel(condition="tcr_loss").values[0]).all()
+    assert np.isfinite(out["memory_held"].sel(condition="tcr_loss").values[1]).all()
 
 
 def test_analysis_is_deterministic_and_leaves_results_untouched(run_dir):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from bioplastic.analysis.geometry import earliest_gr_event
 from bioplastic.report import verdicts as V
 from bioplastic.report.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTED, CondInfo, RunData
 
@@ -401,16 +402,22 @@ def test_claim2_leaves_out_drops_that_start_before_a_gr_event_can_be_flagged():
     # a drop departing at iteration 10 has a negative lead whatever the network does
     plateau, none = [200] * 8, [10] * 8
     d = _early_drops(plateau + none, [150] * 8 + [60] * 8, gr_baseline=3)
-    assert V.earliest_gr_event(d.analysis) == 60
+    assert earliest_gr_event(d.analysis) == 60
     v = V.claim_2(d)
     assert v.status == HOLDS and "GR first in 8/8" in v.reason, v.reason
     assert any(n.startswith("left out: 8 networks") for n in v.numbers)
-    # counted, the forced negatives would have sunk it: the rule is what changes the verdict
-    counted = _early_drops(plateau + none, [150] * 8 + [60] * 8, gr_baseline=0)
-    assert V.earliest_gr_event(counted.analysis) == 0 and V.claim_2(counted).status != HOLDS
+    assert any(n.startswith("baseline: 8/8 positive, median lead 50 iterations") and n.endswith("; 8 left out") for n in v.numbers)
+    # counted (a file that cannot say when its drops start), the forced negatives sink it: the rule is what
+    # changes the verdict
+    counted = _early_drops(plateau + none, [150] * 8 + [60] * 8, gr_baseline=3)
+    counted.analysis = counted.analysis.drop_vars("drop_departure")
+    assert V.claim_2(counted).status != HOLDS
+    # every drop too early: inconclusive, and said so (not "no GR event")
+    v = V.claim_2(_early_drops(none, [60] * 8, gr_baseline=3))
+    assert v.status == INCONCLUSIVE and "starts at or before iteration 60" in v.reason and "8 left out" in v.numbers[0]
     # a drop departing just after the first possible event is kept; the baseline is read from the
     # settings of files written before gr_baseline was stored on its own
     d = _early_drops([21] * 8, [20] * 8, analysis=str({"gr_baseline": 1, "trials": 16}))
-    assert V.earliest_gr_event(d.analysis) == 20
+    assert earliest_gr_event(d.analysis) == 20
     v = V.claim_2(d)
     assert "GR first in 8/8" in v.reason and not any(n.startswith("left out") for n in v.numbers)
