@@ -40,6 +40,7 @@ NAMED: dict[str, tuple[str, tuple[int, ...], str]] = {
     "staircase_comparisons": ("analysis", (8,), "none: the bootstrap of the plateau lengths (linear oracle)"),
     "lead_time_departure_bootstrap": ("analysis", (9,), "condition index"),
     "joint_slow_starts": ("analysis", (10,), "checkpoint index, context index, condition index"),
+    "verdict_itc_censored": ("analysis", (11,), "condition index, CRC-32 of the sweep point's label"),
 }
 
 

@@ -21,6 +21,7 @@ suffices; it does not hold only when every part does not hold).
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import comb
@@ -138,7 +139,7 @@ class Evidence:
     @property
     def opposite(self) -> bool:
         """Significant and in the direction opposite to the claim (a "does not hold" that is not "no effect")."""
-        return self.status == FAILS and self.note == OPPOSITE
+        return self.status == FAILS and self.note.startswith(OPPOSITE)
 
     def text(self) -> str:
         def f(x):
@@ -303,15 +304,32 @@ def _ref(d: RunData) -> str:
 
 
 def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: int = -1) -> Evidence:
-    """Iterations to criterion, ``cond`` minus ``ref`` (the stored paired comparison)."""
+    """Iterations to criterion, ``cond`` minus ``ref``: the stored paired comparison, or - where in
+    some pairs neither network learned - the comparison over the other pairs. An unlearned network
+    counts at the budget (a lower bound), so a pair that both leave unlearned has a difference of 0 that
+    says nothing about the effect; counted, such pairs pin the median difference and its CI to 0 and
+    read as "no effect". Left out, they are counted in the note."""
     c = sub.sel(condition=cond)
     delta = ITC_DELTA_FRACTION * float(sub["itc_median"].sel(condition=ref))
+    delta = delta if np.isfinite(delta) and delta > 0 else 1.0
     label = f"{cond} vs {ref}{where}: iterations to criterion (paired difference)"
-    ev = evidence(label, c["itc_difference"], c["itc_difference_ci_low"], c["itc_difference_ci_high"], c["itc_p_value"],
-                  c["itc_n_pairs"], direction, delta if np.isfinite(delta) and delta > 0 else 1.0, unit="iterations")
     learned = sub["learned"].sel(condition=[ref, cond]).values.astype(bool)
     if not learned.any():
+        ev = evidence(label, c["itc_difference"], c["itc_difference_ci_low"], c["itc_difference_ci_high"], c["itc_p_value"],
+                      c["itc_n_pairs"], direction, delta, unit="iterations")
         ev.status, ev.note = INCONCLUSIVE, "no network of either condition learned within the budget"
+        return ev
+    neither = ~learned.any(0)
+    if not neither.any() or "iterations_to_criterion" not in sub:
+        return evidence(label, c["itc_difference"], c["itc_difference_ci_low"], c["itc_difference_ci_high"], c["itc_p_value"],
+                        c["itc_n_pairs"], direction, delta, unit="iterations")
+    itc = compared_outcomes(sub.sel(condition=[ref, cond]))[0].astype(float)  # unlearned at the budget, as stored
+    itc[:, neither] = np.nan
+    root = int(sub.attrs.get("root_seed", 0))
+    ci = [str(x) for x in sub["condition"].values].index(str(cond))
+    ev = paired(label, itc[1], itc[0], direction, delta, "iterations", rng=numpy_rng(root, "verdict_itc_censored", ci, zlib.crc32(where.encode())))
+    note = f"{int(neither.sum())} pairs where neither network learned left out (no information on the difference)"
+    ev.note = f"{ev.note}; {note}" if ev.note else note
     return ev
 
 

@@ -421,3 +421,26 @@ def test_claim2_leaves_out_drops_that_start_before_a_gr_event_can_be_flagged():
     assert earliest_gr_event(d.analysis) == 20
     v = V.claim_2(d)
     assert "GR first in 8/8" in v.reason and not any(n.startswith("left out") for n in v.numbers)
+
+
+def test_pairs_where_neither_network_learned_carry_no_information_on_the_time_to_criterion():
+    # 8 pairs where neither learned (both at the budget: a difference of 0) and 2 where the TCR network
+    # learned late and the baseline not at all: counted, the zeros pin the median difference and its CI to 0
+    # and read as "no effect"; left out, 2 pairs cannot decide anything
+    base = [np.nan] * 10
+    tcr = [np.nan] * 8 + [90.0, 95.0]
+    info = {"baseline": CondInfo(), "tcr": CondInfo(tcr_form="loss")}
+    d = RunData(results(dict(baseline=base, tcr=tcr)), conditions=info)
+    stored = d.results.sel(condition="tcr")
+    assert float(stored["itc_difference"]) == 0 and float(stored["itc_difference_ci_high"]) == 0   # the zeros' verdict
+    e = V._itc_evidence(d.results, "baseline", "tcr", "")
+    assert e.status == INCONCLUSIVE and e.n == 2 and "8 pairs where neither network learned left out" in e.note
+    assert e.estimate < 0                                                          # the learned pairs' direction
+    # no pair without a learner: the stored comparison, unchanged
+    full = RunData(results(dict(baseline=[50.0] * 10, tcr=[40.0] * 10)), conditions=info)
+    e = V._itc_evidence(full.results, "baseline", "tcr", "")
+    assert e.n == int(full.results["itc_n_pairs"].sel(condition="tcr")) and "left out" not in e.note
+    # an opposite effect stays recognisable behind the note
+    late = RunData(results(dict(baseline=[50.0] * 8 + [np.nan] * 2, tcr=[90.0] * 8 + [np.nan] * 2)), conditions=info)
+    e = V._itc_evidence(late.results, "baseline", "tcr", "")
+    assert e.status == FAILS and e.opposite and "2 pairs where neither" in e.note
