@@ -23,7 +23,8 @@ STAIRCASE_FIGURES = ("staircase.png",)
 
 def recurrent_weights(results: xr.Dataset) -> dict[str, np.ndarray]:
     """Per condition, the effective recurrent weights (seeds, N, N) at the last checkpoint, rebuilt
-    from the dataset (empty for kinds without one matrix, e.g. the LSTM)."""
+    from the dataset (empty for kinds without one square matrix: the LSTM's W_hh maps N units to its
+    4N gates)."""
     protocol = protocol_of(results)
     out = {}
     for cond in protocol.condition_names:
@@ -31,6 +32,8 @@ def recurrent_weights(results: xr.Dataset) -> dict[str, np.ndarray]:
         try:
             W = net.recurrent_weights().detach().double().numpy()
         except NotImplementedError:
+            return {}
+        if W.shape[-1] != W.shape[-2]:
             return {}
         out[cond] = np.where(ok[:, None, None], W, np.nan)
     return out

@@ -13,6 +13,8 @@ from bioplastic.analysis.joint_system import tm_steady_state
 from bioplastic.analysis.memory_probe import hold_steps, memory_held
 from bioplastic.analysis.phase_space import portrait_indices
 from bioplastic.pipeline import PARTS_DIR, RunError, analyze_run
+from bioplastic.plotting.field import spectra
+from bioplastic.plotting.figures import recurrent_weights
 from bioplastic.plotting.phase import phase_portraits, portrait_caption
 from bioplastic.plotting.phase import portrait_checkpoints as phase_portraits_checkpoints
 from bioplastic.regularizers.tcr_plasticity import PlasticityConfig
@@ -164,6 +166,12 @@ def test_every_model_kind_can_be_analysed(write_protocol, tmp_path, kind):
     a = read_dataset(out / "analysis.nc")
     assert a.sizes["unit"] == (24 if kind == "lstm" else 12)  # the LSTM's state is (h, c)
     assert a["fp_valid"].any()
+    # the report's spectra figure: the weights' eigenvalues where the kind has one square recurrent matrix
+    # (the LSTM's W_hh is 4N x N: none), the attractors' Jacobians for every kind
+    weights = recurrent_weights(read_dataset(out / "results.nc"))
+    assert (weights == {}) == (kind == "lstm")
+    spectra(a, weights)
+    plt.close("all")
 
 
 def test_trajectories_of_plastic_networks_include_the_plasticity(write_protocol, tmp_path):
