@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
+from ..networks import lstm_kernel
 from .io import DamagedFileError, atomic_write
 
 ENGINE = "h5netcdf"
@@ -204,6 +205,10 @@ def describe(ds: xr.Dataset, protocol) -> None:
         git_commit=git_commit(),
         Conventions="CF-1.8",
     )
+    if any(c.model_kind == "lstm" for c in protocol.conditions):
+        # the compiled kernel and the eager code differ in their last bits (lstm_kernel's docstring): which
+        # one trained the networks is part of what reproduces them
+        ds.attrs["lstm_kernel"] = lstm_kernel.status()
 
 
 def _feed_value(h, value) -> None:

@@ -168,7 +168,9 @@ def test_every_model_kind_can_be_analysed(write_protocol, tmp_path, kind):
     assert a["fp_valid"].any()
     # the report's spectra figure: the weights' eigenvalues where the kind has one square recurrent matrix
     # (the LSTM's W_hh is 4N x N: none), the attractors' Jacobians for every kind
-    weights = recurrent_weights(read_dataset(out / "results.nc"))
+    res = read_dataset(out / "results.nc")
+    assert ("lstm_kernel" in res.attrs) == (kind == "lstm")  # which LSTM code trained it: part of its provenance
+    weights = recurrent_weights(res)
     assert (weights == {}) == (kind == "lstm")
     spectra(a, weights)
     plt.close("all")
