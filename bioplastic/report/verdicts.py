@@ -541,7 +541,7 @@ def claim_2(d: RunData) -> Verdict:
                f"({100 * pos / lead.size:.0f} %), after it in {neg}, at the same checkpoint in {lead.size - pos - neg}"]
     rho_on, p_on, n_on = _width_correlation(onset_lead, width)
     if n_early:
-        numbers.append(f"left out: {n_early} networks whose drop's {what.removeprefix('drop ')} comes at or before iteration "
+        numbers.append(f"left out: {n_early} network{'s' * (n_early != 1)} whose drop's {what.removeprefix('drop ')} comes at or before iteration "
                        f"{earliest:.0f}, the first checkpoint at which a GR event can be flagged (after the rule's baseline): "
                        "GR cannot come first there")
     if width_free:
