@@ -1,6 +1,6 @@
 """Claim 2's lead under later GR-rule baselines, recomputed from a run's stored GR metrics (no
 re-analysis): for each baseline length (checkpoints), the first GR event of every network by the
-analysis's own rule (bioplastic.analysis.geometry.first_gr_event on trajectory_change and
+analysis's own rule (bioplastic.analysis.phase_space.first_gr_events on trajectory_change and
 fp_distance, with the run's threshold and floors), its lead to the drop's departure, networks whose
 drop departs by the first flaggable checkpoint left out (as claim 2 does), and a sign test.
 
@@ -11,7 +11,6 @@ Prints one markdown table row per run. Used for docs/results.md ("The flip-flop 
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 
@@ -19,30 +18,23 @@ import numpy as np
 import xarray as xr
 from scipy.stats import binomtest
 
-from bioplastic.analysis.geometry import GR_THRESHOLD, earliest_event, first_gr_event
+from bioplastic.analysis.geometry import earliest_event, gr_rule
+from bioplastic.analysis.phase_space import first_gr_events
 
 
 def leads(analysis: xr.Dataset, baseline: int) -> np.ndarray:
-    """The leads (departure minus first GR event) of the networks claim 2 would keep, with the rule's
-    baseline over ``baseline`` checkpoints."""
-    settings = ast.literal_eval(str(analysis.attrs.get("analysis", "{}")))
-    threshold = float(settings.get("gr_threshold", GR_THRESHOLD))
-    min_change = float(analysis.attrs.get("gr_min_change", settings.get("gr_min_change", 0.0)))
+    """The leads (departure minus first GR event) of the networks claim 2 would keep, with the run's
+    own GR rule (:func:`~bioplastic.analysis.geometry.gr_rule`) but its baseline over ``baseline``
+    checkpoints."""
+    rule = gr_rule(analysis)
     ck = analysis["checkpoint"].values
-    earliest = earliest_event(ck, baseline)
-    tc = analysis["trajectory_change"].transpose("condition", "seed", "checkpoint").values
-    fd = analysis["fp_distance"].transpose("condition", "seed", "checkpoint").values
-    floor = analysis["fp_distance_floor"].transpose("condition", "seed").values
+    metrics = {m: analysis[m].transpose("condition", "seed", "checkpoint").values for m in ("trajectory_change", "fp_distance")}
+    _, first = first_gr_events(metrics, ck, analysis["fp_distance_floor"].transpose("condition", "seed").values,
+                               baseline=baseline, threshold=rule["threshold"], min_change=rule["min_change"])
     dep = analysis["drop_departure"].transpose("condition", "seed").values
-    out = []
-    for c, s in np.ndindex(dep.shape):
-        fp_floor = float(floor[c, s]) if np.isfinite(floor[c, s]) else 0.0
-        firsts = [first_gr_event(tc[c, s], ck, baseline=baseline, threshold=threshold, min_change=min_change),
-                  first_gr_event(fd[c, s], ck, baseline=baseline, threshold=threshold, min_change=fp_floor)]
-        first = np.nanmin(firsts) if np.isfinite(firsts).any() else np.nan
-        if np.isfinite(first) and np.isfinite(dep[c, s]) and dep[c, s] > earliest:
-            out.append(dep[c, s] - first)
-    return np.array(out, float)
+    with np.errstate(invalid="ignore"):
+        keep = np.isfinite(first) & np.isfinite(dep) & (dep > earliest_event(ck, baseline))
+    return (dep - first)[keep]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ workers, at most ``OMP_NUM_THREADS``)."""
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
 import pickle
 import shutil
@@ -85,6 +86,16 @@ def shared(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path
             build(folder)
             done.touch()
     return folder
+
+
+
+def load_script(name: str):
+    """A script of the repository's ``scripts/`` folder (``name``: its file name without ``.py``),
+    loaded as a module, so that tests call its ``main`` in this process."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 TINY = """

@@ -251,16 +251,23 @@ def too_early(lead, drop_start, earliest: float) -> np.ndarray:
         return np.isfinite(lead) & (start <= earliest)
 
 
+def gr_rule(analysis) -> dict[str, float]:
+    """The GR event rule an analysis dataset was made with: ``baseline``, ``threshold`` and
+    ``min_change`` (from its attributes, or the settings in its ``analysis`` attribute in files written
+    before they were stored on their own; the defaults where neither has them)."""
+    try:
+        settings = ast.literal_eval(str(analysis.attrs.get("analysis", "{}")))
+    except (ValueError, SyntaxError):
+        settings = {}
+    settings = settings if isinstance(settings, dict) else {}
+    return {"baseline": int(analysis.attrs.get("gr_baseline", settings.get("gr_baseline", GR_BASELINE))),
+            "threshold": float(settings.get("gr_threshold", GR_THRESHOLD)),
+            "min_change": float(analysis.attrs.get("gr_min_change", settings.get("gr_min_change", 0.0)))}
+
+
 def earliest_gr_event(analysis) -> float:
-    """:func:`earliest_event` of an analysis dataset: from its ``gr_baseline`` (in files written
-    before it was stored on its own, from the settings in its ``analysis`` attribute)."""
-    base = analysis.attrs.get("gr_baseline")
-    if base is None:
-        try:
-            base = ast.literal_eval(str(analysis.attrs.get("analysis", "{}"))).get("gr_baseline", GR_BASELINE)
-        except (ValueError, SyntaxError):
-            base = GR_BASELINE
-    return earliest_event(analysis["checkpoint"].values if "checkpoint" in analysis.coords else [], int(base))
+    """:func:`earliest_event` of an analysis dataset, by its own rule (:func:`gr_rule`)."""
+    return earliest_event(analysis["checkpoint"].values if "checkpoint" in analysis.coords else [], gr_rule(analysis)["baseline"])
 
 
 def comparable_leads(analysis, key: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -277,6 +277,28 @@ def attractor_formation(n_stable_csk: np.ndarray, checkpoints_k: np.ndarray, nee
     return np.where(formed.any(-1), np.asarray(checkpoints_k, float)[first], np.nan)
 
 
+def first_gr_events(metrics: dict[str, np.ndarray], checkpoints, fp_floor_cs, *, baseline: int, threshold: float,
+                    min_change: float) -> tuple[np.ndarray, np.ndarray]:
+    """(events_csk, first_cs): the GR events of every network (condition, seed) at each checkpoint and
+    the iteration of its first (NaN: none), by the rule of :func:`~bioplastic.analysis.geometry.gr_events`
+    on each of :data:`GR_METRICS` (``metrics``: name -> (C, S, K)), with the floor ``min_change`` for
+    ``trajectory_change`` and ``fp_floor_cs`` (C, S) for ``fp_distance``; an event of either counts."""
+    checkpoints = np.asarray(checkpoints)
+    C, S = np.shape(fp_floor_cs)
+    events = np.zeros((C, S, len(checkpoints)), bool)
+    first = np.full((C, S), np.nan)
+    for ci in range(C):
+        for s in range(S):
+            firsts = []
+            for m in GR_METRICS:
+                floor = min_change if m == "trajectory_change" else fp_floor_cs[ci, s]
+                rule = dict(baseline=baseline, threshold=threshold, min_change=float(floor) if np.isfinite(floor) else 0.0)
+                events[ci, s] |= np.isin(checkpoints, gr_events(metrics[m][ci, s], checkpoints, **rule))
+                firsts.append(first_gr_event(metrics[m][ci, s], checkpoints, **rule))
+            first[ci, s] = np.nanmin(firsts) if np.isfinite(firsts).any() else np.nan
+    return events, first
+
+
 def add_attractor_formation(result: xr.Dataset, needed: int | None) -> None:
     """``attractor_formation`` (condition, seed) in an analysis dataset, for tasks whose solution is a
     set of point attractors (``Task.attractors_needed``); nothing for the others."""
@@ -422,20 +444,9 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
                 gr["fp_distance"][ci, s, j] = chamfer_distance(_projected(frame, fx[j - 1]), _projected(frame, fx[j]))
                 gr["fp_count_change"][ci, s, j] = abs(len(fx[j]) - len(fx[j - 1]))
     checkpoints = ds["checkpoint"].values
-    events = np.zeros((C, S, K), bool)
-    first = np.full((C, S), np.nan)
     fp_floor = cfg.gr_min_change * radius
-    for ci in range(C):
-        for s in range(S):
-            firsts = []
-            for m in GR_METRICS:
-                floor = cfg.gr_min_change if m == "trajectory_change" else fp_floor[ci, s]
-                rule = dict(baseline=cfg.gr_baseline, threshold=cfg.gr_threshold,
-                            min_change=float(floor) if np.isfinite(floor) else 0.0)
-                ev = gr_events(gr[m][ci, s], checkpoints, **rule)
-                events[ci, s] |= np.isin(checkpoints, ev)
-                firsts.append(first_gr_event(gr[m][ci, s], checkpoints, **rule))
-            first[ci, s] = np.nanmin(firsts) if np.isfinite(firsts).any() else np.nan
+    events, first = first_gr_events(gr, checkpoints, fp_floor, baseline=cfg.gr_baseline, threshold=cfg.gr_threshold,
+                                    min_change=cfg.gr_min_change)
     onset = ds["drop_onset"].sel(condition=conds).values
     # a drop that starts at or before the first checkpoint a GR event can be flagged at has a lead <= 0
     # whatever the network does: no lead (NaN), and counted (`lead_left_out`; science.md §5)

@@ -313,16 +313,15 @@ def _itc_evidence(sub: xr.Dataset, ref: str, cond: str, where: str, direction: i
     delta = ITC_DELTA_FRACTION * float(sub["itc_median"].sel(condition=ref))
     delta = delta if np.isfinite(delta) and delta > 0 else 1.0
     label = f"{cond} vs {ref}{where}: iterations to criterion (paired difference)"
+    stored = evidence(label, c["itc_difference"], c["itc_difference_ci_low"], c["itc_difference_ci_high"], c["itc_p_value"],
+                      c["itc_n_pairs"], direction, delta, unit="iterations")
     learned = sub["learned"].sel(condition=[ref, cond]).values.astype(bool)
     if not learned.any():
-        ev = evidence(label, c["itc_difference"], c["itc_difference_ci_low"], c["itc_difference_ci_high"], c["itc_p_value"],
-                      c["itc_n_pairs"], direction, delta, unit="iterations")
-        ev.status, ev.note = INCONCLUSIVE, "no network of either condition learned within the budget"
-        return ev
+        stored.status, stored.note = INCONCLUSIVE, "no network of either condition learned within the budget"
+        return stored
     neither = ~learned.any(0)
     if not neither.any() or "iterations_to_criterion" not in sub:
-        return evidence(label, c["itc_difference"], c["itc_difference_ci_low"], c["itc_difference_ci_high"], c["itc_p_value"],
-                        c["itc_n_pairs"], direction, delta, unit="iterations")
+        return stored
     itc = compared_outcomes(sub.sel(condition=[ref, cond]))[0].astype(float)  # unlearned at the budget, as stored
     itc[:, neither] = np.nan
     root = int(sub.attrs.get("root_seed", 0))

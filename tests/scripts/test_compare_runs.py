@@ -1,6 +1,5 @@
 """scripts/compare_runs.py: the network-by-network comparison of two runs of one protocol."""
 import contextlib
-import importlib.util
 import io
 import shutil
 import subprocess
@@ -9,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from conftest import load_script
 
 from bioplastic.storage.results import read_dataset, write_dataset
 
@@ -16,10 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_runs.py"
 
 
 def _script_module():
-    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare_runs")
 
 
 def compare(a, b, *more):

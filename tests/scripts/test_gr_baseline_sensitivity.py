@@ -1,18 +1,13 @@
 """scripts/gr_baseline_sensitivity.py: claim 2's lead under later GR-rule baselines, from stored metrics."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gr_baseline_sensitivity.py"
+from conftest import load_script
 
 
 def _main(argv):
-    spec = importlib.util.spec_from_file_location("gr_baseline_sensitivity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main([str(a) for a in argv])
+    return load_script("gr_baseline_sensitivity").main([str(a) for a in argv])
 
 
 def _run(folder: Path, jumps, departures) -> Path:

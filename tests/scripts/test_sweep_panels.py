@@ -1,20 +1,15 @@
 """scripts/sweep_panels.py: several runs' sweep figures side by side in one PNG."""
-import importlib.util
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import xarray as xr
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sweep_panels.py"
+from conftest import load_script
 
 
 def _main(argv):
-    spec = importlib.util.spec_from_file_location("sweep_panels", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main([str(a) for a in argv])
+    return load_script("sweep_panels").main([str(a) for a in argv])
 
 
 def _run(folder: Path, seed: int, sweep: bool = True) -> Path:
