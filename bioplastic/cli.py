@@ -357,6 +357,10 @@ def cmd_run(protocol, args) -> int:
     if not executor.remote:  # (a cluster's workers resolve training.device on their own machines)
         pipeline.check_device(protocol)  # DeviceError (exit 2) before anything is written
     out = pipeline.output_dir(protocol, args.out)
+    try:
+        pipeline.check_init_sources(protocol, out)  # training.init's source runs, before anything is written
+    except pipeline.RunError as exc:
+        return _fail(str(exc))
     if not (out / "protocol.yaml").exists():
         check_output_dir(out)  # before the lock creates the folder
     try:

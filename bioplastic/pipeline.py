@@ -51,6 +51,7 @@ from .storage.rebuild import protocol_of
 from .storage.recordings import DEFAULT_BIN_MS, read_recording
 from .storage.results import build_dataset, combine_points, describe, read_dataset, verify_dataset, write_dataset
 from .training.executors import Executor, InProcessExecutor
+from .training.init_from import InitSourceError, check_sources
 from .training.loop import EnsembleTrainer
 from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path, verified_results
 
@@ -360,18 +361,28 @@ def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
     per_point = [results_dataset(point.protocol, [done[u.id].of_point(i) for u in units if i in u.points])
                  for i, point in enumerate(protocol.points)]
     record_unit_times(out, {u.id: done[u.id].seconds for u in units})
-    return combine_points(protocol, per_point)
+    ds = combine_points(protocol, per_point)
+    if (out / INIT_SOURCES).is_file():
+        ds.attrs["init_sources"] = (out / INIT_SOURCES).read_text()
+    return ds
 
 
 def train(protocol: Protocol, progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
     """Train every network of the protocol in this process and return the results dataset, with no
     run folder (nothing is written; nothing resumes). The numbers equal those of
     :func:`run_protocol` with any executor: the same work units, trained the same way."""
+    try:
+        sources = check_sources(protocol)
+    except InitSourceError as exc:
+        raise RunError(f"invalid protocol: {exc}") from None
     units = plan_units(protocol)
     done = {u.id: EnsembleTrainer(list(u.members), protocol.config.seed).run(None, progress) for u in units}
     per_point = [results_dataset(point.protocol, [done[u.id].of_point(i) for u in units if i in u.points])
                  for i, point in enumerate(protocol.points)]
-    return combine_points(protocol, per_point)
+    ds = combine_points(protocol, per_point)
+    if sources:
+        ds.attrs["init_sources"] = json.dumps(sources, indent=1)
+    return ds
 
 
 def total_work(protocol: Protocol) -> int:
@@ -383,6 +394,32 @@ def check_device(protocol: Protocol) -> None:
     ``training.device`` this machine cannot give (``cuda`` where torch sees no CUDA device)."""
     for point in protocol.points:
         resolve_device(point.protocol.config.training.device)
+
+
+#: the source runs of ``training.init`` as they were when the run started (checked again on resume)
+INIT_SOURCES = "init_sources.json"
+
+
+def check_init_sources(protocol: Protocol, out: Path) -> list[dict]:
+    """Read and check every source run ``training.init`` names, before anything is trained or written
+    (:class:`RunError` naming the field and the problem). Once training is finished (``OUT/results.nc``
+    exists) the sources are not needed and not read. A run resumed after its source's results.nc
+    changed is refused: its networks would start from two different sources."""
+    if (out / RESULTS).exists() or all(c.training.init is None for p in protocol.points for c in p.protocol.conditions):
+        return []
+    try:
+        records = check_sources(protocol)
+    except InitSourceError as exc:
+        raise RunError(f"invalid protocol: {exc}") from None
+    saved = out / INIT_SOURCES
+    if saved.is_file():
+        before = {r["from_run"]: r["results_sha256"] for r in json.loads(saved.read_text())}
+        for r in records:
+            if before.get(r["from_run"], r["results_sha256"]) != r["results_sha256"]:
+                raise RunError(f"training.init.from_run: {r['from_run']}'s results.nc changed since this run started in {out} "
+                               "(its checksum differs); the networks trained so far started from the earlier one: "
+                               "choose another folder with --out, or delete this one to start over")
+    return records
 
 
 def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor: Executor | None = None,
@@ -404,6 +441,7 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
     if executor is not None:
         executor.check()  # e.g. an unreachable Dask scheduler: ExecutorError before anything is written
     out = output_dir(protocol, out)
+    check_init_sources(protocol, out)  # RunError before anything is written
     if not (out / "protocol.yaml").exists():
         check_output_dir(out)  # before the lock creates the folder
     with run_lock(out):  # one writer per run folder; a second run is refused (RunLockedError)
@@ -418,6 +456,9 @@ def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at,
             raise RunError(f"{exc}; the trained units it was made from are gone: delete {out / RESULTS} and run again "
                            "to retrain") from None
     else:
+        sources = check_init_sources(protocol, out)
+        if sources and not (out / INIT_SOURCES).is_file():
+            atomic_write_text(out / INIT_SOURCES, json.dumps(sources, indent=1))
         units = plan_units(protocol)
         verified_results(protocol, out)  # a damaged unit result counts as not done (deleted, with a warning)
         todo = [u for u in units if not result_path(out, u.id).exists()]

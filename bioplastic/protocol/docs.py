@@ -11,7 +11,7 @@ from ..regularizers import schedules as sch
 from ..regularizers.tcr_plasticity import PlasticityConfig
 from ..tasks import TASKS
 from .limits import MAX_CONDITIONS, MAX_FILE_BYTES, MAX_NETWORKS, MAX_SEEDS, MAX_SWEEP_POINTS, MEMORY_ENV
-from .schema import AnalysisConfig, Brian2Config, OutputConfig, ProtocolConfig, SweepConfig, TCRConfig, TrainingConfig
+from .schema import AnalysisConfig, Brian2Config, InitConfig, OutputConfig, ProtocolConfig, SweepConfig, TCRConfig, TrainingConfig
 from .yaml12 import MAX_YAML_VALUES
 
 
@@ -45,6 +45,8 @@ def _rows(cls: type[BaseModel], prefix: str) -> list[tuple[str, str, str, str]]:
 def sections() -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     out = [("protocol (top level)", _rows(ProtocolConfig, "")),
            ("training", _rows(TrainingConfig, "training.")),
+           ("training.init (start from a finished run's networks; null by default)",
+            _rows(InitConfig, "training.init.")),
            ("tcr", _rows(TCRConfig, "tcr.")),
            ("tcr.plasticity (used when tcr.form is plasticity; docs/tcr_plasticity.md)",
             _rows(PlasticityConfig, "tcr.plasticity.")),

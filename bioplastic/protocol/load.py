@@ -47,11 +47,11 @@ class Condition:
     def group_key(self) -> str:
         """Conditions with equal keys - of one sweep point or of several - train together in one
         ensemble (training/units.py). Members may differ in the settings the trainer applies per
-        member: ``lr``, ``clip_grad_norm``, the TCR loss settings, the plasticity's ``eta_F`` and its
+        member: ``lr``, ``clip_grad_norm``, the start from a trained run (``init``), the TCR loss settings, the plasticity's ``eta_F`` and its
         schedule, and the model settings read only when the initial weights are drawn (the network
         class's ``init_fields``, e.g. a leaky network's ``g``). The optimizer's ``adam_betas`` and
         ``momentum`` are one per ensemble, so they are part of the key."""
-        training = self.training.model_dump(mode="json", exclude={"lr", "clip_grad_norm"})
+        training = self.training.model_dump(mode="json", exclude={"lr", "clip_grad_norm", "init"})
         # networks with short-term plasticity simulate differently: they train in their own ensembles
         plasticity = (self.tcr.plasticity.model_dump(mode="json", exclude={"eta_F", "schedule"})
                       if self.tcr.form == "plasticity" else None)

@@ -40,6 +40,30 @@ class TCRConfig(Schema):
                                          description="TCR as short-term plasticity (form: plasticity): rule, time constants, eta_F(k), freeze-in, weight noise")
 
 
+class InitConfig(Schema):
+    """Start each network from a finished run's trained network, at a chosen distance from it
+    (docs/protocol.md, training.init): for every trained parameter
+    theta_0 = (1 - distance) * theta_src + distance * theta_fresh, where theta_src is seed s's network in the
+    source run and theta_fresh the weights this protocol would draw for seed s."""
+
+    from_run: str = Field(description="a finished run folder (holding results.nc), absolute or relative to the working directory")
+    condition: str = Field("baseline", description="the source run's condition whose trained networks are the start")
+    select: dict[str, Any] = Field(default_factory=dict, description="the source run's sweep point, by its swept fields, e.g. {model.g: 1.0} (required when the source has a sweep)")
+    checkpoint: Literal["last"] | int = Field(
+        "last", description="the source's weights at this checkpoint iteration; last: each network's last saved weights (where a "
+                            "run stopped early, those it stopped with)")
+    distance: float = Field(0.0, ge=0, le=1, description="0: the source's network itself; 1: this protocol's own random draw; between: "
+                                                         "the point that far along the straight line from the one to the other "
+                                                         "(every trained parameter; fixed buffers such as a sparsity mask come from the source)")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, v):
+        if isinstance(v, int) and v < 0:
+            raise ValueError(f"expected 'last' or a checkpoint iteration >= 0, got {v}")
+        return v
+
+
 class TrainingConfig(Schema):
     """How the networks are trained."""
 
@@ -65,6 +89,8 @@ class TrainingConfig(Schema):
                            "cuda (a GPU: the same numbers as cpu to float tolerance, not bit for bit; an error where torch "
                            "sees no CUDA device); auto (cuda when torch sees one, else cpu). The results record where it "
                            "ran (attribute `device`); `--device` on the command line sets it")
+    init: InitConfig | None = Field(None, description="start from a finished run's trained networks, at a distance from them "
+                                                      "(from_run, condition, select, checkpoint, distance); null: this protocol's own random draw")
 
     @field_validator("adam_betas", mode="before")
     @classmethod

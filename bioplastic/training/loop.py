@@ -32,6 +32,7 @@ from ..storage.io import atomic_torch_save, safe_torch_load
 from ..tasks import Task, Trials, build_task
 from ..tasks.base import window_bxt
 from .allocator import keep_freed_memory
+from .init_from import apply_init
 from .optim import EnsembleOptimizer, clip_per_member
 
 #: per-iteration records, each (E, iterations)
@@ -165,6 +166,7 @@ class EnsembleTrainer:
             c0.model_kind, dict(c0.model), n_inputs=self.task.n_inputs, n_outputs=self.task.n_outputs,
             dt_ms=self.task.dt_ms, rngs=[numpy_rng(self.root, "init", s) for s in self.seed_idx], dtype=self.dtype,
             member_params=own if any(m != own[0] for m in own) else None)
+        apply_init(self.net, members)  # training.init: start from a finished run's networks
         with device_scope(self.device):
             self._build(members)
 

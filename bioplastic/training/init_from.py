@@ -1,0 +1,214 @@
+"""Networks that start from a finished run's trained networks, at a chosen distance from them.
+
+``training.init`` (protocol/schema.py, ``InitConfig``) names a source run, its condition, sweep point
+and checkpoint, and a ``distance`` d. Seed s of this protocol starts at
+
+    theta_0 = (1 - d) * theta_src + d * theta_fresh
+
+for every trained parameter: theta_src is seed s's network in the source run (the same seed index),
+theta_fresh the weights this protocol draws for seed s without ``init``. d = 0 continues from the
+trained network, d = 1 is this protocol's own random start, and the relative distance
+``||theta_0 - theta_src|| / ||theta_fresh - theta_src||`` is d exactly, parameter by parameter. Fixed
+buffers (a sparsity mask, Dale's signs) are the source's: the trained weights mean nothing without them.
+
+:func:`check_sources` checks every source before a run trains anything (a clear error naming the field
+and what is wrong); :func:`apply_init` sets the members' initial weights inside the trainer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..networks import build_network
+from ..protocol.errors import ProtocolError, describe
+from ..protocol.load import protocol_from_text
+from ..storage.io import DamagedFileError
+from ..storage.results import read_dataset
+from ..tasks import build_task
+
+RESULTS = "results.nc"
+
+
+class InitSourceError(Exception):
+    """``training.init`` names a source run that is missing, damaged or does not fit the protocol
+    (the message names the field, what was expected and what was found)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """The weights of a source run at its chosen point and checkpoint: ``weights[name]`` is
+    (seed, *param dims) in the network's parameter layout, ``buffers`` likewise."""
+
+    path: Path
+    sha256: str
+    weights: dict[str, np.ndarray]
+    buffers: dict[str, np.ndarray]
+    checkpoint: np.ndarray  # per seed: the iteration whose weights were taken
+    learned: np.ndarray  # per seed: whether the source network reached the criterion
+
+
+def results_path(from_run: str | Path) -> Path:
+    return Path(from_run).expanduser() / RESULTS
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_source(init: Any, model_kind: str, param_dims: dict[str, tuple[str, ...]],
+                shapes: dict[str, tuple[int, ...]], n_seeds: int, where: str = "training.init") -> Source:
+    """Read and check the source of ``init`` (an ``InitConfig``) for a network of ``model_kind``
+    whose parameters have ``param_dims`` and (per member) ``shapes``, for seeds 0..n_seeds-1.
+    :class:`InitSourceError` naming ``where``'s field for every problem."""
+
+    path = results_path(init.from_run)
+    if not path.is_file():
+        raise InitSourceError(f"{where}.from_run: expected a finished run folder holding {RESULTS}; "
+                              f"{path} does not exist (run the source protocol first)")
+    try:
+        ds = read_dataset(path)
+    except DamagedFileError as exc:
+        raise InitSourceError(f"{where}.from_run: {exc}") from None
+    try:
+        src_kinds = {c.name: c.model_kind for c in protocol_from_text(ds.attrs["protocol"]).conditions}
+    except (KeyError, ProtocolError) as exc:
+        raise InitSourceError(f"{where}.from_run: {path} does not record a protocol this version can read ({exc})") from None
+    conds = [str(c) for c in ds["condition"].values]
+    if init.condition not in conds:
+        raise InitSourceError(f"{where}.condition: expected one of the source run's conditions ({', '.join(conds)}); "
+                              f"got {init.condition!r}")
+    if src_kinds.get(init.condition) != model_kind:
+        raise InitSourceError(f"{where}.from_run: the source's {init.condition} networks are {src_kinds.get(init.condition)}, "
+                              f"this protocol's are {model_kind}")
+    ds = ds.sel(condition=init.condition)
+    sweep = [d for d in str(ds.attrs.get("sweep_dims", "")).split(",") if d.strip()]
+    sweep = [d.strip() for d in sweep]
+    unknown = sorted(set(init.select) - set(sweep))
+    if unknown:
+        raise InitSourceError(f"{where}.select: the source run has no swept field {', '.join(unknown)}; "
+                              f"its sweep: {', '.join(sweep) or 'none'}")
+    for dim in sweep:
+        values = ds[dim].values.tolist()
+        if dim not in init.select:
+            raise InitSourceError(f"{where}.select: the source run is a sweep; choose its point, e.g. "
+                                  f"{{{dim}: {values[0]!r}}} (values of {dim}: {values})")
+        if init.select[dim] not in values:
+            raise InitSourceError(f"{where}.select.{dim}: expected one of {values}; got {describe(init.select[dim])}")
+        ds = ds.sel({dim: init.select[dim]})
+    n_src = ds.sizes["seed"]
+    if n_src < n_seeds:
+        raise InitSourceError(f"{where}.from_run: the source has {n_src} seeds of {init.condition}; this protocol needs "
+                              f"{n_seeds} (seed s starts from the source's seed s)")
+    ds = ds.isel(seed=slice(0, n_seeds))
+    if bool(ds["diverged"].any()):
+        bad = [int(s) for s in np.flatnonzero(ds["diverged"].values)]
+        raise InitSourceError(f"{where}.from_run: the source's {init.condition} networks of seeds {bad} diverged; "
+                              "start from networks that trained")
+    ckpts = ds["checkpoint"].values
+    weights, buffers = {}, {}
+    for name, dims in param_dims.items():
+        var = f"weight_{name}"
+        if var not in ds or ds[var].sizes.get("checkpoint") is None:
+            raise InitSourceError(f"{where}.from_run: the source has no weights {name!r} (a {model_kind} network has "
+                                  f"{', '.join(param_dims)})")
+        arr = ds[var].transpose("seed", "checkpoint", *dims).values
+        if arr.shape[2:] != tuple(shapes[name]):
+            raise InitSourceError(f"{where}.from_run: the source's {name} is {arr.shape[2:]}, this protocol's network needs "
+                                  f"{tuple(shapes[name])} (units, inputs, outputs and rank must match)")
+        weights[name] = arr
+    finite = np.all([np.isfinite(a).reshape(a.shape[0], a.shape[1], -1).all(-1) for a in weights.values()], axis=0)
+    if init.checkpoint == "last":
+        if not finite.any(1).all():
+            raise InitSourceError(f"{where}.from_run: a source network has no saved weights")
+        idx = np.array([np.flatnonzero(f)[-1] for f in finite])
+    else:
+        if init.checkpoint not in ckpts:
+            raise InitSourceError(f"{where}.checkpoint: expected 'last' or one of the source's checkpoints "
+                                  f"({', '.join(str(int(c)) for c in ckpts)}); got {init.checkpoint}")
+        idx = np.full(n_seeds, int(np.flatnonzero(ckpts == init.checkpoint)[0]))
+        missing = [s for s in range(n_seeds) if not finite[s, idx[s]]]
+        if missing:
+            raise InitSourceError(f"{where}.checkpoint: the source's networks of seeds {missing} stopped before "
+                                  f"iteration {init.checkpoint}; choose an earlier checkpoint or 'last'")
+    rows = np.arange(n_seeds)
+    weights = {k: a[rows, idx] for k, a in weights.items()}
+    for var in ds.data_vars:
+        if str(var).startswith("buffer_"):
+            buffers[str(var)[len("buffer_"):]] = ds[var].values
+    learned = ds["learned"].values.astype(bool) if "learned" in ds else np.zeros(n_seeds, bool)
+    return Source(path, file_sha256(path), weights, buffers, ckpts[idx].astype(np.int64), learned)
+
+
+def start_point(source: Sequence[np.ndarray] | np.ndarray, fresh: np.ndarray, distance: float) -> np.ndarray:
+    """``(1 - distance) * source + distance * fresh``, in float64: the straight line from the
+    source's network, at 0, to the fresh draw, at 1 (both ends exactly)."""
+    d = float(distance)
+    return (1.0 - d) * np.asarray(source, np.float64) + d * np.asarray(fresh, np.float64)
+
+
+def apply_init(net, members: Sequence[Any]) -> None:
+    """Set the initial parameters (and buffers) of every member of ``net`` whose ``training.init`` is
+    set, from its source run; the members without one keep their fresh draw."""
+    inits = [getattr(m.training, "init", None) for m in members]
+    if all(i is None for i in inits):
+        return
+    shapes = {k: tuple(v.shape[1:]) for k, v in net.params.items()}
+    cache: dict[str, Source] = {}
+    params = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in net.params.items()}
+    bufs = {k: v.cpu().numpy().astype(np.float64) for k, v in net.buffers.items()}
+    for e, (m, init) in enumerate(zip(members, inits)):
+        if init is None:
+            continue
+        key = json.dumps(init.model_dump(mode="json", exclude={"distance"}), sort_keys=True)
+        if key not in cache:
+            n_seeds = 1 + max(mm.seed_index for mm, i in zip(members, inits) if i is not None)
+            cache[key] = load_source(init, m.model_kind, type(net).param_dims, shapes, n_seeds)
+        src = cache[key]
+        for k in params:
+            params[k][e] = start_point(src.weights[k][m.seed_index], params[k][e], init.distance)
+        for k in bufs:
+            if k in src.buffers:
+                bufs[k][e] = src.buffers[k][m.seed_index]
+    for k, v in net.params.items():
+        net.params[k] = torch.as_tensor(params[k], dtype=v.dtype, device=v.device).requires_grad_(True)
+    for k, v in net.buffers.items():
+        net.buffers[k] = torch.as_tensor(bufs[k], dtype=v.dtype, device=v.device)
+
+
+def check_sources(protocol) -> list[dict]:
+    """Every distinct source of ``protocol`` (all points and conditions) read and checked against the
+    protocol's networks, before anything trains: :class:`InitSourceError` for the first problem.
+    Returns one record per source (from_run, condition, select, checkpoint, sha256 of its results.nc,
+    the source's checkpoint iteration and learned flag per seed) for the run's provenance."""
+
+    records, seen = [], set()
+    for point in protocol.points:
+        for c in point.protocol.conditions:
+            init = c.training.init
+            if init is None:
+                continue
+            key = json.dumps(init.model_dump(mode="json", exclude={"distance"}), sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            where = f"conditions.{c.name}.training.init" if len(protocol.conditions) > 1 else "training.init"
+            task = build_task(c.task_kind, c.task.model_dump())
+            probe = build_network(c.model_kind, c.model.model_dump(), n_inputs=task.n_inputs, n_outputs=task.n_outputs,
+                                  dt_ms=task.dt_ms, rngs=[np.random.default_rng(0)])
+            src = load_source(init, c.model_kind, type(probe).param_dims,
+                              {k: tuple(v.shape[1:]) for k, v in probe.params.items()},
+                              point.protocol.config.seeds, where)
+            records.append({**json.loads(key), "results_sha256": src.sha256,
+                            "source_checkpoint": src.checkpoint.tolist(), "source_learned": src.learned.tolist()})
+    return records
