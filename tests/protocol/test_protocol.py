@@ -296,3 +296,12 @@ def test_claim_4_with_adam_protocols_share_their_baselines():
     assert [c.tcr.plasticity.eta_F for c in plastic.conditions[1:]] == [0.003, 0.03]
     assert {c.tcr.form for c in plastic.conditions[1:]} == {"plasticity"}
     assert [c.tcr.form for c in readout.conditions[1:]] == ["loss", "plasticity"]
+    # the start's distance from chaos_adam's trained baselines at g 1.0, near to far, at g 1 and 3
+    distance = load_protocol("protocols/chaos_adam_distance.yaml")
+    init = distance.conditions[0].training.init
+    assert (init.from_run, init.condition, init.select) == (loss.config.output.dir, "baseline", {"model.g": 1.0})
+    assert distance.config.seed == loss.config.seed and distance.config.seeds == loss.config.seeds
+    assert distance.sweep.grid == {"model.g": [1.0, 3.0], "training.init.distance": [0.25, 0.5, 1.0]}
+    assert distance.conditions[0].model == near.model
+    assert distance.conditions[0].training.model_copy(update={"init": None}) == near.training
+    assert [c.tcr.form for c in distance.conditions[1:]] == ["loss", "plasticity"]

@@ -219,6 +219,39 @@ def test_claim4_chaos():
     assert v.status == NOT_TESTED and "g <= 1" in v.reason
 
 
+def distance_results(diff: dict[tuple[float, float], float]) -> xr.Dataset:
+    """Points (g, start distance) with TCR's effect on the iterations to criterion at each."""
+    gs, ds_ = sorted({g for g, _ in diff}), sorted({d for _, d in diff})
+    rows = [xr.concat([results({"baseline": BASE, "tcr_loss": [b + diff[g, d] for b in BASE]}).expand_dims(
+        {V.DISTANCE: [d]}) for d in ds_], V.DISTANCE).expand_dims({"model.g": [g]}) for g in gs]
+    out = xr.concat(rows, "model.g")
+    out.attrs["sweep_dims"] = f"model.g,{V.DISTANCE}"
+    return out
+
+
+def test_claim4_far_from_the_solution():
+    """With the start's distance from a trained network swept, the g part reads the farthest start, and
+    TCR must help there with a smaller benefit near the solution."""
+    info = {"baseline": CondInfo(), "tcr_loss": CondInfo(tcr_form="loss")}
+
+    def claim(diff):
+        return V.claim_4(RunData(distance_results(diff), conditions=info))
+
+    # helps far (g > 1 most), little near: holds, whatever it does near at g > 1
+    v = claim({(0.8, 0.25): 0, (0.8, 1.0): -10, (1.6, 0.25): +1, (1.6, 1.0): -40})
+    assert v.status == HOLDS, v.reason
+    assert "far from the solution (distance 1)" in v.reason and "g > 1 (farthest start)" in v.reason
+    # hurts far at g > 1: does not hold, although it helps near
+    assert claim({(0.8, 0.25): 0, (0.8, 1.0): -10, (1.6, 0.25): -40, (1.6, 1.0): +30}).status == FAILS
+    # helps as much near as far: the distance part is undecided
+    v = claim({(0.8, 0.25): -40, (0.8, 1.0): -40, (1.6, 0.25): -40, (1.6, 1.0): -40})
+    assert v.status == INCONCLUSIVE and "not smaller at g = 0.8, distance 0.25" in v.reason
+    # one side of g only: the distance part alone decides
+    v = claim({(1.6, 0.25): 0, (1.6, 1.0): -40})
+    assert v.status == HOLDS and any("one side of g only" in n for n in v.notes)
+    assert claim({(1.6, 0.25): 0, (1.6, 1.0): +40}).status == FAILS
+
+
 def predictions(ramp_effect, tau_effect, n=SEEDS) -> xr.Dataset:
     conds = ["baseline", "tcr_loss"]
     p = xr.Dataset(coords={"condition": conds, "seed": np.arange(n), "statistic": ["estimate", "ci_low", "ci_high", "p_value"],
