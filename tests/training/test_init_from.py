@@ -134,3 +134,26 @@ def test_a_resumed_run_refuses_a_changed_source_and_a_finished_one_needs_none(ti
     assert json.loads(xr.open_dataset(run / "results.nc").attrs["init_sources"])[0]["from_run"] == str(source)
     shutil.rmtree(source)  # the source is needed only until training is finished
     assert check_init_sources(load_protocol(run / "protocol.yaml"), run) == []
+
+
+@pytest.mark.parametrize("model", ["{kind: plrnn, n_units: 6}", "{kind: lstm, n_units: 5}", "{kind: low_rank, n_units: 8, rank: 1}"])
+def test_every_kind_starts_from_its_source_and_its_own_draw(tmp_path, model):
+    """Every parameter of every kind, in its own layout: distance 0 is the source's last weights,
+    1 this protocol's own draw, whatever the dims' order in the files."""
+    base = ("name: k\nseed: 3\nseeds: 2\ntask: {kind: evidence_accumulation, stimulus_ms: 200, delay_min_ms: 40, "
+            "delay_max_ms: 100, response_ms: 60}\nmodel: MODEL\ntraining: {lr: 1e-2, iterations: 4, batch_size: 4, "
+            "checkpoint_every: 2, eval_every: 2, eval_trials: 8, dtype: float64INIT}\noutput: {figures: false}\n").replace("MODEL", model)
+    (tmp_path / "src").mkdir()
+    source = train_into(tmp_path / "src", base.replace("INIT", ""))
+    src = xr.open_dataset(source / "results.nc")
+    own = train(protocol_of(tmp_path, base.replace("INIT", "").replace("seed: 3", "seed: 4"), "own.yaml"))
+    text = base.replace("INIT", f", init: {{from_run: '{source}'}}") + "sweep: {grid: {training.init.distance: [0.0, 1.0]}}\n"
+    ds = train(protocol_of(tmp_path, text.replace("seed: 3", "seed: 4"), "d.yaml"))
+    names = [str(v)[len("weight_"):] for v in ds.data_vars if str(v).startswith("weight_")]
+    assert len(names) >= 4
+    for k in names:
+        at = ds[f"weight_{k}"].sel(condition="baseline").isel(checkpoint=0)
+        np.testing.assert_array_equal(ordered(at.sel({"training.init.distance": 0.0})),
+                                      ordered(src[f"weight_{k}"].sel(condition="baseline").isel(checkpoint=-1)))
+        np.testing.assert_array_equal(ordered(at.sel({"training.init.distance": 1.0})),
+                                      ordered(own[f"weight_{k}"].sel(condition="baseline").isel(checkpoint=0)))
