@@ -302,6 +302,9 @@ def set_dotted(data: dict, key: str, value: Any) -> dict:
     parts = key.split(".")
     for part in parts[:-1]:
         nxt = node.setdefault(part, {})
+        if nxt is None:
+            raise ProtocolError(f"{key}: {part} is null (off) in this protocol; give {part} its settings first "
+                                f"(e.g. in the protocol file) to set {key}")
         if not isinstance(nxt, dict):
             raise ProtocolError(f"{key}: {part} is {describe(nxt)}, not a section")
         node = nxt

@@ -46,15 +46,18 @@ class InitConfig(Schema):
     theta_0 = (1 - distance) * theta_src + distance * theta_fresh, where theta_src is seed s's network in the
     source run and theta_fresh the weights this protocol would draw for seed s."""
 
-    from_run: str = Field(description="a finished run folder (holding results.nc), absolute or relative to the working directory")
+    from_run: str = Field(description="a finished run folder (holding results.nc; or that results.nc), absolute or relative to the "
+                                      "working directory of every process that trains (absolute on a cluster); checked when the run starts "
+                                      "and when it resumes, not by `validate`")
     condition: str = Field("baseline", description="the source run's condition whose trained networks are the start")
-    select: dict[str, Any] = Field(default_factory=dict, description="the source run's sweep point, by its swept fields, e.g. {model.g: 1.0} (required when the source has a sweep)")
+    select: dict[str, Any] = Field(default_factory=dict, description="the source run's sweep point, by its swept fields, e.g. {model.g: 1.0} (required when the source has a sweep; a zipped sweep's point by its index: {zip: 2})")
     checkpoint: Literal["last"] | int = Field(
         "last", description="the source's weights at this checkpoint iteration; last: each network's last saved weights (where a "
                             "run stopped early, those it stopped with)")
     distance: float = Field(0.0, ge=0, le=1, description="0: the source's network itself; 1: this protocol's own random draw; between: "
                                                          "the point that far along the straight line from the one to the other "
-                                                         "(every trained parameter; fixed buffers such as a sparsity mask come from the source)")
+                                                         "(every trained parameter; fixed buffers such as a sparsity mask are not interpolated: the source's "
+                                                         "and this protocol's own draw must have the same ones)")
 
     @field_validator("checkpoint")
     @classmethod

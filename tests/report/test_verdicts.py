@@ -231,25 +231,34 @@ def distance_results(diff: dict[tuple[float, float], float]) -> xr.Dataset:
 
 def test_claim4_far_from_the_solution():
     """With the start's distance from a trained network swept, the g part reads the farthest start, and
-    TCR must help there with a smaller benefit near the solution."""
+    in chaotic networks TCR must help at the farthest start with a smaller benefit at the nearest start
+    of the same g."""
     info = {"baseline": CondInfo(), "tcr_loss": CondInfo(tcr_form="loss")}
 
     def claim(diff):
         return V.claim_4(RunData(distance_results(diff), conditions=info))
 
-    # helps far (g > 1 most), little near: holds, whatever it does near at g > 1
-    v = claim({(0.8, 0.25): 0, (0.8, 1.0): -10, (1.6, 0.25): +1, (1.6, 1.0): -40})
+    # the claim's own prediction: helps far in chaotic networks only, not near, not at g <= 1: holds
+    v = claim({(0.8, 0.25): 0, (0.8, 1.0): 0, (1.6, 0.25): 0, (1.6, 1.0): -40})
     assert v.status == HOLDS, v.reason
-    assert "far from the solution (distance 1)" in v.reason and "g > 1 (farthest start)" in v.reason
+    assert "far from the solution (distance 1, g > 1)" in v.reason and "g > 1 (farthest start)" in v.reason
     # hurts far at g > 1: does not hold, although it helps near
     assert claim({(0.8, 0.25): 0, (0.8, 1.0): -10, (1.6, 0.25): -40, (1.6, 1.0): +30}).status == FAILS
-    # helps as much near as far: the distance part is undecided
-    v = claim({(0.8, 0.25): -40, (0.8, 1.0): -40, (1.6, 0.25): -40, (1.6, 1.0): -40})
-    assert v.status == INCONCLUSIVE and "not smaller at g = 0.8, distance 0.25" in v.reason
+    # helps as much near as far at g > 1: the distance part is undecided
+    v = claim({(0.8, 0.25): 0, (0.8, 1.0): 0, (1.6, 0.25): -40, (1.6, 1.0): -40})
+    assert v.status == INCONCLUSIVE and "not smaller at g = 1.6, distance 0.25" in v.reason
+    # near and far are compared at the same g: a larger benefit near at another g does not count
+    v = claim({(0.8, 0.25): 0, (0.8, 1.0): 0, (1.6, 0.25): -10, (1.6, 1.0): -30, (3.2, 0.25): -35, (3.2, 1.0): -60})
+    assert v.status == HOLDS, v.reason
     # one side of g only: the distance part alone decides
     v = claim({(1.6, 0.25): 0, (1.6, 1.0): -40})
     assert v.status == HOLDS and any("one side of g only" in n for n in v.notes)
     assert claim({(1.6, 0.25): 0, (1.6, 1.0): +40}).status == FAILS
+    # a distance sweep in ordered networks alone says nothing about chaotic ones
+    assert claim({(0.8, 0.25): 0, (0.8, 1.0): -40}).status == NOT_TESTED
+    # without a distance sweep "near the solution" is said to be untested
+    v = V.claim_4(RunData(sweep_results({0.8: -1, 1.6: -30}), conditions=info))
+    assert any("'Near the solution'" in n for n in v.notes)
 
 
 def predictions(ramp_effect, tau_effect, n=SEEDS) -> xr.Dataset:

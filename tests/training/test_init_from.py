@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bioplastic.pipeline import INIT_SOURCES, RunError, check_init_sources, train
+from bioplastic.pipeline import INIT_SOURCES, RunError, check_init_sources, run_protocol, train
+from bioplastic.protocol.errors import ProtocolError
 from bioplastic.protocol.load import load_protocol
+from bioplastic.storage.results import read_dataset, write_dataset
+from bioplastic.training.loop import Interrupted
 from tests.conftest import TINY, train_into, train_once
 
 PARAMS = ("W", "W_in", "b", "W_out", "b_out")
@@ -100,7 +103,12 @@ def test_a_chosen_checkpoint_and_a_swept_source(tiny_run, swept_run, tmp_path):
     (lambda t, s: t.replace("}\n", ", select: {model.g: 1}}\n", 1), "training.init.select: the source run has no swept "
                                                                     "field model.g"),
     (lambda t, s: t.replace("seeds: 2", "seeds: 3"), "the source has 2 seeds of baseline; this protocol needs 3"),
-    (lambda t, s: t.replace("n_units: 12", "n_units: 10"), "the source's W is (12, 12), this protocol's network needs (10, 10)"),
+    (lambda t, s: t.replace("n_units: 12", "n_units: 10"), "other model settings (n_units: 12 there, 10 here); only the "
+                                                           "settings of the initial draw (connection_prob, g, input_scale, "
+                                                           "output_scale) may differ"),
+    (lambda t, s: t.replace("kind: evidence_accumulation", "kind: flipflop\n  n_bits: 3\n  pulse_prob: 0.1\n  trial_ms: 200\n#")
+     .replace("  stimulus_ms: 200\n  delay_min_ms: 40\n  delay_max_ms: 100\n  response_ms: 60\n", ""),
+     "the source's W_out is (1, 12), this protocol's network needs (3, 12) (units, inputs, outputs and rank must match)"),
     (lambda t, s: t.replace("kind: leaky_rate", "kind: plrnn").replace("  g: 1.5\n", ""), "the source's baseline networks are "
                                                                                           "leaky_rate, this protocol's are plrnn"),
 ])
@@ -121,19 +129,71 @@ def test_a_sweep_source_needs_its_point_chosen(swept_run, tmp_path):
 def test_a_resumed_run_refuses_a_changed_source_and_a_finished_one_needs_none(tiny_run, tmp_path):
     source = tmp_path / "source"
     shutil.copytree(tiny_run, source)
-    protocol = protocol_of(tmp_path, started_from(source, iterations=4))
-    out = tmp_path / "out"
-    out.mkdir()
-    records = check_init_sources(protocol, out)
-    (out / INIT_SOURCES).write_text(json.dumps([{**records[0], "results_sha256": "0" * 64}]))
+    protocol = protocol_of(tmp_path, started_from(source, iterations=12))
+    with pytest.raises(Interrupted):
+        run_protocol(protocol, tmp_path / "out", interrupt_at=6)
+    assert json.loads((tmp_path / "out" / INIT_SOURCES).read_text())[0]["path"] == str((source / "results.nc").resolve())
+    changed = read_dataset(source / "results.nc")
+    changed.attrs["title"] += " (changed)"
+    write_dataset(changed, source / "results.nc")  # intact, but another file
     with pytest.raises(RunError, match="results.nc changed since this run started"):
-        check_init_sources(protocol, out)
-    shutil.rmtree(out)
-    (tmp_path / "done").mkdir()
-    run = train_into(tmp_path / "done", started_from(source, iterations=4))
-    assert json.loads(xr.open_dataset(run / "results.nc").attrs["init_sources"])[0]["from_run"] == str(source)
+        run_protocol(protocol, tmp_path / "out")
+    shutil.copy(tiny_run / "results.nc", source / "results.nc")  # the source as it was: the run resumes
+    resumed, run = run_protocol(protocol, tmp_path / "out")
+    straight = train(protocol)
+    np.testing.assert_array_equal(resumed["loss"].values, straight["loss"].values)
+    assert json.loads(resumed.attrs["init_sources"])[0]["from_run"] == str(source)
     shutil.rmtree(source)  # the source is needed only until training is finished
     assert check_init_sources(load_protocol(run / "protocol.yaml"), run) == []
+    run_protocol(protocol, run)  # a finished run's later stages need no source
+
+
+def test_a_source_folder_or_its_results_file(tiny_run, tmp_path):
+    by_file = train(protocol_of(tmp_path, started_from(tiny_run / "results.nc", iterations=4)))
+    by_folder = train(protocol_of(tmp_path, started_from(tiny_run, iterations=4), "f.yaml"))
+    np.testing.assert_array_equal(by_file["weight_W"].values, by_folder["weight_W"].values)
+
+
+SPARSE = TINY.replace("  g: 1.5\n", "  g: 1.5\n  connection_prob: 0.5\n").replace("  iterations: 12", "  iterations: 4")
+
+
+def test_fixed_buffers_must_be_the_same_and_then_distance_1_is_the_own_draw(tmp_path):
+    """A sparse network's mask is not interpolated: a start between two networks needs the same mask,
+    which the source's root seed gives; then distance 1 is this protocol's own draw, mask included."""
+    (tmp_path / "src").mkdir()
+    source = train_into(tmp_path / "src", SPARSE)
+    other_seed = started_from(source, iterations=4).replace("  g: 1.5\n", "  g: 1.5\n  connection_prob: 0.5\n")
+    with pytest.raises(RunError, match=r"the source's networks have other fixed buffers \(mask\)"):
+        train(protocol_of(tmp_path, other_seed))
+    same_seed = other_seed.replace("seed: 11", "seed: 7") + "sweep: {grid: {training.init.distance: [1.0]}}\n"
+    ds = train(protocol_of(tmp_path, same_seed, "same.yaml"))
+    own = train(protocol_of(tmp_path, SPARSE.split("conditions:")[0] + "conditions:\n  baseline: {}\noutput:\n  figures: false\n",
+                            "own.yaml"))
+    np.testing.assert_array_equal(ds["loss"].sel({"training.init.distance": 1.0}).values, own["loss"].values)
+    np.testing.assert_array_equal(ordered(ds["buffer_mask"].sel({"training.init.distance": 1.0})), ordered(own["buffer_mask"]))
+
+
+def test_settings_beyond_the_initial_draw_must_match(tiny_run, tmp_path):
+    text = started_from(tiny_run, iterations=4).replace("  g: 1.5\n", "  g: 1.5\n  tau_ms: 50\n")
+    with pytest.raises(RunError, match=r"other model settings \(tau_ms: 100.0 there, 50.0 here\)"):
+        train(protocol_of(tmp_path, text))
+    ok = started_from(tiny_run, iterations=4).replace("  g: 1.5\n", "  g: 3.0\n")  # the draw's gain may differ
+    assert np.isfinite(train(protocol_of(tmp_path, ok, "g.yaml"))["loss"].values).all()
+
+
+def test_every_point_and_condition_is_checked_and_errors_name_the_field(tiny_run, tmp_path):
+    swept_size = started_from(tiny_run, iterations=4) + "sweep: {grid: {model.n_units: [12, 10]}}\n"
+    with pytest.raises(RunError, match=r"training.init.from_run: the source's baseline networks were trained with other model "
+                                       r"settings \(n_units: 12 there, 10 here\)"):
+        train(protocol_of(tmp_path, swept_size))
+    two = started_from(tiny_run, iterations=4).replace("  baseline: {}\n", "  baseline: {}\n  tcr: {tcr: {form: loss}}\n")
+    with pytest.raises(RunError, match=r"invalid protocol: training.init.checkpoint: expected 'last' or one"):
+        train(protocol_of(tmp_path, two.replace("}\n", ", checkpoint: 5}\n", 1), "two.yaml"))
+    own = two.replace("  tcr: {tcr: {form: loss}}", "  tcr: {tcr: {form: loss}, training: {init: {from_run: nowhere}}}")
+    with pytest.raises(RunError, match=r"conditions.tcr.training.init.from_run: expected a finished run folder"):
+        train(protocol_of(tmp_path, own, "own.yaml"))
+    with pytest.raises(ProtocolError, match=r"training.init.distance: init is null \(off\) in this protocol"):
+        load_protocol(tmp_path / "p.yaml", ["training.init=null", "sweep={grid: {training.init.distance: [0.5]}}"])
 
 
 @pytest.mark.parametrize("model", ["{kind: plrnn, n_units: 6}", "{kind: lstm, n_units: 5}", "{kind: low_rank, n_units: 8, rank: 1}"])
@@ -146,9 +206,11 @@ def test_every_kind_starts_from_its_source_and_its_own_draw(tmp_path, model):
     (tmp_path / "src").mkdir()
     source = train_into(tmp_path / "src", base.replace("INIT", ""))
     src = xr.open_dataset(source / "results.nc")
-    own = train(protocol_of(tmp_path, base.replace("INIT", "").replace("seed: 3", "seed: 4"), "own.yaml"))
+    # a rank-one network's random part is a fixed buffer: it starts between networks of one root seed only
+    seed = "seed: 3" if "low_rank" in model else "seed: 4"
+    own = train(protocol_of(tmp_path, base.replace("INIT", "").replace("seed: 3", seed), "own.yaml"))
     text = base.replace("INIT", f", init: {{from_run: '{source}'}}") + "sweep: {grid: {training.init.distance: [0.0, 1.0]}}\n"
-    ds = train(protocol_of(tmp_path, text.replace("seed: 3", "seed: 4"), "d.yaml"))
+    ds = train(protocol_of(tmp_path, text.replace("seed: 3", seed), "d.yaml"))
     names = [str(v)[len("weight_"):] for v in ds.data_vars if str(v).startswith("weight_")]
     assert len(names) >= 4
     for k in names:
