@@ -34,7 +34,8 @@ change them); otherwise its last recorded iteration.
   rate the noise gives one window: a drop hundreds of iterations wide after a long Adam plateau
   (synthetic, 300 wide, window 25) fragments into noise-made half-maxima, 0.13-0.56.
 
-Iterations to criterion: the first evaluation at which held-out accuracy >= criterion (NaN if never).
+Iterations to criterion: the first evaluation at which held-out accuracy >= criterion, where it stays
+>= criterion at 2 of the 3 evaluations from there (NaN if never; :data:`SUSTAIN`).
 """
 from __future__ import annotations
 
@@ -223,9 +224,22 @@ def still_on_plateau(ds: xr.Dataset) -> np.ndarray:
             & ~np.isfinite(ds["iterations_to_criterion"].values) & ~diverged)
 
 
+#: the criterion counts where held-out accuracy meets it at an evaluation and at SUSTAIN[0] of the
+#: SUSTAIN[1] evaluations from there (itself included): one evaluation's sampling noise does not make
+#: a network "learned" (docs/science.md §1)
+SUSTAIN = (2, 3)
+
+
 def iterations_to_criterion(accuracy_n: np.ndarray, eval_iterations_n: np.ndarray, criterion: float) -> float:
-    hit = np.flatnonzero(np.nan_to_num(np.asarray(accuracy_n, float), nan=-1.0) >= criterion)
-    return float(eval_iterations_n[hit[0]]) if len(hit) else np.nan
+    """The first evaluated iteration at which held-out accuracy meets ``criterion`` and goes on meeting
+    it at :data:`SUSTAIN` [0] of the :data:`SUSTAIN` [1] evaluations from there (NaN: never; an evaluation
+    not made yet, NaN, does not meet it)."""
+    ok = np.nan_to_num(np.asarray(accuracy_n, float), nan=-1.0) >= criterion
+    need, of = SUSTAIN
+    for i in np.flatnonzero(ok):
+        if ok[i:i + of].sum() >= need:
+            return float(eval_iterations_n[i])
+    return np.nan
 
 
 def metrics_horizon(itc: float, window: int) -> float | None:

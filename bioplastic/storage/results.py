@@ -46,7 +46,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "diverged_at": ("iterations", "iteration at which the network diverged (NaN: never)"),
     "final_iteration": ("iterations", "iterations trained (less than planned when stopped once learned)"),
     "learned": ("1", "held-out accuracy reached the criterion"),
-    "iterations_to_criterion": ("iterations", "first evaluated iteration with held-out accuracy >= criterion (NaN: never)"),
+    "iterations_to_criterion": ("iterations", "first evaluated iteration with held-out accuracy >= criterion, met at 2 of the 3 evaluations from there (NaN: never)"),
     "final_accuracy": ("1", "held-out accuracy at the last evaluation (NaN: the network diverged)"),
     "plateau_start": ("iterations", "end of the initial transient: first iteration where the smoothed task loss settles (start of the plateau)"),
     "plateau_loss": ("1", "plateau level L_p: median smoothed task loss over the plateau (plateau_start until the loss leaves it for good)"),
