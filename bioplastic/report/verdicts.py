@@ -646,7 +646,7 @@ def claim_4(d: RunData) -> Verdict:
                 (chaotic if g > 1 else ordered).append((f"g = {g:g}", e))
             if swept and g > 1 and dist in (far_d, near_d):  # the same network settings but for the start
                 others = tuple(str(sub[k].values) for k in d.results.attrs["sweep_dims"].split(",") if k and k != DISTANCE and k in sub.coords)
-                (far if dist == far_d else near).setdefault(others + (c,), (label, e))
+                (far if dist == far_d else near).setdefault(others + (c,), (f"{label} ({c})", e))
             numbers.append(f"{label}, {c}: TCR minus no TCR {e.estimate:+.0f} iterations (95 % CI {e.ci_low:+.0f} to "
                            f"{e.ci_high:+.0f}, p = {e.p_value:.2g}); reference median {_median_ci(sub, ref, 'itc')}")
     parts, reasons, ev_all = [], [], []
