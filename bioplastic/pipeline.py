@@ -441,14 +441,15 @@ def run_protocol(protocol: Protocol, out: str | Path | None = None, *, executor:
     if executor is not None:
         executor.check()  # e.g. an unreachable Dask scheduler: ExecutorError before anything is written
     out = output_dir(protocol, out)
-    check_init_sources(protocol, out)  # RunError before anything is written
+    sources = check_init_sources(protocol, out)  # RunError before anything is written
     if not (out / "protocol.yaml").exists():
         check_output_dir(out)  # before the lock creates the folder
     with run_lock(out):  # one writer per run folder; a second run is refused (RunLockedError)
-        return _run_locked(protocol, out, executor, progress, interrupt_at, stages, strict)
+        return _run_locked(protocol, out, executor, progress, interrupt_at, stages, strict, sources)
 
 
-def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at, stages, strict) -> tuple[xr.Dataset, Path]:
+def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at, stages, strict,
+                sources: list[dict]) -> tuple[xr.Dataset, Path]:
     if prepare_output(protocol, out):
         try:
             ds = read_dataset(out / RESULTS)
@@ -456,8 +457,7 @@ def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at,
             raise RunError(f"{exc}; the trained units it was made from are gone: delete {out / RESULTS} and run again "
                            "to retrain") from None
     else:
-        sources = check_init_sources(protocol, out)
-        if sources and not (out / INIT_SOURCES).is_file():
+        if sources and not (out / INIT_SOURCES).is_file():  # (checked by run_protocol before the lock)
             atomic_write_text(out / INIT_SOURCES, json.dumps(sources, indent=1))
         units = plan_units(protocol)
         verified_results(protocol, out)  # a damaged unit result counts as not done (deleted, with a warning)
