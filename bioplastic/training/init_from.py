@@ -51,7 +51,6 @@ class Source:
     """The weights of a source run at its chosen point and checkpoint: ``weights[name]`` is
     (seed, *param dims) in the network's parameter layout, ``buffers`` likewise."""
 
-    path: Path
     sha256: str
     weights: dict[str, np.ndarray]
     buffers: dict[str, np.ndarray]
@@ -178,7 +177,7 @@ def load_source(init: Any, model_kind: str, model: dict[str, Any], net_cls: type
         if f"buffer_{name}" in ds:
             buffers[name] = ds[f"buffer_{name}"].transpose("seed", *dims).values
     learned = ds["learned"].values.astype(bool) if "learned" in ds else np.zeros(n_seeds, bool)
-    return Source(path, file_sha256(path), weights, buffers, ckpts[idx].astype(np.int64), learned)
+    return Source(file_sha256(path), weights, buffers, ckpts[idx].astype(np.int64), learned)
 
 
 def check_buffers(source: Source, fresh: dict[str, np.ndarray], seeds: Sequence[int], where: str = "training.init") -> None:
