@@ -447,24 +447,6 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     fp_floor = cfg.gr_min_change * radius
     events, first = first_gr_events(gr, checkpoints, fp_floor, baseline=cfg.gr_baseline, threshold=cfg.gr_threshold,
                                     min_change=cfg.gr_min_change)
-    onset = ds["drop_onset"].sel(condition=conds).values
-    # a drop that starts at or before the first checkpoint a GR event can be flagged at has a lead <= 0
-    # whatever the network does: no lead (NaN), and counted (`lead_left_out`; science.md §5)
-    earliest = earliest_event(checkpoints, cfg.gr_baseline)
-    lead = lead_time(first, onset)
-    lead[too_early(lead, onset, earliest)] = np.nan
-    # the width-free lead: to the drop's departure from the plateau's noise band (results.nc), which a
-    # wider drop starting at the same time does not move (science.md §5)
-    departure = ds["drop_departure"].sel(condition=conds).values if "drop_departure" in ds else np.full((C, S), np.nan)
-    lead_departure = lead_time(first, departure)
-    left_out = too_early(lead_departure, departure, earliest)
-    lead_departure[left_out] = np.nan
-    start = ds["plateau_start"].sel(condition=conds).values if "plateau_start" in ds else np.zeros((C, S))
-    growth = np.array([[gr_growth(gr["trajectory_change"][ci, s], checkpoints, start[ci, s], departure[ci, s])
-                        for s in range(S)] for ci in range(C)])
-    width = ds["drop_width"].sel(condition=conds).values if "drop_width" in ds else np.full((C, S), np.nan)
-    ok_csk = np.array([[parts[ci, j]["ok"] for j in range(K)] for ci in range(C)]).transpose(0, 2, 1)
-    at_drop = _counts_at_drop(counts, ok_csk, checkpoints, onset, width)
 
     dims5 = ("condition", "seed", "checkpoint", "context", "fp")
     out = xr.Dataset(coords={"condition": conds, "seed": ds["seed"].values, "checkpoint": checkpoints,
@@ -515,12 +497,73 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out["fp_distance_floor"] = (("condition", "seed"), fp_floor,
                                 {"units": "1", "long_name": "fp_distance below which no GR event fires: gr_min_change times the RMS "
                                                             "radius of the final checkpoint's trajectories around their mean (NaN: no floor)"})
+    out["first_gr_event"] = (("condition", "seed"), first, {"units": "iterations", "long_name": "iteration of the first GR event (NaN: none)"})
+    for name, long_name in (("condition", "experimental condition"), ("seed", "seed index"), ("checkpoint", "iteration of the checkpoint"),
+                            ("context", "constant input context of the fixed-point search"), ("fp", "point index (padded)"),
+                            ("unit", "state dimension"), ("mode", "eigenmode index (by modulus descending)"),
+                            ("trial", "analysis trial"), ("time", "time step"), ("pc", "principal component")):
+        out[name].attrs.update(units="iterations" if name == "checkpoint" else "", long_name=long_name)
+    add_drop_relative(out, ds, protocol.config.seed, cfg.gr_baseline)
+    out.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
+    out.attrs["analysis"] = str(cfg.model_dump())
+    out.attrs["gr_min_change"] = float(cfg.gr_min_change)
+    out.attrs["gr_baseline"] = int(cfg.gr_baseline)  # the first checkpoint a GR event can be flagged at is this index
+    out.attrs["n_initial_states"] = n_starts
+    if any("joint" in p for p in parts.values()):
+        _add_joint(out, parts, protocol, names, frames, zero, min(cfg.initial_states, JOINT_SLOW_STARTS))
+    out.attrs["initial_states"] = ("a pool shared by every condition at a checkpoint: states drawn from the trajectories "
+                                   "of all conditions' networks of the seed, plus a targeted search for saddles from the "
+                                   "segments between pairs of stable points")
+    return out
+
+
+#: analysis variables measured against the drop of results.nc (its onset, departure, width and the
+#: plateau's start): :func:`add_drop_relative` writes them, and rewrites them when the learning
+#: statistics are recomputed (``python -m bioplastic recompute``)
+DROP_RELATIVE = ("n_stable_before_drop", "n_saddle_before_drop", "n_stable_after_drop", "n_saddle_after_drop",
+                 "drop_onset", "lead_time", "drop_departure", "lead_time_departure", "lead_left_out", "gr_growth",
+                 "lead_time_median", "lead_time_ci", "fraction_gr_first", "lead_time_departure_median",
+                 "lead_time_departure_ci")
+
+
+def present(analysis: xr.Dataset) -> np.ndarray:
+    """(condition, seed, checkpoint) bool: the network was there to analyse (not diverged or stopped
+    before the checkpoint); the Chao1 estimate is NaN exactly where it was not."""
+    return np.isfinite(analysis["n_fixed_chao1"].values)
+
+
+def add_drop_relative(out: xr.Dataset, ds: xr.Dataset, root_seed: int, gr_baseline: int) -> xr.Dataset:
+    """The analysis variables measured against each network's drop (:data:`DROP_RELATIVE`), from the
+    analysis dataset's GR metrics, first GR events and fixed-point counts and the drop of the results
+    dataset ``ds`` (``drop_onset``, ``drop_departure``, ``drop_width``, ``plateau_start``); in place."""
+    conds = [str(c) for c in out["condition"].values]
+    C, S = out.sizes["condition"], out.sizes["seed"]
+    checkpoints = out["checkpoint"].values
+    first = out["first_gr_event"].values
+    counts = {k: out[k].values for k in ("n_stable", "n_saddle")}
+    onset = ds["drop_onset"].sel(condition=conds).values
+    # a drop that starts at or before the first checkpoint a GR event can be flagged at has a lead <= 0
+    # whatever the network does: no lead (NaN), and counted (`lead_left_out`; science.md §5)
+    earliest = earliest_event(checkpoints, gr_baseline)
+    lead = lead_time(first, onset)
+    lead[too_early(lead, onset, earliest)] = np.nan
+    # the width-free lead: to the drop's departure from the plateau's noise band (results.nc), which a
+    # wider drop starting at the same time does not move (science.md §5)
+    departure = ds["drop_departure"].sel(condition=conds).values if "drop_departure" in ds else np.full((C, S), np.nan)
+    lead_departure = lead_time(first, departure)
+    left_out = too_early(lead_departure, departure, earliest)
+    lead_departure[left_out] = np.nan
+    start = ds["plateau_start"].sel(condition=conds).values if "plateau_start" in ds else np.zeros((C, S))
+    growth = np.array([[gr_growth(out["trajectory_change"].values[ci, s], checkpoints, start[ci, s], departure[ci, s])
+                        for s in range(S)] for ci in range(C)])
+    width = ds["drop_width"].sel(condition=conds).values if "drop_width" in ds else np.full((C, S), np.nan)
+    ok_csk = present(out)
+    at_drop = _counts_at_drop(counts, ok_csk, checkpoints, onset, width)
     for k, v in at_drop.items():
         when = ("the last checkpoint at or before drop_onset" if k.endswith("before_drop")
                 else "the first checkpoint at or after drop_onset + drop_width")
         out[k] = (("condition", "seed"), v, {"units": "1", "long_name": f"number of {k.split('_')[1]} fixed points (zero-input context) "
                                                                          f"at {when} (NaN: no drop or no such checkpoint)"})
-    out["first_gr_event"] = (("condition", "seed"), first, {"units": "iterations", "long_name": "iteration of the first GR event (NaN: none)"})
     out["drop_onset"] = (("condition", "seed"), onset, {"units": "iterations", "long_name": "drop onset (from results.nc)"})
     out["lead_time"] = (("condition", "seed"), lead, {"units": "iterations", "long_name": "drop onset minus first GR event (> 0: GR precedes the drop); "
                                                                                "NaN where the onset comes at or before the first checkpoint a GR event can be flagged at"})
@@ -535,33 +578,18 @@ def assemble(ds: xr.Dataset, protocol, parts: dict, ctxs, cfg: AnalysisConfig) -
     out["gr_growth"] = (("condition", "seed"), growth,
                         {"units": "1", "long_name": "Spearman correlation of trajectory_change with the iteration over the checkpoints "
                                                     "from plateau_start to drop_departure (> 0: restructuring grows through the search phase)"})
-    for name, long_name in (("condition", "experimental condition"), ("seed", "seed index"), ("checkpoint", "iteration of the checkpoint"),
-                            ("context", "constant input context of the fixed-point search"), ("fp", "point index (padded)"),
-                            ("unit", "state dimension"), ("mode", "eigenmode index (by modulus descending)"),
-                            ("trial", "analysis trial"), ("time", "time step"), ("pc", "principal component")):
-        out[name].attrs.update(units="iterations" if name == "checkpoint" else "", long_name=long_name)
-    stats = np.array([bootstrap_ci(lead[ci], numpy_rng(protocol.config.seed, "lead_time_bootstrap", ci)) for ci in range(C)])
+    stats = np.array([bootstrap_ci(lead[ci], numpy_rng(root_seed, "lead_time_bootstrap", ci)) for ci in range(C)])
     frac = np.array([(lead[ci][np.isfinite(lead[ci])] > 0).mean() if np.isfinite(lead[ci]).any() else np.nan
                      for ci in range(C)])
     out["lead_time_median"] = (("condition",), stats[:, 0], {"units": "iterations", "long_name": "median lead time over networks with a GR event and a drop"})
     out["lead_time_ci"] = (("condition", "bound"), stats[:, 1:], {"units": "iterations", "long_name": "95 % percentile-bootstrap CI of the median lead time (10000 resamples)"})
     out["fraction_gr_first"] = (("condition",), frac, {"units": "1", "long_name": "fraction of networks (with a GR event and a drop) whose lead time is positive"})
-    stats_dep = np.array([bootstrap_ci(lead_departure[ci], numpy_rng(protocol.config.seed, "lead_time_departure_bootstrap", ci))
+    stats_dep = np.array([bootstrap_ci(lead_departure[ci], numpy_rng(root_seed, "lead_time_departure_bootstrap", ci))
                           for ci in range(C)])
     out["lead_time_departure_median"] = (("condition",), stats_dep[:, 0], {"units": "iterations", "long_name": "median lead_time_departure over networks with a GR event and a drop"})
     out["lead_time_departure_ci"] = (("condition", "bound"), stats_dep[:, 1:], {"units": "iterations", "long_name": "95 % percentile-bootstrap CI of lead_time_departure_median (10000 resamples)"})
     out.coords["bound"] = ["low", "high"]
     out["bound"].attrs.update(units="", long_name="confidence interval bound")
-    out.attrs.update({k: ds.attrs[k] for k in ("protocol", "protocol_name", "root_seed", "versions", "git_commit") if k in ds.attrs})
-    out.attrs["analysis"] = str(cfg.model_dump())
-    out.attrs["gr_min_change"] = float(cfg.gr_min_change)
-    out.attrs["gr_baseline"] = int(cfg.gr_baseline)  # the first checkpoint a GR event can be flagged at is this index
-    out.attrs["n_initial_states"] = n_starts
-    if any("joint" in p for p in parts.values()):
-        _add_joint(out, parts, protocol, names, frames, zero, min(cfg.initial_states, JOINT_SLOW_STARTS))
-    out.attrs["initial_states"] = ("a pool shared by every condition at a checkpoint: states drawn from the trajectories "
-                                   "of all conditions' networks of the seed, plus a targeted search for saddles from the "
-                                   "segments between pairs of stable points")
     return out
 
 
