@@ -1,4 +1,4 @@
-"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,compare,list,schema}``. It
+"""Command line: ``python -m bioplastic {run,validate,analyze,simulate,report,recompute,compare,replicate,list,schema}``. It
 parses the arguments, calls the pipeline (:mod:`bioplastic.pipeline`) and prints.
 
 Exit status: 0 success, 1 incomplete (the datasets are written but parts of the report failed; each
@@ -87,6 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild OUT/report.html (and figures) from a run's saved datasets, recomputing nothing; "
                                          "lists missing datasets and marks their sections unavailable")
     rep.add_argument("out", help="a finished run's folder (holding results.nc)")
+    rec = sub.add_parser(
+        "recompute", help="recompute a finished run's learning statistics (metrics, criterion, comparisons, and the leads "
+                          "in analysis.nc) from its stored curves with this version's definitions; no training",
+        description="Compute a finished run's learning statistics again from the curves results.nc stores - the "
+                    "learning-curve metrics, iterations to criterion, which networks learned, the comparisons between "
+                    "conditions - by this version's definitions (docs/science.md, section 5), then the analysis "
+                    "variables measured against each network's drop (the GR leads, their growth, the fixed-point counts "
+                    "at the drop), the figures and the report. Nothing is trained or re-simulated; curves, weights and "
+                    "fixed points stay as stored. For runs written before a definition changed (the report says so).")
+    rec.add_argument("out", help="a finished run's folder (holding results.nc)")
     cmp = sub.add_parser(
         "compare", help="measure a recording (NWB or netCDF) as the run's networks are measured and write OUT/compare.nc and "
                         "compare.html: the data beside each condition, and which conditions it is consistent with",
@@ -134,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_analyze(Path(args.out), args.device)
         if args.command == "report":
             return cmd_report(Path(args.out))
+        if args.command == "recompute":
+            return cmd_recompute(Path(args.out))
         if args.command == "simulate":
             return cmd_simulate(Path(args.out), args.trials, args.codegen, args.dt_ms)
         if args.command == "compare":
@@ -264,6 +276,28 @@ def cmd_report(out: Path) -> int:
     except pipeline.IncompleteRun as exc:
         return _incomplete(exc)
     print(path)
+    return 0
+
+
+def cmd_recompute(out: Path) -> int:
+    """The learning statistics of a finished run computed again by this version's definitions
+    (``pipeline.recompute_run``); exit 2 when there is no finished run to recompute (nothing written)."""
+    if not out.is_dir():
+        return _fail(f"{out} is not a folder; expected a run folder holding results.nc "
+                     f"(made by `python -m bioplastic run PROTOCOL --out {out}`)")
+    try:
+        changes = pipeline.recompute_run(out)
+    except (pipeline.RunError, pipeline.RunLockedError, OSError) as exc:
+        return _fail(str(exc))
+    except pipeline.IncompleteRun as exc:
+        return _incomplete(exc)
+    if changes:
+        print("recomputed with the definitions changed since the run's statistics were computed:", file=sys.stderr)
+        for change in changes:
+            print(f"  {change}", file=sys.stderr)
+    else:
+        print("the run's statistics were computed with this version's definitions; recomputed, unchanged", file=sys.stderr)
+    print(out / pipeline.REPORT)
     return 0
 
 

@@ -28,10 +28,11 @@ from pathlib import Path
 import xarray as xr
 
 from .analysis.compare import compare_dataset
-from .analysis.learning_curves import add_learning_statistics
+from .analysis.geometry import gr_rule
+from .analysis.learning_curves import DEFINITIONS, STAMP, add_learning_statistics, outdated
 from .analysis.linear_oracle import applies as oracle_applies
 from .analysis.linear_oracle import staircase_dataset
-from .analysis.phase_space import analyze
+from .analysis.phase_space import add_drop_relative, analyze
 from .analysis.predictions import DEFAULT_TRIALS, predict
 from .analysis.recording import measure_recording
 from .device import DeviceError, resolve_device
@@ -49,7 +50,7 @@ from .storage.io import DamagedFileError, DamagedFileWarning, atomic_torch_save,
 from .storage.lock import LOCK_FILES, RunLockedError, run_lock
 from .storage.rebuild import protocol_of
 from .storage.recordings import DEFAULT_BIN_MS, read_recording
-from .storage.results import build_dataset, combine_points, describe, read_dataset, verify_dataset, write_dataset
+from .storage.results import build_dataset, combine_points, describe, read_dataset, sweep_points, verify_dataset, write_dataset
 from .training.executors import Executor, InProcessExecutor
 from .training.init_from import InitSourceError, check_sources
 from .training.loop import EnsembleTrainer
@@ -367,6 +368,33 @@ def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
     return ds
 
 
+def recomputed_results(ds: xr.Dataset, protocol: Protocol) -> xr.Dataset:
+    """A results dataset with its learning statistics (the learning-curve metrics, iterations to
+    criterion, ``learned``, the comparisons between conditions) computed again from its stored curves
+    by this version's definitions, point by point for a sweep, as a run would compute them now; the
+    curves, weights and provenance are kept as stored (``learning_statistics`` records the definitions)."""
+    keep = dict(ds.attrs)
+    if protocol.sweep is None:
+        tr = protocol.conditions[0].training
+        new = add_learning_statistics(ds.copy(), tr.criterion, tr.loss_smoothing, protocol.config.seed)
+        describe(new, protocol)
+    else:
+        dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d]
+        swept = [c for c in ds.coords if c in dims or (c not in ds.dims and ds[c].dims and set(ds[c].dims) <= set(dims))]
+        points = sweep_points(ds)
+        if len(points) != len(protocol.points):
+            raise RunError(f"results.nc holds {len(points)} sweep points, its protocol {len(protocol.points)}: it cannot "
+                           "be recomputed point by point")
+        parts = []
+        for (index, _), point in zip(points, protocol.points):
+            tr = point.protocol.conditions[0].training
+            part = ds.isel(index).drop_vars(swept)
+            parts.append(add_learning_statistics(part, tr.criterion, tr.loss_smoothing, protocol.config.seed))
+        new = combine_points(protocol, parts)
+    new.attrs = keep | {STAMP: DEFINITIONS}
+    return new
+
+
 def train(protocol: Protocol, progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
     """Train every network of the protocol in this process and return the results dataset, with no
     run folder (nothing is written; nothing resumes). The numbers equal those of
@@ -670,6 +698,34 @@ def _report_locked(out: Path, strict: bool, stages: StageProgress | None) -> Pat
     if failures:
         raise IncompleteRun(out, failures)
     return path
+
+
+def recompute_run(out: str | Path, strict: bool = False, stages: StageProgress | None = None) -> list[str]:
+    """Bring a finished run's learning statistics up to this version's definitions without training
+    again: results.nc (:func:`recomputed_results`), then the analysis variables measured against the
+    drop (``phase_space.DROP_RELATIVE``: leads, their growth, the counts at the drop) in analysis.nc where there is
+    one, then the figures and the report. Each file is written atomically; run it again after an
+    interruption. Returns the changes of definitions since the run's statistics were computed (empty:
+    they were current, and the files are written again unchanged)."""
+    out = Path(out)
+    with run_lock(out, create=False):
+        ds, protocol = load_results(out)
+        changes = outdated(ds)
+        new = recomputed_results(ds, protocol)
+        analysis = intact(out / ANALYSIS)
+        if analysis is not None:
+            lacking = [v for v in ("n_fixed_chao1", "first_gr_event", "trajectory_change", "n_stable", "n_saddle")
+                       if v not in analysis]
+            if lacking:
+                raise RunError(f"{out / ANALYSIS} was written by an older bioplastic (it lacks {', '.join(lacking)}): its "
+                               f"leads cannot be measured again against the new statistics; delete it and run "
+                               f"`python -m bioplastic analyze {out}` (nothing was changed)")
+        write_dataset(new, out / RESULTS)
+        if analysis is not None:
+            add_drop_relative(analysis, new, protocol.config.seed, gr_rule(analysis)["baseline"])
+            write_dataset(analysis, out / ANALYSIS)
+        _report_locked(out, strict, stages)
+    return changes
 
 
 COMPARE = "compare.nc"

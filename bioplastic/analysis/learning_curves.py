@@ -267,12 +267,40 @@ def network_metrics(results: xr.Dataset, condition: str, seed: int, output: int 
 
 
 # --------------------------------------------------------------------------------------------- datasets
+#: the date of the last change to the definitions of this module; results.nc records the one its
+#: statistics were computed with (attribute ``learning_statistics``; absent: before 2026-12-07), and
+#: ``python -m bioplastic recompute OUT`` recomputes an older run's from its stored curves
+DEFINITIONS = "2026-12-07"
+#: what changed at each date of :data:`DEFINITIONS` (the report names it for a run computed before)
+DEFINITION_CHANGES = {
+    "2026-12-07": "a network has learned where accuracy meets the criterion at an evaluation and at 2 of the 3 "
+                  "evaluations from there (was: the first evaluation at or above it); a network that never reaches "
+                  "its criterion keeps the plateau it settled on (its initial transient is no longer taken for a drop)",
+}
+#: results.nc attribute: the :data:`DEFINITIONS` its learning statistics were computed with
+STAMP = "learning_statistics"
+
+
+def statistics_date(ds: xr.Dataset) -> str | None:
+    """The :data:`DEFINITIONS` a results (or analysis) dataset's learning statistics were computed with
+    (None: before they were recorded, i.e. before 2026-12-07)."""
+    return ds.attrs.get(STAMP)
+
+
+def outdated(ds: xr.Dataset) -> list[str]:
+    """The changes to the definitions since ``ds``'s learning statistics were computed (empty: current)."""
+    date = statistics_date(ds)
+    return [f"{d}: {what}" for d, what in sorted(DEFINITION_CHANGES.items()) if date is None or date < d]
+
+
 def add_learning_statistics(ds: xr.Dataset, criterion: float, smoothing: int, root_seed: int) -> xr.Dataset:
     """Add every learning-curve metric, the TCR gradient ratio of the search phase and the
-    comparisons between conditions to a results dataset of one protocol point (in place; returned)."""
+    comparisons between conditions to a results dataset of one protocol point (in place; returned),
+    and record the definitions used (attribute :data:`STAMP`)."""
     add_curve_metrics(ds, criterion, smoothing)
     add_tcr_grad_ratio_search(ds)
     add_comparisons(ds, root_seed)
+    ds.attrs[STAMP] = DEFINITIONS
     return ds
 
 

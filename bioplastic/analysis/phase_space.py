@@ -61,6 +61,7 @@ from .geometry import (
 )
 from .joint_system import JOINT_MODES, joint_points, plastic_trajectories
 from .labels import choice_of
+from .learning_curves import STAMP
 from .memory_probe import HOLD_TRIALS, hold_steps, memory_held
 from .statistics import bootstrap_ci
 
@@ -590,6 +591,11 @@ def add_drop_relative(out: xr.Dataset, ds: xr.Dataset, root_seed: int, gr_baseli
     out["lead_time_departure_ci"] = (("condition", "bound"), stats_dep[:, 1:], {"units": "iterations", "long_name": "95 % percentile-bootstrap CI of lead_time_departure_median (10000 resamples)"})
     out.coords["bound"] = ["low", "high"]
     out["bound"].attrs.update(units="", long_name="confidence interval bound")
+    # the definitions of the drop these were measured against (results.nc's; none recorded before 2026-12-07)
+    if STAMP in ds.attrs:
+        out.attrs[STAMP] = ds.attrs[STAMP]
+    else:
+        out.attrs.pop(STAMP, None)
     return out
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from ..analysis.geometry import comparable_leads, earliest_gr_event, lead_key, lead_summary
+from ..analysis.learning_curves import DEFINITION_CHANGES, outdated, statistics_date
 from ..analysis.measures import MIN_DECAY_FRACTION
 from ..analysis.predictions import prediction_sentences
 from ..analysis.psychometric import slope_is_lower_bound
@@ -548,6 +549,23 @@ def _not_for_sweeps(protocol, out: Path | None) -> str:
     return f"<p class='unavailable'>{esc(text[0].upper() + text[1:])}.</p>"
 
 
+def statistics_notes(ds: xr.Dataset, analysis: xr.Dataset | None, out: Path | None) -> list[str]:
+    """Warnings for a run whose learning statistics predate this version's definitions
+    (``learning_curves.DEFINITION_CHANGES``), or whose analysis.nc measured its leads against other
+    statistics than results.nc holds; each says how to bring them up to date without training."""
+    command = f"python -m bioplastic recompute {out if out is not None else 'OUT'}"
+    notes = []
+    changes = outdated(ds)
+    if changes:
+        notes.append(f"This run's learning statistics were computed with older definitions (recorded: "
+                     f"{statistics_date(ds) or 'none, i.e. before ' + min(DEFINITION_CHANGES)}); changed since: "
+                     + "; ".join(changes) + f". `{command}` computes them again from the stored curves (no training).")
+    if analysis is not None and not changes and statistics_date(analysis) != statistics_date(ds):
+        notes.append("analysis.nc measured its leads against other learning statistics than results.nc holds "
+                     f"({statistics_date(analysis) or 'before ' + min(DEFINITION_CHANGES)}); `{command}` measures them again.")
+    return notes
+
+
 def render(run: Run, pngs: dict[str, bytes] | None = None, strict: bool = False) -> tuple[str, list[str]]:
     """The report page of a run's datasets: ``(html, failures)``. ``pngs``: figures already drawn
     (file name, e.g. ``learning_curves.png`` -> PNG bytes) are embedded instead of redrawn.
@@ -584,7 +602,7 @@ def _render(run: Run) -> str:
     verdicts = V.verdicts(claims, data, strict=_CONTEXT["strict"])
     lines = attempt("the bottom line", lambda: bottom_line(first, an, pred, conditions=info, verdicts=verdicts),
                     lambda cause: [f"(error: {cause})"])
-    warn = "".join(f"<p class='unavailable'>{esc(c)}</p>" for c in caveats(first))
+    warn = "".join(f"<p class='unavailable'>{esc(c)}</p>" for c in statistics_notes(ds, an, run.out) + caveats(first))
     body["bottom"] = warn + (("<p>What these simulations predict, each with its number and what would test it (seeds "
                               "are the independent samples; details below).</p><ol class='bottom'>"
                               + "".join(f"<li>{esc(s)}</li>" for s in lines) + "</ol>") if lines else (

@@ -1,0 +1,140 @@
+"""``python -m bioplastic recompute OUT``: a finished run's learning statistics computed again from its
+stored curves by this version's definitions, and the analysis variables measured against the drop.
+
+Oracle: the run's own datasets as the run wrote them with today's definitions. A run whose
+statistics were garbled (as an older bioplastic's definitions would have left them) must get them
+back exactly - every value, in results.nc and analysis.nc - with everything else as stored."""
+from __future__ import annotations
+
+import shutil
+import textwrap
+
+import numpy as np
+import pytest
+
+from bioplastic.analysis.learning_curves import DEFINITIONS, METRICS, STAMP
+from bioplastic.analysis.phase_space import DROP_RELATIVE
+from bioplastic.pipeline import run_protocol
+from bioplastic.protocol.load import load_protocol
+from bioplastic.storage.results import read_dataset, write_dataset
+from tests.conftest import TINY
+
+#: results.nc variables the learning statistics consist of (recompute must rewrite every one)
+OTHER_STATISTICS = ("iterations_to_criterion", "final_accuracy", "learned", "loss_smoothed", "curve_metrics_status",
+                    "tcr_grad_ratio_search", "abrupt_outputs", "drop_stagger")
+
+
+def statistics(ds) -> list[str]:
+    return [v for v in ds.data_vars if v in METRICS or v in OTHER_STATISTICS or v.startswith(("itc_", "acc_", "output_"))]
+
+
+def garble(path, names) -> None:
+    """Rewrite ``names`` of a stored dataset with wrong values and drop its definitions stamp, as a
+    file written before the definitions changed would hold other statistics."""
+    ds = read_dataset(path)
+    for name in names:
+        v = ds[name].values
+        ds[name].values = ~v if v.dtype == bool else (np.nan_to_num(v.astype(float), nan=-3.0) + 17).astype(v.dtype)
+    ds.attrs.pop(STAMP, None)
+    write_dataset(ds, path)
+
+
+def assert_same_values(a, b) -> None:
+    assert sorted(a.variables) == sorted(b.variables)
+    for name in a.variables:
+        x, y = a[name].values, b[name].values
+        assert x.shape == y.shape, name
+        same = np.array_equal(x, y, equal_nan=True) if x.dtype.kind in "fc" else np.array_equal(x, y)
+        assert same, name
+        assert str(a[name].attrs) == str(b[name].attrs), name
+
+
+@pytest.fixture
+def stale_run(complete_run, tmp_path):
+    """The complete run with every learning statistic and every drop-relative analysis variable garbled."""
+    out = shutil.copytree(complete_run, tmp_path / "run")
+    names = statistics(read_dataset(out / "results.nc"))
+    assert len(names) >= 30  # the metrics, their per-output forms, the comparisons
+    garble(out / "results.nc", names)
+    drop_relative = [v for v in DROP_RELATIVE if v in read_dataset(out / "analysis.nc")]
+    assert len(drop_relative) == len(DROP_RELATIVE)
+    garble(out / "analysis.nc", drop_relative)
+    return out
+
+
+def test_recompute_gives_back_the_statistics_the_run_computed(complete_run, stale_run, cli):
+    code, stdout, err = cli("recompute", stale_run)
+    assert code == 0 and "Traceback" not in err, err
+    assert f"{DEFINITIONS}: a network has learned" in err and stdout.strip() == str(stale_run / "report.html")
+    for name in ("results.nc", "analysis.nc"):
+        new, old = read_dataset(stale_run / name), read_dataset(complete_run / name)
+        assert_same_values(new, old)
+        assert new.attrs[STAMP] == DEFINITIONS
+        assert {k: v for k, v in new.attrs.items()} == {k: v for k, v in old.attrs.items()}
+    assert "older definitions" not in (stale_run / "report.html").read_text()
+
+
+def test_recompute_of_a_current_run_changes_no_value(complete_run, tmp_path, cli):
+    out = shutil.copytree(complete_run, tmp_path / "run")
+    code, _, err = cli("recompute", out)
+    assert code == 0 and "unchanged" in err, err
+    for name in ("results.nc", "analysis.nc", "predictions.nc"):
+        assert_same_values(read_dataset(out / name), read_dataset(complete_run / name))
+
+
+def test_a_sweep_is_recomputed_point_by_point_with_each_points_settings(tmp_path, cli):
+    """Each point's own criterion (swept) and smoothing: a recompute that used one point's settings
+    for all, or mixed the points up, would not give back the run's statistics."""
+    text = textwrap.dedent(TINY) + "sweep: {grid: {training.criterion: [0.5, 0.9], model.g: [0.8, 1.5]}}\n"
+    (tmp_path / "sweep.yaml").write_text(text)
+    ds, out = run_protocol(load_protocol(tmp_path / "sweep.yaml"), tmp_path / "sweep")
+    learned = ds["learned"].values
+    assert learned.any() and not learned.all()  # the criterion matters here
+    assert (learned.sum(axis=(1, 2, 3)) > 0).tolist() == [True, False] or learned[0].sum() > learned[1].sum()
+    reference = tmp_path / "reference.nc"
+    shutil.copy(out / "results.nc", reference)
+    garble(out / "results.nc", statistics(ds))
+    code, _, err = cli("recompute", out)
+    assert code == 0, err
+    assert_same_values(read_dataset(out / "results.nc"), read_dataset(reference))
+
+
+def test_bad_folders_are_refused_and_nothing_is_written(tmp_path, complete_run, cli):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = cli("recompute", empty)
+    assert code == 2 and "results.nc is missing" in err and not list(empty.iterdir())
+    code, _, err = cli("recompute", tmp_path / "absent")
+    assert code == 2 and "not a folder" in err
+    # an analysis.nc of an older layout: refused before results.nc is touched
+    out = shutil.copytree(complete_run, tmp_path / "run")
+    analysis = read_dataset(out / "analysis.nc").drop_vars("n_fixed_chao1")
+    write_dataset(analysis, out / "analysis.nc")
+    before = (out / "results.nc").read_bytes()
+    code, _, err = cli("recompute", out)
+    assert code == 2 and "lacks n_fixed_chao1" in err and f"bioplastic analyze {out}" in err
+    assert (out / "results.nc").read_bytes() == before
+
+
+def test_the_report_says_when_the_statistics_predate_the_definitions(complete_run, tmp_path, cli):
+    out = shutil.copytree(complete_run, tmp_path / "run")
+    results = read_dataset(out / "results.nc")
+    results.attrs.pop(STAMP)
+    write_dataset(results, out / "results.nc")
+    code, _, _ = cli("report", out)
+    assert code == 0
+    page = (out / "report.html").read_text()
+    assert "computed with older definitions (recorded: none, i.e. before 2026-12-07)" in page
+    assert f"python -m bioplastic recompute {out}" in page and "analysis.nc measured" not in page
+
+
+def test_the_report_says_when_the_analysis_measured_other_statistics(complete_run, tmp_path, cli):
+    out = shutil.copytree(complete_run, tmp_path / "run")
+    analysis = read_dataset(out / "analysis.nc")
+    analysis.attrs.pop(STAMP)
+    write_dataset(analysis, out / "analysis.nc")
+    code, _, _ = cli("report", out)
+    assert code == 0
+    page = (out / "report.html").read_text()
+    assert "analysis.nc measured its leads against other learning statistics" in page
+    assert "computed with older definitions" not in page
