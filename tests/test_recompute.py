@@ -124,7 +124,7 @@ def test_the_report_says_when_the_statistics_predate_the_definitions(complete_ru
     code, _, _ = cli("report", out)
     assert code == 0
     page = (out / "report.html").read_text()
-    assert "computed with older definitions (recorded: none, i.e. before 2026-12-07)" in page
+    assert "computed with older definitions (none recorded: made before those of 2026-12-07)" in page
     assert f"python -m bioplastic recompute {out}" in page and "analysis.nc measured" not in page
 
 

@@ -557,12 +557,15 @@ def statistics_notes(ds: xr.Dataset, analysis: xr.Dataset | None, out: Path | No
     notes = []
     changes = outdated(ds)
     if changes:
-        notes.append(f"This run's learning statistics were computed with older definitions (recorded: "
-                     f"{statistics_date(ds) or 'none, i.e. before ' + min(DEFINITION_CHANGES)}); changed since: "
+        recorded = statistics_date(ds)
+        notes.append("This run's learning statistics were computed with older definitions ("
+                     + (f"those of {recorded}" if recorded else f"none recorded: made before those of {min(DEFINITION_CHANGES)}")
+                     + "); changed since: "
                      + "; ".join(changes) + f". `{command}` computes them again from the stored curves (no training).")
     if analysis is not None and not changes and statistics_date(analysis) != statistics_date(ds):
         notes.append("analysis.nc measured its leads against other learning statistics than results.nc holds "
-                     f"({statistics_date(analysis) or 'before ' + min(DEFINITION_CHANGES)}); `{command}` measures them again.")
+                     f"({statistics_date(analysis) or 'none recorded'} against {statistics_date(ds) or 'none recorded'}); "
+                     f"`{command}` measures them again.")
     return notes
 
 
