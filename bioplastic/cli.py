@@ -11,6 +11,7 @@ import importlib.util
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import get_args
 
@@ -260,37 +261,28 @@ def cmd_report(out: Path) -> int:
     """Rebuild OUT/report.html (and the figure PNGs) from the saved datasets, recomputing nothing.
     Exit 0 when a report was written (sections whose dataset is missing are marked unavailable and
     listed here), 1 when parts of it failed, 2 when none could be written (no results.nc)."""
-    if not out.is_dir():
-        return _fail(f"{out} is not a folder; expected a run folder holding results.nc "
-                     f"(made by `python -m bioplastic run PROTOCOL --out {out}`)")
+    code, path = _in_run_folder(out, lambda: _report(out))
+    if code is None:
+        print(path)
+    return code or 0
+
+
+def _report(out: Path) -> Path:
     run = pipeline.read_run(out)
     if run.results is not None:
         for name in run.missing:
             why = f"unreadable: {run.errors[name]}" if name in run.errors else "missing"
             print(f"warning: {name} {why} ({pipeline.FILES[name][0]}); its sections are marked unavailable. "
                   f"To make it: {pipeline.FILES[name][1].replace('OUT', str(out))}", file=sys.stderr)
-    try:
-        path = pipeline.write_report(out)
-    except (pipeline.RunError, pipeline.RunLockedError, OSError) as exc:
-        return _fail(str(exc))
-    except pipeline.IncompleteRun as exc:
-        return _incomplete(exc)
-    print(path)
-    return 0
+    return pipeline.write_report(out)
 
 
 def cmd_recompute(out: Path) -> int:
     """The learning statistics of a finished run computed again by this version's definitions
     (``pipeline.recompute_run``); exit 2 when there is no finished run to recompute (nothing written)."""
-    if not out.is_dir():
-        return _fail(f"{out} is not a folder; expected a run folder holding results.nc "
-                     f"(made by `python -m bioplastic run PROTOCOL --out {out}`)")
-    try:
-        changes = pipeline.recompute_run(out)
-    except (pipeline.RunError, pipeline.RunLockedError, OSError) as exc:
-        return _fail(str(exc))
-    except pipeline.IncompleteRun as exc:
-        return _incomplete(exc)
+    code, changes = _in_run_folder(out, lambda: pipeline.recompute_run(out))
+    if code is not None:
+        return code
     if changes:
         print("recomputed with the definitions changed since the run's statistics were computed:", file=sys.stderr)
         for change in changes:
@@ -299,6 +291,21 @@ def cmd_recompute(out: Path) -> int:
         print("the run's statistics were computed with this version's definitions; recomputed, unchanged", file=sys.stderr)
     print(out / pipeline.REPORT)
     return 0
+
+
+def _in_run_folder(out: Path, action: Callable[[], object]) -> tuple[int | None, object]:
+    """``(None, action())`` for a run folder ``out``; ``(exit code, None)`` with the message printed when
+    it is no folder (2), the stage refuses it (2: no results.nc, locked, unreadable) or parts of the
+    report failed (1)."""
+    if not out.is_dir():
+        return _fail(f"{out} is not a folder; expected a run folder holding results.nc "
+                     f"(made by `python -m bioplastic run PROTOCOL --out {out}`)"), None
+    try:
+        return None, action()
+    except (pipeline.RunError, pipeline.RunLockedError, OSError) as exc:
+        return _fail(str(exc)), None
+    except pipeline.IncompleteRun as exc:
+        return _incomplete(exc), None
 
 
 def cmd_compare(args) -> int:

@@ -116,25 +116,25 @@ def test_bad_folders_are_refused_and_nothing_is_written(tmp_path, complete_run, 
     assert (out / "results.nc").read_bytes() == before
 
 
+def _report_after(folder, name, cli) -> str:
+    """The report of ``folder`` after the definitions stamp was removed from its dataset ``name``."""
+    ds = read_dataset(folder / name)
+    ds.attrs.pop(STAMP)
+    write_dataset(ds, folder / name)
+    code, _, _ = cli("report", folder)
+    assert code == 0
+    return (folder / "report.html").read_text()
+
+
 def test_the_report_says_when_the_statistics_predate_the_definitions(complete_run, tmp_path, cli):
     out = shutil.copytree(complete_run, tmp_path / "run")
-    results = read_dataset(out / "results.nc")
-    results.attrs.pop(STAMP)
-    write_dataset(results, out / "results.nc")
-    code, _, _ = cli("report", out)
-    assert code == 0
-    page = (out / "report.html").read_text()
+    page = _report_after(out, "results.nc", cli)
     assert "computed with older definitions (none recorded: made before those of 2026-12-07)" in page
     assert f"python -m bioplastic recompute {out}" in page and "analysis.nc measured" not in page
 
 
 def test_the_report_says_when_the_analysis_measured_other_statistics(complete_run, tmp_path, cli):
     out = shutil.copytree(complete_run, tmp_path / "run")
-    analysis = read_dataset(out / "analysis.nc")
-    analysis.attrs.pop(STAMP)
-    write_dataset(analysis, out / "analysis.nc")
-    code, _, _ = cli("report", out)
-    assert code == 0
-    page = (out / "report.html").read_text()
+    page = _report_after(out, "analysis.nc", cli)
     assert "analysis.nc measured its leads against other learning statistics" in page
     assert "computed with older definitions" not in page
