@@ -568,10 +568,13 @@ def claim_2(d: RunData) -> Verdict:
     if width_free:
         notes.append("The verdict uses the lead to the drop's departure from the plateau's noise band, which a wider drop "
                      "starting at the same time does not move; the lead to the 10 % onset grows with the drop's width.")
-    search = d.results["search_phase"].values if _has(d.results, "search_phase") else np.array([np.nan])
+    # the search phases of the networks whose leads are counted (a network that falls from the start has none)
+    search = (d.results["search_phase"].sel(condition=d.analysis["condition"].values).values[np.isfinite(lead_cs)]
+              if _has(d.results, "search_phase") else np.array([np.nan]))
     if np.isfinite(search).any() and step > GR_RESOLUTION * nanmedian(search):
         notes.append(f"Checkpoints are {step:.0f} iterations apart, more than {GR_RESOLUTION:g} of the median search "
-                     f"phase ({nanmedian(search):.0f} iterations): too coarse to resolve GR before the drop; lower "
+                     f"phase of the networks with a lead ({nanmedian(search):.0f} iterations): too coarse to resolve GR "
+                     "before the drop; lower "
                      "training.checkpoint_every.")
     if min_p_sign(pos + neg) >= ALPHA:
         notes.append(f"Too few networks: with {pos + neg} non-zero lead times the sign test cannot reach p < {ALPHA:g}.")
