@@ -50,7 +50,7 @@ from .storage.io import DamagedFileError, DamagedFileWarning, atomic_torch_save,
 from .storage.lock import LOCK_FILES, RunLockedError, run_lock
 from .storage.rebuild import protocol_of
 from .storage.recordings import DEFAULT_BIN_MS, read_recording
-from .storage.results import build_dataset, combine_points, describe, read_dataset, sweep_points, verify_dataset, write_dataset
+from .storage.results import build_dataset, combine_points, describe, matching_point, read_dataset, sweep_points, verify_dataset, write_dataset
 from .training.executors import Executor, InProcessExecutor
 from .training.init_from import InitSourceError, check_sources
 from .training.loop import EnsembleTrainer
@@ -381,16 +381,20 @@ def recomputed_results(ds: xr.Dataset, protocol: Protocol) -> xr.Dataset:
     else:
         dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d]
         swept = [c for c in ds.coords if c in dims or (c not in ds.dims and ds[c].dims and set(ds[c].dims) <= set(dims))]
-        points = sweep_points(ds)
-        if len(points) != len(protocol.points):
-            raise RunError(f"results.nc holds {len(points)} sweep points, its protocol {len(protocol.points)}: it cannot "
-                           "be recomputed point by point")
-        parts = []
-        for (index, _), point in zip(points, protocol.points):
+        parts = {}
+        for index, _ in sweep_points(ds):
+            try:
+                point = matching_point(ds, index, protocol.points)
+            except ValueError as exc:
+                raise RunError(f"results.nc cannot be recomputed point by point: {exc}") from None
             tr = point.protocol.conditions[0].training
             part = ds.isel(index).drop_vars(swept)
-            parts.append(add_learning_statistics(part, tr.criterion, tr.loss_smoothing, protocol.config.seed))
-        new = combine_points(protocol, parts)
+            parts[protocol.points.index(point)] = add_learning_statistics(part, tr.criterion, tr.loss_smoothing,
+                                                                          protocol.config.seed)
+        if sorted(parts) != list(range(len(protocol.points))):
+            raise RunError(f"results.nc holds {len(parts)} sweep points, its protocol {len(protocol.points)}: it "
+                           "cannot be recomputed point by point")
+        new = combine_points(protocol, [parts[i] for i in range(len(protocol.points))])
     new.attrs = keep | {STAMP: DEFINITIONS}
     return new
 

@@ -23,7 +23,7 @@ import yaml
 from bioplastic import load_protocol
 from bioplastic.analysis.learning_curves import add_curve_metrics
 from bioplastic.storage.io import DamagedFileError
-from bioplastic.storage.results import read_dataset
+from bioplastic.storage.results import matching_point, read_dataset
 
 METRICS = ("search_phase", "iterations_to_criterion", "drop_width", "abrupt", "learned", "final_accuracy")
 
@@ -61,12 +61,10 @@ def _point_settings(ds: xr.Dataset) -> list[tuple[dict, float, int]]:
         if points is None:
             out.append((sel, tr["criterion"], tr["loss_smoothing"]))
             continue
-        here = {c: ds[c].isel({d: i for d, i in sel.items() if d in ds[c].dims}).item()
-                for c in ds.coords if set(ds[c].dims) and set(ds[c].dims) <= set(sweep)}
-        match = [pt for pt in points if all(k in here and here[k] == v for k, v in pt.coords.items())]
-        if len(match) != 1:
-            sys.exit(f"cannot recompute: the sweep point {here} matches {len(match)} points of the run's protocol")
-        tr = match[0].protocol.conditions[0].training
+        try:
+            tr = matching_point(ds, sel, points).protocol.conditions[0].training
+        except ValueError as err:
+            sys.exit(f"cannot recompute: {err}")
         out.append((sel, tr.criterion, tr.loss_smoothing))
     return out
 

@@ -360,6 +360,25 @@ def combine_points(protocol, datasets: list[xr.Dataset]) -> xr.Dataset:
     return ds
 
 
+def point_values(ds: xr.Dataset, index: dict) -> dict:
+    """The swept fields' values (dotted path -> value) at one point of a sweep dataset (``index``: an
+    isel indexer of its sweep dims, as :func:`sweep_points` gives), zipped fields included."""
+    dims = set(index)
+    return {c: ds[c].isel({d: i for d, i in index.items() if d in ds[c].dims}).item()
+            for c in ds.coords if ds[c].dims and set(ds[c].dims) <= dims and c not in ("zip",)}
+
+
+def matching_point(ds: xr.Dataset, index: dict, points: list):
+    """The protocol point (``Protocol.points``) a sweep dataset holds at ``index``: matched by the swept
+    values, not by position (a grid of several fields is stored with each field's values sorted).
+    ValueError unless exactly one point matches."""
+    here = point_values(ds, index)
+    match = [pt for pt in points if all(k in here and here[k] == v for k, v in pt.coords.items())]
+    if len(match) != 1:
+        raise ValueError(f"the sweep point {here} matches {len(match)} points of the run's protocol")
+    return match[0]
+
+
 def sweep_points(ds: xr.Dataset) -> list[tuple[dict, str]]:
     """Every point of a sweep as (isel indexer, label). A zipped point is labelled by the zipped
     fields whose values differ from the first zipped point (its first point is "reference")."""
