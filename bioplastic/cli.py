@@ -93,10 +93,12 @@ def _parser() -> argparse.ArgumentParser:
                           "in analysis.nc) from its stored curves with this version's definitions; no training",
         description="Compute a finished run's learning statistics again from the curves results.nc stores - the "
                     "learning-curve metrics, iterations to criterion, which networks learned, the comparisons between "
-                    "conditions - by this version's definitions (docs/science.md, section 5), then the analysis "
+                    "conditions - by this version's definitions (docs/science.md, sections 1 and 5), then the analysis "
                     "variables measured against each network's drop (the GR leads, their growth, the fixed-point counts "
                     "at the drop), the figures and the report. Nothing is trained or re-simulated; curves, weights and "
-                    "fixed points stay as stored. For runs written before a definition changed (the report says so).")
+                    "fixed points stay as stored. results.nc and analysis.nc are rewritten in place (atomically; no "
+                    "copy of the old files is kept: copy the folder first to compare). For runs written before a "
+                    "definition changed (the report says so).")
     rec.add_argument("out", help="a finished run's folder (holding results.nc)")
     cmp = sub.add_parser(
         "compare", help="measure a recording (NWB or netCDF) as the run's networks are measured and write OUT/compare.nc and "
@@ -280,9 +282,12 @@ def _report(out: Path) -> Path:
 def cmd_recompute(out: Path) -> int:
     """The learning statistics of a finished run computed again by this version's definitions
     (``pipeline.recompute_run``); exit 2 when there is no finished run to recompute (nothing written)."""
-    code, changes = _in_run_folder(out, lambda: pipeline.recompute_run(out))
+    code, result = _in_run_folder(out, lambda: pipeline.recompute_run(out))
     if code is not None:
         return code
+    changes, notes = result
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if changes:
         print("recomputed with the definitions changed since the run's statistics were computed:", file=sys.stderr)
         for change in changes:
@@ -297,8 +302,11 @@ def _in_run_folder(out: Path, action: Callable[[], object]) -> tuple[int | None,
     """``(None, action())`` for a run folder ``out``; ``(exit code, None)`` with the message printed when
     it is no folder (2), the stage refuses it (2: no results.nc, locked, unreadable) or parts of the
     report failed (1)."""
+    if out.is_file():
+        return _fail(f"{out} is a file; expected a run folder holding results.nc"
+                     + (f" (here: {out.parent})" if out.name == pipeline.RESULTS else "")), None
     if not out.is_dir():
-        return _fail(f"{out} is not a folder; expected a run folder holding results.nc "
+        return _fail(f"{out} does not exist; expected a run folder holding results.nc "
                      f"(made by `python -m bioplastic run PROTOCOL --out {out}`)"), None
     try:
         return None, action()

@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from .analysis.compare import compare_dataset
 from .analysis.geometry import gr_rule
-from .analysis.learning_curves import DEFINITIONS, STAMP, add_learning_statistics, outdated
+from .analysis.learning_curves import DEFINITION_CHANGES, DEFINITIONS, HORIZON_WINDOWS, STAMP, add_learning_statistics, outdated, statistics_date
 from .analysis.linear_oracle import applies as oracle_applies
 from .analysis.linear_oracle import staircase_dataset
 from .analysis.phase_space import add_drop_relative, analyze
@@ -50,10 +51,10 @@ from .storage.io import DamagedFileError, DamagedFileWarning, atomic_torch_save,
 from .storage.lock import LOCK_FILES, RunLockedError, run_lock
 from .storage.rebuild import protocol_of
 from .storage.recordings import DEFAULT_BIN_MS, read_recording
-from .storage.results import build_dataset, combine_points, describe, matching_point, read_dataset, sweep_points, verify_dataset, write_dataset
+from .storage.results import build_dataset, combine_points, describe, git_commit, matching_point, read_dataset, sweep_points, verify_dataset, write_dataset
 from .training.executors import Executor, InProcessExecutor
 from .training.init_from import InitSourceError, check_sources
-from .training.loop import EnsembleTrainer
+from .training.loop import EnsembleTrainer, schedule_points
 from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path, verified_results
 
 __all__ = ["DeviceError", "IncompleteRun", "RunError", "RunLockedError", "analyze_run", "check_device", "compute_predictions",
@@ -368,35 +369,56 @@ def assemble(protocol: Protocol, out: Path) -> xr.Dataset:
     return ds
 
 
-def recomputed_results(ds: xr.Dataset, protocol: Protocol) -> xr.Dataset:
+def recomputed_results(ds: xr.Dataset, protocol: Protocol, notes: list[str] | None = None) -> xr.Dataset:
     """A results dataset with its learning statistics (the learning-curve metrics, iterations to
     criterion, ``learned``, the comparisons between conditions) computed again from its stored curves
     by this version's definitions, point by point for a sweep, as a run would compute them now; the
-    curves, weights and provenance are kept as stored (``learning_statistics`` records the definitions)."""
+    curves, weights and provenance are kept as stored (``learning_statistics`` records the definitions).
+    ``notes`` (when given) gets a line for what a recompute cannot make as a fresh run would: networks
+    that ``stop_when_learned`` stopped before the new definitions' horizon."""
     keep = dict(ds.attrs)
     if protocol.sweep is None:
-        tr = protocol.conditions[0].training
-        new = add_learning_statistics(ds.copy(), tr.criterion, tr.loss_smoothing, protocol.config.seed)
+        new = _recomputed_point(ds.copy(), protocol, notes)
         describe(new, protocol)
     else:
         dims = [d for d in ds.attrs.get("sweep_dims", "").split(",") if d]
         swept = [c for c in ds.coords if c in dims or (c not in ds.dims and ds[c].dims and set(ds[c].dims) <= set(dims))]
         parts = {}
-        for index, _ in sweep_points(ds):
+        for index, label in sweep_points(ds):
             try:
                 point = matching_point(ds, index, protocol.points)
             except ValueError as exc:
                 raise RunError(f"results.nc cannot be recomputed point by point: {exc}") from None
             tr = point.protocol.conditions[0].training
-            part = ds.isel(index).drop_vars(swept)
-            parts[protocol.points.index(point)] = add_learning_statistics(part, tr.criterion, tr.loss_smoothing,
-                                                                          protocol.config.seed)
+            # the points share the union of their iteration and evaluation axes (NaN-padded): each point's
+            # statistics come from its own axes, as the run computed them
+            part = ds.isel(index).drop_vars(swept).isel(iteration=slice(0, tr.iterations))
+            part = part.sel(evaluation=schedule_points(tr.eval_every, tr.iterations))
+            point_notes: list[str] = []
+            parts[protocol.points.index(point)] = _recomputed_point(part, point.protocol, point_notes)
+            if notes is not None:
+                notes.extend(f"{label}: {n}" for n in point_notes)
         if sorted(parts) != list(range(len(protocol.points))):
             raise RunError(f"results.nc holds {len(parts)} sweep points, its protocol {len(protocol.points)}: it "
                            "cannot be recomputed point by point")
         new = combine_points(protocol, [parts[i] for i in range(len(protocol.points))])
-    new.attrs = keep | {STAMP: DEFINITIONS}
+    new.attrs = keep | {STAMP: DEFINITIONS, f"{STAMP}_code": git_commit()}
     return new
+
+
+def _recomputed_point(ds: xr.Dataset, protocol: Protocol, notes: list[str] | None) -> xr.Dataset:
+    tr = protocol.conditions[0].training
+    add_learning_statistics(ds, tr.criterion, tr.loss_smoothing, protocol.config.seed)
+    if notes is not None and tr.stop_when_learned and "final_iteration" in ds:
+        stopped = ds["final_iteration"].values < tr.iterations
+        itc = ds["iterations_to_criterion"].values
+        horizon = np.where(np.isfinite(itc), itc + HORIZON_WINDOWS * tr.loss_smoothing, np.inf)
+        short = stopped & (horizon > ds["final_iteration"].values)
+        if short.any():
+            notes.append(f"{int(short.sum())} of {short.size} networks were stopped (stop_when_learned) before "
+                         "today's definitions would have stopped them; their statistics are those of the curve "
+                         "they have (a fresh run would train them longer)")
+    return ds
 
 
 def train(protocol: Protocol, progress: Callable[[int, dict], None] | None = None) -> xr.Dataset:
@@ -704,32 +726,43 @@ def _report_locked(out: Path, strict: bool, stages: StageProgress | None) -> Pat
     return path
 
 
-def recompute_run(out: str | Path, strict: bool = False, stages: StageProgress | None = None) -> list[str]:
+def recompute_run(out: str | Path, strict: bool = False,
+                  stages: StageProgress | None = None) -> tuple[list[str], list[str]]:
     """Bring a finished run's learning statistics up to this version's definitions without training
     again: results.nc (:func:`recomputed_results`), then the analysis variables measured against the
-    drop (``phase_space.DROP_RELATIVE``: leads, their growth, the counts at the drop) in analysis.nc where there is
-    one, then the figures and the report. Each file is written atomically; run it again after an
-    interruption. Returns the changes of definitions since the run's statistics were computed (empty:
-    they were current, and the files are written again unchanged)."""
+    drop (``phase_space.DROP_RELATIVE``: leads, their growth, the counts at the drop) in analysis.nc
+    where there is one, then the figures and the report. Each file is written atomically, in place;
+    run it again after an interruption. Returns ``(changes, notes)``: the changes of definitions since
+    the run's statistics (or its analysis's leads) were computed - empty when they were current and
+    the files are written again unchanged - and what the recompute could not make as a fresh run."""
     out = Path(out)
     with run_lock(out, create=False):
         ds, protocol = load_results(out)
         changes = outdated(ds)
-        new = recomputed_results(ds, protocol)
-        analysis = intact(out / ANALYSIS)
-        if analysis is not None:
+        notes: list[str] = []
+        new = recomputed_results(ds, protocol, notes)
+        analysis = None
+        if (out / ANALYSIS).is_file():
+            try:
+                analysis = read_dataset(out / ANALYSIS)
+            except DamagedFileError as exc:
+                raise RunError(f"{exc}: its leads cannot be measured again; delete it and run `python -m bioplastic "
+                               f"analyze {out}`, then this command (nothing was changed)") from None
             lacking = [v for v in ("n_fixed_chao1", "first_gr_event", "trajectory_change", "n_stable", "n_saddle")
                        if v not in analysis]
             if lacking:
                 raise RunError(f"{out / ANALYSIS} was written by an older bioplastic (it lacks {', '.join(lacking)}): its "
                                f"leads cannot be measured again against the new statistics; delete it and run "
                                f"`python -m bioplastic analyze {out}` (nothing was changed)")
+            if not changes and statistics_date(analysis) != DEFINITIONS:
+                changes = [f"analysis.nc: its leads were measured against the statistics of "
+                           f"{statistics_date(analysis) or 'before ' + min(DEFINITION_CHANGES)}"]
         write_dataset(new, out / RESULTS)
         if analysis is not None:
             add_drop_relative(analysis, new, protocol.config.seed, gr_rule(analysis)["baseline"])
             write_dataset(analysis, out / ANALYSIS)
         _report_locked(out, strict, stages)
-    return changes
+    return changes, notes
 
 
 COMPARE = "compare.nc"

@@ -20,10 +20,11 @@ import numpy as np
 import xarray as xr
 import yaml
 
-from bioplastic import load_protocol
 from bioplastic.analysis.learning_curves import add_curve_metrics
+from bioplastic.pipeline import RunError, recomputed_results
 from bioplastic.storage.io import DamagedFileError
-from bioplastic.storage.results import matching_point, read_dataset
+from bioplastic.storage.rebuild import protocol_of
+from bioplastic.storage.results import read_dataset
 
 METRICS = ("search_phase", "iterations_to_criterion", "drop_width", "abrupt", "learned", "final_accuracy")
 
@@ -41,40 +42,31 @@ def _load(folder: str) -> xr.Dataset:
 CURVE_SETTINGS = ("training.criterion", "training.loss_smoothing")
 
 
-def _point_settings(ds: xr.Dataset) -> list[tuple[dict, float, int]]:
-    """Each sweep point of ``ds`` as (index selection, criterion, smoothing): the settings the run
-    computed that point's metrics with (its first condition's training settings, as the pipeline
-    does), from the run's own resolved protocol."""
-    spec = yaml.safe_load(ds.attrs["protocol"])
-    sweep = [d for d in ds["search_phase"].dims if d not in ("condition", "seed")]
+def recompute(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its learning statistics recomputed by this version, point by point (as
+    ``python -m bioplastic recompute`` does); for a run whose protocol this version no longer reads,
+    its curve metrics with the criterion and smoothing its protocol text names."""
     try:
-        points = load_protocol(spec).points
+        protocol = protocol_of(ds)
     except Exception as err:  # noqa: BLE001 - a protocol this version no longer accepts
-        swept = [c for c in ds.coords if c in CURVE_SETTINGS]
-        if swept:
-            sys.exit(f"cannot recompute: this version cannot read the run's protocol ({err}) and the run sweeps {swept}")
-        tr = spec["training"]
-        points = None
-    out = []
+        return _recompute_unreadable(ds, err)
+    try:
+        return recomputed_results(ds, protocol)
+    except RunError as err:
+        sys.exit(f"cannot recompute: {err}")
+
+
+def _recompute_unreadable(ds: xr.Dataset, err: Exception) -> xr.Dataset:
+    swept = [c for c in ds.coords if c in CURVE_SETTINGS]
+    if swept:
+        sys.exit(f"cannot recompute: this version cannot read the run's protocol ({err}) and the run sweeps {swept}")
+    tr = yaml.safe_load(ds.attrs["protocol"])["training"]
+    sweep = [d for d in ds["search_phase"].dims if d not in ("condition", "seed")]
+    out = {m: ds[m].copy() for m in METRICS}
     for index in itertools.product(*(range(ds.sizes[d]) for d in sweep)):
         sel = dict(zip(sweep, index))
-        if points is None:
-            out.append((sel, tr["criterion"], tr["loss_smoothing"]))
-            continue
-        try:
-            tr = matching_point(ds, sel, points).protocol.conditions[0].training
-        except ValueError as err:
-            sys.exit(f"cannot recompute: {err}")
-        out.append((sel, tr.criterion, tr.loss_smoothing))
-    return out
-
-
-def recompute(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with its learning-curve metrics recomputed by this version, point by point."""
-    out = {m: ds[m].copy() for m in METRICS}
-    for sel, criterion, smoothing in _point_settings(ds):
         part = ds.isel(sel).copy()
-        add_curve_metrics(part, criterion, smoothing)
+        add_curve_metrics(part, tr["criterion"], tr["loss_smoothing"])
         for m in METRICS:
             out[m][sel] = part[m].transpose(*out[m].isel(sel).dims).values
     return ds.assign(out)

@@ -70,7 +70,9 @@ def test_recompute_gives_back_the_statistics_the_run_computed(complete_run, stal
         new, old = read_dataset(stale_run / name), read_dataset(complete_run / name)
         assert_same_values(new, old)
         assert new.attrs[STAMP] == DEFINITIONS
-        assert {k: v for k, v in new.attrs.items()} == {k: v for k, v in old.attrs.items()}
+        code_key = f"{STAMP}_code"  # the code that recomputed them (results.nc only)
+        assert {k: v for k, v in new.attrs.items() if k != code_key} == old.attrs
+        assert (code_key in new.attrs) == (name == "results.nc")
     assert "older definitions" not in (stale_run / "report.html").read_text()
 
 
@@ -100,13 +102,59 @@ def test_a_sweep_is_recomputed_point_by_point_with_each_points_settings(tmp_path
     assert_same_values(read_dataset(out / "results.nc"), read_dataset(reference))
 
 
+def test_a_sweep_over_the_curves_axes_with_a_zip(tmp_path, cli):
+    """Points with their own budgets and evaluation schedules share the union of the axes in
+    results.nc (NaN-padded); each point's statistics must come from its own axes (censoring at its own
+    budget, the sustained criterion over its own evaluations). A zip's coordinates survive the rewrite."""
+    text = textwrap.dedent(TINY) + textwrap.dedent("""
+        sweep:
+          grid: {training.eval_every: [3, 1]}
+          zip: {training.iterations: [18, 12], training.criterion: [0.5, 0.6]}
+        """)
+    (tmp_path / "sweep.yaml").write_text(text)
+    ds, out = run_protocol(load_protocol(tmp_path / "sweep.yaml"), tmp_path / "sweep")
+    assert ds.sizes["iteration"] == 18 and ds["learned"].values.any()
+    reference = tmp_path / "reference.nc"
+    shutil.copy(out / "results.nc", reference)
+    garble(out / "results.nc", statistics(ds))
+    code, _, err = cli("recompute", out)
+    assert code == 0, err
+    assert_same_values(read_dataset(out / "results.nc"), read_dataset(reference))
+
+
+def test_an_interrupted_recompute_is_finished_by_running_it_again(complete_run, stale_run, cli):
+    """Killed after results.nc was written and before analysis.nc: the next run says the analysis was
+    behind and brings it up to date."""
+    from bioplastic.pipeline import recomputed_results
+    from bioplastic.storage.rebuild import protocol_of
+
+    ds = read_dataset(stale_run / "results.nc")
+    write_dataset(recomputed_results(ds, protocol_of(ds)), stale_run / "results.nc")
+    code, _, err = cli("recompute", stale_run)
+    assert code == 0 and "analysis.nc: its leads were measured against" in err and "unchanged" not in err, err
+    assert_same_values(read_dataset(stale_run / "analysis.nc"), read_dataset(complete_run / "analysis.nc"))
+
+
+def test_a_damaged_analysis_is_refused_not_deleted(complete_run, tmp_path, cli):
+    out = shutil.copytree(complete_run, tmp_path / "run")
+    data = bytearray((out / "analysis.nc").read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    (out / "analysis.nc").write_bytes(bytes(data))
+    before = (out / "results.nc").read_bytes()
+    code, _, err = cli("recompute", out)
+    assert code == 2 and "analysis.nc" in err and f"bioplastic analyze {out}" in err, err
+    assert (out / "analysis.nc").read_bytes() == bytes(data) and (out / "results.nc").read_bytes() == before
+
+
 def test_bad_folders_are_refused_and_nothing_is_written(tmp_path, complete_run, cli):
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = cli("recompute", empty)
     assert code == 2 and "results.nc is missing" in err and not list(empty.iterdir())
     code, _, err = cli("recompute", tmp_path / "absent")
-    assert code == 2 and "not a folder" in err
+    assert code == 2 and "does not exist" in err
+    code, _, err = cli("recompute", complete_run / "results.nc")
+    assert code == 2 and f"is a file; expected a run folder holding results.nc (here: {complete_run})" in err
     # an analysis.nc of an older layout: refused before results.nc is touched
     out = shutil.copytree(complete_run, tmp_path / "run")
     analysis = read_dataset(out / "analysis.nc").drop_vars("n_fixed_chao1")

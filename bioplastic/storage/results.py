@@ -267,6 +267,8 @@ def write_dataset(ds: xr.Dataset, path: Path) -> None:
     :data:`CHECKSUM_ATTR`, so that :func:`read_dataset` refuses a damaged file."""
     ds = ds.copy(deep=False)
     ds.attrs.pop(CHECKSUM_ATTR, None)
+    for var in ds.variables.values():  # read back from a file: xarray writes the coordinates attribute itself
+        var.encoding = {k: v for k, v in var.encoding.items() if k != "coordinates"}
     enc = _checked_encoding(ds)  # replaces these variables' encodings (a layout read from a file is chosen afresh)
 
     def write(p: Path) -> None:
