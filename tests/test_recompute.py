@@ -84,42 +84,44 @@ def test_recompute_of_a_current_run_changes_no_value(complete_run, tmp_path, cli
         assert_same_values(read_dataset(out / name), read_dataset(complete_run / name))
 
 
-def test_a_sweep_is_recomputed_point_by_point_with_each_points_settings(tmp_path, cli):
-    """Each point's own criterion (swept) and smoothing: a recompute that used one point's settings
-    for all, or mixed the points up, would not give back the run's statistics."""
-    # grid values out of order: the dataset stores a grid of several fields with each field's values sorted
-    text = textwrap.dedent(TINY) + "sweep: {grid: {training.criterion: [0.9, 0.5], model.g: [1.5, 0.8]}}\n"
-    (tmp_path / "sweep.yaml").write_text(text)
-    ds, out = run_protocol(load_protocol(tmp_path / "sweep.yaml"), tmp_path / "sweep")
-    learned = ds["learned"].values
-    assert learned.any() and not learned.all()  # the criterion matters here
-    assert ds["training.criterion"].values.tolist() == [0.5, 0.9] and learned[0].sum() > learned[1].sum()
+def train_sweep(tmp_path, sweep: str):
+    """TINY with ``sweep`` (YAML text of the sweep section), trained: (results dataset, run folder)."""
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent(TINY) + textwrap.dedent(sweep))
+    return run_protocol(load_protocol(tmp_path / "sweep.yaml"), tmp_path / "sweep")
+
+
+def assert_recomputes_to_itself(tmp_path, ds, out, cli) -> None:
+    """The run's statistics garbled, then recomputed: exactly what the run wrote."""
     reference = tmp_path / "reference.nc"
     shutil.copy(out / "results.nc", reference)
     garble(out / "results.nc", statistics(ds))
     code, _, err = cli("recompute", out)
     assert code == 0, err
     assert_same_values(read_dataset(out / "results.nc"), read_dataset(reference))
+
+
+def test_a_sweep_is_recomputed_point_by_point_with_each_points_settings(tmp_path, cli):
+    """Each point's own criterion (swept) and smoothing: a recompute that used one point's settings
+    for all, or mixed the points up, would not give back the run's statistics."""
+    # grid values out of order: the dataset stores a grid of several fields with each field's values sorted
+    ds, out = train_sweep(tmp_path, "sweep: {grid: {training.criterion: [0.9, 0.5], model.g: [1.5, 0.8]}}\n")
+    learned = ds["learned"].values
+    assert learned.any() and not learned.all()  # the criterion matters here
+    assert ds["training.criterion"].values.tolist() == [0.5, 0.9] and learned[0].sum() > learned[1].sum()
+    assert_recomputes_to_itself(tmp_path, ds, out, cli)
 
 
 def test_a_sweep_over_the_curves_axes_with_a_zip(tmp_path, cli):
     """Points with their own budgets and evaluation schedules share the union of the axes in
     results.nc (NaN-padded); each point's statistics must come from its own axes (censoring at its own
     budget, the sustained criterion over its own evaluations). A zip's coordinates survive the rewrite."""
-    text = textwrap.dedent(TINY) + textwrap.dedent("""
+    ds, out = train_sweep(tmp_path, """
         sweep:
           grid: {training.eval_every: [3, 1]}
           zip: {training.iterations: [18, 12], training.criterion: [0.5, 0.6]}
         """)
-    (tmp_path / "sweep.yaml").write_text(text)
-    ds, out = run_protocol(load_protocol(tmp_path / "sweep.yaml"), tmp_path / "sweep")
     assert ds.sizes["iteration"] == 18 and ds["learned"].values.any()
-    reference = tmp_path / "reference.nc"
-    shutil.copy(out / "results.nc", reference)
-    garble(out / "results.nc", statistics(ds))
-    code, _, err = cli("recompute", out)
-    assert code == 0, err
-    assert_same_values(read_dataset(out / "results.nc"), read_dataset(reference))
+    assert_recomputes_to_itself(tmp_path, ds, out, cli)
 
 
 def test_an_interrupted_recompute_is_finished_by_running_it_again(complete_run, stale_run, cli):
