@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -605,7 +606,8 @@ def _render(run: Run) -> str:
     verdicts = V.verdicts(claims, data, strict=_CONTEXT["strict"])
     lines = attempt("the bottom line", lambda: bottom_line(first, an, pred, conditions=info, verdicts=verdicts),
                     lambda cause: [f"(error: {cause})"])
-    warn = "".join(f"<p class='unavailable'>{esc(c)}</p>" for c in statistics_notes(ds, an, run.out) + caveats(first))
+    notes = [re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(c)) for c in statistics_notes(ds, an, run.out)]
+    warn = "".join(f"<p class='unavailable'>{c}</p>" for c in notes + [esc(c) for c in caveats(first)])
     body["bottom"] = warn + (("<p>What these simulations predict, each with its number and what would test it (seeds "
                               "are the independent samples; details below).</p><ol class='bottom'>"
                               + "".join(f"<li>{esc(s)}</li>" for s in lines) + "</ol>") if lines else (
