@@ -53,7 +53,7 @@ from .storage.rebuild import protocol_of
 from .storage.recordings import DEFAULT_BIN_MS, read_recording
 from .storage.results import build_dataset, combine_points, describe, git_commit, matching_point, read_dataset, sweep_points, verify_dataset, write_dataset
 from .training.executors import Executor, InProcessExecutor
-from .training.init_from import InitSourceError, check_sources
+from .training.init_from import SOURCES_FILE, InitSourceError, check_sources
 from .training.loop import EnsembleTrainer, schedule_points
 from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path, verified_results
 
@@ -450,8 +450,9 @@ def check_device(protocol: Protocol) -> None:
         resolve_device(point.protocol.config.training.device)
 
 
-#: the source runs of ``training.init`` as they were when the run started (checked again on resume)
-INIT_SOURCES = "init_sources.json"
+#: the source runs of ``training.init`` as they were when the run started (checked again on resume
+#: and before each work unit)
+INIT_SOURCES = SOURCES_FILE
 
 
 def check_init_sources(protocol: Protocol, out: Path) -> list[dict]:
@@ -521,10 +522,13 @@ def _run_locked(protocol: Protocol, out: Path, executor, progress, interrupt_at,
         if executor is None or interrupt_at is not None:
             executor = InProcessExecutor(interrupt_at)
         t0 = time.perf_counter()
-        executor.run(protocol.text, todo, out, progress)
-        redo = verified_results(protocol, out)
-        if redo:  # damaged between their writing and now: trained again
-            executor.run(protocol.text, [u for u in units if u.id in redo], out, progress)
+        try:
+            executor.run(protocol.text, todo, out, progress)
+            redo = verified_results(protocol, out)
+            if redo:  # damaged between their writing and now: trained again
+                executor.run(protocol.text, [u for u in units if u.id in redo], out, progress)
+        except InitSourceError as exc:  # a source changed while the run trained (training/init_from.py)
+            raise RunError(str(exc)) from None
         ds = assemble(protocol, out)
         write_dataset(ds, out / RESULTS)
         record_time(out, "training", time.perf_counter() - t0)

@@ -47,8 +47,9 @@ class InitConfig(Schema):
     source run and theta_fresh the weights this protocol would draw for seed s."""
 
     from_run: str = Field(description="a finished run folder (holding results.nc; or that results.nc), absolute or relative to the "
-                                      "working directory of every process that trains (absolute on a cluster); checked when the run starts "
-                                      "and when it resumes, not by `validate`")
+                                      "working directory of every process that trains (absolute on a cluster); checked when the run starts, "
+                                      "when it resumes and before each work unit trains (a source whose results.nc changed meanwhile "
+                                      "stops the run), not by `validate`")
     condition: str = Field("baseline", description="the source run's condition whose trained networks are the start")
     select: dict[str, Any] = Field(default_factory=dict, description="the source run's sweep point, by its swept fields, e.g. {model.g: 1.0} (required when the source has a sweep; a zipped sweep's point by its index: {zip: 2})")
     checkpoint: Literal["last"] | int = Field(

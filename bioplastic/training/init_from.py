@@ -72,6 +72,28 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: a run folder's record of its sources as they were when the run started (``OUT/init_sources.json``)
+SOURCES_FILE = "init_sources.json"
+
+
+def check_unchanged(out: Path, members: Sequence[Any]) -> None:
+    """Before a work unit trains (or resumes): the source of each member's ``training.init`` must be
+    the results.nc recorded when the run started (``OUT/SOURCES_FILE``), so that a source rewritten
+    while the run trains is not read by its later units. :class:`InitSourceError` otherwise."""
+    saved = Path(out) / SOURCES_FILE
+    runs = sorted({str(m.training.init.from_run) for m in members if getattr(m.training, "init", None) is not None})
+    if not runs or not saved.is_file():
+        return
+    recorded = {r["from_run"]: r["results_sha256"] for r in json.loads(saved.read_text())}
+    for from_run in runs:
+        path = results_path(from_run)
+        if from_run in recorded and (not path.is_file() or file_sha256(path) != recorded[from_run]):
+            raise InitSourceError(f"training.init.from_run: {path} {'changed' if path.is_file() else 'went missing'} "
+                                  f"while this run was training in {out} (the units trained so far started from the "
+                                  "results.nc recorded when the run started): restore it, or delete the run folder to "
+                                  "start over")
+
+
 def read_source(init: Any, where: str = "training.init") -> xr.Dataset:
     """The source run's results.nc, verified; :class:`InitSourceError` naming ``where.from_run``."""
     path = results_path(init.from_run)

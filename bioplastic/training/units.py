@@ -32,6 +32,7 @@ import torch
 
 from ..protocol.load import Condition, Protocol, protocol_from_text
 from ..storage.io import DamagedFileError, DamagedFileWarning, atomic_torch_save, safe_torch_load
+from .init_from import check_unchanged
 from .loop import EnsembleTrainer, GroupResult, MemberSpec
 
 STATE_DIR, UNITS_DIR = "state", "units"
@@ -210,6 +211,7 @@ def run_unit(protocol_text: str, unit_id: str, out: str, progress: Callable[[int
     out_path = Path(out)
     state = state_path(out_path, unit_id)
     discard_if_unusable(state, unit, f"work unit {unit_id} restarts from iteration 0 (same numbers as an uninterrupted run)")
+    check_unchanged(out_path, unit.members)  # training.init's sources, as recorded when the run started
     trainer = EnsembleTrainer(list(unit.members), protocol.config.seed)
     t0 = time.perf_counter()
     result = runner(trainer, unit, state, progress, interrupt_at)

@@ -17,7 +17,9 @@ from bioplastic.pipeline import INIT_SOURCES, RunError, check_init_sources, run_
 from bioplastic.protocol.errors import ProtocolError
 from bioplastic.protocol.load import load_protocol
 from bioplastic.storage.results import read_dataset, write_dataset
+from bioplastic.training.executors import InProcessExecutor
 from bioplastic.training.loop import Interrupted
+from bioplastic.training.units import plan_units
 from tests.conftest import TINY, train_into, train_once
 
 PARAMS = ("W", "W_in", "b", "W_out", "b_out")
@@ -146,6 +148,34 @@ def test_a_resumed_run_refuses_a_changed_source_and_a_finished_one_needs_none(ti
     shutil.rmtree(source)  # the source is needed only until training is finished
     assert check_init_sources(load_protocol(run / "protocol.yaml"), run) == []
     run_protocol(protocol, run)  # a finished run's later stages need no source
+
+
+class ChangesTheSource(InProcessExecutor):
+    """Trains the units in this process, rewriting the source's results.nc after the first unit (as a
+    source run re-analysed or retrained while this run trains)."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+
+    def run(self, protocol_text, units, out, progress=None):
+        for i, unit in enumerate(units):
+            if i == 1:
+                changed = read_dataset(self.source / "results.nc")
+                changed.attrs["title"] += " (changed)"
+                write_dataset(changed, self.source / "results.nc")
+            super().run(protocol_text, [unit], out, progress)
+
+
+def test_a_source_changed_while_the_run_trains_stops_its_later_units(tiny_run, tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(tiny_run, source)
+    protocol = protocol_of(tmp_path, started_from(source, iterations=4, ensemble_size=1))
+    assert len(plan_units(protocol)) == 2
+    with pytest.raises(RunError, match=r"results.nc changed while this run was training in .*restore it, or delete"):
+        run_protocol(protocol, tmp_path / "out", executor=ChangesTheSource(source))
+    assert not (tmp_path / "out" / "results.nc").exists()
+    assert len(list((tmp_path / "out" / "units").glob("*.pt"))) == 1  # the unit trained before the change
 
 
 def test_a_source_folder_or_its_results_file(tiny_run, tmp_path):
