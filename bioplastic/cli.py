@@ -282,20 +282,22 @@ def _report(out: Path) -> Path:
 def cmd_recompute(out: Path) -> int:
     """The learning statistics of a finished run computed again by this version's definitions
     (``pipeline.recompute_run``); exit 2 when there is no finished run to recompute (nothing written)."""
-    code, result = _in_run_folder(out, lambda: pipeline.recompute_run(out))
+    code, result = _in_run_folder(out, lambda: pipeline.recompute_run(out, report=False))
     if code is not None:
         return code
     changes, notes = result
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     if changes:
-        print("recomputed with the definitions changed since the run's statistics were computed:", file=sys.stderr)
+        print("recomputed; brought up to date:", file=sys.stderr)
         for change in changes:
             print(f"  {change}", file=sys.stderr)
     else:
         print("the run's statistics were computed with this version's definitions; recomputed, unchanged", file=sys.stderr)
-    print(out / pipeline.REPORT)
-    return 0
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    code, path = _in_run_folder(out, lambda: pipeline.write_report(out))  # the datasets are written: report them
+    if code is None:
+        print(path)
+    return code or 0
 
 
 def _in_run_folder(out: Path, action: Callable[[], object]) -> tuple[int | None, object]:

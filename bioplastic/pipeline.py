@@ -30,7 +30,7 @@ import xarray as xr
 
 from .analysis.compare import compare_dataset
 from .analysis.geometry import gr_rule
-from .analysis.learning_curves import DEFINITION_CHANGES, DEFINITIONS, HORIZON_WINDOWS, STAMP, add_learning_statistics, outdated, statistics_date
+from .analysis.learning_curves import DEFINITION_CHANGES, DEFINITIONS, STAMP, add_learning_statistics, outdated, settled, statistics_date
 from .analysis.linear_oracle import applies as oracle_applies
 from .analysis.linear_oracle import staircase_dataset
 from .analysis.phase_space import add_drop_relative, analyze
@@ -409,11 +409,12 @@ def recomputed_results(ds: xr.Dataset, protocol: Protocol, notes: list[str] | No
 def _recomputed_point(ds: xr.Dataset, protocol: Protocol, notes: list[str] | None) -> xr.Dataset:
     tr = protocol.conditions[0].training
     add_learning_statistics(ds, tr.criterion, tr.loss_smoothing, protocol.config.seed)
-    if notes is not None and tr.stop_when_learned and "final_iteration" in ds:
-        stopped = ds["final_iteration"].values < tr.iterations
-        itc = ds["iterations_to_criterion"].values
-        horizon = np.where(np.isfinite(itc), itc + HORIZON_WINDOWS * tr.loss_smoothing, np.inf)
-        short = stopped & (horizon > ds["final_iteration"].values)
+    if notes is not None and "final_iteration" in ds:
+        # stopped early (stop_when_learned, any condition) although, by today's criterion, not every
+        # network had settled: the trainer would have trained on (diverged networks aside)
+        k = ds["final_iteration"].values
+        diverged = np.isfinite(ds["diverged_at"].values) if "diverged_at" in ds else np.zeros(k.shape, bool)
+        short = (k < tr.iterations) & ~diverged & ~settled(k, ds["iterations_to_criterion"].values, tr.loss_smoothing)
         if short.any():
             notes.append(f"{int(short.sum())} of {short.size} networks were stopped (stop_when_learned) before "
                          "today's definitions would have stopped them; their statistics are those of the curve "
@@ -730,12 +731,12 @@ def _report_locked(out: Path, strict: bool, stages: StageProgress | None) -> Pat
     return path
 
 
-def recompute_run(out: str | Path, strict: bool = False,
-                  stages: StageProgress | None = None) -> tuple[list[str], list[str]]:
+def recompute_run(out: str | Path, strict: bool = False, stages: StageProgress | None = None,
+                  report: bool = True) -> tuple[list[str], list[str]]:
     """Bring a finished run's learning statistics up to this version's definitions without training
     again: results.nc (:func:`recomputed_results`), then the analysis variables measured against the
     drop (``phase_space.DROP_RELATIVE``: leads, their growth, the counts at the drop) in analysis.nc
-    where there is one, then the figures and the report. Each file is written atomically, in place;
+    where there is one, then (``report``) the figures and the report. Each file is written atomically, in place;
     run it again after an interruption. Returns ``(changes, notes)``: the changes of definitions since
     the run's statistics (or its analysis's leads) were computed - empty when they were current and
     the files are written again unchanged - and what the recompute could not make as a fresh run."""
@@ -759,13 +760,14 @@ def recompute_run(out: str | Path, strict: bool = False,
                                f"leads cannot be measured again against the new statistics; delete it and run "
                                f"`python -m bioplastic analyze {out}` (nothing was changed)")
             if not changes and statistics_date(analysis) != DEFINITIONS:
-                changes = [f"analysis.nc: its leads were measured against the statistics of "
-                           f"{statistics_date(analysis) or 'before ' + min(DEFINITION_CHANGES)}"]
+                changes = [f"analysis.nc (results.nc was up to date): its leads had been measured against the "
+                           f"statistics of {statistics_date(analysis) or 'before ' + min(DEFINITION_CHANGES)}"]
         write_dataset(new, out / RESULTS)
         if analysis is not None:
             add_drop_relative(analysis, new, protocol.config.seed, gr_rule(analysis)["baseline"])
             write_dataset(analysis, out / ANALYSIS)
-        _report_locked(out, strict, stages)
+        if report:
+            _report_locked(out, strict, stages)
     return changes, notes
 
 

@@ -65,7 +65,8 @@ def stale_run(complete_run, tmp_path):
 def test_recompute_gives_back_the_statistics_the_run_computed(complete_run, stale_run, cli):
     code, stdout, err = cli("recompute", stale_run)
     assert code == 0 and "Traceback" not in err, err
-    assert f"{DEFINITIONS}: a network has learned" in err and stdout.strip() == str(stale_run / "report.html")
+    assert "brought up to date" in err and f"{DEFINITIONS}: a network has learned" in err
+    assert stdout.strip() == str(stale_run / "report.html")
     for name in ("results.nc", "analysis.nc"):
         new, old = read_dataset(stale_run / name), read_dataset(complete_run / name)
         assert_same_values(new, old)
@@ -133,7 +134,8 @@ def test_an_interrupted_recompute_is_finished_by_running_it_again(complete_run, 
     ds = read_dataset(stale_run / "results.nc")
     write_dataset(recomputed_results(ds, protocol_of(ds)), stale_run / "results.nc")
     code, _, err = cli("recompute", stale_run)
-    assert code == 0 and "analysis.nc: its leads were measured against" in err and "unchanged" not in err, err
+    assert code == 0 and "analysis.nc (results.nc was up to date): its leads had been measured" in err, err
+    assert "unchanged" not in err
     assert_same_values(read_dataset(stale_run / "analysis.nc"), read_dataset(complete_run / "analysis.nc"))
 
 
@@ -146,6 +148,28 @@ def test_a_damaged_analysis_is_refused_not_deleted(complete_run, tmp_path, cli):
     code, _, err = cli("recompute", out)
     assert code == 2 and "analysis.nc" in err and f"bioplastic analyze {out}" in err, err
     assert (out / "analysis.nc").read_bytes() == bytes(data) and (out / "results.nc").read_bytes() == before
+
+
+def test_networks_stopped_before_todays_criterion_are_noted(tmp_path, cli):
+    """A run stopped by stop_when_learned under a criterion that counted its networks as learned
+    earlier: the recompute cannot train them on, and says how many."""
+    text = textwrap.dedent(TINY).replace("  iterations: 12", "  iterations: 60\n  stop_when_learned: true\n  criterion: 0.5\n"
+                                         "  loss_smoothing: 1")
+    (tmp_path / "p.yaml").write_text(text)
+    ds, out = run_protocol(load_protocol(tmp_path / "p.yaml"), tmp_path / "run")
+    stopped = int(ds["final_iteration"].max())
+    assert stopped < 60 and ds["learned"].values.all()
+    code, _, err = cli("recompute", out)
+    assert code == 0 and "note:" not in err, err  # stopped as today's definitions stop
+    # as if an older criterion had counted the networks as learned sooner: by today's they learn at the last evaluation
+    acc = ds["accuracy"].values.copy()
+    acc[..., :-1] = 0.0
+    ds["accuracy"] = ds["accuracy"].dims, acc
+    ds.attrs.pop(STAMP)
+    write_dataset(ds, out / "results.nc")
+    code, _, err = cli("recompute", out)
+    n = ds["learned"].size
+    assert code == 0 and f"note: {n} of {n} networks were stopped (stop_when_learned) before today's definitions" in err, err
 
 
 def test_bad_folders_are_refused_and_nothing_is_written(tmp_path, complete_run, cli):
@@ -181,7 +205,7 @@ def test_the_report_says_when_the_statistics_predate_the_definitions(complete_ru
     out = shutil.copytree(complete_run, tmp_path / "run")
     page = _report_after(out, "results.nc", cli)
     assert "computed with older definitions (none recorded: made before those of 2026-12-07)" in page
-    assert f"python -m bioplastic recompute {out}" in page and "analysis.nc measured" not in page
+    assert f"<code>python -m bioplastic recompute {out}</code>" in page and "analysis.nc measured" not in page
 
 
 def test_the_report_says_when_the_analysis_measured_other_statistics(complete_run, tmp_path, cli):

@@ -242,6 +242,14 @@ def iterations_to_criterion(accuracy_n: np.ndarray, eval_iterations_n: np.ndarra
     return np.nan
 
 
+def settled(iteration, itc, window: int) -> np.ndarray:
+    """Whether a network's learning-curve metrics are final at ``iteration``: it reached its criterion
+    (``itc``; NaN: not yet) at least HORIZON_WINDOWS + 1 smoothing windows before (the metrics look
+    HORIZON_WINDOWS windows past the criterion through a centered window). ``stop_when_learned`` stops
+    when every network has settled or diverged."""
+    return np.asarray(iteration) >= np.nan_to_num(np.asarray(itc, float), nan=np.inf) + (HORIZON_WINDOWS + 1) * window
+
+
 def metrics_horizon(itc: float, window: int) -> float | None:
     """The last iteration the curve metrics of a network look at (see the module docstring)."""
     return float(itc) + HORIZON_WINDOWS * window if np.isfinite(itc) else None

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -554,7 +555,7 @@ def statistics_notes(ds: xr.Dataset, analysis: xr.Dataset | None, out: Path | No
     """Warnings for a run whose learning statistics predate this version's definitions
     (``learning_curves.DEFINITION_CHANGES``), or whose analysis.nc measured its leads against other
     statistics than results.nc holds; each says how to bring them up to date without training."""
-    command = f"python -m bioplastic recompute {out if out is not None else 'OUT'}"
+    command = f"python -m bioplastic recompute {shlex.quote(str(out)) if out is not None else 'OUT'}"
     notes = []
     changes = outdated(ds)
     if changes:

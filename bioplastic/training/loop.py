@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..analysis.learning_curves import HORIZON_WINDOWS, iterations_to_criterion
+from ..analysis.learning_curves import iterations_to_criterion, settled
 from ..device import device_label, device_scope, resolve_device, to_cpu
 from ..learning import RULES, Batch, LearningRule, StepResult
 from ..learning.bptt import masked_mse
@@ -345,11 +345,9 @@ class EnsembleTrainer:
         """Every network diverged, or learned at least HORIZON_WINDOWS + 1 smoothing windows ago: the
         learning-curve metrics (which look HORIZON_WINDOWS windows past the criterion, through a
         centered window) are then final, so stopping here does not change them."""
-        margin = (HORIZON_WINDOWS + 1) * self.tr.loss_smoothing
         learned_at = np.array([iterations_to_criterion(acc, self.eval_iterations, self.tr.criterion)
                                for acc in self.eval_history["accuracy"]])
-        done = self.k >= np.nan_to_num(learned_at, nan=np.inf) + margin
-        return bool((done | ~self.alive).all())
+        return bool((settled(self.k, learned_at, self.tr.loss_smoothing) | ~self.alive).all())
 
     # -- resume state -------------------------------------------------------------------------
     def state_dict(self) -> dict:
