@@ -33,7 +33,7 @@ from .analysis.geometry import gr_rule
 from .analysis.learning_curves import DEFINITION_CHANGES, DEFINITIONS, STAMP, add_learning_statistics, outdated, settled, statistics_date
 from .analysis.linear_oracle import applies as oracle_applies
 from .analysis.linear_oracle import staircase_dataset
-from .analysis.phase_space import add_drop_relative, analyze
+from .analysis.phase_space import DROP_RELATIVE_INPUTS, add_drop_relative, analyze
 from .analysis.predictions import DEFAULT_TRIALS, predict
 from .analysis.recording import measure_recording
 from .device import DeviceError, resolve_device
@@ -53,7 +53,7 @@ from .storage.rebuild import protocol_of
 from .storage.recordings import DEFAULT_BIN_MS, read_recording
 from .storage.results import build_dataset, combine_points, describe, git_commit, matching_point, read_dataset, sweep_points, verify_dataset, write_dataset
 from .training.executors import Executor, InProcessExecutor
-from .training.init_from import SOURCES_FILE, InitSourceError, check_sources
+from .training.init_from import SOURCES_FILE, InitSourceError, check_sources, recorded_sources
 from .training.loop import EnsembleTrainer, schedule_points
 from .training.units import STATE_DIR, UNITS_DIR, load_result, plan_units, result_path, verified_results
 
@@ -467,14 +467,12 @@ def check_init_sources(protocol: Protocol, out: Path) -> list[dict]:
         records = check_sources(protocol)
     except InitSourceError as exc:
         raise RunError(f"invalid protocol: {exc}") from None
-    saved = out / INIT_SOURCES
-    if saved.is_file():
-        before = {r["from_run"]: r["results_sha256"] for r in json.loads(saved.read_text())}
-        for r in records:
-            if before.get(r["from_run"], r["results_sha256"]) != r["results_sha256"]:
-                raise RunError(f"training.init.from_run: {r['from_run']}'s results.nc changed since this run started in {out} "
-                               "(its checksum differs); the networks trained so far started from the earlier one: "
-                               "choose another folder with --out, or delete this one to start over")
+    before = recorded_sources(out)
+    for r in records:
+        if before.get(r["from_run"], r["results_sha256"]) != r["results_sha256"]:
+            raise RunError(f"training.init.from_run: {r['from_run']}'s results.nc changed since this run started in {out} "
+                           "(its checksum differs); the networks trained so far started from the earlier one: "
+                           "choose another folder with --out, or delete this one to start over")
     return records
 
 
@@ -753,8 +751,7 @@ def recompute_run(out: str | Path, strict: bool = False, stages: StageProgress |
             except DamagedFileError as exc:
                 raise RunError(f"{exc}: its leads cannot be measured again; delete it and run `python -m bioplastic "
                                f"analyze {out}`, then this command (nothing was changed)") from None
-            lacking = [v for v in ("n_fixed_chao1", "first_gr_event", "trajectory_change", "n_stable", "n_saddle")
-                       if v not in analysis]
+            lacking = [v for v in DROP_RELATIVE_INPUTS if v not in analysis]
             if lacking:
                 raise RunError(f"{out / ANALYSIS} was written by an older bioplastic (it lacks {', '.join(lacking)}): its "
                                f"leads cannot be measured again against the new statistics; delete it and run "

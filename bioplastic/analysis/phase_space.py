@@ -527,6 +527,11 @@ DROP_RELATIVE = ("n_stable_before_drop", "n_saddle_before_drop", "n_stable_after
                  "lead_time_departure_ci")
 
 
+#: the analysis variables :func:`add_drop_relative` measures from (an analysis.nc without one of them
+#: predates it and needs the analysis run again)
+DROP_RELATIVE_INPUTS = ("n_fixed_chao1", "first_gr_event", "trajectory_change", "n_stable", "n_saddle")
+
+
 def present(analysis: xr.Dataset) -> np.ndarray:
     """(condition, seed, checkpoint) bool: the network was there to analyse (not diverged or stopped
     before the checkpoint); the Chao1 estimate is NaN exactly where it was not."""

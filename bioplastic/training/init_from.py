@@ -76,15 +76,19 @@ def file_sha256(path: Path) -> str:
 SOURCES_FILE = "init_sources.json"
 
 
+def recorded_sources(out: Path) -> dict[str, str]:
+    """from_run (as written) -> the sha256 of its results.nc when the run in ``out`` started (empty
+    without a record)."""
+    saved = Path(out) / SOURCES_FILE
+    return {r["from_run"]: r["results_sha256"] for r in json.loads(saved.read_text())} if saved.is_file() else {}
+
+
 def check_unchanged(out: Path, members: Sequence[Any]) -> None:
     """Before a work unit trains (or resumes): the source of each member's ``training.init`` must be
     the results.nc recorded when the run started (``OUT/SOURCES_FILE``), so that a source rewritten
     while the run trains is not read by its later units. :class:`InitSourceError` otherwise."""
-    saved = Path(out) / SOURCES_FILE
     runs = sorted({str(m.training.init.from_run) for m in members if getattr(m.training, "init", None) is not None})
-    if not runs or not saved.is_file():
-        return
-    recorded = {r["from_run"]: r["results_sha256"] for r in json.loads(saved.read_text())}
+    recorded = recorded_sources(out) if runs else {}
     for from_run in runs:
         path = results_path(from_run)
         if from_run in recorded and (not path.is_file() or file_sha256(path) != recorded[from_run]):
