@@ -42,6 +42,7 @@ from multiprocessing import resource_tracker
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 
+from .init_from import InitSourceError
 from .units import ThrottledProgress, Unit, UnitRunner, longest_first, run_unit, train
 
 Progress = Callable[[int, dict], None]
@@ -462,17 +463,30 @@ class DaskExecutor(Executor):
             if self.on_start:
                 self.on_start(self.describe())
             digest = hashlib.sha1(protocol_text.encode()).hexdigest()[:12]
-            futures = {client.submit(run_unit, protocol_text, u.id, str(Path(out).resolve()), None, 1, None, self.runner,
+            futures = {client.submit(run_unit_or_refusal, protocol_text, u.id, str(Path(out).resolve()), None, 1, None, self.runner,
                                      key=f"bioplastic-{u.id}-{digest}", pure=False, retries=3): u
                        for u in longest_first(units)}
             for fut in as_completed(futures):
-                fut.result()
+                refusal = fut.result()
+                if refusal is not None:
+                    raise refusal
                 if progress:
                     progress(futures[fut].work, {})
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def run_unit_or_refusal(*args) -> InitSourceError | None:
+    """:func:`run_unit` for a Dask task: a refusal that another try would repeat (a changed
+    ``training.init`` source) comes back as the task's value, so that the task's ``retries`` (meant for
+    passing failures) do not run it again; the client raises it."""
+    try:
+        run_unit(*args)
+    except InitSourceError as exc:
+        return exc
+    return None
 
 
 def make_executor(name: str, workers: int | None = None, scheduler: str | None = None,

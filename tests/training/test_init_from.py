@@ -17,7 +17,8 @@ from bioplastic.pipeline import INIT_SOURCES, RunError, check_init_sources, run_
 from bioplastic.protocol.errors import ProtocolError
 from bioplastic.protocol.load import load_protocol
 from bioplastic.storage.results import read_dataset, write_dataset
-from bioplastic.training.executors import InProcessExecutor
+from bioplastic.training.executors import DaskExecutor, InProcessExecutor, run_unit_or_refusal
+from bioplastic.training.init_from import InitSourceError
 from bioplastic.training.loop import Interrupted
 from bioplastic.training.units import plan_units
 from tests.conftest import TINY, train_into, train_once
@@ -161,9 +162,7 @@ class ChangesTheSource(InProcessExecutor):
     def run(self, protocol_text, units, out, progress=None):
         for i, unit in enumerate(units):
             if i == 1:
-                changed = read_dataset(self.source / "results.nc")
-                changed.attrs["title"] += " (changed)"
-                write_dataset(changed, self.source / "results.nc")
+                _change(self.source)
             super().run(protocol_text, [unit], out, progress)
 
 
@@ -176,6 +175,63 @@ def test_a_source_changed_while_the_run_trains_stops_its_later_units(tiny_run, t
         run_protocol(protocol, tmp_path / "out", executor=ChangesTheSource(source))
     assert not (tmp_path / "out" / "results.nc").exists()
     assert len(list((tmp_path / "out" / "units").glob("*.pt"))) == 1  # the unit trained before the change
+
+
+def _change(source):
+    changed = read_dataset(source / "results.nc")
+    changed.attrs["title"] += " (changed)"
+    write_dataset(changed, source / "results.nc")
+
+
+class Stop(Exception):
+    pass
+
+
+class CollectsRefusals(InProcessExecutor):
+    """Rewrites the source, then runs every unit as a Dask task would, keeping what each returns."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source, self.returned = source, []
+
+    def run(self, protocol_text, units, out, progress=None):
+        _change(self.source)
+        self.returned = [run_unit_or_refusal(protocol_text, u.id, str(out), None, 1, None, self.runner) for u in units]
+        raise Stop
+
+
+def test_a_dask_task_returns_the_refusal_so_that_its_retries_do_not_repeat_it(tiny_run, tmp_path):
+    """Dask retries a task that raises; a changed source would fail every try, so the task returns
+    the refusal and the client raises it (DaskExecutor.run)."""
+    source = tmp_path / "source"
+    shutil.copytree(tiny_run, source)
+    executor = CollectsRefusals(source)
+    with pytest.raises(Stop):
+        run_protocol(protocol_of(tmp_path, started_from(source, iterations=4, ensemble_size=1)), tmp_path / "out",
+                     executor=executor)
+    assert len(executor.returned) == 2
+    assert all(isinstance(r, InitSourceError) and "changed while this run was training" in str(r) for r in executor.returned)
+    assert not list((tmp_path / "out" / "units").glob("*.pt"))
+
+
+class DaskChangesTheSource(DaskExecutor):
+    def __init__(self, source):
+        super().__init__(workers=1)
+        self.source = source
+
+    def run(self, protocol_text, units, out, progress=None):
+        _change(self.source)
+        super().run(protocol_text, units, out, progress)
+
+
+@pytest.mark.integration
+def test_a_source_changed_under_a_dask_run_stops_it_with_the_same_error(tiny_run, tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(tiny_run, source)
+    protocol = protocol_of(tmp_path, started_from(source, iterations=4, ensemble_size=1))
+    with pytest.raises(RunError, match=r"results.nc changed while this run was training in .*restore it, or delete"):
+        run_protocol(protocol, tmp_path / "out", executor=DaskChangesTheSource(source))
+    assert not list((tmp_path / "out" / "units").glob("*.pt"))
 
 
 def test_a_source_folder_or_its_results_file(tiny_run, tmp_path):
