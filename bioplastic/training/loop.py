@@ -281,6 +281,7 @@ class EnsembleTrainer:
         for g in grads.values():
             finite &= torch.isfinite(g.flatten(1)).all(1)
         norms = clip_per_member(grads, self.clip_e)
+        finite &= torch.isfinite(norms)  # a gradient beyond the dtype's range cannot be clipped: diverged
         for name in names:
             grads[name] = torch.where(finite.reshape((-1,) + (1,) * (grads[name].dim() - 1)), grads[name], 0)
         self.opt.step(grads)

@@ -14,8 +14,17 @@ def _bcast(v_e: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def grad_norms(grads: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-member L2 norm of the gradient over all parameters: (E,)."""
-    return torch.sqrt(sum(g.flatten(1).square().sum(1) for g in grads.values()))
+    """Per-member L2 norm of the gradient over all parameters: (E,). A member whose sum of squares
+    overflows the dtype (float32: norms above ~1.8e19) while its entries are finite gets its norm
+    summed in float64 instead, so that clipping scales its gradient down rather than to zero; the other
+    members' norms are the dtype's sums, as always. The norm is inf only where it exceeds the dtype's
+    range itself."""
+    norms = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in grads.values()))
+    over = torch.isinf(norms)
+    if bool(over.any()):
+        wide = torch.sqrt(sum(g.flatten(1).double().square().sum(1) for g in grads.values()))
+        norms = torch.where(over, wide.to(norms.dtype), norms)
+    return norms
 
 
 def clip_per_member(grads: dict[str, torch.Tensor], max_norm_e: torch.Tensor) -> torch.Tensor:

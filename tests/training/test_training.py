@@ -134,6 +134,23 @@ def test_gradient_clipping_is_per_network():
     torch.testing.assert_close(grads["b"], torch.tensor([[0.8], [0.4]]))
 
 
+def test_a_float32_norm_that_overflows_clips_the_gradient_down_not_to_zero():
+    """Finite float32 entries whose sum of squares overflows (norm above ~1.8e19): the norm is summed
+    in float64 for that member, so clipping leaves a gradient of the clipping norm, not zeros (the
+    stalled updates of 6 TCR-plasticity networks, docs/tcr_plasticity.md); the other member's norm and
+    clipping are the float32 ones."""
+    big = torch.tensor([[3e19, 4e19], [0.3, 0.4]], dtype=torch.float32)
+    grads = {"a": big.clone(), "b": torch.tensor([[0.0], [0.0]], dtype=torch.float32)}
+    assert torch.isinf(big[0].square().sum())  # what the float32 sum gives
+    norms = clip_per_member(grads, torch.tensor([1.0, 1.0]))
+    assert norms[0].item() == pytest.approx(5e19, rel=1e-6) and norms[1].item() == pytest.approx(0.5, rel=1e-6)
+    torch.testing.assert_close(grads["a"][0], torch.tensor([0.6, 0.8]))
+    assert torch.equal(grads["a"][1], big[1])  # under the clipping norm: untouched
+    # a norm beyond float32's range itself stays inf (the trainer counts that member as diverged)
+    huge = {"a": torch.full((1, 4), 3e38, dtype=torch.float32)}
+    assert torch.isinf(clip_per_member(huge, torch.tensor([1.0]))).all()
+
+
 def test_members_in_other_groups_when_the_model_differs(write_protocol):
     text = write_protocol().read_text().replace("    tcr: {form: loss, lambda: 0.5}", "    model: {tau_ms: 50}")
     protocol = load_protocol(write_protocol(text, "q.yaml"))
