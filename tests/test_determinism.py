@@ -19,6 +19,8 @@ CASES = {
     "leaky_rate/bptt/anti_hebbian": ("leaky_rate", "bptt", {}, PLASTIC),
     "leaky_rate/bptt/freeze_in": ("leaky_rate", "bptt", {}, {"form": "plasticity",
                                                              "plasticity": {"eta_F": 0.2, "kappa": 0.05, "sigma_w": 0.01}}),
+    "leaky_rate/bptt/anti_hebbian_exact": ("leaky_rate", "bptt", {}, {"form": "plasticity",
+                                                                      "plasticity": {"eta_F": 0.2, "gradient": "exact"}}),
     "leaky_rate/bptt/tsodyks_markram": ("leaky_rate", "bptt", {}, {"form": "plasticity", "plasticity": {"rule": "tsodyks_markram"}}),
     "leaky_rate/rflo": ("leaky_rate", "rflo", {}, {}),
     "leaky_rate/rflo/tcr_loss": ("leaky_rate", "rflo", {}, {"form": "loss", "lambda": 0.5}),

@@ -397,6 +397,9 @@ def plasticity_problems(tcr: TCRConfig, model_kind: str, training: TrainingConfi
     if p.sigma_w > 0 and model_kind not in freeze_in:
         out.append(f"{tcr_where}.plasticity.sigma_w: weight noise is supported for {', '.join(freeze_in)}; "
                    f"the model is {model_kind} (set sigma_w: 0)")
+    if p.gradient == "exact" and training.rule != "bptt":
+        out.append(f"{tcr_where}.plasticity.gradient: exact is the gradient BPTT takes through the fast variables; "
+                   f"the rule is {training.rule} (use training.rule: bptt, or gradient: detached)")
     if training.rule in ("rflo", "eprop") and training.rule_options.get("variant") == "online":
         out.append(f"{training_where}.rule_options.variant: online updates are not combined with TCR plasticity; use variant: trial")
     return out

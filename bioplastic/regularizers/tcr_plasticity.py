@@ -69,6 +69,11 @@ class PlasticityConfig(Schema):
     sigma_w: float = Field(0.0, ge=0, description="weight noise: W <- W + sigma_w * xi / sqrt(N) every iteration (xi standard normal)")
     schedule: ScheduleConfig = Field(default_factory=ConstantConfig,
                                      description="eta_F(k) = eta_F * s(k): constant, warmup, linear_decay, cosine_decay, step, adaptive or activity_floor")
+    gradient: Literal["detached", "exact"] = Field(
+        "detached", description="what BPTT's gradient sees of the fast variables (F; u and x): detached: constants at their "
+                                "simulated values (the fast hand-written path); exact: also their dependence on the states, "
+                                "through a plain autograd loop, one network at a time (memory grows with T B N^2; slower). "
+                                "bptt only (docs/tcr_plasticity.md, \"Where the detached gradient fails\")")
     U: float = Field(0.2, gt=0, le=1, description="tsodyks_markram: baseline release probability U")
     tau_facilitation_ms: float = Field(1500.0, gt=0, description="tsodyks_markram: facilitation time constant tau_f (ms)")
     tau_depression_ms: float = Field(200.0, gt=0, description="tsodyks_markram: depression (recovery) time constant tau_d (ms)")
@@ -123,6 +128,8 @@ class ShortTermPlasticity:
         end, when ``record_F_end``) and ``F_abs_exbxt`` (mean |F_t| per step, when ``record_F_abs``), or ``efficacy_exbxtxn`` and ``pre_exbxtxn`` (tsodyks_markram:
         s and s * r per step)."""
         E = drive_exbxtxn.shape[0]
+        if self.config.gradient == "exact":
+            return self._run_exact(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name, c)
         size = self.members_per_pass(drive_exbxtxn)
         if size >= E:
             info: dict[str, torch.Tensor] = {}
@@ -134,6 +141,19 @@ class ShortTermPlasticity:
             info = {}
             h, r = _PlasticRecurrence.apply(decay_exn[part], Wc_exnxn[part], drive_exbxtxn[part], h0_exbxn[part],
                                             phi_name, c, _Members(self, part), info)
+            hs.append(h), rs.append(r), infos.append(info)
+        return torch.cat(hs), torch.cat(rs), {k: torch.cat([i[k] for i in infos]) for k in infos[0]}
+
+    def _run_exact(self, decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str, c: float):
+        """:meth:`run` with ``gradient: exact``: the autograd loop with the fast variables in the graph,
+        one member at a time (so that a member's numbers do not depend on its ensemble mates)."""
+        hs, rs, infos = [], [], []
+        for e in range(drive_exbxtxn.shape[0]):
+            part = slice(e, e + 1)
+            h, r, info = plastic_loop(decay_exn[part], Wc_exnxn[part], drive_exbxtxn[part], h0_exbxn[part], phi_name, c,
+                                      _Members(self, part), detach=False, record_F_abs=self.record_F_abs)
+            if self.config.rule == "anti_hebbian" and not self.record_F_end:
+                info.pop("F_end_exbxnxn")
             hs.append(h), rs.append(r), infos.append(info)
         return torch.cat(hs), torch.cat(rs), {k: torch.cat([i[k] for i in infos]) for k in infos[0]}
 
@@ -389,15 +409,27 @@ def plastic_recurrence_reference(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, p
                                  stp: ShortTermPlasticity):
     """The same recurrence as a plain autograd loop with the fast variables detached (the oracle for
     tests). Returns (h, r, F_end or efficacy)."""
+    h, r, info = plastic_loop(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name, c, stp, detach=True)
+    return h, r, info["F_end_exbxnxn" if stp.config.rule == "anti_hebbian" else "efficacy_exbxtxn"]
+
+
+def plastic_loop(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str, c: float, stp, *, detach: bool,
+                 record_F_abs: bool = False):
+    """The plastic recurrence as a plain autograd loop (module docstring). ``detach``: the fast variables
+    are constants for the gradient (as :class:`_PlasticRecurrence`); otherwise the gradient also flows
+    through their dependence on the states (``gradient: exact``). Returns (h, r, info) with the detached
+    signatures of :meth:`ShortTermPlasticity.run`: ``F_end_exbxnxn`` (and ``F_abs_exbxt`` when
+    ``record_F_abs``), or ``efficacy_exbxtxn`` and ``pre_exbxtxn``."""
     cfg = stp.config
     E, B, T, N = drive_exbxtxn.shape
     h, hs = h0_exbxn, []
     r = phi(phi_name, h)
     eta = stp.eta_e.to(h.dtype)[:, None, None, None]
-    F = torch.zeros(E, B, N, N, dtype=h.dtype)
-    u = torch.full((E, B, N), cfg.U, dtype=h.dtype)
+    F = drive_exbxtxn.new_zeros((E, B, N, N))
+    u = drive_exbxtxn.new_full((E, B, N), cfg.U)
     x = torch.ones_like(u)
-    s, effs = torch.ones_like(u), []
+    s, effs, F_abs = torch.ones_like(u), [], []
+    fixed = (lambda v: v.detach()) if detach else (lambda v: v)
     for t in range(T):
         if cfg.rule == "anti_hebbian":
             rec = torch.einsum("enm,ebm->ebn", Wc_exnxn, r) + c * torch.einsum("ebnm,ebm->ebn", F, r)
@@ -405,12 +437,14 @@ def plastic_recurrence_reference(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, p
             rec = torch.einsum("enm,ebm->ebn", Wc_exnxn, s * r)
         h_new = decay_exn.unsqueeze(1) * h + rec + drive_exbxtxn[:, :, t]
         if cfg.rule == "anti_hebbian":
-            dF = -eta * (h_new - h).detach()[..., :, None] * r.detach()[..., None, :]
+            dF = -eta * fixed(h_new - h)[..., :, None] * fixed(r)[..., None, :]
             F = (1 - stp.dt_ms / cfg.tau_F_ms) * F + dF
             if cfg.F_max is not None:
                 F = F.clamp(-cfg.F_max, cfg.F_max)
+            if record_F_abs:
+                F_abs.append(F.detach().abs().mean((2, 3)))
         else:
-            R = r.detach().clamp(min=0) * stp.dt_ms * cfg.max_rate_hz / 1000
+            R = fixed(r).clamp(min=0) * stp.dt_ms * cfg.max_rate_hz / 1000
             dt = stp.dt_ms
             u, x = ((u + dt * (cfg.U - u) / cfg.tau_facilitation_ms + cfg.U * (1 - u) * R).clamp(0, 1),
                     (x + dt * (1 - x) / cfg.tau_depression_ms - u * x * R).clamp(0, 1))
@@ -420,5 +454,12 @@ def plastic_recurrence_reference(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, p
         r = phi(phi_name, h)
         hs.append(h)
     hs = torch.stack(hs, 2)
-    extra = F if cfg.rule == "anti_hebbian" else torch.stack(effs, 2)
-    return hs, phi(phi_name, hs), extra
+    rs = phi(phi_name, hs)
+    if cfg.rule == "anti_hebbian":
+        info = {"F_end_exbxnxn": F.detach()}
+        if record_F_abs:
+            info["F_abs_exbxt"] = torch.stack(F_abs, 2)
+    else:
+        eff = torch.stack(effs, 2)
+        info = {"efficacy_exbxtxn": eff.detach(), "pre_exbxtxn": (eff * rs).detach()}
+    return hs, rs, info

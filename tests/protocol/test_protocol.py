@@ -198,6 +198,8 @@ def test_plasticity_with_an_unsupported_model_or_rule_is_refused(write_protocol)
     (msg,) = _errors(write_protocol, BASE + "training: {rule: rflo, rule_options: {variant: online}}\n"
                                             "tcr: {form: plasticity}\n")
     assert msg.startswith("training.rule_options.variant: online updates are not combined with TCR plasticity")
+    (msg,) = _errors(write_protocol, BASE + "training: {rule: rflo}\ntcr: {form: plasticity, plasticity: {gradient: exact}}\n")
+    assert msg.startswith("tcr.plasticity.gradient: exact is the gradient BPTT takes through the fast variables; the rule is rflo")
     problems = _errors(write_protocol, BASE + "tcr: {form: plasticity, plasticity: {rule: tsodyks_markram, kappa: 1}}\n")
     assert any(p.startswith("tcr.plasticity:") and "tsodyks_markram has no F" in p for p in problems)
 

@@ -128,3 +128,41 @@ def test_recorded_efficacy_course_equals_cut_rollouts(F_max):
         _, _, cut = stp.run(decay, Wc.detach(), drive.detach()[:, :, :t + 1], h0, "tanh", 0.2)
         torch.testing.assert_close(info["F_abs_exbxt"][:, :, t], cut["F_end_exbxnxn"].abs().mean((2, 3)),
                                    rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("rule,F_max", [("anti_hebbian", None), ("anti_hebbian", 0.05), ("tsodyks_markram", None)])
+def test_the_exact_gradient_is_the_finite_difference_of_the_simulated_loss(rule, F_max):
+    """``gradient: exact``: the same states and signatures as the fast path, and the gradient of the
+    plastic network's loss itself (central differences, float64) - which the detached one is not."""
+    cfg = PlasticityConfig(rule=rule, eta_F=2.0, tau_F_ms=100.0, F_max=F_max, gradient="exact")
+    exact = ShortTermPlasticity(cfg, 20.0, E, torch.float64)
+    fast = ShortTermPlasticity(cfg.model_copy(update={"gradient": "detached"}), 20.0, E, torch.float64)
+    for stp in (exact, fast):
+        stp.eta_e = torch.tensor([2.0, 0.7], dtype=torch.float64)
+        stp.record_F_abs = rule == "anti_hebbian"
+    decay, Wc, drive, h0 = _inputs()
+    h, r, info = exact.run(decay, Wc, drive, h0, "tanh", 0.2)
+    h_fast, _, info_fast = fast.run(decay, Wc, drive, h0, "tanh", 0.2)
+    torch.testing.assert_close(h, h_fast, rtol=1e-10, atol=1e-12)
+    assert set(info) == set(info_fast)
+    for k in info:
+        torch.testing.assert_close(info[k], info_fast[k], rtol=1e-10, atol=1e-12)
+    w = torch.randn(h.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+    def loss(stp, Wc_, drive_):
+        h_, r_, _ = stp.run(decay, Wc_, drive_, h0, "tanh", 0.2)
+        return (h_ * w).sum() + (r_ ** 2).sum()
+
+    g_exact = torch.autograd.grad(loss(exact, Wc, drive), [Wc, drive])
+    g_fast = torch.autograd.grad(loss(fast, Wc, drive), [Wc, drive])
+    eps = 1e-6
+    with torch.no_grad():
+        for which, (arr, grad_e, grad_f) in enumerate(zip((Wc, drive), g_exact, g_fast)):
+            for idx in [(0, 1, 2), (1, 4, 0)] if which == 0 else [(0, 1, 3, 2), (1, 2, 0, 4)]:
+                plus, minus = arr.detach().clone(), arr.detach().clone()
+                plus[idx] += eps
+                minus[idx] -= eps
+                args = [(plus, drive), (minus, drive)] if which == 0 else [(Wc, plus), (Wc, minus)]
+                fd = (loss(exact, *args[0]) - loss(exact, *args[1])) / (2 * eps)
+                assert float(grad_e[idx]) == pytest.approx(float(fd), rel=1e-5, abs=1e-8)
+            assert not torch.allclose(grad_e, grad_f, rtol=1e-3), "the fast variables should matter in this test"
