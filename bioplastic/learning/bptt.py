@@ -16,6 +16,7 @@ import torch
 
 from ..regularizers.tcr_loss import tcr_term
 from ..schema_base import Schema
+from ..training.optim import without_overflow
 from .base import RULES, Batch, LearningRule, StepResult
 
 
@@ -72,12 +73,13 @@ class BPTT(LearningRule):
 
 
 def member_norms(grads, like: torch.Tensor) -> torch.Tensor:
-    """Per-member norm over all parameters of gradients with the leading ensemble axis (None: zero)."""
+    """Per-member norm over all parameters of gradients with the leading ensemble axis (None: zero),
+    without float overflow (:func:`~bioplastic.training.optim.without_overflow`)."""
     sq = torch.zeros_like(like)
     for g in grads:
         if g is not None:
             sq = sq + g.detach().flatten(1).square().sum(1)
-    return sq.sqrt()
+    return without_overflow(sq.sqrt(), grads)
 
 
 def tcr_grad_ratio(grads: Sequence[torch.Tensor], weighted_term_e: torch.Tensor, measured_e: torch.Tensor,

@@ -14,17 +14,26 @@ def _bcast(v_e: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def grad_norms(grads: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-member L2 norm of the gradient over all parameters: (E,). A member whose sum of squares
-    overflows the dtype (float32: norms above ~1.8e19) while its entries are finite gets its norm
-    summed in float64 instead, so that clipping scales its gradient down rather than to zero; the other
-    members' norms are the dtype's sums, as always. The norm is inf only where it exceeds the dtype's
-    range itself."""
-    norms = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in grads.values()))
-    over = torch.isinf(norms)
-    if bool(over.any()):
-        wide = torch.sqrt(sum(g.flatten(1).double().square().sum(1) for g in grads.values()))
-        norms = torch.where(over, wide.to(norms.dtype), norms)
-    return norms
+    """Per-member L2 norm of the gradient over all parameters: (E,), summed in the gradients' dtype
+    (:func:`without_overflow` for members whose sum of squares overflows)."""
+    return without_overflow(torch.sqrt(sum(g.flatten(1).square().sum(1) for g in grads.values())), grads.values())
+
+
+def without_overflow(norms_e: torch.Tensor, tensors) -> torch.Tensor:
+    """``norms_e`` (E,), per-member L2 norms over ``tensors`` (leading ensemble axis; None: skipped)
+    summed in their dtype, with the members whose sum of squares overflowed (float32: norms above
+    ~1.8e19) while their entries are finite computed again as ``m sqrt(sum (g / m)^2)``, ``m`` the
+    member's largest entry: inf only where the norm itself exceeds the dtype's range. The other members'
+    norms are returned as given, bit for bit."""
+    over = torch.isinf(norms_e)
+    if not bool(over.any()):
+        return norms_e
+    flat = [t.detach().flatten(1) for t in tensors if t is not None]
+    m = torch.stack([t.abs().amax(1) for t in flat]).amax(0)
+    redo = over & torch.isfinite(m) & (m > 0)
+    m = torch.where(redo, m, torch.ones_like(m))[:, None]
+    scaled = m[:, 0] * torch.sqrt(sum((t / m).square().sum(1) for t in flat))
+    return torch.where(redo, scaled, norms_e)
 
 
 def clip_per_member(grads: dict[str, torch.Tensor], max_norm_e: torch.Tensor) -> torch.Tensor:

@@ -215,9 +215,18 @@ def test_a_dask_task_returns_the_refusal_so_that_its_retries_do_not_repeat_it(ti
 
 
 class DaskChangesTheSource(DaskExecutor):
+    """Rewrites the source, then runs the units on a Dask cluster of one worker thread in this process
+    (so that a test can count the calls the tasks make)."""
+
     def __init__(self, source):
         super().__init__(workers=1)
         self.source = source
+
+    def client(self):
+        from dask.distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+        return Client(cluster), cluster
 
     def run(self, protocol_text, units, out, progress=None):
         _change(self.source)
@@ -225,13 +234,27 @@ class DaskChangesTheSource(DaskExecutor):
 
 
 @pytest.mark.integration
-def test_a_source_changed_under_a_dask_run_stops_it_with_the_same_error(tiny_run, tmp_path):
+def test_a_source_changed_under_a_dask_run_stops_it_once_with_the_same_error(tiny_run, tmp_path, monkeypatch):
+    """The task returns the refusal instead of raising it, so Dask's retries (3) do not run it again."""
+    from bioplastic.training import executors
+
+    tries = tmp_path / "tries"  # a file: Dask may run a copy of the function below
+    real = executors.run_unit
+
+    def counted(*args):
+        with open(tries, "a") as f:
+            f.write(args[1] + "\n")
+        return real(*args)
+
+    monkeypatch.setattr(executors, "run_unit", counted)
     source = tmp_path / "source"
     shutil.copytree(tiny_run, source)
     protocol = protocol_of(tmp_path, started_from(source, iterations=4, ensemble_size=1))
     with pytest.raises(RunError, match=r"results.nc changed while this run was training in .*restore it, or delete"):
         run_protocol(protocol, tmp_path / "out", executor=DaskChangesTheSource(source))
     assert not list((tmp_path / "out" / "units").glob("*.pt"))
+    calls = tries.read_text().split()
+    assert 1 <= len(calls) <= 2 and len(set(calls)) == len(calls)  # each unit tried once (the run stops at the first)
 
 
 def test_a_source_folder_or_its_results_file(tiny_run, tmp_path):

@@ -140,6 +140,9 @@ def test_a_float32_norm_that_overflows_clips_the_gradient_down_not_to_zero():
     stalled updates of 6 TCR-plasticity networks, docs/tcr_plasticity.md); the other member's norm and
     clipping are the float32 ones."""
     big = torch.tensor([[3e19, 4e19], [0.3, 0.4]], dtype=torch.float32)
+    wide = {"a": torch.tensor([[3e160, 4e160]], dtype=torch.float64)}  # float64 overflows at ~1.3e154
+    assert clip_per_member(wide, torch.tensor([1.0], dtype=torch.float64)).item() == pytest.approx(5e160)
+    torch.testing.assert_close(wide["a"], torch.tensor([[0.6, 0.8]], dtype=torch.float64))
     grads = {"a": big.clone(), "b": torch.tensor([[0.0], [0.0]], dtype=torch.float32)}
     assert torch.isinf(big[0].square().sum())  # what the float32 sum gives
     norms = clip_per_member(grads, torch.tensor([1.0, 1.0]))
@@ -149,6 +152,33 @@ def test_a_float32_norm_that_overflows_clips_the_gradient_down_not_to_zero():
     # a norm beyond float32's range itself stays inf (the trainer counts that member as diverged)
     huge = {"a": torch.full((1, 4), 3e38, dtype=torch.float32)}
     assert torch.isinf(clip_per_member(huge, torch.tensor([1.0]))).all()
+
+
+def test_a_gradient_norm_beyond_the_dtype_marks_the_network_diverged_and_one_that_overflows_is_clipped(write_protocol, monkeypatch):
+    """In the trainer (float64 here): member 1's gradient scaled by 1e160 (its sum of squares overflows,
+    its norm does not) keeps training, clipped; member 2's gradient of 1e308 everywhere has a norm beyond
+    float64's range: diverged; members 0 and 3 train bit for bit as without either."""
+    from bioplastic.learning.bptt import BPTT
+
+    protocol = load_protocol(write_protocol())
+    members = groups(protocol)[0]
+    clean = _train(members)
+    step = BPTT.step
+
+    def huge(self, batch, alive_e):
+        res = step(self, batch, alive_e)
+        for g in res.grads.values():
+            g[1] *= 1e160
+            g[2] = 1e308
+        return res
+
+    monkeypatch.setattr(BPTT, "step", huge)
+    res = EnsembleTrainer(members, 7).run()
+    assert res.diverged_at[2] == 0 and np.isnan(res.diverged_at[[0, 1, 3]]).all()  # at its first step
+    assert np.isfinite(res.history["grad_norm"][1]).all() and (res.history["grad_norm"][1] > 1e150).all()
+    assert np.ptp(res.history["loss"][1]) > 0  # it moves: its clipped steps are not zero
+    for m in (0, 3):
+        np.testing.assert_array_equal(res.history["loss"][m], clean.history["loss"][m])
 
 
 def test_members_in_other_groups_when_the_model_differs(write_protocol):
