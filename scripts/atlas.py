@@ -6,12 +6,13 @@
 
 ``run`` runs each cell's atlas protocol (baseline networks over the factors that set the search
 phase) into OUT/<cell>; a cell whose folder is finished is skipped, an interrupted one resumes
-(``python -m bioplastic run`` does both). ``figures`` copies each finished cell's ``regimes.png`` to
-``<docs>/<cell>.png`` and draws ``<docs>/summary.png``: per task and kind, the fraction of abrupt
-networks at the cell's best point. ``table`` prints, per cell and sweep point, abrupt / left the
-plateau / learned counts and the search phase, computed by this version's definitions from the
-stored curves (``recomputed_results``), so a cell run before a change of the definitions is read
-with today's.
+(``python -m bioplastic run`` does both). ``table`` prints, per cell and sweep point, how many
+networks drop abruptly (and, on the flip-flop, how many of their outputs do), how many have a drop at
+all (a measured search phase), how many learned, and the median search phase. ``figures`` draws each
+finished cell's regimes figure to ``<docs>/<cell>.png`` (as the run's ``regimes.png``) and
+``<docs>/summary.png``: per task and kind, the fraction of abrupt networks at the cell's best point.
+Both compute the statistics by this version's definitions from the stored curves
+(``recomputed_results``), so a cell run before a change of the definitions is read with today's.
 
 Cells run at their protocols' defaults, which are small (4-10 seeds); docs/abrupt_atlas.md gives the
 full-scale commands. Measured cost: docs/abrupt_atlas.md, "The whole atlas in one command".
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,22 +103,33 @@ def cmd_run(a) -> int:
     return 0
 
 
-def _point_rows(folder: Path):
-    """(point label, abrupt, left the plateau, learned, n, median search phase, abrupt outputs "k/m"
-    where the task has several) per sweep point of a
-    finished cell, by this version's definitions."""
+def _recomputed(folder: Path):
+    """The cell's results with today's learning statistics; what a recompute cannot redo is printed."""
     from bioplastic.pipeline import recomputed_results
     from bioplastic.storage.rebuild import protocol_of
-    from bioplastic.storage.results import read_dataset, sweep_points
+    from bioplastic.storage.results import read_dataset
 
     ds = read_dataset(folder / "results.nc")
-    ds = recomputed_results(ds, protocol_of(ds, str(folder / "results.nc")), [])
+    notes: list[str] = []
+    ds = recomputed_results(ds, protocol_of(ds, str(folder / "results.nc")), notes)
+    for note in notes:
+        print(f"{folder.name}: {note}", file=sys.stderr)
+    return ds
+
+
+def _point_rows(folder: Path, ds=None):
+    """(point label, abrupt, with a drop, learned, n, median search phase, abrupt outputs "k/m"
+    where the task has several) per sweep point of a
+    finished cell, by this version's definitions."""
+    from bioplastic.storage.results import sweep_points
+
+    ds = _recomputed(folder) if ds is None else ds
     rows = []
     for idx, label in sweep_points(ds):
         sub = ds.isel(idx).sel(condition="baseline")
         ab = sub["abrupt"].values
         sp = sub["search_phase"].values
-        left = np.isfinite(sp) & (sp > 0)
+        left = np.isfinite(sp)  # a drop after a plateau was found
         bits = ""
         if "output_abrupt" in sub and sub.sizes.get("output", 1) > 1:
             ob = sub["output_abrupt"].values
@@ -136,8 +147,15 @@ def _fraction(counts: str) -> float:
     return int(k) / int(n)
 
 
+def _any_finished(a) -> None:
+    if not any(_finished(a.out / cell_name(*c)) for c in _selected(a.cells)):
+        sys.exit(f"{a.out}: no finished cell (expected run folders such as {a.out / cell_name(*next(iter(CELLS)))} "
+                 f"with results.nc and report.html; make them with: python scripts/atlas.py run {a.out})")
+
+
 def cmd_table(a) -> int:
-    print("| task | kind | point | abrupt | abrupt outputs | left the plateau | learned | search phase, median |")
+    _any_finished(a)
+    print("| task | kind | point | abrupt | abrupt outputs | with a drop | learned | search phase, median |")
     print("|---|---|---|---|---|---|---|---|")
     for task, kind in _selected(a.cells):
         folder = a.out / cell_name(task, kind)
@@ -156,6 +174,9 @@ def cmd_figures(a) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bioplastic.plotting import curves
+
+    _any_finished(a)
     a.docs.mkdir(parents=True, exist_ok=True)
     best = np.full((len(TASKS), len(KINDS)), np.nan)
     text = [["not run"] * len(KINDS) for _ in TASKS]
@@ -163,15 +184,20 @@ def cmd_figures(a) -> int:
         folder = a.out / cell_name(task, kind)
         if not _finished(folder):
             continue
-        if (folder / "regimes.png").is_file():
-            shutil.copyfile(folder / "regimes.png", a.docs / f"{cell_name(task, kind)}.png")
-        rows = _point_rows(folder)
+        ds = _recomputed(folder)
+        axes = curves.regimes(ds)
+        axes[0].figure.suptitle(f"{task.replace('_', ' ')}, {kind}", fontsize=9)
+        axes[0].figure.tight_layout()
+        axes[0].figure.savefig(a.docs / f"{cell_name(task, kind)}.png", dpi=110)
+        plt.close(axes[0].figure)
+        rows = _point_rows(folder, ds)
         label, ab, _, learned, n, _, bits = max(rows, key=lambda r: (r[1] / r[4], _fraction(r[6]), r[3] / r[4]))
         i, j = TASKS.index(task), KINDS.index(kind)
         best[i, j] = ab / n
         text[i][j] = f"{ab}/{n} abrupt" + (f" (bits {bits})" if bits else "") + f"\n{learned}/{n} learned\n{label}"
     fig, ax = plt.subplots(figsize=(10, 4.6))
-    im = ax.imshow(best, vmin=0, vmax=1, cmap="Greens")
+    cmap = plt.get_cmap("Greens").with_extremes(bad="0.88")  # grey: cells not run
+    im = ax.imshow(np.ma.masked_invalid(best), vmin=0, vmax=1, cmap=cmap)
     for i in range(len(TASKS)):
         for j in range(len(KINDS)):
             ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7,
@@ -192,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("run", "figures", "table"):
         p = sub.add_parser(name)
         p.add_argument("out", type=Path, help="folder holding one run folder per cell")
-        p.add_argument("--cells", nargs="*", default=None,
+        p.add_argument("--cells", nargs="+", default=None,
                        help=f"cells to act on (default: all): {', '.join(cell_name(*c) for c in CELLS)}")
         if name == "run":
             p.add_argument("--workers", type=int, default=1, help="worker processes per cell (default 1)")
