@@ -125,6 +125,22 @@ def test_a_sweep_over_the_curves_axes_with_a_zip(tmp_path, cli):
     assert_recomputes_to_itself(tmp_path, ds, out, cli)
 
 
+def test_a_sweep_of_a_task_with_several_outputs(tmp_path, cli):
+    """The per-output metrics of a flip-flop sweep: results.nc stores a sweep's per-output accuracy
+    with its axes in another order (output before evaluation) than one point's; read by position it
+    gave each bit another bit's criterion."""
+    task = "task:\n  kind: flipflop\n  n_bits: 3\n  trial_ms: 200\n  pulse_prob: 0.1\n"
+    text = textwrap.dedent(TINY)
+    text = text[:text.index("task:")] + task + text[text.index("model:"):]
+    (tmp_path / "sweep.yaml").write_text(text.replace("iterations: 12", "iterations: 30")
+                                         + "sweep: {grid: {model.g: [1.5, 0.8]}}\n")
+    ds, out = run_protocol(load_protocol(tmp_path / "sweep.yaml"), tmp_path / "sweep")
+    stored = read_dataset(out / "results.nc")
+    assert stored["accuracy_output"].dims[-2:] == ("output", "evaluation")  # what the test is about
+    assert np.isfinite(ds["output_iterations_to_criterion"].values).any()  # some bits learned: the criterion matters
+    assert_recomputes_to_itself(tmp_path, ds, out, cli)
+
+
 def test_an_interrupted_recompute_is_finished_by_running_it_again(complete_run, stale_run, cli):
     """Killed after results.nc was written and before analysis.nc: the next run says the analysis was
     behind and brings it up to date."""

@@ -328,11 +328,12 @@ def add_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -> None:
     out = {m: np.full((C, S), np.nan) for m in METRICS + ("iterations_to_criterion", "final_accuracy")}
     status = np.zeros((C, S), np.int8)
     evals = ds["evaluation"].values
-    task = ds["task_loss"].values
+    task = ds["task_loss"].transpose("condition", "seed", "iteration").values
+    accuracy = ds["accuracy"].transpose("condition", "seed", "evaluation").values
     short = task.shape[-1] < 2 * smoothing
     for c in range(C):
         for s in range(S):
-            acc = ds["accuracy"].values[c, s]
+            acc = accuracy[c, s]
             itc = iterations_to_criterion(acc, evals, criterion)
             out["iterations_to_criterion"][c, s] = itc
             status[c, s] = 1 if not np.isfinite(task[c, s]).any() else 2 if short else 0
@@ -371,9 +372,11 @@ def add_output_curve_metrics(ds: xr.Dataset, criterion: float, smoothing: int) -
     comes from its own held-out accuracy (``accuracy_output``) where the task scores outputs alone,
     else from the network's. Per network: ``abrupt_outputs`` (how many outputs drop abruptly) and
     ``drop_stagger`` (the spread, last minus first, of the outputs' drop onsets)."""
-    loss = ds["task_loss_output"].values                                  # (C, S, iteration, O)
+    # by name: a sweep's points, cut from the combined dataset, may hold their axes in another order
+    loss = ds["task_loss_output"].transpose("condition", "seed", "iteration", "output").values
     C, S, _, O = loss.shape
-    acc = ds["accuracy_output"].values if "accuracy_output" in ds else np.full((C, S, ds.sizes["evaluation"], O), np.nan)
+    acc = (ds["accuracy_output"].transpose("condition", "seed", "evaluation", "output").values if "accuracy_output" in ds
+           else np.full((C, S, ds.sizes["evaluation"], O), np.nan))
     evals = ds["evaluation"].values
     out = {m: np.full((C, S, O), np.nan) for m in OUTPUT_METRICS}
     for c in range(C):
