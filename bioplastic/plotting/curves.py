@@ -238,6 +238,7 @@ def regimes(ds: xr.Dataset, axes=None):
                                gridspec_kw={"width_ratios": [3, 1, 1]})
     budget = int(ds.sizes["iteration"])
     h = 0.7 / len(conds)
+    several_outputs = "output_abrupt" in ds and ds.sizes.get("output", 1) > 1
     for row, (idx, _) in enumerate(points):
         sub = ds.isel(idx)
         for j, cond in enumerate(conds):
@@ -253,13 +254,18 @@ def regimes(ds: xr.Dataset, axes=None):
             n = np.isfinite(ab).sum()
             axes[1].barh(y, np.nansum(ab) / n if n else 0, height=h * 0.9, color=color,
                          label=str(cond) if row == 0 else None)
+            if several_outputs:  # the outputs' own drops (per-output metrics), a thinner hatched bar
+                ob = c["output_abrupt"].values
+                m = np.isfinite(ob).sum()
+                axes[1].barh(y + h * 0.2, np.nansum(ob) / m if m else 0, height=h * 0.35, color="none",
+                             edgecolor=color, hatch="////", lw=0.8)
             axes[2].barh(y, c["learned"].values.mean(), height=h * 0.9, color=color)
     axes[0].set_xscale("log")
     axes[0].axvline(budget, color="0.6", lw=0.8, ls="--")
     axes[0].set_xlabel("search phase (iterations, log)\n● abrupt  ○ not abrupt  × no drop (at budget)")
     axes[0].set_yticks(range(len(points)), [label for _, label in points], fontsize=7)
     axes[0].set_ylim(len(points) - 0.5, -0.5)
-    axes[1].set_xlabel("fraction abrupt")
+    axes[1].set_xlabel("fraction abrupt" + ("\n(hatched: of the outputs)" if several_outputs else ""))
     axes[2].set_xlabel("fraction learned")
     for ax in axes[1:]:
         ax.set_xlim(0, 1)
