@@ -26,8 +26,8 @@ def without_overflow(norms_e: torch.Tensor, tensors) -> torch.Tensor:
     member's largest entry: inf only where the norm itself exceeds the dtype's range. The other members'
     norms are returned as given, bit for bit."""
     over = torch.isinf(norms_e)
-    if not bool(over.any()):
-        return norms_e
+    # computed for every member and selected (no branch on the values: no host sync on a GPU, and
+    # the meta device, which has no values, runs it too)
     flat = [t.detach().flatten(1) for t in tensors if t is not None]
     m = torch.stack([t.abs().amax(1) for t in flat]).amax(0)
     redo = over & torch.isfinite(m) & (m > 0)
