@@ -151,6 +151,10 @@ def estimate_memory(conditions, seeds: int, analysis, n_points: int = 1) -> list
     if any(c.tcr.form == "plasticity" for c in conditions):
         needs.append(Need(f"fast synaptic efficacies (tcr.form plasticity): {E} networks x {tr.batch_size} trials x "
                           f"{N} x {N} synapses x 2 x {b} bytes", E * tr.batch_size * N * N * 2 * b, (f_batch, f_units, f_ens)))
+    if any(c.tcr.form == "plasticity" and c.tcr.plasticity.gradient == "exact" for c in conditions):
+        needs.append(Need(f"fast efficacies kept for the exact gradient (tcr.plasticity.gradient exact): {E} networks x "
+                          f"{tr.batch_size} trials x {T} steps x {N} x {N} synapses x 2 x {b} bytes",
+                          E * tr.batch_size * T * N * N * 2 * b, (f_batch, f_steps, f_units, f_ens)))
     if any(c.training.rule in ("rflo", "eprop") for c in conditions):
         needs.append(Need(f"eligibility traces (training.rule): {E} networks x {tr.batch_size} trials x {N} x "
                           f"{N + n_in} synapses x 2 x {b} bytes", E * tr.batch_size * N * (N + n_in) * 2 * b, (f_batch, f_units, f_ens)))

@@ -264,6 +264,8 @@ def describe_condition(c, first) -> str:
             words = f"Tsodyks-Markram short-term plasticity (U = {p.U:g})"
         else:
             words = (f"TCR as anti-Hebbian short-term synaptic plasticity (eta_F = {p.eta_F:g}, tau_F = {p.tau_F_ms:g} ms)")
+        if p.gradient == "exact":
+            words += "; trained with the gradient through the fast variables (gradient: exact)"
         if p.kappa > 0:
             words += f"; freeze-in into the long-term weights, kappa = {p.kappa:g}"
         if p.sigma_w > 0:

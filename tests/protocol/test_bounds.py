@@ -197,6 +197,18 @@ def test_an_lstm_ensemble_too_large_for_memory_is_refused_before_training_with_t
     assert "training.batch_size: with 4096" in capsys.readouterr().err and not out.exists()
 
 
+def test_the_exact_plasticity_gradients_memory_is_counted(write_protocol, monkeypatch):
+    """``tcr.plasticity.gradient: exact`` keeps the fast efficacies of every step for the backward
+    pass (E x B x T x N^2, twice): a size the detached path runs in is refused with it."""
+    text = BASE.replace("{kind: leaky_rate, n_units: 8}", "{kind: leaky_rate, n_units: 200}") + "training: {batch_size: 64}\n"
+    plastic = "tcr: {form: plasticity, plasticity: {gradient: %s}}\n"
+    monkeypatch.setenv(MEMORY_ENV, "2G")
+    load_protocol(write_protocol(text + plastic % "detached", "d.yaml"))
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(write_protocol(text + plastic % "exact", "e.yaml"))
+    assert "fast efficacies kept for the exact gradient" in info.value.problems[0]
+
+
 def test_memory_of_a_sweep_point_is_checked_before_training(write_protocol, monkeypatch):
     monkeypatch.setenv(MEMORY_ENV, "1G")
     problems = _errors(write_protocol, BASE + "sweep: {grid: {model.n_units: [8, 20000]}}\n")

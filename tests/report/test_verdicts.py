@@ -502,3 +502,15 @@ def test_pairs_where_neither_network_learned_carry_no_information_on_the_time_to
     late = RunData(results(dict(baseline=[50.0] * 8 + [np.nan] * 2, tcr=[90.0] * 8 + [np.nan] * 2)), conditions=info)
     e = V._itc_evidence(late.results, "baseline", "tcr", "")
     assert e.status == FAILS and e.opposite and "2 pairs where neither" in e.note
+
+
+def test_a_condition_trained_with_the_exact_plasticity_gradient_says_so():
+    from bioplastic.protocol.load import load_protocol
+    from bioplastic.report.html import describe_condition
+
+    protocol = load_protocol({"name": "p", "seed": 1, "seeds": 1, "task": {"kind": "evidence_accumulation"},
+                              "model": {"kind": "leaky_rate", "n_units": 8},
+                              "conditions": {"detached": {"tcr": {"form": "plasticity"}},
+                                             "exact": {"tcr": {"form": "plasticity", "plasticity": {"gradient": "exact"}}}}})
+    detached, exact = (describe_condition(c, protocol.conditions[0]) for c in protocol.conditions)
+    assert "gradient: exact" not in detached and "gradient through the fast variables (gradient: exact)" in exact
