@@ -128,7 +128,9 @@ class ShortTermPlasticity:
         end, when ``record_F_end``) and ``F_abs_exbxt`` (mean |F_t| per step, when ``record_F_abs``), or ``efficacy_exbxtxn`` and ``pre_exbxtxn`` (tsodyks_markram:
         s and s * r per step)."""
         E = drive_exbxtxn.shape[0]
-        if self.config.gradient == "exact":
+        if self.config.gradient == "exact" and torch.is_grad_enabled() and any(
+                t.requires_grad for t in (decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn)):
+            # (with no gradient to take - evaluation, analysis - the fast path simulates the same recurrence)
             return self._run_exact(decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name, c)
         size = self.members_per_pass(drive_exbxtxn)
         if size >= E:
