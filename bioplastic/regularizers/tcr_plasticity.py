@@ -72,7 +72,7 @@ class PlasticityConfig(Schema):
     gradient: Literal["detached", "exact"] = Field(
         "detached", description="what BPTT's gradient sees of the fast variables (F; u and x): detached: constants at their "
                                 "simulated values (the fast hand-written path); exact: also their dependence on the states, "
-                                "through a plain autograd loop, one network at a time (memory grows with T B N^2; slower). "
+                                "through a plain autograd loop, one network at a time (memory grows with E B T N^2; ~1.5x slower). "
                                 "bptt only (docs/tcr_plasticity.md, \"Where the detached gradient fails\")")
     U: float = Field(0.2, gt=0, le=1, description="tsodyks_markram: baseline release probability U")
     tau_facilitation_ms: float = Field(1500.0, gt=0, description="tsodyks_markram: facilitation time constant tau_f (ms)")
@@ -144,7 +144,7 @@ class ShortTermPlasticity:
             h, r = _PlasticRecurrence.apply(decay_exn[part], Wc_exnxn[part], drive_exbxtxn[part], h0_exbxn[part],
                                             phi_name, c, _Members(self, part), info)
             hs.append(h), rs.append(r), infos.append(info)
-        return torch.cat(hs), torch.cat(rs), {k: torch.cat([i[k] for i in infos]) for k in infos[0]}
+        return _joined(hs, rs, infos)
 
     def _run_exact(self, decay_exn, Wc_exnxn, drive_exbxtxn, h0_exbxn, phi_name: str, c: float):
         """:meth:`run` with ``gradient: exact``: the autograd loop with the fast variables in the graph,
@@ -157,7 +157,7 @@ class ShortTermPlasticity:
             if self.config.rule == "anti_hebbian" and not self.record_F_end:
                 info.pop("F_end_exbxnxn")
             hs.append(h), rs.append(r), infos.append(info)
-        return torch.cat(hs), torch.cat(rs), {k: torch.cat([i[k] for i in infos]) for k in infos[0]}
+        return _joined(hs, rs, infos)
 
     #: bytes of per-trial history (anti_hebbian: rates and state steps) one pass may hold; more members
     #: than fit are simulated one group after another, which keeps the history of each step's products
@@ -219,6 +219,11 @@ class _Members:
         self.config, self.dt_ms = stp.config, stp.dt_ms
         self.eta_e = stp.eta_e[part]
         self.record_F_end, self.record_F_abs = stp.record_F_end, stp.record_F_abs
+
+
+def _joined(hs, rs, infos):
+    """(h, r, info) of groups of members simulated one after another, joined along the ensemble axis."""
+    return torch.cat(hs), torch.cat(rs), {k: torch.cat([i[k] for i in infos]) for k in infos[0]}
 
 
 def attach_plasticity(net: Network, tcr) -> ShortTermPlasticity | None:
